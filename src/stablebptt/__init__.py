@@ -1,0 +1,11 @@
+"""stablebptt: stabilised backpropagation through time for controllers of differentiable simulators.
+
+Implements Schnell & Thuerey, "Stabilizing Backpropagation Through Time to Learn Complex Physics" (ICLR 2024).
+"""
+
+from . import tasks
+from .core import METHODS, canonical_method, combine, rollout, sign_agreement, value_and_grad
+
+__version__ = "0.1.0"
+
+__all__ = ["METHODS", "canonical_method", "combine", "rollout", "sign_agreement", "tasks", "value_and_grad"]

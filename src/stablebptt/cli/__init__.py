@@ -1,0 +1,5 @@
+"""Command line of stablebptt."""
+
+from .main import main
+
+__all__ = ["main"]

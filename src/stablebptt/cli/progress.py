@@ -1,0 +1,50 @@
+"""Terminal output: a progress bar per run (epoch, loss, ETA) and result tables, with rich."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+class EpochProgress:
+    """Context manager showing one bar per training run."""
+
+    def __init__(self, console: Console | None = None):
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:>3}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("epochs  loss {task.fields[loss]}  test {task.fields[test]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+
+    def __enter__(self) -> "EpochProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def run(self, name: str, epochs: int) -> Callable[[int, dict], None]:
+        bar = self.progress.add_task(name, total=epochs, loss="-", test="-")
+
+        def update(epoch: int, row: dict) -> None:
+            self.progress.update(bar, completed=epoch, loss=f"{row['loss']:.4g}", test=f"{row['test_loss']:.4g}")
+
+        return update
+
+
+def print_table(rows: Sequence[dict], title: str = "") -> None:
+    table = Table(title=title)
+    for col in ("method", "final test loss", "best test loss", "final train loss", "s/epoch"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["method"], f"{r['final_test_loss']:.4g}", f"{r['best_test_loss']:.4g}",
+                      f"{r['final_train_loss']:.4g}", f"{r['seconds_per_epoch']:.3f}")
+    Console().print(table)

@@ -1,0 +1,53 @@
+"""Figures of loss curves in the paper's style."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..training.io import atomic_write_bytes  # noqa: E402
+
+# One colour per paper letter, fixed across every figure of the project.
+METHOD_COLORS = {"R": "tab:blue", "M": "tab:orange", "C": "tab:green", "S": "tab:red", "N": "tab:purple"}
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_curves(
+    curves: Mapping[str, Mapping[str, Sequence[float]]],
+    path: str | os.PathLike,
+    *,
+    title: str = "",
+    keys: Sequence[str] = ("test_loss",),
+) -> None:
+    """Loss over epochs on a log axis, one line per method (`curves[method][key]` lists values per epoch).
+    The first key is drawn solid, further keys dashed."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, series in curves.items():
+        color = METHOD_COLORS.get(method)
+        for key, style in zip(keys, ("-", "--", ":")):
+            y = np.asarray(series[key], dtype=float)
+            if y.size == 0:
+                continue
+            ax.plot(np.arange(1, y.size + 1), y, style, color=color, label=f"{method} {key.replace('_', ' ')}"
+                    if len(keys) > 1 else method)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if title:
+        ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)

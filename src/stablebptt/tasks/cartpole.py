@@ -1,0 +1,83 @@
+"""Cart-pole swing-up with P poles on one cart (method.md §2)."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..nn import MLP
+from .base import Task
+from .validate import check_choice, check_positive_int, check_positive_number
+
+GRAVITY = 9.8
+POLE_MASS = 0.1
+TOTAL_MASS = 1.1
+HALF_LENGTH = 0.5
+LOSS_MODES = ("final", "continuous")
+
+
+class CartPole(Task):
+    """Swing up `n_poles` independent poles hanging from one cart by pushing the cart.
+
+    State ``x``: ``(batch, 1 + n_poles, 2)``; entry 0 is the cart ``[x, x_dot]`` (m, m/s), entries 1.. are the
+    poles ``[theta, theta_dot]`` (rad, rad/s), theta = 0 upright. Control: a force ``(batch,)`` (N).
+    Semi-implicit Euler with ``dt = duration / horizon`` (s).
+    """
+
+    name: ClassVar[str] = "cartpole"
+    n_poles: int = eqx.field(static=True, default=2)
+    duration: float = eqx.field(static=True, default=1.0)
+    horizon: int = eqx.field(static=True, default=100)
+    loss_mode: str = eqx.field(static=True, default="final")
+    hidden: tuple[int, ...] = eqx.field(static=True, default=(100, 100), converter=tuple)
+    zero_final_kernel: bool = eqx.field(static=True, default=True)
+
+    def __check_init__(self):
+        check_positive_int("n_poles", self.n_poles)
+        check_positive_int("horizon", self.horizon)
+        check_positive_number("duration", self.duration)
+        check_choice("loss_mode", self.loss_mode, LOSS_MODES)
+
+    @property
+    def dt(self) -> float:
+        return self.duration / self.horizon
+
+    def step(self, x: jax.Array, force: jax.Array) -> jax.Array:
+        cart_v = x[:, 0, 1]
+        theta, theta_v = x[:, 1:, 0], x[:, 1:, 1]
+        f = force[:, None]
+        sin, cos = jnp.sin(theta), jnp.cos(theta)
+        s = sin * theta_v**2
+        a = (f + POLE_MASS * HALF_LENGTH * s) / TOTAL_MASS
+        b = HALF_LENGTH * (4.0 / 3.0 - POLE_MASS * cos**2 / TOTAL_MASS)
+        theta_acc = (GRAVITY * sin - cos * a) / b
+        cart_acc = (force + POLE_MASS * HALF_LENGTH * jnp.sum(s - theta_acc * cos, axis=1)) / TOTAL_MASS
+        dt = self.dt
+        theta_v = theta_v + dt * theta_acc
+        theta = theta + dt * theta_v
+        cart_v = cart_v + dt * cart_acc
+        cart_x = x[:, 0, 0] + dt * cart_v
+        cart = jnp.stack([cart_x, cart_v], axis=-1)[:, None]
+        poles = jnp.stack([theta, theta_v], axis=-1)
+        return jnp.concatenate([cart, poles], axis=1)
+
+    def loss(self, states: jax.Array, controls: jax.Array) -> jax.Array:
+        del controls
+        theta = states[-1:, :, 1:, 0] if self.loss_mode == "final" else states[1:, :, 1:, 0]
+        return 1.0 - jnp.mean(jnp.cos(theta))
+
+    def sample(self, key: jax.Array, n: int) -> jax.Array:
+        key_x, key_u = jax.random.split(key)
+        x = jax.random.uniform(key_x, (n, 1 + self.n_poles, 2), minval=-1.0, maxval=1.0)
+        u = jax.random.uniform(key_u, (n, self.n_poles), minval=-1.0, maxval=1.0)
+        return x.at[:, 1:, 0].set(math.pi + u * math.pi / 6)
+
+    def init_controller(self, key: jax.Array) -> MLP:
+        return MLP(2 * (1 + self.n_poles), 1, self.hidden, key=key, zero_final_kernel=self.zero_final_kernel)
+
+    def controller(self, params: MLP, x: jax.Array) -> jax.Array:
+        return jax.vmap(params)(x)[:, 0]

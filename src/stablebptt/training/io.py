@@ -1,0 +1,87 @@
+"""Run folders: config, metrics and parameters, each written atomically (temporary file, fsync, rename)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+
+CONFIG = "config.json"
+METRICS_CSV = "metrics.csv"
+PARAMS = "params.eqx"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); it may be corrupt") from None
+
+
+def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+    """Write all rows at once (atomically); missing or NaN values are written as empty cells."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    atomic_write_bytes(path, buffer.getvalue().encode())
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, float]]:
+    with open(path, newline="") as f:
+        return [{k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return value
+
+
+def save_params(path: str | os.PathLike, params: Any) -> None:
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, params)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_params(path: str | os.PathLike, like: Any) -> Any:
+    """Parameters saved by `save_params`, into the structure of `like`."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return eqx.tree_deserialise_leaves(f, like)
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except Exception as e:  # numpy/equinox raise several types on bad bytes
+        raise ValueError(f"{path} cannot be read as parameters of this controller ({type(e).__name__})") from None

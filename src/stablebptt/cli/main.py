@@ -1,4 +1,4 @@
-"""The `stablebptt` command: train, compare."""
+"""The `stablebptt` command: train, compare, resume."""
 
 from __future__ import annotations
 
@@ -35,8 +35,20 @@ def add_training_options(p: argparse.ArgumentParser, *, epochs: int, method: boo
     g.add_argument("--clip", choices=CLIP_MODES, default="none", help="clipping of the update (default: none)")
     g.add_argument("--clip-value", type=opt.positive_float, default=1.0, help="clipping threshold (default: 1.0)")
     g.add_argument("--seed", type=opt.nonnegative_int, default=42, help="data and initialisation seed (default: 42)")
+    g.add_argument("--n-train", type=opt.positive_int, default=256, help="training initial states (default: 256)")
+    g.add_argument("--n-test", type=opt.positive_int, default=256, help="test initial states (default: 256)")
+    g.add_argument("--skip-nonfinite", action="store_true",
+                   help="skip updates with a NaN/inf loss or gradient instead of stopping the run as diverged")
+    g.add_argument("--checkpoint-every", type=opt.positive_int, default=1,
+                   help="write the checkpoint every K epochs (default: 1)")
     g.add_argument("--x64", action="store_true", help="compute in float64")
     g.add_argument("--force", action="store_true", help="replace a run already in the output folder")
+    _add_debug(p)
+
+
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    """`--debug` also after the command (it is a global option before it)."""
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
 
 
 def build_parser() -> Parser:
@@ -61,10 +73,34 @@ def build_parser() -> Parser:
         p.add_argument("--methods", type=opt.method_list, default=["R", "M", "C", "S"],
                        help="comma-separated methods (default: R,M,C,S)")
         p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-TASK[-N])")
+
+    resume = commands.add_parser("resume", help="continue a run from its checkpoint (after a kill or crash)")
+    resume.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder given to train --out")
+    resume.add_argument("--epochs", type=opt.positive_int, default=None,
+                        help="train up to this many epochs in all (default: as configured; more extends a run)")
+    _add_debug(resume)
+
+    from ..experiments import report, sweep  # `sweep` and `plot` (their logic lives in experiments/)
+
+    sweep.add_sweep_parser(commands, Parser, EPILOG, add_common=_add_debug)
+    report.add_plot_parser(commands, Parser, add_common=_add_debug)
+
+    toy = commands.add_parser("toy", help="draw the toy examples (recurrent toy problem, rotation) as PNGs")
+    toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder (default: runs/toy)")
+    _add_debug(toy)
+
+    animate = commands.add_parser("animate", help="write a GIF of a trained controller on a few test states")
+    animate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder written by train")
+    animate.add_argument("--out", type=Path, default=None, help="GIF file (default: RUN_DIR/animation.gif)")
+    animate.add_argument("--samples", type=opt.positive_int, default=3, help="test states shown (default: 3)")
+    animate.add_argument("--fps", type=opt.positive_int, default=8, help="frames per second (default: 8)")
+    animate.add_argument("--frames", type=opt.positive_int, default=40,
+                         help="at most this many frames; time steps are subsampled (default: 40)")
+    _add_debug(animate)
     return parser
 
 
-COMPARE_EPOCHS = 100
+COMPARE_EPOCHS = 250
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stablebptt {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"stablebptt {args.command}: interrupted; files written so far are complete", file=sys.stderr)
+        print(f"stablebptt {args.command}: interrupted; files written so far are complete (continue a run with "
+              "`stablebptt resume RUN_DIR`)", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the command line reports, --debug shows the traceback
         if args.debug:
@@ -95,25 +132,60 @@ def _setup(args: argparse.Namespace) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
+TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "clip", "clip_value", "seed", "n_train", "n_test",
+                 "skip_nonfinite", "checkpoint_every")
+DIVERGED_EXIT = 3
+
+
 def _train_settings(args: argparse.Namespace) -> dict:
-    return {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "optimizer", "clip", "clip_value", "seed")}
+    return {k: getattr(args, k) for k in TRAIN_OPTIONS}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..training.run import prepare_run_dir, run_config, train_to_dir
+    from ..training.run import check_config, check_out_path, opening_new_run, run_config
     from .progress import EpochProgress
 
     _setup(args)
     settings = opt.task_settings(args, args.task)
     config = run_config(args.task, settings, x64=args.x64, method=args.method, **_train_settings(args))
-    _check_config(config)
-    out = args.out or Path("runs") / f"{args.task}-{args.method}-seed{args.seed}"
-    out = prepare_run_dir(out, config, force=args.force)
-    with EpochProgress() as progress:
-        result = train_to_dir(out, config, progress.run(f"{args.method}", args.epochs))
+    check_config(config)
+    out = check_out_path(args.out or Path("runs") / f"{args.task}-{args.method}-seed{args.seed}")
+    with opening_new_run(out, config, force=args.force) as run, EpochProgress() as progress:
+        result = run(progress.run(f"{args.method}", args.epochs))
+    return _report(args.command, config, out, result)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from ..training.run import check_config, load_config, opening_resume
+    from .progress import EpochProgress
+
+    config = load_config(args.run_dir)
+    check_config(config)
+    args.x64 = bool(config.get("x64", False))
+    _setup(args)
+    method = config["train"].get("method", "C")
+    epochs = args.epochs or config["train"].get("epochs", 1000)
+    with opening_resume(args.run_dir, epochs=args.epochs) as run:
+        if run is None:
+            print(f"{args.run_dir}: already complete ({epochs} epochs); nothing to do")
+            return 0
+        with EpochProgress() as progress:
+            result = run(progress.run(method, epochs))
+    return _report(args.command, config, args.run_dir, result)
+
+
+def _report(command: str, config: dict, out: Path, result) -> int:
+    """One line for the finished run; exit 0, or DIVERGED_EXIT with one line on stderr if it diverged."""
+    method = config["train"].get("method", "C")
+    if result.status == "diverged":
+        good = [r for r in result.metrics if not r.get("diverged")]
+        last = f"{good[-1]['loss']:.4g} (epoch {len(good)})" if good else "none"
+        print(f"stablebptt {command}: diverged: non-finite loss or update in epoch {result.metrics[-1]['epoch']}; "
+              f"last finite loss {last}; last good checkpoint and status.json in {out}; try a smaller --lr, "
+              "--clip norm or --skip-nonfinite", file=sys.stderr)
+        return DIVERGED_EXIT
     last = result.metrics[-1]
-    print(f"{args.method}: final test loss {last['test_loss']:.4g}, train loss {last['train_loss']:.4g}; "
-          f"files in {out}")
+    print(f"{method}: final test loss {last['test_loss']:.4g}, train loss {last['train_loss']:.4g}; files in {out}")
     return 0
 
 
@@ -133,19 +205,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with EpochProgress() as progress:
         table = compare(out, args.task, settings, args.methods, force=args.force, x64=args.x64,
                         on_run=lambda m: progress.run(m, args.epochs), **_train_settings(args))
-    print_table(table, title=f"{args.task} {settings}: after {args.epochs} epochs")
+    print_table(table, title=f"{args.task} ({_describe(settings)}): after {args.epochs} epochs")
     print(f"figure: {out / 'compare.png'}; table: {out / 'compare.csv'}")
     return 0
 
 
 def _check_config(config: dict) -> None:
-    """Build the task and optimizer once so that bad settings fail before any work or any folder."""
-    from ..tasks import make_task
-    from ..training.optim import make_optimizer
+    """Check every setting so that bad ones fail before any work or any folder."""
+    from ..training.run import check_config
 
-    make_task(config["task"], **config["task_settings"])
-    t = config["train"]
-    make_optimizer(t["optimizer"], t["lr"], t["clip"], t["clip_value"])
+    check_config(config)
+
+
+def _describe(settings: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
 def _fresh_dir(base: Path) -> Path:
@@ -157,7 +230,41 @@ def _fresh_dir(base: Path) -> Path:
     return Path(f"{base}-{i}")
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare}
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ..experiments.sweep import cmd_sweep as run
+
+    return run(args)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ..experiments.report import cmd_plot as run
+
+    return run(args)
+
+
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "resume": cmd_resume}
+COMMANDS.update(sweep=cmd_sweep, plot=cmd_plot)
+
+
+def cmd_toy(args: argparse.Namespace) -> int:
+    from ..experiments.toy import run_toy, summary
+
+    results = run_toy(args.out)
+    for line in summary(results):
+        print(line)
+    print(f"figures: {args.out / 'toy_recurrent.png'}, {args.out / 'toy_rotation.png'}")
+    return 0
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from ..experiments.animate import animate_run
+
+    path = animate_run(args.run_dir, args.out, samples=args.samples, fps=args.fps, max_frames=args.frames)
+    print(f"animation: {path}")
+    return 0
+
+
+COMMANDS.update(toy=cmd_toy, animate=cmd_animate)
 
 
 if __name__ == "__main__":

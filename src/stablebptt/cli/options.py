@@ -83,16 +83,32 @@ TASK_OPTIONS: dict[str, tuple[TaskOption, ...]] = {
                    ("final", "continuous")),
         TaskOption("--horizon", "horizon", positive_int, 100, "unrolled steps Nt (dt = 1.0 / Nt)"),
     ),
+    "repulsion": (
+        TaskOption("--drivers", "n_drivers", positive_int, 2, "number of controlled drivers"),
+        TaskOption("--evaders", "n_evaders", positive_int, 4, "number of evaders to guide to the target"),
+        TaskOption("--rc", "rc", nonnegative_float, 0.1, "weight of the control regularisation rc*mean(c^2)"),
+        TaskOption("--horizon", "horizon", positive_int, 60, "unrolled steps Nt (dt = 4.0 / Nt)"),
+        TaskOption("--centre", "centre", str, "sum", "driver control axis relative to the sum (published quirk) "
+                   "or the mean of the evader positions", ("sum", "mean")),
+    ),
+    "quantum": (
+        TaskOption("--target", "target", positive_int, 3, "target eigenstate, 1..32 (3, 4, 5 in the paper)"),
+        TaskOption("--horizon", "horizon", positive_int, 128, "unrolled Crank-Nicolson steps Nt (dt = 0.0625)"),
+    ),
 }
 
-TASK_HELP = {"cartpole": "swing-up of 1-4 poles on a cart (method.md §2)"}
+TASK_HELP = {
+    "cartpole": "swing-up of 1-4 poles on a cart (method.md §2)",
+    "repulsion": "drivers guide evaders to a target by repulsion (method.md §3)",
+    "quantum": "drive a particle in a box into an eigenstate (method.md §4)",
+}
 
 
 def add_task_options(parser: argparse.ArgumentParser, task: str) -> None:
     group = parser.add_argument_group(f"{task} settings")
     for opt in TASK_OPTIONS[task]:
         group.add_argument(opt.flag, dest=f"task_{opt.name}", type=opt.type, default=opt.default,
-                           choices=opt.choices, help=f"{opt.help} (default: {opt.default})")
+                           choices=opt.choices, metavar=None if opt.choices else opt.flag[2:].upper(), help=f"{opt.help} (default: {opt.default})")
 
 
 def task_settings(args: argparse.Namespace, task: str) -> dict[str, Any]:

@@ -1,23 +1,28 @@
 """Loss value and update of any gradient-flow mode, including the combined update C.
 
-Two ways to differentiate a rollout are offered (the strategy is a parameter, as in Diffrax):
+How to differentiate a rollout is a parameter (the strategy is an option, as in Diffrax):
 
 - ``"autodiff"``: `jax.value_and_grad` of `rollout` with the mode's `stop_gradient`s. Single modes only.
-- ``"joint"``: one forward `lax.scan` that keeps each step's VJP residuals, then ONE reverse scan that carries
-  one adjoint per requested mode side by side (a leading axis, `vmap`ped), so R and M share every step's work.
-  This is the default for C.
-- ``"two_pass"``: the same single forward, then one reverse scan per mode (the published cost model of C).
+- ``"joint"``: one forward `lax.scan`, then ONE reverse sweep that carries one adjoint per requested mode side by
+  side, so R and M share every step's work; the parameter gradients of all modes come from one batched VJP of
+  the network over all steps (see `adjoint`). The default for every method.
+- ``"two_pass"``: the same single forward, then one reverse sweep per mode (the published cost model of C).
+
+Orthogonal options: ``truncation=K`` (cut gradient flow along time every K steps) and ``checkpoint`` (store only
+states, recompute the rest in segments, for long horizons).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .adjoint import PARAM_VJPS, adjoint_gradients, checkpoint_segment, choose_param_vjp
 from .combine import combine, combine_stats, tree_norm
 from .methods import PATHS, canonical_method
 from .rollout import Controller, Step, _check_horizon, rollout
@@ -36,18 +41,32 @@ def value_and_grad(
     *,
     backward: str = "auto",
     truncation: int | None = None,
+    checkpoint: int | str | None = None,
+    param_vjp: str = "auto",
 ) -> Callable[[PyTree, jax.Array], tuple[jax.Array, PyTree, dict[str, jax.Array]]]:
     """Build ``(params, x0) -> (value, update, info)`` for one gradient-flow mode.
 
     Args:
         loss: ``(states, controls) -> scalar`` on time-major trajectories as returned by `rollout`.
         step: one simulator step ``(x, c) -> x_next``.
-        controller: ``(params, x) -> c``.
+        controller: ``(params, x) -> c``. The adjoint backward passes also call it on a time-stacked batch
+            through `jax.vmap`, so it must be vmappable (any pure JAX function is).
         horizon: number of unrolled steps.
         method: R, M, S, N or C (or regular, modified, stopped, network, combined).
-        backward: "auto" (autodiff for single modes, joint for C), "autodiff", "joint" or "two_pass".
-        truncation: if given, cut all gradient flow along time every `truncation` steps (truncated BPTT),
-            independently of the method.
+        backward: "autodiff" (single modes only), "joint", "two_pass" or "auto": "joint" for C and with
+            truncation; for a single mode "joint" when the batched parameter VJP is chosen (small dense
+            controllers: faster than autodiff), else "autodiff".
+        truncation: if given, a positive int K: cut all gradient flow along time at the steps n with
+            ``n % K == 0`` (truncated BPTT: windows of K steps), independently of the method. Needs an adjoint
+            backward ("auto", "joint" or "two_pass").
+        checkpoint: memory for long horizons. None, False or "none": store every step's residuals (fastest);
+            "sqrt": store only states and recompute segments of ``ceil(sqrt(horizon))`` steps in the backward
+            pass; "states": the same with segments of one step (least memory); a positive int (or a string
+            of one): that segment length. Works with every method and every backward.
+        param_vjp: for the adjoint backwards, how parameter gradients are formed: "batched" (one VJP of the
+            network over all steps after the reverse sweep), "per_step" (inside the sweep) or "auto" (chosen
+            from XLA's flop count of one controller call per parameter; see `adjoint.choose_param_vjp`).
+            Only speed differs.
 
     Returns:
         A pure, jit-able function. `update` has the structure of `params` (`None` at leaves that are not
@@ -61,103 +80,87 @@ def value_and_grad(
         raise ValueError(f"unknown backward {backward!r}; allowed: {', '.join(BACKWARDS)}")
     if truncation is not None:
         truncation = _check_horizon(truncation)
-    if backward == "auto":
-        backward = "joint" if (method == "C" or truncation is not None) else "autodiff"
+    segment = checkpoint_segment(checkpoint, horizon)
     if backward == "autodiff" and method == "C":
         raise ValueError("method C needs backward='joint' or 'two_pass' (it combines two modes)")
     if backward == "autodiff" and truncation is not None:
         raise ValueError("truncation needs backward='joint' or 'two_pass'")
+    if param_vjp not in ("auto", *PARAM_VJPS):
+        raise ValueError(f"unknown param_vjp {param_vjp!r}; allowed: auto, {', '.join(PARAM_VJPS)}")
 
     modes = ("M", "R") if method == "C" else (method,)
 
     def value_and_update(params: PyTree, x0: jax.Array):
         diff, static = eqx.partition(params, eqx.is_inexact_array)
-        if backward == "autodiff":
-            value, grads = _autodiff(loss, step, controller, horizon, method, diff, static, x0)
-        elif backward == "joint":
-            value, grads = _adjoint(loss, step, controller, horizon, modes, diff, static, x0, truncation)
+
+        def net(d, x):
+            return controller(eqx.combine(d, static), x)
+
+        how, vjp = backward, param_vjp
+        if how == "auto" or vjp == "auto":
+            vjp = choose_param_vjp(net, diff, x0) if vjp == "auto" else vjp
+        if how == "auto":
+            # The adjoint sweep pays off for C (shared sweep), truncation, and wherever the batched parameter
+            # VJP is the better choice; otherwise a single mode is plain autodiff of the rollout.
+            single = method != "C" and truncation is None
+            how = "autodiff" if single and vjp == "per_step" else "joint"
+        if how == "autodiff":
+            value, grad = _autodiff(loss, step, controller, horizon, method, diff, static, x0, segment)
+            grads = [grad]
         else:
-            value, grads = None, []
-            for mode in modes:
-                value, (g,) = _adjoint(loss, step, controller, horizon, (mode,), diff, static, x0, truncation)
-                grads.append(g)
+            groups = (modes,) if how == "joint" else tuple((m,) for m in modes)
+            value, grads = adjoint_gradients(
+                loss, step, net, diff, x0, horizon, groups, truncation=truncation, segment=segment,
+                param_vjp=vjp,
+            )
         if method == "C":
             g_m, g_r = grads
             update = combine(g_m, g_r)
             info = {"grad_norm": tree_norm(update), **combine_stats(g_m, g_r)}
         else:
-            update = grads[0] if isinstance(grads, list | tuple) else grads
+            update = grads[0]
             info = {"grad_norm": tree_norm(update)}
         return value, update, info
 
     return value_and_update
 
 
-def _autodiff(loss, step, controller, horizon, method, diff, static, x0):
+def _autodiff(loss, step, controller, horizon, method, diff, static, x0, segment):
     def objective(d):
-        states, controls = rollout(step, controller, eqx.combine(d, static), x0, horizon, method)
+        params = eqx.combine(d, static)
+        if segment is None or segment >= horizon:
+            states, controls = rollout(step, controller, params, x0, horizon, method)
+        else:
+            states, controls = _checkpointed_rollout(step, controller, params, x0, horizon, method, segment)
         return loss(states, controls)
 
     return jax.value_and_grad(objective)(diff)
 
 
-def _adjoint(
-    loss: Loss,
-    step: Step,
-    controller: Controller,
-    horizon: int,
-    modes: Sequence[str],
-    diff: PyTree,
-    static: PyTree,
-    x0: jax.Array,
-    truncation: int | None,
-) -> tuple[jax.Array, list[PyTree]]:
-    """One forward sweep, one reverse sweep carrying ``len(modes)`` adjoints; returns one gradient per mode."""
+def _checkpointed_rollout(step, controller, params, x0, horizon, method, segment):
+    """`rollout` as an outer scan over segments of `segment` steps, each under `jax.checkpoint`: the backward
+    pass keeps the segments' first states and recomputes the inside of one segment at a time."""
+    through_net, through_sim = PATHS[method]
     x0 = jnp.asarray(x0)
 
-    def net(d, x):
-        return controller(eqx.combine(d, static), x)
+    def body(x, _):
+        c = controller(params, x if through_net else jax.lax.stop_gradient(x))
+        x_next = step(x if through_sim else jax.lax.stop_gradient(x), c)
+        return x_next, (x_next, c)
 
-    def forward(x, _):
-        c, net_vjp = jax.vjp(net, diff, x)
-        x_next, step_vjp = jax.vjp(step, x, c)
-        return x_next, (x_next, c, net_vjp, step_vjp)
+    @functools.partial(jax.checkpoint, static_argnums=(1,))
+    def run(x, length):
+        return jax.lax.scan(body, x, None, length=length)
 
-    _, (xs, controls, net_vjps, step_vjps) = jax.lax.scan(forward, x0, None, length=horizon)
-    states = jnp.concatenate([x0[None], xs], axis=0)
-    value, loss_vjp = jax.vjp(loss, states, controls)
-    dl_dx, dl_dc = loss_vjp(jnp.ones_like(value))
-
-    k = len(modes)
-    through_net = jnp.array([PATHS[m][0] for m in modes])
-    through_sim = jnp.array([PATHS[m][1] for m in modes])
-    steps = jnp.arange(horizon)
-    keep_time = jnp.ones(horizon, bool) if truncation is None else (steps % truncation) != 0
-
-    def stack(tree):
-        return jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *a.shape)), tree)
-
-    def backward(carry, inputs):
-        lam, grad = carry  # cotangent of x_{n+1} per mode, (k, *x.shape); parameter gradient per mode
-        n, dx_n, dc_n, net_vjp, step_vjp = inputs
-        a_x, a_c = jax.vmap(step_vjp)(lam)
-        g_p, g_x = jax.vmap(net_vjp)(a_c + dc_n)
-        expand = (slice(None),) + (None,) * x0.ndim
-        keep = keep_time[n]
-        lam = (
-            dx_n
-            + jnp.where((through_sim & keep)[expand], a_x, 0)
-            + jnp.where((through_net & keep)[expand], g_x, 0)
-        )
-        grad = jax.tree.map(jnp.add, grad, g_p)
-        return (lam, grad), None
-
-    lam_final = stack(dl_dx[horizon])
-    grad0 = stack(jax.tree.map(jnp.zeros_like, diff))
-    (_, grads), _ = jax.lax.scan(
-        backward,
-        (lam_final, grad0),
-        (steps, dl_dx[:horizon], dl_dc, net_vjps, step_vjps),
-        reverse=True,
-    )
-    return value, [jax.tree.map(lambda g, i=i: g[i], grads) for i in range(k)]
+    rest, count = horizon % segment, horizon // segment
+    parts_x, parts_c = [], []
+    x = x0
+    if rest:
+        x, (xs, cs) = run(x, rest)
+        parts_x.append(xs)
+        parts_c.append(cs)
+    _, (xs, cs) = jax.lax.scan(lambda x, _: run(x, segment), x, None, length=count)
+    parts_x.append(xs.reshape(count * segment, *xs.shape[2:]))
+    parts_c.append(cs.reshape(count * segment, *cs.shape[2:]))
+    states = jnp.concatenate([x0[None], *parts_x], axis=0)
+    return states, jnp.concatenate(parts_c, axis=0)

@@ -6,8 +6,10 @@ from typing import Any
 
 from .base import Task
 from .cartpole import CartPole
+from .quantum import Quantum
+from .repulsion import Repulsion
 
-TASKS: dict[str, type[Task]] = {"cartpole": CartPole}
+TASKS: dict[str, type[Task]] = {"cartpole": CartPole, "repulsion": Repulsion, "quantum": Quantum}
 
 
 def make_task(name: str, **settings: Any) -> Task:
@@ -17,4 +19,4 @@ def make_task(name: str, **settings: Any) -> Task:
     return TASKS[name](**settings)
 
 
-__all__ = ["CartPole", "TASKS", "Task", "make_task"]
+__all__ = ["CartPole", "Quantum", "Repulsion", "TASKS", "Task", "make_task"]

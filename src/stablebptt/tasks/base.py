@@ -43,4 +43,6 @@ class Task(eqx.Module):
 
     def config(self) -> dict[str, Any]:
         """The task's settings as JSON-ready values (to rebuild it with ``type(task)(**config)``)."""
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+        import dataclasses
+
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

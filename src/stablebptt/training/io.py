@@ -7,7 +7,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,31 @@ METRICS_CSV = "metrics.csv"
 PARAMS = "params.eqx"
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either the old file or the whole new one."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, *, halfway: Callable[[], None] | None = None
+) -> None:
+    """Write `data` to `path` so that readers see either the old file or the whole new one (temporary file
+    in the same folder, fsync, rename, fsync of the folder). `halfway` is called with half the data written
+    (a hook for fault-injection tests)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give results the usual permissions
     try:
         with os.fdopen(fd, "wb") as f:
+            if halfway is not None:
+                f.write(data[: len(data) // 2])
+                f.flush()
+                halfway()
+                data = data[len(data) // 2:]
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -31,6 +50,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (best effort: not every file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -19,7 +19,9 @@ from .optim import make_optimizer
 
 PyTree = Any
 METRICS = ("epoch", "loss", "train_loss", "test_loss", "grad_norm", "cosine", "kept_fraction", "epoch_time")
+STATUSES = ("running", "complete", "diverged", "failed")
 ProgressFn = Callable[[int, dict[str, float]], None]
+EpochFn = Callable[[int, "TrainState", dict[str, float]], None]
 
 
 class Data(NamedTuple):
@@ -37,8 +39,26 @@ class TrainState(NamedTuple):
 
 
 class TrainResult(NamedTuple):
+    """Parameters (of the last epoch with finite values) and one metrics dict per epoch run.
+
+    A run that diverged stops at the first epoch with a non-finite loss or update; that epoch's row is the
+    last one of `metrics` and `status` is ``"diverged"``.
+    """
+
     params: PyTree
     metrics: list[dict[str, float]]
+
+    @property
+    def status(self) -> str:
+        return "diverged" if self.metrics and self.metrics[-1].get("diverged") else "complete"
+
+
+class Outcome(NamedTuple):
+    """What `Trainer.run` ends with: the last good state, its epoch, and the row of a diverged epoch."""
+
+    state: TrainState
+    epoch: int
+    diverged_row: dict[str, float] | None
 
 
 def make_data(task: Task, key: jax.Array, n_train: int = 256, n_test: int = 256) -> Data:
@@ -52,17 +72,35 @@ def evaluate(task: Task, params: PyTree, x0: jax.Array) -> jax.Array:
     return task.loss(states, controls)
 
 
+def _all_finite(tree: PyTree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if eqx.is_inexact_array(x)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean of `values` where `mask` (NaN when nothing is masked in)."""
+    return jnp.sum(jnp.where(mask, values, 0)) / jnp.sum(mask)
+
+
 def make_epoch(
     task: Task,
     method: str,
     tx: optax.GradientTransformation,
     static: PyTree,
     batch_size: int,
+    *,
+    skip_nonfinite: bool = False,
     **gradient_options: Any,
 ) -> Callable[[TrainState, Data], tuple[TrainState, dict[str, jax.Array]]]:
     """A pure function for one epoch: updates on mini-batches in fixed order (a `lax.scan`, no host round
     trips), then the loss on the whole training and test sets. `static` holds the non-array part of the
-    parameters. Remainder states that do not fill a mini-batch are not used for updates."""
+    parameters. Remainder states that do not fill a mini-batch are not used for updates.
+
+    The metrics include ``nonfinite``, the number of updates whose loss, gradient (for C also the cosine of
+    g_M and g_R, as the sign test itself drops NaN entries) or new parameters were not finite. With
+    `skip_nonfinite` such updates leave parameters and optimizer state unchanged (like
+    `optax.apply_if_finite`) and are left out of the epoch's mean loss and gradient norm.
+    """
     vg = value_and_grad(task.loss, task.step, task.controller, task.horizon, method, **gradient_options)
     combined = canonical_method(method) == "C"
 
@@ -70,25 +108,138 @@ def make_epoch(
         value, grads, info = vg(eqx.combine(state.params, static), batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(params, opt_state), (value, info)
+        ok = _all_finite((value, grads, params, info))  # info: C's cosine shows NaN in g_M or g_R
+        new = TrainState(params, opt_state)
+        if skip_nonfinite:
+            new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+        return new, (value, info, ok)
 
     def epoch(state: TrainState, data: Data):
         n_batches = data.train.shape[0] // batch_size
         batches = data.train[: n_batches * batch_size].reshape(n_batches, batch_size, *data.train.shape[1:])
-        state, (values, infos) = jax.lax.scan(update, state, batches)
+        state, (values, infos, ok) = jax.lax.scan(update, state, batches)
+        used = ok if skip_nonfinite else jnp.ones_like(ok)
         params = eqx.combine(state.params, static)
         nan = jnp.full((), jnp.nan, values.dtype)
         metrics = {
-            "loss": jnp.mean(values),
+            "loss": _masked_mean(values, used),
             "train_loss": evaluate(task, params, data.train),
             "test_loss": evaluate(task, params, data.test),
-            "grad_norm": jnp.mean(infos["grad_norm"]),
-            "cosine": jnp.mean(infos["cosine"]) if combined else nan,
-            "kept_fraction": jnp.mean(infos["kept_fraction"]) if combined else nan,
+            "grad_norm": _masked_mean(infos["grad_norm"], used),
+            "cosine": _masked_mean(infos["cosine"], used) if combined else nan,
+            "kept_fraction": _masked_mean(infos["kept_fraction"], used) if combined else nan,
+            "nonfinite": jnp.sum(~ok),
         }
         return state, metrics
 
     return epoch
+
+
+def check_train_settings(
+    method: str, epochs: int, batch_size: int, lr: float, optimizer: str, clip: str, clip_value: float,
+    seed: int, n_train: int, n_test: int, skip_nonfinite: bool,
+) -> optax.GradientTransformation:
+    """Check every training setting (one `ValueError`/`TypeError` naming the first bad one) and return the
+    optimizer."""
+    canonical_method(method)
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch size", batch_size)
+    check_positive_int("n_train", n_train)
+    check_positive_int("n_test", n_test)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    if not isinstance(skip_nonfinite, bool):
+        raise TypeError(f"skip_nonfinite must be True or False, got {skip_nonfinite!r}")
+    for name, value in (("learning rate", lr), ("clip value", clip_value)):
+        if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and not np.isfinite(value):
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    if batch_size > n_train:
+        raise ValueError(f"batch size {batch_size} is larger than the training set ({n_train} states); "
+                         f"allowed: 1..{n_train}")
+    return make_optimizer(optimizer, lr, clip, clip_value)
+
+
+@eqx.filter_jit
+def _draw(task: Task, key: jax.Array, n_train: int, n_test: int, init: bool) -> tuple[Data, PyTree]:
+    """Data and (if `init`) initial parameters from `key`, in one compiled program (eager, the many small
+    operations of sampling and initialisation take seconds to dispatch)."""
+    key_data, key_init = jax.random.split(key)
+    return make_data(task, key_data, n_train, n_test), task.init_controller(key_init) if init else None
+
+
+class Trainer:
+    """The fixed parts of one run: task, data, optimizer, the non-array part of the parameters, the initial
+    state and the epoch program (compiled ahead of time, so that epoch_time measures the epoch only).
+
+    `run` continues from any `TrainState` with the structure of `initial` (e.g. one read from a checkpoint):
+    the same state and epoch give bit-identical results, as mini-batches come in a fixed order and all
+    randomness is drawn up front from `key`.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        method: str = "C",
+        *,
+        batch_size: int = 8,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        clip: str = "none",
+        clip_value: float = 1.0,
+        seed: int = 42,
+        n_train: int = 256,
+        n_test: int = 256,
+        params: PyTree | None = None,
+        skip_nonfinite: bool = False,
+        **gradient_options: Any,
+    ):
+        tx = check_train_settings(method, 1, batch_size, lr, optimizer, clip, clip_value, seed, n_train, n_test,
+                                  skip_nonfinite)
+        self.task = task
+        self.skip_nonfinite = skip_nonfinite
+        self.key = jax.random.PRNGKey(seed)
+        self.data, init = _draw(task, self.key, n_train, n_test, params is None)
+        if params is None:
+            params = init
+        diff, self.static = eqx.partition(params, eqx.is_inexact_array)
+        self.initial = TrainState(diff, tx.init(diff))
+        self._epoch = make_epoch(task, method, tx, self.static, batch_size, skip_nonfinite=skip_nonfinite,
+                                 **gradient_options)
+        self._compiled = None
+
+    def params(self, state: TrainState) -> PyTree:
+        """The full parameters (arrays and the rest) of `state`."""
+        return eqx.combine(state.params, self.static)
+
+    def compile(self):
+        if self._compiled is None:
+            self._compiled = jax.jit(self._epoch).lower(self.initial, self.data).compile()
+        return self._compiled
+
+    def diverged(self, row: dict[str, float]) -> bool:
+        """Whether an epoch's metrics show a non-finite loss or update (skipped updates do not count)."""
+        keys = ("train_loss", "test_loss") if self.skip_nonfinite else ("loss", "train_loss", "test_loss", "grad_norm")
+        return (not self.skip_nonfinite and row["nonfinite"] > 0) or not all(np.isfinite(row[k]) for k in keys)
+
+    def run(self, state: TrainState, *, start: int = 0, epochs: int, on_epoch: EpochFn | None = None) -> Outcome:
+        """Run epochs ``start + 1 .. epochs`` from `state`, calling ``on_epoch(epoch, state, row)`` after each.
+
+        Stops at the first epoch that diverges (see `diverged`), returning the state before it and its row
+        (with ``diverged: True``); nothing is kept on the device from one epoch to the next but the state.
+        """
+        epoch_fn = self.compile()
+        for epoch in range(start + 1, epochs + 1):
+            begin = time.perf_counter()
+            new_state, values = epoch_fn(state, self.data)
+            row = {"epoch": epoch, **{k: float(v) for k, v in jax.device_get(values).items()}}
+            row["epoch_time"] = time.perf_counter() - begin
+            if self.diverged(row):
+                row["diverged"] = True
+                return Outcome(state, epoch - 1, row)
+            state = new_state
+            if on_epoch is not None:
+                on_epoch(epoch, state, row)
+        return Outcome(state, max(start, epochs), None)
 
 
 def train(
@@ -104,6 +255,7 @@ def train(
     seed: int = 42,
     n_train: int = 256,
     n_test: int = 256,
+    skip_nonfinite: bool = False,
     params: PyTree | None = None,
     progress_fn: ProgressFn | None = None,
     **gradient_options: Any,
@@ -112,45 +264,43 @@ def train(
 
     Data and initialisation come from `seed` (the same for every method, so runs are comparable). Each epoch
     runs ``n_train // batch_size`` updates in a fixed order, then evaluates on the train and test sets.
+    Training stops at the first epoch with a non-finite loss or update (``result.status == "diverged"``)
+    unless `skip_nonfinite`, which skips such updates instead.
 
     Args:
         task: the control problem.
         method: R, M, S, N or C.
         epochs, batch_size, lr, optimizer, clip, clip_value, seed, n_train, n_test: the protocol of method.md §5.
+        skip_nonfinite: skip updates with a non-finite loss, gradient or result instead of stopping.
         params: start from these parameters instead of the task's default controller.
         progress_fn: called after each epoch as ``progress_fn(epoch, metrics)``.
         **gradient_options: passed to `value_and_grad` (``backward``, ``truncation``).
 
     Returns:
-        ``TrainResult(params, metrics)``; `metrics` has one dict per epoch with the keys of `METRICS`
-        (cosine and kept_fraction are NaN for methods other than C; epoch_time in seconds).
-    """
-    canonical_method(method)
-    check_positive_int("epochs", epochs)
-    check_positive_int("batch size", batch_size)
-    check_positive_int("n_train", n_train)
-    check_positive_int("n_test", n_test)
-    if batch_size > n_train:
-        raise ValueError(f"batch size {batch_size} is larger than the training set ({n_train} states)")
-    tx = make_optimizer(optimizer, lr, clip, clip_value)
-    key_data, key_init = jax.random.split(jax.random.PRNGKey(seed))
-    data = make_data(task, key_data, n_train, n_test)
-    if params is None:
-        params = task.init_controller(key_init)
-    diff, static = eqx.partition(params, eqx.is_inexact_array)
-    state = TrainState(diff, tx.init(diff))
-    epoch_fn = jax.jit(make_epoch(task, method, tx, static, batch_size, **gradient_options))
+        ``TrainResult(params, metrics)``; `metrics` has one dict per epoch with the keys of `METRICS` and
+        ``nonfinite`` (updates that were not finite); cosine and kept_fraction are NaN for methods other than
+        C; epoch_time in seconds, without compilation.
 
+    Raises:
+        ValueError, TypeError: for a bad setting, before any work.
+    """
+    check_positive_int("epochs", epochs)
+    trainer = Trainer(task, method, batch_size=batch_size, lr=lr, optimizer=optimizer, clip=clip,
+                      clip_value=clip_value, seed=seed, n_train=n_train, n_test=n_test, params=params,
+                      skip_nonfinite=skip_nonfinite, **gradient_options)
     metrics: list[dict[str, float]] = []
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        state, values = epoch_fn(state, data)
-        row = {"epoch": epoch, **{k: float(v) for k, v in jax.device_get(values).items()}}
-        row["epoch_time"] = time.perf_counter() - start
+
+    def on_epoch(epoch: int, state: TrainState, row: dict[str, float]) -> None:
         metrics.append(row)
         if progress_fn is not None:
             progress_fn(epoch, row)
-    return TrainResult(eqx.combine(state.params, static), metrics)
+
+    outcome = trainer.run(trainer.initial, epochs=epochs, on_epoch=on_epoch)
+    if outcome.diverged_row is not None:
+        metrics.append(outcome.diverged_row)
+        if progress_fn is not None:
+            progress_fn(outcome.diverged_row["epoch"], outcome.diverged_row)
+    return TrainResult(trainer.params(outcome.state), metrics)
 
 
 def finite(row: dict[str, float]) -> bool:

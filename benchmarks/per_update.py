@@ -1,0 +1,122 @@
+"""Per-update time of every method for each task at its published size (issue 5, benchmarks 1 and 4).
+
+Times one jitted update ``(params, x0) -> (value, update, info)`` of R, M, S, C (joint backward) and C (two-pass
+backward), plus R through plain autodiff of `rollout` and a hand-written ``jax.value_and_grad`` over a
+``lax.scan`` unroll (the yardstick R must not be slower than). All variants of a task are timed interleaved
+in the same process; the ratios C/R, C-joint/C-two-pass and R/plain come from the same rounds.
+
+    python benchmarks/per_update.py                      # all tasks, batch 8, 200 rounds
+    python benchmarks/per_update.py --quick              # smoke run: 5 rounds
+    python benchmarks/per_update.py --batch-sizes 8,1024 # benchmark 4 (GPU or whatever device JAX has)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+import stablebptt as sb  # noqa: E402
+
+VARIANTS = {
+    # name: (method, value_and_grad options)
+    "R": ("R", {}),
+    "R autodiff": ("R", {"backward": "autodiff"}),
+    "M": ("M", {}),
+    "S": ("S", {}),
+    "C joint": ("C", {"backward": "joint"}),
+    "C two-pass": ("C", {"backward": "two_pass"}),
+}
+PUBLISHED = {"cartpole": {"n_poles": 2}, "repulsion": {}, "quantum": {}}
+
+
+def plain_value_and_grad(task, static):
+    """The yardstick: R written by hand, `jax.value_and_grad` of a `lax.scan` unroll."""
+
+    def objective(diff, x0):
+        params = eqx.combine(diff, static)
+
+        def body(x, _):
+            c = task.controller(params, x)
+            x_next = task.step(x, c)
+            return x_next, (x_next, c)
+
+        _, (xs, cs) = jax.lax.scan(body, x0, None, length=task.horizon)
+        return task.loss(jnp.concatenate([x0[None], xs], axis=0), cs)
+
+    return jax.jit(jax.value_and_grad(objective))
+
+
+def bench_task(name: str, batch: int, repeats: int) -> dict:
+    task = sb.tasks.make_task(name, **PUBLISHED.get(name, {}))
+    params = task.init_controller(jax.random.PRNGKey(0))
+    x0 = task.sample(jax.random.PRNGKey(1), batch)
+    diff, static = eqx.partition(params, eqx.is_inexact_array)
+    fns, compile_s = {}, {}
+    for label, (method, options) in VARIANTS.items():
+        vg = sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, method, **options)
+        fn = jax.jit(lambda d, x, vg=vg: vg(eqx.combine(d, static), x))
+        start = time.perf_counter()
+        fn = fn.lower(diff, x0).compile()
+        compile_s[label] = time.perf_counter() - start
+        fns[label] = fn
+    plain = plain_value_and_grad(task, static)
+    start = time.perf_counter()
+    fns["plain scan+grad"] = plain.lower(diff, x0).compile()
+    compile_s["plain scan+grad"] = time.perf_counter() - start
+    timings = _common.time_interleaved({k: (lambda f=f: f(diff, x0)) for k, f in fns.items()}, repeats)
+    for label in timings:
+        timings[label]["compile_s"] = compile_s[label]
+
+    def ratio(a, b, key="median_s"):
+        return timings[a][key] / timings[b][key]
+
+    ratios = {
+        f"{a} / {b} ({key.removesuffix('_s')})": ratio(a, b, key)
+        for a, b in [("C joint", "R"), ("C joint", "C two-pass"), ("R", "plain scan+grad"),
+                     ("C joint", "plain scan+grad"), ("R", "R autodiff")]
+        for key in ("median_s", "min_s", "cpu_median_s")
+    }
+    return {"task": name, "settings": task.config(), "batch": batch, "horizon": task.horizon,
+            "timings": timings, "ratios": ratios}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 5 rounds")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per variant (default 200)")
+    parser.add_argument("--tasks", default=",".join(sb.tasks.TASKS), help="comma-separated task names")
+    parser.add_argument("--batch-sizes", default="8", help="comma-separated batch sizes, e.g. 8,1024")
+    parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/per_update*.json)")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (5 if args.quick else 200)
+    results = []
+    for batch in (int(b) for b in args.batch_sizes.split(",")):
+        for name in args.tasks.split(","):
+            result = bench_task(name, batch, repeats)
+            results.append(result)
+            t = result["timings"]
+            print(f"\n{name}  batch {batch}  horizon {result['horizon']}  ({repeats} interleaved rounds)")
+            _common.print_table(
+                ["variant", "median ms", "min ms", "p90 ms", "cpu ms", "/R (median)", "compile s"],
+                [[k, v["median_s"] * 1e3, v["min_s"] * 1e3, v["p90_s"] * 1e3, v["cpu_median_s"] * 1e3,
+                  v["median_s"] / t["R"]["median_s"], v["compile_s"]] for k, v in t.items()],
+            )
+            for k, v in result["ratios"].items():
+                print(f"  {k}: {v:.2f}")
+    out = args.out or _common.default_output(__file__, args.quick)
+    _common.write_json(out, {"benchmark": "per_update", "machine": _common.machine(), "repeats": repeats,
+                             "results": results})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,279 @@
+"""Reverse-sweep (adjoint) gradients of a controlled rollout, for one or several gradient-flow modes at once.
+
+The recursion, for ``c_n = N(x_n; θ)``, ``x_{n+1} = S(x_n, c_n)`` and a loss ``L(x_0..x_H, c_0..c_{H-1})``::
+
+    a_n   = S_c(n)^T λ_{n+1} + ∂L/∂c_n                        cotangent of the control c_n
+    λ_n   = ∂L/∂x_n + [sim] S_x(n)^T λ_{n+1} + [net] N_x(n)^T a_n
+    g     = Σ_n N_θ(n)^T a_n                                  parameter gradient
+
+A mode (method.md §1) decides which of the bracketed paths exist: R both, M only [sim], S neither, N only [net].
+Truncation removes both paths at the steps ``n % K == 0``.
+
+All modes of a group share one forward sweep and one reverse sweep (their adjoints stacked on a leading axis,
+the simulator VJP `vmap`ped over it). The parameter gradient is formed in one of two ways (``param_vjp``):
+
+- ``"batched"``: the parameter gradient is linear in the control cotangents ``a_n``, and the ``N_θ(n)`` of
+  different steps are independent. So the reverse sweep only produces the ``a_n`` and runs the network's
+  input VJP for the modes through the network (R, not M); the parameter gradients of all modes are then ONE
+  VJP of the network over all steps at once (large matrix products instead of `horizon` tiny ones, one
+  forward recomputation shared by all modes). Best for small dense networks on small batches.
+- ``"per_step"``: each step's full network VJP (parameters and input) inside the sweep, `vmap`ped over the
+  modes, accumulated in the carry: no recomputation. Best when one step's network work is large
+  (convolutions, large batches).
+
+The residuals stored by the forward sweep drop the loop-invariant parameters (``_hoist``): a VJP closure holds
+the weight matrices, and stacking them per step would copy them `horizon` times.
+
+Checkpointing: with ``segment`` set, the forward sweep keeps only states and controls (which the loss needs
+anyway), and the reverse sweep re-linearises ``segment`` steps at a time, batched over those steps, so peak
+memory is ``horizon x state + segment x activations`` instead of ``horizon x activations``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .methods import PATHS
+
+PyTree = Any
+Net = Callable[[PyTree, jax.Array], jax.Array]  # (differentiable params, x) -> c
+PARAM_VJPS = ("batched", "per_step")
+PER_STEP_THRESHOLD = 20.0
+
+
+def checkpoint_segment(checkpoint: Any, horizon: int) -> int | None:
+    """Segment length for a `checkpoint` option, or None for no checkpointing.
+
+    Args:
+        checkpoint: None, False or "none" (store every step's residuals); "sqrt" (segments of
+            ``ceil(sqrt(horizon))`` steps); "states" (store only states, re-linearise each step alone: segments
+            of 1 step); a positive int or a string of one (that segment length, capped at `horizon`).
+        horizon: number of steps.
+
+    Raises:
+        ValueError: for any other value.
+    """
+    if checkpoint is None or checkpoint is False or checkpoint == "none":
+        return None
+    if checkpoint == "sqrt":
+        return max(1, math.isqrt(horizon - 1) + 1) if horizon > 1 else 1
+    if checkpoint == "states":
+        return 1
+    value = checkpoint
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return min(value, horizon)
+    raise ValueError(
+        f"checkpoint must be None, 'none', 'sqrt', 'states' or a positive segment length, got {checkpoint!r}"
+    )
+
+
+def _hoist(closure: PyTree, invariants: Sequence[jax.Array]) -> tuple[list[jax.Array], tuple]:
+    """Split a VJP closure into its per-step leaves and a spec; leaves that ARE one of `invariants` (the
+    parameters, by identity) are left out and re-inserted by `_unhoist`."""
+    leaves, treedef = jax.tree.flatten(closure)
+    index = {id(v): i for i, v in enumerate(invariants)}
+    where = tuple(index.get(id(leaf), -1) for leaf in leaves)
+    return [leaf for leaf, w in zip(leaves, where, strict=True) if w < 0], (treedef, where)
+
+
+def _unhoist(varying: Sequence[jax.Array], invariants: Sequence[jax.Array], spec: tuple) -> PyTree:
+    treedef, where = spec
+    it = iter(varying)
+    return jax.tree.unflatten(treedef, [next(it) if w < 0 else invariants[w] for w in where])
+
+
+def adjoint_gradients(
+    loss: Callable[[jax.Array, jax.Array], jax.Array],
+    step: Callable[[jax.Array, jax.Array], jax.Array],
+    net: Net,
+    diff: PyTree,
+    x0: jax.Array,
+    horizon: int,
+    groups: Sequence[Sequence[str]],
+    *,
+    truncation: int | None = None,
+    segment: int | None = None,
+    param_vjp: str = "auto",
+) -> tuple[jax.Array, list[PyTree]]:
+    """Loss value and one parameter gradient per mode, after ONE forward sweep.
+
+    Args:
+        loss, step: as for `value_and_grad`.
+        net: ``(diff, x) -> c``, the controller on the differentiable part of its parameters.
+        diff: the differentiable parameters (a pytree of inexact arrays, `None` elsewhere).
+        x0: initial state.
+        horizon: number of steps.
+        groups: modes (R, M, S, N) to differentiate; the modes of one group share one reverse sweep (their
+            adjoints stacked on a leading axis), each group has its own sweep. ``(("M", "R"),)`` is the joint
+            pass of C, ``(("M",), ("R",))`` the two-pass definition.
+        truncation: cut both backward paths at the steps ``n % truncation == 0``.
+        segment: None to store every step's residuals; else re-linearise `segment` steps at a time.
+        param_vjp: how the parameter gradient is formed: "batched" (one VJP of the network over all steps
+            of a segment, after the sweep), "per_step" (each step's full network VJP inside the sweep, all
+            modes `vmap`ped, accumulated in the carry) or "auto" (`choose_param_vjp`).
+
+    Returns:
+        ``(value, grads)`` with one gradient pytree per mode, in the order of the flattened `groups`.
+    """
+    x0 = jnp.asarray(x0)
+    if param_vjp == "auto":
+        param_vjp = choose_param_vjp(net, diff, x0)
+    if param_vjp not in PARAM_VJPS:
+        raise ValueError(f"unknown param_vjp {param_vjp!r}; allowed: auto, {', '.join(PARAM_VJPS)}")
+    per_step = param_vjp == "per_step"
+    invariants = [leaf for leaf in jax.tree.leaves(diff)]
+    any_net = per_step or any(PATHS[m][0] for group in groups for m in group)
+    specs: dict[str, tuple] = {}
+
+    def linearize(x, c=None):
+        """Per-step VJP closures (the network's input VJP only when some mode needs it), parameters hoisted
+        out. With `c` None the control is computed here; else `c` (the stored control) is used for the step."""
+        if per_step:  # the VJP with respect to parameters and input
+            c_net, net_vjp = jax.vjp(net, diff, x)
+            net_res, specs["net"] = _hoist(net_vjp, invariants)
+        elif any_net:  # the input VJP only
+            c_net, net_vjp = jax.vjp(functools.partial(net, diff), x)
+            net_res, specs["net"] = _hoist(net_vjp, invariants)
+        else:
+            c_net, net_res = (net(diff, x) if c is None else None), None
+        c = c_net if c is None else c
+        x_next, step_vjp = jax.vjp(step, x, c)
+        step_res, specs["step"] = _hoist(step_vjp, invariants)
+        return x_next, c, (net_res, step_res)
+
+    def forward(x, _):
+        if segment is None:
+            x_next, c, res = linearize(x)
+        else:
+            c = net(diff, x)
+            x_next, res = step(x, c), None
+        return x_next, (x_next, c, res)
+
+    _, (xs, controls, stored) = jax.lax.scan(forward, x0, None, length=horizon)
+    states = jnp.concatenate([x0[None], xs], axis=0)
+    value, loss_vjp = jax.vjp(loss, states, controls)
+    dl_dx, dl_dc = loss_vjp(jnp.ones_like(value))
+
+    steps = jnp.arange(horizon)
+    grads: list[PyTree] = []
+    for modes in groups:
+        sweep = functools.partial(
+            _sweep, modes=tuple(modes), net=net, diff=diff, invariants=invariants, specs=specs,
+            linearize=linearize, truncation=truncation, per_step=per_step,
+        )
+        lam = jnp.broadcast_to(dl_dx[horizon], (len(modes), *x0.shape))
+        block = (steps, states[:horizon], controls, dl_dx[:horizon], dl_dc)
+        if segment is None or segment >= horizon:
+            _, group_grads = sweep(lam, block, stored if segment is None else None)
+        else:
+            group_grads = _segmented(sweep, lam, block, horizon, segment)
+        grads.extend(group_grads)
+    return value, grads
+
+
+def _segmented(sweep, lam, block, horizon, segment):
+    """Reverse sweep over full segments (an outer `lax.scan`), then over the leading remainder."""
+    rest = horizon % segment
+    count = horizon // segment
+
+    def split(a):
+        return a[:rest], a[rest:].reshape(count, segment, *a.shape[1:])
+
+    head, body = zip(*(split(a) for a in block), strict=True)
+
+    def outer(carry, seg):
+        lam, acc = carry
+        lam, g = sweep(lam, seg, None)
+        return (lam, jax.tree.map(jnp.add, acc, g)), None
+
+    lam, acc = sweep(lam, tuple(a[-1] for a in body), None)  # the last segment initialises the accumulator
+    if count > 1:
+        (lam, acc), _ = jax.lax.scan(outer, (lam, acc), tuple(a[:-1] for a in body), reverse=True)
+    if rest:
+        lam, g = sweep(lam, head, None)
+        acc = jax.tree.map(jnp.add, acc, g)
+    return acc
+
+
+def _sweep(lam, block, stored, *, modes, net, diff, invariants, specs, linearize, truncation, per_step):
+    """Reverse sweep over one contiguous block of steps; returns the adjoint at the block's first state and
+    one parameter gradient per mode (list)."""
+    steps, xs, cs, dl_dx, dl_dc = block
+    if stored is None:
+        stored = jax.vmap(linearize)(xs, cs)[2]  # one batched re-linearisation of the block
+    k = len(modes)
+    via_net = [i for i, m in enumerate(modes) if PATHS[m][0]]
+    via_sim = [PATHS[m][1] for m in modes]
+
+    def backward(carry, inputs):
+        lam, acc = carry
+        n, dx, dc, (net_res, step_res) = inputs
+        step_vjp = _unhoist(step_res, invariants, specs["step"])
+        a_x, a_c = jax.vmap(step_vjp)(lam) if k > 1 else jax.tree.map(lambda y: y[None], step_vjp(lam[0]))
+        a_c = a_c + dc
+        back = [a_x[i] if via_sim[i] else None for i in range(k)]
+        if per_step:  # parameter and input VJP of every mode at once
+            net_vjp = _unhoist(net_res, invariants, specs["net"])
+            g_p, g_x = jax.vmap(net_vjp)(a_c) if k > 1 else jax.tree.map(lambda y: y[None], net_vjp(a_c[0]))
+            acc = jax.tree.map(jnp.add, acc, g_p)
+            g_x = {i: g_x[i] for i in via_net}
+        elif via_net:  # the input VJP, only for the modes through the network
+            net_vjp = _unhoist(net_res, invariants, specs["net"])
+            if len(via_net) == 1:
+                g = net_vjp(a_c[via_net[0]])[0][None]
+            else:
+                g = jax.vmap(net_vjp)(a_c[jnp.array(via_net)])[0]
+            g_x = {i: g[j] for j, i in enumerate(via_net)}
+        for i in via_net:
+            back[i] = g_x[i] if back[i] is None else back[i] + g_x[i]
+        lam_new = []
+        for b in back:
+            if b is None:
+                lam_new.append(dx)
+            elif truncation is None:
+                lam_new.append(dx + b)
+            else:
+                lam_new.append(dx + jnp.where(n % truncation != 0, b, jnp.zeros_like(b)))
+        return (jnp.stack(lam_new), acc), (None if per_step else a_c)
+
+    acc0 = jax.tree.map(lambda a: jnp.zeros((k, *a.shape), a.dtype), diff) if per_step else None
+    (lam, acc), a = jax.lax.scan(backward, (lam, acc0), (steps, dl_dx, dl_dc, stored), reverse=True)
+    if not per_step:
+        # The parameter gradient is linear in the control cotangents: one batched VJP over all steps.
+        _, pull = jax.vjp(lambda d: jax.vmap(net, (None, 0))(d, xs), diff)
+        if k == 1:
+            return lam, [pull(a[:, 0])[0]]
+        (acc,) = jax.vmap(pull, in_axes=1)(a)
+    return lam, [jax.tree.map(lambda leaf, i=i: leaf[i], acc) for i in range(k)]
+
+
+def choose_param_vjp(net: Net, diff: PyTree, x0: jax.Array, threshold: float = PER_STEP_THRESHOLD) -> str:
+    """Pick "per_step" when one network call does many operations per parameter, else "batched".
+
+    Many operations per parameter (large batches, convolutions): the per-step products are big enough to be
+    efficient inside the sweep, and "batched" would pay for recomputing the forward pass and the regular
+    mode's backpropagation. Few (a small dense network on a small batch): the per-step products are tiny and
+    batching them over all steps wins.
+
+    The measure is XLA's flop count of one call of `net` on `x0` divided by twice the parameter count (a
+    dense layer on a batch of B does B multiply-adds per weight, so the measure is B for an MLP).
+    """
+    n_params = sum(leaf.size for leaf in jax.tree.leaves(diff))
+    if n_params == 0:
+        return "batched"
+    try:
+        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (diff, x0))
+        cost = jax.jit(net).lower(*abstract).cost_analysis()
+        cost = cost[0] if isinstance(cost, list | tuple) else cost
+        flops = float(cost["flops"])
+    except Exception:  # no cost model on this backend: the choice that never recomputes
+        return "per_step"
+    return "per_step" if flops / (2 * n_params) > threshold else "batched"

@@ -1,0 +1,212 @@
+"""Animations of a trained controller: roll it out on a few test states of a run folder and write a GIF.
+
+Cart pole: the cart with its poles. Repulsion: drivers and evaders with their trails and the target. Quantum:
+the probability density ``|psi(x)|^2`` over time beside the target eigenstate's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from ..core import rollout
+from ..tasks import Task, make_task
+from ..training.io import PARAMS, load_params
+from ..training.run import load_config
+from ..training.train import make_data
+from .plotting import METHOD_COLORS
+
+import matplotlib.pyplot as plt  # noqa: E402  (after plotting has chosen the Agg backend)
+from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
+
+
+def load_run(run_dir: str | os.PathLike) -> tuple[dict, Task, Any]:
+    """The config, task and trained parameters of a run folder written by `stablebptt train`.
+
+    Raises:
+        ValueError: if the folder, its config or its parameters are missing or unreadable.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"run folder {run_dir} does not exist")
+    config = load_config(run_dir)
+    if config.get("x64"):
+        jax.config.update("jax_enable_x64", True)
+    task = make_task(config["task"], **config["task_settings"])
+    seed = int(config["train"].get("seed", 42))
+    _, key_init = jax.random.split(jax.random.PRNGKey(seed))
+    like = eqx.filter_jit(task.init_controller)(key_init)  # compiled: eager initialisation is slow
+    params = load_params(run_dir / PARAMS, like)
+    return config, task, params
+
+
+def test_states(task: Task, config: dict, n: int) -> jax.Array:
+    """The first `n` states of the run's test set (the same data as in training)."""
+    t = config["train"]
+    key_data, _ = jax.random.split(jax.random.PRNGKey(int(t.get("seed", 42))))
+    sizes = int(t.get("n_train", 256)), max(int(t.get("n_test", 256)), n)
+    data = eqx.filter_jit(make_data)(task, key_data, *sizes)
+    return data.test[:n]
+
+
+def frame_indices(n_states: int, max_frames: int) -> np.ndarray:
+    """Time indices of the frames: every k-th state so that at most `max_frames` are drawn, always the last."""
+    stride = max(1, math.ceil(n_states / max_frames))
+    idx = np.arange(0, n_states, stride)
+    return idx if idx[-1] == n_states - 1 else np.append(idx, n_states - 1)
+
+
+def animate_run(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    samples: int = 3,
+    fps: int = 8,
+    max_frames: int = 40,
+) -> Path:
+    """Roll the trained controller of `run_dir` out on `samples` test states and write a GIF.
+
+    Returns:
+        The path of the GIF (default ``RUN_DIR/animation.gif``).
+    """
+    config, task, params = load_run(run_dir)
+    out = Path(out) if out is not None else Path(run_dir) / "animation.gif"
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'animation.gif'}")
+    if not out.parent.is_dir():
+        raise ValueError(f"the folder of --out {out} does not exist")
+    x0 = test_states(task, config, samples)
+    states, controls = jax.device_get(
+        eqx.filter_jit(rollout)(task.step, task.controller, params, x0, task.horizon))
+    states, controls = np.asarray(states, dtype=float), np.asarray(controls, dtype=float)
+    method = config["train"].get("method", "")
+    drawer = DRAWERS.get(task.name)
+    if drawer is None:
+        raise ValueError(f"no animation for task {task.name!r}; available: {', '.join(DRAWERS)}")
+
+    fig, axes = plt.subplots(1, samples, figsize=(3.2 * samples, 3.2), squeeze=False)
+    axes = axes[0]
+    update = drawer(task, axes, states, controls)
+    frames = frame_indices(states.shape[0], max_frames)
+    title = fig.suptitle("")
+
+    def draw(n: int):
+        title.set_text(f"{task.name}, method {method}: step {n} of {task.horizon}")
+        return update(n)
+
+    fig.tight_layout()
+    animation = FuncAnimation(fig, draw, frames=frames, blit=False)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".gif")
+    os.fchmod(fd, 0o644)
+    os.close(fd)
+    try:
+        animation.save(tmp, writer=PillowWriter(fps=fps), dpi=72)
+        os.replace(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
+    return out
+
+
+def _draw_cartpole(task, axes, states, controls):
+    length = 1.0  # the full pole (twice the half-length of method.md §2)
+    cart_x = states[:, :, 0, 0]
+    span = max(2.0, float(np.abs(cart_x).max()) + 1.2)
+    artists = []
+    for i, ax in enumerate(axes):
+        ax.set_xlim(-span, span)
+        ax.set_ylim(-1.3, 1.3)
+        ax.set_aspect("equal")
+        ax.axhline(0, color="0.7", lw=0.8)
+        cart = plt.Rectangle((0, -0.1), 0.4, 0.2, color="0.3")
+        ax.add_patch(cart)
+        poles = [ax.plot([], [], "-o", color=METHOD_COLORS["R"], lw=2.5, ms=3)[0]
+                 for _ in range(states.shape[2] - 1)]
+        text = ax.text(0.02, 0.96, "", transform=ax.transAxes, va="top", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        artists.append((cart, poles, text))
+
+    def update(n):
+        for i, (cart, poles, text) in enumerate(artists):
+            x = states[n, i, 0, 0]
+            cart.set_x(x - 0.2)
+            for p, line in enumerate(poles):
+                theta = states[n, i, 1 + p, 0]
+                line.set_data([x, x + length * np.sin(theta)], [0, length * np.cos(theta)])
+            force = controls[min(n, controls.shape[0] - 1), i]
+            text.set_text(f"force {force:+.2f}\nmean cos θ {np.mean(np.cos(states[n, i, 1:, 0])):+.2f}")
+        return []
+
+    return update
+
+
+def _draw_repulsion(task, axes, states, controls):
+    nd = task.n_drivers
+    pos = states[:, :, :, 0]  # (time, sample, object, xy)
+    target = np.asarray(task.target, dtype=float)
+    artists = []
+    for i, ax in enumerate(axes):
+        lim = max(4.5, float(np.abs(pos[:, i]).max()) + 0.5)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.plot(*target, "x", color="k", ms=9, mew=2)
+        trails = [ax.plot([], [], "-", color=METHOD_COLORS["S" if j < nd else "R"], lw=0.8, alpha=0.6)[0]
+                  for j in range(pos.shape[2])]
+        drivers = ax.plot([], [], "o", color=METHOD_COLORS["S"], ms=7, label="drivers")[0]
+        evaders = ax.plot([], [], "o", color=METHOD_COLORS["R"], ms=5, label="evaders")[0]
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i == 0:
+            ax.legend(loc="lower left", fontsize=7)
+        artists.append((trails, drivers, evaders))
+
+    def update(n):
+        for i, (trails, drivers, evaders) in enumerate(artists):
+            for j, trail in enumerate(trails):
+                trail.set_data(pos[: n + 1, i, j, 0], pos[: n + 1, i, j, 1])
+            drivers.set_data(pos[n, i, :nd, 0], pos[n, i, :nd, 1])
+            evaders.set_data(pos[n, i, nd:, 0], pos[n, i, nd:, 1])
+        return []
+
+    return update
+
+
+def _draw_quantum(task, axes, states, controls):
+    x = np.asarray(task.grid())
+    density = np.sum(states**2, axis=-1)  # (time, sample, points)
+    target_amplitude = np.asarray(task.eigenstate(task.target), dtype=float)
+    target = target_amplitude**2
+    top = max(float(density.max()), float(target.max())) * 1.1
+    artists = []
+    for i, ax in enumerate(axes):
+        ax.plot(x, target, "--", color="k", lw=1, label=f"|e{task.target}|²")
+        line = ax.plot(x, density[0, i], "-", color=METHOD_COLORS["C"], lw=2, label="|ψ|²")[0]
+        text = ax.text(0.02, 0.96, "", transform=ax.transAxes, va="top", fontsize=8)
+        ax.set_xlim(0, 2)
+        ax.set_ylim(0, top)
+        ax.set_xlabel("x")
+        if i == 0:
+            ax.legend(loc="upper right", fontsize=7)
+        artists.append((line, text))
+
+    def update(n):
+        overlap = np.sum(np.einsum("j,sjk->sk", target_amplitude, states[n]) ** 2, axis=-1)
+        for i, (line, text) in enumerate(artists):
+            line.set_ydata(density[n, i])
+            c = controls[min(n, controls.shape[0] - 1), i]
+            text.set_text(f"c {c:+.2f}\n|<e,ψ>|² {overlap[i]:.2f}")
+        return []
+
+    return update
+
+
+DRAWERS = {"cartpole": _draw_cartpole, "repulsion": _draw_repulsion, "quantum": _draw_quantum}

@@ -1,0 +1,373 @@
+"""Figures and summary tables of a sweep folder, finished or still running.
+
+`write_report(sweep_dir)` reads every run folder (``config.json``, ``status.json``, ``metrics.csv``, any of
+them possibly missing or partial) and the runs planned in ``sweep.json``, and writes:
+
+- ``sweep.png``: the paper-style figure, one panel per complexity level (poles, rc, target), smoothed test loss
+  over epochs on a log axis, one colour per method (R, M, C, S), one line style per clipping mode, median over
+  seeds with a min-max band where there are several (``sweep-clip=MODE.png`` per mode as well when several);
+- ``summary.csv`` / ``summary.md``: status, epochs done, final and best test loss per run, and per
+  configuration (runs differing only in seed) the median, min and max over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..training.io import CONFIG, METRICS_CSV, atomic_write_bytes, read_csv, read_json
+from .grid import COMPLEXITY, HARDER_WHEN_SMALLER
+
+LINESTYLES = {"none": "-", "value": "--", "norm": ":"}
+RUN_COLUMNS = ("status", "epochs_done", "epochs", "final_test_loss", "best_test_loss", "best_epoch",
+               "final_train_loss", "seconds_per_epoch")
+CONFIG_COLUMNS = ("runs", "complete", "diverged", "failed", "epochs_done", "final_test_median", "final_test_min",
+                  "final_test_max", "best_test_median", "best_test_min")
+
+
+@dataclass
+class RunRecord:
+    """What a run folder holds right now. `status`: complete, diverged, failed, running, interrupted (its
+    writer is gone: rerun the sweep to resume it) or pending (not started)."""
+
+    name: str
+    config: dict
+    status: str
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def settings(self) -> dict[str, Any]:
+        train = {k: v for k, v in self.config.get("train", {}).items() if k != "epochs"}
+        return {**self.config.get("task_settings", {}), **train}
+
+    @property
+    def epochs(self) -> int | None:
+        return self.config.get("train", {}).get("epochs")
+
+    def curve(self, key: str = "test_loss") -> np.ndarray:
+        return np.asarray([r.get(key, math.nan) for r in self.rows], dtype=float)
+
+
+def load_runs(sweep_dir: str | Path) -> list[RunRecord]:
+    """Every run of the sweep: folders with a config.json and the runs planned in sweep.json."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ValueError(f"{sweep_dir} is not a folder")
+    planned: dict[str, dict] = {}
+    manifest = sweep_dir / "sweep.json"
+    if manifest.exists():
+        planned = dict(read_json(manifest).get("runs", {}))
+    records = {}
+    for path in sorted(p for p in sweep_dir.iterdir() if (p / CONFIG).is_file()):
+        try:
+            config = read_json(path / CONFIG)
+        except ValueError:
+            continue
+        records[path.name] = RunRecord(path.name, config, _status(path), _rows(path / METRICS_CSV))
+    for name, config in planned.items():
+        if name not in records:
+            records[name] = RunRecord(name, config, "pending")
+    if not records:
+        raise ValueError(f"{sweep_dir} holds no runs (no sweep.json and no run folders with a config.json)")
+    return [records[k] for k in sorted(records, key=lambda n: _sort_key(records[n]))]
+
+
+def _status(path: Path) -> str:
+    from ..training.run import read_status
+
+    try:
+        record = read_status(path)
+    except ValueError:
+        return "failed"
+    if record is None:
+        return "running" if (path / METRICS_CSV).exists() else "pending"
+    if record["status"] == "running" and record.get("stale"):
+        return "interrupted"
+    return record["status"]
+
+
+def _rows(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    try:
+        rows = read_csv(path)
+    except (OSError, ValueError, csv.Error):
+        return []
+    seen, unique = set(), []
+    for r in rows:  # a row per epoch (a file written by an older version may repeat one)
+        if r.get("epoch") not in seen:
+            seen.add(r.get("epoch"))
+            unique.append(r)
+    return unique
+
+
+def _sort_key(run: RunRecord):
+    return tuple(str(v) if not isinstance(v, (int, float)) else f"{v:020.10f}" for v in run.settings().values())
+
+
+def varying(runs: Sequence[RunRecord]) -> list[str]:
+    """The settings whose value differs between runs, in config order."""
+    keys: list[str] = []
+    for run in runs:
+        keys += [k for k in run.settings() if k not in keys]
+    return [k for k in keys if len({repr(r.settings().get(k)) for r in runs}) > 1]
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
+def run_summary(run: RunRecord) -> dict[str, Any]:
+    test = run.curve("test_loss")
+    finite = np.isfinite(test)
+    row: dict[str, Any] = {"status": run.status, "epochs_done": int(finite.sum()), "epochs": run.epochs}
+    if finite.any():
+        last = np.flatnonzero(finite)[-1]
+        best = int(np.nanargmin(np.where(finite, test, np.nan)))
+        times = _finite(run.curve("epoch_time"))
+        row.update(final_test_loss=float(test[last]), best_test_loss=float(test[best]),
+                   best_epoch=int(run.rows[best].get("epoch", best + 1)),
+                   final_train_loss=float(run.rows[last].get("train_loss", math.nan)),
+                   seconds_per_epoch=float(np.median(times)) if times.size else math.nan)
+    return row
+
+
+def summaries(runs: Sequence[RunRecord]) -> tuple[list[str], list[dict], list[str], list[dict]]:
+    """Per-run and per-configuration rows, with the setting columns of each."""
+    keys = varying(runs)
+    per_run = [{"run": r.name, **{k: r.settings().get(k) for k in keys}, **run_summary(r)} for r in runs]
+    config_keys = [k for k in keys if k != "seed"]
+    groups: dict[tuple, list[dict]] = {}
+    for row in per_run:
+        groups.setdefault(tuple(repr(row[k]) for k in config_keys), []).append(row)
+    per_config = []
+    for rows in groups.values():
+        final = np.asarray([r.get("final_test_loss", math.nan) for r in rows], dtype=float)
+        best = np.asarray([r.get("best_test_loss", math.nan) for r in rows], dtype=float)
+        per_config.append({
+            **{k: rows[0][k] for k in config_keys},
+            "runs": len(rows),
+            "complete": sum(r["status"] == "complete" for r in rows),
+            "diverged": sum(r["status"] == "diverged" for r in rows),
+            "failed": sum(r["status"] == "failed" for r in rows),
+            "epochs_done": min(r["epochs_done"] for r in rows),
+            "final_test_median": _stat(np.median, final), "final_test_min": _stat(np.min, final),
+            "final_test_max": _stat(np.max, final), "best_test_median": _stat(np.median, best),
+            "best_test_min": _stat(np.min, best),
+        })
+    run_columns = ["run", *keys, *RUN_COLUMNS]
+    return run_columns, per_run, [*config_keys, *CONFIG_COLUMNS], per_config
+
+
+def _stat(fn, values: np.ndarray) -> float:
+    values = _finite(values)
+    return float(fn(values)) if values.size else math.nan
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _csv(columns: Sequence[str], rows: Sequence[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow([_csv_cell(r.get(c)) for c in columns])
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return repr(value) if isinstance(value, float) else value
+
+
+def markdown(columns: Sequence[str], rows: Sequence[dict]) -> str:
+    lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(runs: Sequence[RunRecord], out: Path, title: str = "") -> None:
+    run_columns, per_run, config_columns, per_config = summaries(runs)
+    atomic_write_bytes(out / "summary.csv", _csv(run_columns, per_run).encode())
+    counts = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    text = [f"# {title or 'Sweep summary'}", "",
+            f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".", "",
+            "## Per configuration (over seeds)", "", markdown(config_columns, per_config),
+            "## Per run", "", markdown(run_columns, per_run)]
+    atomic_write_bytes(out / "summary.md", "\n".join(text).encode())
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing running mean over `window` epochs (NaNs ignored; NaN where none is finite)."""
+    if window <= 1 or values.size == 0:
+        return values
+    finite = np.isfinite(values)
+    sums = np.cumsum(np.where(finite, values, 0.0))
+    counts = np.cumsum(finite)
+    lo = np.maximum(np.arange(values.size) - window, -1)
+    s = sums - np.where(lo >= 0, sums[np.maximum(lo, 0)], 0.0)
+    c = counts - np.where(lo >= 0, counts[np.maximum(lo, 0)], 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(c > 0, s / np.maximum(c, 1), np.nan)
+
+
+def _panel_key(task: str, runs: Sequence[RunRecord]) -> str | None:
+    keys = varying(runs)
+    key = COMPLEXITY.get(task)
+    if key in keys:
+        return key
+    task_keys = [k for k in keys if k in runs[0].config.get("task_settings", {})]
+    return task_keys[0] if task_keys else None
+
+
+def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_loss", window: int | None = None,
+               title: str = "") -> None:
+    """The paper-style figure of `runs` (see the module docstring)."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import METHOD_COLORS, save_figure
+
+    runs = [r for r in runs if r.rows]
+    if not runs:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.text(0.5, 0.5, "no epochs finished yet", ha="center", va="center")
+        ax.set_axis_off()
+        save_figure(fig, path)
+        return
+    task = runs[0].config.get("task", "")
+    panel_key = _panel_key(task, runs)
+    line_keys = sorted((k for k in varying(runs) if k not in ("seed", panel_key)),
+                       key=lambda k: ("method", "clip").index(k) if k in ("method", "clip") else 2)
+    panels: dict[Any, list[RunRecord]] = {}
+    for r in runs:
+        panels.setdefault(r.settings().get(panel_key) if panel_key else None, []).append(r)
+    longest = max(len(r.rows) for r in runs)
+    window = window if window is not None else max(1, longest // 50)
+    n = len(panels)
+    cols = min(n, 4)
+    rows_n = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.6 * cols, 3.0 * rows_n), squeeze=False, sharex=True)
+    for ax, (level, members) in zip(axes.flat, sorted(panels.items(), key=lambda kv: _order(kv[0]),
+                                                  reverse=panel_key in HARDER_WHEN_SMALLER)):
+        lines: dict[tuple, list[RunRecord]] = {}
+        for r in members:
+            lines.setdefault(tuple(repr(r.settings().get(k)) for k in line_keys), []).append(r)
+        for group in sorted(lines.values(), key=lambda g: _line_order(g[0].settings())):
+            s = group[0].settings()
+            curves = np.full((len(group), max(len(r.rows) for r in group)), np.nan)
+            for i, r in enumerate(group):
+                y = r.curve(key)
+                curves[i, : y.size] = smooth(np.where(y > 0, y, np.nan), window)
+            x = np.arange(1, curves.shape[1] + 1)
+            with np.errstate(all="ignore"), _quiet():
+                median = np.nanmedian(curves, axis=0)
+            color = METHOD_COLORS.get(s.get("method"))
+            label = " ".join(_label(k, s.get(k)) for k in line_keys) or str(s.get("method"))
+            ax.plot(x, median, LINESTYLES.get(s.get("clip"), "-"), color=color, label=label, lw=1.2)
+            if len(group) > 1:
+                with np.errstate(all="ignore"), _quiet():
+                    ax.fill_between(x, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=color, alpha=0.15,
+                                    lw=0)
+        ax.set_yscale("log")
+        ax.set_title(_label(panel_key, level) if panel_key else task)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xlabel("epoch")
+    for ax in axes.flat[n:]:
+        ax.set_axis_off()
+    axes[0, 0].set_ylabel(key.replace("_", " ") + (f" (mean over {window} epochs)" if window > 1 else ""))
+    axes[0, 0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, y=1.0)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+class _quiet:
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+
+
+_METHOD_ORDER = "RMCSN"
+
+
+def _line_order(settings: dict) -> tuple:
+    method = str(settings.get("method"))
+    clip = str(settings.get("clip"))
+    return (_METHOD_ORDER.find(method) % 10, list(LINESTYLES).index(clip) if clip in LINESTYLES else 9, repr(settings))
+
+
+def _order(value: Any):
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+
+
+_SHORT = {"n_poles": "poles", "method": "", "clip": "clip", "n_drivers": "drivers", "n_evaders": "evaders"}
+
+
+def _label(key: str, value: Any) -> str:
+    short = _SHORT.get(key, key)
+    value = f"{value:g}" if isinstance(value, float) else value
+    return f"{value}" if not short else f"{short}={value}"
+
+
+def write_report(sweep_dir: str | Path, out: str | Path | None = None, *, window: int | None = None) -> list[Path]:
+    """Write ``summary.csv``, ``summary.md``, ``sweep.png`` (and one figure per clipping mode when there are
+    several) for the sweep in `sweep_dir` into `out` (default: `sweep_dir`); returns the figure paths."""
+    runs = load_runs(sweep_dir)
+    out = Path(out) if out is not None else Path(sweep_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    task = runs[0].config.get("task", "")
+    write_summary(runs, out, title=f"Sweep {Path(sweep_dir).name} ({task})")
+    figures = [out / "sweep.png"]
+    plot_sweep(runs, figures[0], window=window, title=f"{task}: test loss")
+    clips = sorted({r.settings().get("clip") for r in runs} - {None})
+    if len(clips) > 1:
+        for clip in clips:
+            figures.append(out / f"sweep-clip={clip}.png")
+            plot_sweep([r for r in runs if r.settings().get("clip") == clip], figures[-1], window=window,
+                       title=f"{task}: test loss, clip {clip}")
+    return figures
+
+
+def add_plot_parser(commands: argparse._SubParsersAction, parser_class: type, *,
+                    add_common: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    """Register ``stablebptt plot SWEEP_DIR``."""
+    from ..cli.options import nonnegative_int
+
+    p = commands.add_parser("plot", help="figure and summary tables of a sweep (finished or running)",
+                            description="Paper-style figure (sweep.png) and summary.csv / summary.md of a sweep.")
+    p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="folder written by `stablebptt sweep`")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR)")
+    p.add_argument("--smooth", type=nonnegative_int, default=None,
+                   help="running mean over this many epochs (default: 1/50 of the longest run; 0 or 1: none)")
+    if add_common is not None:
+        add_common(p)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    figures = write_report(args.sweep_dir, args.out, window=args.smooth)
+    out = args.out or args.sweep_dir
+    print(f"figures: {', '.join(str(f) for f in figures)}; tables: {out / 'summary.csv'}, {out / 'summary.md'}")
+    return 0

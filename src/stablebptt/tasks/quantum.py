@@ -1,0 +1,109 @@
+"""Quantum control of a particle in a box (method.md §4)."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..nn import CNN
+from .base import Task
+from .validate import check_positive_int, check_positive_number
+
+LENGTH = 2.0  # the box is [0, LENGTH] with zero (Dirichlet) boundaries
+MIN_POINTS = 7  # the smallest grid the CNN controller accepts
+
+
+class Quantum(Task):
+    """Drive a particle in a 1-D box into eigenstate `target` with a linear potential ``V(x) = c * x``.
+
+    State ``psi``: ``(batch, n_points, 2)``, real and imaginary parts of the wave function on the interior
+    points ``x_j = j * dx``, ``dx = 2 / (n_points + 1)``. Control ``c``: ``(batch,)``. One step is
+    Crank-Nicolson for ``i psi_t = H psi``, ``H = -D2 + c x``, solved as a tridiagonal system:
+    ``(I + i dt/2 H) psi' = (I - i dt/2 H) psi``. Loss (CONTINUOUS):
+    ``sum_{n=1..Nt} (1 - |<e_target, psi_n>|^2)``, averaged over the batch (so 0..horizon).
+    """
+
+    name: ClassVar[str] = "quantum"
+    target: int = eqx.field(static=True, default=3)
+    n_points: int = eqx.field(static=True, default=32)
+    dt: float = eqx.field(static=True, default=0.0625)
+    horizon: int = eqx.field(static=True, default=128)
+    filters: int = eqx.field(static=True, default=60)
+
+    def __check_init__(self):
+        check_positive_int("n_points", self.n_points)
+        if self.n_points < MIN_POINTS:
+            raise ValueError(f"n_points must be at least {MIN_POINTS} (for the CNN controller), got {self.n_points}")
+        check_positive_int("target", self.target)
+        if self.target > self.n_points:
+            raise ValueError(f"target must be an eigenstate number from 1 to n_points={self.n_points}, "
+                             f"got {self.target}")
+        check_positive_int("horizon", self.horizon)
+        check_positive_int("filters", self.filters)
+        check_positive_number("dt", self.dt)
+
+    @property
+    def dx(self) -> float:
+        return LENGTH / (self.n_points + 1)
+
+    def grid(self, dtype=None) -> jax.Array:
+        """The interior points ``x_j = j * dx``, ``j = 1..n_points``."""
+        return jnp.arange(1, self.n_points + 1, dtype=dtype) * self.dx
+
+    def eigenstate(self, n: int, dtype=None) -> jax.Array:
+        """Eigenstate `n` of the box without potential, ``(n_points,)``, real, unit sum of squares."""
+        j = jnp.arange(1, self.n_points + 1, dtype=dtype)
+        e = jnp.sin(math.pi * n * j / (self.n_points + 1))
+        return e / jnp.sqrt(jnp.sum(e**2))
+
+    def hamiltonian(self, psi: jax.Array, c: jax.Array) -> jax.Array:
+        """``H psi`` for complex ``psi (batch, n_points)`` and ``c (batch,)`` (zero boundaries)."""
+        zero = jnp.zeros_like(psi[:, :1])
+        left = jnp.concatenate([zero, psi[:, :-1]], axis=1)
+        right = jnp.concatenate([psi[:, 1:], zero], axis=1)
+        x = self.grid(psi.real.dtype)[None, :]
+        return (2 * psi - left - right) / self.dx**2 + c[:, None] * x * psi
+
+    def step(self, psi: jax.Array, c: jax.Array) -> jax.Array:
+        z = jax.lax.complex(psi[..., 0], psi[..., 1])
+        real = psi.dtype
+        batch, n = z.shape
+        half = 0.5j * self.dt
+        x = self.grid(real)[None, :]
+        diag = 1 + half * (2 / self.dx**2 + c[:, None] * x)
+        off = jnp.full((batch, n), -half / self.dx**2, dtype=z.dtype)
+        lower = off.at[:, 0].set(0)
+        upper = off.at[:, -1].set(0)
+        rhs = z - half * self.hamiltonian(z, c)
+        z_next = jax.lax.linalg.tridiagonal_solve(lower, diag.astype(z.dtype), upper, rhs[..., None])[..., 0]
+        return jnp.stack([z_next.real, z_next.imag], axis=-1).astype(real)
+
+    def overlap(self, psi: jax.Array) -> jax.Array:
+        """``|<e_target, psi>|^2`` over the trailing ``(n_points, 2)`` axes."""
+        e = self.eigenstate(self.target, psi.dtype)[:, None]
+        amplitude = jnp.sum(e * psi, axis=-2)  # (..., 2): real and imaginary part
+        return jnp.sum(amplitude**2, axis=-1)
+
+    def loss(self, states: jax.Array, controls: jax.Array) -> jax.Array:
+        del controls
+        return jnp.mean(jnp.sum(1.0 - self.overlap(states[1:]), axis=0))
+
+    def sample(self, key: jax.Array, n: int) -> jax.Array:
+        k_a, k_p = jax.random.split(key)
+        a = jax.random.normal(k_a, (n, 2))
+        p = jax.random.uniform(k_p, (n, 2), minval=0.0, maxval=2 * math.pi)
+        basis = jnp.stack([self.eigenstate(1, a.dtype), self.eigenstate(2, a.dtype)])  # (2, n_points)
+        coef = a / jnp.sqrt(jnp.sum(a**2, axis=1, keepdims=True))
+        re = (coef * jnp.cos(p)) @ basis
+        im = (coef * jnp.sin(p)) @ basis
+        return jnp.stack([re, im], axis=-1)
+
+    def init_controller(self, key: jax.Array) -> CNN:
+        return CNN(self.n_points, 1, self.filters, key=key)
+
+    def controller(self, params: CNN, psi: jax.Array) -> jax.Array:
+        return jax.vmap(params)(psi)[:, 0]

@@ -1,0 +1,107 @@
+"""`checkpoint=` gives the same update as storing everything, for every method and backward (float64), and
+bounds the compiled program's memory."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stablebptt as sb
+from stablebptt.core.adjoint import checkpoint_segment
+
+HORIZON = 10
+
+
+def step(x, c):
+    pos, vel = x[:, 0], x[:, 1]
+    vel = vel + 0.1 * (-jnp.sin(pos) + 0.5 * c * jnp.cos(vel))
+    return jnp.stack([pos + 0.1 * vel, vel], axis=-1)
+
+
+def controller(params, x):
+    return (jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"])[:, 0]
+
+
+def loss(states, controls):
+    return jnp.mean(states[-1] ** 2) + 0.3 * jnp.mean(jnp.sin(states[1:, :, 0])) + 0.01 * jnp.mean(controls**2)
+
+
+@pytest.fixture
+def problem(x64, key):
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    params = {"w1": jax.random.normal(k1, (2, 5)), "b1": jax.random.normal(k2, (5,)) * 0.1,
+              "w2": jax.random.normal(k3, (5, 1))}
+    return params, jax.random.normal(k4, (4, 2))
+
+
+def assert_close(a, b, rtol=1e-10):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        scale = max(float(np.max(np.abs(y))), 1e-300)
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol * scale)
+
+
+CASES = [(m, b) for m in "RMSN" for b in ("autodiff", "joint")] + [("C", "joint"), ("C", "two_pass")]
+
+
+@pytest.mark.parametrize("method,backward", CASES)
+def test_checkpointed_equals_stored(problem, method, backward):
+    params, x0 = problem
+    reference = jax.jit(sb.value_and_grad(loss, step, controller, HORIZON, method, backward=backward))(params, x0)
+    # "sqrt" is 4 here (two segments of 4 after a remainder of 2), "states" 1, 5 divides the horizon, a segment
+    # longer than the horizon is one segment.
+    options = [{"checkpoint": c} for c in ("sqrt", "states", 5, HORIZON + 4)]
+    if backward != "autodiff":  # both ways of forming the parameter gradient
+        options += [{"checkpoint": c, "param_vjp": "per_step"} for c in (None, "sqrt")]
+    for option in options:
+        value, update, info = jax.jit(sb.value_and_grad(loss, step, controller, HORIZON, method,
+                                                        backward=backward, **option))(params, x0)
+        np.testing.assert_allclose(value, reference[0], rtol=1e-12)
+        assert_close(update, reference[1])
+        assert_close(info, reference[2])
+
+
+def test_checkpointed_cartpole_with_equinox_controller(x64, key):
+    task = sb.tasks.CartPole(n_poles=2, horizon=12, loss_mode="continuous", zero_final_kernel=False,
+                             hidden=(8, 8))
+    params = task.init_controller(key)
+    x0 = task.sample(key, 3)
+    vg = eqx.filter_jit(lambda p, x, c: sb.value_and_grad(task.loss, task.step, task.controller, task.horizon,
+                                                          "C", checkpoint=c)(p, x))
+    reference = vg(params, x0, None)
+    for checkpoint in ("sqrt", "states", 5):
+        assert_close(vg(params, x0, checkpoint)[1], reference[1])
+
+
+@pytest.mark.parametrize("value,horizon,expected", [
+    (None, 100, None), (False, 100, None), ("none", 100, None), ("sqrt", 100, 10), ("sqrt", 101, 11),
+    ("sqrt", 1, 1), ("states", 100, 1), (7, 100, 7), ("7", 100, 7), (500, 100, 100),
+])
+def test_checkpoint_values(value, horizon, expected):
+    assert checkpoint_segment(value, horizon) == expected
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "half", "", "0"])
+def test_bad_checkpoint_is_a_value_error(bad):
+    with pytest.raises(ValueError, match="checkpoint"):
+        sb.value_and_grad(loss, step, controller, HORIZON, "C", checkpoint=bad)
+
+
+@pytest.mark.parametrize("method", ["R", "C"])
+def test_checkpointing_bounds_compiled_memory(key, method):
+    """XLA's own account of the temporary buffers: with "sqrt", 16x the horizon costs far less than 16x the
+    memory of storing everything (which stores the network's activations at every step)."""
+    task = sb.tasks.CartPole(n_poles=2, horizon=64)
+    params = task.init_controller(key)
+    x0 = task.sample(key, 8)
+
+    def temp_bytes(horizon, checkpoint):
+        vg = sb.value_and_grad(task.loss, task.step, task.controller, horizon, method, checkpoint=checkpoint)
+        compiled = jax.jit(vg).lower(params, x0).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    stored, short, long = temp_bytes(1024, None), temp_bytes(64, "sqrt"), temp_bytes(1024, "sqrt")
+    assert long < 0.25 * stored
+    assert long < 8 * short

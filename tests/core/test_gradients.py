@@ -1,0 +1,154 @@
+"""Every mode of `value_and_grad` against naive Python-loop unrolls with explicit stop_gradients (float64)."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stablebptt as sb
+
+HORIZON = 6
+
+
+def toy_step(x, c):
+    """A nonlinear 2-state system with a scalar control per sample: x (batch, 2), c (batch,)."""
+    pos, vel = x[:, 0], x[:, 1]
+    acc = -jnp.sin(pos) + 0.5 * c * jnp.cos(vel)
+    vel = vel + 0.1 * acc
+    return jnp.stack([pos + 0.1 * vel, vel], axis=-1)
+
+
+def toy_controller(params, x):
+    h = jnp.tanh(x @ params["w1"] + params["b1"])
+    return (h @ params["w2"])[:, 0] + params["b2"]
+
+
+def toy_loss(states, controls):
+    return jnp.mean(states[-1] ** 2) + 0.3 * jnp.mean(jnp.sin(states[1:, :, 0])) + 0.01 * jnp.mean(controls**2)
+
+
+def toy_params(key):
+    k1, k2, k3 = jax.random.split(key, 3)
+    return {
+        "w1": jax.random.normal(k1, (2, 5)),
+        "b1": jax.random.normal(k2, (5,)) * 0.1,
+        "w2": 6.0 * jax.random.normal(k3, (5, 1)),  # strong feedback: M and R disagree in sign somewhere
+        "b2": jnp.array(0.2),
+    }
+
+
+def naive_loss(params, x0, method):
+    """Python-loop unroll with the stop_gradients of method.md §1."""
+    net_input, sim_input = {
+        "R": (True, True), "M": (False, True), "S": (False, False), "N": (True, False),
+    }[method]
+    x, states, controls = x0, [x0], []
+    for _ in range(HORIZON):
+        c = toy_controller(params, x if net_input else jax.lax.stop_gradient(x))
+        x = toy_step(x if sim_input else jax.lax.stop_gradient(x), c)
+        states.append(x)
+        controls.append(c)
+    return toy_loss(jnp.stack(states), jnp.stack(controls))
+
+
+@pytest.fixture
+def problem(x64):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(2))
+    return toy_params(k1), jax.random.normal(k2, (4, 2))
+
+
+def assert_trees_close(a, b, rtol=1e-10, atol=1e-13):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("method", ["R", "M", "S", "N"])
+@pytest.mark.parametrize("backward", ["autodiff", "joint"])
+def test_single_modes_equal_naive_unroll(problem, method, backward):
+    params, x0 = problem
+    value, update, info = jax.jit(sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, method,
+                                                    backward=backward))(params, x0)
+    expected_value, expected = jax.value_and_grad(naive_loss)(params, x0, method)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-12)
+    assert_trees_close(update, expected)
+    norm = np.sqrt(sum(np.sum(np.asarray(g) ** 2) for g in jax.tree.leaves(expected)))
+    np.testing.assert_allclose(info["grad_norm"], norm, rtol=1e-10)
+
+
+def test_modes_differ_on_this_system(problem):
+    """Guards the test above: if all modes agreed, it could not tell a misplaced stop_gradient."""
+    params, x0 = problem
+    grads = {m: jax.grad(naive_loss)(params, x0, m) for m in "RMSN"}
+    for a in "RMSN":
+        for b in "RMSN":
+            if a < b:
+                diff = max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(grads[a]),
+                                                                           jax.tree.leaves(grads[b])))
+                assert diff > 1e-4, (a, b)
+
+
+@pytest.mark.parametrize("backward", ["joint", "two_pass"])
+def test_combined_equals_combine_of_naive_gradients(problem, backward):
+    params, x0 = problem
+    value, update, info = jax.jit(sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, "C",
+                                                    backward=backward))(params, x0)
+    g_m = jax.grad(naive_loss)(params, x0, "M")
+    g_r = jax.grad(naive_loss)(params, x0, "R")
+    assert_trees_close(update, sb.combine(g_m, g_r))
+    np.testing.assert_allclose(value, naive_loss(params, x0, "R"), rtol=1e-12)
+    m, r = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]) for g in (g_m, g_r))
+    np.testing.assert_allclose(info["cosine"], m @ r / np.linalg.norm(m) / np.linalg.norm(r), rtol=1e-10)
+    np.testing.assert_allclose(info["kept_fraction"], np.mean(np.sign(m) == np.sign(r)), rtol=1e-12)
+    assert 0 < info["kept_fraction"] < 1  # the sign test actually removes something here
+
+
+def test_regular_gradient_matches_finite_differences(x64, key):
+    params = toy_params(key)
+    x0 = jnp.array([[0.3, -0.2], [0.1, 0.4]])
+    vg = jax.jit(sb.value_and_grad(toy_loss, toy_step, toy_controller, 4, "R"))
+    _, update, _ = vg(params, x0)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    eps = 1e-6
+    fd = []
+    for i in range(flat.size):
+        e = jnp.zeros_like(flat).at[i].set(eps)
+        plus, _, _ = vg(unravel(flat + e), x0)
+        minus, _, _ = vg(unravel(flat - e), x0)
+        fd.append((plus - minus) / (2 * eps))
+    np.testing.assert_allclose(jax.flatten_util.ravel_pytree(update)[0], np.array(fd), rtol=1e-6, atol=1e-9)
+
+
+def test_equinox_module_params_with_non_array_leaves(x64, key):
+    task = sb.tasks.CartPole(n_poles=1, horizon=5, zero_final_kernel=False)
+    params = task.init_controller(key)
+    x0 = task.sample(key, 3)
+    value, update, info = sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, "C")(params, x0)
+    assert jax.tree.structure(update) == jax.tree.structure(eqx.filter(params, eqx.is_inexact_array))
+    assert np.isfinite(value) and info["grad_norm"] > 0
+
+
+def test_float32_by_default(key):
+    task = sb.tasks.CartPole(n_poles=1, horizon=5)
+    params = task.init_controller(key)
+    x0 = task.sample(key, 2)
+    value, update, _ = jax.jit(sb.value_and_grad(task.loss, task.step, task.controller, 5, "C"))(params, x0)
+    assert value.dtype == jnp.float32
+    assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(update))
+
+
+@pytest.mark.parametrize("bad", ["X", "", "combo", 3])
+def test_unknown_method_is_a_value_error(bad):
+    with pytest.raises(ValueError, match="unknown method"):
+        sb.value_and_grad(toy_loss, toy_step, toy_controller, 3, bad)
+
+
+@pytest.mark.parametrize("name,letter", [("regular", "R"), ("modified", "M"), ("stopped", "S"),
+                                         ("network", "N"), ("combined", "C")])
+def test_method_names_are_aliases(problem, name, letter):
+    params, x0 = problem
+    by_name = sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, name)(params, x0)[1]
+    by_letter = sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, letter)(params, x0)[1]
+    assert_trees_close(by_name, by_letter, rtol=0, atol=0)

@@ -1,0 +1,120 @@
+"""Truncated BPTT (`truncation=K`) against a naive Python-loop unroll with stop_gradient every K steps (float64)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stablebptt as sb
+
+HORIZON = 7
+PATHS = {"R": (True, True), "M": (False, True), "S": (False, False), "N": (True, False)}
+
+
+def step(x, c):
+    pos, vel = x[:, 0], x[:, 1]
+    vel = vel + 0.1 * (-jnp.sin(pos) + 0.5 * c * jnp.cos(vel))
+    return jnp.stack([pos + 0.1 * vel, vel], axis=-1)
+
+
+def controller(params, x):
+    return (jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"])[:, 0]
+
+
+def loss(states, controls):
+    return jnp.mean(states[-1] ** 2) + 0.3 * jnp.mean(jnp.sin(states[1:, :, 0])) + 0.01 * jnp.mean(controls**2)
+
+
+def naive_grad(params, x0, method, truncation):
+    """The gradient of a Python-loop unroll that stops the gradient of the state x_n when n % K == 0, on top
+    of the method's own stop_gradients."""
+    net_input, sim_input = PATHS[method]
+
+    def objective(p):
+        x, states, controls = x0, [x0], []
+        for n in range(HORIZON):
+            if truncation is not None and n % truncation == 0:
+                x_in = jax.lax.stop_gradient(x)
+            else:
+                x_in = x
+            c = controller(p, x_in if net_input else jax.lax.stop_gradient(x_in))
+            x = step(x_in if sim_input else jax.lax.stop_gradient(x_in), c)
+            states.append(x)
+            controls.append(c)
+        return loss(jnp.stack(states), jnp.stack(controls))
+
+    return jax.jit(jax.grad(objective))(params)
+
+
+def combined(params, x0, truncation):
+    return sb.combine(naive_grad(params, x0, "M", truncation), naive_grad(params, x0, "R", truncation))
+
+
+@pytest.fixture
+def problem(x64, key):
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    params = {"w1": jax.random.normal(k1, (2, 5)), "b1": jax.random.normal(k2, (5,)) * 0.1,
+              "w2": jax.random.normal(k3, (5, 1))}
+    return params, jax.random.normal(k4, (4, 2))
+
+
+def assert_close(a, b, rtol=1e-10):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        scale = max(float(np.max(np.abs(y))), 1e-300)
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("truncation", [2, 3])
+@pytest.mark.parametrize("method", ["R", "M", "S", "N", "C"])
+@pytest.mark.parametrize("backward", ["joint", "two_pass"])
+def test_truncation_equals_naive_unroll(problem, method, truncation, backward):
+    params, x0 = problem
+    vg = jax.jit(sb.value_and_grad(loss, step, controller, HORIZON, method, backward=backward,
+                                   truncation=truncation))
+    value, update, _ = vg(params, x0)
+    expected = combined(params, x0, truncation) if method == "C" else naive_grad(params, x0, method, truncation)
+    assert_close(update, expected)
+
+
+def test_truncation_changes_the_gradient(problem):
+    """Guards the test above: with K = 2 the truncated and full gradients differ."""
+    params, x0 = problem
+    full, cut = naive_grad(params, x0, "R", None), naive_grad(params, x0, "R", 2)
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(cut))) > 1e-4
+
+
+@pytest.mark.parametrize("truncation", [HORIZON, HORIZON + 3])
+def test_window_as_long_as_the_horizon_cuts_nothing(problem, truncation):
+    params, x0 = problem
+    full = sb.value_and_grad(loss, step, controller, HORIZON, "C")(params, x0)[1]
+    cut = sb.value_and_grad(loss, step, controller, HORIZON, "C", truncation=truncation)(params, x0)[1]
+    assert_close(cut, full)
+
+
+def test_window_of_one_step_makes_every_method_stopped(problem):
+    params, x0 = problem
+    stopped = naive_grad(params, x0, "S", None)
+    for method in "RMNC":
+        update = sb.value_and_grad(loss, step, controller, HORIZON, method, truncation=1)(params, x0)[1]
+        assert_close(update, stopped)
+
+
+@pytest.mark.parametrize("checkpoint", ["states", 3])
+def test_truncation_with_checkpointing(problem, checkpoint):
+    params, x0 = problem
+    update = sb.value_and_grad(loss, step, controller, HORIZON, "C", truncation=2, checkpoint=checkpoint)(
+        params, x0)[1]
+    assert_close(update, combined(params, x0, 2))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_bad_truncation_is_a_value_error(bad):
+    with pytest.raises(ValueError):
+        sb.value_and_grad(loss, step, controller, HORIZON, "C", truncation=bad)
+
+
+def test_truncation_needs_an_adjoint_backward():
+    with pytest.raises(ValueError, match="truncation"):
+        sb.value_and_grad(loss, step, controller, HORIZON, "R", backward="autodiff", truncation=2)

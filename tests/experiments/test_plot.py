@@ -1,0 +1,102 @@
+"""`stablebptt plot`: figure and summary tables of finished and partial sweeps (synthetic run folders)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stablebptt.cli.main import main
+from stablebptt.experiments.grid import expand
+from stablebptt.experiments.report import load_runs, smooth, summaries, write_report
+from stablebptt.training.train import METRICS
+
+
+def _write_run(out: Path, run, epochs: int, status: str | None, *, diverge_at: int | None = None) -> None:
+    d = out / run.name
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps(run.config))
+    if epochs:
+        seed, method = run.config["train"]["seed"], run.config["train"]["method"]
+        scale = {"R": 1.0, "M": 0.7, "C": 0.3, "S": 2.0}[method]
+        rows = []
+        for e in range(1, epochs + 1):
+            loss = scale * (1 + 0.1 * seed) / e
+            if diverge_at is not None and e == diverge_at:
+                loss = math.nan
+            rows.append({"epoch": e, "loss": loss, "train_loss": loss, "test_loss": loss, "grad_norm": 1.0,
+                         "cosine": "", "kept_fraction": "", "epoch_time": 0.01})
+        with open(d / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRICS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows)
+    if status is not None:
+        (d / "status.json").write_text(json.dumps({"status": status, "epoch": epochs}))
+
+
+@pytest.fixture
+def grid():
+    return expand("cartpole", {"method": ["R", "C"], "n_poles": [1, 2], "clip": ["none", "norm"], "seed": [0, 1],
+                               "epochs": [20]})
+
+
+def test_plot_finished_sweep(tmp_path, grid, capsys):
+    for run in grid:
+        _write_run(tmp_path, run, 20, "complete")
+    assert main(["plot", str(tmp_path), "--out", str(tmp_path / "fig")]) == 0
+    fig = tmp_path / "fig"
+    assert {p.name for p in fig.iterdir()} == {"sweep.png", "sweep-clip=none.png", "sweep-clip=norm.png",
+                                             "summary.csv", "summary.md"}
+    with open(fig / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 16 and {r["status"] for r in rows} == {"complete"}
+    r = next(r for r in rows if r["run"] == "method=C_poles=1_clip=none_seed=1")
+    assert float(r["final_test_loss"]) == pytest.approx(0.3 * 1.1 / 20)
+    assert float(r["best_test_loss"]) == pytest.approx(0.3 * 1.1 / 20) and r["best_epoch"] == "20"
+    md = (fig / "summary.md").read_text()
+    assert "16 runs: 16 complete." in md and "| 1 | C | none | 2 | 2 |" in md  # per configuration over 2 seeds
+    assert "figures:" in capsys.readouterr().out
+
+
+def test_plot_partial_sweep(tmp_path, grid):
+    """Runs finished, half-way, diverged, started without metrics, and only planned (sweep.json)."""
+    _write_run(tmp_path, grid[0], 20, "complete")
+    _write_run(tmp_path, grid[1], 7, "running")
+    _write_run(tmp_path, grid[2], 5, "diverged", diverge_at=5)
+    _write_run(tmp_path, grid[3], 0, None)
+    (tmp_path / "sweep.json").write_text(json.dumps({"task": "cartpole", "runs": {r.name: r.config for r in grid}}))
+    figures = write_report(tmp_path)
+    assert all(p.stat().st_size > 0 for p in figures)
+    runs = {r.name: r for r in load_runs(tmp_path)}
+    assert len(runs) == 16
+    assert runs[grid[1].name].status == "interrupted"  # running, but no live writer holds its lock
+    assert runs[grid[3].name].status == "pending" and runs[grid[5].name].status == "pending"
+    _, per_run, _, per_config = summaries(list(runs.values()))
+    by_name = {r["run"]: r for r in per_run}
+    assert by_name[grid[1].name]["epochs_done"] == 7
+    assert by_name[grid[2].name]["epochs_done"] == 4  # the diverged epoch is not counted
+    assert by_name[grid[2].name]["final_test_loss"] == pytest.approx(1.0 / 4)  # R, seed 0, epoch 4
+    assert "final_test_loss" not in by_name[grid[5].name]
+    assert len(per_config) == 8
+    md = (tmp_path / "summary.md").read_text()
+    assert "1 complete, 1 diverged, 1 interrupted, 13 pending" in md
+
+
+def test_plot_errors_and_empty_sweep(tmp_path, capsys):
+    assert main(["plot", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["plot", str(tmp_path)]) == 2  # an empty folder holds no runs
+    run = expand("cartpole", {"epochs": [3]})[0]
+    _write_run(tmp_path, run, 0, None)
+    assert main(["plot", str(tmp_path)]) == 0  # a sweep that has not finished an epoch yet
+    assert (tmp_path / "sweep.png").exists()
+
+
+def test_smooth_is_a_trailing_mean_ignoring_nan():
+    y = np.array([1.0, 3.0, np.nan, 5.0, 7.0])
+    np.testing.assert_allclose(smooth(y, 2), [1.0, 2.0, 3.0, 5.0, 6.0])
+    np.testing.assert_allclose(smooth(y, 1), y)

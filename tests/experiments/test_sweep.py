@@ -1,0 +1,183 @@
+"""Sweeps: grids, run folders, kill-and-rerun, failed and diverged runs, batched runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stablebptt.cli.main import main
+from stablebptt.experiments.grid import expand, paper_grid
+from stablebptt.experiments.sweep import run_job, sweep, train_batch
+from stablebptt.training.io import read_csv
+
+TINY = {"horizon": [10], "epochs": [2]}
+
+
+def _epochs(run_dir: Path) -> list[int]:
+    return [int(r["epoch"]) for r in read_csv(run_dir / "metrics.csv")]
+
+
+def _status(run_dir: Path) -> dict:
+    return json.loads((run_dir / "status.json").read_text())
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "epoch_time"} for r in read_csv(run_dir / "metrics.csv")]
+
+
+def test_grid_product_names_and_paper_grids():
+    runs = expand("cartpole", {"method": ["R", "C"], "n_poles": [1, 2], "clip": ["none", "norm"], "seed": [0, 1],
+                               "horizon": [10]})
+    assert len(runs) == 16 and len({r.name for r in runs}) == 16
+    assert runs[0].name == "method=R_poles=1_horizon=10_clip=none_seed=0"
+    assert runs[0].config["task_settings"] == {"n_poles": 1, "loss_mode": "final", "horizon": 10}
+    assert runs[0].config["train"]["clip"] == "none" and runs[1].config["train"]["seed"] == 1
+    # A setting at its default is left out of the name, so that extending a grid keeps the names.
+    assert expand("cartpole", {"lr": [1e-3]})[0].name == "method=C_poles=2_clip=none_seed=42"
+    assert expand("cartpole", {"lr": [1e-2]})[0].name == "method=C_poles=2_clip=none_lr=0.01_seed=42"
+    sizes = {task: len(expand(task, paper_grid(task))) for task in ("cartpole", "repulsion", "quantum")}
+    assert sizes == {"cartpole": 48, "repulsion": 16, "quantum": 12}
+    with pytest.raises(ValueError, match="unknown settings"):
+        expand("cartpole", {"n_pole": [1]})
+
+
+def test_cli_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "cartpole", "--poles", "1,0"])
+    assert e.value.code == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["sweep", "cartpole", "--address", "x:1", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--backend ray" in err
+
+
+def test_dry_run_lists_the_paper_grid(capsys, tmp_path):
+    assert main(["sweep", "cartpole", "--grid", "paper", "--clip", "none", "--out", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "16 runs" and not any(tmp_path.iterdir())
+
+
+def _run_cli(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    return subprocess.Popen([sys.executable, "-m", "stablebptt", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True, text=True)
+
+
+def test_kill_and_rerun_finishes_the_grid(tmp_path):
+    """2 methods x 2 settings x 3 epochs: SIGKILL the whole process group mid-way, rerun, check every run."""
+    out = tmp_path / "sweep"
+    args = ["sweep", "cartpole", "--methods", "R,C", "--poles", "1,2", "--horizon", "10", "--epochs", "3",
+            "--batch-size", "8", "--workers", "2", "--out", str(out)]
+    proc = _run_cli(args)
+    deadline = time.time() + 240
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        if any(out.glob("*/metrics.csv")):  # some epochs done, most of the grid not
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert killed, "the sweep ended before it could be killed"
+    done = [p for p in out.glob("*/status.json") if _status(p.parent)["status"] == "complete"]
+    assert len(done) < 4
+
+    rerun = _run_cli(args)
+    text, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, text
+    runs = sorted(p.parent for p in out.glob("*/config.json"))
+    assert [r.name for r in runs] == [
+        "method=C_poles=1_horizon=10_clip=none_seed=42", "method=C_poles=2_horizon=10_clip=none_seed=42",
+        "method=R_poles=1_horizon=10_clip=none_seed=42", "method=R_poles=2_horizon=10_clip=none_seed=42"]
+    for r in runs:
+        assert _status(r)["status"] == "complete"
+        assert _epochs(r) == [1, 2, 3]  # every epoch once: nothing lost, nothing duplicated
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + 4 and all(",complete," in line for line in summary[1:])
+    assert (out / "sweep.png").stat().st_size > 0
+
+    # A third run of the same command does nothing.
+    again = _run_cli(args)
+    text, _ = again.communicate(timeout=300)
+    assert again.returncode == 0 and text.count(": complete,") == 4
+    for r in runs:
+        assert _epochs(r) == [1, 2, 3]
+
+
+def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    from stablebptt import tasks
+    from stablebptt.tasks.cartpole import CartPole
+
+    class Broken(CartPole):
+        def step(self, x, c):
+            if self.n_poles == 2:
+                raise RuntimeError("simulated crash")
+            return super().step(x, c)
+
+    monkeypatch.setitem(tasks.TASKS, "cartpole", Broken)
+    runs = expand("cartpole", {**TINY, "method": ["R"], "n_poles": [1, 2], "lr": [1e-3, 1e6]})
+    lines: list[str] = []
+    results = sweep(tmp_path, runs, workers=1, log=lines.append)
+    status = {Path(r["run_dir"]).name: r["status"] for r in results}
+    assert status == {
+        "method=R_poles=1_horizon=10_clip=none_seed=42": "complete",
+        "method=R_poles=1_horizon=10_clip=none_lr=1e+06_seed=42": "diverged",
+        "method=R_poles=2_horizon=10_clip=none_seed=42": "failed",
+        "method=R_poles=2_horizon=10_clip=none_lr=1e+06_seed=42": "failed",
+    }
+    for name, s in status.items():
+        record = _status(tmp_path / name)
+        assert record["status"] == s
+        if s == "failed":
+            assert "simulated crash" in record["message"]
+    summary = (tmp_path / "summary.md").read_text()
+    assert "1 complete, 1 diverged, 2 failed" in summary
+    assert "2 failed" in lines[-1]
+
+
+def test_batch_runs_equal_separate_runs(tmp_path):
+    """Seeds and learning rates trained together (vmap) give the metrics of separate runs."""
+    runs = expand("cartpole", {**TINY, "method": ["C"], "n_poles": [2], "seed": [0, 1], "lr": [1e-3, 3e-3],
+                               "clip": ["norm"], "n_train": [64], "n_test": [32]})
+    assert len({r.batch_key for r in runs}) == 1
+    dirs = [str(tmp_path / "batched" / r.name) for r in runs]
+    assert train_batch(dirs, [r.config for r in runs]) == {d: "complete" for d in dirs}
+    for run, batched in zip(runs, dirs):
+        single = tmp_path / "single" / run.name
+        assert run_job(str(single), run.config)[0]["status"] == "complete"
+        a, b = _metrics(Path(batched)), _metrics(single)
+        assert [r["epoch"] for r in a] == [1, 2]
+        for ra, rb in zip(a, b):
+            for k in ra:
+                np.testing.assert_allclose(ra[k], rb[k], rtol=2e-5, atol=1e-7, err_msg=f"{run.name} {k}")
+        assert sorted(p.name for p in Path(batched).iterdir() if not p.name.startswith(".")) == sorted(
+            p.name for p in single.iterdir() if not p.name.startswith("."))
+        assert _status(Path(batched))["status"] == "complete"
+    # Rerunning finds every run complete and changes nothing.
+    before = [(Path(d) / "metrics.csv").read_bytes() for d in dirs]
+    assert train_batch(dirs, [r.config for r in runs]) == {d: "complete" for d in dirs}
+    assert before == [(Path(d) / "metrics.csv").read_bytes() for d in dirs]
+
+
+def test_batch_runs_through_the_sweep_resume_and_diverge(tmp_path):
+    """--batch-runs in a sweep: a diverging member stops alone; a batch continues from its checkpoints."""
+    runs = expand("cartpole", {**TINY, "method": ["R"], "n_poles": [1], "lr": [1e-3, 1e6]})
+    results = sweep(tmp_path, runs, workers=1, batch_runs=True, log=None)
+    assert sorted(r["status"] for r in results) == ["complete", "diverged"]
+    good = tmp_path / runs[0].name
+    assert _epochs(good) == [1, 2]
+    # Extending the grid to 4 epochs continues from the checkpoint of epoch 2 (same names, no duplicates).
+    longer = expand("cartpole", {**TINY, "epochs": [4], "method": ["R"], "n_poles": [1], "lr": [1e-3, 1e6]})
+    first = _metrics(good)
+    results = sweep(tmp_path, longer, workers=1, batch_runs=True, log=None)
+    assert sorted(r["status"] for r in results) == ["complete", "diverged"]
+    assert _epochs(good) == [1, 2, 3, 4]
+    np.testing.assert_equal(_metrics(good)[:2], first)  # NaN equals NaN here

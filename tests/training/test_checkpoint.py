@@ -1,0 +1,130 @@
+"""Checkpoints: exact round trip, extension of a finished run, and refusal (without touching the file) of
+truncated, corrupted, foreign and mismatched checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from stablebptt.tasks import make_task
+from stablebptt.training.checkpoint import Checkpoint, config_hash, load_checkpoint, save_checkpoint
+from stablebptt.training.run import CHECKPOINT, new_run, read_status, resume, run_config
+from stablebptt.training.train import Trainer
+
+TASK = {"n_poles": 1, "horizon": 10}
+TRAIN = {"method": "C", "n_train": 16, "n_test": 16}
+
+
+def config_for(epochs=2, task=TASK, **train):
+    return run_config("cartpole", task, **{**TRAIN, "epochs": epochs, **train})
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A complete 2-epoch run and, from another configuration (2 poles), a foreign checkpoint."""
+    base = tmp_path_factory.mktemp("runs")
+    new_run(base / "run", config_for())
+    new_run(base / "two-poles", config_for(epochs=1, task={"n_poles": 2, "horizon": 10}))
+    return base
+
+
+def test_round_trip_is_exact(tmp_path):
+    config = config_for()
+    trainer = Trainer(make_task("cartpole", **TASK), **TRAIN)
+    outcome = trainer.run(trainer.initial, epochs=1)
+    rows = [{"epoch": 1, "loss": 0.1 + 0.2, "cosine": float("nan")}]
+    save_checkpoint(tmp_path / "c.eqx", config, Checkpoint(1, outcome.state, trainer.key, rows))
+    back = load_checkpoint(tmp_path / "c.eqx", config, (trainer.key, trainer.initial))
+    assert back.epoch == 1 and back.metrics[0]["loss"] == 0.1 + 0.2 and np.isnan(back.metrics[0]["cosine"])
+    assert np.array_equal(back.key, trainer.key)
+    for a, b in zip(jax.tree.leaves(back.state), jax.tree.leaves(outcome.state)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_hash_ignores_epochs_and_checkpoint_frequency_only():
+    assert config_hash(config_for(2)) == config_hash(config_for(7))
+    assert config_hash(config_for(2)) == config_hash({**config_for(2), "checkpoint_every": 5})
+    assert config_hash(config_for(2)) != config_hash(config_for(2, lr=0.01))
+    assert config_hash(config_for(2)) != config_hash(config_for(2, task={"n_poles": 1, "horizon": 11}))
+
+
+def test_extending_a_finished_run_equals_training_longer(finished, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    assert resume(run) is None  # complete: nothing to do
+    with pytest.raises(ValueError, match="already has 2 epochs"):
+        resume(run, epochs=1)
+    extended = resume(run, epochs=3)
+    direct = new_run(tmp_path / "direct", config_for(3))
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "epoch_time"} for r in rows]  # noqa: E731
+    assert drop(extended.metrics) == drop(direct.metrics)
+    assert (run / "params.eqx").read_bytes() == (tmp_path / "direct" / "params.eqx").read_bytes()
+    assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 3
+    with open(run / "metrics.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+
+
+def _truncated(data, finished):
+    return data[: len(data) // 2]
+
+
+def _random_bytes(data, finished):
+    return random.Random(0).randbytes(len(data))
+
+
+def _flipped_payload_byte(data, finished):
+    i = len(data) - 100
+    return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+
+
+def _empty(data, finished):
+    return b""
+
+
+def _other_task(data, finished):
+    header, _, payload = data.partition(b"\n")
+    header = json.loads(header)
+    header["task"] = "repulsion"
+    return json.dumps(header).encode() + b"\n" + payload
+
+
+def _other_config(data, finished):
+    return (finished / "two-poles" / CHECKPOINT).read_bytes()
+
+
+def _other_shapes(data, finished):
+    """Header of this run, parameters of the 2-pole run (consistent checksum): caught by the template."""
+    header = json.loads(data.partition(b"\n")[0])
+    payload = (finished / "two-poles" / CHECKPOINT).read_bytes().partition(b"\n")[2]
+    header.update(payload_bytes=len(payload), payload_sha256=hashlib.sha256(payload).hexdigest())
+    return json.dumps(header).encode() + b"\n" + payload
+
+
+CORRUPTIONS = [
+    (_truncated, "truncated"), (_random_bytes, "not a valid stablebptt checkpoint"),
+    (_flipped_payload_byte, "checksum mismatch"), (_empty, "not a valid stablebptt checkpoint"),
+    (_other_task, "belongs to task 'repulsion'"), (_other_config, "different configuration"),
+    (_other_shapes, "does not fit"),
+]
+
+
+@pytest.mark.parametrize("corrupt, message", CORRUPTIONS, ids=[c[0].__name__.strip("_") for c in CORRUPTIONS])
+def test_bad_checkpoint_is_refused_and_left_untouched(finished, tmp_path, corrupt, message):
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    bad = corrupt((run / CHECKPOINT).read_bytes(), finished)
+    (run / CHECKPOINT).write_bytes(bad)
+    stat = (run / CHECKPOINT).stat()
+    with pytest.raises(ValueError, match=message) as error:
+        resume(run, epochs=3)
+    assert "\n" not in str(error.value) and "left untouched" in str(error.value)
+    assert (run / CHECKPOINT).read_bytes() == bad
+    assert (run / CHECKPOINT).stat().st_mtime_ns == stat.st_mtime_ns
+    assert read_status(run)["status"] in ("complete", "failed")  # failed if found only when loading

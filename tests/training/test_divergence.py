@@ -1,0 +1,139 @@
+"""NaN and inf: a run that diverges stops as `diverged` with its last good state kept; `skip_nonfinite`
+skips such updates; in a sweep (`execute`) diverged and failed runs are recorded and the next run goes on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stablebptt.tasks import TASKS, CartPole
+from stablebptt.training import train
+from stablebptt.training.checkpoint import read_header
+from stablebptt.training.run import CHECKPOINT, execute, read_status, run_config
+
+TINY = {"n_poles": 1, "horizon": 10}
+SMALL = {"n_train": 16, "n_test": 16}
+# Regular BPTT with plain SGD at a learning rate of 30 blows up in epoch 3 (epochs 1 and 2 are finite).
+EXPLODING = {"method": "R", "optimizer": "sgd", "lr": 30.0, **SMALL}
+
+
+@jax.custom_vjp
+def _nan_gradient_if(value, flag):
+    return value
+
+
+def _fwd(value, flag):
+    return value, flag
+
+
+def _bwd(flag, g):
+    return jnp.where(flag, jnp.nan, g), jnp.zeros_like(flag)
+
+
+_nan_gradient_if.defvjp(_fwd, _bwd)
+
+
+class PoisonedCartPole(CartPole):
+    """Cart pole whose gradient (not value) is NaN on the mini-batch holding training state 0 (marked by a
+    cart position of exactly 0): the first update of every epoch is non-finite, the others are fine."""
+
+    def sample(self, key, n):
+        return super().sample(key, n).at[0, 0, 0].set(0.0)
+
+    def loss(self, states, controls):
+        flag = jnp.any(states[0, :, 0, 0] == 0.0).astype(states.dtype)
+        return _nan_gradient_if(super().loss(states, controls), flag)
+
+
+def all_finite(tree) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(eqx.filter(tree, eqx.is_inexact_array)))
+
+
+def test_train_stops_at_the_first_nonfinite_epoch():
+    result = train(CartPole(**TINY), epochs=6, **EXPLODING)
+    assert result.status == "diverged"
+    assert [r["epoch"] for r in result.metrics] == [1, 2, 3]
+    assert result.metrics[-1]["diverged"] and not any(r.get("diverged") for r in result.metrics[:-1])
+    assert all(np.isfinite(r["test_loss"]) for r in result.metrics[:-1])
+    assert all_finite(result.params)  # the parameters after epoch 2, not the broken ones
+
+
+def test_nonfinite_update_stops_the_run_or_is_skipped():
+    task = PoisonedCartPole(**TINY)
+    combined = train(task, "C", epochs=3, **SMALL)  # C's sign test drops NaN entries; its cosine shows them
+    assert combined.status == "diverged" and len(combined.metrics) == 1
+    stopped = train(task, "R", epochs=3, **SMALL)
+    assert stopped.status == "diverged" and len(stopped.metrics) == 1
+    assert stopped.metrics[0]["nonfinite"] == 2  # the NaN update breaks the parameters for the next one
+    skipped = train(task, "R", epochs=3, skip_nonfinite=True, **SMALL)
+    assert skipped.status == "complete" and len(skipped.metrics) == 3
+    assert [r["nonfinite"] for r in skipped.metrics] == [1, 1, 1]
+    assert all(np.isfinite(r[k]) for r in skipped.metrics for k in ("loss", "grad_norm", "test_loss"))
+    assert all_finite(skipped.params)
+    # The skipped update really is skipped: its loss is left out of the epoch's mean.
+    values = [r["loss"] for r in skipped.metrics]
+    assert np.isfinite(values).all() and stopped.metrics[0]["loss"] != values[0]
+
+
+def test_sweep_records_diverged_and_failed_runs_and_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setitem(TASKS, "poisoned", PoisonedCartPole)
+    runs = {
+        "diverges": run_config("cartpole", TINY, epochs=4, **EXPLODING),
+        "invalid": run_config("cartpole", {"n_poles": 0}, epochs=2, **SMALL),
+        "poisoned-skipped": run_config("poisoned", TINY, epochs=2, skip_nonfinite=True, method="R", **SMALL),
+        "fine": run_config("cartpole", TINY, epochs=2, **SMALL),
+    }
+    statuses = {name: execute(tmp_path / name, config) for name, config in runs.items()}
+    assert statuses == {"diverges": "diverged", "invalid": "failed", "poisoned-skipped": "complete",
+                        "fine": "complete"}
+
+    diverged = read_status(tmp_path / "diverges")
+    assert diverged["status"] == "diverged" and diverged["diverged_epoch"] == 3 and diverged["epoch"] == 2
+    with open(tmp_path / "diverges" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert diverged["last_finite_loss"] == float(rows[1]["loss"])
+    assert read_header(tmp_path / "diverges" / CHECKPOINT)[0]["epoch"] == 2  # the last good state is kept
+    failed = read_status(tmp_path / "invalid")
+    assert failed["status"] == "failed" and "n_poles must be a positive integer" in failed["message"]
+
+    # Run again: finished runs are skipped without any work.
+    stamps = {name: (tmp_path / name / "status.json").stat().st_mtime_ns for name in runs}
+    runs["invalid"] = run_config("cartpole", {"n_poles": 0}, epochs=2, **SMALL)
+    again = {name: execute(tmp_path / name, config) for name, config in runs.items() if name != "invalid"}
+    assert again == {k: v for k, v in statuses.items() if k != "invalid"}
+    assert all((tmp_path / n / "status.json").stat().st_mtime_ns == stamps[n] for n in again)
+
+
+def test_failure_during_training_is_recorded_as_failed(tmp_path, monkeypatch):
+    class Broken(CartPole):
+        def sample(self, key, n):
+            raise RuntimeError("simulator crashed")
+
+    monkeypatch.setitem(TASKS, "broken", Broken)
+    assert execute(tmp_path / "run", run_config("broken", TINY, epochs=2, **SMALL)) == "failed"
+    status = read_status(tmp_path / "run")
+    assert status["status"] == "failed" and status["message"] == "RuntimeError: simulator crashed"
+
+
+def test_cli_reports_divergence_in_one_line(tmp_path):
+    args = ["train", "cartpole", "--poles", "1", "--horizon", "10", "--epochs", "4", "--method", "R",
+            "--optimizer", "sgd", "--lr", "30", "--n-train", "16", "--n-test", "16", "--out", "run"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-m", "stablebptt", *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 3
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "diverged" in lines[0] and "epoch 3" in lines[0] and "Traceback" not in proc.stderr
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "diverged" and status["checkpoint_epoch"] == 2
+    again = subprocess.run([sys.executable, "-m", "stablebptt", "resume", "run"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "diverged at epoch 3" in again.stderr

@@ -68,3 +68,20 @@ def test_bad_input_is_one_line_exit_2(tmp_path, args):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_checkpoint_and_truncation_options(tmp_path):
+    """--checkpoint only changes memory use, not results; --truncation changes the update and is recorded."""
+    base = ["train", "cartpole", "--poles", "1", *TINY, "--n-train", "16", "--n-test", "16"]
+    plain = run(*base, "--out", str(tmp_path / "plain"), cwd=tmp_path)
+    ckpt = run(*base, "--checkpoint", "sqrt", "--out", str(tmp_path / "ckpt"), cwd=tmp_path)
+    trunc = run(*base, "--truncation", "3", "--out", str(tmp_path / "trunc"), cwd=tmp_path)
+    assert plain.returncode == ckpt.returncode == trunc.returncode == 0, (ckpt.stderr, trunc.stderr)
+
+    def losses(name):
+        return [float(r["train_loss"]) for r in csv.DictReader(open(tmp_path / name / "metrics.csv"))]
+
+    assert losses("ckpt") == pytest.approx(losses("plain"), rel=1e-5)
+    assert losses("trunc") != pytest.approx(losses("plain"), rel=1e-5)
+    config = json.loads((tmp_path / "trunc" / "config.json").read_text())
+    assert config["train"]["truncation"] == 3 and "checkpoint" not in config["train"]

@@ -41,6 +41,11 @@ def add_training_options(p: argparse.ArgumentParser, *, epochs: int, method: boo
                    help="skip updates with a NaN/inf loss or gradient instead of stopping the run as diverged")
     g.add_argument("--checkpoint-every", type=opt.positive_int, default=1,
                    help="write the checkpoint every K epochs (default: 1)")
+    g.add_argument("--checkpoint", default=None, metavar="none|sqrt|states|K",
+                   help="memory for long horizons: recompute the forward pass in segments of sqrt(horizon) "
+                        "steps, 1 step (states), or K steps during the backward pass (default: store everything)")
+    g.add_argument("--truncation", type=opt.positive_int, default=None, metavar="K",
+                   help="cut all gradient flow along time every K steps (truncated BPTT; default: none)")
     g.add_argument("--x64", action="store_true", help="compute in float64")
     g.add_argument("--force", action="store_true", help="replace a run already in the output folder")
     _add_debug(p)
@@ -138,7 +143,10 @@ DIVERGED_EXIT = 3
 
 
 def _train_settings(args: argparse.Namespace) -> dict:
-    return {k: getattr(args, k) for k in TRAIN_OPTIONS}
+    settings = {k: getattr(args, k) for k in TRAIN_OPTIONS}
+    # Gradient options are recorded only when given, so default runs keep the same configuration.
+    settings.update({k: getattr(args, k) for k in ("checkpoint", "truncation") if getattr(args, k, None) is not None})
+    return settings
 
 
 def cmd_train(args: argparse.Namespace) -> int:

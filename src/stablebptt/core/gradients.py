@@ -4,8 +4,8 @@ How to differentiate a rollout is a parameter (the strategy is an option, as in 
 
 - ``"autodiff"``: `jax.value_and_grad` of `rollout` with the mode's `stop_gradient`s. Single modes only.
 - ``"joint"``: one forward `lax.scan`, then ONE reverse sweep that carries one adjoint per requested mode side by
-  side, so R and M share every step's work; the parameter gradients of all modes come from one batched VJP of
-  the network over all steps (see `adjoint`). The default for every method.
+  side, so R and M share every step's work (see `adjoint`). The default for C, for truncation, and for single
+  modes whose controller is small enough that the batched parameter VJP wins (``backward="auto"``).
 - ``"two_pass"``: the same single forward, then one reverse sweep per mode (the published cost model of C).
 
 Orthogonal options: ``truncation=K`` (cut gradient flow along time every K steps) and ``checkpoint`` (store only

@@ -33,7 +33,7 @@ from .train import METRICS, STATUSES, ProgressFn, Trainer, TrainResult, check_tr
 
 TRAIN_KEYS = ("method", "epochs", "batch_size", "lr", "optimizer", "clip", "clip_value", "seed", "n_train", "n_test",
               "skip_nonfinite")
-GRADIENT_KEYS = ("backward", "truncation")  # passed on to `value_and_grad`
+GRADIENT_KEYS = ("backward", "truncation", "checkpoint")  # passed on to `value_and_grad`
 TRAIN_DEFAULTS = {"method": "C", "epochs": 1000, "batch_size": 8, "lr": 1e-3, "optimizer": "adam", "clip": "none",
                   "clip_value": 1.0, "seed": 42, "n_train": 256, "n_test": 256, "skip_nonfinite": False}
 STATUS = "status.json"

@@ -5,28 +5,14 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import stablebptt as sb
+from systems import toy_controller as controller, toy_loss as loss, toy_step as step
 from stablebptt.core.adjoint import checkpoint_segment
 
 HORIZON = 10
-
-
-def step(x, c):
-    pos, vel = x[:, 0], x[:, 1]
-    vel = vel + 0.1 * (-jnp.sin(pos) + 0.5 * c * jnp.cos(vel))
-    return jnp.stack([pos + 0.1 * vel, vel], axis=-1)
-
-
-def controller(params, x):
-    return (jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"])[:, 0]
-
-
-def loss(states, controls):
-    return jnp.mean(states[-1] ** 2) + 0.3 * jnp.mean(jnp.sin(states[1:, :, 0])) + 0.01 * jnp.mean(controls**2)
 
 
 @pytest.fixture

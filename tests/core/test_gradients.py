@@ -9,25 +9,9 @@ import numpy as np
 import pytest
 
 import stablebptt as sb
+from systems import PATHS, assert_trees_close, toy_controller, toy_loss, toy_step
 
 HORIZON = 6
-
-
-def toy_step(x, c):
-    """A nonlinear 2-state system with a scalar control per sample: x (batch, 2), c (batch,)."""
-    pos, vel = x[:, 0], x[:, 1]
-    acc = -jnp.sin(pos) + 0.5 * c * jnp.cos(vel)
-    vel = vel + 0.1 * acc
-    return jnp.stack([pos + 0.1 * vel, vel], axis=-1)
-
-
-def toy_controller(params, x):
-    h = jnp.tanh(x @ params["w1"] + params["b1"])
-    return (h @ params["w2"])[:, 0] + params["b2"]
-
-
-def toy_loss(states, controls):
-    return jnp.mean(states[-1] ** 2) + 0.3 * jnp.mean(jnp.sin(states[1:, :, 0])) + 0.01 * jnp.mean(controls**2)
 
 
 def toy_params(key):
@@ -42,9 +26,7 @@ def toy_params(key):
 
 def naive_loss(params, x0, method):
     """Python-loop unroll with the stop_gradients of method.md §1."""
-    net_input, sim_input = {
-        "R": (True, True), "M": (False, True), "S": (False, False), "N": (True, False),
-    }[method]
+    net_input, sim_input = PATHS[method]
     x, states, controls = x0, [x0], []
     for _ in range(HORIZON):
         c = toy_controller(params, x if net_input else jax.lax.stop_gradient(x))
@@ -58,11 +40,6 @@ def naive_loss(params, x0, method):
 def problem(x64):
     k1, k2 = jax.random.split(jax.random.PRNGKey(2))
     return toy_params(k1), jax.random.normal(k2, (4, 2))
-
-
-def assert_trees_close(a, b, rtol=1e-10, atol=1e-13):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("method", ["R", "M", "S", "N"])

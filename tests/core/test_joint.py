@@ -16,25 +16,9 @@ import numpy as np
 import pytest
 
 import stablebptt as sb
+from systems import PATHS, toy_controller, toy_loss, toy_step
 
 RTOL = 1e-10
-PATHS = {"R": (True, True), "M": (False, True), "S": (False, False), "N": (True, False)}
-
-
-def toy_step(x, c):
-    pos, vel = x[:, 0], x[:, 1]
-    acc = -jnp.sin(pos) + 0.5 * c * jnp.cos(vel)
-    vel = vel + 0.1 * acc
-    return jnp.stack([pos + 0.1 * vel, vel], axis=-1)
-
-
-def toy_controller(params, x):
-    h = jnp.tanh(x @ params["w1"] + params["b1"])
-    return (h @ params["w2"])[:, 0] + params["b2"]
-
-
-def toy_loss(states, controls):
-    return jnp.mean(states[-1] ** 2) + 0.3 * jnp.mean(jnp.sin(states[1:, :, 0])) + 0.01 * jnp.mean(controls**2)
 
 
 def vector_step(x, c):

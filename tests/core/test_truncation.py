@@ -8,23 +8,9 @@ import numpy as np
 import pytest
 
 import stablebptt as sb
+from systems import PATHS, toy_controller as controller, toy_loss as loss, toy_step as step
 
 HORIZON = 7
-PATHS = {"R": (True, True), "M": (False, True), "S": (False, False), "N": (True, False)}
-
-
-def step(x, c):
-    pos, vel = x[:, 0], x[:, 1]
-    vel = vel + 0.1 * (-jnp.sin(pos) + 0.5 * c * jnp.cos(vel))
-    return jnp.stack([pos + 0.1 * vel, vel], axis=-1)
-
-
-def controller(params, x):
-    return (jnp.tanh(x @ params["w1"] + params["b1"]) @ params["w2"])[:, 0]
-
-
-def loss(states, controls):
-    return jnp.mean(states[-1] ** 2) + 0.3 * jnp.mean(jnp.sin(states[1:, :, 0])) + 0.01 * jnp.mean(controls**2)
 
 
 def naive_grad(params, x0, method, truncation):

@@ -170,7 +170,7 @@ def train_batch(run_dirs: Sequence[str], configs: Sequence[dict]) -> dict[str, s
     import jax.numpy as jnp
 
     from ..training.checkpoint import Checkpoint, save_checkpoint
-    from ..training.run import CHECKPOINT, TRAIN_DEFAULTS
+    from ..training.run import CHECKPOINT, GRADIENT_KEYS, TRAIN_DEFAULTS
     from ..training.train import METRICS, make_epoch
 
     statuses: dict[str, str] = {}
@@ -179,7 +179,7 @@ def train_batch(run_dirs: Sequence[str], configs: Sequence[dict]) -> dict[str, s
         if not members:
             return statuses
         first = {**TRAIN_DEFAULTS, **members[0].config["train"]}
-        gradient_options = {k: first[k] for k in ("backward", "truncation") if k in first}
+        gradient_options = {k: first[k] for k in GRADIENT_KEYS if k in first}
         task, static = members[0].trainer.task, members[0].trainer.static
 
         def one_epoch(lr, state, data):

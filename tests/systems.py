@@ -1,0 +1,33 @@
+"""Small systems shared by the gradient tests (on the path through pytest's `pythonpath` setting)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Which backward paths each mode keeps: (through the network's input, through the simulator's state).
+PATHS = {"R": (True, True), "M": (False, True), "S": (False, False), "N": (True, False)}
+
+
+def toy_step(x, c):
+    """A nonlinear 2-state system with a scalar control per sample: x (batch, 2), c (batch,)."""
+    pos, vel = x[:, 0], x[:, 1]
+    vel = vel + 0.1 * (-jnp.sin(pos) + 0.5 * c * jnp.cos(vel))
+    return jnp.stack([pos + 0.1 * vel, vel], axis=-1)
+
+
+def toy_controller(params, x):
+    """A one-hidden-layer tanh network; params w1 (2, h), b1 (h,), w2 (h, 1) and optionally a scalar b2."""
+    h = jnp.tanh(x @ params["w1"] + params["b1"])
+    return (h @ params["w2"])[:, 0] + params.get("b2", 0.0)
+
+
+def toy_loss(states, controls):
+    """Depends on the final state, every state and the controls."""
+    return jnp.mean(states[-1] ** 2) + 0.3 * jnp.mean(jnp.sin(states[1:, :, 0])) + 0.01 * jnp.mean(controls**2)
+
+
+def assert_trees_close(a, b, rtol=1e-10, atol=1e-13):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)

@@ -31,3 +31,10 @@ def toy_loss(states, controls):
 def assert_trees_close(a, b, rtol=1e-10, atol=1e-13):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def assert_close(a, b, rtol=1e-10):
+    """Trees equal to `rtol` relative to the largest entry of each leaf of `b`."""
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        scale = max(float(np.max(np.abs(y))), 1e-300)
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol * scale)

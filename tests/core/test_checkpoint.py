@@ -9,24 +9,10 @@ import numpy as np
 import pytest
 
 import stablebptt as sb
-from systems import toy_controller as controller, toy_loss as loss, toy_step as step
+from systems import assert_close, toy_controller as controller, toy_loss as loss, toy_step as step
 from stablebptt.core.adjoint import checkpoint_segment
 
 HORIZON = 10
-
-
-@pytest.fixture
-def problem(x64, key):
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    params = {"w1": jax.random.normal(k1, (2, 5)), "b1": jax.random.normal(k2, (5,)) * 0.1,
-              "w2": jax.random.normal(k3, (5, 1))}
-    return params, jax.random.normal(k4, (4, 2))
-
-
-def assert_close(a, b, rtol=1e-10):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        scale = max(float(np.max(np.abs(y))), 1e-300)
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol * scale)
 
 
 CASES = [(m, b) for m in "RMSN" for b in ("autodiff", "joint")] + [("C", "joint"), ("C", "two_pass")]

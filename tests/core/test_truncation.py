@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 import stablebptt as sb
-from systems import PATHS, toy_controller as controller, toy_loss as loss, toy_step as step
+from systems import assert_close, PATHS, toy_controller as controller, toy_loss as loss, toy_step as step
 
 HORIZON = 7
 
@@ -36,20 +35,6 @@ def naive_grad(params, x0, method, truncation):
 
 def combined(params, x0, truncation):
     return sb.combine(naive_grad(params, x0, "M", truncation), naive_grad(params, x0, "R", truncation))
-
-
-@pytest.fixture
-def problem(x64, key):
-    k1, k2, k3, k4 = jax.random.split(key, 4)
-    params = {"w1": jax.random.normal(k1, (2, 5)), "b1": jax.random.normal(k2, (5,)) * 0.1,
-              "w2": jax.random.normal(k3, (5, 1))}
-    return params, jax.random.normal(k4, (4, 2))
-
-
-def assert_close(a, b, rtol=1e-10):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        scale = max(float(np.max(np.abs(y))), 1e-300)
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol * scale)
 
 
 @pytest.mark.parametrize("truncation", [2, 3])

@@ -38,3 +38,15 @@ def assert_close(a, b, rtol=1e-10):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         scale = max(float(np.max(np.abs(y))), 1e-300)
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol * scale)
+
+
+def assert_updates_finite_and_nonzero(task, params, x0, methods="RMC"):
+    """Each method's value and update on `task` are finite and the update is not zero (compiled as one program)."""
+    import stablebptt as sb
+
+    fns = [sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, m) for m in methods]
+    results = jax.jit(lambda p, x: [f(p, x) for f in fns])(params, x0)
+    for method, (value, update, info) in zip(methods, results):
+        leaves = [np.asarray(u) for u in jax.tree.leaves(update)]
+        assert np.isfinite(float(value)) and all(np.all(np.isfinite(u)) for u in leaves), method
+        assert float(info["grad_norm"]) > 0, method

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import stablebptt as sb
 from stablebptt.tasks import Quantum, make_task
 from stablebptt.training import evaluate, train
+from systems import assert_updates_finite_and_nonzero
 
 
 def _random_psi(rng, batch, n):
@@ -147,12 +147,7 @@ def test_updates_finite_and_nonzero(key):
     params, x0 = _setup(task, key, 4)
     c = eqx.filter_jit(task.controller)(params, x0)
     assert c.shape == (4,) and np.all(np.isfinite(np.asarray(c))) and np.all(np.asarray(c) != 0)
-    fns = [sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, m) for m in "RMC"]
-    results = jax.jit(lambda p, x: [f(p, x) for f in fns])(params, x0)
-    for method, (value, update, info) in zip("RMC", results):
-        leaves = [np.asarray(u) for u in jax.tree.leaves(update)]
-        assert np.isfinite(float(value)) and all(np.all(np.isfinite(u)) for u in leaves), method
-        assert float(info["grad_norm"]) > 0, method
+    assert_updates_finite_and_nonzero(task, params, x0)
 
 
 def test_short_combined_training_lowers_test_loss(key):

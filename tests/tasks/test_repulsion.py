@@ -12,6 +12,7 @@ import pytest
 import stablebptt as sb
 from stablebptt.tasks import Repulsion, make_task
 from stablebptt.training import evaluate, train
+from systems import assert_updates_finite_and_nonzero
 
 
 @eqx.filter_jit
@@ -129,12 +130,7 @@ def test_updates_finite_and_nonzero(key):
     """R, M and C on a fresh controller (zero output layer, as published), compiled as one program."""
     task = Repulsion(horizon=8, hidden=(16, 16))
     params, x0 = _setup(task, key, 4)
-    fns = [sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, m) for m in "RMC"]
-    results = jax.jit(lambda p, x: [f(p, x) for f in fns])(params, x0)
-    for method, (value, update, info) in zip("RMC", results):
-        leaves = [np.asarray(u) for u in jax.tree.leaves(update)]
-        assert np.isfinite(float(value)) and all(np.all(np.isfinite(u)) for u in leaves), method
-        assert float(info["grad_norm"]) > 0, method
+    assert_updates_finite_and_nonzero(task, params, x0)
 
 
 def test_short_combined_training_lowers_test_loss(key):

@@ -125,14 +125,9 @@ def read_status(run_dir: str | Path) -> dict | None:
 def prepare_run_dir(out: str | Path, config: dict, *, force: bool = False) -> Path:
     """Create `out` for a new run and write its config. A folder that holds another run, or this run
     unfinished or complete, is refused unless `force` (which replaces it); see `new_run`."""
-    check_config(config)
-    out = check_out_path(out)
-    _refuse_foreign(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with RunLock(out):
-        _claim(out, config, force)
-        write_json(out / CONFIG, config)
-    return out
+    with opening_new_run(out, config, force=force):
+        pass  # the checks, the claim and config.json; training comes later (`train_to_dir`)
+    return check_out_path(out)
 
 
 def new_run(out: str | Path, config: dict, *, force: bool = False, progress_fn: ProgressFn | None = None

@@ -8,6 +8,10 @@ in the same process; the ratios C/R, C-joint/C-two-pass and R/plain come from th
     python benchmarks/per_update.py                      # all tasks, batch 8, 200 rounds
     python benchmarks/per_update.py --quick              # smoke run: 5 rounds
     python benchmarks/per_update.py --batch-sizes 8,1024 # benchmark 4 (GPU or whatever device JAX has)
+    python benchmarks/per_update.py --tasks mjx-cartpole # MuJoCo MJX cart pole (needs stablebptt[mjx])
+
+By default every registered task is timed; one whose optional dependency is missing (mjx-cartpole without
+MuJoCo) is skipped with a note.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ VARIANTS = {
     "C joint": ("C", {"backward": "joint"}),
     "C two-pass": ("C", {"backward": "two_pass"}),
 }
-PUBLISHED = {"cartpole": {"n_poles": 2}, "repulsion": {}, "quantum": {}}
+PUBLISHED = {"cartpole": {"n_poles": 2}, "repulsion": {}, "quantum": {}, "mjx-cartpole": {}}
 
 
 def plain_value_and_grad(task, static):
@@ -50,7 +54,8 @@ def plain_value_and_grad(task, static):
             return x_next, (x_next, c)
 
         _, (xs, cs) = jax.lax.scan(body, x0, None, length=task.horizon)
-        return task.loss(jnp.concatenate([x0[None], xs], axis=0), cs)
+        states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), x0, xs)  # any state pytree
+        return task.loss(states, cs)
 
     return jax.jit(jax.value_and_grad(objective))
 
@@ -93,14 +98,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 rounds")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per variant (default 200)")
-    parser.add_argument("--tasks", default=",".join(sb.tasks.TASKS), help="comma-separated task names")
+    default_tasks = ",".join(sb.tasks.TASKS)
+    parser.add_argument("--tasks", default=default_tasks, help="comma-separated task names")
     parser.add_argument("--batch-sizes", default="8", help="comma-separated batch sizes, e.g. 8,1024")
     parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/per_update*.json)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (5 if args.quick else 200)
     results = []
+    names = args.tasks.split(",")
+    for name in list(names):
+        try:
+            sb.tasks.make_task(name, **PUBLISHED.get(name, {}))
+        except ValueError as e:
+            if args.tasks != default_tasks:
+                raise
+            print(f"skipping {name}: {e}")
+            names.remove(name)
     for batch in (int(b) for b in args.batch_sizes.split(",")):
-        for name in args.tasks.split(","):
+        for name in names:
             result = bench_task(name, batch, repeats)
             results.append(result)
             t = result["timings"]

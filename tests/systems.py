@@ -50,3 +50,51 @@ def assert_updates_finite_and_nonzero(task, params, x0, methods="RMC"):
         leaves = [np.asarray(u) for u in jax.tree.leaves(update)]
         assert np.isfinite(float(value)) and all(np.all(np.isfinite(u)) for u in leaves), method
         assert float(info["grad_norm"]) > 0, method
+
+
+def _dict_task_class():
+    """`DictPendulums`, defined on first use so that importing this module does not import the library."""
+    from typing import ClassVar
+
+    import equinox as eqx
+
+    from stablebptt.nn import MLP
+    from stablebptt.tasks import Task
+
+    class DictPendulums(Task):
+        """Two torque-driven pendulums per sample with a dict state and a dict control.
+
+        State: ``angle (n, 2)``, ``speed (n, 2)`` (rad, rad/s) and ``steps (n,)`` int32 (a counter, no gradient);
+        control ``{"torque": (n, 2)}``. Loss: squared distance of the final angles to `target` (rad^2).
+        """
+
+        name: ClassVar[str] = "dict-pendulums"
+        horizon: int = eqx.field(static=True, default=20)
+        dt: float = eqx.field(static=True, default=0.1)
+        target: float = eqx.field(static=True, default=1.0)
+
+        def step(self, x, c):
+            speed = x["speed"] + self.dt * (c["torque"] - jnp.sin(x["angle"]))
+            return {"angle": x["angle"] + self.dt * speed, "speed": speed, "steps": x["steps"] + 1}
+
+        def loss(self, states, controls):
+            del controls
+            return jnp.mean((states["angle"][-1] - self.target) ** 2)
+
+        def sample(self, key, n):
+            return {"angle": jax.random.uniform(key, (n, 2), minval=-0.5, maxval=0.5),
+                    "speed": jnp.zeros((n, 2)), "steps": jnp.zeros((n,), jnp.int32)}
+
+        def init_controller(self, key):
+            return MLP(6, 2, (16,), key=key, zero_final_kernel=False)
+
+        def controller(self, params, x):
+            features = jnp.concatenate([jnp.cos(x["angle"]), jnp.sin(x["angle"]), x["speed"]], axis=-1)
+            return {"torque": jax.vmap(params)(features)}
+
+    return DictPendulums
+
+
+def dict_task(**settings):
+    """A `DictPendulums` task (a Task with pytree states and controls) with the given settings."""
+    return _dict_task_class()(**settings)

@@ -49,6 +49,17 @@ def test_grid_product_names_and_paper_grids():
         expand("cartpole", {"n_pole": [1]})
 
 
+def test_grid_of_other_task_fields_keeps_builtin_configs():
+    """Fields without a CLI option (``--set`` in a sweep) are recorded and named only when the grid gives them."""
+    runs = expand("cartpole", {"duration": [1.0, 2.0], "horizon": [10]})
+    assert [r.name for r in runs] == ["method=C_poles=2_horizon=10_clip=none_seed=42",
+                                      "method=C_poles=2_horizon=10_duration=2_clip=none_seed=42"]
+    assert runs[1].config["task_settings"] == {"n_poles": 2, "loss_mode": "final", "horizon": 10, "duration": 2.0}
+    plain = expand("cartpole", {"horizon": [10]})[0].config
+    assert list(plain) == ["task", "task_settings", "train", "x64", "checkpoint_every", "version"]
+    assert plain["task_settings"] == {"n_poles": 2, "loss_mode": "final", "horizon": 10}
+
+
 def test_cli_errors_are_one_line(capsys):
     with pytest.raises(SystemExit) as e:
         main(["sweep", "cartpole", "--poles", "1,0"])

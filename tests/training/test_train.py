@@ -81,3 +81,26 @@ def test_adam_uses_keras_epsilon():
     default_tx = optax.adam(1.0)
     default, _ = default_tx.update(grads, default_tx.init(params), params)
     assert abs(float(ours["w"][0]) - float(default["w"][0])) > 1e-3
+
+
+def test_a_task_with_pytree_states_trains():
+    from systems import dict_task
+
+    task = dict_task()
+    result = train(task, "C", epochs=6, n_train=32, n_test=16, batch_size=8, lr=1e-2)
+    test = [row["test_loss"] for row in result.metrics]
+    assert all(math.isfinite(row[k]) for row in result.metrics for k in METRICS)
+    assert test[-1] < 0.5 * test[0]
+    assert 0 < result.metrics[-1]["kept_fraction"] <= 1
+
+
+def test_a_sample_whose_leaves_disagree_on_the_batch_is_one_clear_error():
+    import jax.numpy as jnp
+
+    from systems import dict_task
+
+    task = dict_task()
+    broken = type("Broken", (type(task),), {"sample": lambda self, key, n: {
+        "angle": jnp.zeros((n, 2)), "speed": jnp.zeros((n + 1, 2)), "steps": jnp.zeros((n,), jnp.int32)}})()
+    with pytest.raises(ValueError, match=r"Broken.sample\(key, 16\): every leaf needs the same leading"):
+        train(broken, "C", epochs=1, n_train=16, n_test=8)

@@ -24,7 +24,7 @@ def config(task=GOOD_TASK, name="cartpole", **changes):
 BAD_CONFIGS = [
     (config(name="pendulum"), ValueError, "unknown task 'pendulum'"),
     (config(task={"n_poles": 0}), ValueError, "n_poles must be a positive integer, got 0"),
-    (config(task={"n_poles": 1, "wheels": 4}), TypeError, "wheels"),
+    (config(task={"n_poles": 1, "wheels": 4}), ValueError, "task cartpole has no field 'wheels'; its fields: horizon, n_poles, duration"),
     (config(method="Q"), ValueError, "unknown method 'Q'"),
     (config(epochs=0), ValueError, "epochs must be a positive integer, got 0"),
     (config(epochs=2.0), ValueError, "epochs must be a positive integer, got 2.0"),

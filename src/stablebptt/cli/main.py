@@ -7,10 +7,15 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from ..tasks import task_label
 from ..training.optim import CLIP_MODES, OPTIMIZERS
 from . import options as opt
 
 EPILOG = "Methods: R regular BPTT, M modified (physics only), S stopped, N network only, C combined."
+TASK_EPILOG = ("TASK: a built-in task, or module.path:Name for a Task of your own (a subclass of "
+               "stablebptt.tasks.Task or a zero-argument function returning one, imported with the current folder "
+               "first on the Python path). --set NAME=VALUE (repeatable) sets any field of the task, after the "
+               "task's own options; VALUE is JSON where it parses, else a string. " + EPILOG)
 
 
 class Parser(argparse.ArgumentParser):
@@ -61,19 +66,14 @@ def build_parser() -> Parser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
-    train = commands.add_parser("train", help="train one controller", epilog=EPILOG)
-    train_tasks = train.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=Parser)
-    for name in opt.TASK_OPTIONS:
-        p = train_tasks.add_parser(name, help=opt.TASK_HELP[name])
-        opt.add_task_options(p, name)
+    train = commands.add_parser("train", help="train one controller", epilog=TASK_EPILOG)
+    for name, p in _task_parsers(train):
         add_training_options(p, epochs=1000)
-        p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/TASK-METHOD-seedN)")
+        p.add_argument("--out", type=Path, default=None,
+                       help="run folder (default: runs/TASK-METHOD-seedN, with Name for module.path:Name)")
 
-    compare = commands.add_parser("compare", help="train R, M, C and S side by side", epilog=EPILOG)
-    compare_tasks = compare.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=Parser)
-    for name in opt.TASK_OPTIONS:
-        p = compare_tasks.add_parser(name, help=opt.TASK_HELP[name])
-        opt.add_task_options(p, name)
+    compare = commands.add_parser("compare", help="train R, M, C and S side by side", epilog=TASK_EPILOG)
+    for name, p in _task_parsers(compare):
         add_training_options(p, epochs=COMPARE_EPOCHS, method=False)
         p.add_argument("--methods", type=opt.method_list, default=["R", "M", "C", "S"],
                        help="comma-separated methods (default: R,M,C,S)")
@@ -103,6 +103,19 @@ def build_parser() -> Parser:
                          help="at most this many frames; time steps are subsampled (default: 40)")
     _add_debug(animate)
     return parser
+
+
+def _task_parsers(command: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    """One parser per built-in task (with its options) and one for every ``module.path:Name``, each with
+    ``--set``."""
+    tasks = command.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=Parser,
+                                   action=opt.TaskSubparsers)
+    parsers = []
+    for name in [*opt.TASK_OPTIONS, opt.USER_TASK]:
+        p = tasks.add_parser(name, help=opt.TASK_HELP.get(name, opt.USER_TASK_HELP), epilog=EPILOG)
+        opt.add_set_option(opt.add_task_options(p, name), name)
+        parsers.append((name, p))
+    return parsers
 
 
 COMPARE_EPOCHS = 250
@@ -142,6 +155,12 @@ TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "clip", "clip_value"
 DIVERGED_EXIT = 3
 
 
+def _task_settings(args: argparse.Namespace) -> dict:
+    """The task's settings: its own options (a built-in task), then ``--set NAME=VALUE``."""
+    settings = opt.task_settings(args, args.task) if args.task in opt.TASK_OPTIONS else {}
+    return {**settings, **opt.set_settings(args.task, args.set)}
+
+
 def _train_settings(args: argparse.Namespace) -> dict:
     settings = {k: getattr(args, k) for k in TRAIN_OPTIONS}
     # Gradient options are recorded only when given, so default runs keep the same configuration.
@@ -154,10 +173,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .progress import EpochProgress
 
     _setup(args)
-    settings = opt.task_settings(args, args.task)
+    settings = _task_settings(args)
     config = run_config(args.task, settings, x64=args.x64, method=args.method, **_train_settings(args))
     check_config(config)
-    out = check_out_path(args.out or Path("runs") / f"{args.task}-{args.method}-seed{args.seed}")
+    out = check_out_path(args.out or Path("runs") / f"{task_label(args.task)}-{args.method}-seed{args.seed}")
     with opening_new_run(out, config, force=args.force) as run, EpochProgress() as progress:
         result = run(progress.run(f"{args.method}", args.epochs))
     return _report(args.command, config, out, result)
@@ -203,11 +222,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .progress import EpochProgress, print_table
 
     _setup(args)
-    settings = opt.task_settings(args, args.task)
+    settings = _task_settings(args)
     _check_config(run_config(args.task, settings, x64=args.x64, method="C", **_train_settings(args)))
     out = args.out
     if out is None:
-        out = _fresh_dir(Path("runs") / f"compare-{args.task}")
+        out = _fresh_dir(Path("runs") / f"compare-{task_label(args.task)}")
     elif any((out / m / "config.json").exists() for m in args.methods) and not args.force:
         raise UsageError(f"--out {out} already holds a comparison; choose another folder or pass --force")
     with EpochProgress() as progress:

@@ -39,10 +39,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from . import trees
 from .methods import PATHS
 
 PyTree = Any
-Net = Callable[[PyTree, jax.Array], jax.Array]  # (differentiable params, x) -> c
+Net = Callable[[PyTree, PyTree], PyTree]  # (differentiable params, x) -> c
 PARAM_VJPS = ("batched", "per_step")
 PER_STEP_THRESHOLD = 20.0
 
@@ -91,11 +92,11 @@ def _unhoist(varying: Sequence[jax.Array], invariants: Sequence[jax.Array], spec
 
 
 def adjoint_gradients(
-    loss: Callable[[jax.Array, jax.Array], jax.Array],
-    step: Callable[[jax.Array, jax.Array], jax.Array],
+    loss: Callable[[PyTree, PyTree], jax.Array],
+    step: Callable[[PyTree, PyTree], PyTree],
     net: Net,
     diff: PyTree,
-    x0: jax.Array,
+    x0: PyTree,
     horizon: int,
     groups: Sequence[Sequence[str]],
     *,
@@ -105,11 +106,14 @@ def adjoint_gradients(
 ) -> tuple[jax.Array, list[PyTree]]:
     """Loss value and one parameter gradient per mode, after ONE forward sweep.
 
+    States and controls are pytrees; the adjoints λ_n and a_n have the structure of their floating-point
+    leaves (`trees.split`): every VJP is taken with respect to those, the other leaves are closed over.
+
     Args:
         loss, step: as for `value_and_grad`.
         net: ``(diff, x) -> c``, the controller on the differentiable part of its parameters.
         diff: the differentiable parameters (a pytree of inexact arrays, `None` elsewhere).
-        x0: initial state.
+        x0: initial state, any pytree of arrays.
         horizon: number of steps.
         groups: modes (R, M, S, N) to differentiate; the modes of one group share one reverse sweep (their
             adjoints stacked on a leading axis), each group has its own sweep. ``(("M", "R"),)`` is the joint
@@ -123,7 +127,8 @@ def adjoint_gradients(
     Returns:
         ``(value, grads)`` with one gradient pytree per mode, in the order of the flattened `groups`.
     """
-    x0 = jnp.asarray(x0)
+    x0 = trees.as_arrays(x0, "the initial state x0")
+    step, net = trees.checked(step, net)
     if param_vjp == "auto":
         param_vjp = choose_param_vjp(net, diff, x0)
     if param_vjp not in PARAM_VJPS:
@@ -135,19 +140,30 @@ def adjoint_gradients(
 
     def linearize(x, c=None):
         """Per-step VJP closures (the network's input VJP only when some mode needs it), parameters hoisted
-        out. With `c` None the control is computed here; else `c` (the stored control) is used for the step."""
+        out, all with respect to the floating-point leaves. With `c` None the control is computed here; else
+        `c` (the stored control) is used for the step."""
+        x_f, x_i = trees.split(x)
+
+        def net_f(d, x_f):
+            return trees.split(net(d, trees.merge(x_f, x_i)))  # (float part, aux: the rest)
+
         if per_step:  # the VJP with respect to parameters and input
-            c_net, net_vjp = jax.vjp(net, diff, x)
+            c_f, net_vjp, c_i = jax.vjp(net_f, diff, x_f, has_aux=True)
             net_res, specs["net"] = _hoist(net_vjp, invariants)
         elif any_net:  # the input VJP only
-            c_net, net_vjp = jax.vjp(functools.partial(net, diff), x)
+            c_f, net_vjp, c_i = jax.vjp(functools.partial(net_f, diff), x_f, has_aux=True)
             net_res, specs["net"] = _hoist(net_vjp, invariants)
         else:
-            c_net, net_res = (net(diff, x) if c is None else None), None
-        c = c_net if c is None else c
-        x_next, step_vjp = jax.vjp(step, x, c)
+            (c_f, c_i), net_res = (net_f(diff, x_f) if c is None else (None, None)), None
+        if c is not None:
+            c_f, c_i = trees.split(c)
+
+        def step_f(x_f, c_f):
+            return trees.split(step(trees.merge(x_f, x_i), trees.merge(c_f, c_i)))
+
+        next_f, step_vjp, next_i = jax.vjp(step_f, x_f, c_f, has_aux=True)
         step_res, specs["step"] = _hoist(step_vjp, invariants)
-        return x_next, c, (net_res, step_res)
+        return trees.merge(next_f, next_i), trees.merge(c_f, c_i), (net_res, step_res)
 
     def forward(x, _):
         if segment is None:
@@ -158,19 +174,25 @@ def adjoint_gradients(
         return x_next, (x_next, c, res)
 
     _, (xs, controls, stored) = jax.lax.scan(forward, x0, None, length=horizon)
-    states = jnp.concatenate([x0[None], xs], axis=0)
-    value, loss_vjp = jax.vjp(loss, states, controls)
+    states = trees.prepend(x0, xs)
+    (states_f, states_i), (controls_f, controls_i) = trees.split(states), trees.split(controls)
+    value, loss_vjp = jax.vjp(
+        lambda s, c: loss(trees.merge(s, states_i), trees.merge(c, controls_i)), states_f, controls_f)
     dl_dx, dl_dc = loss_vjp(jnp.ones_like(value))
+
+    def net_float(d, x):
+        return trees.split(net(d, x))[0]
 
     steps = jnp.arange(horizon)
     grads: list[PyTree] = []
     for modes in groups:
         sweep = functools.partial(
-            _sweep, modes=tuple(modes), net=net, diff=diff, invariants=invariants, specs=specs,
+            _sweep, modes=tuple(modes), net=net_float, diff=diff, invariants=invariants, specs=specs,
             linearize=linearize, truncation=truncation, per_step=per_step,
         )
-        lam = jnp.broadcast_to(dl_dx[horizon], (len(modes), *x0.shape))
-        block = (steps, states[:horizon], controls, dl_dx[:horizon], dl_dc)
+        lam = jax.tree.map(lambda a: jnp.broadcast_to(a, (len(modes), *a.shape)), trees.at(dl_dx, horizon))
+        block = (steps, trees.at(states, slice(None, horizon)), controls,
+                 trees.at(dl_dx, slice(None, horizon)), dl_dc)
         if segment is None or segment >= horizon:
             _, group_grads = sweep(lam, block, stored if segment is None else None)
         else:
@@ -183,29 +205,32 @@ def _segmented(sweep, lam, block, horizon, segment):
     """Reverse sweep over full segments (an outer `lax.scan`), then over the leading remainder."""
     rest = horizon % segment
     count = horizon // segment
-
-    def split(a):
-        return a[:rest], a[rest:].reshape(count, segment, *a.shape[1:])
-
-    head, body = zip(*(split(a) for a in block), strict=True)
+    head = trees.at(block, slice(None, rest))
+    body = jax.tree.map(lambda a: a[rest:].reshape(count, segment, *a.shape[1:]), block)
 
     def outer(carry, seg):
         lam, acc = carry
         lam, g = sweep(lam, seg, None)
-        return (lam, jax.tree.map(jnp.add, acc, g)), None
+        return (lam, trees.add(acc, g)), None
 
-    lam, acc = sweep(lam, tuple(a[-1] for a in body), None)  # the last segment initialises the accumulator
+    lam, acc = sweep(lam, trees.at(body, -1), None)  # the last segment initialises the accumulator
     if count > 1:
-        (lam, acc), _ = jax.lax.scan(outer, (lam, acc), tuple(a[:-1] for a in body), reverse=True)
+        (lam, acc), _ = jax.lax.scan(outer, (lam, acc), trees.at(body, slice(None, -1)), reverse=True)
     if rest:
         lam, g = sweep(lam, head, None)
-        acc = jax.tree.map(jnp.add, acc, g)
+        acc = trees.add(acc, g)
     return acc
+
+
+def _lead(tree: PyTree) -> PyTree:
+    """A leading axis of length 1 on every leaf (one mode, shaped like several)."""
+    return jax.tree.map(lambda y: y[None], tree)
 
 
 def _sweep(lam, block, stored, *, modes, net, diff, invariants, specs, linearize, truncation, per_step):
     """Reverse sweep over one contiguous block of steps; returns the adjoint at the block's first state and
-    one parameter gradient per mode (list)."""
+    one parameter gradient per mode (list). Adjoints are pytrees of the states' float leaves, with the modes
+    on a leading axis."""
     steps, xs, cs, dl_dx, dl_dc = block
     if stored is None:
         stored = jax.vmap(linearize)(xs, cs)[2]  # one batched re-linearisation of the block
@@ -217,32 +242,33 @@ def _sweep(lam, block, stored, *, modes, net, diff, invariants, specs, linearize
         lam, acc = carry
         n, dx, dc, (net_res, step_res) = inputs
         step_vjp = _unhoist(step_res, invariants, specs["step"])
-        a_x, a_c = jax.vmap(step_vjp)(lam) if k > 1 else jax.tree.map(lambda y: y[None], step_vjp(lam[0]))
-        a_c = a_c + dc
-        back = [a_x[i] if via_sim[i] else None for i in range(k)]
+        a_x, a_c = jax.vmap(step_vjp)(lam) if k > 1 else _lead(step_vjp(trees.at(lam, 0)))
+        a_c = trees.add(a_c, dc)
+        back = [trees.at(a_x, i) if via_sim[i] else None for i in range(k)]
         if per_step:  # parameter and input VJP of every mode at once
             net_vjp = _unhoist(net_res, invariants, specs["net"])
-            g_p, g_x = jax.vmap(net_vjp)(a_c) if k > 1 else jax.tree.map(lambda y: y[None], net_vjp(a_c[0]))
-            acc = jax.tree.map(jnp.add, acc, g_p)
-            g_x = {i: g_x[i] for i in via_net}
+            g_p, g_x = jax.vmap(net_vjp)(a_c) if k > 1 else _lead(net_vjp(trees.at(a_c, 0)))
+            acc = trees.add(acc, g_p)
+            g_x = {i: trees.at(g_x, i) for i in via_net}
         elif via_net:  # the input VJP, only for the modes through the network
             net_vjp = _unhoist(net_res, invariants, specs["net"])
             if len(via_net) == 1:
-                g = net_vjp(a_c[via_net[0]])[0][None]
+                g = _lead(net_vjp(trees.at(a_c, via_net[0]))[0])
             else:
-                g = jax.vmap(net_vjp)(a_c[jnp.array(via_net)])[0]
-            g_x = {i: g[j] for j, i in enumerate(via_net)}
+                g = jax.vmap(net_vjp)(trees.at(a_c, jnp.array(via_net)))[0]
+            g_x = {i: trees.at(g, j) for j, i in enumerate(via_net)}
         for i in via_net:
-            back[i] = g_x[i] if back[i] is None else back[i] + g_x[i]
+            back[i] = g_x[i] if back[i] is None else trees.add(back[i], g_x[i])
         lam_new = []
         for b in back:
             if b is None:
                 lam_new.append(dx)
             elif truncation is None:
-                lam_new.append(dx + b)
+                lam_new.append(trees.add(dx, b))
             else:
-                lam_new.append(dx + jnp.where(n % truncation != 0, b, jnp.zeros_like(b)))
-        return (jnp.stack(lam_new), acc), (None if per_step else a_c)
+                keep = n % truncation != 0
+                lam_new.append(jax.tree.map(lambda d, b: d + jnp.where(keep, b, jnp.zeros_like(b)), dx, b))
+        return (trees.stack(lam_new), acc), (None if per_step else a_c)
 
     acc0 = jax.tree.map(lambda a: jnp.zeros((k, *a.shape), a.dtype), diff) if per_step else None
     (lam, acc), a = jax.lax.scan(backward, (lam, acc0), (steps, dl_dx, dl_dc, stored), reverse=True)
@@ -250,12 +276,12 @@ def _sweep(lam, block, stored, *, modes, net, diff, invariants, specs, linearize
         # The parameter gradient is linear in the control cotangents: one batched VJP over all steps.
         _, pull = jax.vjp(lambda d: jax.vmap(net, (None, 0))(d, xs), diff)
         if k == 1:
-            return lam, [pull(a[:, 0])[0]]
+            return lam, [pull(trees.at(a, (slice(None), 0)))[0]]
         (acc,) = jax.vmap(pull, in_axes=1)(a)
-    return lam, [jax.tree.map(lambda leaf, i=i: leaf[i], acc) for i in range(k)]
+    return lam, [trees.at(acc, i) for i in range(k)]
 
 
-def choose_param_vjp(net: Net, diff: PyTree, x0: jax.Array, threshold: float = PER_STEP_THRESHOLD) -> str:
+def choose_param_vjp(net: Net, diff: PyTree, x0: PyTree, threshold: float = PER_STEP_THRESHOLD) -> str:
     """Pick "per_step" when one network call does many operations per parameter, else "batched".
 
     Many operations per parameter (large batches, convolutions): the per-step products are big enough to be

@@ -22,13 +22,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from . import trees
 from .adjoint import PARAM_VJPS, adjoint_gradients, checkpoint_segment, choose_param_vjp
 from .combine import combine, combine_stats, tree_norm
 from .methods import PATHS, canonical_method
 from .rollout import Controller, Step, _check_horizon, rollout
 
 PyTree = Any
-Loss = Callable[[jax.Array, jax.Array], jax.Array]
+Loss = Callable[[PyTree, PyTree], jax.Array]
 BACKWARDS = ("auto", "autodiff", "joint", "two_pass")
 
 
@@ -43,12 +44,15 @@ def value_and_grad(
     truncation: int | None = None,
     checkpoint: int | str | None = None,
     param_vjp: str = "auto",
-) -> Callable[[PyTree, jax.Array], tuple[jax.Array, PyTree, dict[str, jax.Array]]]:
+) -> Callable[[PyTree, PyTree], tuple[jax.Array, PyTree, dict[str, jax.Array]]]:
     """Build ``(params, x0) -> (value, update, info)`` for one gradient-flow mode.
 
+    States and controls may be any pytrees of arrays (see `rollout`); only their floating-point leaves carry
+    adjoints, the others (counters, flags) are carried through unchanged by every backward pass.
+
     Args:
-        loss: ``(states, controls) -> scalar`` on time-major trajectories as returned by `rollout`.
-        step: one simulator step ``(x, c) -> x_next``.
+        loss: ``(states, controls) -> scalar`` on time-major trajectories (pytrees) as returned by `rollout`.
+        step: one simulator step ``(x, c) -> x_next``, returning `x`'s structure, shapes and dtypes.
         controller: ``(params, x) -> c``. The adjoint backward passes also call it on a time-stacked batch
             through `jax.vmap`, so it must be vmappable (any pure JAX function is).
         horizon: number of unrolled steps.
@@ -89,9 +93,11 @@ def value_and_grad(
         raise ValueError(f"unknown param_vjp {param_vjp!r}; allowed: auto, {', '.join(PARAM_VJPS)}")
 
     modes = ("M", "R") if method == "C" else (method,)
+    step, controller = trees.checked(step, controller)  # errors name the user's functions
 
-    def value_and_update(params: PyTree, x0: jax.Array):
+    def value_and_update(params: PyTree, x0: PyTree):
         diff, static = eqx.partition(params, eqx.is_inexact_array)
+        x0 = trees.as_arrays(x0, "the initial state x0")
 
         def net(d, x):
             return controller(eqx.combine(d, static), x)
@@ -141,7 +147,8 @@ def _checkpointed_rollout(step, controller, params, x0, horizon, method, segment
     """`rollout` as an outer scan over segments of `segment` steps, each under `jax.checkpoint`: the backward
     pass keeps the segments' first states and recomputes the inside of one segment at a time."""
     through_net, through_sim = PATHS[method]
-    x0 = jnp.asarray(x0)
+    x0 = trees.as_arrays(x0, "the initial state x0")
+    step, controller = trees.checked(step, controller)
 
     def body(x, _):
         c = controller(params, x if through_net else jax.lax.stop_gradient(x))
@@ -160,7 +167,8 @@ def _checkpointed_rollout(step, controller, params, x0, horizon, method, segment
         parts_x.append(xs)
         parts_c.append(cs)
     _, (xs, cs) = jax.lax.scan(lambda x, _: run(x, segment), x, None, length=count)
-    parts_x.append(xs.reshape(count * segment, *xs.shape[2:]))
-    parts_c.append(cs.reshape(count * segment, *cs.shape[2:]))
-    states = jnp.concatenate([x0[None], *parts_x], axis=0)
-    return states, jnp.concatenate(parts_c, axis=0)
+    flat = functools.partial(jax.tree.map, lambda a: a.reshape(count * segment, *a.shape[2:]))
+    parts_x.append(flat(xs))
+    parts_c.append(flat(cs))
+    concat = functools.partial(jax.tree.map, lambda *a: jnp.concatenate(a, axis=0))
+    return trees.prepend(x0, concat(*parts_x)), concat(*parts_c)

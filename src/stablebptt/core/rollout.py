@@ -7,23 +7,23 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
+from . import trees
 from .methods import PATHS, canonical_method
 
 PyTree = Any
-Step = Callable[[jax.Array, jax.Array], jax.Array]
-Controller = Callable[[PyTree, jax.Array], jax.Array]
+Step = Callable[[PyTree, PyTree], PyTree]
+Controller = Callable[[PyTree, PyTree], PyTree]
 
 
 def rollout(
     step: Step,
     controller: Controller,
     params: PyTree,
-    x0: jax.Array,
+    x0: PyTree,
     horizon: int,
     method: str = "R",
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[PyTree, PyTree]:
     """Unroll `controller` and `step` for `horizon` steps with `lax.scan`.
 
     ``c_n = controller(params, x_n)``, ``x_{n+1} = step(x_n, c_n)``. The method decides where
@@ -31,22 +31,28 @@ def rollout(
     simulator's state input. The forward values are the same for every method; "C" places none (it is
     computed from R and M by `value_and_grad`).
 
+    States and controls are any pytrees of arrays (an array, a dict of fields, `mjx.Data`); leaves that are not
+    floating point (step counters, flags) are carried through and get no gradient.
+
     Args:
-        step: one simulator step ``(x, c) -> x_next``.
-        controller: ``(params, x) -> c``.
+        step: one simulator step ``(x, c) -> x_next``; `x_next` must have the structure, shapes and dtypes of
+            `x` (checked when traced: a `ValueError` names the step and shows both).
+        controller: ``(params, x) -> c``, `c` any pytree with at least one floating-point leaf.
         params: controller parameters, any pytree.
-        x0: initial state, any shape (batching is up to the task).
+        x0: initial state, any pytree of arrays (batching is up to the task).
         horizon: number of steps Nt >= 1.
         method: R, M, S, N or C (or their names).
 
     Returns:
-        ``(states, controls)``: time-major, `states` of shape ``(horizon + 1, *x0.shape)`` with
-        ``states[0] == x0``; `controls` of shape ``(horizon, *c.shape)``.
+        ``(states, controls)``, time-major: `states` has the structure of `x0`, each leaf of shape
+        ``(horizon + 1, *leaf.shape)`` with ``states[0] == x0``; `controls` has the structure of `c`, each leaf
+        of shape ``(horizon, *leaf.shape)``.
     """
     method = canonical_method(method)
     through_net, through_sim = PATHS.get(method, (True, True))
     horizon = _check_horizon(horizon)
-    x0 = jnp.asarray(x0)
+    x0 = trees.as_arrays(x0, "the initial state x0")
+    step, controller = trees.checked(step, controller)
 
     def body(x, _):
         c = controller(params, x if through_net else jax.lax.stop_gradient(x))
@@ -54,8 +60,7 @@ def rollout(
         return x_next, (x_next, c)
 
     _, (xs, cs) = jax.lax.scan(body, x0, None, length=horizon)
-    states = jnp.concatenate([x0[None], xs], axis=0)
-    return states, cs
+    return trees.prepend(x0, xs), cs
 
 
 def _check_horizon(horizon: Any) -> int:

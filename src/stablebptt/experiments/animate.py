@@ -1,14 +1,19 @@
 """Animations of a trained controller: roll it out on a few test states of a run folder and write a GIF.
 
 Cart pole: the cart with its poles. Repulsion: drivers and evaders with their trails and the target. Quantum:
-the probability density ``|psi(x)|^2`` over time beside the target eigenstate's.
+the probability density ``|psi(x)|^2`` over time beside the target eigenstate's. Any other task draws itself
+with its own ``draw(axes, states, controls) -> update``: `states` and `controls` are the rollout as pytrees of
+numpy arrays, time-major, the drawn samples on axis 1 (one per axis of `axes`), and ``update(n)`` draws time
+step ``n`` and returns the changed artists.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +22,9 @@ import jax
 import numpy as np
 
 from ..core import rollout
-from ..tasks import Task, make_task
+from ..tasks import TASKS, Task
 from ..training.io import PARAMS, load_params
-from ..training.run import load_config
+from ..training.run import config_task, load_config
 from ..training.train import make_data
 from .plotting import METHOD_COLORS
 
@@ -39,7 +44,7 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, Task, Any]:
     config = load_config(run_dir)
     if config.get("x64"):
         jax.config.update("jax_enable_x64", True)
-    task = make_task(config["task"], **config["task_settings"])
+    task = config_task(config)
     seed = int(config["train"].get("seed", 42))
     _, key_init = jax.random.split(jax.random.PRNGKey(seed))
     like = eqx.filter_jit(task.init_controller)(key_init)  # compiled: eager initialisation is slow
@@ -47,13 +52,14 @@ def load_run(run_dir: str | os.PathLike) -> tuple[dict, Task, Any]:
     return config, task, params
 
 
-def test_states(task: Task, config: dict, n: int) -> jax.Array:
-    """The first `n` states of the run's test set (the same data as in training)."""
+def test_states(task: Task, config: dict, n: int) -> Any:
+    """The first `n` states of the run's test set (the same data as in training), a pytree like the task's
+    states."""
     t = config["train"]
     key_data, _ = jax.random.split(jax.random.PRNGKey(int(t.get("seed", 42))))
     sizes = int(t.get("n_train", 256)), max(int(t.get("n_test", 256)), n)
     data = eqx.filter_jit(make_data)(task, key_data, *sizes)
-    return data.test[:n]
+    return jax.tree.map(lambda leaf: leaf[:n], data.test)
 
 
 def frame_indices(n_states: int, max_frames: int) -> np.ndarray:
@@ -77,6 +83,7 @@ def animate_run(
         The path of the GIF (default ``RUN_DIR/animation.gif``).
     """
     config, task, params = load_run(run_dir)
+    drawer = drawer_of(task, config["task"])
     out = Path(out) if out is not None else Path(run_dir) / "animation.gif"
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'animation.gif'}")
@@ -85,16 +92,13 @@ def animate_run(
     x0 = test_states(task, config, samples)
     states, controls = jax.device_get(
         eqx.filter_jit(rollout)(task.step, task.controller, params, x0, task.horizon))
-    states, controls = np.asarray(states, dtype=float), np.asarray(controls, dtype=float)
+    states, controls = jax.tree.map(np.asarray, states), jax.tree.map(np.asarray, controls)
     method = config["train"].get("method", "")
-    drawer = DRAWERS.get(task.name)
-    if drawer is None:
-        raise ValueError(f"no animation for task {task.name!r}; available: {', '.join(DRAWERS)}")
 
     fig, axes = plt.subplots(1, samples, figsize=(3.2 * samples, 3.2), squeeze=False)
     axes = axes[0]
-    update = drawer(task, axes, states, controls)
-    frames = frame_indices(states.shape[0], max_frames)
+    update = drawer(axes, states, controls)
+    frames = frame_indices(jax.tree.leaves(states)[0].shape[0], max_frames)
     title = fig.suptitle("")
 
     def draw(n: int):
@@ -113,6 +117,19 @@ def animate_run(
         Path(tmp).unlink(missing_ok=True)
         plt.close(fig)
     return out
+
+
+def drawer_of(task: Task, spec: str) -> Callable[[Any, Any, Any], Callable[[int], Any]]:
+    """``draw(axes, states, controls) -> update`` for `task` (named `spec` in its run): its own `draw` method,
+    else the built-in animation of its kind; a one-line `ValueError` if it has neither."""
+    own = getattr(task, "draw", None)
+    if callable(own):
+        return own
+    builtin = TASKS.get(task.name)
+    if task.name in DRAWERS and isinstance(builtin, type) and isinstance(task, builtin):
+        return functools.partial(DRAWERS[task.name], task)
+    raise ValueError(f"task {spec} cannot draw itself: it has no draw method and is none of the tasks with a "
+                     f"built-in animation ({', '.join(DRAWERS)}) (define draw(axes, states, controls) on the Task)")
 
 
 def _draw_cartpole(task, axes, states, controls):

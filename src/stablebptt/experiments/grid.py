@@ -1,10 +1,12 @@
 """Grids of runs: the product of lists of settings, the published grids, and a folder name per run.
 
-A grid is a mapping from a setting's name (a task setting such as ``n_poles`` or a training setting such as
-``method``) to the list of its values; every setting not in the mapping keeps its default. Run folders are
-named from the settings that identify them (method, the task's complexity setting, clipping, seed, and every
-other setting that differs from its default), so that extending a grid later keeps the names of runs already
-done: ``method=C_poles=2_clip=none_seed=42``.
+A grid is a mapping from a setting's name (a field of the task such as ``n_poles`` or a training setting
+such as ``method``) to the list of its values; every setting not in the mapping keeps its default. A built-in
+task records the settings of its command-line options in every run's config; other fields of the task (and
+every field of a task of your own, ``module.path:Name``) are recorded only when the grid gives them. Run
+folders are named from the settings that identify them (method, the task's complexity setting, clipping,
+seed, and every other setting that differs from its default), so that extending a grid later keeps the names
+of runs already done: ``method=C_poles=2_clip=none_seed=42``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..tasks import task_fields
 from ..training.run import run_config
 
 # Training settings a sweep can vary, with the defaults of `stablebptt train`.
@@ -26,7 +29,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 OPTIONAL_TRAIN_DEFAULTS: dict[str, Any] = {"n_train": 256, "n_test": 256, "skip_nonfinite": False}
 
 # The setting each task's paper figure has one panel per value of (method.md §2-§4).
-COMPLEXITY = {"cartpole": "n_poles", "repulsion": "rc", "quantum": "target"}
+COMPLEXITY = {"cartpole": "n_poles", "repulsion": "rc", "quantum": "target", "mjx-cartpole": "n_poles"}
 # Settings whose smaller values make the task harder (panels are drawn from easy to hard).
 HARDER_WHEN_SMALLER = ("rc",)
 
@@ -56,18 +59,21 @@ class Run:
 
 
 def task_defaults(task: str) -> dict[str, Any]:
-    """Default task settings and the short name of each (``n_poles`` -> ``poles``), from the CLI options."""
+    """The task settings every run's config records, with their defaults: those of a built-in task's CLI
+    options; none for a task of your own (``module.path:Name``)."""
     from ..cli.options import TASK_OPTIONS
 
-    if task not in TASK_OPTIONS:
-        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASK_OPTIONS)}")
-    return {o.name: o.default for o in TASK_OPTIONS[task]}
+    if task in TASK_OPTIONS:
+        return {o.name: o.default for o in TASK_OPTIONS[task]}
+    task_fields(task)  # one line for an unknown task or a spec that does not resolve
+    return {}
 
 
 def _short_names(task: str) -> dict[str, str]:
+    """Names of task settings in folder names (``n_poles`` -> ``poles``, from the CLI flag); others as is."""
     from ..cli.options import TASK_OPTIONS
 
-    return {o.name: o.flag.lstrip("-").replace("-", "_") for o in TASK_OPTIONS[task]}
+    return {o.name: o.flag.lstrip("-").replace("-", "_") for o in TASK_OPTIONS.get(task, ())}
 
 
 def paper_grid(task: str) -> dict[str, list]:
@@ -83,14 +89,23 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def run_name(task: str, task_settings: Mapping[str, Any], train: Mapping[str, Any], x64: bool = False) -> str:
-    """Folder name of a run: ``key=value`` parts joined by ``_`` (see the module docstring)."""
-    defaults = task_defaults(task)
+def _differs(value: Any, default: Any) -> bool:
+    try:
+        return bool(value != default)
+    except Exception:  # noqa: BLE001 - e.g. an array default: not comparable to a JSON value
+        return True
+
+
+def run_name(task: str, task_settings: Mapping[str, Any], train: Mapping[str, Any], x64: bool = False, *,
+             defaults: Mapping[str, Any] | None = None) -> str:
+    """Folder name of a run: ``key=value`` parts joined by ``_`` (see the module docstring). `defaults`: the
+    task's field defaults with those of its CLI options (found from `task` when None)."""
+    defaults = {**task_fields(task), **task_defaults(task)} if defaults is None else defaults
     short = _short_names(task)
     complexity = COMPLEXITY.get(task)
     parts = [f"method={train['method']}"]
     for k, v in task_settings.items():
-        if k == complexity or v != defaults.get(k):
+        if k == complexity or _differs(v, defaults.get(k)):
             parts.append(f"{short.get(k, k)}={_format(v)}")
     parts.append(f"clip={train['clip']}")
     for k, v in train.items():
@@ -109,24 +124,26 @@ def expand(task: str, grid: Mapping[str, Sequence[Any]], *, x64: bool = False, c
     Raises:
         ValueError: for an unknown setting, an empty list of values, or two runs with the same name.
     """
-    defaults = task_defaults(task)
+    recorded = task_defaults(task)
+    defaults = {**task_fields(task), **recorded}
+    fields = [*recorded, *(k for k in defaults if k not in recorded)]
     train_defaults = {**TRAIN_DEFAULTS, **{k: v for k, v in OPTIONAL_TRAIN_DEFAULTS.items() if k in grid}}
-    unknown = set(grid) - set(defaults) - set(TRAIN_DEFAULTS) - set(OPTIONAL_TRAIN_DEFAULTS)
+    unknown = set(grid) - set(fields) - set(TRAIN_DEFAULTS) - set(OPTIONAL_TRAIN_DEFAULTS)
     if unknown:
         raise ValueError(f"unknown settings for {task}: {', '.join(sorted(unknown))}; allowed: "
-                         f"{', '.join([*defaults, *TRAIN_DEFAULTS, *OPTIONAL_TRAIN_DEFAULTS])}")
+                         f"{', '.join([*fields, *TRAIN_DEFAULTS, *OPTIONAL_TRAIN_DEFAULTS])}")
     for k, values in grid.items():
         if len(values) == 0:
             raise ValueError(f"no values given for {k}")
     # Order of the product: task settings, then training settings, seed varying fastest.
-    keys = [k for k in defaults if k in grid] + [k for k in train_defaults if k in grid and k != "seed"]
+    keys = [k for k in fields if k in grid] + [k for k in train_defaults if k in grid and k != "seed"]
     keys += ["seed"] if "seed" in grid else []
     runs, seen = [], set()
     for values in itertools.product(*(_unique(grid[k]) for k in keys)):
         chosen = dict(zip(keys, values))
-        task_settings = {k: chosen.get(k, v) for k, v in defaults.items()}
+        task_settings = {**recorded, **{k: chosen[k] for k in fields if k in chosen}}
         train = {k: chosen.get(k, v) for k, v in train_defaults.items()}
-        name = run_name(task, task_settings, train, x64)
+        name = run_name(task, task_settings, train, x64, defaults=defaults)
         if name in seen:
             raise ValueError(f"two runs of the grid would share the folder {name}")
         seen.add(name)

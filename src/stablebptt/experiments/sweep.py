@@ -117,10 +117,9 @@ class _Member(NamedTuple):
 def _members(run_dirs: Sequence[str], configs: Sequence[dict], stack: contextlib.ExitStack,
              statuses: dict[str, str]) -> list[_Member]:
     """Lock each folder and read where its run stands; runs with nothing to do only get a status."""
-    from ..tasks import make_task
     from ..training.checkpoint import load_checkpoint
     from ..training.lock import RunLock, RunLocked
-    from ..training.run import CHECKPOINT, TRAIN_DEFAULTS, check_config, read_status
+    from ..training.run import CHECKPOINT, TRAIN_DEFAULTS, check_config, config_task, read_status
     from ..training.train import Trainer
 
     members, task = [], None
@@ -147,7 +146,7 @@ def _members(run_dirs: Sequence[str], configs: Sequence[dict], stack: contextlib
             statuses[run_dir] = "failed"
             continue
         settings = {k: v for k, v in {**TRAIN_DEFAULTS, **config["train"]}.items() if k != "epochs"}
-        task = task or make_task(config["task"], **config["task_settings"])
+        task = task or config_task(config)
         trainer = Trainer(task, **settings)
         state, start, rows = trainer.initial, 0, []
         if (out / CHECKPOINT).exists():
@@ -392,20 +391,25 @@ def _list_option(group, flags: list[str], key: str, parse: Callable[[str], list]
 
 def add_sweep_parser(commands: argparse._SubParsersAction, parser_class: type, epilog: str = "", *,
                      add_common: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
-    """Register ``stablebptt sweep TASK`` (one subcommand per task of `cli.options.TASK_OPTIONS`)."""
+    """Register ``stablebptt sweep TASK`` (one subcommand per task of `cli.options.TASK_OPTIONS`, and one for
+    every ``module.path:Name``)."""
     from ..cli import options as opt
     from ..training.optim import CLIP_MODES, OPTIMIZERS
 
     sweep_parser = commands.add_parser(
         "sweep", help="train a grid of runs (comma-separated values), resumable and parallel", epilog=epilog,
         description="Every option takes a comma-separated list; the grid is their product. Rerunning the same "
-                    "command continues the sweep: complete runs are skipped, interrupted ones resumed.")
-    tasks = sweep_parser.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=parser_class)
-    for name in opt.TASK_OPTIONS:
-        p = tasks.add_parser(name, help=opt.TASK_HELP.get(name, ""), epilog=epilog)
-        g = p.add_argument_group(f"{name} settings (comma-separated lists)")
-        for o in opt.TASK_OPTIONS[name]:
+                    "command continues the sweep: complete runs are skipped, interrupted ones resumed. TASK: a "
+                    "built-in task or module.path:Name (a Task of your own); --set NAME=V1,V2 gives the values "
+                    "of any field of the task.")
+    tasks = sweep_parser.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=parser_class,
+                                        action=opt.TaskSubparsers)
+    for name in [*opt.TASK_OPTIONS, opt.USER_TASK]:
+        p = tasks.add_parser(name, help=opt.TASK_HELP.get(name, opt.USER_TASK_HELP), epilog=epilog)
+        g = p.add_argument_group(f"{name if name in opt.TASK_OPTIONS else 'task'} settings (comma-separated lists)")
+        for o in opt.TASK_OPTIONS.get(name, ()):
             _list_option(g, [o.flag], o.name, _list_of(o.type, o.choices), f"{o.help} (default: {o.default})")
+        opt.add_set_option(g, name, lists=True)
         g = p.add_argument_group("training (comma-separated lists)")
         _list_option(g, ["--methods", "--method"], "method", opt.method_list, "methods, e.g. R,M,C,S (default: C)")
         _list_option(g, ["--epochs"], "epochs", _list_of(opt.positive_int),
@@ -429,7 +433,8 @@ def add_sweep_parser(commands: argparse._SubParsersAction, parser_class: type, e
         g = p.add_argument_group("sweep")
         g.add_argument("--grid", choices=("paper",), default=None,
                        help="start from the published grid of the task (options given override its lists)")
-        g.add_argument("--out", type=Path, default=None, help=f"sweep folder (default: runs/sweep-{name})")
+        g.add_argument("--out", type=Path, default=None,
+                       help=f"sweep folder (default: runs/sweep-{name if name in opt.TASK_OPTIONS else 'Name'})")
         g.add_argument("--workers", type=opt.positive_int, default=None,
                        help="parallel runs (default: number of cores); 1 runs them in this process")
         g.add_argument("--backend", choices=BACKENDS, default="local",
@@ -445,14 +450,20 @@ def add_sweep_parser(commands: argparse._SubParsersAction, parser_class: type, e
 
 
 def grid_from_args(args: argparse.Namespace) -> dict[str, list]:
+    """The grid of the command line: the published grid (``--grid paper``), the lists of the options, then
+    the ``--set NAME=V1,V2`` lists (fields of the task)."""
+    from ..cli.options import set_settings
+
     grid: dict[str, list] = paper_grid(args.task) if args.grid == "paper" else {}
     for key, value in vars(args).items():
         if key.startswith("grid_") and value is not None:
             grid[key.removeprefix("grid_")] = value
-    return grid
+    return {**grid, **set_settings(args.task, args.set)}
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from ..tasks import task_label
+
     if args.address is not None and args.backend != "ray":
         raise ValueError("--address needs --backend ray")
     runs = expand(args.task, grid_from_args(args), x64=args.x64, checkpoint_every=args.checkpoint_every)
@@ -460,7 +471,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     for run in runs:  # bad settings fail before any work
         check_config(run.config)
-    out = args.out or Path("runs") / f"sweep-{args.task}"
+    out = args.out or Path("runs") / f"sweep-{task_label(args.task)}"
     if args.dry_run:
         for run in runs:
             print(out / run.name)

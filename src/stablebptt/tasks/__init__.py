@@ -1,22 +1,13 @@
-"""Control tasks. Each implements `Task`; `make_task(name, **settings)` builds one by name."""
+"""Control tasks. Each implements `Task`; `make_task(spec, **settings)` builds a built-in task by name or
+your own as ``module.path:Name`` (see `registry`)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from .base import Task
 from .cartpole import CartPole
 from .quantum import Quantum
+from .registry import TASKS, is_builtin, load_task, make_task, module_root, task_fields, task_label
 from .repulsion import Repulsion
 
-TASKS: dict[str, type[Task]] = {"cartpole": CartPole, "repulsion": Repulsion, "quantum": Quantum}
-
-
-def make_task(name: str, **settings: Any) -> Task:
-    """Build the task registered as `name` with the given settings (published defaults otherwise)."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(TASKS)}")
-    return TASKS[name](**settings)
-
-
-__all__ = ["CartPole", "Quantum", "Repulsion", "TASKS", "Task", "make_task"]
+__all__ = ["CartPole", "Quantum", "Repulsion", "TASKS", "Task", "is_builtin", "load_task", "make_task", "module_root",
+           "task_fields", "task_label"]

@@ -23,8 +23,9 @@ from .io import atomic_write_bytes
 from .train import TrainState
 
 FORMAT = "stablebptt-checkpoint/1"
-# Left out of the hash: settings that do not change what an epoch computes.
-UNHASHED_TOP = ("version", "checkpoint_every")
+# Left out of the hash: settings that do not change what an epoch computes (``task_path``: where a task's
+# module was found, so that moving a project keeps its checkpoints).
+UNHASHED_TOP = ("version", "checkpoint_every", "task_path")
 UNHASHED_TRAIN = ("epochs",)
 
 
@@ -38,7 +39,8 @@ class Checkpoint(NamedTuple):
 
 
 def config_hash(config: dict) -> str:
-    """SHA-256 of the configuration, leaving out the number of epochs, the version and checkpoint frequency."""
+    """SHA-256 of the configuration, leaving out the number of epochs, the version, checkpoint frequency and
+    the folder of the task's module."""
     from .run import TRAIN_DEFAULTS  # settings left at their defaults hash like settings spelled out
 
     core = {k: v for k, v in config.items() if k not in UNHASHED_TOP}

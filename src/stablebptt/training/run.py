@@ -23,7 +23,7 @@ from typing import Any
 import jax
 
 from .. import __version__
-from ..tasks import make_task
+from ..tasks import Task, is_builtin, load_task, module_root
 from ..tasks.validate import check_positive_int
 from .checkpoint import Checkpoint, config_hash, load_checkpoint, read_header, save_checkpoint
 from .faults import fault_point
@@ -39,21 +39,34 @@ TRAIN_DEFAULTS = {"method": "C", "epochs": 1000, "batch_size": 8, "lr": 1e-3, "o
 STATUS = "status.json"
 CHECKPOINT = "checkpoint.eqx"
 
-__all__ = ["CHECKPOINT", "STATUS", "RunLocked", "check_config", "check_out_path", "execute", "load_config",
-           "new_run", "opening_new_run", "opening_resume", "prepare_run_dir", "read_status", "resume", "run_config",
-           "train_to_dir"]
+__all__ = ["CHECKPOINT", "STATUS", "RunLocked", "check_config", "check_out_path", "config_task", "execute",
+           "load_config", "new_run", "opening_new_run", "opening_resume", "prepare_run_dir", "read_status", "resume",
+           "run_config", "train_to_dir"]
 
 
 def run_config(task_name: str, task_settings: dict[str, Any], x64: bool = False, checkpoint_every: int = 1,
                **train_settings: Any) -> dict:
     """Everything needed to rerun: the task and its settings, the training settings, precision, how often to
-    checkpoint, version."""
+    checkpoint, version. For a task of your own (``module.path:Name``, imported here) also ``task_path``, the
+    folder its module was imported from, so that the run can be resumed from any current directory."""
     unknown = set(train_settings) - set(TRAIN_KEYS) - set(GRADIENT_KEYS)
     if unknown:
         raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}; "
                          f"allowed: {', '.join(TRAIN_KEYS + GRADIENT_KEYS)}")
-    return {"task": task_name, "task_settings": dict(task_settings), "train": dict(train_settings),
-            "x64": x64, "checkpoint_every": checkpoint_every, "version": __version__}
+    config = {"task": task_name, "task_settings": dict(task_settings)}
+    path = None if is_builtin(task_name) or ":" not in task_name else module_root(task_name)
+    if path is not None:
+        config["task_path"] = path
+    return {**config, "train": dict(train_settings), "x64": x64, "checkpoint_every": checkpoint_every,
+            "version": __version__}
+
+
+def config_task(config: dict) -> Task:
+    """The task of a run configuration (its module found through ``task_path`` when not on the Python path)."""
+    path = config.get("task_path")
+    if path is not None and not isinstance(path, str):
+        raise TypeError(f"task_path must be a folder name, got {path!r}")
+    return load_task(config["task"], config["task_settings"], path=path)
 
 
 def check_config(config: Any) -> None:
@@ -63,7 +76,7 @@ def check_config(config: Any) -> None:
         raise ValueError("not a stablebptt run configuration (needs task, task_settings, train)")
     if not isinstance(config["task_settings"], dict) or not isinstance(config["train"], dict):
         raise TypeError("task_settings and train must be dicts")
-    task = make_task(config["task"], **config["task_settings"])
+    task = config_task(config)
     train = {**TRAIN_DEFAULTS, **config["train"]}
     unknown = set(train) - set(TRAIN_KEYS) - set(GRADIENT_KEYS)
     if unknown:
@@ -272,7 +285,7 @@ def _train_body(out: Path, config: dict, progress_fn: ProgressFn | None) -> Trai
     train = {**TRAIN_DEFAULTS, **config["train"]}
     epochs = train.pop("epochs")
     every = config.get("checkpoint_every", 1)
-    task = make_task(config["task"], **config["task_settings"])
+    task = config_task(config)
     trainer = Trainer(task, **train)
     state, start, rows = trainer.initial, 0, []
     if (out / CHECKPOINT).exists():

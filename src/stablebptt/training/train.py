@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..core import canonical_method, rollout, value_and_grad
+from ..core import canonical_method, rollout, trees, value_and_grad
 from ..tasks import Task
 from ..tasks.validate import check_positive_int
 from .optim import make_optimizer
@@ -25,10 +25,11 @@ EpochFn = Callable[[int, "TrainState", dict[str, float]], None]
 
 
 class Data(NamedTuple):
-    """Initial states: `train` ``(n_train, ...)`` and `test` ``(n_test, ...)``."""
+    """Initial states, pytrees as `Task.sample` returns them: every leaf of `train` has leading axis
+    ``n_train``, every leaf of `test` ``n_test``."""
 
-    train: jax.Array
-    test: jax.Array
+    train: PyTree
+    test: PyTree
 
 
 class TrainState(NamedTuple):
@@ -66,7 +67,23 @@ def make_data(task: Task, key: jax.Array, n_train: int = 256, n_test: int = 256)
     return Data(task.sample(key_train, n_train), task.sample(key_test, n_test))
 
 
-def evaluate(task: Task, params: PyTree, x0: jax.Array) -> jax.Array:
+def check_data(task: Task, data: Data, n_train: int, n_test: int) -> None:
+    """Every leaf of the sampled states must have the requested number of states on its leading axis."""
+    for part, n in (("train", n_train), ("test", n_test)):
+        what = f"{type(task).__name__}.sample(key, {n})"
+        size = trees.leading_size(getattr(data, part), what)
+        if size != n:
+            raise ValueError(f"{what} returned {size} states on the leading axis instead of {n}; "
+                             f"got {trees.describe(getattr(data, part))}")
+
+
+def minibatches(states: PyTree, batch_size: int) -> PyTree:
+    """The first ``n // batch_size * batch_size`` states as ``(n // batch_size, batch_size, ...)`` per leaf."""
+    n_batches = trees.leading_size(states, "the training states") // batch_size
+    return jax.tree.map(lambda a: a[: n_batches * batch_size].reshape(n_batches, batch_size, *a.shape[1:]), states)
+
+
+def evaluate(task: Task, params: PyTree, x0: PyTree) -> jax.Array:
     """The task's loss of `params` on the initial states `x0`, all at once."""
     states, controls = rollout(task.step, task.controller, params, x0, task.horizon)
     return task.loss(states, controls)
@@ -104,7 +121,7 @@ def make_epoch(
     vg = value_and_grad(task.loss, task.step, task.controller, task.horizon, method, **gradient_options)
     combined = canonical_method(method) == "C"
 
-    def update(state: TrainState, batch: jax.Array):
+    def update(state: TrainState, batch: PyTree):
         value, grads, info = vg(eqx.combine(state.params, static), batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -115,9 +132,7 @@ def make_epoch(
         return new, (value, info, ok)
 
     def epoch(state: TrainState, data: Data):
-        n_batches = data.train.shape[0] // batch_size
-        batches = data.train[: n_batches * batch_size].reshape(n_batches, batch_size, *data.train.shape[1:])
-        state, (values, infos, ok) = jax.lax.scan(update, state, batches)
+        state, (values, infos, ok) = jax.lax.scan(update, state, minibatches(data.train, batch_size))
         used = ok if skip_nonfinite else jnp.ones_like(ok)
         params = eqx.combine(state.params, static)
         nan = jnp.full((), jnp.nan, values.dtype)
@@ -199,6 +214,7 @@ class Trainer:
         self.skip_nonfinite = skip_nonfinite
         self.key = jax.random.PRNGKey(seed)
         self.data, init = _draw(task, self.key, n_train, n_test, params is None)
+        check_data(task, self.data, n_train, n_test)
         if params is None:
             params = init
         diff, self.static = eqx.partition(params, eqx.is_inexact_array)

@@ -1,0 +1,139 @@
+"""Pytree plumbing for states and controls: float / non-float split, time stacking, trace-time checks.
+
+States and controls are any pytrees of arrays (a plain array, a dict of fields, `mjx.Data`). Their floating-point
+leaves carry gradients; the other leaves (integer step counters, boolean flags) are carried through unchanged
+and never get a cotangent. `split` puts `None` in place of the leaves of the other kind, so ``merge(*split(t))``
+rebuilds `t` and tree maps over either part skip the holes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PyTree = Any
+
+
+def is_float(leaf: Any) -> bool:
+    """Whether `leaf` is an array of a floating-point (or complex) dtype: the leaves that get gradients."""
+    return eqx.is_inexact_array(leaf)
+
+
+def split(tree: PyTree) -> tuple[PyTree, PyTree]:
+    """``(floats, rest)``: the floating-point leaves, and the others; `None` in place of the leaves of the other."""
+    return eqx.partition(tree, is_float)
+
+
+def merge(floats: PyTree, rest: PyTree) -> PyTree:
+    """Inverse of `split`."""
+    return eqx.combine(floats, rest)
+
+
+def as_arrays(tree: PyTree, what: str) -> PyTree:
+    """Every leaf of `tree` as a JAX array (Python and NumPy numbers too); a one-line `ValueError` otherwise."""
+    def convert(path, leaf):
+        if isinstance(leaf, jax.Array):
+            return leaf
+        try:
+            return jnp.asarray(leaf)
+        except TypeError:
+            raise ValueError(f"{what} has a leaf at {jax.tree_util.keystr(path) or 'the root'} that is not an "
+                             f"array ({type(leaf).__name__}); allowed: a pytree of arrays") from None
+
+    return jax.tree_util.tree_map_with_path(convert, tree)
+
+
+def at(tree: PyTree, index: Any) -> PyTree:
+    """``leaf[index]`` for every leaf."""
+    return jax.tree.map(lambda leaf: leaf[index], tree)
+
+
+def stack(trees: list[PyTree]) -> PyTree:
+    """Stack trees of one structure leaf by leaf along a new leading axis."""
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def prepend(first: PyTree, rest: PyTree) -> PyTree:
+    """``concatenate([first[None], rest])`` leaf by leaf: `x0` in front of the stacked states ``x_1..x_H``."""
+    return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), first, rest)
+
+
+def add(a: PyTree, b: PyTree) -> PyTree:
+    return jax.tree.map(jnp.add, a, b)
+
+
+def leading_size(tree: PyTree, what: str) -> int:
+    """The common length of the leading axis of every leaf (a one-line `ValueError` if they differ)."""
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(tree)}
+    if len(sizes) != 1 or None in sizes:
+        shapes = describe(jax.tree.map(np.shape, tree, is_leaf=_is_array_like))
+        raise ValueError(f"{what}: every leaf needs the same leading (batch) axis; got {shapes}")
+    return sizes.pop()
+
+
+def _is_array_like(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
+
+
+def _signature(leaf: Any) -> str:
+    shape = ",".join(str(d) for d in np.shape(leaf))
+    dtype = getattr(leaf, "dtype", None)
+    return f"{jnp.dtype(dtype).name if dtype is not None else type(leaf).__name__}[{shape}]"
+
+
+def describe(tree: PyTree, limit: int = 400) -> str:
+    """A short text of a tree's structure with each leaf as ``dtype[shape]`` (cut at `limit` characters)."""
+    text = str(jax.tree.map(_signature, tree, is_leaf=_is_array_like))
+    return text if len(text) <= limit else text[: limit - 5] + " ...)"
+
+
+def name_of(fn: Callable) -> str:
+    """A readable name for a user function (bound methods of Equinox modules included)."""
+    fn = getattr(fn, "__func__", fn)
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def check_step(step: Callable, x: PyTree, x_next: PyTree) -> None:
+    """At trace time: `step` must return a tree of `x`'s structure, shapes and dtypes (one `ValueError` else)."""
+    expected, got = jax.tree.structure(x), jax.tree.structure(x_next)
+    if expected != got:
+        raise ValueError(f"the simulator step `{name_of(step)}` returned a state of another structure than it was "
+                         f"given: expected {describe(x)}, got {describe(x_next)}")
+    paths = jax.tree_util.tree_flatten_with_path(x)[0]
+    for (path, a), b in zip(paths, jax.tree.leaves(x_next), strict=True):
+        if np.shape(a) != np.shape(b) or jnp.result_type(a) != jnp.result_type(b):
+            where = jax.tree_util.keystr(path) or "the state"
+            raise ValueError(f"the simulator step `{name_of(step)}` changed {where} from {_signature(a)} to "
+                             f"{_signature(b)}; a step must return the shapes and dtypes it was given "
+                             f"(expected {describe(x)}, got {describe(x_next)})")
+
+
+def check_control(controller: Callable, c: PyTree) -> None:
+    """At trace time: the controller's output needs at least one floating-point leaf (one `ValueError` else)."""
+    if not any(is_float(leaf) for leaf in jax.tree.leaves(c)):
+        raise ValueError(f"the controller `{name_of(controller)}` returned no floating-point array "
+                         f"(got {describe(c)}); a control needs a float leaf for gradients to flow")
+
+
+def checked(step: Callable, controller: Callable) -> tuple[Callable, Callable]:
+    """`step` and `controller` wrapped so that their outputs are checked whenever they are traced.
+
+    The checks are Python comparisons of shapes and dtypes: they run once per trace, before compilation, and
+    cost nothing at run time.
+    """
+    def checked_step(x, c):
+        x_next = step(x, c)
+        check_step(step, x, x_next)
+        return x_next
+
+    def checked_controller(params, x):
+        c = controller(params, x)
+        check_control(controller, c)
+        return c
+
+    return checked_step, checked_controller

@@ -1,0 +1,264 @@
+"""Tasks by name: the built-in ones, and ``module.path:Name`` for a task of your own.
+
+A task spec is either a built-in name (``cartpole``) or ``module.path:Name``, where ``Name`` is a `Task`
+subclass (built as ``Name(**settings)``), a zero-argument callable returning a Task, or a Task (settings are
+applied to what it gives with `dataclasses.replace`, which re-runs the task's own checks). The module is
+imported with the current directory first on the Python path, then, if it is not found there, from `path`
+(the folder it was imported from when the run was made, see `module_root`). Every problem is one line of
+`ValueError` saying what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import inspect
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .base import Task
+from .cartpole import CartPole
+from .quantum import Quantum
+from .repulsion import Repulsion
+
+# Built-in tasks: a class, or ``"module:Name"`` for one imported on first use (optional dependencies).
+TASKS: dict[str, type[Task] | str] = {
+    "cartpole": CartPole,
+    "repulsion": Repulsion,
+    "quantum": Quantum,
+    "mjx-cartpole": "stablebptt.tasks.mjx_cartpole:MJXCartPole",
+}
+ALLOWED = "a built-in task ({names}) or module.path:Name (a Task subclass or a zero-argument callable returning a Task)"
+MISSING = dataclasses.MISSING
+_IDENTIFIERS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+Factory = Callable[..., Task]
+
+
+class UnknownField(ValueError):
+    """A setting that is not a field of the task."""
+
+
+def is_builtin(spec: str) -> bool:
+    return spec in TASKS
+
+
+def _allowed() -> str:
+    return ALLOWED.format(names=", ".join(TASKS))
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``"module.path:Name"`` -> ``("module.path", "Name")``; a one-line `ValueError` for a malformed spec."""
+    module, sep, attribute = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if not sep or not _IDENTIFIERS.fullmatch(module) or not _IDENTIFIERS.fullmatch(attribute):
+        raise ValueError(f"task {spec!r} is not a task spec; allowed: {_allowed()}, e.g. mytasks:Pendulum "
+                         "for class Pendulum in mytasks.py")
+    return module, attribute
+
+
+def task_label(spec: str) -> str:
+    """A short name for folders and titles: the built-in name, or the ``Name`` of ``module.path:Name``."""
+    name = spec.rpartition(":")[2].rpartition(".")[2] if ":" in spec else spec
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "task"
+
+
+@contextlib.contextmanager
+def _first_on_path(entries: list[str]) -> Iterator[None]:
+    """`entries` at the front of `sys.path` for the duration of an import."""
+    added = [e for e in entries if e not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for e in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(e)
+
+
+def _missing(error: ModuleNotFoundError, module: str) -> bool:
+    """Whether `error` says `module` itself (or a package above it) is missing, not something it imports."""
+    parts = module.split(".")
+    return error.name in {".".join(parts[: i + 1]) for i in range(len(parts))}
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def import_module(module: str, path: str | None = None) -> Any:
+    """Import `module` with the current directory first on the Python path, else from folder `path`."""
+    tries = [[os.getcwd()]] + ([[path]] if path else [])
+    for i, entries in enumerate(tries):
+        try:
+            with _first_on_path(entries):
+                importlib.invalidate_caches()
+                return importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if not _missing(e, module):
+                raise ValueError(f"module {module!r} does not import: {_reason(e)}") from None
+            if i == len(tries) - 1:
+                where = f"the current directory {os.getcwd()}" + (f", {path}" if path else "") + " or the Python path"
+                raise ValueError(f"module {module!r} not found in {where}; check the spelling, or run from the "
+                                 f"folder that holds {module.split('.')[0]}.py") from None
+        except (Exception, SystemExit) as e:  # the module's own code failed: its one-line reason
+            raise ValueError(f"module {module!r} does not import: {_reason(e)}") from None
+    raise AssertionError("unreachable")
+
+
+def resolve(spec: str, path: str | None = None) -> type[Task] | Factory | Task:
+    """What `spec` names: a `Task` subclass, a zero-argument callable returning a Task, or a Task.
+
+    Raises:
+        ValueError: an unknown built-in name, a malformed spec, a module that is missing or does not import,
+            a missing name, or an object that is none of these.
+    """
+    if isinstance(spec, str) and spec in TASKS:
+        target = TASKS[spec]
+        if not isinstance(target, str):
+            return target
+        module, attribute = split_spec(target)
+        try:
+            return getattr(importlib.import_module(module), attribute)
+        except Exception as e:  # noqa: BLE001 - an optional task whose module is missing or broken
+            raise ValueError(f"task {spec} is not available ({target}): {_reason(e)}") from None
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"unknown task {spec!r}; allowed: {_allowed()}")
+    module_name, attribute = split_spec(spec)
+    obj: Any = import_module(module_name, path)
+    for i, part in enumerate(attribute.split(".")):
+        if not hasattr(obj, part):
+            where = f"module {module_name!r}" if i == 0 else f"{module_name}:{'.'.join(attribute.split('.')[:i])}"
+            found = [n for n, v in vars(obj).items() if isinstance(v, type) and issubclass(v, Task)
+                     and v.__module__ == module_name] if i == 0 else []
+            hint = f"; Task subclasses there: {', '.join(found)}" if found else ""
+            raise ValueError(f"{where} has no attribute {part!r}{hint}")
+        obj = getattr(obj, part)
+    if isinstance(obj, type) and issubclass(obj, Task):
+        return _concrete(obj, spec)
+    if isinstance(obj, Task):
+        return obj
+    if isinstance(obj, type) or not callable(obj):
+        raise ValueError(f"{spec} is {_kind(obj)}, not a Task; allowed: a subclass of stablebptt.tasks.Task or a "
+                         "zero-argument callable returning a Task")
+    try:
+        inspect.signature(obj).bind()
+    except TypeError:
+        raise ValueError(f"{spec} needs arguments; allowed: a Task subclass or a callable that takes none "
+                         "(settings are applied to the Task it returns)") from None
+    except ValueError:  # no signature (a builtin): calling it will tell
+        pass
+    return obj
+
+
+def _concrete(cls: type[Task], spec: str) -> type[Task]:
+    """`cls` if it can be built: it defines every method of `Task` and its class variable `name`."""
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        raise ValueError(f"{spec} is abstract: it does not define {', '.join(missing)}; define them on the class")
+    if not isinstance(cls.__dict__.get("name", getattr(cls, "name", None)), str):
+        raise ValueError(f"{spec} does not set its name; add a class variable such as "
+                         f"name: ClassVar[str] = {task_label(spec).lower()!r}")
+    return cls
+
+
+def _kind(obj: Any) -> str:
+    if isinstance(obj, type):
+        return f"the class {obj.__name__}"
+    kind = type(obj).__name__
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}"
+
+
+def _class_fields(cls: type) -> dict[str, Any]:
+    fields = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if f.default is not MISSING:
+            fields[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            fields[f.name] = f.default_factory()
+        else:
+            fields[f.name] = MISSING
+    return fields
+
+
+def _call(factory: Factory, spec: str) -> Task:
+    try:
+        task = factory()
+    except Exception as e:  # noqa: BLE001 - the user's code: its one-line reason
+        raise ValueError(f"{spec}() raised {_reason(e)}") from None
+    if not isinstance(task, Task):
+        raise ValueError(f"{spec}() returned {_kind(task)}, not a Task; allowed: a callable returning an instance "
+                         "of a stablebptt.tasks.Task subclass")
+    return task
+
+
+def task_fields(spec: str, path: str | None = None) -> dict[str, Any]:
+    """The settable fields of the task `spec` and their defaults (`MISSING` where a field has none), in
+    declaration order. A class is not built; a callable is called (its Task's values are the defaults)."""
+    target = resolve(spec, path)
+    if isinstance(target, type):
+        return _class_fields(target)
+    task = target if isinstance(target, Task) else _call(target, spec)
+    return {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.init}
+
+
+def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str | None = None) -> Task:
+    """Build the task `spec` with `settings` (see the module docstring); `path` is where to look for the
+    module of ``module.path:Name`` if it is not on the Python path.
+
+    Raises:
+        ValueError: one line: everything `resolve` refuses, an unknown field, a field without a default left
+            unset, or a value the task's own checks refuse.
+    """
+    settings = dict(settings or {})
+    target = resolve(spec, path)
+    fields = _class_fields(target) if isinstance(target, type) else None
+    task = None
+    if fields is None:
+        task = target if isinstance(target, Task) else _call(target, spec)
+        fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.init}
+    unknown = [k for k in settings if k not in fields]
+    if unknown:
+        raise UnknownField(f"task {spec} has no field {', '.join(map(repr, unknown))}; "
+                         f"its fields: {', '.join(fields) or 'none'}")
+    unset = [k for k, v in fields.items() if v is MISSING and k not in settings]
+    if unset:
+        raise ValueError(f"task {spec} needs a value for {', '.join(unset)} (no default); give it as a setting")
+    try:
+        return target(**settings) if task is None else dataclasses.replace(task, **settings)
+    except Exception as e:  # noqa: BLE001 - the task's own checks (or an abstract class): one line
+        if is_builtin(spec) and isinstance(e, ValueError):
+            raise  # the built-in tasks' own messages name the setting and what is allowed
+        given = ", ".join(f"{k}={v!r}" for k, v in settings.items())
+        raise ValueError(f"task {spec} cannot be built{f' with {given}' if given else ''}: {_reason(e)}") from None
+
+
+def module_root(spec: str) -> str | None:
+    """The folder on the Python path that holds the module of ``module.path:Name`` (None for a built-in task
+    or a module without a file), as an absolute path."""
+    if is_builtin(spec):
+        return None
+    module_name, _ = split_spec(spec)
+    module = sys.modules.get(module_name) or import_module(module_name)
+    origin = getattr(module, "__file__", None)
+    if not origin:
+        return None
+    root = Path(origin).resolve().parent
+    if Path(origin).name == "__init__.py":
+        root = root.parent
+    for _ in range(module_name.count(".")):
+        root = root.parent
+    return str(root)
+
+
+def make_task(name: str, **settings: Any) -> Task:
+    """Build the task `name` (a built-in name or ``module.path:Name``) with the given settings (published
+    defaults otherwise)."""
+    return load_task(name, settings)

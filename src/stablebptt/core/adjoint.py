@@ -113,7 +113,8 @@ def adjoint_gradients(
         loss, step: as for `value_and_grad`.
         net: ``(diff, x) -> c``, the controller on the differentiable part of its parameters.
         diff: the differentiable parameters (a pytree of inexact arrays, `None` elsewhere).
-        x0: initial state, any pytree of arrays.
+        x0: initial state, a pytree of arrays (`value_and_grad` converts it and checks `step` and the
+            controller when they are traced).
         horizon: number of steps.
         groups: modes (R, M, S, N) to differentiate; the modes of one group share one reverse sweep (their
             adjoints stacked on a leading axis), each group has its own sweep. ``(("M", "R"),)`` is the joint
@@ -127,8 +128,6 @@ def adjoint_gradients(
     Returns:
         ``(value, grads)`` with one gradient pytree per mode, in the order of the flattened `groups`.
     """
-    x0 = trees.as_arrays(x0, "the initial state x0")
-    step, net = trees.checked(step, net)
     if param_vjp == "auto":
         param_vjp = choose_param_vjp(net, diff, x0)
     if param_vjp not in PARAM_VJPS:

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 from . import trees
 from .adjoint import PARAM_VJPS, adjoint_gradients, checkpoint_segment, choose_param_vjp
 from .combine import combine, combine_stats, tree_norm
-from .methods import PATHS, canonical_method
-from .rollout import Controller, Step, _check_horizon, rollout
+from .methods import canonical_method
+from .rollout import Controller, Step, _check_horizon, rollout, scan_body
 
 PyTree = Any
 Loss = Callable[[PyTree, PyTree], jax.Array]
@@ -146,14 +146,7 @@ def _autodiff(loss, step, controller, horizon, method, diff, static, x0, segment
 def _checkpointed_rollout(step, controller, params, x0, horizon, method, segment):
     """`rollout` as an outer scan over segments of `segment` steps, each under `jax.checkpoint`: the backward
     pass keeps the segments' first states and recomputes the inside of one segment at a time."""
-    through_net, through_sim = PATHS[method]
-    x0 = trees.as_arrays(x0, "the initial state x0")
-    step, controller = trees.checked(step, controller)
-
-    def body(x, _):
-        c = controller(params, x if through_net else jax.lax.stop_gradient(x))
-        x_next = step(x if through_sim else jax.lax.stop_gradient(x), c)
-        return x_next, (x_next, c)
+    body = scan_body(step, controller, params, method)
 
     @functools.partial(jax.checkpoint, static_argnums=(1,))
     def run(x, length):

@@ -49,18 +49,24 @@ def rollout(
         of shape ``(horizon, *leaf.shape)``.
     """
     method = canonical_method(method)
-    through_net, through_sim = PATHS.get(method, (True, True))
     horizon = _check_horizon(horizon)
     x0 = trees.as_arrays(x0, "the initial state x0")
     step, controller = trees.checked(step, controller)
+    _, (xs, cs) = jax.lax.scan(scan_body(step, controller, params, method), x0, None, length=horizon)
+    return trees.prepend(x0, xs), cs
+
+
+def scan_body(step: Step, controller: Controller, params: PyTree, method: str) -> Callable:
+    """The `lax.scan` body of one step, ``x -> (x_next, (x_next, c))``, with the `stop_gradient`s of `method`
+    (none for C: its forward values are R's)."""
+    through_net, through_sim = PATHS.get(method, (True, True))
 
     def body(x, _):
         c = controller(params, x if through_net else jax.lax.stop_gradient(x))
         x_next = step(x if through_sim else jax.lax.stop_gradient(x), c)
         return x_next, (x_next, c)
 
-    _, (xs, cs) = jax.lax.scan(body, x0, None, length=horizon)
-    return trees.prepend(x0, xs), cs
+    return body
 
 
 def _check_horizon(horizon: Any) -> int:

@@ -199,14 +199,19 @@ def _call(factory: Factory, spec: str) -> Task:
     return task
 
 
+def _fields(target: type[Task] | Factory | Task, spec: str) -> tuple[dict[str, Any], Task | None]:
+    """The settable fields of what `spec` resolved to, with their defaults (`MISSING` where a field has none),
+    in declaration order; and the Task a callable gave (None for a class, which is not built)."""
+    if isinstance(target, type):
+        return _class_fields(target), None
+    task = target if isinstance(target, Task) else _call(target, spec)
+    return {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.init}, task
+
+
 def task_fields(spec: str, path: str | None = None) -> dict[str, Any]:
     """The settable fields of the task `spec` and their defaults (`MISSING` where a field has none), in
     declaration order. A class is not built; a callable is called (its Task's values are the defaults)."""
-    target = resolve(spec, path)
-    if isinstance(target, type):
-        return _class_fields(target)
-    task = target if isinstance(target, Task) else _call(target, spec)
-    return {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.init}
+    return _fields(resolve(spec, path), spec)[0]
 
 
 def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str | None = None) -> Task:
@@ -219,11 +224,7 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
     """
     settings = dict(settings or {})
     target = resolve(spec, path)
-    fields = _class_fields(target) if isinstance(target, type) else None
-    task = None
-    if fields is None:
-        task = target if isinstance(target, Task) else _call(target, spec)
-        fields = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.init}
+    fields, task = _fields(target, spec)
     unknown = [k for k in settings if k not in fields]
     if unknown:
         raise UnknownField(f"task {spec} has no field {', '.join(map(repr, unknown))}; "

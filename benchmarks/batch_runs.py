@@ -18,12 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
 
-from stablebptt.experiments.sweep import train_batch  # noqa: E402
-from stablebptt.training.run import execute, run_config  # noqa: E402
+from stablebptt.runs import RunConfig, RunFolder, ensure_batch  # noqa: E402
 
 
-def configs(runs: int, epochs: int, horizon: int, method: str) -> list[dict]:
-    return [run_config("cartpole", {"n_poles": 2, "horizon": horizon}, method=method, epochs=epochs, seed=seed)
+def configs(runs: int, epochs: int, horizon: int, method: str) -> list[RunConfig]:
+    return [RunConfig.create("cartpole", {"n_poles": 2, "horizon": horizon}, method=method, epochs=epochs, seed=seed)
             for seed in range(runs)]
 
 
@@ -32,11 +31,11 @@ def bench(runs: int, epochs: int, horizon: int, method: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         one_dirs = [str(Path(tmp) / f"one-{i}") for i in range(runs)]
         begin = time.perf_counter()
-        statuses = [execute(d, c) for d, c in zip(one_dirs, cfgs)]
+        statuses = [RunFolder(d).ensure(c) for d, c in zip(one_dirs, cfgs)]
         one_s = time.perf_counter() - begin
         batch_dirs = [str(Path(tmp) / f"batch-{i}") for i in range(runs)]
         begin = time.perf_counter()
-        batch_statuses = train_batch(batch_dirs, cfgs)
+        batch_statuses = ensure_batch(batch_dirs, cfgs)
         batch_s = time.perf_counter() - begin
     assert all(s == "complete" for s in statuses), statuses
     assert all(s == "complete" for s in batch_statuses.values()), batch_statuses

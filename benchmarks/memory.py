@@ -1,4 +1,5 @@
-"""Peak memory and time per update against the horizon, with and without checkpointing (issue 5, benchmark 2).
+"""Peak memory and time per update against the horizon, with and without rematerialisation (``remat``; issue 5,
+benchmark 2).
 
 Cart pole with 2 poles, batch 8, the published 2x100 MLP and the published time step (duration = horizon/100).
 Every configuration runs in its own subprocess, so each peak is its own. Two memory figures per configuration:
@@ -37,7 +38,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def child(horizon: int, method: str, backward: str, checkpoint: str, repeats: int) -> dict:
+def child(horizon: int, method: str, backward: str, remat: str, repeats: int) -> dict:
     import equinox as eqx
     import jax
     import numpy as np
@@ -49,7 +50,7 @@ def child(horizon: int, method: str, backward: str, checkpoint: str, repeats: in
     x0 = task.sample(jax.random.PRNGKey(1), 8)
     diff, static = eqx.partition(params, eqx.is_inexact_array)
     vg = sb.value_and_grad(task.loss, task.step, task.controller, horizon, method, backward=backward,
-                           checkpoint=None if checkpoint == "none" else checkpoint)
+                           remat=None if remat == "none" else remat)
     jax.block_until_ready(x0)
     base = _rss_mb()
     start = time.perf_counter()
@@ -64,7 +65,7 @@ def child(horizon: int, method: str, backward: str, checkpoint: str, repeats: in
         times.append(time.perf_counter() - start)
     peak = _rss_mb()
     return {
-        "horizon": horizon, "method": method, "backward": backward, "checkpoint": checkpoint,
+        "horizon": horizon, "method": method, "backward": backward, "remat": remat,
         "xla_temp_mb": analysis.temp_size_in_bytes / 2**20,
         "xla_argument_mb": analysis.argument_size_in_bytes / 2**20,
         "xla_output_mb": analysis.output_size_in_bytes / 2**20,
@@ -77,11 +78,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--horizons", default=None, help="comma-separated (default 100,1000,10000,100000)")
-    parser.add_argument("--checkpoints", default="none,sqrt", help="comma-separated checkpoint values")
+    parser.add_argument("--remat", default="none,sqrt", help="comma-separated remat values (none, sqrt, states, K)")
     parser.add_argument("--repeats", type=int, default=None, help="timed updates per configuration")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--child", nargs=5, metavar=("HORIZON", "METHOD", "BACKWARD", "CHECKPOINT", "REPEATS"),
+    parser.add_argument("--child", nargs=5, metavar=("HORIZON", "METHOD", "BACKWARD", "REMAT", "REPEATS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -96,8 +97,8 @@ def main(argv=None) -> int:
     for horizon in horizons:
         repeats = args.repeats or (2 if args.quick else max(3, min(20, 200_000 // (horizon * 10))))
         for label, method, backward in CONFIGS:
-            for checkpoint in args.checkpoints.split(","):
-                cmd = [sys.executable, __file__, "--child", str(horizon), method, backward, checkpoint, str(repeats)]
+            for remat in args.remat.split(","):
+                cmd = [sys.executable, __file__, "--child", str(horizon), method, backward, remat, str(repeats)]
                 try:
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
                     out = proc.stdout.strip().splitlines()
@@ -105,13 +106,13 @@ def main(argv=None) -> int:
                         "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
                 except subprocess.TimeoutExpired:
                     row = {"error": f"timeout after {args.timeout:.0f} s"}
-                row.update({"label": label, "horizon": horizon, "checkpoint": checkpoint})
+                row.update({"label": label, "horizon": horizon, "remat": remat})
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print()
     _common.print_table(
-        ["horizon", "variant", "checkpoint", "XLA temp MB", "peak RSS MB", "update RSS MB", "s / update"],
-        [[r["horizon"], r["label"], r["checkpoint"], r.get("xla_temp_mb", "-"), r.get("peak_rss_mb", "-"),
+        ["horizon", "variant", "remat", "XLA temp MB", "peak RSS MB", "update RSS MB", "s / update"],
+        [[r["horizon"], r["label"], r["remat"], r.get("xla_temp_mb", "-"), r.get("peak_rss_mb", "-"),
           r.get("update_rss_mb", "-"), r.get("time_per_update_s", r.get("error", "-"))] for r in rows],
     )
     out = args.out or _common.default_output(__file__, args.quick)

@@ -8,6 +8,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .core.checks import BadInput
+
 
 def glorot_linear(in_size: int, out_size: int, *, key: jax.Array, zero_kernel: bool = False) -> eqx.nn.Linear:
     """An `eqx.nn.Linear` with a Glorot-uniform (or zero) kernel and a zero bias."""
@@ -88,7 +90,7 @@ class CNN(eqx.Module):
         h1 = (n_points - 3) // 2 + 1
         h2 = (h1 - 3) // 2 + 1
         if h2 < 1:
-            raise ValueError(f"the CNN needs at least 7 points, got {n_points}")
+            raise BadInput(f"the CNN needs at least 7 points, got {n_points}")
         k1, k2, k3 = jax.random.split(key, 3)
         self.conv2d = glorot_conv(2, 1, filters, (3, 2), 2, key=k1)
         self.conv1d = glorot_conv(1, filters, filters, (3,), 2, key=k2)

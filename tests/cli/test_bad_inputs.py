@@ -1,9 +1,12 @@
-"""Every bad input through the real command line: exit 2, one line on stderr naming the problem, no traceback,
-nothing created. The cases run as concurrent subprocesses (one folder each) to keep the suite fast."""
+"""Every bad input through the command line: exit 2, one line on stderr naming the problem, no traceback,
+nothing created; a failure that is not bad input (an error inside JAX) exits 1 in one line. The cases call
+`main` in this process (each in its own folder): no case gets as far as compiling, so they take milliseconds;
+`test_the_installed_command_reports_like_main` runs the real `stablebptt` command for two of them."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,35 +72,49 @@ CASES = [
     ("resume corrupt config", ["resume", "run"], _corrupt_config, ["config.json", "not valid JSON"]),
     ("resume not a config", ["resume", "run"], _not_a_config, ["config.json", "not a stablebptt run config"]),
     ("resume zero epochs", ["resume", "run", "--epochs", "0"], _not_a_config, ["--epochs", "'0'"]),
+    ("zero truncation", ["train", "cartpole", "--truncation", "0"], None, ["--truncation", "'0'"]),
+    ("unknown remat", ["train", "cartpole", "--remat", "halves"], None, ["--remat", "halves", "sqrt"]),
+    ("remat and checkpoint", ["train", "cartpole", "--remat", "4", "--checkpoint", "sqrt"], None,
+     ["--checkpoint and --remat both given"]),
+    ("autodiff for C", ["train", "cartpole", "--backward", "autodiff"], None, ["method C", "joint"]),
+    ("unknown backward", ["train", "cartpole", "--backward", "sideways"], None, ["--backward", "sideways"]),
+    ("sweep zero truncation", ["sweep", "cartpole", "--truncation", "2,0"], None, ["--truncation", "'0'"]),
+    ("sweep lowercase method list", ["sweep", "cartpole", "--methods", "r,q"], None, ["--methods", "'Q'"]),
+    ("compare unknown remat", ["compare", "cartpole", "--remat", "x"], None, ["--remat", "'x'"]),
+    ("compare batch larger than data", ["compare", "cartpole", *TINY, "--batch-size", "32"], None,
+     ["batch size 32"]),
 ]
-
-
-PARALLEL = 4
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>") for p in folder.rglob("*")}
 
 
+def _run(args, folder, capsys) -> tuple[int, str]:
+    from stablebptt.cli.main import main
+
+    capsys.readouterr()
+    old = os.getcwd()
+    os.chdir(folder)
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse
+        code = e.code
+    finally:
+        os.chdir(old)
+    return code, capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
-    """Run every case at once; return {name: (returncode, stderr, folder before, folder after)}."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    pending, running, results = list(CASES), [], {}
-    while pending or running:
-        while pending and len(running) < PARALLEL:
-            name, args, setup, _ = pending.pop(0)
-            folder = tmp_path_factory.mktemp("case")
-            if setup is not None:
-                setup(folder)
-            before = _snapshot(folder)
-            proc = subprocess.Popen([sys.executable, "-m", "stablebptt", *args], cwd=folder, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            running.append((name, proc, folder, before))
-        name, proc, folder, before = running.pop(0)
-        _, stderr = proc.communicate(timeout=300)
-        results[name] = (proc.returncode, stderr, before, _snapshot(folder))
-    return results
+    """{name: (folder, args)}: each case's folder, set up."""
+    cases = {}
+    for name, args, setup, _ in CASES:
+        folder = tmp_path_factory.mktemp("case")
+        if setup is not None:
+            setup(folder)
+        cases[name] = folder, args
+    return cases
 
 
 def test_at_least_15_cases():
@@ -105,13 +122,17 @@ def test_at_least_15_cases():
 
 
 @pytest.mark.parametrize("name, words", [(c[0], c[3]) for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_refused_in_one_line(outcomes, name, words):
-    code, stderr, before, after = outcomes[name]
+def test_bad_input_is_refused_in_one_line(outcomes, name, words, capsys):
+    folder, args = outcomes[name]
+    before = _snapshot(folder)
+    code, stderr = _run(args, folder, capsys)
+    after = _snapshot(folder)
     assert code == 2, stderr
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
-    assert "error" in lines[0]
+    command = args[0] if args[0] in ("train", "compare", "resume", "sweep") else ""
+    assert lines[0].startswith(f"stablebptt {command}: ".replace(" :", ":")) and "error" in lines[0]
     for word in words:
         assert word in lines[0], (word, lines[0])
     assert after == before, "the command created or changed files"
@@ -125,3 +146,38 @@ def test_debug_shows_the_traceback(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "batch size 32" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_installed_command_reports_like_main(tmp_path):
+    """The real command (a subprocess) for one argparse error and one error found after parsing."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    for args, word in ((["train", "cartpole", "--poles", "0"], "--poles"),
+                       (["train", "cartpole", *TINY, "--batch-size", "32"], "batch size 32")):
+        proc = subprocess.run([sys.executable, "-m", "stablebptt", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and proc.stderr.startswith("stablebptt train: error: ") and word in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+BROKEN_STEP = """
+import jax.numpy as jnp
+from stablebptt.tasks import CartPole
+
+
+class Broken(CartPole):
+    def step(self, x, c):
+        return x + jnp.ones(3)  # a bug: shapes that do not broadcast, found inside JAX
+"""
+
+
+def test_a_failure_inside_jax_is_exit_1_not_bad_input(tmp_path, monkeypatch, capsys):
+    (tmp_path / "brokentask.py").write_text(BROKEN_STEP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, stderr = _run(["train", "brokentask:Broken", "--set", "horizon=4", "--epochs", "1", "--n-train", "8",
+                         "--n-test", "8", "--out", "run"], tmp_path, capsys)
+    lines = stderr.strip().splitlines()
+    assert code == 1 and len(lines) == 1, stderr
+    assert re.match(r"stablebptt train: error: (TypeError|ValueError): .*shapes", lines[0]), lines[0]
+    assert "not bad input" in lines[0]
+    assert "--debug" in lines[0] and "Traceback" not in stderr
+    assert (tmp_path / "run" / "status.json").exists()  # the run folder records the failure

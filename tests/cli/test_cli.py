@@ -1,10 +1,12 @@
-"""The `train` and `compare` commands end to end, in subprocesses, on tiny settings."""
+"""The `train` and `compare` commands end to end on tiny settings: the installed command in a subprocess once,
+`main` in this process otherwise (bad input is in test_bad_inputs.py)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -16,6 +18,18 @@ TINY = ["--horizon", "10", "--epochs", "3"]
 def run(*args, cwd):
     return subprocess.run([sys.executable, "-m", "stablebptt", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300)
+
+
+def main_in(cwd, *args) -> int:
+    """`stablebptt ARGS` in this process, from folder `cwd`."""
+    from stablebptt.cli import main
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return main(list(args))
+    finally:
+        os.chdir(old)
 
 
 def test_train_writes_the_run_folder(tmp_path):
@@ -32,51 +46,33 @@ def test_train_writes_the_run_folder(tmp_path):
     assert (out / "params.eqx").stat().st_size > 1000
 
 
-def test_train_refuses_to_overwrite_another_run(tmp_path):
+def test_train_refuses_to_overwrite_another_run(tmp_path, capsys):
     out = tmp_path / "run"
-    assert run("train", "cartpole", *TINY, "--out", str(out), cwd=tmp_path).returncode == 0
+    assert main_in(tmp_path, "train", "cartpole", *TINY, "--poles", "1", "--out", str(out)) == 0
     before = (out / "metrics.csv").read_bytes()
-    proc = run("train", "cartpole", *TINY, "--lr", "0.01", "--out", str(out), cwd=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert main_in(tmp_path, "train", "cartpole", *TINY, "--poles", "1", "--lr", "0.01", "--out", str(out)) == 2
+    assert "already holds a different run" in capsys.readouterr().err
     assert (out / "metrics.csv").read_bytes() == before
 
 
-def test_compare_writes_figure_and_table(tmp_path):
-    proc = run("compare", "cartpole", "--poles", "1", *TINY, "--methods", "R,C", "--out", str(tmp_path / "cmp"),
-               cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+def test_compare_writes_figure_and_table(tmp_path, capsys):
+    assert main_in(tmp_path, "compare", "cartpole", "--poles", "1", *TINY, "--methods", "r,C", "--remat", "sqrt",
+                   "--out", str(tmp_path / "cmp")) == 0
+    stdout = capsys.readouterr().out
     assert (tmp_path / "cmp" / "compare.png").read_bytes()[:4] == b"\x89PNG"
     rows = list(csv.DictReader(open(tmp_path / "cmp" / "compare.csv")))
     assert [r["method"] for r in rows] == ["R", "C"]
     assert all(math.isfinite(float(r["final_test_loss"])) for r in rows)
-    assert "final test loss" in proc.stdout
+    assert "final test loss" in stdout and "after 3 epochs" in stdout
+    assert json.loads((tmp_path / "cmp" / "R" / "config.json").read_text())["train"]["remat"] == "sqrt"
 
 
-@pytest.mark.parametrize("args", [
-    ["train", "pendulum"],
-    ["train", "cartpole", "--method", "X"],
-    ["train", "cartpole", "--poles", "0"],
-    ["train", "cartpole", "--epochs", "-5"],
-    ["train", "cartpole", "--lr", "fast"],
-    ["train", "cartpole", "--optimizer", "lbfgs"],
-    ["train", "cartpole", "--clip", "both"],
-    ["compare", "cartpole", "--methods", "R,Z"],
-])
-def test_bad_input_is_one_line_exit_2(tmp_path, args):
-    proc = run(*args, cwd=tmp_path)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "error" in lines[0] and "Traceback" not in proc.stderr
-    assert not (tmp_path / "runs").exists()
-
-
-def test_checkpoint_and_truncation_options(tmp_path):
-    """--checkpoint only changes memory use, not results; --truncation changes the update and is recorded."""
+def test_remat_and_truncation_options(tmp_path):
+    """--remat only changes memory use, not results; --truncation changes the update and is recorded."""
     base = ["train", "cartpole", "--poles", "1", *TINY, "--n-train", "16", "--n-test", "16"]
-    plain = run(*base, "--out", str(tmp_path / "plain"), cwd=tmp_path)
-    ckpt = run(*base, "--checkpoint", "sqrt", "--out", str(tmp_path / "ckpt"), cwd=tmp_path)
-    trunc = run(*base, "--truncation", "3", "--out", str(tmp_path / "trunc"), cwd=tmp_path)
-    assert plain.returncode == ckpt.returncode == trunc.returncode == 0, (ckpt.stderr, trunc.stderr)
+    assert main_in(tmp_path, *base, "--out", str(tmp_path / "plain")) == 0
+    assert main_in(tmp_path, *base, "--remat", "sqrt", "--out", str(tmp_path / "ckpt")) == 0
+    assert main_in(tmp_path, *base, "--truncation", "3", "--out", str(tmp_path / "trunc")) == 0
 
     def losses(name):
         return [float(r["train_loss"]) for r in csv.DictReader(open(tmp_path / name / "metrics.csv"))]
@@ -84,4 +80,17 @@ def test_checkpoint_and_truncation_options(tmp_path):
     assert losses("ckpt") == pytest.approx(losses("plain"), rel=1e-5)
     assert losses("trunc") != pytest.approx(losses("plain"), rel=1e-5)
     config = json.loads((tmp_path / "trunc" / "config.json").read_text())
-    assert config["train"]["truncation"] == 3 and "checkpoint" not in config["train"]
+    assert config["train"]["truncation"] == 3 and "remat" not in config["train"]
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["train"]["remat"] == "sqrt"
+
+
+def test_deprecated_checkpoint_option_is_remat_with_one_line(capsys):
+    from stablebptt.cli.main import build_parser, main
+    from stablebptt.cli.options import train_settings
+
+    args = build_parser().parse_args(["sweep", "cartpole", "--checkpoint", "sqrt,4"])
+    assert train_settings(args)["remat"] == ["sqrt", 4]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--checkpoint is deprecated" in err[0] and "--remat" in err[0]
+    assert main(["train", "cartpole", "--checkpoint", "sqrt", "--remat", "4"]) == 2
+    assert "--checkpoint and --remat both given" in capsys.readouterr().err

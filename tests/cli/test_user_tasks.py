@@ -14,8 +14,8 @@ import pytest
 
 from stablebptt.cli.main import main
 from stablebptt.cli.options import setting, setting_list
-from stablebptt.training.checkpoint import config_hash
-from stablebptt.training.io import read_csv
+from stablebptt.runs import RunConfig, config_hash
+from stablebptt.runs.io import read_csv
 
 TASK_MODULE = '''
 """A task outside the package: point masses pushed to the origin, a dict state with an integer step count."""
@@ -221,14 +221,13 @@ def test_animate_draws_a_dict_state_with_the_tasks_own_draw(project, capsys):
     import equinox as eqx
     import jax
 
+    from stablebptt.runs.io import save_params, write_json
     from stablebptt.tasks import make_task
-    from stablebptt.training.io import save_params, write_json
-    from stablebptt.training.run import run_config
 
     for cls in ("Puck", "DrawnPuck"):
         run = folder / cls
         run.mkdir()
-        write_json(run / "config.json", run_config(f"{name}:{cls}", {"horizon": 6}, method="C", epochs=1, seed=0))
+        write_json(run / "config.json", RunConfig.create(f"{name}:{cls}", {"horizon": 6}, method="C", epochs=1, seed=0).to_json())
         _, key = jax.random.split(jax.random.PRNGKey(0))
         save_params(run / "params.eqx", eqx.filter_jit(make_task(f"{name}:{cls}").init_controller)(key))
     before = sorted(p.name for p in (folder / "Puck").iterdir())

@@ -115,10 +115,10 @@ def test_modes_differ_on_this_system(problem):
 CASES = ([(m, b) for m in "RMSN" for b in ("autodiff", "joint", "two_pass")]
          + [("C", "joint"), ("C", "two_pass"), ("R", "auto"), ("C", "auto")])
 # The options run with C: its update, cosine and norm depend on both the M and the R adjoint.
-OPTIONS = [("joint", {"param_vjp": "per_step"}), ("joint", {"checkpoint": "sqrt"}),
-           ("joint", {"checkpoint": 2, "param_vjp": "per_step"}), ("joint", {"truncation": 3}),
-           ("two_pass", {"truncation": 3, "checkpoint": "states"}),
-           ("joint", {"truncation": 3, "checkpoint": "sqrt", "param_vjp": "batched"})]
+OPTIONS = [("joint", {"param_vjp": "per_step"}), ("joint", {"remat": "sqrt"}),
+           ("joint", {"remat": 2, "param_vjp": "per_step"}), ("joint", {"truncation": 3}),
+           ("two_pass", {"truncation": 3, "remat": "states"}),
+           ("joint", {"truncation": 3, "remat": "sqrt", "param_vjp": "batched"})]
 
 
 def check_against_naive(params, x0, method, backward, options):
@@ -142,7 +142,7 @@ def test_every_mode_and_backward_equals_naive_unroll(problem, method, backward):
 
 
 @pytest.mark.parametrize("backward,options", OPTIONS, ids=[str(o) for o in OPTIONS])
-def test_truncation_checkpoint_and_param_vjp_equal_naive_unroll(problem, backward, options):
+def test_truncation_remat_and_param_vjp_equal_naive_unroll(problem, backward, options):
     check_against_naive(*problem, "C", backward, options)
 
 
@@ -201,14 +201,14 @@ def int_controller(params, x):
     (reshapes_pos, r"`reshapes_pos` changed \['pos'\] from float64\[4,3\] to float64\[4,2\]"),
     (counts_in_floats, r"`counts_in_floats` changed \['count'\] from int32\[4\] to float64\[4\]"),
 ])
-@pytest.mark.parametrize("where", ["rollout", "autodiff", "joint", "checkpoint"])
+@pytest.mark.parametrize("where", ["rollout", "autodiff", "joint", "remat"])
 def test_a_step_that_changes_the_state_is_one_clear_error_at_trace_time(problem, bad_step, pattern, where):
     params, x0 = problem
     fn = {
         "rollout": lambda p, x: sb.rollout(bad_step, controller, p, x, HORIZON),
         "autodiff": sb.value_and_grad(loss, bad_step, controller, HORIZON, "R", backward="autodiff"),
         "joint": _vg(bad_step),
-        "checkpoint": _vg(bad_step, checkpoint="sqrt"),
+        "remat": _vg(bad_step, remat="sqrt"),
     }[where]
     with pytest.raises(ValueError, match=pattern):
         jax.eval_shape(fn, params, x0)  # tracing only: the error comes before any compilation

@@ -72,10 +72,10 @@ def test_window_of_one_step_makes_every_method_stopped(problem):
         assert_close(update, stopped)
 
 
-@pytest.mark.parametrize("checkpoint", ["states", 3])
-def test_truncation_with_checkpointing(problem, checkpoint):
+@pytest.mark.parametrize("remat", ["states", 3])
+def test_truncation_with_remat(problem, remat):
     params, x0 = problem
-    update = sb.value_and_grad(loss, step, controller, HORIZON, "C", truncation=2, checkpoint=checkpoint)(
+    update = sb.value_and_grad(loss, step, controller, HORIZON, "C", truncation=2, remat=remat)(
         params, x0)[1]
     assert_close(update, combined(params, x0, 2))
 

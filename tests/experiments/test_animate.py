@@ -7,9 +7,9 @@ from PIL import Image
 
 from stablebptt.cli import main
 from stablebptt.experiments.animate import animate_run, frame_indices
+from stablebptt.runs import RunConfig
+from stablebptt.runs.io import save_params, write_json
 from stablebptt.tasks import make_task
-from stablebptt.training.io import save_params, write_json
-from stablebptt.training.run import run_config
 
 SMALL = {
     "cartpole": {"n_poles": 2, "horizon": 12},
@@ -23,7 +23,7 @@ def _run_dir(tmp_path, task_name, seed=0):
     out = tmp_path / task_name
     out.mkdir()
     settings = SMALL[task_name]
-    write_json(out / "config.json", run_config(task_name, settings, method="C", epochs=1, seed=seed))
+    write_json(out / "config.json", RunConfig.create(task_name, settings, method="C", epochs=1, seed=seed).to_json())
     task = make_task(task_name, **settings)
     _, key_init = jax.random.split(jax.random.PRNGKey(seed))
     save_params(out / "params.eqx", eqx.filter_jit(task.init_controller)(key_init))

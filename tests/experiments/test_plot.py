@@ -19,9 +19,9 @@ from stablebptt.training.train import METRICS
 def _write_run(out: Path, run, epochs: int, status: str | None, *, diverge_at: int | None = None) -> None:
     d = out / run.name
     d.mkdir(parents=True)
-    (d / "config.json").write_text(json.dumps(run.config))
+    (d / "config.json").write_text(json.dumps(run.config.to_json()))
     if epochs:
-        seed, method = run.config["train"]["seed"], run.config["train"]["method"]
+        seed, method = run.config.train.seed, run.config.train.method
         scale = {"R": 1.0, "M": 0.7, "C": 0.3, "S": 2.0}[method]
         rows = []
         for e in range(1, epochs + 1):
@@ -68,7 +68,7 @@ def test_plot_partial_sweep(tmp_path, grid):
     _write_run(tmp_path, grid[1], 7, "running")
     _write_run(tmp_path, grid[2], 5, "diverged", diverge_at=5)
     _write_run(tmp_path, grid[3], 0, None)
-    (tmp_path / "sweep.json").write_text(json.dumps({"task": "cartpole", "runs": {r.name: r.config for r in grid}}))
+    (tmp_path / "sweep.json").write_text(json.dumps({"task": "cartpole", "runs": {r.name: r.config.to_json() for r in grid}}))
     figures = write_report(tmp_path)
     assert all(p.stat().st_size > 0 for p in figures)
     runs = {r.name: r for r in load_runs(tmp_path)}

@@ -8,7 +8,7 @@ import pytest
 
 from stablebptt.experiments.grid import expand
 from stablebptt.experiments.sweep import sweep
-from stablebptt.training.io import read_csv
+from stablebptt.runs.io import read_csv
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'stablebptt[ray]'); CI installs it")
 

@@ -15,8 +15,9 @@ import pytest
 
 from stablebptt.cli.main import main
 from stablebptt.experiments.grid import expand, paper_grid
-from stablebptt.experiments.sweep import run_job, sweep, train_batch
-from stablebptt.training.io import read_csv
+from stablebptt.experiments.sweep import run_job, sweep
+from stablebptt.runs import ensure_batch
+from stablebptt.runs.io import read_csv
 
 TINY = {"horizon": [10], "epochs": [2]}
 
@@ -38,8 +39,8 @@ def test_grid_product_names_and_paper_grids():
                                "horizon": [10]})
     assert len(runs) == 16 and len({r.name for r in runs}) == 16
     assert runs[0].name == "method=R_poles=1_horizon=10_clip=none_seed=0"
-    assert runs[0].config["task_settings"] == {"n_poles": 1, "loss_mode": "final", "horizon": 10}
-    assert runs[0].config["train"]["clip"] == "none" and runs[1].config["train"]["seed"] == 1
+    assert runs[0].config.task_settings == {"n_poles": 1, "loss_mode": "final", "horizon": 10}
+    assert runs[0].config.train.clip == "none" and runs[1].config.train.seed == 1
     # A setting at its default is left out of the name, so that extending a grid keeps the names.
     assert expand("cartpole", {"lr": [1e-3]})[0].name == "method=C_poles=2_clip=none_seed=42"
     assert expand("cartpole", {"lr": [1e-2]})[0].name == "method=C_poles=2_clip=none_lr=0.01_seed=42"
@@ -54,8 +55,8 @@ def test_grid_of_other_task_fields_keeps_builtin_configs():
     runs = expand("cartpole", {"duration": [1.0, 2.0], "horizon": [10]})
     assert [r.name for r in runs] == ["method=C_poles=2_horizon=10_clip=none_seed=42",
                                       "method=C_poles=2_horizon=10_duration=2_clip=none_seed=42"]
-    assert runs[1].config["task_settings"] == {"n_poles": 2, "loss_mode": "final", "horizon": 10, "duration": 2.0}
-    plain = expand("cartpole", {"horizon": [10]})[0].config
+    assert runs[1].config.task_settings == {"n_poles": 2, "loss_mode": "final", "horizon": 10, "duration": 2.0}
+    plain = expand("cartpole", {"horizon": [10]})[0].config.to_json()
     assert list(plain) == ["task", "task_settings", "train", "x64", "checkpoint_every", "version"]
     assert plain["task_settings"] == {"n_poles": 2, "loss_mode": "final", "horizon": 10}
 
@@ -160,7 +161,7 @@ def test_batch_runs_equal_separate_runs(tmp_path):
                                "clip": ["norm"], "n_train": [64], "n_test": [32]})
     assert len({r.batch_key for r in runs}) == 1
     dirs = [str(tmp_path / "batched" / r.name) for r in runs]
-    assert train_batch(dirs, [r.config for r in runs]) == {d: "complete" for d in dirs}
+    assert ensure_batch(dirs, [r.config for r in runs]) == {d: "complete" for d in dirs}
     for run, batched in zip(runs, dirs):
         single = tmp_path / "single" / run.name
         assert run_job(str(single), run.config)[0]["status"] == "complete"
@@ -174,7 +175,7 @@ def test_batch_runs_equal_separate_runs(tmp_path):
         assert _status(Path(batched))["status"] == "complete"
     # Rerunning finds every run complete and changes nothing.
     before = [(Path(d) / "metrics.csv").read_bytes() for d in dirs]
-    assert train_batch(dirs, [r.config for r in runs]) == {d: "complete" for d in dirs}
+    assert ensure_batch(dirs, [r.config for r in runs]) == {d: "complete" for d in dirs}
     assert before == [(Path(d) / "metrics.csv").read_bytes() for d in dirs]
 
 

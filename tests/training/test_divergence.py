@@ -1,5 +1,5 @@
 """NaN and inf: a run that diverges stops as `diverged` with its last good state kept; `skip_nonfinite`
-skips such updates; in a sweep (`execute`) diverged and failed runs are recorded and the next run goes on."""
+skips such updates; in a sweep (`RunFolder.ensure`) diverged and failed runs are recorded and the next run goes on."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from stablebptt.core import BadInput
+from stablebptt.runs import CHECKPOINT, RunConfig, RunFolder, read_header
 from stablebptt.tasks import TASKS, CartPole
 from stablebptt.training import train
-from stablebptt.training.checkpoint import read_header
-from stablebptt.training.run import CHECKPOINT, execute, read_status, run_config
 
 TINY = {"n_poles": 1, "horizon": 10}
 SMALL = {"n_train": 16, "n_test": 16}
@@ -86,29 +87,26 @@ def test_nonfinite_update_stops_the_run_or_is_skipped():
 def test_sweep_records_diverged_and_failed_runs_and_goes_on(tmp_path, monkeypatch):
     monkeypatch.setitem(TASKS, "poisoned", PoisonedCartPole)
     runs = {
-        "diverges": run_config("cartpole", TINY, epochs=4, **EXPLODING),
-        "invalid": run_config("cartpole", {"n_poles": 0}, epochs=2, **SMALL),
-        "poisoned-skipped": run_config("poisoned", TINY, epochs=2, skip_nonfinite=True, method="R", **SMALL),
-        "fine": run_config("cartpole", TINY, epochs=2, **SMALL),
+        "diverges": RunConfig.create("cartpole", TINY, epochs=4, **EXPLODING),
+        "poisoned-skipped": RunConfig.create("poisoned", TINY, epochs=2, skip_nonfinite=True, method="R", **SMALL),
+        "fine": RunConfig.create("cartpole", TINY, epochs=2, **SMALL),
     }
-    statuses = {name: execute(tmp_path / name, config) for name, config in runs.items()}
-    assert statuses == {"diverges": "diverged", "invalid": "failed", "poisoned-skipped": "complete",
-                        "fine": "complete"}
+    statuses = {name: RunFolder(tmp_path / name).ensure(config) for name, config in runs.items()}
+    assert statuses == {"diverges": "diverged", "poisoned-skipped": "complete", "fine": "complete"}
 
-    diverged = read_status(tmp_path / "diverges")
+    diverged = RunFolder(tmp_path / "diverges").status()
     assert diverged["status"] == "diverged" and diverged["diverged_epoch"] == 3 and diverged["epoch"] == 2
     with open(tmp_path / "diverges" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert diverged["last_finite_loss"] == float(rows[1]["loss"])
     assert read_header(tmp_path / "diverges" / CHECKPOINT)[0]["epoch"] == 2  # the last good state is kept
-    failed = read_status(tmp_path / "invalid")
-    assert failed["status"] == "failed" and "n_poles must be a positive integer" in failed["message"]
+    with pytest.raises(BadInput, match="n_poles must be a positive integer"):  # refused before any folder
+        RunConfig.create("cartpole", {"n_poles": 0}, epochs=2, **SMALL)
 
     # Run again: finished runs are skipped without any work.
     stamps = {name: (tmp_path / name / "status.json").stat().st_mtime_ns for name in runs}
-    runs["invalid"] = run_config("cartpole", {"n_poles": 0}, epochs=2, **SMALL)
-    again = {name: execute(tmp_path / name, config) for name, config in runs.items() if name != "invalid"}
-    assert again == {k: v for k, v in statuses.items() if k != "invalid"}
+    again = {name: RunFolder(tmp_path / name).ensure(config) for name, config in runs.items()}
+    assert again == statuses
     assert all((tmp_path / n / "status.json").stat().st_mtime_ns == stamps[n] for n in again)
 
 
@@ -118,8 +116,8 @@ def test_failure_during_training_is_recorded_as_failed(tmp_path, monkeypatch):
             raise RuntimeError("simulator crashed")
 
     monkeypatch.setitem(TASKS, "broken", Broken)
-    assert execute(tmp_path / "run", run_config("broken", TINY, epochs=2, **SMALL)) == "failed"
-    status = read_status(tmp_path / "run")
+    assert RunFolder(tmp_path / "run").ensure(RunConfig.create("broken", TINY, epochs=2, **SMALL)) == "failed"
+    status = RunFolder(tmp_path / "run").status()
     assert status["status"] == "failed" and status["message"] == "RuntimeError: simulator crashed"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from stablebptt.training.run import new_run, run_config
+from stablebptt.runs import RunConfig, RunFolder
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -15,7 +15,7 @@ def rss() -> int:
 
 
 def test_rss_is_flat_over_200_epochs(tmp_path):
-    config = run_config("cartpole", {"n_poles": 1, "horizon": 5}, method="C", epochs=200, n_train=8, n_test=8,
+    config = RunConfig.create("cartpole", {"n_poles": 1, "horizon": 5}, method="C", epochs=200, n_train=8, n_test=8,
                         batch_size=8)
     seen = {}
 
@@ -23,7 +23,7 @@ def test_rss_is_flat_over_200_epochs(tmp_path):
         if epoch in (50, 100, 150, 200):
             seen[epoch] = rss()
 
-    result = new_run(tmp_path / "run", config, progress_fn=progress)
+    result = RunFolder(tmp_path / "run").start(config).run(progress)
     assert result.status == "complete" and len(result.metrics) == 200
     growth = seen[200] - seen[50]
     # Keeping each epoch's training state alive (MLP 2x100 + Adam moments, ~130 kB) would add ~20 MB here.

@@ -96,7 +96,6 @@ def test_a_task_with_pytree_states_trains():
 
 def test_a_sample_whose_leaves_disagree_on_the_batch_is_one_clear_error():
     import jax.numpy as jnp
-
     from systems import dict_task
 
     task = dict_task()

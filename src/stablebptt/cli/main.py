@@ -1,4 +1,9 @@
-"""The `stablebptt` command: train, compare, resume."""
+"""The `stablebptt` command: train, compare, resume, sweep, plot, toy, animate.
+
+Errors are one line, ``stablebptt COMMAND: error: ...``: bad input (`BadInput`: a bad flag or setting, a
+missing or corrupt file, a misbehaving simulator) exits with code 2; any other exception (a failure inside JAX
+or a bug) exits with code 1 and a one-line summary, the traceback with ``--debug``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from ..core.checks import BadInput, plural
 from ..tasks import task_label
-from ..training.optim import CLIP_MODES, OPTIMIZERS
 from . import options as opt
 
 EPILOG = "Methods: R regular BPTT, M modified (physics only), S stopped, N network only, C combined."
@@ -16,49 +21,32 @@ TASK_EPILOG = ("TASK: a built-in task, or module.path:Name for a Task of your ow
                "stablebptt.tasks.Task or a zero-argument function returning one, imported with the current folder "
                "first on the Python path). --set NAME=VALUE (repeatable) sets any field of the task, after the "
                "task's own options; VALUE is JSON where it parses, else a string. " + EPILOG)
+COMPARE_EPOCHS = 250
+DIVERGED_EXIT = 3
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit code 2, no usage dump)."""
+    """argparse with one-line errors ``stablebptt COMMAND: error: ...`` (exit code 2, no usage dump)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{' '.join(self.prog.split()[:2])}: error: {message}\n")
 
 
-class UsageError(Exception):
+class UsageError(BadInput):
     """Bad input found after parsing: reported in one line with exit code 2."""
-
-
-def add_training_options(p: argparse.ArgumentParser, *, epochs: int, method: bool = True) -> None:
-    g = p.add_argument_group("training")
-    if method:
-        g.add_argument("--method", type=opt.method, default="C", help="R, M, S, N or C (default: C)")
-    g.add_argument("--epochs", type=opt.positive_int, default=epochs, help=f"epochs (default: {epochs})")
-    g.add_argument("--batch-size", type=opt.positive_int, default=8, help="mini-batch size (default: 8)")
-    g.add_argument("--lr", type=opt.positive_float, default=1e-3, help="learning rate (default: 0.001)")
-    g.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam", help="(default: adam, Keras eps)")
-    g.add_argument("--clip", choices=CLIP_MODES, default="none", help="clipping of the update (default: none)")
-    g.add_argument("--clip-value", type=opt.positive_float, default=1.0, help="clipping threshold (default: 1.0)")
-    g.add_argument("--seed", type=opt.nonnegative_int, default=42, help="data and initialisation seed (default: 42)")
-    g.add_argument("--n-train", type=opt.positive_int, default=256, help="training initial states (default: 256)")
-    g.add_argument("--n-test", type=opt.positive_int, default=256, help="test initial states (default: 256)")
-    g.add_argument("--skip-nonfinite", action="store_true",
-                   help="skip updates with a NaN/inf loss or gradient instead of stopping the run as diverged")
-    g.add_argument("--checkpoint-every", type=opt.positive_int, default=1,
-                   help="write the checkpoint every K epochs (default: 1)")
-    g.add_argument("--checkpoint", default=None, metavar="none|sqrt|states|K",
-                   help="memory for long horizons: recompute the forward pass in segments of sqrt(horizon) "
-                        "steps, 1 step (states), or K steps during the backward pass (default: store everything)")
-    g.add_argument("--truncation", type=opt.positive_int, default=None, metavar="K",
-                   help="cut all gradient flow along time every K steps (truncated BPTT; default: none)")
-    g.add_argument("--x64", action="store_true", help="compute in float64")
-    g.add_argument("--force", action="store_true", help="replace a run already in the output folder")
-    _add_debug(p)
 
 
 def _add_debug(p: argparse.ArgumentParser) -> None:
     """`--debug` also after the command (it is a global option before it)."""
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+
+
+def _task_parsers(command: argparse.ArgumentParser, epilog: str = EPILOG) -> list[tuple[str, argparse.ArgumentParser]]:
+    """One parser per built-in task and one for every ``module.path:Name``."""
+    tasks = command.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=Parser,
+                                   action=opt.TaskSubparsers)
+    return [(name, tasks.add_parser(name, help=opt.task_help(name), epilog=epilog))
+            for name in [*opt.TASKS, opt.USER_TASK]]
 
 
 def build_parser() -> Parser:
@@ -68,16 +56,22 @@ def build_parser() -> Parser:
 
     train = commands.add_parser("train", help="train one controller", epilog=TASK_EPILOG)
     for name, p in _task_parsers(train):
-        add_training_options(p, epochs=1000)
+        opt.add_task_options(p, name)
+        opt.add_training_options(p)
         p.add_argument("--out", type=Path, default=None,
                        help="run folder (default: runs/TASK-METHOD-seedN, with Name for module.path:Name)")
+        p.add_argument("--force", action="store_true", help="replace a run already in the output folder")
+        _add_debug(p)
 
     compare = commands.add_parser("compare", help="train R, M, C and S side by side", epilog=TASK_EPILOG)
     for name, p in _task_parsers(compare):
-        add_training_options(p, epochs=COMPARE_EPOCHS, method=False)
+        opt.add_task_options(p, name)
+        opt.add_training_options(p, epochs=COMPARE_EPOCHS, method=False)
         p.add_argument("--methods", type=opt.method_list, default=["R", "M", "C", "S"],
                        help="comma-separated methods (default: R,M,C,S)")
         p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-TASK[-N])")
+        p.add_argument("--force", action="store_true", help="replace runs already in the output folder")
+        _add_debug(p)
 
     resume = commands.add_parser("resume", help="continue a run from its checkpoint (after a kill or crash)")
     resume.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder given to train --out")
@@ -85,10 +79,15 @@ def build_parser() -> Parser:
                         help="train up to this many epochs in all (default: as configured; more extends a run)")
     _add_debug(resume)
 
-    from ..experiments import report, sweep  # `sweep` and `plot` (their logic lives in experiments/)
+    _add_sweep_parser(commands)
 
-    sweep.add_sweep_parser(commands, Parser, EPILOG, add_common=_add_debug)
-    report.add_plot_parser(commands, Parser, add_common=_add_debug)
+    plot = commands.add_parser("plot", help="figure and summary tables of a sweep (finished or running)",
+                               description="Paper-style figure (sweep.png) and summary.csv / summary.md of a sweep.")
+    plot.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="folder written by `stablebptt sweep`")
+    plot.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR)")
+    plot.add_argument("--smooth", type=opt.nonnegative_int, default=None,
+                      help="running mean over this many epochs (default: 1/50 of the longest run; 0 or 1: none)")
+    _add_debug(plot)
 
     toy = commands.add_parser("toy", help="draw the toy examples (recurrent toy problem, rotation) as PNGs")
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder (default: runs/toy)")
@@ -105,105 +104,105 @@ def build_parser() -> Parser:
     return parser
 
 
-def _task_parsers(command: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
-    """One parser per built-in task (with its options) and one for every ``module.path:Name``, each with
-    ``--set``."""
-    tasks = command.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=Parser,
-                                   action=opt.TaskSubparsers)
-    parsers = []
-    for name in [*opt.TASK_OPTIONS, opt.USER_TASK]:
-        p = tasks.add_parser(name, help=opt.TASK_HELP.get(name, opt.USER_TASK_HELP), epilog=EPILOG)
-        opt.add_set_option(opt.add_task_options(p, name), name)
-        parsers.append((name, p))
-    return parsers
+def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
+    from ..experiments.backends import BACKENDS
 
-
-COMPARE_EPOCHS = 250
+    sweep = commands.add_parser(
+        "sweep", help="train a grid of runs (comma-separated values), resumable and parallel", epilog=EPILOG,
+        description="Every option takes a comma-separated list; the grid is their product. Rerunning the same "
+                    "command continues the sweep: complete runs are skipped, interrupted ones resumed. TASK: a "
+                    "built-in task or module.path:Name (a Task of your own); --set NAME=V1,V2 gives the values "
+                    "of any field of the task.")
+    for name, p in _task_parsers(sweep):
+        opt.add_task_options(p, name, lists=True)
+        opt.add_training_options(p, lists=True)
+        g = p.add_argument_group("sweep")
+        g.add_argument("--grid", choices=("paper",), default=None,
+                       help="start from the published grid of the task (options given override its lists)")
+        g.add_argument("--out", type=Path, default=None,
+                       help=f"sweep folder (default: runs/sweep-{name if name in opt.TASKS else 'Name'})")
+        g.add_argument("--workers", type=opt.positive_int, default=None,
+                       help="parallel runs (default: number of cores); 1 runs them in this process")
+        g.add_argument("--backend", choices=BACKENDS, default="local",
+                       help="local processes or Ray tasks (default: local)")
+        g.add_argument("--address", default=None,
+                       help="Ray cluster address (default: start a local Ray instance); run folders must be on "
+                            "a file system all nodes share")
+        g.add_argument("--batch-runs", action="store_true",
+                       help="train runs that differ only in seed and learning rate together (jax.vmap)")
+        g.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+        _add_debug(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    prefix = f"stablebptt {args.command}"
+    if unknown:
+        parser.exit(2, f"{prefix}: error: unrecognized arguments: {' '.join(unknown)}\n")
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, ValueError, TypeError) as e:
+    except BadInput as e:
         if args.debug:
             raise
-        print(f"stablebptt {args.command}: error: {e}", file=sys.stderr)
+        print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"stablebptt {args.command}: interrupted; files written so far are complete (continue a run with "
+        print(f"{prefix}: interrupted; files written so far are complete (continue a run with "
               "`stablebptt resume RUN_DIR`)", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the command line reports, --debug shows the traceback
         if args.debug:
             raise
-        print(f"stablebptt {args.command}: error: {type(e).__name__}: {e} (rerun with --debug for details)",
-              file=sys.stderr)
+        print(f"{prefix}: error: {type(e).__name__}: {_one_line(e)} (a failure, not bad input; rerun with --debug "
+              "for the traceback)", file=sys.stderr)
         return 1
 
 
-def _setup(args: argparse.Namespace) -> None:
-    if args.x64:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
-TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "clip", "clip_value", "seed", "n_train", "n_test",
-                 "skip_nonfinite", "checkpoint_every")
-DIVERGED_EXIT = 3
+def _config(args: argparse.Namespace, **train: object):
+    """The run configuration of the command line (checked completely: task, settings, gradient options)."""
+    from ..runs import RunConfig
 
-
-def _task_settings(args: argparse.Namespace) -> dict:
-    """The task's settings: its own options (a built-in task), then ``--set NAME=VALUE``."""
-    settings = opt.task_settings(args, args.task) if args.task in opt.TASK_OPTIONS else {}
-    return {**settings, **opt.set_settings(args.task, args.set)}
-
-
-def _train_settings(args: argparse.Namespace) -> dict:
-    settings = {k: getattr(args, k) for k in TRAIN_OPTIONS}
-    # Gradient options are recorded only when given, so default runs keep the same configuration.
-    settings.update({k: getattr(args, k) for k in ("checkpoint", "truncation") if getattr(args, k, None) is not None})
-    return settings
+    settings = {**opt.train_settings(args), **train}
+    return RunConfig.create(args.task, opt.task_settings(args), x64=args.x64, checkpoint_every=args.checkpoint_every,
+                            **settings)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..training.run import check_config, check_out_path, opening_new_run, run_config
+    from ..runs import RunFolder
     from .progress import EpochProgress
 
-    _setup(args)
-    settings = _task_settings(args)
-    config = run_config(args.task, settings, x64=args.x64, method=args.method, **_train_settings(args))
-    check_config(config)
-    out = check_out_path(args.out or Path("runs") / f"{task_label(args.task)}-{args.method}-seed{args.seed}")
-    with opening_new_run(out, config, force=args.force) as run, EpochProgress() as progress:
-        result = run(progress.run(f"{args.method}", args.epochs))
-    return _report(args.command, config, out, result)
+    config = _config(args)
+    t = config.train
+    out = args.out or Path("runs") / f"{task_label(args.task)}-{t.method}-seed{t.seed}"
+    with RunFolder(out).start(config, force=args.force) as session, EpochProgress() as progress:
+        result = session.run(progress.run(t.method, t.epochs))
+    return _report(args.command, t.method, out, result)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from ..training.run import check_config, load_config, opening_resume
+    from ..runs import RunFolder
     from .progress import EpochProgress
 
-    config = load_config(args.run_dir)
-    check_config(config)
-    args.x64 = bool(config.get("x64", False))
-    _setup(args)
-    method = config["train"].get("method", "C")
-    epochs = args.epochs or config["train"].get("epochs", 1000)
-    with opening_resume(args.run_dir, epochs=args.epochs) as run:
-        if run is None:
-            print(f"{args.run_dir}: already complete ({epochs} epochs); nothing to do")
-            return 0
-        with EpochProgress() as progress:
-            result = run(progress.run(method, epochs))
-    return _report(args.command, config, args.run_dir, result)
+    folder = RunFolder(args.run_dir)
+    session = folder.resume(epochs=args.epochs)
+    if session is None:
+        epochs = folder.read_config().train.epochs if args.epochs is None else args.epochs
+        print(f"{args.run_dir}: already complete ({plural(epochs, 'epoch')}); nothing to do")
+        return 0
+    method = session.config.train.method
+    with session, EpochProgress() as progress:
+        result = session.run(progress.run(method, session.epochs))
+    return _report(args.command, method, args.run_dir, result)
 
 
-def _report(command: str, config: dict, out: Path, result) -> int:
+def _report(command: str, method: str, out: Path, result) -> int:
     """One line for the finished run; exit 0, or DIVERGED_EXIT with one line on stderr if it diverged."""
-    method = config["train"].get("method", "C")
     if result.status == "diverged":
         good = [r for r in result.metrics if not r.get("diverged")]
         last = f"{good[-1]['loss']:.4g} (epoch {len(good)})" if good else "none"
@@ -218,34 +217,22 @@ def _report(command: str, config: dict, out: Path, result) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..experiments.compare import compare
-    from ..training.run import run_config
+    from ..runs import CONFIG
     from .progress import EpochProgress, print_table
 
-    _setup(args)
-    settings = _task_settings(args)
-    _check_config(run_config(args.task, settings, x64=args.x64, method="C", **_train_settings(args)))
+    config = _config(args, method=args.methods[0])
     out = args.out
     if out is None:
         out = _fresh_dir(Path("runs") / f"compare-{task_label(args.task)}")
-    elif any((out / m / "config.json").exists() for m in args.methods) and not args.force:
+    elif any((out / m / CONFIG).exists() for m in args.methods) and not args.force:
         raise UsageError(f"--out {out} already holds a comparison; choose another folder or pass --force")
+    epochs = config.train.epochs
     with EpochProgress() as progress:
-        table = compare(out, args.task, settings, args.methods, force=args.force, x64=args.x64,
-                        on_run=lambda m: progress.run(m, args.epochs), **_train_settings(args))
-    print_table(table, title=f"{args.task} ({_describe(settings)}): after {args.epochs} epochs")
+        table = compare(out, config, args.methods, force=args.force, on_run=lambda m: progress.run(m, epochs))
+    settings = ", ".join(f"{k}={v}" for k, v in config.task_settings.items())
+    print_table(table, title=f"{args.task} ({settings}): after {plural(epochs, 'epoch')}")
     print(f"figure: {out / 'compare.png'}; table: {out / 'compare.csv'}")
     return 0
-
-
-def _check_config(config: dict) -> None:
-    """Check every setting so that bad ones fail before any work or any folder."""
-    from ..training.run import check_config
-
-    check_config(config)
-
-
-def _describe(settings: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
 def _fresh_dir(base: Path) -> Path:
@@ -258,19 +245,37 @@ def _fresh_dir(base: Path) -> Path:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from ..experiments.sweep import cmd_sweep as run
+    from ..experiments.backends import default_workers
+    from ..experiments.grid import expand, paper_grid
+    from ..experiments.sweep import sweep
 
-    return run(args)
+    if args.address is not None and args.backend != "ray":
+        raise UsageError("--address needs --backend ray")
+    grid = paper_grid(args.task) if args.grid == "paper" else {}
+    grid.update(opt.train_settings(args))
+    grid.update(opt.task_settings(args))
+    runs = expand(args.task, grid, x64=args.x64, checkpoint_every=args.checkpoint_every)  # checks every run
+    out = args.out or Path("runs") / f"sweep-{task_label(args.task)}"
+    if args.dry_run:
+        for run in runs:
+            print(out / run.name)
+        print(plural(len(runs), "run"))
+        return 0
+    workers = args.workers or default_workers()
+    print(f"sweep of {plural(len(runs), f'{args.task} run')} in {out} ({args.backend} backend, "
+          f"{plural(workers, 'worker')}{', batched' if args.batch_runs else ''})", flush=True)
+    results = sweep(out, runs, backend=args.backend, workers=workers, address=args.address,
+                    batch_runs=args.batch_runs, log=lambda line: print(line, flush=True))
+    return 0 if all(r["status"] in ("complete", "diverged") for r in results) else 1
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from ..experiments.report import cmd_plot as run
+    from ..experiments.report import write_report
 
-    return run(args)
-
-
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "resume": cmd_resume}
-COMMANDS.update(sweep=cmd_sweep, plot=cmd_plot)
+    figures = write_report(args.sweep_dir, args.out, window=args.smooth)
+    out = args.out or args.sweep_dir
+    print(f"figures: {', '.join(str(f) for f in figures)}; tables: {out / 'summary.csv'}, {out / 'summary.md'}")
+    return 0
 
 
 def cmd_toy(args: argparse.Namespace) -> int:
@@ -291,7 +296,8 @@ def cmd_animate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS.update(toy=cmd_toy, animate=cmd_animate)
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "resume": cmd_resume, "sweep": cmd_sweep, "plot": cmd_plot,
+            "toy": cmd_toy, "animate": cmd_animate}
 
 
 if __name__ == "__main__":

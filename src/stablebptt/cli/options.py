@@ -1,15 +1,23 @@
-"""Command-line option types and the per-task options."""
+"""Command-line options: value types, the options of each task (from `tasks.TASK_OPTIONS`, defaults from the
+task's fields), and the training options (from `TrainSettings`, declared once for train, compare and sweep)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from ..core.methods import canonical_method
-from ..tasks import task_fields
+from ..core import canonical_method, check_remat
+from ..core.checks import BACKWARDS, BadInput
+from ..tasks import TASK_HELP, task_fields, task_options
+from ..training import CLIP_MODES, OPTIMIZERS
+from ..training.settings import DEFAULTS, FIELDS
+
+# ------------------------------------------------------------------------------------------ value types
 
 
 def positive_int(text: str) -> int:
@@ -53,75 +61,56 @@ def nonnegative_float(text: str) -> float:
 
 
 def method(text: str) -> str:
+    """A method letter in either case (r, R) or name (regular, Combined), as its paper letter."""
+    text = text.strip()
     try:
-        return canonical_method(text)
+        return canonical_method(text.upper() if len(text) == 1 else text.lower())
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def method_list(text: str) -> list[str]:
-    methods = [method(t.strip()) for t in text.split(",") if t.strip()]
+    methods = [method(t) for t in text.split(",") if t.strip()]
     if not methods:
         raise argparse.ArgumentTypeError("expected a comma-separated list of methods such as R,M,C,S")
     return methods
 
 
-@dataclass(frozen=True)
-class TaskOption:
-    """A task setting on the command line: ``--flag`` sets ``settings[name]``."""
-
-    flag: str
-    name: str
-    type: Callable[[str], Any]
-    default: Any
-    help: str
-    choices: tuple[str, ...] | None = None
-
-
-TASK_OPTIONS: dict[str, tuple[TaskOption, ...]] = {
-    "cartpole": (
-        TaskOption("--poles", "n_poles", positive_int, 2, "number of poles on the cart (1-4 in the paper)"),
-        TaskOption("--loss", "loss_mode", str, "final", "loss on the final state or every state",
-                   ("final", "continuous")),
-        TaskOption("--horizon", "horizon", positive_int, 100, "unrolled steps Nt (dt = 1.0 / Nt)"),
-    ),
-    "repulsion": (
-        TaskOption("--drivers", "n_drivers", positive_int, 2, "number of controlled drivers"),
-        TaskOption("--evaders", "n_evaders", positive_int, 4, "number of evaders to guide to the target"),
-        TaskOption("--rc", "rc", nonnegative_float, 0.1, "weight of the control regularisation rc*mean(c^2)"),
-        TaskOption("--horizon", "horizon", positive_int, 60, "unrolled steps Nt (dt = 4.0 / Nt)"),
-        TaskOption("--centre", "centre", str, "sum", "driver control axis relative to the sum (published quirk) "
-                   "or the mean of the evader positions", ("sum", "mean")),
-    ),
-    "quantum": (
-        TaskOption("--target", "target", positive_int, 3, "target eigenstate, 1..32 (3, 4, 5 in the paper)"),
-        TaskOption("--horizon", "horizon", positive_int, 128, "unrolled Crank-Nicolson steps Nt (dt = 0.0625)"),
-    ),
-}
-
-
-def _mjx_cartpole_options() -> tuple[TaskOption, ...] | None:
-    """The options of ``mjx-cartpole``, with the defaults of `MJXCartPole` (None while its module is absent)."""
+def remat(text: str) -> int | str | None:
+    """``none``, ``sqrt``, ``states`` or a positive segment length K."""
     try:
-        defaults = task_fields("mjx-cartpole")
-    except ValueError:
-        return None
-    return (
-        TaskOption("--poles", "n_poles", positive_int, defaults["n_poles"], "number of poles on the cart (1-3)"),
-        TaskOption("--horizon", "horizon", positive_int, defaults["horizon"], "unrolled simulator steps"),
-        TaskOption("--dt", "dt", positive_float, defaults["dt"], "time step in seconds"),
-    )
+        return check_remat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
-if (_mjx := _mjx_cartpole_options()) is not None:
-    TASK_OPTIONS["mjx-cartpole"] = _mjx
+def choice(allowed: Sequence[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"invalid choice {text!r} (choose from {', '.join(allowed)})")
+        return text
 
-TASK_HELP = {
-    "cartpole": "swing-up of 1-4 poles on a cart (method.md §2)",
-    "repulsion": "drivers guide evaders to a target by repulsion (method.md §3)",
-    "quantum": "drive a particle in a box into an eigenstate (method.md §4)",
-    "mjx-cartpole": "cart pole with 1-3 poles simulated by MuJoCo MJX (needs pip install 'stablebptt[mjx]')",
-}
+    parse.__name__ = "choice"
+    return parse
+
+
+def list_of(item: Callable[[str], Any]) -> Callable[[str], list]:
+    """A comma-separated list of values of type `item`."""
+
+    def parse(text: str) -> list:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        return [item(t) for t in items]
+
+    parse.__name__ = getattr(item, "__name__", "list")
+    return parse
+
+
+KINDS: dict[str, Callable[[str], Any]] = {"positive_int": positive_int, "positive_float": positive_float,
+                                          "nonnegative_float": nonnegative_float}
+
+# ------------------------------------------------------------------------------------------ task options
 
 # The TASK choice that stands for every ``module.path:Name`` (a task of your own).
 USER_TASK = "module.path:Name"
@@ -132,6 +121,7 @@ SET_HELP = ("set the task's field NAME to VALUE (JSON where it parses, e.g. 2.5,
             "string); repeatable; applied after the task's own options")
 SET_LIST_HELP = ("values of the task's field NAME for the grid: a JSON list ([1,2]) or comma-separated "
                  "values, each JSON or a string (1,2 or a,b); repeatable; applied after the task's own options")
+TASKS = ("cartpole", "repulsion", "quantum", "mjx-cartpole")
 
 
 class TaskChoices(dict):
@@ -155,18 +145,41 @@ class TaskSubparsers(argparse._SubParsersAction):
         self._name_parser_map = self.choices = TaskChoices()
 
 
-def add_task_options(parser: argparse.ArgumentParser, task: str) -> argparse._ArgumentGroup:
-    """The options of a task's settings (none for `USER_TASK`), in a group that is returned."""
-    group = parser.add_argument_group(f"{task} settings" if task in TASK_OPTIONS else "task settings")
-    for opt in TASK_OPTIONS.get(task, ()):
-        group.add_argument(opt.flag, dest=f"task_{opt.name}", type=opt.type, default=opt.default,
-                           choices=opt.choices, metavar=None if opt.choices else opt.flag[2:].upper(),
-                           help=f"{opt.help} (default: {opt.default})")
-    return group
+def task_help(task: str) -> str:
+    return TASK_HELP.get(task, USER_TASK_HELP)
 
 
-def task_settings(args: argparse.Namespace, task: str) -> dict[str, Any]:
-    return {opt.name: getattr(args, f"task_{opt.name}") for opt in TASK_OPTIONS[task]}
+def add_task_options(parser: argparse.ArgumentParser, task: str, *, lists: bool = False) -> None:
+    """The options of a task's main settings (none for `USER_TASK`), defaults from the task's fields, and
+    ``--set``; in a sweep (`lists`) each takes a comma-separated list."""
+    builtin = task != USER_TASK
+    group = parser.add_argument_group(f"{task} settings" if builtin else "task settings")
+    defaults = task_fields(task) if builtin else {}
+    for o in task_options(task) if builtin else ():
+        parse = choice(o.choices) if o.kind == "choice" else KINDS[o.kind]
+        allowed = f" ({', '.join(o.choices)})" if o.choices else ""
+        group.add_argument(f"--{o.short}", dest=f"task_{o.name}", type=list_of(parse) if lists else parse,
+                           default=None, metavar="LIST" if lists else o.short.upper(),
+                           help=f"{o.help}{allowed} (default: {defaults[o.name]})")
+    fields = f" (fields: {', '.join(defaults)})" if builtin else ""
+    group.add_argument("--set", dest="set", action="append", default=[],
+                       metavar="NAME=V1,V2" if lists else "NAME=VALUE", type=setting_list if lists else setting,
+                       help=(SET_LIST_HELP if lists else SET_HELP) + fields)
+
+
+def task_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The task's settings given: its own options (a built-in task; lists in a sweep), then ``--set``. A name
+    that is not a field of the task is refused."""
+    given = {o.name: getattr(args, f"task_{o.name}") for o in task_options(args.task)}
+    settings = {k: v for k, v in given.items() if v is not None}
+    pairs = dict(args.set)
+    if pairs:
+        fields = task_fields(args.task)
+        unknown = [k for k in pairs if k not in fields]
+        if unknown:
+            raise BadInput(f"--set {unknown[0]}=...: task {args.task} has no field {unknown[0]!r}; "
+                           f"allowed: {', '.join(fields)}")
+    return {**settings, **pairs}
 
 
 def json_or_text(text: str) -> Any:
@@ -207,22 +220,85 @@ def setting_list(text: str) -> tuple[str, list]:
     return name, items
 
 
-def add_set_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, task: str, *, lists: bool = False
-                   ) -> None:
-    """``--set NAME=VALUE`` (repeatable; in a sweep each VALUE is a list), listing the fields of a built-in task."""
-    fields = f" (fields: {', '.join(task_fields(task))})" if task in TASK_OPTIONS else ""
-    parser.add_argument("--set", dest="set", action="append", default=[],
-                        metavar="NAME=V1,V2" if lists else "NAME=VALUE",
-                        type=setting_list if lists else setting, help=(SET_LIST_HELP if lists else SET_HELP) + fields)
+# -------------------------------------------------------------------------------------- training options
 
 
-def set_settings(task: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """The ``--set`` pairs as task settings (a later one wins), refusing a NAME that is not a field of `task`."""
-    settings = dict(pairs)
-    if settings:
-        fields = task_fields(task)
-        unknown = [k for k in settings if k not in fields]
-        if unknown:
-            raise ValueError(f"--set {unknown[0]}=...: task {task} has no field {unknown[0]!r}; "
-                             f"allowed: {', '.join(fields)}")
+@dataclasses.dataclass(frozen=True)
+class TrainOption:
+    """Training setting `name` (a field of `TrainSettings`) on the command line; the default is the field's."""
+
+    name: str
+    flags: tuple[str, ...]
+    type: Callable[[str], Any] | None
+    help: str
+    metavar: str | None = None
+
+
+TRAIN_OPTIONS = (
+    TrainOption("method", ("--method",), method, "R, M, S, N or C (either case)"),
+    TrainOption("epochs", ("--epochs",), positive_int, "epochs"),
+    TrainOption("batch_size", ("--batch-size",), positive_int, "mini-batch size"),
+    TrainOption("lr", ("--lr",), positive_float, "learning rate"),
+    TrainOption("optimizer", ("--optimizer",), choice(tuple(OPTIMIZERS)), f"{', '.join(OPTIMIZERS)} (Keras eps)"),
+    TrainOption("clip", ("--clip",), choice(CLIP_MODES), "clipping of the update: none, value, norm"),
+    TrainOption("clip_value", ("--clip-value",), positive_float, "clipping threshold"),
+    TrainOption("seed", ("--seed",), nonnegative_int, "data and initialisation seed"),
+    TrainOption("n_train", ("--n-train",), positive_int, "training initial states"),
+    TrainOption("n_test", ("--n-test",), positive_int, "test initial states"),
+    TrainOption("skip_nonfinite", ("--skip-nonfinite",), None,
+                "skip updates with a NaN/inf loss or gradient instead of stopping the run as diverged"),
+    TrainOption("backward", ("--backward",), choice(BACKWARDS), f"backward pass: {', '.join(BACKWARDS)}"),
+    TrainOption("truncation", ("--truncation",), positive_int,
+                "cut all gradient flow along time every K steps (truncated BPTT)", "K"),
+    TrainOption("remat", ("--remat",), remat,
+                "memory for long horizons: recompute the forward pass in segments of sqrt(horizon) steps, 1 step "
+                "(states), or K steps during the backward pass", "none|sqrt|states|K"),
+)
+assert {o.name for o in TRAIN_OPTIONS} == set(FIELDS), "every training setting has a command-line option"
+LIST_FLAGS = {"method": ("--methods", "--method"), "seed": ("--seeds", "--seed")}
+DEPRECATED = "--checkpoint"
+
+
+def add_training_options(parser: argparse.ArgumentParser, *, lists: bool = False, epochs: int | None = None,
+                         method: bool = True) -> None:
+    """The training options (every field of `TrainSettings`), then ``--checkpoint-every``, ``--x64``; in a
+    sweep (`lists`) each training option takes a comma-separated list. `epochs`: another default for
+    ``--epochs``; `method=False` leaves ``--method`` out (compare has ``--methods``)."""
+    g = parser.add_argument_group("training (comma-separated lists)" if lists else "training")
+    for o in TRAIN_OPTIONS:
+        if o.name == "method" and not method:
+            continue
+        default = epochs if o.name == "epochs" and epochs is not None else getattr(DEFAULTS, o.name)
+        flags = LIST_FLAGS.get(o.name, o.flags) if lists else o.flags
+        if o.type is None:  # a switch
+            g.add_argument(*flags, dest=o.name, action="store_const", const=[True] if lists else True, default=None,
+                           help=o.help)
+            continue
+        g.add_argument(*flags, dest=o.name, type=list_of(o.type) if lists else o.type, default=None,
+                       metavar="LIST" if lists else o.metavar, help=f"{o.help} (default: {_shown(default)})")
+    g.add_argument(DEPRECATED, dest="deprecated_checkpoint", type=list_of(remat) if lists else remat, default=None,
+                   help=argparse.SUPPRESS)
+    g.add_argument("--checkpoint-every", type=positive_int, default=1,
+                   help="write the run's checkpoint every K epochs (default: 1)")
+    g.add_argument("--x64", action="store_true", help="compute in float64")
+
+
+def _shown(default: Any) -> str:
+    return "none" if default is None else str(default)
+
+
+def train_settings(args: argparse.Namespace, epochs: int | None = None) -> dict[str, Any]:
+    """The training settings given on the command line (lists in a sweep), by `TrainSettings` field name;
+    ``--checkpoint`` (deprecated) is taken as ``--remat`` with a one-line message on stderr."""
+    settings = {o.name: getattr(args, o.name, None) for o in TRAIN_OPTIONS}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if epochs is not None:
+        settings.setdefault("epochs", epochs)
+    old = getattr(args, "deprecated_checkpoint", None)
+    if old is not None:
+        if "remat" in settings:
+            raise BadInput(f"{DEPRECATED} and --remat both given; keep --remat")
+        print(f"stablebptt {args.command}: warning: {DEPRECATED} is deprecated and will be removed in the next "
+              "release; use --remat (same values)", file=sys.stderr)
+        settings["remat"] = old
     return settings

@@ -24,9 +24,9 @@ the simulator VJP `vmap`ped over it). The parameter gradient is formed in one of
 The residuals stored by the forward sweep drop the loop-invariant parameters (``_hoist``): a VJP closure holds
 the weight matrices, and stacking them per step would copy them `horizon` times.
 
-Checkpointing: with ``segment`` set, the forward sweep keeps only states and controls (which the loss needs
-anyway), and the reverse sweep re-linearises ``segment`` steps at a time, batched over those steps, so peak
-memory is ``horizon x state + segment x activations`` instead of ``horizon x activations``.
+Rematerialisation (the ``remat`` option): with ``segment`` set, the forward sweep keeps only states and controls
+(which the loss needs anyway), and the reverse sweep re-linearises ``segment`` steps at a time, batched over those
+steps, so peak memory is ``horizon x state + segment x activations`` instead of ``horizon x activations``.
 """
 
 from __future__ import annotations
@@ -40,40 +40,34 @@ import jax
 import jax.numpy as jnp
 
 from . import trees
+from .checks import check_param_vjp, check_remat
 from .methods import PATHS
 
 PyTree = Any
 Net = Callable[[PyTree, PyTree], PyTree]  # (differentiable params, x) -> c
-PARAM_VJPS = ("batched", "per_step")
 PER_STEP_THRESHOLD = 20.0
 
 
-def checkpoint_segment(checkpoint: Any, horizon: int) -> int | None:
-    """Segment length for a `checkpoint` option, or None for no checkpointing.
+def remat_segment(remat: Any, horizon: int) -> int | None:
+    """Segment length for a `remat` option, or None for no rematerialisation.
 
     Args:
-        checkpoint: None, False or "none" (store every step's residuals); "sqrt" (segments of
+        remat: None, False or "none" (store every step's residuals); "sqrt" (segments of
             ``ceil(sqrt(horizon))`` steps); "states" (store only states, re-linearise each step alone: segments
             of 1 step); a positive int or a string of one (that segment length, capped at `horizon`).
         horizon: number of steps.
 
     Raises:
-        ValueError: for any other value.
+        BadInput: for any other value (see `checks.check_remat`).
     """
-    if checkpoint is None or checkpoint is False or checkpoint == "none":
+    value = check_remat(remat)
+    if value is None:
         return None
-    if checkpoint == "sqrt":
+    if value == "sqrt":
         return max(1, math.isqrt(horizon - 1) + 1) if horizon > 1 else 1
-    if checkpoint == "states":
+    if value == "states":
         return 1
-    value = checkpoint
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return min(value, horizon)
-    raise ValueError(
-        f"checkpoint must be None, 'none', 'sqrt', 'states' or a positive segment length, got {checkpoint!r}"
-    )
+    return min(value, horizon)
 
 
 def _hoist(closure: PyTree, invariants: Sequence[jax.Array]) -> tuple[list[jax.Array], tuple]:
@@ -130,8 +124,7 @@ def adjoint_gradients(
     """
     if param_vjp == "auto":
         param_vjp = choose_param_vjp(net, diff, x0)
-    if param_vjp not in PARAM_VJPS:
-        raise ValueError(f"unknown param_vjp {param_vjp!r}; allowed: auto, {', '.join(PARAM_VJPS)}")
+    check_param_vjp(param_vjp)
     per_step = param_vjp == "per_step"
     invariants = [leaf for leaf in jax.tree.leaves(diff)]
     any_net = per_step or any(PATHS[m][0] for group in groups for m in group)

@@ -8,13 +8,14 @@ How to differentiate a rollout is a parameter (the strategy is an option, as in 
   modes whose controller is small enough that the batched parameter VJP wins (``backward="auto"``).
 - ``"two_pass"``: the same single forward, then one reverse sweep per mode (the published cost model of C).
 
-Orthogonal options: ``truncation=K`` (cut gradient flow along time every K steps) and ``checkpoint`` (store only
-states, recompute the rest in segments, for long horizons).
+Orthogonal options: ``truncation=K`` (cut gradient flow along time every K steps) and ``remat`` (rematerialise:
+store only states, recompute the rest in segments, for long horizons; formerly ``checkpoint``).
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -23,14 +24,14 @@ import jax
 import jax.numpy as jnp
 
 from . import trees
-from .adjoint import PARAM_VJPS, adjoint_gradients, checkpoint_segment, choose_param_vjp
+from .adjoint import adjoint_gradients, choose_param_vjp, remat_segment
+from .checks import BadInput, check_backward, check_param_vjp, check_truncation
 from .combine import combine, combine_stats, tree_norm
 from .methods import canonical_method
 from .rollout import Controller, Step, _check_horizon, rollout, scan_body
 
 PyTree = Any
 Loss = Callable[[PyTree, PyTree], jax.Array]
-BACKWARDS = ("auto", "autodiff", "joint", "two_pass")
 
 
 def value_and_grad(
@@ -42,8 +43,9 @@ def value_and_grad(
     *,
     backward: str = "auto",
     truncation: int | None = None,
-    checkpoint: int | str | None = None,
+    remat: int | str | None = None,
     param_vjp: str = "auto",
+    checkpoint: int | str | None = None,
 ) -> Callable[[PyTree, PyTree], tuple[jax.Array, PyTree, dict[str, jax.Array]]]:
     """Build ``(params, x0) -> (value, update, info)`` for one gradient-flow mode.
 
@@ -63,34 +65,43 @@ def value_and_grad(
         truncation: if given, a positive int K: cut all gradient flow along time at the steps n with
             ``n % K == 0`` (truncated BPTT: windows of K steps), independently of the method. Needs an adjoint
             backward ("auto", "joint" or "two_pass").
-        checkpoint: memory for long horizons. None, False or "none": store every step's residuals (fastest);
-            "sqrt": store only states and recompute segments of ``ceil(sqrt(horizon))`` steps in the backward
-            pass; "states": the same with segments of one step (least memory); a positive int (or a string
-            of one): that segment length. Works with every method and every backward.
+        remat: rematerialisation, memory for long horizons. None, False or "none": store every step's
+            residuals (fastest); "sqrt": store only states and recompute segments of ``ceil(sqrt(horizon))``
+            steps in the backward pass; "states": the same with segments of one step (least memory); a positive
+            int (or a string of one): that segment length. Works with every method and every backward.
         param_vjp: for the adjoint backwards, how parameter gradients are formed: "batched" (one VJP of the
             network over all steps after the reverse sweep), "per_step" (inside the sweep) or "auto" (chosen
             from XLA's flop count of one controller call per parameter; see `adjoint.choose_param_vjp`).
             Only speed differs.
+        checkpoint: deprecated name of `remat` (same values; a `DeprecationWarning`). Giving both is an error.
 
     Returns:
         A pure, jit-able function. `update` has the structure of `params` (`None` at leaves that are not
         inexact arrays, as Equinox's filtered gradients). For C it is ``combine(g_M, g_R)``. `info` holds
         scalars: ``grad_norm`` (L2 norm of `update`), and for C ``cosine`` (of g_M and g_R) and
         ``kept_fraction`` (share of entries kept by the sign test).
+
+    Raises:
+        BadInput: a bad option (named in the message), at once; a step or controller whose output does not fit
+            (see `rollout`), when the returned function is traced.
     """
+    if checkpoint is not None:
+        if remat is not None:
+            raise BadInput("value_and_grad got both remat= and checkpoint=; give only remat= "
+                           "(checkpoint= is its deprecated name)")
+        warnings.warn("value_and_grad(checkpoint=...) is deprecated; use remat=... (same values)",
+                      DeprecationWarning, stacklevel=2)
+        remat = checkpoint
     method = canonical_method(method)
     horizon = _check_horizon(horizon)
-    if backward not in BACKWARDS:
-        raise ValueError(f"unknown backward {backward!r}; allowed: {', '.join(BACKWARDS)}")
-    if truncation is not None:
-        truncation = _check_horizon(truncation)
-    segment = checkpoint_segment(checkpoint, horizon)
+    backward = check_backward(backward)
+    truncation = check_truncation(truncation)
+    segment = remat_segment(remat, horizon)
     if backward == "autodiff" and method == "C":
-        raise ValueError("method C needs backward='joint' or 'two_pass' (it combines two modes)")
+        raise BadInput("method C needs backward='joint' or 'two_pass' (it combines two modes)")
     if backward == "autodiff" and truncation is not None:
-        raise ValueError("truncation needs backward='joint' or 'two_pass'")
-    if param_vjp not in ("auto", *PARAM_VJPS):
-        raise ValueError(f"unknown param_vjp {param_vjp!r}; allowed: auto, {', '.join(PARAM_VJPS)}")
+        raise BadInput("truncation needs backward='joint' or 'two_pass'")
+    param_vjp = check_param_vjp(param_vjp)
 
     modes = ("M", "R") if method == "C" else (method,)
     step, controller = trees.checked(step, controller)  # errors name the user's functions
@@ -137,13 +148,13 @@ def _autodiff(loss, step, controller, horizon, method, diff, static, x0, segment
         if segment is None or segment >= horizon:
             states, controls = rollout(step, controller, params, x0, horizon, method)
         else:
-            states, controls = _checkpointed_rollout(step, controller, params, x0, horizon, method, segment)
+            states, controls = _remat_rollout(step, controller, params, x0, horizon, method, segment)
         return loss(states, controls)
 
     return jax.value_and_grad(objective)(diff)
 
 
-def _checkpointed_rollout(step, controller, params, x0, horizon, method, segment):
+def _remat_rollout(step, controller, params, x0, horizon, method, segment):
     """`rollout` as an outer scan over segments of `segment` steps, each under `jax.checkpoint`: the backward
     pass keeps the segments' first states and recomputes the inside of one segment at a time."""
     body = scan_body(step, controller, params, method)

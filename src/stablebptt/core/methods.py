@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .checks import BadInput
+
 MethodName = Literal["R", "M", "S", "N", "C"]
 
 METHODS: tuple[str, ...] = ("R", "M", "S", "N", "C")
@@ -29,9 +31,9 @@ def canonical_method(method: str) -> str:
     """Return the paper letter for a method given as a letter or a name.
 
     Raises:
-        ValueError: if `method` is not one of R, M, S, N, C or regular, modified, stopped, network, combined.
+        BadInput: if `method` is not one of R, M, S, N, C or regular, modified, stopped, network, combined.
     """
     if isinstance(method, str) and method in _ALIASES:
         return _ALIASES[method]
     allowed = ", ".join(METHODS) + " (or regular, modified, stopped, network, combined)"
-    raise ValueError(f"unknown method {method!r}; allowed: {allowed}")
+    raise BadInput(f"unknown method {method!r}; allowed: {allowed}")

@@ -9,6 +9,7 @@ from typing import Any
 import jax
 
 from . import trees
+from .checks import BadInput
 from .methods import PATHS, canonical_method
 
 PyTree = Any
@@ -36,7 +37,7 @@ def rollout(
 
     Args:
         step: one simulator step ``(x, c) -> x_next``; `x_next` must have the structure, shapes and dtypes of
-            `x` (checked when traced: a `ValueError` names the step and shows both).
+            `x` (checked when traced: a `BadInput` names the step and shows both).
         controller: ``(params, x) -> c``, `c` any pytree with at least one floating-point leaf.
         params: controller parameters, any pytree.
         x0: initial state, any pytree of arrays (batching is up to the task).
@@ -75,5 +76,5 @@ def _check_horizon(horizon: Any) -> int:
     except TypeError:
         value = None
     if value is None or isinstance(horizon, bool) or value < 1:
-        raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        raise BadInput(f"horizon must be a positive integer, got {horizon!r}")
     return value

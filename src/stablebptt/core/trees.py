@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .checks import BadInput, BadType
+
 PyTree = Any
 
 
@@ -35,15 +37,15 @@ def merge(floats: PyTree, rest: PyTree) -> PyTree:
 
 
 def as_arrays(tree: PyTree, what: str) -> PyTree:
-    """Every leaf of `tree` as a JAX array (Python and NumPy numbers too); a one-line `ValueError` otherwise."""
+    """Every leaf of `tree` as a JAX array (Python and NumPy numbers too); a one-line `BadType` otherwise."""
     def convert(path, leaf):
         if isinstance(leaf, jax.Array):
             return leaf
         try:
             return jnp.asarray(leaf)
         except TypeError:
-            raise ValueError(f"{what} has a leaf at {jax.tree_util.keystr(path) or 'the root'} that is not an "
-                             f"array ({type(leaf).__name__}); allowed: a pytree of arrays") from None
+            raise BadType(f"{what} has a leaf at {jax.tree_util.keystr(path) or 'the root'} that is not an "
+                          f"array ({type(leaf).__name__}); allowed: a pytree of arrays") from None
 
     return jax.tree_util.tree_map_with_path(convert, tree)
 
@@ -68,11 +70,11 @@ def add(a: PyTree, b: PyTree) -> PyTree:
 
 
 def leading_size(tree: PyTree, what: str) -> int:
-    """The common length of the leading axis of every leaf (a one-line `ValueError` if they differ)."""
+    """The common length of the leading axis of every leaf (a one-line `BadInput` if they differ)."""
     sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(tree)}
     if len(sizes) != 1 or None in sizes:
         shapes = describe(jax.tree.map(np.shape, tree, is_leaf=_is_array_like))
-        raise ValueError(f"{what}: every leaf needs the same leading (batch) axis; got {shapes}")
+        raise BadInput(f"{what}: every leaf needs the same leading (batch) axis; got {shapes}")
     return sizes.pop()
 
 
@@ -99,25 +101,25 @@ def name_of(fn: Callable) -> str:
 
 
 def check_step(step: Callable, x: PyTree, x_next: PyTree) -> None:
-    """At trace time: `step` must return a tree of `x`'s structure, shapes and dtypes (one `ValueError` else)."""
+    """At trace time: `step` must return a tree of `x`'s structure, shapes and dtypes (one `BadInput` else)."""
     expected, got = jax.tree.structure(x), jax.tree.structure(x_next)
     if expected != got:
-        raise ValueError(f"the simulator step `{name_of(step)}` returned a state of another structure than it was "
-                         f"given: expected {describe(x)}, got {describe(x_next)}")
+        raise BadInput(f"the simulator step `{name_of(step)}` returned a state of another structure than it was "
+                       f"given: expected {describe(x)}, got {describe(x_next)}")
     paths = jax.tree_util.tree_flatten_with_path(x)[0]
     for (path, a), b in zip(paths, jax.tree.leaves(x_next), strict=True):
         if np.shape(a) != np.shape(b) or jnp.result_type(a) != jnp.result_type(b):
             where = jax.tree_util.keystr(path) or "the state"
-            raise ValueError(f"the simulator step `{name_of(step)}` changed {where} from {_signature(a)} to "
-                             f"{_signature(b)}; a step must return the shapes and dtypes it was given "
-                             f"(expected {describe(x)}, got {describe(x_next)})")
+            raise BadInput(f"the simulator step `{name_of(step)}` changed {where} from {_signature(a)} to "
+                           f"{_signature(b)}; a step must return the shapes and dtypes it was given "
+                           f"(expected {describe(x)}, got {describe(x_next)})")
 
 
 def check_control(controller: Callable, c: PyTree) -> None:
-    """At trace time: the controller's output needs at least one floating-point leaf (one `ValueError` else)."""
+    """At trace time: the controller's output needs at least one floating-point leaf (one `BadInput` else)."""
     if not any(is_float(leaf) for leaf in jax.tree.leaves(c)):
-        raise ValueError(f"the controller `{name_of(controller)}` returned no floating-point array "
-                         f"(got {describe(c)}); a control needs a float leaf for gradients to flow")
+        raise BadInput(f"the controller `{name_of(controller)}` returned no floating-point array "
+                       f"(got {describe(c)}); a control needs a float leaf for gradients to flow")
 
 
 def checked(step: Callable, controller: Callable) -> tuple[Callable, Callable]:

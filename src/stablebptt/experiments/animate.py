@@ -19,45 +19,40 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import numpy as np
-
-from ..core import rollout
-from ..tasks import TASKS, Task
-from ..training.io import PARAMS, load_params
-from ..training.run import config_task, load_config
-from ..training.train import make_data
-from .plotting import METHOD_COLORS
-
 import matplotlib.pyplot as plt  # noqa: E402  (after plotting has chosen the Agg backend)
+import numpy as np
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 
+from ..core import rollout
+from ..core.checks import BadInput
+from ..runs import PARAMS, RunConfig, RunFolder, use_precision
+from ..runs.io import load_params
+from ..runs.plotting import METHOD_COLORS
+from ..tasks import TASKS, Task
+from ..training.train import make_data
 
-def load_run(run_dir: str | os.PathLike) -> tuple[dict, Task, Any]:
+
+def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, Task, Any]:
     """The config, task and trained parameters of a run folder written by `stablebptt train`.
 
     Raises:
-        ValueError: if the folder, its config or its parameters are missing or unreadable.
+        BadInput: if the folder, its config or its parameters are missing or unreadable.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(f"run folder {run_dir} does not exist")
-    config = load_config(run_dir)
-    if config.get("x64"):
-        jax.config.update("jax_enable_x64", True)
-    task = config_task(config)
-    seed = int(config["train"].get("seed", 42))
-    _, key_init = jax.random.split(jax.random.PRNGKey(seed))
+    config = RunFolder(run_dir).read_config()
+    use_precision(config)
+    task = config.make_task()
+    _, key_init = jax.random.split(jax.random.PRNGKey(config.train.seed))
     like = eqx.filter_jit(task.init_controller)(key_init)  # compiled: eager initialisation is slow
-    params = load_params(run_dir / PARAMS, like)
+    params = load_params(Path(run_dir) / PARAMS, like)
     return config, task, params
 
 
-def test_states(task: Task, config: dict, n: int) -> Any:
+def test_states(task: Task, config: RunConfig, n: int) -> Any:
     """The first `n` states of the run's test set (the same data as in training), a pytree like the task's
     states."""
-    t = config["train"]
-    key_data, _ = jax.random.split(jax.random.PRNGKey(int(t.get("seed", 42))))
-    sizes = int(t.get("n_train", 256)), max(int(t.get("n_test", 256)), n)
+    t = config.train
+    key_data, _ = jax.random.split(jax.random.PRNGKey(t.seed))
+    sizes = t.n_train, max(t.n_test, n)
     data = eqx.filter_jit(make_data)(task, key_data, *sizes)
     return jax.tree.map(lambda leaf: leaf[:n], data.test)
 
@@ -83,17 +78,17 @@ def animate_run(
         The path of the GIF (default ``RUN_DIR/animation.gif``).
     """
     config, task, params = load_run(run_dir)
-    drawer = drawer_of(task, config["task"])
+    drawer = drawer_of(task, config.task)
     out = Path(out) if out is not None else Path(run_dir) / "animation.gif"
     if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'animation.gif'}")
+        raise BadInput(f"--out {out} is a folder; give a file name such as {out / 'animation.gif'}")
     if not out.parent.is_dir():
-        raise ValueError(f"the folder of --out {out} does not exist")
+        raise BadInput(f"the folder of --out {out} does not exist")
     x0 = test_states(task, config, samples)
     states, controls = jax.device_get(
         eqx.filter_jit(rollout)(task.step, task.controller, params, x0, task.horizon))
     states, controls = jax.tree.map(np.asarray, states), jax.tree.map(np.asarray, controls)
-    method = config["train"].get("method", "")
+    method = config.train.method
 
     fig, axes = plt.subplots(1, samples, figsize=(3.2 * samples, 3.2), squeeze=False)
     axes = axes[0]
@@ -128,7 +123,7 @@ def drawer_of(task: Task, spec: str) -> Callable[[Any, Any, Any], Callable[[int]
     builtin = TASKS.get(task.name)
     if task.name in DRAWERS and isinstance(builtin, type) and isinstance(task, builtin):
         return functools.partial(DRAWERS[task.name], task)
-    raise ValueError(f"task {spec} cannot draw itself: it has no draw method and is none of the tasks with a "
+    raise BadInput(f"task {spec} cannot draw itself: it has no draw method and is none of the tasks with a "
                      f"built-in animation ({', '.join(DRAWERS)}) (define draw(axes, states, controls) on the Task)")
 
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from ..core.checks import BadInput
+
 BACKENDS = ("local", "ray")
 
 WORKER_ENV = {
@@ -65,7 +67,7 @@ def run_jobs(
         workers: parallel processes (default: number of cores).
     """
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+        raise BadInput(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     workers = workers or default_workers()
     if backend == "ray":
         yield from _run_ray(jobs, workers, address)
@@ -97,7 +99,7 @@ def _run_ray(jobs: Sequence[Job], workers: int, address: str | None) -> Iterator
     try:
         import ray
     except ImportError:
-        raise ValueError("--backend ray needs Ray: pip install 'stablebptt[ray]'") from None
+        raise BadInput("--backend ray needs Ray: pip install 'stablebptt[ray]'") from None
     started = False
     if not ray.is_initialized():
         if address is None:

@@ -12,18 +12,19 @@ them possibly missing or partial) and the runs planned in ``sweep.json``, and wr
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..training.io import CONFIG, METRICS_CSV, atomic_write_bytes, read_csv, read_json
+from ..core.checks import BadInput, plural
+from ..runs import CONFIG, METRICS_CSV, RunFolder
+from ..runs.io import atomic_write_bytes, read_csv, read_json
 from .grid import COMPLEXITY, HARDER_WHEN_SMALLER
 
 LINESTYLES = {"none": "-", "value": "--", "norm": ":"}
@@ -59,7 +60,7 @@ def load_runs(sweep_dir: str | Path) -> list[RunRecord]:
     """Every run of the sweep: folders with a config.json and the runs planned in sweep.json."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
-        raise ValueError(f"{sweep_dir} is not a folder")
+        raise BadInput(f"{sweep_dir} is not a folder")
     planned: dict[str, dict] = {}
     manifest = sweep_dir / "sweep.json"
     if manifest.exists():
@@ -68,23 +69,21 @@ def load_runs(sweep_dir: str | Path) -> list[RunRecord]:
     for path in sorted(p for p in sweep_dir.iterdir() if (p / CONFIG).is_file()):
         try:
             config = read_json(path / CONFIG)
-        except ValueError:
+        except BadInput:
             continue
         records[path.name] = RunRecord(path.name, config, _status(path), _rows(path / METRICS_CSV))
     for name, config in planned.items():
         if name not in records:
             records[name] = RunRecord(name, config, "pending")
     if not records:
-        raise ValueError(f"{sweep_dir} holds no runs (no sweep.json and no run folders with a config.json)")
+        raise BadInput(f"{sweep_dir} holds no runs (no sweep.json and no run folders with a config.json)")
     return [records[k] for k in sorted(records, key=lambda n: _sort_key(records[n]))]
 
 
 def _status(path: Path) -> str:
-    from ..training.run import read_status
-
     try:
-        record = read_status(path)
-    except ValueError:
+        record = RunFolder(path).status()
+    except BadInput:
         return "failed"
     if record is None:
         return "running" if (path / METRICS_CSV).exists() else "pending"
@@ -207,7 +206,7 @@ def write_summary(runs: Sequence[RunRecord], out: Path, title: str = "") -> None
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
     text = [f"# {title or 'Sweep summary'}", "",
-            f"{len(runs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".", "",
+            f"{plural(len(runs), 'run')}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".", "",
             "## Per configuration (over seeds)", "", markdown(config_columns, per_config),
             "## Per run", "", markdown(run_columns, per_run)]
     atomic_write_bytes(out / "summary.md", "\n".join(text).encode())
@@ -241,7 +240,7 @@ def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_
     """The paper-style figure of `runs` (see the module docstring)."""
     import matplotlib.pyplot as plt
 
-    from .plotting import METHOD_COLORS, save_figure
+    from ..runs.plotting import METHOD_COLORS, save_figure
 
     runs = [r for r in runs if r.rows]
     if not runs:
@@ -349,25 +348,3 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, *, window
             plot_sweep([r for r in runs if r.settings().get("clip") == clip], figures[-1], window=window,
                        title=f"{task}: test loss, clip {clip}")
     return figures
-
-
-def add_plot_parser(commands: argparse._SubParsersAction, parser_class: type, *,
-                    add_common: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
-    """Register ``stablebptt plot SWEEP_DIR``."""
-    from ..cli.options import nonnegative_int
-
-    p = commands.add_parser("plot", help="figure and summary tables of a sweep (finished or running)",
-                            description="Paper-style figure (sweep.png) and summary.csv / summary.md of a sweep.")
-    p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="folder written by `stablebptt sweep`")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR)")
-    p.add_argument("--smooth", type=nonnegative_int, default=None,
-                   help="running mean over this many epochs (default: 1/50 of the longest run; 0 or 1: none)")
-    if add_common is not None:
-        add_common(p)
-
-
-def cmd_plot(args: argparse.Namespace) -> int:
-    figures = write_report(args.sweep_dir, args.out, window=args.smooth)
-    out = args.out or args.sweep_dir
-    print(f"figures: {', '.join(str(f) for f in figures)}; tables: {out / 'summary.csv'}, {out / 'summary.md'}")
-    return 0

@@ -16,14 +16,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt  # noqa: E402  (after plotting has chosen the Agg backend)
 import numpy as np
 import optax
 
 from ..core import combine, value_and_grad
+from ..core.checks import BadInput
+from ..runs.plotting import METHOD_COLORS, save_figure
 from ..training.optim import make_optimizer
-from .plotting import METHOD_COLORS, save_figure
-
-import matplotlib.pyplot as plt  # noqa: E402  (after plotting has chosen the Agg backend)
 
 Field = Callable[[jax.Array], tuple[jax.Array, jax.Array]]  # theta (2,) -> (loss, update (2,))
 
@@ -239,7 +239,7 @@ def run_toy(out: str | os.PathLike, *, n: int = 41) -> dict[str, dict[str, Path2
     """Write ``toy_recurrent.png`` and ``toy_rotation.png`` into `out`; return the Adam paths of each."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder; choose another path")
+        raise BadInput(f"--out {out} exists and is not a folder; choose another path")
     out.mkdir(parents=True, exist_ok=True)
     return {
         "recurrent": plot_recurrent(out / "toy_recurrent.png", n=n),

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from .base import Task
 from .cartpole import CartPole
+from .options import TASK_HELP, TASK_OPTIONS, Option, recorded_settings, task_options
 from .quantum import Quantum
 from .registry import TASKS, is_builtin, load_task, make_task, module_root, task_fields, task_label
 from .repulsion import Repulsion
 
-__all__ = ["CartPole", "Quantum", "Repulsion", "TASKS", "Task", "is_builtin", "load_task", "make_task", "module_root",
-           "task_fields", "task_label"]
+__all__ = ["CartPole", "Option", "Quantum", "Repulsion", "TASKS", "TASK_HELP", "TASK_OPTIONS", "Task", "is_builtin",
+           "load_task", "make_task", "module_root", "recorded_settings", "task_fields", "task_label", "task_options"]

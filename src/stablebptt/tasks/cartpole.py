@@ -9,9 +9,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..core.checks import check_choice, check_positive_int, check_positive_number
 from ..nn import MLP
 from .base import Task
-from .validate import check_choice, check_positive_int, check_positive_number
 
 GRAVITY = 9.8
 POLE_MASS = 0.1

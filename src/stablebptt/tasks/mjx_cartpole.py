@@ -19,9 +19,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..core.checks import BadInput, check_positive_int, check_positive_number
 from ..nn import MLP
 from .base import Task
-from .validate import check_positive_int, check_positive_number
 
 MAX_POLES = 3
 GRAVITY = 9.8  # m/s^2, as method.md §2 (MuJoCo's default is 9.81)
@@ -133,13 +133,13 @@ class MJXCartPole(Task):
 
     def __check_init__(self):
         if isinstance(self.n_poles, bool) or self.n_poles not in range(1, MAX_POLES + 1):
-            raise ValueError(f"n_poles must be 1, 2 or 3 (links in the chain), got {self.n_poles!r}")
+            raise BadInput(f"n_poles must be 1, 2 or 3 (links in the chain), got {self.n_poles!r}")
         check_positive_int("horizon", self.horizon)
         check_positive_number("dt", self.dt)
         for width in self.hidden:
             check_positive_int("hidden layer width", width)
         if importlib.util.find_spec("mujoco") is None:
-            raise ValueError(INSTALL_HINT)
+            raise BadInput(INSTALL_HINT)
 
     @property
     def model(self) -> Any:

@@ -9,9 +9,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..core.checks import BadInput, check_positive_int, check_positive_number
 from ..nn import CNN
 from .base import Task
-from .validate import check_positive_int, check_positive_number
 
 LENGTH = 2.0  # the box is [0, LENGTH] with zero (Dirichlet) boundaries
 MIN_POINTS = 7  # the smallest grid the CNN controller accepts
@@ -37,11 +37,11 @@ class Quantum(Task):
     def __check_init__(self):
         check_positive_int("n_points", self.n_points)
         if self.n_points < MIN_POINTS:
-            raise ValueError(f"n_points must be at least {MIN_POINTS} (for the CNN controller), got {self.n_points}")
+            raise BadInput(f"n_points must be at least {MIN_POINTS} (for the CNN controller), got {self.n_points}")
         check_positive_int("target", self.target)
         if self.target > self.n_points:
-            raise ValueError(f"target must be an eigenstate number from 1 to n_points={self.n_points}, "
-                             f"got {self.target}")
+            raise BadInput(f"target must be an eigenstate number from 1 to n_points={self.n_points}, "
+                           f"got {self.target}")
         check_positive_int("horizon", self.horizon)
         check_positive_int("filters", self.filters)
         check_positive_number("dt", self.dt)

@@ -5,7 +5,7 @@ subclass (built as ``Name(**settings)``), a zero-argument callable returning a T
 applied to what it gives with `dataclasses.replace`, which re-runs the task's own checks). The module is
 imported with the current directory first on the Python path, then, if it is not found there, from `path`
 (the folder it was imported from when the run was made, see `module_root`). Every problem is one line of
-`ValueError` saying what is wrong and how to fix it.
+`BadInput` saying what is wrong and how to fix it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..core.checks import BadInput, BadType
 from .base import Task
 from .cartpole import CartPole
 from .quantum import Quantum
@@ -40,7 +41,7 @@ _IDENTIFIERS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 Factory = Callable[..., Task]
 
 
-class UnknownField(ValueError):
+class UnknownField(BadInput):
     """A setting that is not a field of the task."""
 
 
@@ -53,11 +54,11 @@ def _allowed() -> str:
 
 
 def split_spec(spec: str) -> tuple[str, str]:
-    """``"module.path:Name"`` -> ``("module.path", "Name")``; a one-line `ValueError` for a malformed spec."""
+    """``"module.path:Name"`` -> ``("module.path", "Name")``; a one-line `BadInput` for a malformed spec."""
     module, sep, attribute = spec.partition(":") if isinstance(spec, str) else ("", "", "")
     if not sep or not _IDENTIFIERS.fullmatch(module) or not _IDENTIFIERS.fullmatch(attribute):
-        raise ValueError(f"task {spec!r} is not a task spec; allowed: {_allowed()}, e.g. mytasks:Pendulum "
-                         "for class Pendulum in mytasks.py")
+        raise BadInput(f"task {spec!r} is not a task spec; allowed: {_allowed()}, e.g. mytasks:Pendulum "
+                       "for class Pendulum in mytasks.py")
     return module, attribute
 
 
@@ -101,13 +102,13 @@ def import_module(module: str, path: str | None = None) -> Any:
                 return importlib.import_module(module)
         except ModuleNotFoundError as e:
             if not _missing(e, module):
-                raise ValueError(f"module {module!r} does not import: {_reason(e)}") from None
+                raise BadInput(f"module {module!r} does not import: {_reason(e)}") from None
             if i == len(tries) - 1:
                 where = f"the current directory {os.getcwd()}" + (f", {path}" if path else "") + " or the Python path"
-                raise ValueError(f"module {module!r} not found in {where}; check the spelling, or run from the "
-                                 f"folder that holds {module.split('.')[0]}.py") from None
+                raise BadInput(f"module {module!r} not found in {where}; check the spelling, or run from the "
+                               f"folder that holds {module.split('.')[0]}.py") from None
         except (Exception, SystemExit) as e:  # the module's own code failed: its one-line reason
-            raise ValueError(f"module {module!r} does not import: {_reason(e)}") from None
+            raise BadInput(f"module {module!r} does not import: {_reason(e)}") from None
     raise AssertionError("unreachable")
 
 
@@ -115,7 +116,7 @@ def resolve(spec: str, path: str | None = None) -> type[Task] | Factory | Task:
     """What `spec` names: a `Task` subclass, a zero-argument callable returning a Task, or a Task.
 
     Raises:
-        ValueError: an unknown built-in name, a malformed spec, a module that is missing or does not import,
+        BadInput: an unknown built-in name, a malformed spec, a module that is missing or does not import,
             a missing name, or an object that is none of these.
     """
     if isinstance(spec, str) and spec in TASKS:
@@ -126,9 +127,9 @@ def resolve(spec: str, path: str | None = None) -> type[Task] | Factory | Task:
         try:
             return getattr(importlib.import_module(module), attribute)
         except Exception as e:  # noqa: BLE001 - an optional task whose module is missing or broken
-            raise ValueError(f"task {spec} is not available ({target}): {_reason(e)}") from None
+            raise BadInput(f"task {spec} is not available ({target}): {_reason(e)}") from None
     if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"unknown task {spec!r}; allowed: {_allowed()}")
+        raise BadInput(f"unknown task {spec!r}; allowed: {_allowed()}")
     module_name, attribute = split_spec(spec)
     obj: Any = import_module(module_name, path)
     for i, part in enumerate(attribute.split(".")):
@@ -137,20 +138,20 @@ def resolve(spec: str, path: str | None = None) -> type[Task] | Factory | Task:
             found = [n for n, v in vars(obj).items() if isinstance(v, type) and issubclass(v, Task)
                      and v.__module__ == module_name] if i == 0 else []
             hint = f"; Task subclasses there: {', '.join(found)}" if found else ""
-            raise ValueError(f"{where} has no attribute {part!r}{hint}")
+            raise BadInput(f"{where} has no attribute {part!r}{hint}")
         obj = getattr(obj, part)
     if isinstance(obj, type) and issubclass(obj, Task):
         return _concrete(obj, spec)
     if isinstance(obj, Task):
         return obj
     if isinstance(obj, type) or not callable(obj):
-        raise ValueError(f"{spec} is {_kind(obj)}, not a Task; allowed: a subclass of stablebptt.tasks.Task or a "
-                         "zero-argument callable returning a Task")
+        raise BadType(f"{spec} is {_kind(obj)}, not a Task; allowed: a subclass of stablebptt.tasks.Task or a "
+                      "zero-argument callable returning a Task")
     try:
         inspect.signature(obj).bind()
     except TypeError:
-        raise ValueError(f"{spec} needs arguments; allowed: a Task subclass or a callable that takes none "
-                         "(settings are applied to the Task it returns)") from None
+        raise BadInput(f"{spec} needs arguments; allowed: a Task subclass or a callable that takes none "
+                       "(settings are applied to the Task it returns)") from None
     except ValueError:  # no signature (a builtin): calling it will tell
         pass
     return obj
@@ -160,10 +161,10 @@ def _concrete(cls: type[Task], spec: str) -> type[Task]:
     """`cls` if it can be built: it defines every method of `Task` and its class variable `name`."""
     missing = sorted(getattr(cls, "__abstractmethods__", ()))
     if missing:
-        raise ValueError(f"{spec} is abstract: it does not define {', '.join(missing)}; define them on the class")
+        raise BadInput(f"{spec} is abstract: it does not define {', '.join(missing)}; define them on the class")
     if not isinstance(cls.__dict__.get("name", getattr(cls, "name", None)), str):
-        raise ValueError(f"{spec} does not set its name; add a class variable such as "
-                         f"name: ClassVar[str] = {task_label(spec).lower()!r}")
+        raise BadInput(f"{spec} does not set its name; add a class variable such as "
+                       f"name: ClassVar[str] = {task_label(spec).lower()!r}")
     return cls
 
 
@@ -192,10 +193,10 @@ def _call(factory: Factory, spec: str) -> Task:
     try:
         task = factory()
     except Exception as e:  # noqa: BLE001 - the user's code: its one-line reason
-        raise ValueError(f"{spec}() raised {_reason(e)}") from None
+        raise BadInput(f"{spec}() raised {_reason(e)}") from None
     if not isinstance(task, Task):
-        raise ValueError(f"{spec}() returned {_kind(task)}, not a Task; allowed: a callable returning an instance "
-                         "of a stablebptt.tasks.Task subclass")
+        raise BadType(f"{spec}() returned {_kind(task)}, not a Task; allowed: a callable returning an instance "
+                      "of a stablebptt.tasks.Task subclass")
     return task
 
 
@@ -219,7 +220,7 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
     module of ``module.path:Name`` if it is not on the Python path.
 
     Raises:
-        ValueError: one line: everything `resolve` refuses, an unknown field, a field without a default left
+        BadInput: one line: everything `resolve` refuses, an unknown field, a field without a default left
             unset, or a value the task's own checks refuse.
     """
     settings = dict(settings or {})
@@ -228,17 +229,17 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
     unknown = [k for k in settings if k not in fields]
     if unknown:
         raise UnknownField(f"task {spec} has no field {', '.join(map(repr, unknown))}; "
-                         f"its fields: {', '.join(fields) or 'none'}")
+                           f"its fields: {', '.join(fields) or 'none'}")
     unset = [k for k, v in fields.items() if v is MISSING and k not in settings]
     if unset:
-        raise ValueError(f"task {spec} needs a value for {', '.join(unset)} (no default); give it as a setting")
+        raise BadInput(f"task {spec} needs a value for {', '.join(unset)} (no default); give it as a setting")
     try:
         return target(**settings) if task is None else dataclasses.replace(task, **settings)
     except Exception as e:  # noqa: BLE001 - the task's own checks (or an abstract class): one line
-        if is_builtin(spec) and isinstance(e, ValueError):
+        if is_builtin(spec) and isinstance(e, BadInput):
             raise  # the built-in tasks' own messages name the setting and what is allowed
         given = ", ".join(f"{k}={v!r}" for k, v in settings.items())
-        raise ValueError(f"task {spec} cannot be built{f' with {given}' if given else ''}: {_reason(e)}") from None
+        raise BadInput(f"task {spec} cannot be built{f' with {given}' if given else ''}: {_reason(e)}") from None
 
 
 def module_root(spec: str) -> str | None:

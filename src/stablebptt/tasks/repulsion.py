@@ -9,9 +9,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..core.checks import BadInput, check_choice, check_positive_int, check_positive_number
 from ..nn import MLP
 from .base import Task
-from .validate import check_choice, check_positive_int, check_positive_number
 
 EPSILON = 0.1  # dist(r) = EPSILON + |r|: forces stay finite when objects coincide
 DRIVER_DAMPING = 1.0
@@ -72,9 +72,9 @@ class Repulsion(Task):
         check_positive_number("duration", self.duration)
         check_choice("centre", self.centre, CENTRES)
         if isinstance(self.rc, bool) or not isinstance(self.rc, int | float) or not (0 <= self.rc < math.inf):
-            raise ValueError(f"rc must be a non-negative number, got {self.rc!r}")
+            raise BadInput(f"rc must be a non-negative number, got {self.rc!r}")
         if len(self.target) != 2 or not all(isinstance(t, int | float) and math.isfinite(t) for t in self.target):
-            raise ValueError(f"target must be two finite numbers (x, y), got {self.target!r}")
+            raise BadInput(f"target must be two finite numbers (x, y), got {self.target!r}")
 
     @property
     def dt(self) -> float:

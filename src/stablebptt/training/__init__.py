@@ -1,9 +1,11 @@
-"""Training loop, optimizers and run folders."""
+"""Training: the settings of a run, the train loop (one compiled program per epoch) and optimizers. Pure
+JAX; run folders on disk are `stablebptt.runs`."""
 
 from .optim import CLIP_MODES, OPTIMIZERS, make_optimizer
-from .train import METRICS, Data, TrainResult, TrainState, evaluate, make_data, make_epoch, train
+from .settings import TrainSettings
+from .train import METRICS, Data, Trainer, TrainResult, TrainState, evaluate, make_data, make_epoch, train
 
 __all__ = [
-    "CLIP_MODES", "Data", "METRICS", "OPTIMIZERS", "TrainResult", "TrainState", "evaluate", "make_data",
-    "make_epoch", "make_optimizer", "train",
+    "CLIP_MODES", "Data", "METRICS", "OPTIMIZERS", "TrainResult", "TrainSettings", "TrainState", "Trainer",
+    "evaluate", "make_data", "make_epoch", "make_optimizer", "train",
 ]

@@ -13,13 +13,13 @@ import numpy as np
 import optax
 
 from ..core import canonical_method, rollout, trees, value_and_grad
+from ..core.checks import BadInput, BadType
 from ..tasks import Task
-from ..tasks.validate import check_positive_int
-from .optim import make_optimizer
+from .optim import optimizer
+from .settings import DEFAULTS, TrainSettings, from_mapping
 
 PyTree = Any
 METRICS = ("epoch", "loss", "train_loss", "test_loss", "grad_norm", "cosine", "kept_fraction", "epoch_time")
-STATUSES = ("running", "complete", "diverged", "failed")
 ProgressFn = Callable[[int, dict[str, float]], None]
 EpochFn = Callable[[int, "TrainState", dict[str, float]], None]
 
@@ -73,7 +73,7 @@ def check_data(task: Task, data: Data, n_train: int, n_test: int) -> None:
         what = f"{type(task).__name__}.sample(key, {n})"
         size = trees.leading_size(getattr(data, part), what)
         if size != n:
-            raise ValueError(f"{what} returned {size} states on the leading axis instead of {n}; "
+            raise BadInput(f"{what} returned {size} states on the leading axis instead of {n}; "
                              f"got {trees.describe(getattr(data, part))}")
 
 
@@ -150,30 +150,6 @@ def make_epoch(
     return epoch
 
 
-def check_train_settings(
-    method: str, epochs: int, batch_size: int, lr: float, optimizer: str, clip: str, clip_value: float,
-    seed: int, n_train: int, n_test: int, skip_nonfinite: bool,
-) -> optax.GradientTransformation:
-    """Check every training setting (one `ValueError`/`TypeError` naming the first bad one) and return the
-    optimizer."""
-    canonical_method(method)
-    check_positive_int("epochs", epochs)
-    check_positive_int("batch size", batch_size)
-    check_positive_int("n_train", n_train)
-    check_positive_int("n_test", n_test)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
-    if not isinstance(skip_nonfinite, bool):
-        raise TypeError(f"skip_nonfinite must be True or False, got {skip_nonfinite!r}")
-    for name, value in (("learning rate", lr), ("clip value", clip_value)):
-        if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and not np.isfinite(value):
-            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    if batch_size > n_train:
-        raise ValueError(f"batch size {batch_size} is larger than the training set ({n_train} states); "
-                         f"allowed: 1..{n_train}")
-    return make_optimizer(optimizer, lr, clip, clip_value)
-
-
 @eqx.filter_jit
 def _draw(task: Task, key: jax.Array, n_train: int, n_test: int, init: bool) -> tuple[Data, PyTree]:
     """Data and (if `init`) initial parameters from `key`, in one compiled program (eager, the many small
@@ -183,44 +159,31 @@ def _draw(task: Task, key: jax.Array, n_train: int, n_test: int, init: bool) -> 
 
 
 class Trainer:
-    """The fixed parts of one run: task, data, optimizer, the non-array part of the parameters, the initial
-    state and the epoch program (compiled ahead of time, so that epoch_time measures the epoch only).
+    """The fixed parts of one run: task, settings, data, optimizer, the non-array part of the parameters,
+    the initial state and the epoch program (compiled ahead of time, so that epoch_time measures the epoch
+    only).
 
     `run` continues from any `TrainState` with the structure of `initial` (e.g. one read from a checkpoint):
     the same state and epoch give bit-identical results, as mini-batches come in a fixed order and all
-    randomness is drawn up front from `key`.
+    randomness is drawn up front from the seed.
     """
 
-    def __init__(
-        self,
-        task: Task,
-        method: str = "C",
-        *,
-        batch_size: int = 8,
-        lr: float = 1e-3,
-        optimizer: str = "adam",
-        clip: str = "none",
-        clip_value: float = 1.0,
-        seed: int = 42,
-        n_train: int = 256,
-        n_test: int = 256,
-        params: PyTree | None = None,
-        skip_nonfinite: bool = False,
-        **gradient_options: Any,
-    ):
-        tx = check_train_settings(method, 1, batch_size, lr, optimizer, clip, clip_value, seed, n_train, n_test,
-                                  skip_nonfinite)
+    def __init__(self, task: Task, settings: TrainSettings = DEFAULTS, *, params: PyTree | None = None):
+        if not isinstance(settings, TrainSettings):
+            raise BadType(f"settings must be a TrainSettings, got {type(settings).__name__}")
         self.task = task
-        self.skip_nonfinite = skip_nonfinite
-        self.key = jax.random.PRNGKey(seed)
-        self.data, init = _draw(task, self.key, n_train, n_test, params is None)
-        check_data(task, self.data, n_train, n_test)
+        self.settings = settings
+        self.skip_nonfinite = settings.skip_nonfinite
+        self.key = jax.random.PRNGKey(settings.seed)
+        self.data, init = _draw(task, self.key, settings.n_train, settings.n_test, params is None)
+        check_data(task, self.data, settings.n_train, settings.n_test)
         if params is None:
             params = init
         diff, self.static = eqx.partition(params, eqx.is_inexact_array)
+        tx = optimizer(settings.optimizer, settings.lr, settings.clip, settings.clip_value)
         self.initial = TrainState(diff, tx.init(diff))
-        self._epoch = make_epoch(task, method, tx, self.static, batch_size, skip_nonfinite=skip_nonfinite,
-                                 **gradient_options)
+        self._epoch = make_epoch(task, settings.method, tx, self.static, settings.batch_size,
+                                 skip_nonfinite=settings.skip_nonfinite, **settings.gradient_options)
         self._compiled = None
 
     def params(self, state: TrainState) -> PyTree:
@@ -260,37 +223,26 @@ class Trainer:
 
 def train(
     task: Task,
-    method: str = "C",
+    method: str | None = None,
     *,
-    epochs: int = 1000,
-    batch_size: int = 8,
-    lr: float = 1e-3,
-    optimizer: str = "adam",
-    clip: str = "none",
-    clip_value: float = 1.0,
-    seed: int = 42,
-    n_train: int = 256,
-    n_test: int = 256,
-    skip_nonfinite: bool = False,
     params: PyTree | None = None,
     progress_fn: ProgressFn | None = None,
-    **gradient_options: Any,
+    **settings: Any,
 ) -> TrainResult:
-    """Train the task's controller with `method` and return the parameters and per-epoch metrics.
+    """Train the task's controller and return the parameters and per-epoch metrics.
 
-    Data and initialisation come from `seed` (the same for every method, so runs are comparable). Each epoch
-    runs ``n_train // batch_size`` updates in a fixed order, then evaluates on the train and test sets.
+    Data and initialisation come from the seed (the same for every method, so runs are comparable). Each
+    epoch runs ``n_train // batch_size`` updates in a fixed order, then evaluates on the train and test sets.
     Training stops at the first epoch with a non-finite loss or update (``result.status == "diverged"``)
     unless `skip_nonfinite`, which skips such updates instead.
 
     Args:
         task: the control problem.
-        method: R, M, S, N or C.
-        epochs, batch_size, lr, optimizer, clip, clip_value, seed, n_train, n_test: the protocol of method.md §5.
-        skip_nonfinite: skip updates with a non-finite loss, gradient or result instead of stopping.
+        method: R, M, S, N or C (default: `TrainSettings.method`).
         params: start from these parameters instead of the task's default controller.
         progress_fn: called after each epoch as ``progress_fn(epoch, metrics)``.
-        **gradient_options: passed to `value_and_grad` (``backward``, ``truncation``).
+        **settings: any field of `TrainSettings` (epochs, batch_size, lr, optimizer, clip, clip_value, seed,
+            n_train, n_test, skip_nonfinite, backward, truncation, remat), with its defaults.
 
     Returns:
         ``TrainResult(params, metrics)``; `metrics` has one dict per epoch with the keys of `METRICS` and
@@ -298,12 +250,10 @@ def train(
         C; epoch_time in seconds, without compilation.
 
     Raises:
-        ValueError, TypeError: for a bad setting, before any work.
+        BadInput: for a bad setting, before any work.
     """
-    check_positive_int("epochs", epochs)
-    trainer = Trainer(task, method, batch_size=batch_size, lr=lr, optimizer=optimizer, clip=clip,
-                      clip_value=clip_value, seed=seed, n_train=n_train, n_test=n_test, params=params,
-                      skip_nonfinite=skip_nonfinite, **gradient_options)
+    settings = from_mapping({**settings, **({} if method is None else {"method": method})})
+    trainer = Trainer(task, settings, params=params)
     metrics: list[dict[str, float]] = []
 
     def on_epoch(epoch: int, state: TrainState, row: dict[str, float]) -> None:
@@ -311,12 +261,26 @@ def train(
         if progress_fn is not None:
             progress_fn(epoch, row)
 
-    outcome = trainer.run(trainer.initial, epochs=epochs, on_epoch=on_epoch)
+    outcome = trainer.run(trainer.initial, epochs=settings.epochs, on_epoch=on_epoch)
     if outcome.diverged_row is not None:
         metrics.append(outcome.diverged_row)
         if progress_fn is not None:
             progress_fn(outcome.diverged_row["epoch"], outcome.diverged_row)
     return TrainResult(trainer.params(outcome.state), metrics)
+
+
+def make_batched_epoch(task: Task, settings: TrainSettings, static: PyTree
+                       ) -> Callable[[jax.Array, TrainState, Data], tuple[TrainState, dict[str, jax.Array]]]:
+    """The epoch of `make_epoch` for a batch of runs that differ only in seed and learning rate, as one
+    `jax.vmap`ped function ``(lrs (R,), states, data) -> (states, metrics)`` (leading axis R on every leaf)."""
+
+    def one_epoch(lr: jax.Array, state: TrainState, data: Data):
+        tx = optimizer(settings.optimizer, lr, settings.clip, settings.clip_value)
+        epoch = make_epoch(task, settings.method, tx, static, settings.batch_size,
+                           skip_nonfinite=settings.skip_nonfinite, **settings.gradient_options)
+        return epoch(state, data)
+
+    return jax.vmap(one_epoch)
 
 
 def finite(row: dict[str, float]) -> bool:

@@ -10,10 +10,12 @@ import fcntl
 import os
 from pathlib import Path
 
+from ..core.checks import BadInput
+
 LOCK = ".lock"
 
 
-class RunLocked(ValueError):
+class RunLocked(BadInput):
     """Another live process holds the run folder."""
 
 

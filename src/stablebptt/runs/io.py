@@ -1,4 +1,4 @@
-"""Run folders: config, metrics and parameters, each written atomically (temporary file, fsync, rename)."""
+"""Files of run folders: JSON, CSV and parameters, each written atomically (temporary file, fsync, rename)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import equinox as eqx
+
+from ..core.checks import BadInput
 
 CONFIG = "config.json"
 METRICS_CSV = "metrics.csv"
@@ -76,9 +78,9 @@ def read_json(path: str | os.PathLike) -> Any:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise ValueError(f"{path} does not exist") from None
+        raise BadInput(f"{path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); it may be corrupt") from None
+        raise BadInput(f"{path} is not valid JSON ({e}); it may be corrupt") from None
 
 
 def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
@@ -116,6 +118,6 @@ def load_params(path: str | os.PathLike, like: Any) -> Any:
         with open(path, "rb") as f:
             return eqx.tree_deserialise_leaves(f, like)
     except FileNotFoundError:
-        raise ValueError(f"{path} does not exist") from None
+        raise BadInput(f"{path} does not exist") from None
     except Exception as e:  # numpy/equinox raise several types on bad bytes
-        raise ValueError(f"{path} cannot be read as parameters of this controller ({type(e).__name__})") from None
+        raise BadInput(f"{path} cannot be read as parameters of this controller ({type(e).__name__})") from None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stablebptt.training.run import read_status
+from stablebptt.runs import RunFolder
 
 TINY = ["--poles", "1", "--horizon", "10", "--n-train", "16", "--n-test", "16", "--method", "C", "--epochs", "5"]
 
@@ -111,7 +111,7 @@ def test_sigkill_and_resume_is_bit_identical(reference, tmp_path, point, extra, 
     proc = start_paused("train", "cartpole", *TINY, *extra, "--out", "run", cwd=tmp_path, point=point)
     kill(proc)
     run = tmp_path / "run"
-    status = read_status(run)
+    status = RunFolder(run).status()
     assert status["status"] == "running" and status["stale"] is True
     if saved is None:
         assert not (run / "checkpoint.eqx").exists()
@@ -127,7 +127,7 @@ def test_sigkill_and_resume_is_bit_identical(reference, tmp_path, point, extra, 
 def test_lock_refuses_a_second_writer_and_is_taken_over_after_a_kill(reference, tmp_path):
     proc = start_paused("train", "cartpole", *TINY, "--out", "run", cwd=tmp_path, point="between:1")
     try:
-        assert read_status(tmp_path / "run")["stale"] is False
+        assert RunFolder(tmp_path / "run").status()["stale"] is False
         for args in (["train", "cartpole", *TINY, "--out", "run"], ["resume", "run"]):
             second = cli(*args, cwd=tmp_path)
             assert second.returncode == 2 and "Traceback" not in second.stderr

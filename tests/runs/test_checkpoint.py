@@ -1,4 +1,4 @@
-"""Checkpoints: exact round trip, extension of a finished run, and refusal (without touching the file) of
+"""Run checkpoints: exact round trip, extension of a finished run, and refusal (without touching the file) of
 truncated, corrupted, foreign and mismatched checkpoints."""
 
 from __future__ import annotations
@@ -13,17 +13,20 @@ import jax
 import numpy as np
 import pytest
 
+from stablebptt.runs import CHECKPOINT, Checkpoint, RunConfig, RunFolder, load_checkpoint, save_checkpoint
 from stablebptt.tasks import make_task
-from stablebptt.training.checkpoint import Checkpoint, config_hash, load_checkpoint, save_checkpoint
-from stablebptt.training.run import CHECKPOINT, new_run, read_status, resume, run_config
-from stablebptt.training.train import Trainer
+from stablebptt.training import Trainer, TrainSettings
 
 TASK = {"n_poles": 1, "horizon": 10}
 TRAIN = {"method": "C", "n_train": 16, "n_test": 16}
 
 
 def config_for(epochs=2, task=TASK, **train):
-    return run_config("cartpole", task, **{**TRAIN, "epochs": epochs, **train})
+    return RunConfig.create("cartpole", task, **{**TRAIN, "epochs": epochs, **train})
+
+
+def new_run(path, config):
+    return RunFolder(path).start(config).run()
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +40,7 @@ def finished(tmp_path_factory):
 
 def test_round_trip_is_exact(tmp_path):
     config = config_for()
-    trainer = Trainer(make_task("cartpole", **TASK), **TRAIN)
+    trainer = Trainer(make_task("cartpole", **TASK), TrainSettings(**TRAIN))
     outcome = trainer.run(trainer.initial, epochs=1)
     rows = [{"epoch": 1, "loss": 0.1 + 0.2, "cosine": float("nan")}]
     save_checkpoint(tmp_path / "c.eqx", config, Checkpoint(1, outcome.state, trainer.key, rows))
@@ -49,19 +52,21 @@ def test_round_trip_is_exact(tmp_path):
 
 
 def test_hash_ignores_epochs_and_checkpoint_frequency_only():
-    assert config_hash(config_for(2)) == config_hash(config_for(7))
-    assert config_hash(config_for(2)) == config_hash({**config_for(2), "checkpoint_every": 5})
-    assert config_hash(config_for(2)) != config_hash(config_for(2, lr=0.01))
-    assert config_hash(config_for(2)) != config_hash(config_for(2, task={"n_poles": 1, "horizon": 11}))
+    assert config_for(2).hash() == config_for(7).hash()
+    assert config_for(2).hash() == config_for(2).replace(checkpoint_every=5).hash()
+    assert config_for(2).hash() != config_for(2, lr=0.01).hash()
+    assert config_for(2).hash() != config_for(2, task={"n_poles": 1, "horizon": 11}).hash()
+    assert config_for(2).hash() != config_for(2, remat="sqrt").hash()
+    assert config_for(2).hash() == config_for(2, remat=None, backward="auto").hash()  # defaults spelled out
 
 
 def test_extending_a_finished_run_equals_training_longer(finished, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished / "run", run)
-    assert resume(run) is None  # complete: nothing to do
+    assert RunFolder(run).resume() is None  # complete: nothing to do
     with pytest.raises(ValueError, match="already has 2 epochs"):
-        resume(run, epochs=1)
-    extended = resume(run, epochs=3)
+        RunFolder(run).resume(epochs=1)
+    extended = RunFolder(run).resume(epochs=3).run()
     direct = new_run(tmp_path / "direct", config_for(3))
     drop = lambda rows: [{k: v for k, v in r.items() if k != "epoch_time"} for r in rows]  # noqa: E731
     assert drop(extended.metrics) == drop(direct.metrics)
@@ -123,8 +128,8 @@ def test_bad_checkpoint_is_refused_and_left_untouched(finished, tmp_path, corrup
     (run / CHECKPOINT).write_bytes(bad)
     stat = (run / CHECKPOINT).stat()
     with pytest.raises(ValueError, match=message) as error:
-        resume(run, epochs=3)
+        RunFolder(run).resume(epochs=3).run()
     assert "\n" not in str(error.value) and "left untouched" in str(error.value)
     assert (run / CHECKPOINT).read_bytes() == bad
     assert (run / CHECKPOINT).stat().st_mtime_ns == stat.st_mtime_ns
-    assert read_status(run)["status"] in ("complete", "failed")  # failed if found only when loading
+    assert RunFolder(run).status()["status"] in ("complete", "failed")  # failed if found only when loading

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..training.io import atomic_write_bytes  # noqa: E402
+from .io import atomic_write_bytes  # noqa: E402
 
 # One colour per paper letter, fixed across every figure of the project.
 METHOD_COLORS = {"R": "tab:blue", "M": "tab:orange", "C": "tab:green", "S": "tab:red", "N": "tab:purple"}

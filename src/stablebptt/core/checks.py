@@ -1,0 +1,95 @@
+"""Checks of user input: one exception class for a bad value, shared argument checks, and the forms of
+`value_and_grad`'s gradient options (so that a configuration can be checked before anything is built).
+
+`BadInput` means "a value given by the user (a setting, a file, a simulator) is wrong": its message names the
+value and says what is allowed. The command line maps exactly this class to exit code 2; any other exception is
+a failure of the program. `BadType` is the same for a value of the wrong type, and also a `TypeError`.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+BACKWARDS = ("auto", "autodiff", "joint", "two_pass")
+PARAM_VJPS = ("batched", "per_step")
+REMAT_NAMES = ("sqrt", "states")
+
+
+class BadInput(ValueError):
+    """A value given by the user (setting, file, simulator) is wrong; the message names it and says what is
+    allowed."""
+
+
+class BadType(BadInput, TypeError):
+    """A value given by the user has the wrong type (a `BadInput` that is also a `TypeError`)."""
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """`value` as an int if it is an integer >= 1 (not a bool); `BadInput` naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise BadInput(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_positive_number(name: str, value: Any) -> float:
+    """`value` as a float if it is a real number > 0 (not a bool, not NaN); `BadInput` naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 or value != value:
+        raise BadInput(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
+    """`value` if it is one of `allowed`; `BadInput` naming `name` and listing `allowed` otherwise."""
+    if value not in allowed:
+        raise BadInput(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
+    return value
+
+
+def check_remat(value: Any) -> int | str | None:
+    """The normal form of a `remat` option: None (None, False or "none": store every step's residuals),
+    "sqrt", "states", or a segment length (a positive int, or a string of digits, as an int).
+
+    Raises:
+        BadInput: for any other value.
+    """
+    if value is None or value is False or (isinstance(value, str) and value == "none"):
+        return None
+    if isinstance(value, str) and value in REMAT_NAMES:
+        return value
+    length = value
+    if isinstance(length, str) and length.strip().isdecimal():
+        length = int(length)
+    if isinstance(length, numbers.Integral) and not isinstance(length, bool) and length >= 1:
+        return int(length)
+    raise BadInput(f"remat must be None, 'none', 'sqrt', 'states' or a positive segment length, got {value!r}")
+
+
+def check_truncation(value: Any) -> int | None:
+    """`value` as an int if it is a positive integer (not a bool), None for None; `BadInput` otherwise."""
+    if value is None:
+        return None
+    try:
+        length = operator.index(value)
+    except TypeError:
+        length = None
+    if length is None or isinstance(value, bool) or length < 1:
+        raise BadInput(f"truncation must be None or a positive integer, got {value!r}")
+    return length
+
+
+def check_backward(value: Any) -> str:
+    """`value` if it is one of `BACKWARDS`; `BadInput` otherwise."""
+    return check_choice("backward", value, BACKWARDS)
+
+
+def check_param_vjp(value: Any) -> str:
+    """`value` if it is "auto" or one of `PARAM_VJPS`; `BadInput` otherwise."""
+    return check_choice("param_vjp", value, ("auto", *PARAM_VJPS))
+
+
+def plural(n: int, word: str) -> str:
+    """``1 epoch``, ``2 epochs``: `n` and `word`, with an ``s`` unless `n` is 1."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -1,0 +1,407 @@
+"""One training run in a folder, safe to kill at any moment and to resume bit-identically.
+
+A run folder holds ``config.json`` (the `RunConfig`, everything needed to rerun), ``status.json`` (running,
+complete, diverged or failed, with the epoch and a message), ``metrics.csv`` (rewritten each epoch),
+``checkpoint.eqx`` (state, PRNG key and metrics, every `checkpoint_every` epochs and at the end),
+``params.eqx`` and ``loss.png`` at the end, and ``.lock`` (held by the process writing the folder). Every
+file is written atomically (temporary file, fsync, rename).
+
+`RunFolder` is the only code that writes a run folder. Its lifecycle has three entry points: `start` (a new
+run), `resume` (continue or extend one) and `ensure` (bring a run to an end, whatever state it is in: for
+sweeps). The first two return a `Session`, which holds the folder's lock and trains with `Session.run`;
+batched sweeps (`runs.batch`) drive several sessions with one compiled program.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from ..core.checks import BadInput, BadType, check_positive_int, plural
+from ..training.train import METRICS, ProgressFn, Trainer, TrainResult, TrainState
+from .checkpoint import Checkpoint, load_checkpoint, read_header, save_checkpoint
+from .config import RunConfig, same_run
+from .faults import fault_point
+from .io import CONFIG, METRICS_CSV, PARAMS, read_json, save_params, write_csv, write_json
+from .lock import LOCK, RunLock, RunLocked
+
+STATUS = "status.json"
+CHECKPOINT = "checkpoint.eqx"
+FIGURE = "loss.png"
+STATUSES = ("running", "complete", "diverged", "failed")
+
+__all__ = ["CHECKPOINT", "FIGURE", "STATUS", "STATUSES", "RunFolder", "RunLocked", "Session", "use_precision"]
+
+
+class RunFolder:
+    """The run folder at `path` (which need not exist yet)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # ---------------------------------------------------------------------------------------- reading
+
+    def read_record(self) -> dict[str, Any]:
+        """``config.json`` as written (the JSON form of the run's `RunConfig`, of this or an earlier version)."""
+        if not self.path.is_dir():
+            raise BadInput(f"run folder {self.path} does not exist")
+        record = read_json(self.path / CONFIG)
+        if not isinstance(record, dict) or not {"task", "task_settings", "train"} <= set(record):
+            raise BadInput(f"{self.path / CONFIG} is not a stablebptt run config")
+        return record
+
+    def read_config(self, record: Mapping[str, Any] | None = None) -> RunConfig:
+        """The run's configuration (from `record`, its config.json as read, if given), checked: its task is
+        built."""
+        record = self.read_record() if record is None else record
+        try:
+            return RunConfig.from_json(record)
+        except BadInput as e:
+            raise (BadType if isinstance(e, TypeError) else BadInput)(f"{self.path / CONFIG}: {e}") from None
+
+    def status(self) -> dict[str, Any] | None:
+        """The run's status record (None if it has none). A ``running`` run whose writer is gone (its lock is
+        free) is reported with ``"stale": True``."""
+        path = self.path / STATUS
+        if not path.exists():
+            return None
+        status = read_json(path)
+        if not isinstance(status, dict) or status.get("status") not in STATUSES:
+            raise BadInput(f"{path} is not a stablebptt status file")
+        if status["status"] == "running":
+            status["stale"] = not _locked(self.path)
+        return status
+
+    def checkpoint_epoch(self) -> int:
+        """Epochs saved in the run's checkpoint (0 without one); the file is checked, not loaded."""
+        path = self.path / CHECKPOINT
+        return read_header(path)[0]["epoch"] if path.exists() else 0
+
+    # ------------------------------------------------------------------------------------ entry points
+
+    def start(self, config: RunConfig, *, force: bool = False) -> Session:
+        """Create the folder for a new run of `config`, write its config and return the session that trains
+        it (holding the folder's lock until `Session.run` ends or the session is closed).
+
+        Refuses (`BadInput`, nothing created or changed) an unwritable path, a folder that is not empty and
+        holds no run, and a folder holding a run (another one, or this one unfinished: continue it with
+        `resume`), unless `force` replaces it; `RunLocked` if another process writes the folder.
+        """
+        _check_config(config)
+        self._prepare()
+        lock = _acquire(self.path)
+        try:
+            self._claim(config, force)
+            record = config.to_json()
+            write_json(self.path / CONFIG, record)
+            return Session(self, config, record, lock)
+        except BaseException:
+            lock.__exit__(None, None, None)
+            raise
+
+    def resume(self, *, epochs: int | None = None) -> Session | None:
+        """The session that continues the run from its checkpoint (from the start if it has none) up to
+        `epochs` (default: as configured; more extends a complete run); None if there is nothing to do.
+
+        Raises:
+            BadInput: no run here, a corrupt config or checkpoint (left untouched), a diverged run, fewer
+                epochs than already done; `RunLocked` if another process writes the folder.
+        """
+        record = self.read_record()
+        config = self.read_config(record)
+        if epochs is not None:
+            check_positive_int("epochs", epochs)
+        lock = _acquire(self.path)
+        try:
+            status = self.status() or {}
+            done = self.checkpoint_epoch()
+            if status.get("status") == "diverged":
+                raise BadInput(f"{self.path} diverged at epoch {status.get('diverged_epoch')}; resuming would "
+                               "diverge again; start a new run with a smaller --lr or with --skip-nonfinite")
+            target = config.train.epochs if epochs is None else epochs
+            if target < done:
+                raise BadInput(f"--epochs {target}: the run already has {plural(done, 'epoch')}; allowed: {done} or more")
+            if status.get("status") == "complete" and target == done:
+                lock.__exit__(None, None, None)
+                return None
+            record, config = self._set_epochs(record, config, target)
+            return Session(self, config, record, lock)
+        except BaseException:
+            lock.__exit__(None, None, None)
+            raise
+
+    def ensure(self, config: RunConfig, progress_fn: ProgressFn | None = None) -> str:
+        """Bring the run of `config` to an end, for sweeps: start it if new, resume it if unfinished (or
+        failed before), skip it if complete or diverged. Returns the final status: ``complete``,
+        ``diverged``, ``failed`` (the error is in ``status.json``) or ``locked`` (another process is writing
+        the folder; nothing was touched).
+
+        Raises:
+            BadInput: only if the folder cannot be written or holds something else than this run (a
+                different configuration, an unreadable config, files of no run); it is left untouched.
+        """
+        session = self._open(config)
+        if isinstance(session, str):
+            return session
+        try:
+            return session.run(progress_fn).status
+        except Exception:  # noqa: BLE001 - recorded in status.json by Session.run; the sweep goes on
+            return "failed"
+
+    def _open(self, config: RunConfig) -> Session | str:
+        """The first half of `ensure` (also used by `runs.batch`): the session that brings the run of `config`
+        to an end, or the final status when there is nothing to do (``complete``, ``diverged``, ``locked``)."""
+        _check_config(config)
+        self._prepare()
+        try:
+            lock = _acquire(self.path)
+        except RunLocked:
+            return "locked"
+        try:
+            if (self.path / CONFIG).exists():
+                record = self.read_record()
+                if not same_run(record, config):
+                    raise BadInput(f"{self.path} holds a different run; choose another folder")
+            else:
+                record = config.to_json()
+                write_json(self.path / CONFIG, record)
+            status = self.status() or {}
+            if status.get("status") == "complete" and status.get("epoch", 0) >= config.train.epochs:
+                lock.__exit__(None, None, None)
+                return "complete"
+            if status.get("status") == "diverged":
+                lock.__exit__(None, None, None)
+                return "diverged"
+            record, config = self._set_epochs(record, config, config.train.epochs)
+            return Session(self, config, record, lock)
+        except BaseException:
+            lock.__exit__(None, None, None)
+            raise
+
+    # -------------------------------------------------------------------------------------------- parts
+
+    def _prepare(self) -> None:
+        """Make sure a run folder can be created or written at `path`, and create it."""
+        out = self.path
+        if out.exists() and not out.is_dir():
+            raise BadInput(f"--out {out}: exists and is not a folder; allowed: a new folder or a run folder")
+        ancestor = out
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise BadInput(f"--out {out}: {ancestor} is a file, not a folder; allowed: a path in a writable folder")
+        try:
+            fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".stablebptt-probe-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise BadInput(f"--out {out}: cannot write in {ancestor} ({e.strerror}); "
+                           "allowed: a path in a writable folder") from None
+        # A folder with files but no run in it is refused, even with force: it may be the user's own folder.
+        if out.is_dir() and not (out / CONFIG).exists() and any(p.name != LOCK for p in out.iterdir()):
+            raise BadInput(f"--out {out}: the folder is not empty and holds no stablebptt run; choose another folder")
+        out.mkdir(parents=True, exist_ok=True)
+
+    def _claim(self, config: RunConfig, force: bool) -> None:
+        """With the lock held: make sure the folder may receive a new run of `config` (emptied if `force`)."""
+        out = self.path
+        entries = [p for p in out.iterdir() if p.name != LOCK]
+        if not entries:
+            return
+        if force:
+            for p in entries:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            return
+        try:
+            record = self.read_record()
+        except BadInput as e:
+            raise BadInput(f"--out {out}: holds a run whose config cannot be read ({e}); "
+                           "choose another folder or pass --force to replace it") from None
+        if not same_run(record, config):
+            raise BadInput(f"--out {out}: already holds a different run; choose another folder or pass --force "
+                           "to replace it")
+        status = (self.status() or {}).get("status", "running")
+        epochs, had = config.train.epochs, record["train"].get("epochs")
+        if status == "complete" and epochs == had:
+            raise BadInput(f"--out {out}: already holds this run, complete; pass --force to train it again")
+        if status == "diverged":
+            raise BadInput(f"--out {out}: holds this run, diverged; pass --force to train it again")
+        raise BadInput(f"--out {out}: holds this run ({status}, {plural(had, 'epoch')} configured); continue it with "
+                       f"`stablebptt resume {out} --epochs {epochs}` or pass --force to start again")
+
+    def _set_epochs(self, record: dict, config: RunConfig, epochs: int) -> tuple[dict, RunConfig]:
+        """Record `epochs` as the run's number of epochs (changing nothing else in its config.json)."""
+        if record["train"].get("epochs") != epochs:
+            record = {**record, "train": {**record["train"], "epochs": epochs}}
+            write_json(self.path / CONFIG, record)
+        return record, config if config.train.epochs == epochs else config.replace(epochs=epochs)
+
+
+class Session:
+    """A run folder held for training: its lock is held until `run` returns or the session is closed (it is
+    also a context manager). `record` is the run's config.json as written, which its checkpoints refer to."""
+
+    def __init__(self, folder: RunFolder, config: RunConfig, record: Mapping[str, Any], lock: RunLock):
+        self.folder, self.config, self.record, self._lock = folder, config, record, lock
+        self.trainer: Trainer | None = None
+        self.rows: list[dict[str, float]] = []
+        self.saved = 0
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path
+
+    @property
+    def epochs(self) -> int:
+        return self.config.train.epochs
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the folder's lock."""
+        self._lock.__exit__(None, None, None)
+
+    def run(self, progress_fn: ProgressFn | None = None) -> TrainResult:
+        """Train (or continue) the run to its number of epochs; a run that diverges returns with
+        ``result.status == "diverged"``. A failure is recorded in status.json and re-raised."""
+        try:
+            use_precision(self.config)
+            trainer = Trainer(self.config.make_task(), self.config.train)
+            state, start = self.begin(trainer)
+            outcome = trainer.run(state, start=start, epochs=self.epochs,
+                                  on_epoch=lambda epoch, state, row: self.record_epoch(epoch, state, row, progress_fn))
+            return self.finish(outcome.state, outcome.epoch, outcome.diverged_row, progress_fn)
+        except BaseException as e:
+            self.fail(e)
+            raise
+        finally:
+            self.close()
+
+    def begin(self, trainer: Trainer) -> tuple[TrainState, int]:
+        """Where training starts: the state and epoch of the run's checkpoint (the trainer's initial state and
+        0 without one); the status becomes ``running``."""
+        for tmp in self.path.glob(".*.tmp"):  # left by a writer killed mid-write; we hold the lock
+            tmp.unlink(missing_ok=True)
+        self.trainer = trainer
+        state, start, self.rows = trainer.initial, 0, []
+        if (self.path / CHECKPOINT).exists():
+            checkpoint = load_checkpoint(self.path / CHECKPOINT, self.record, (trainer.key, trainer.initial))
+            state, start, self.rows = checkpoint.state, checkpoint.epoch, list(checkpoint.metrics)
+            if start > self.epochs:
+                raise BadInput(f"the checkpoint has {plural(start, 'epoch')}, more than the {self.epochs} configured")
+        self.saved = start
+        self._write_status("running", epoch=start, epochs=self.epochs, checkpoint_epoch=start or None)
+        return state, start
+
+    def record_epoch(self, epoch: int, state: TrainState, row: dict[str, float],
+                     progress_fn: ProgressFn | None = None) -> None:
+        """Record a finished epoch: its metrics, and the checkpoint when one is due."""
+        fault_point("epoch", epoch)
+        self.rows.append(row)
+        if epoch % self.config.checkpoint_every == 0 or epoch == self.epochs:
+            self._save(epoch, state)
+        write_csv(self.path / METRICS_CSV, METRICS, self.rows)
+        fault_point("between", epoch)
+        if progress_fn is not None:
+            progress_fn(epoch, row)
+
+    def finish(self, state: TrainState, epoch: int, diverged_row: dict[str, float] | None,
+               progress_fn: ProgressFn | None = None) -> TrainResult:
+        """Write the files a run ends with (metrics, parameters, figure, status) after `epoch` good epochs in
+        `state`; `diverged_row` is the row of the epoch that diverged, if one did."""
+        rows = self.rows
+        if diverged_row is not None:
+            if self.saved != epoch and epoch > 0:  # keep the last good state
+                self._save(epoch, state)
+            rows = [*rows, diverged_row]
+            if progress_fn is not None:
+                progress_fn(diverged_row["epoch"], diverged_row)
+        write_csv(self.path / METRICS_CSV, METRICS, rows)
+        params = self.trainer.params(state)
+        save_params(self.path / PARAMS, params)
+        self._plot(rows)
+        if diverged_row is not None:
+            good = rows[:-1]
+            self._write_status(
+                "diverged", epoch=epoch, epochs=self.epochs, diverged_epoch=diverged_row["epoch"],
+                last_finite_loss=good[-1]["loss"] if good else None, checkpoint_epoch=self.saved or None,
+                message=f"non-finite loss or update in epoch {diverged_row['epoch']} "
+                        f"({int(diverged_row.get('nonfinite', 0))} non-finite updates)")
+        else:
+            self._write_status("complete", epoch=self.epochs, epochs=self.epochs, checkpoint_epoch=self.saved)
+        return TrainResult(params, rows)
+
+    def fail(self, error: BaseException) -> None:
+        """Record `error` in status.json (best effort: the error is what matters)."""
+        message = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        try:
+            self._write_status("failed", message=message.splitlines()[0] if message else type(error).__name__)
+        except OSError:
+            pass
+
+    def _save(self, epoch: int, state: TrainState) -> None:
+        save_checkpoint(self.path / CHECKPOINT, self.record, Checkpoint(epoch, state, self.trainer.key, self.rows))
+        self.saved = epoch
+
+    def _write_status(self, status: str, **fields: Any) -> None:
+        record = {"status": status, "pid": os.getpid(),
+                  "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        record.update({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in fields.items()})
+        write_json(self.path / STATUS, record)
+
+    def _plot(self, rows: list[dict]) -> None:
+        from .plotting import plot_curves
+
+        config = self.config
+        settings = ", ".join(f"{k}={v}" for k, v in config.task_settings.items())
+        curves = {config.train.method: {k: [r[k] for r in rows] for k in ("test_loss", "train_loss")}}
+        plot_curves(curves, self.path / FIGURE, title=f"{config.task} ({settings}), method {config.train.method}",
+                    keys=("test_loss", "train_loss"))
+
+
+def use_precision(config: RunConfig) -> None:
+    """Switch JAX to the run's precision (float64 with ``x64``) if it is not already."""
+    if config.x64 != bool(jax.config.jax_enable_x64):
+        jax.config.update("jax_enable_x64", config.x64)
+
+
+def _check_config(config: Any) -> None:
+    if not isinstance(config, RunConfig):
+        raise BadType(f"expected a RunConfig (e.g. RunConfig.from_json(record)), got {type(config).__name__}")
+
+
+def _acquire(path: Path) -> RunLock:
+    lock = RunLock(path)
+    lock.__enter__()
+    return lock
+
+
+def _locked(run_dir: Path) -> bool:
+    """Whether a live process holds the lock of `run_dir`."""
+    path = run_dir / LOCK
+    if not path.exists():
+        return False
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+

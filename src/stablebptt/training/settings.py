@@ -1,0 +1,139 @@
+"""The settings of a training run, declared once: names, defaults and checks (method.md §5).
+
+`TrainSettings` is frozen and checked completely when it is made, so that code that receives one (the
+trainer, the run folders, the command line) never checks a setting again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+from ..core import canonical_method, check_backward, check_remat, check_truncation
+from ..core.checks import BadInput, BadType, check_choice, check_positive_int
+from .optim import CLIP_MODES, OPTIMIZERS
+
+# Settings passed on to `core.value_and_grad`; recorded in a run's JSON only when they differ from their
+# default, so that the JSON (and hash) of a run that does not use them is the same as before they existed.
+GRADIENT_FIELDS = ("backward", "truncation", "remat")
+# Earlier name of `remat` in run configurations (read, never written).
+LEGACY_NAMES = {"checkpoint": "remat"}
+
+
+def _check_positive_finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise BadInput(f"{name} must be a positive number, got {value!r}")
+    if not math.isfinite(value):
+        raise BadInput(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """How a controller is trained: the protocol of method.md §5 and the options of the gradient.
+
+    Attributes:
+        method: R, M, S, N or C (a letter in either case, or regular, modified, stopped, network, combined);
+            stored as the paper letter.
+        epochs: passes over the training set.
+        batch_size: initial states per update; at most `n_train`.
+        lr: learning rate.
+        optimizer: one of `optim.OPTIMIZERS` (Keras defaults).
+        clip: clipping of the update: none, value (each entry to [-clip_value, clip_value]), norm (global norm).
+        clip_value: the clipping threshold.
+        seed: data and initialisation seed, an integer in [0, 2**32).
+        n_train, n_test: initial states sampled for training and for the test loss.
+        skip_nonfinite: skip updates with a non-finite loss, gradient or result instead of stopping the run.
+        backward, truncation, remat: passed to `core.value_and_grad` (remat: None, "sqrt", "states" or a
+            segment length K; recompute the forward pass in segments to save memory).
+    """
+
+    method: str = "C"
+    epochs: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    clip: str = "none"
+    clip_value: float = 1.0
+    seed: int = 42
+    n_train: int = 256
+    n_test: int = 256
+    skip_nonfinite: bool = False
+    backward: str = "auto"
+    truncation: int | None = None
+    remat: int | str | None = None
+
+    def __post_init__(self) -> None:
+        method = self.method.upper() if isinstance(self.method, str) and len(self.method) == 1 else self.method
+        converted = {
+            "method": canonical_method(method),
+            "epochs": check_positive_int("epochs", self.epochs),
+            "batch_size": check_positive_int("batch size", self.batch_size),
+            "n_train": check_positive_int("n_train", self.n_train),
+            "n_test": check_positive_int("n_test", self.n_test),
+            "lr": _check_positive_finite("learning rate", self.lr),
+            "optimizer": check_choice("optimizer", self.optimizer, tuple(OPTIMIZERS)),
+            "clip": check_choice("clip mode", self.clip, CLIP_MODES),
+            "clip_value": _check_positive_finite("clip value", self.clip_value),
+            "backward": check_backward(self.backward),
+            "truncation": check_truncation(self.truncation),
+            "remat": check_remat(self.remat),
+        }
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+            raise BadInput(f"seed must be an integer in [0, 2**32), got {seed!r}")
+        converted["seed"] = int(seed)
+        if not isinstance(self.skip_nonfinite, bool):
+            raise BadType(f"skip_nonfinite must be True or False, got {self.skip_nonfinite!r}")
+        if converted["batch_size"] > converted["n_train"]:
+            raise BadInput(f"batch size {self.batch_size} is larger than the training set ({self.n_train} states); "
+                           f"allowed: 1..{self.n_train}")
+        for name, value in converted.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def gradient_options(self) -> dict[str, Any]:
+        """The keyword arguments of `core.value_and_grad` (besides the method)."""
+        return {name: getattr(self, name) for name in GRADIENT_FIELDS}
+
+    def replace(self, **changes: Any) -> TrainSettings:
+        """A copy with `changes` (checked like a new one)."""
+        return from_mapping({**self.to_json(), **changes})
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as JSON values; gradient options only where they differ from their default."""
+        record = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name not in GRADIENT_FIELDS or value != f.default:
+                record[f.name] = value
+        return record
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> TrainSettings:
+        """Settings from `to_json`'s dict (missing ones take their defaults; ``checkpoint`` is read as
+        ``remat``, its earlier name)."""
+        return from_mapping(record)
+
+
+FIELDS = tuple(f.name for f in dataclasses.fields(TrainSettings))
+DEFAULTS = TrainSettings()
+
+
+def from_mapping(settings: Mapping[str, Any]) -> TrainSettings:
+    """`TrainSettings` from a mapping of setting names, refusing names that are not settings."""
+    if not isinstance(settings, Mapping):
+        raise BadType(f"training settings must be a mapping of names to values, got {type(settings).__name__}")
+    settings = dict(settings)
+    for old, new in LEGACY_NAMES.items():
+        if old in settings:
+            if new in settings:
+                raise BadInput(f"training settings give both {old!r} and its new name {new!r}; keep {new!r}")
+            settings[new] = settings.pop(old)
+    unknown = sorted(set(settings) - set(FIELDS))
+    if unknown:
+        raise BadInput(f"unknown training settings: {', '.join(unknown)}; allowed: {', '.join(FIELDS)}")
+    return TrainSettings(**settings)

@@ -1,0 +1,113 @@
+"""`BadInput`: one exception class for a bad value given by the user, raised by the shared checks and by
+representative sites of the core and the tasks."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stablebptt as sb
+from stablebptt.core import checks
+from systems import toy_controller as controller, toy_loss as loss, toy_step as step
+
+HORIZON = 4
+
+
+def test_bad_type_is_bad_input_and_type_error():
+    assert issubclass(sb.BadType, sb.BadInput)
+    assert issubclass(sb.BadType, TypeError) and issubclass(sb.BadType, ValueError)
+    assert sb.core.BadInput is checks.BadInput and sb.core.BadType is checks.BadType
+    for catch in (sb.BadInput, TypeError, ValueError):
+        with pytest.raises(catch, match="^wrong$"):
+            raise sb.BadType("wrong")
+    assert not issubclass(sb.BadInput, TypeError)
+
+
+@pytest.mark.parametrize("check,value,message", [
+    (lambda v: checks.check_positive_int("n_poles", v), 0, "^n_poles must be a positive integer, got 0$"),
+    (lambda v: checks.check_positive_int("n_poles", v), True, "^n_poles must be a positive integer, got True$"),
+    (lambda v: checks.check_positive_int("n_poles", v), 1.0, "^n_poles must be a positive integer, got 1.0$"),
+    (lambda v: checks.check_positive_number("dt", v), float("nan"), "^dt must be a positive number, got nan$"),
+    (lambda v: checks.check_positive_number("dt", v), "1", "^dt must be a positive number, got '1'$"),
+    (lambda v: checks.check_choice("clip", v, ("none", "norm")), "max", "^unknown clip 'max'; allowed: none, norm$"),
+    (checks.check_truncation, 0, "^truncation must be None or a positive integer, got 0$"),
+    (checks.check_truncation, "2", "^truncation must be None or a positive integer, got '2'$"),
+    (checks.check_backward, "sideways", "^unknown backward 'sideways'; allowed: auto, autodiff, joint, two_pass$"),
+    (checks.check_param_vjp, "dense", "^unknown param_vjp 'dense'; allowed: auto, batched, per_step$"),
+])
+def test_checks_raise_bad_input_naming_the_value(check, value, message):
+    with pytest.raises(sb.BadInput, match=message):
+        check(value)
+
+
+def test_checks_return_the_normal_form():
+    assert checks.check_positive_int("n", np.int64(3)) == 3 and type(checks.check_positive_int("n", 3)) is int
+    assert checks.check_positive_number("dt", 2) == 2.0
+    assert checks.check_choice("clip", "norm", ("none", "norm")) == "norm"
+    assert checks.check_truncation(None) is None and checks.check_truncation(np.int32(5)) == 5
+    assert checks.check_backward("joint") == "joint" and checks.check_param_vjp("auto") == "auto"
+
+
+@pytest.mark.parametrize("options", [
+    {"method": "X"}, {"backward": "sideways"}, {"truncation": 0}, {"remat": "half"}, {"param_vjp": "dense"},
+    {"method": "C", "backward": "autodiff"}, {"method": "R", "backward": "autodiff", "truncation": 2},
+])
+def test_value_and_grad_options_are_bad_input(options):
+    method = options.pop("method", "C")
+    with pytest.raises(sb.BadInput):
+        sb.value_and_grad(loss, step, controller, HORIZON, method, **options)
+
+
+def test_unknown_method_is_bad_input():
+    with pytest.raises(sb.BadInput, match="^unknown method 'X'; allowed: R, M, S, N, C"):
+        sb.value_and_grad(loss, step, controller, HORIZON, "X")
+
+
+def test_a_step_of_the_wrong_shape_is_bad_input():
+    def widens(x, c):
+        return jnp.concatenate([x, c[:, None]], axis=-1)
+
+    vg = sb.value_and_grad(loss, widens, controller, HORIZON, "C")
+    params = {"w1": jnp.ones((2, 5)), "b1": jnp.zeros(5), "w2": jnp.ones((5, 1))}
+    pattern = r"^the simulator step `.*widens` changed the state from float\d+\[4,2\] to float\d+\[4,3\]"
+    with pytest.raises(sb.BadInput, match=pattern):
+        jax.eval_shape(vg, params, jnp.ones((4, 2)))
+
+
+def test_a_non_array_initial_state_is_bad_type():
+    params = {"w1": jnp.ones((2, 5)), "b1": jnp.zeros(5), "w2": jnp.ones((5, 1))}
+    with pytest.raises(sb.BadType, match="initial state x0 has a leaf"):
+        sb.rollout(step, controller, params, {"x": "cart"}, HORIZON)
+
+
+def test_unknown_task_is_bad_input():
+    with pytest.raises(sb.BadInput, match="^unknown task 'pendulum'; allowed: "):
+        sb.tasks.make_task("pendulum")
+
+
+def test_unknown_task_field_is_bad_input():
+    from stablebptt.tasks.registry import UnknownField
+
+    assert issubclass(UnknownField, sb.BadInput)
+    with pytest.raises(UnknownField, match="^task cartpole has no field 'mass'"):
+        sb.tasks.make_task("cartpole", mass=2.0)
+
+
+@pytest.mark.parametrize("task,settings,message", [
+    ("cartpole", {"n_poles": 0}, "^n_poles must be a positive integer, got 0$"),
+    ("cartpole", {"loss_mode": "sum"}, "^unknown loss_mode 'sum'; allowed: "),
+    ("repulsion", {"rc": -1.0}, "^rc must be a non-negative number, got -1.0$"),
+    ("quantum", {"target": 40}, "^target must be an eigenstate number from 1 to n_points=32, got 40$"),
+])
+def test_bad_task_field_is_bad_input(task, settings, message):
+    with pytest.raises(sb.BadInput, match=message):
+        sb.tasks.make_task(task, **settings)
+    with pytest.raises(sb.BadInput, match=message):  # the task's own check, without the registry
+        type(sb.tasks.make_task(task))(**settings)
+
+
+def test_too_small_cnn_is_bad_input(key):
+    with pytest.raises(sb.BadInput, match="^the CNN needs at least 7 points, got 5$"):
+        sb.nn.CNN(n_points=5, key=key)

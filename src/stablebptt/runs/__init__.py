@@ -1,0 +1,20 @@
+"""Run folders: the typed run configuration, the folder format and its only writer (`RunFolder`), run
+checkpoints, the folder lock, atomic writes and fault points for tests.
+
+    config = RunConfig.create("cartpole", {"n_poles": 2}, method="C", epochs=100)
+    result = RunFolder("runs/c").start(config).run()    # a new run
+    RunFolder("runs/c").resume(epochs=200).run()         # extend it (after a kill: resume())
+"""
+
+from .batch import ensure_batch
+from .checkpoint import Checkpoint, load_checkpoint, read_header, save_checkpoint
+from .config import RunConfig, config_hash, same_run
+from .folder import CHECKPOINT, FIGURE, STATUS, RunFolder, Session, use_precision
+from .io import CONFIG, METRICS_CSV, PARAMS
+from .lock import RunLocked
+
+__all__ = [
+    "CHECKPOINT", "CONFIG", "Checkpoint", "FIGURE", "METRICS_CSV", "PARAMS", "RunConfig", "RunFolder", "RunLocked",
+    "STATUS", "Session", "config_hash", "ensure_batch", "load_checkpoint", "read_header", "same_run",
+    "save_checkpoint", "use_precision",
+]

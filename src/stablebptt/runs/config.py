@@ -1,0 +1,146 @@
+"""The configuration of a run: everything needed to rerun it, typed, frozen and checked once.
+
+On disk it is ``config.json``::
+
+    {"task": "cartpole", "task_settings": {"n_poles": 2, ...}, "train": {"method": "C", ...},
+     "x64": false, "checkpoint_every": 1, "version": "0.1.0"}
+
+with ``task_path`` added for a task of your own (``module.path:Name``): the folder its module was imported
+from, so that the run can be resumed from any current directory. `config_hash` identifies a run: it leaves out
+what does not change what an epoch computes (the number of epochs, so that a run can be extended; the
+version; the checkpoint frequency; ``task_path``) and fills training settings left out with their defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+from .. import __version__
+from ..core import value_and_grad
+from ..core.checks import BadInput, BadType, check_positive_int
+from ..tasks import Task, is_builtin, load_task, module_root, recorded_settings
+from ..training.settings import DEFAULTS, TrainSettings
+
+TOP_KEYS = ("task", "task_settings", "task_path", "train", "x64", "checkpoint_every", "version")
+UNHASHED_TOP = ("version", "checkpoint_every", "task_path")
+UNHASHED_TRAIN = ("epochs",)
+# Names in the hashed form (kept from the first format, so that hashes of older runs stay the same).
+HASH_NAMES = {"remat": "checkpoint"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """One run: the task (a built-in name or ``module.path:Name``) and its settings (for a built-in task its
+    main settings, `tasks.TASK_OPTIONS`, are always recorded: those not given at their defaults), the training
+    settings, the precision and how often the run's checkpoint is written (every `checkpoint_every` epochs).
+
+    Everything is checked when a `RunConfig` is made, the task included (it is built once, which checks its
+    settings and the gradient options against its horizon): a bad value is one `BadInput` naming it.
+    """
+
+    task: str
+    task_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    train: TrainSettings = DEFAULTS
+    x64: bool = False
+    checkpoint_every: int = 1
+    task_path: str | None = None
+    version: str = __version__
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.task, str):
+            raise BadType(f"task must be a task name or module.path:Name, got {self.task!r}")
+        if not isinstance(self.task_settings, Mapping) or not all(isinstance(k, str) for k in self.task_settings):
+            raise BadType(f"task_settings must map field names to values, got {self.task_settings!r}")
+        # A built-in task's main settings are always recorded (left out: their defaults, the task's own).
+        object.__setattr__(self, "task_settings", {**(recorded_settings(self.task) if is_builtin(self.task) else {}), **self.task_settings})
+        if not isinstance(self.train, TrainSettings):
+            raise BadType(f"train must be a TrainSettings, got {type(self.train).__name__}")
+        if not isinstance(self.x64, bool):
+            raise BadType(f"x64 must be True or False, got {self.x64!r}")
+        check_positive_int("checkpoint_every", self.checkpoint_every)
+        if self.task_path is not None and not isinstance(self.task_path, str):
+            raise BadType(f"task_path must be a folder name, got {self.task_path!r}")
+        if not isinstance(self.version, str):
+            raise BadType(f"version must be a string, got {self.version!r}")
+        if self.task_path is None and not is_builtin(self.task) and ":" in self.task:
+            object.__setattr__(self, "task_path", module_root(self.task))
+        task = self.make_task()
+        value_and_grad(task.loss, task.step, task.controller, task.horizon, self.train.method,
+                       **self.train.gradient_options)  # builds nothing; checks the options against the task
+
+    @classmethod
+    def create(cls, task: str, task_settings: Mapping[str, Any] | None = None, *, x64: bool = False,
+               checkpoint_every: int = 1, **train: Any) -> RunConfig:
+        """A configuration from keyword training settings (any field of `TrainSettings`)."""
+        from ..training.settings import from_mapping
+
+        return cls(task, dict(task_settings or {}), from_mapping(train), x64, checkpoint_every)
+
+    def make_task(self) -> Task:
+        """The task (its module found through `task_path` when it is not on the Python path)."""
+        return load_task(self.task, self.task_settings, path=self.task_path)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with `changes` to top-level fields; ``epochs=N`` (or any training setting) changes `train`."""
+        train = {k: changes.pop(k) for k in list(changes) if k not in TOP_KEYS}
+        if train:
+            changes["train"] = changes.get("train", self.train).replace(**train)
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        record = {"task": self.task, "task_settings": dict(self.task_settings)}
+        if self.task_path is not None:
+            record["task_path"] = self.task_path
+        return {**record, "train": self.train.to_json(), "x64": self.x64, "checkpoint_every": self.checkpoint_every,
+                "version": self.version}
+
+    @classmethod
+    def from_json(cls, record: Any) -> RunConfig:
+        """The configuration of a ``config.json`` (of this version or an earlier one)."""
+        if not isinstance(record, Mapping) or not {"task", "task_settings", "train"} <= set(record):
+            raise BadInput("not a stablebptt run configuration (needs task, task_settings, train)")
+        unknown = sorted(set(record) - set(TOP_KEYS))
+        if unknown:
+            raise BadInput(f"unknown run configuration keys: {', '.join(unknown)}; allowed: {', '.join(TOP_KEYS)}")
+        if not isinstance(record["train"], Mapping):
+            raise BadType(f"train must be a mapping of training settings, got {record['train']!r}")
+        fields = {k: record[k] for k in ("x64", "checkpoint_every", "task_path", "version") if k in record}
+        return cls(record["task"], record["task_settings"], TrainSettings.from_json(record["train"]), **fields)
+
+    def hash(self) -> str:
+        """SHA-256 identifying the run (see `config_hash`)."""
+        return config_hash(self.to_json())
+
+
+def config_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 of a run configuration in its JSON form (`RunConfig.to_json` or a ``config.json`` as read),
+    leaving out the number of epochs, the version, the checkpoint frequency and ``task_path``; training
+    settings left out count as their defaults (so a ``config.json`` written by earlier versions hashes as it
+    did)."""
+    core = {k: v for k, v in record.items() if k not in UNHASHED_TOP}
+    train = {**DEFAULTS.to_json(), **record.get("train", {})}
+    core["train"] = {HASH_NAMES.get(k, k): v for k, v in train.items() if k not in UNHASHED_TRAIN}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=_json_default).encode()).hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise TypeError(f"not a JSON value: {value!r}")
+
+
+def same_run(record: Mapping[str, Any], config: RunConfig) -> bool:
+    """Whether a ``config.json`` as read describes the run of `config` (the number of epochs may differ)."""
+    if config_hash(record) == config.hash():
+        return True
+    try:
+        return RunConfig.from_json(record).hash() == config.hash()  # written by an earlier version
+    except (BadInput, ImportError):
+        return False

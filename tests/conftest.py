@@ -8,7 +8,7 @@ Speed and memory of the suite (README: under 6 minutes and 2 GB on 2 cores):
   tolerance holds, and runs compared bit for bit are compiled alike);
 - two pytest-xdist workers, one test file per worker at a time (pyproject.toml), and JAX's in-memory caches
   cleared after a test when the worker holds more than 1 GB.
-Set STABLEBPTT_TEST_OPTIMIZE=1 to compile with XLA's default optimisations instead.
+Set STABLEBPTT_TEST_OPTIMIZE=1 to compile with XLA's default optimisations instead. See tests/README.md.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import resource
+import time
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax-compilation-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # on a GPU the workers share it
 if os.environ.get("STABLEBPTT_TEST_OPTIMIZE") != "1" and "xla_backend_optimization_level" not in os.environ.get(
         "XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
@@ -70,6 +73,32 @@ def _bounded_memory():
         jax.clear_caches()
         gc.collect()
         _trim()
+
+
+_PROFILE = os.environ.get("STABLEBPTT_TEST_PROFILE")  # a file: one line per test file, see tests/README.md
+_module: dict = {}
+
+
+def _usage() -> tuple[float, float, int]:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime, own.ru_maxrss // 1024
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not _PROFILE:
+        yield
+        return
+    if _module.get("path") != item.path:
+        _module.update(path=item.path, tests=0, start=(time.perf_counter(), *_usage()))
+    yield
+    _module["tests"] += 1
+    if nextitem is None or nextitem.path != item.path:
+        t0, cpu0, child0, peak0 = _module["start"]
+        cpu, child, peak = _usage()
+        with open(_PROFILE, "a") as f:  # pid, file, tests, wall s, CPU s, children's CPU s, peak MB before/after
+            f.write(f"{os.getpid()}\t{item.path.relative_to(item.config.rootpath)}\t{_module['tests']}\t"
+                    f"{time.perf_counter() - t0:.1f}\t{cpu - cpu0:.1f}\t{child - child0:.1f}\t{peak0}\t{peak}\n")
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ TINY = ["--poles", "1", "--horizon", "10", "--n-train", "16", "--n-test", "16", 
 
 
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+ENV.pop("JAX_COMPILATION_CACHE_DIR", None)  # not the session's cache: the reference compiles on its own
 
 
 @pytest.fixture(scope="module", autouse=True)

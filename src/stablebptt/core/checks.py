@@ -67,17 +67,21 @@ def check_remat(value: Any) -> int | str | None:
     raise BadInput(f"remat must be None, 'none', 'sqrt', 'states' or a positive segment length, got {value!r}")
 
 
-def check_truncation(value: Any) -> int | None:
-    """`value` as an int if it is a positive integer (not a bool), None for None; `BadInput` otherwise."""
-    if value is None:
-        return None
+def check_positive_index(name: str, value: Any, allowed: str = "a positive integer") -> int:
+    """`value` as an int if it is an integer >= 1 (any `__index__` type, not a bool); `BadInput` naming `name`
+    and saying what is `allowed` otherwise."""
     try:
         length = operator.index(value)
     except TypeError:
         length = None
     if length is None or isinstance(value, bool) or length < 1:
-        raise BadInput(f"truncation must be None or a positive integer, got {value!r}")
+        raise BadInput(f"{name} must be {allowed}, got {value!r}")
     return length
+
+
+def check_truncation(value: Any) -> int | None:
+    """`value` as an int if it is a positive integer (not a bool), None for None; `BadInput` otherwise."""
+    return None if value is None else check_positive_index("truncation", value, "None or a positive integer")
 
 
 def check_backward(value: Any) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
 import jax
 
 from . import trees
-from .checks import BadInput
+from .checks import check_positive_index
 from .methods import PATHS, canonical_method
 
 PyTree = Any
@@ -71,10 +70,4 @@ def scan_body(step: Step, controller: Controller, params: PyTree, method: str) -
 
 
 def _check_horizon(horizon: Any) -> int:
-    try:
-        value = operator.index(horizon)
-    except TypeError:
-        value = None
-    if value is None or isinstance(horizon, bool) or value < 1:
-        raise BadInput(f"horizon must be a positive integer, got {horizon!r}")
-    return value
+    return check_positive_index("horizon", horizon)

@@ -1,9 +1,12 @@
 """Per-update time of every method for each task at its published size (issue 5, benchmarks 1 and 4).
 
-Times one jitted update ``(params, x0) -> (value, update, info)`` of R, M, S, C (joint backward) and C (two-pass
-backward), plus R through plain autodiff of `rollout` and a hand-written ``jax.value_and_grad`` over a
-``lax.scan`` unroll (the yardstick R must not be slower than). All variants of a task are timed interleaved
-in the same process; the ratios C/R, C-joint/C-two-pass and R/plain come from the same rounds.
+Times one jitted update ``(params, x0) -> (value, update, info)`` of R, M, S, N, C (joint backward) and C
+(two-pass backward), all with the automatic choices (``backward="auto"`` for R, M, S, N; ``param_vjp="auto"``),
+plus C with the parameter VJP inside the sweep (``param_vjp="per_step"``), R through plain autodiff of
+`rollout` and a hand-written ``jax.value_and_grad`` over a ``lax.scan`` unroll
+(the yardstick R must not be slower than). All variants of a task are timed interleaved in the same process;
+the ratios (C/R, M/R, S/R, N/R, C-joint/C-two-pass, R/plain) come from the same rounds. Targets at batch 8:
+C/R <= 1.2, and M, S, N no slower than R.
 
     python benchmarks/per_update.py                      # all tasks, batch 8, 200 rounds
     python benchmarks/per_update.py --quick              # smoke run: 5 rounds
@@ -36,8 +39,10 @@ VARIANTS = {
     "R autodiff": ("R", {"backward": "autodiff"}),
     "M": ("M", {}),
     "S": ("S", {}),
+    "N": ("N", {}),
     "C joint": ("C", {"backward": "joint"}),
     "C two-pass": ("C", {"backward": "two_pass"}),
+    "C per-step VJP": ("C", {"backward": "joint", "param_vjp": "per_step"}),
 }
 PUBLISHED = {"cartpole": {"n_poles": 2}, "repulsion": {}, "quantum": {}, "mjx-cartpole": {}}
 
@@ -86,12 +91,13 @@ def bench_task(name: str, batch: int, repeats: int) -> dict:
 
     ratios = {
         f"{a} / {b} ({key.removesuffix('_s')})": ratio(a, b, key)
-        for a, b in [("C joint", "R"), ("C joint", "C two-pass"), ("R", "plain scan+grad"),
-                     ("C joint", "plain scan+grad"), ("R", "R autodiff")]
+        for a, b in [("C joint", "R"), ("M", "R"), ("S", "R"), ("N", "R"), ("C joint", "C two-pass"),
+                     ("R", "plain scan+grad"), ("C joint", "plain scan+grad"), ("R", "R autodiff")]
         for key in ("median_s", "min_s", "cpu_median_s")
     }
+    auto = sb.core.adjoint.choose_param_vjp(lambda d, x: task.controller(eqx.combine(d, static), x), diff, x0)
     return {"task": name, "settings": task.config(), "batch": batch, "horizon": task.horizon,
-            "timings": timings, "ratios": ratios}
+            "param_vjp_auto": auto, "timings": timings, "ratios": ratios}
 
 
 def main(argv=None) -> int:
@@ -119,7 +125,8 @@ def main(argv=None) -> int:
             result = bench_task(name, batch, repeats)
             results.append(result)
             t = result["timings"]
-            print(f"\n{name}  batch {batch}  horizon {result['horizon']}  ({repeats} interleaved rounds)")
+            print(f"\n{name}  batch {batch}  horizon {result['horizon']}  ({repeats} interleaved rounds; "
+                  f"param_vjp auto: {result['param_vjp_auto']})")
             _common.print_table(
                 ["variant", "median ms", "min ms", "p90 ms", "cpu ms", "/R (median)", "compile s"],
                 [[k, v["median_s"] * 1e3, v["min_s"] * 1e3, v["p90_s"] * 1e3, v["cpu_median_s"] * 1e3,

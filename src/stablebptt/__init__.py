@@ -6,7 +6,7 @@ Implements Schnell & Thuerey, "Stabilizing Backpropagation Through Time to Learn
 from . import tasks
 from .core import METHODS, BadInput, BadType, canonical_method, combine, rollout, sign_agreement, value_and_grad
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["METHODS", "BadInput", "BadType", "canonical_method", "combine", "rollout", "sign_agreement", "tasks",
            "value_and_grad"]

@@ -167,12 +167,14 @@ def test_joint_pass_does_not_stack_the_weights(key):
 
 
 def test_param_vjp_choice(key):
-    """Small dense controller on a small batch: batched over time; a convolutional controller: per step."""
+    """Small controllers on a small batch (the published batch 8, dense or convolutional): batched over time;
+    large batches: per step."""
     from stablebptt.core.adjoint import choose_param_vjp
 
-    cases = [(sb.tasks.CartPole(n_poles=2), 8, "batched"), (sb.tasks.CartPole(n_poles=2), 1024, "per_step")]
+    cases = [(sb.tasks.CartPole(n_poles=2), 8, "batched"), (sb.tasks.CartPole(n_poles=2), 16, "per_step"),
+             (sb.tasks.CartPole(n_poles=2), 1024, "per_step")]
     if "quantum" in sb.tasks.TASKS:
-        cases.append((sb.tasks.make_task("quantum"), 8, "per_step"))
+        cases += [(sb.tasks.make_task("quantum"), 8, "batched"), (sb.tasks.make_task("quantum"), 64, "per_step")]
     for task, batch, expected in cases:
         params = eqx.filter(task.init_controller(key), eqx.is_inexact_array)
         static = eqx.filter(task.init_controller(key), eqx.is_inexact_array, inverse=True)

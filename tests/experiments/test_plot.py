@@ -12,7 +12,7 @@ import pytest
 
 from stablebptt.cli.main import main
 from stablebptt.experiments.grid import expand
-from stablebptt.experiments.report import load_runs, smooth, summaries, write_report
+from stablebptt.experiments.report import default_window, load_runs, plot_sweep, smooth, summaries, write_report
 from stablebptt.training.train import METRICS
 
 
@@ -100,3 +100,29 @@ def test_smooth_is_a_trailing_mean_ignoring_nan():
     y = np.array([1.0, 3.0, np.nan, 5.0, 7.0])
     np.testing.assert_allclose(smooth(y, 2), [1.0, 2.0, 3.0, 5.0, 6.0])
     np.testing.assert_allclose(smooth(y, 1), y)
+
+
+def test_smooth_pads_with_the_first_value_as_published():
+    y = np.array([4.0, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(smooth(y, 3), [4.0, 3.0, 2.0, 1.0])  # (4+4+4)/3, (4+4+1)/3, (4+1+1)/3, ...
+    np.testing.assert_allclose(smooth(y, 3, pad_first=False), [4.0, 2.5, 2.0, 1.0])
+    assert [default_window(n) for n in (5, 100, 1000, 5000)] == [1, 10, 30, 30]
+
+
+def test_sweep_figure_uses_the_published_y_limits(tmp_path, grid, monkeypatch):
+    import stablebptt.runs.plotting as plotting
+
+    for run in grid:
+        _write_run(tmp_path, run, 20, "complete")
+    limits = []
+
+    def capture(fig, path):
+        limits.extend(ax.get_ylim() for ax in fig.axes if ax.has_data())
+        plotting.plt.close(fig)
+
+    monkeypatch.setattr(plotting, "save_figure", capture)
+    plot_sweep(load_runs(tmp_path), tmp_path / "sweep.png")
+    assert limits and all(np.allclose(lim, (1e-6, 3.0)) for lim in limits)  # cart pole's published limits
+    limits.clear()
+    plot_sweep(load_runs(tmp_path), tmp_path / "sweep.png", ylim=None)
+    assert limits and not any(np.allclose(lim, (1e-6, 3.0)) for lim in limits)

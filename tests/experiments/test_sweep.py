@@ -16,7 +16,7 @@ import pytest
 from stablebptt.cli.main import main
 from stablebptt.experiments.grid import expand, paper_grid
 from stablebptt.experiments.sweep import run_job, sweep
-from stablebptt.runs import ensure_batch
+from stablebptt.runs import ensure_batch, plan_groups
 from stablebptt.runs.io import read_csv
 
 TINY = {"horizon": [10], "epochs": [2]}
@@ -45,7 +45,7 @@ def test_grid_product_names_and_paper_grids():
     assert expand("cartpole", {"lr": [1e-3]})[0].name == "method=C_poles=2_clip=none_seed=42"
     assert expand("cartpole", {"lr": [1e-2]})[0].name == "method=C_poles=2_clip=none_lr=0.01_seed=42"
     sizes = {task: len(expand(task, paper_grid(task))) for task in ("cartpole", "repulsion", "quantum")}
-    assert sizes == {"cartpole": 48, "repulsion": 16, "quantum": 12}
+    assert sizes == {"cartpole": 48, "repulsion": 48, "quantum": 36}  # every clipping mode, as published
     with pytest.raises(ValueError, match="unknown settings"):
         expand("cartpole", {"n_pole": [1]})
 
@@ -155,39 +155,99 @@ def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path, m
     assert "2 failed" in lines[-1]
 
 
-def test_batch_runs_equal_separate_runs(tmp_path):
-    """Seeds and learning rates trained together (vmap) give the metrics of separate runs."""
-    runs = expand("cartpole", {**TINY, "method": ["C"], "n_poles": [2], "seed": [0, 1], "lr": [1e-3, 3e-3],
-                               "clip": ["norm"], "n_train": [64], "n_test": [32]})
-    assert len({r.batch_key for r in runs}) == 1
-    dirs = [str(tmp_path / "batched" / r.name) for r in runs]
+MIXED = {**TINY, "method": ["R", "M", "C", "S"], "n_poles": [2], "clip": ["none", "norm"], "seed": [0, 1],
+         "n_train": [32], "n_test": [16]}
+
+
+@pytest.fixture(scope="module")
+def mixed_group(tmp_path_factory):
+    """A mixed group (R, M, C, S x 2 clipping modes x 2 seeds) trained as one program, and the same runs trained
+    one at a time."""
+    root = tmp_path_factory.mktemp("mixed")
+    runs = expand("cartpole", MIXED)
+    assert plan_groups([r.config for r in runs]) == [list(range(16))]
+    dirs = [str(root / "batched" / r.name) for r in runs]
     assert ensure_batch(dirs, [r.config for r in runs]) == {d: "complete" for d in dirs}
-    for run, batched in zip(runs, dirs):
-        single = tmp_path / "single" / run.name
+    singles = [root / "single" / r.name for r in runs]
+    for run, single in zip(runs, singles):
         assert run_job(str(single), run.config)[0]["status"] == "complete"
-        a, b = _metrics(Path(batched)), _metrics(single)
+    return runs, [Path(d) for d in dirs], singles
+
+
+def _assert_same_metrics(a: list[dict], b: list[dict], name: str) -> None:
+    assert [r["epoch"] for r in a] == [r["epoch"] for r in b]
+    for ra, rb in zip(a, b):
+        for k in ra:
+            np.testing.assert_allclose(ra[k], rb[k], rtol=2e-5, atol=1e-7, err_msg=f"{name} {k}")
+
+
+def test_mixed_group_equals_separate_runs(mixed_group):
+    """Methods, clipping modes and seeds trained together (one vmapped program) give the metrics and files of
+    separate runs; rerunning the group finds every run complete and changes nothing."""
+    runs, batched, singles = mixed_group
+    for run, b, single in zip(runs, batched, singles):
+        a = _metrics(b)
         assert [r["epoch"] for r in a] == [1, 2]
-        for ra, rb in zip(a, b):
-            for k in ra:
-                np.testing.assert_allclose(ra[k], rb[k], rtol=2e-5, atol=1e-7, err_msg=f"{run.name} {k}")
-        assert sorted(p.name for p in Path(batched).iterdir() if not p.name.startswith(".")) == sorted(
+        _assert_same_metrics(a, _metrics(single), run.name)
+        assert np.isnan(a[0]["cosine"]) == (run.config.train.method != "C")
+        assert sorted(p.name for p in b.iterdir() if not p.name.startswith(".")) == sorted(
             p.name for p in single.iterdir() if not p.name.startswith("."))
-        assert _status(Path(batched))["status"] == "complete"
-    # Rerunning finds every run complete and changes nothing.
-    before = [(Path(d) / "metrics.csv").read_bytes() for d in dirs]
+        assert _status(b)["status"] == "complete"
+    before = [(b / "metrics.csv").read_bytes() for b in batched]
+    dirs = [str(b) for b in batched]
     assert ensure_batch(dirs, [r.config for r in runs]) == {d: "complete" for d in dirs}
-    assert before == [(Path(d) / "metrics.csv").read_bytes() for d in dirs]
+    assert before == [(b / "metrics.csv").read_bytes() for b in batched]
+
+
+def test_group_sharded_over_two_devices_equals_one_device(mixed_group, tmp_path):
+    """The run axis of a group sharded over 2 (host) devices: 3 runs (padded to 4) give the metrics of the
+    unsharded group."""
+    runs, batched, _ = mixed_group
+    pick = [0, 5, 10]  # R, M and C runs with different clipping and seeds
+    script = (
+        "import sys, jax; from stablebptt.experiments.grid import expand; from stablebptt.runs import ensure_batch\n"
+        "assert len(jax.devices()) == 2, jax.devices()\n"
+        f"runs = [expand('cartpole', {MIXED!r})[i] for i in {pick!r}]\n"
+        "dirs = [sys.argv[1] + '/' + r.name for r in runs]\n"
+        "print(ensure_batch(dirs, [r.config for r in runs]))\n"
+    )
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for i in pick:
+        _assert_same_metrics(_metrics(tmp_path / runs[i].name), _metrics(batched[i]), runs[i].name)
+
+
+def test_plan_groups_splits_by_shape_and_by_method_on_request():
+    runs = expand("cartpole", {**TINY, "method": ["R", "C"], "n_poles": [1, 2], "seed": [0, 1]})
+    configs = [r.config for r in runs]
+    groups = plan_groups(configs)
+    assert sorted(len(g) for g in groups) == [4, 4]  # poles change shapes
+    assert all(len({configs[i].task_settings["n_poles"] for i in g}) == 1 for g in groups)
+    by_method = plan_groups(configs, mixed=False, max_size=1)
+    assert sorted(sum(by_method, [])) == list(range(8)) and all(len(g) == 1 for g in by_method)
+    # Numeric settings the task can trace share a group: repulsion's rc.
+    rep = expand("repulsion", {"horizon": [5], "rc": [1.0, 0.01], "method": ["R", "C"]})
+    assert plan_groups([r.config for r in rep]) == [[0, 1, 2, 3]]
 
 
 def test_batch_runs_through_the_sweep_resume_and_diverge(tmp_path):
-    """--batch-runs in a sweep: a diverging member stops alone; a batch continues from its checkpoints."""
-    runs = expand("cartpole", {**TINY, "method": ["R"], "n_poles": [1], "lr": [1e-3, 1e6]})
+    """--batch-runs in a sweep: a diverging member is frozen and recorded, the others of its group go on; a
+    group continues from its checkpoints."""
+    grid = {**TINY, "method": ["R", "C"], "n_poles": [1], "lr": [1e-3, 1e6]}
+    runs = expand("cartpole", grid)
     results = sweep(tmp_path, runs, workers=1, batch_runs=True, log=None)
-    assert sorted(r["status"] for r in results) == ["complete", "diverged"]
+    statuses = {Path(r["run_dir"]).name: r["status"] for r in results}
+    assert statuses == {r.name: "diverged" if r.config.train.lr > 1 else "complete" for r in runs}
+    for r in runs:
+        if r.config.train.lr > 1:
+            assert _status(tmp_path / r.name)["status"] == "diverged"
+    runs = [r for r in runs if r.config.train.method == "R"]
     good = tmp_path / runs[0].name
     assert _epochs(good) == [1, 2]
     # Extending the grid to 4 epochs continues from the checkpoint of epoch 2 (same names, no duplicates).
-    longer = expand("cartpole", {**TINY, "epochs": [4], "method": ["R"], "n_poles": [1], "lr": [1e-3, 1e6]})
+    longer = [r for r in expand("cartpole", {**grid, "epochs": [4]}) if r.config.train.method == "R"]
     first = _metrics(good)
     results = sweep(tmp_path, longer, workers=1, batch_runs=True, log=None)
     assert sorted(r["status"] for r in results) == ["complete", "diverged"]

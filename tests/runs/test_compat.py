@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from stablebptt.cli import main
+from stablebptt.core import BadInput
 from stablebptt.experiments.grid import expand
 from stablebptt.experiments.sweep import sweep
 from stablebptt.runs import RunConfig, RunFolder, config_hash
@@ -82,7 +83,11 @@ def test_old_sweep_is_recognised_and_extended(legacy):
     out = legacy / "sweep"
     grid = {"n_poles": [1], "horizon": [8], "hidden": [[8, 8]], "epochs": [3], "n_train": [16], "n_test": [16],
             "seed": [1, 2]}
-    runs = expand("cartpole", grid)
+    # With this version's defaults (Keras' Adam epsilon, C going on past a non-finite g_R) these are other runs:
+    # refused, with the settings that continue them.
+    with pytest.raises(BadInput, match="--adam-eps optax --regular-nonfinite stop"):
+        sweep(out, expand("cartpole", grid), workers=1, log=None, report=False)
+    runs = expand("cartpole", {**grid, "adam_eps": ["optax"], "regular_nonfinite": ["stop"]})
     assert sorted(r.name for r in runs) == sorted(p.name for p in out.iterdir() if p.is_dir())
     results = sweep(out, runs, workers=1, log=None, report=False)
     assert [r["status"] for r in results] == ["complete", "complete"]

@@ -135,3 +135,33 @@ def test_cli_reports_divergence_in_one_line(tmp_path):
     again = subprocess.run([sys.executable, "-m", "stablebptt", "resume", "run"], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "diverged at epoch 3" in again.stderr
+
+
+class PoisonedController(CartPole):
+    """Cart pole whose controller passes a NaN cotangent back to its input (the network path of R), while its
+    value, its parameter gradient and the simulator path (all M uses) stay finite: g_R is NaN, g_M is not."""
+
+    def controller(self, params, x):
+        return super().controller(params, _nan_gradient_if(x, jnp.ones((), x.dtype)))
+
+
+def test_c_goes_on_past_a_nonfinite_regular_gradient():
+    """As the published code: entries where g_R is not finite count as disagreement (update 0 there) and C goes
+    on, counting them per epoch; with regular_nonfinite="stop" the run stops; g_M decides alone for M."""
+    task = PoisonedController(**TINY)
+    goes_on = train(task, "C", epochs=2, **SMALL)
+    n_params = sum(x.size for x in jax.tree.leaves(eqx.filter(task.init_controller(jax.random.PRNGKey(0)),
+                                                                  eqx.is_inexact_array)))
+    assert goes_on.status == "complete" and len(goes_on.metrics) == 2
+    updates = SMALL["n_train"] // 8
+    assert [r["regular_nonfinite"] for r in goes_on.metrics] == [updates * n_params] * 2
+    assert [r["kept_fraction"] for r in goes_on.metrics] == [0.0, 0.0]  # every entry disagrees: update 0
+    assert [r["grad_norm"] for r in goes_on.metrics] == [0.0, 0.0]
+    assert all(np.isfinite(r["cosine"]) for r in goes_on.metrics)
+    assert all_finite(goes_on.params)
+    stops = train(task, "C", epochs=2, regular_nonfinite="stop", **SMALL)
+    assert stops.status == "diverged" and len(stops.metrics) == 1
+    modified = train(task, "M", epochs=2, **SMALL)
+    assert modified.status == "complete" and modified.metrics[-1]["grad_norm"] > 0
+    assert np.isnan(modified.metrics[-1]["regular_nonfinite"])  # counted for C only
+    assert train(task, "R", epochs=2, **SMALL).status == "diverged"

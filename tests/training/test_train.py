@@ -71,16 +71,33 @@ def test_clipping_applies_to_the_update():
         np.testing.assert_allclose(-updates["w"], expected, rtol=1e-2 if clip == "norm" else 1e-6)
 
 
-def test_adam_uses_keras_epsilon():
-    params = {"w": jax.numpy.zeros(1)}
-    grads = {"w": jax.numpy.array([1e-6])}
-    ours, _ = make_optimizer("adam", 1.0).update(grads, make_optimizer("adam", 1.0).init(params), params)
-    ref_tx = optax.adam(1.0, eps=1e-7)
-    ref, _ = ref_tx.update(grads, ref_tx.init(params), params)
-    np.testing.assert_allclose(ours["w"], ref["w"], rtol=1e-6)
-    default_tx = optax.adam(1.0)
-    default, _ = default_tx.update(grads, default_tx.init(params), params)
-    assert abs(float(ours["w"][0]) - float(default["w"][0])) > 1e-3
+def _keras_adam_reference(grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7):
+    """Keras' Adam update rule, in float64: lr_t = lr sqrt(1 - b2^t) / (1 - b1^t); w -= lr_t m / (sqrt(v) + eps)."""
+    m = v = w = np.zeros_like(grads[0], np.float64)
+    for t, g in enumerate(grads, 1):
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        w = w - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+    return w
+
+
+@pytest.mark.parametrize("form", ["keras", "optax"])
+def test_adam_epsilon_forms(form):
+    # Tiny gradients, where the two placements of epsilon differ most (the first entries).
+    grads = [np.array([1e-6, -3e-7, 0.5, -2.0]) * (1 + 0.3 * t) for t in range(6)]
+    tx = make_optimizer("adam", 1e-3, adam_eps=form)
+    ref_tx = optax.adam(1e-3, eps=1e-7)
+    params = ref_params = {"w": jax.numpy.zeros(4)}
+    state, ref_state = tx.init(params), ref_tx.init(params)
+    for g in grads:
+        u, state = tx.update({"w": jax.numpy.asarray(g, jax.numpy.float32)}, state, params)
+        params = optax.apply_updates(params, u)
+        r, ref_state = ref_tx.update({"w": jax.numpy.asarray(g, jax.numpy.float32)}, ref_state, ref_params)
+        ref_params = optax.apply_updates(ref_params, r)
+    keras = _keras_adam_reference(grads)
+    expected = keras if form == "keras" else np.asarray(ref_params["w"])
+    np.testing.assert_allclose(params["w"], expected, rtol=2e-5, atol=1e-9)
+    # The forms differ where the gradient is tiny (effective epsilon 1e-7 / sqrt(1 - 0.999^t) in Keras).
+    assert abs(keras[0] - float(ref_params["w"][0])) > 0.1 * abs(keras[0])
 
 
 def test_a_task_with_pytree_states_trains():
@@ -103,3 +120,11 @@ def test_a_sample_whose_leaves_disagree_on_the_batch_is_one_clear_error():
         "angle": jnp.zeros((n, 2)), "speed": jnp.zeros((n + 1, 2)), "steps": jnp.zeros((n,), jnp.int32)}})()
     with pytest.raises(ValueError, match=r"Broken.sample\(key, 16\): every leaf needs the same leading"):
         train(broken, "C", epochs=1, n_train=16, n_test=8)
+
+
+def test_grad_size_is_the_squared_update_norm_averaged_over_updates(small_task):
+    one = train(small_task, "C", epochs=2, n_train=8, n_test=8, batch_size=8)  # one update an epoch
+    for row in one.metrics:
+        np.testing.assert_allclose(row["grad_size"], row["grad_norm"] ** 2, rtol=1e-5)
+    many = train(small_task, "R", epochs=1, n_train=32, n_test=8, batch_size=8)  # mean of squares >= square of mean
+    assert many.metrics[0]["grad_size"] >= many.metrics[0]["grad_norm"] ** 2 * (1 - 1e-6)

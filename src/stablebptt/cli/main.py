@@ -86,7 +86,8 @@ def build_parser() -> Parser:
     plot.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="folder written by `stablebptt sweep`")
     plot.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR)")
     plot.add_argument("--smooth", type=opt.nonnegative_int, default=None,
-                      help="running mean over this many epochs (default: 1/50 of the longest run; 0 or 1: none)")
+                      help="trailing mean over this many epochs, padded with the first value as in the published plots "
+                           "(default: 30, or a tenth of the longest run when shorter; 0 or 1: none)")
     _add_debug(plot)
 
     toy = commands.add_parser("toy", help="draw the toy examples (recurrent toy problem, rotation) as PNGs")
@@ -128,8 +129,11 @@ def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
         g.add_argument("--address", default=None,
                        help="Ray cluster address (default: start a local Ray instance); run folders must be on "
                             "a file system all nodes share")
-        g.add_argument("--batch-runs", action="store_true",
-                       help="train runs that differ only in seed and learning rate together (jax.vmap)")
+        g.add_argument("--batch-runs", nargs="?", const="on", default="auto", type=opt.choice(("auto", "on", "off")),
+                       metavar="auto|on|off",
+                       help="train runs that share array shapes (any methods, clipping, learning rates, seeds, rc, "
+                            "target) as one program per group (jax.vmap, sharded over several devices): on, off, or "
+                            "auto (default: on with a GPU or TPU, off on a CPU, where it does not pay)")
         g.add_argument("--dry-run", action="store_true", help="list the runs and exit")
         _add_debug(p)
 
@@ -164,11 +168,12 @@ def _one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _config(args: argparse.Namespace, **train: object):
-    """The run configuration of the command line (checked completely: task, settings, gradient options)."""
+def _config(args: argparse.Namespace, settings: dict | None = None, **train: object):
+    """The run configuration of the command line (checked completely: task, settings, gradient options);
+    `settings`: `opt.train_settings(args)` when already read."""
     from ..runs import RunConfig
 
-    settings = {**opt.train_settings(args), **train}
+    settings = {**(opt.train_settings(args) if settings is None else settings), **train}
     return RunConfig.create(args.task, opt.task_settings(args), x64=args.x64, checkpoint_every=args.checkpoint_every,
                             **settings)
 
@@ -216,21 +221,28 @@ def _report(command: str, method: str, out: Path, result) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..experiments.compare import compare
+    from ..experiments.compare import compare, run_folder_name
     from ..runs import CONFIG
     from .progress import EpochProgress, print_table
 
-    config = _config(args, method=args.methods[0])
+    settings = opt.train_settings(args)
+    seeds = settings.pop("seed", None)
+    seeds = seeds if isinstance(seeds, list) else None if seeds is None else [seeds]
+    config = _config(args, settings, method=args.methods[0], **({"seed": seeds[0]} if seeds else {}))
+    seeds = seeds or [config.train.seed]
     out = args.out
+    names = [run_folder_name(m, s, seeds) for m in args.methods for s in seeds]
     if out is None:
         out = _fresh_dir(Path("runs") / f"compare-{task_label(args.task)}")
-    elif any((out / m / CONFIG).exists() for m in args.methods) and not args.force:
+    elif any((out / n / CONFIG).exists() for n in names) and not args.force:
         raise UsageError(f"--out {out} already holds a comparison; choose another folder or pass --force")
     epochs = config.train.epochs
     with EpochProgress() as progress:
-        table = compare(out, config, args.methods, force=args.force, on_run=lambda m: progress.run(m, epochs))
-    settings = ", ".join(f"{k}={v}" for k, v in config.task_settings.items())
-    print_table(table, title=f"{args.task} ({settings}): after {plural(epochs, 'epoch')}")
+        table = compare(out, config, args.methods, seeds=seeds, force=args.force,
+                        on_run=lambda label: progress.run(label, epochs))
+    described = ", ".join(f"{k}={v}" for k, v in config.task_settings.items())
+    over = f", {plural(len(seeds), 'seed')}" if len(seeds) > 1 else ""
+    print_table(table, title=f"{args.task} ({described}): after {plural(epochs, 'epoch')}{over}")
     print(f"figure: {out / 'compare.png'}; table: {out / 'compare.csv'}")
     return 0
 
@@ -248,6 +260,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ..experiments.backends import default_workers
     from ..experiments.grid import expand, paper_grid
     from ..experiments.sweep import sweep
+    from ..runs.batch import default_batching
 
     if args.address is not None and args.backend != "ray":
         raise UsageError("--address needs --backend ray")
@@ -262,8 +275,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(plural(len(runs), "run"))
         return 0
     workers = args.workers or default_workers()
+    batching = default_batching(args.batch_runs) is not None
     print(f"sweep of {plural(len(runs), f'{args.task} run')} in {out} ({args.backend} backend, "
-          f"{plural(workers, 'worker')}{', batched' if args.batch_runs else ''})", flush=True)
+          f"{plural(workers, 'worker')}{', batched' if batching else ''})", flush=True)
     results = sweep(out, runs, backend=args.backend, workers=workers, address=args.address,
                     batch_runs=args.batch_runs, log=lambda line: print(line, flush=True))
     return 0 if all(r["status"] in ("complete", "diverged") for r in results) else 1

@@ -15,7 +15,8 @@ from ..core import canonical_method, check_remat
 from ..core.checks import BACKWARDS, BadInput
 from ..tasks import TASK_HELP, task_fields, task_options
 from ..training import CLIP_MODES, OPTIMIZERS
-from ..training.settings import DEFAULTS, FIELDS
+from ..training.optim import ADAM_EPS_FORMS
+from ..training.settings import DEFAULTS, FIELDS, REGULAR_NONFINITE
 
 # ------------------------------------------------------------------------------------------ value types
 
@@ -253,6 +254,12 @@ TRAIN_OPTIONS = (
     TrainOption("remat", ("--remat",), remat,
                 "memory for long horizons: recompute the forward pass in segments of sqrt(horizon) steps, 1 step "
                 "(states), or K steps during the backward pass", "none|sqrt|states|K"),
+    TrainOption("adam_eps", ("--adam-eps",), choice(ADAM_EPS_FORMS),
+                "where Adam adds epsilon: keras (to sqrt(v), as the published code) or optax (to the bias-corrected "
+                "sqrt(v))"),
+    TrainOption("regular_nonfinite", ("--regular-nonfinite",), choice(REGULAR_NONFINITE),
+                "C only: a non-finite entry of g_R counts as disagreement, update 0 there (zero, as published) or "
+                "stops the run as diverged (stop)"),
 )
 assert {o.name for o in TRAIN_OPTIONS} == set(FIELDS), "every training setting has a command-line option"
 LIST_FLAGS = {"method": ("--methods", "--method"), "seed": ("--seeds", "--seed")}
@@ -278,6 +285,9 @@ def add_training_options(parser: argparse.ArgumentParser, *, lists: bool = False
                        metavar="LIST" if lists else o.metavar, help=f"{o.help} (default: {_shown(default)})")
     g.add_argument(DEPRECATED, dest="deprecated_checkpoint", type=list_of(remat) if lists else remat, default=None,
                    help=argparse.SUPPRESS)
+    if not lists and not method:  # compare: several seeds
+        g.add_argument("--seeds", type=list_of(nonnegative_int), default=None, metavar="LIST",
+                       help="train every method with each of these seeds (e.g. 42,43,44): medians and min-max bands")
     g.add_argument("--checkpoint-every", type=positive_int, default=1,
                    help="write the run's checkpoint every K epochs (default: 1)")
     g.add_argument("--x64", action="store_true", help="compute in float64")
@@ -301,4 +311,9 @@ def train_settings(args: argparse.Namespace, epochs: int | None = None) -> dict[
         print(f"stablebptt {args.command}: warning: {DEPRECATED} is deprecated and will be removed in the next "
               "release; use --remat (same values)", file=sys.stderr)
         settings["remat"] = old
+    seeds = getattr(args, "seeds", None) if not isinstance(getattr(args, "seed", None), list) else None
+    if seeds is not None:  # compare --seeds LIST
+        if "seed" in settings:
+            raise BadInput("give either --seed S or --seeds S1,S2,..., not both")
+        settings["seed"] = seeds
     return settings

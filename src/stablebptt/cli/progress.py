@@ -41,10 +41,15 @@ class EpochProgress:
 
 
 def print_table(rows: Sequence[dict], title: str = "") -> None:
-    table = Table(title=title)
+    """The comparison table; with several seeds the values are medians and the final test loss shows its range."""
+    seeds = rows[0].get("seeds", 1) if rows else 1
+    table = Table(title=title, caption=f"median over {seeds} seeds [min, max]" if seeds > 1 else None)
     for col in ("method", "final test loss", "best test loss", "final train loss", "s/epoch"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["method"], f"{r['final_test_loss']:.4g}", f"{r['best_test_loss']:.4g}",
-                      f"{r['final_train_loss']:.4g}", f"{r['seconds_per_epoch']:.3f}")
+        final = f"{r['final_test_loss']:.4g}"
+        if seeds > 1:
+            final += f" [{r['final_test_min']:.4g}, {r['final_test_max']:.4g}]"
+        table.add_row(r["method"], final, f"{r['best_test_loss']:.4g}", f"{r['final_train_loss']:.4g}",
+                      f"{r['seconds_per_epoch']:.3f}")
     Console().print(table)

@@ -10,13 +10,16 @@ A mode (method.md §1) decides which of the bracketed paths exist: R both, M onl
 Truncation removes both paths at the steps ``n % K == 0``.
 
 All modes of a group share one forward sweep and one reverse sweep (their adjoints stacked on a leading axis,
-the simulator VJP `vmap`ped over it). The parameter gradient is formed in one of two ways (``param_vjp``):
+the simulator VJP `vmap`ped over it; the new adjoints of all modes are formed on the stacked arrays, so a second
+mode adds almost nothing to the sweep). The parameter gradient is formed in one of two ways (``param_vjp``):
 
 - ``"batched"``: the parameter gradient is linear in the control cotangents ``a_n``, and the ``N_θ(n)`` of
   different steps are independent. So the reverse sweep only produces the ``a_n`` and runs the network's
   input VJP for the modes through the network (R, not M); the parameter gradients of all modes are then ONE
   VJP of the network over all steps at once (large matrix products instead of `horizon` tiny ones, one
-  forward recomputation shared by all modes). Best for small dense networks on small batches.
+  forward recomputation shared by all modes). Best for small networks, dense or convolutional, on small
+  batches: its extra work (the recomputation, and R's backpropagation done twice) is repaid by products several
+  times more efficient, which also use every core.
 - ``"per_step"``: each step's full network VJP (parameters and input) inside the sweep, `vmap`ped over the
   modes, accumulated in the carry: no recomputation. Best when one step's network work is large
   (convolutions, large batches).
@@ -45,7 +48,12 @@ from .methods import PATHS
 
 PyTree = Any
 Net = Callable[[PyTree, PyTree], PyTree]  # (differentiable params, x) -> c
-PER_STEP_THRESHOLD = 20.0
+# Crossovers of `choose_param_vjp`, measured on a 2-core CPU (benchmarks/README.md, section 1): the 2x100 MLP
+# (flops per parameter of one call = the batch) is faster "batched" at batch 8 and per step from batch 16; the
+# quantum CNN (7 x the batch: a convolution reuses each weight at every position) batched at batch 8 (56), per
+# step at batch 16 (112). Per step when the measure exceeds PER_STEP_THRESHOLD or the batch PER_STEP_BATCH.
+PER_STEP_THRESHOLD = 60.0
+PER_STEP_BATCH = 12
 
 
 def remat_segment(remat: Any, horizon: int) -> int | None:
@@ -219,6 +227,23 @@ def _lead(tree: PyTree) -> PyTree:
     return jax.tree.map(lambda y: y[None], tree)
 
 
+def _take(tree: PyTree, rows: Sequence[int], k: int) -> PyTree:
+    """Rows `rows` of the leading axis (of length `k`) of every leaf."""
+    if len(rows) == k:
+        return tree
+    if len(rows) == 1:
+        return jax.tree.map(lambda a: a[rows[0]][None], tree)
+    return trees.at(tree, jnp.array(rows, dtype=jnp.int32))
+
+
+def _place(tree: PyTree, rows: Sequence[int], k: int) -> PyTree:
+    """`tree` (leading axis ``len(rows)``) placed at `rows` of a leading axis of `k`, zeros elsewhere."""
+    if len(rows) == k:
+        return tree
+    index = jnp.array(rows, dtype=jnp.int32)
+    return jax.tree.map(lambda a: jnp.zeros((k, *a.shape[1:]), a.dtype).at[index].set(a), tree)
+
+
 def _sweep(lam, block, stored, *, modes, net, diff, invariants, specs, linearize, truncation, per_step):
     """Reverse sweep over one contiguous block of steps; returns the adjoint at the block's first state and
     one parameter gradient per mode (list). Adjoints are pytrees of the states' float leaves, with the modes
@@ -228,39 +253,42 @@ def _sweep(lam, block, stored, *, modes, net, diff, invariants, specs, linearize
         stored = jax.vmap(linearize)(xs, cs)[2]  # one batched re-linearisation of the block
     k = len(modes)
     via_net = [i for i, m in enumerate(modes) if PATHS[m][0]]
-    via_sim = [PATHS[m][1] for m in modes]
+    via_sim = [i for i, m in enumerate(modes) if PATHS[m][1]]
 
     def backward(carry, inputs):
         lam, acc = carry
         n, dx, dc, (net_res, step_res) = inputs
         step_vjp = _unhoist(step_res, invariants, specs["step"])
-        a_x, a_c = jax.vmap(step_vjp)(lam) if k > 1 else _lead(step_vjp(trees.at(lam, 0)))
+        if via_sim:  # the simulator VJP only for the modes through the simulator
+            a_x, a_c = jax.vmap(step_vjp)(lam) if k > 1 else _lead(step_vjp(trees.at(lam, 0)))
+        else:  # S and N: only the control cotangent S_c^T λ is needed
+            a_x, a_c = None, jax.vmap(lambda l: step_vjp(l)[1])(lam)
         a_c = trees.add(a_c, dc)
-        back = [trees.at(a_x, i) if via_sim[i] else None for i in range(k)]
+        g_x = None
         if per_step:  # parameter and input VJP of every mode at once
             net_vjp = _unhoist(net_res, invariants, specs["net"])
             g_p, g_x = jax.vmap(net_vjp)(a_c) if k > 1 else _lead(net_vjp(trees.at(a_c, 0)))
             acc = trees.add(acc, g_p)
-            g_x = {i: trees.at(g_x, i) for i in via_net}
+            g_x = _take(g_x, via_net, k) if via_net else None
         elif via_net:  # the input VJP, only for the modes through the network
             net_vjp = _unhoist(net_res, invariants, specs["net"])
             if len(via_net) == 1:
-                g = _lead(net_vjp(trees.at(a_c, via_net[0]))[0])
+                g_x = _lead(net_vjp(trees.at(a_c, via_net[0]))[0])
             else:
-                g = jax.vmap(net_vjp)(trees.at(a_c, jnp.array(via_net)))[0]
-            g_x = {i: trees.at(g, j) for j, i in enumerate(via_net)}
-        for i in via_net:
-            back[i] = g_x[i] if back[i] is None else trees.add(back[i], g_x[i])
-        lam_new = []
-        for b in back:
-            if b is None:
-                lam_new.append(dx)
-            elif truncation is None:
-                lam_new.append(trees.add(dx, b))
-            else:
+                g_x = jax.vmap(net_vjp)(_take(a_c, via_net, k))[0]
+        # The new adjoints of all modes at once, on the stacked arrays (no per-mode slices and re-stacking).
+        back = None if a_x is None else _place(_take(a_x, via_sim, k), via_sim, k)
+        if via_net:
+            g_x = _place(g_x, via_net, k)
+            back = g_x if back is None else trees.add(back, g_x)
+        if back is None:
+            lam_new = jax.tree.map(lambda d: jnp.broadcast_to(d, (k, *d.shape)), dx)
+        else:
+            if truncation is not None:
                 keep = n % truncation != 0
-                lam_new.append(jax.tree.map(lambda d, b: d + jnp.where(keep, b, jnp.zeros_like(b)), dx, b))
-        return (trees.stack(lam_new), acc), (None if per_step else a_c)
+                back = jax.tree.map(lambda b: jnp.where(keep, b, jnp.zeros_like(b)), back)
+            lam_new = jax.tree.map(lambda d, b: d[None] + b, dx, back)
+        return (lam_new, acc), (None if per_step else a_c)
 
     acc0 = jax.tree.map(lambda a: jnp.zeros((k, *a.shape), a.dtype), diff) if per_step else None
     (lam, acc), a = jax.lax.scan(backward, (lam, acc0), (steps, dl_dx, dl_dc, stored), reverse=True)
@@ -273,16 +301,21 @@ def _sweep(lam, block, stored, *, modes, net, diff, invariants, specs, linearize
     return lam, [trees.at(acc, i) for i in range(k)]
 
 
-def choose_param_vjp(net: Net, diff: PyTree, x0: PyTree, threshold: float = PER_STEP_THRESHOLD) -> str:
+def choose_param_vjp(net: Net, diff: PyTree, x0: PyTree, threshold: float | None = None) -> str:
     """Pick "per_step" when one network call does many operations per parameter, else "batched".
 
-    Many operations per parameter (large batches, convolutions): the per-step products are big enough to be
-    efficient inside the sweep, and "batched" would pay for recomputing the forward pass and the regular
-    mode's backpropagation. Few (a small dense network on a small batch): the per-step products are tiny and
-    batching them over all steps wins.
+    Many operations per parameter (large batches): the per-step products are big enough to be efficient inside
+    the sweep, and "batched" would pay for recomputing the forward pass and the regular mode's
+    backpropagation (about 5/3 of the network work for R, 7/5 for C). Few (a small network on a small batch,
+    dense or convolutional): the per-step products are tiny, and one product over all steps is several times
+    more efficient (and uses every core), which outweighs the extra work.
 
     The measure is XLA's flop count of one call of `net` on `x0` divided by twice the parameter count (a
-    dense layer on a batch of B does B multiply-adds per weight, so the measure is B for an MLP).
+    dense layer on a batch of B does B multiply-adds per weight, so the measure is B for an MLP; a
+    convolution reuses each weight at every position, so the quantum CNN measures 7 B). The crossover
+    (`PER_STEP_THRESHOLD`) is where both cost the same for the quantum CNN on a 2-core CPU; a batch (leading
+    axis of `x0`) above `PER_STEP_BATCH` also picks "per_step" (the crossover of the published MLP, whose
+    measure is its batch). Only speed depends on the choice.
     """
     n_params = sum(leaf.size for leaf in jax.tree.leaves(diff))
     if n_params == 0:
@@ -294,4 +327,7 @@ def choose_param_vjp(net: Net, diff: PyTree, x0: PyTree, threshold: float = PER_
         flops = float(cost["flops"])
     except Exception:  # no cost model on this backend: the choice that never recomputes
         return "per_step"
-    return "per_step" if flops / (2 * n_params) > threshold else "batched"
+    leaves = jax.tree.leaves(x0)
+    batch = leaves[0].shape[0] if leaves and leaves[0].ndim else 1
+    threshold = PER_STEP_THRESHOLD if threshold is None else threshold
+    return "per_step" if flops / (2 * n_params) > threshold or batch > PER_STEP_BATCH else "batched"

@@ -18,14 +18,17 @@ def _is_none(x: Any) -> bool:
 def _agree(m: jax.Array | None, r: jax.Array | None) -> jax.Array | None:
     if m is None or r is None:
         return None
-    return jnp.where(jnp.sign(m) == jnp.sign(r), m, jnp.zeros_like(m))
+    return jnp.where((jnp.sign(m) == jnp.sign(r)) & jnp.isfinite(r), m, jnp.zeros_like(m))
 
 
 def combine(modified: PyTree, regular: PyTree) -> PyTree:
     """Keep each entry of `modified` whose sign equals that of `regular`, else 0.
 
-    sign(0) is its own sign: a zero in one tree and a non-zero in the other gives 0. `None` leaves (as from
-    Equinox's filtered gradients) pass through.
+    sign(0) is its own sign: a zero in one tree and a non-zero in the other gives 0. An entry where `regular`
+    is not finite (NaN or ±inf) counts as disagreement (0), as in the published code, so that a regular
+    gradient that overflowed in places does not stop training; a non-finite entry of `modified` is kept where
+    the signs agree (it is for the caller to stop on it). `None` leaves (as from Equinox's filtered gradients)
+    pass through.
 
     Args:
         modified: the modified gradient g^M, any pytree of arrays.
@@ -53,13 +56,22 @@ def tree_norm(tree: PyTree) -> jax.Array:
 
 
 def combine_stats(modified: PyTree, regular: PyTree) -> dict[str, jax.Array]:
-    """Diagnostics of one combined update: cosine of g^M and g^R, and the share of entries kept."""
-    eps = jnp.finfo(jnp.result_type(*_leaves(modified))).tiny if _leaves(modified) else 1e-30
-    cosine = tree_dot(modified, regular) / jnp.maximum(tree_norm(modified) * tree_norm(regular), eps)
+    """Diagnostics of one combined update.
+
+    Returns scalars: ``cosine`` of g^M and g^R (over the entries where g^R is finite), ``kept_fraction`` (the
+    share of entries kept by the sign test), ``regular_nonfinite`` (the number of entries where g^R is not
+    finite, int32) and ``modified_finite`` (whether every entry of g^M is finite, bool).
+    """
     m_leaves, r_leaves = _leaves(modified), _leaves(regular)
-    kept = sum((jnp.sum(jnp.sign(m) == jnp.sign(r)) for m, r in zip(m_leaves, r_leaves)), jnp.zeros((), jnp.int32))
+    eps = jnp.finfo(jnp.result_type(*m_leaves)).tiny if m_leaves else 1e-30
+    r_finite = [jnp.where(jnp.isfinite(r), r, jnp.zeros_like(r)) for r in r_leaves]
+    cosine = tree_dot(m_leaves, r_finite) / jnp.maximum(tree_norm(m_leaves) * tree_norm(r_finite), eps)
+    zero = jnp.zeros((), jnp.int32)
+    kept = sum((jnp.sum((jnp.sign(m) == jnp.sign(r)) & jnp.isfinite(r)) for m, r in zip(m_leaves, r_leaves)), zero)
     total = max(sum(x.size for x in m_leaves), 1)
-    return {"cosine": cosine, "kept_fraction": kept / total}
+    bad = sum((jnp.sum(~jnp.isfinite(r)) for r in r_leaves), zero)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(m)) for m in m_leaves])) if m_leaves else jnp.array(True)
+    return {"cosine": cosine, "kept_fraction": kept / total, "regular_nonfinite": bad, "modified_finite": finite}
 
 
 class SignAgreementState(NamedTuple):

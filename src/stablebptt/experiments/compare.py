@@ -1,4 +1,5 @@
-"""Train several methods from the same initialisation on the same data and compare their test loss."""
+"""Train several methods from the same initialisation on the same data and compare their test loss, over one
+or several seeds."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ import numpy as np
 
 from ..runs import RunConfig, RunFolder
 from ..runs.io import atomic_write_bytes, write_csv
-from ..runs.plotting import plot_curves
+from .report import RunRecord, plot_sweep
 
-COMPARE_COLUMNS = ("method", "final_test_loss", "best_test_loss", "final_train_loss", "seconds_per_epoch")
+COMPARE_COLUMNS = ("method", "seeds", "final_test_loss", "final_test_min", "final_test_max", "best_test_loss",
+                   "final_train_loss", "seconds_per_epoch")
+
+
+def run_folder_name(method: str, seed: int, seeds: Sequence[int]) -> str:
+    """``METHOD`` for a comparison with one seed (as before seeds existed), else ``METHOD-seedS``."""
+    return method if len(seeds) == 1 else f"{method}-seed{seed}"
 
 
 def compare(
@@ -20,40 +27,66 @@ def compare(
     config: RunConfig,
     methods: Sequence[str] = ("R", "M", "C", "S"),
     *,
+    seeds: Sequence[int] | None = None,
     force: bool = False,
     on_run: Callable[[str], Callable[[int, dict], None] | None] | None = None,
 ) -> list[dict]:
-    """Train `config` with each method into ``out/<method>/`` (a run folder each) and write
-    ``out/compare.png``, ``compare.csv`` and ``compare.md``.
+    """Train `config` with each method and seed into ``out/<method>/`` (one seed) or ``out/<method>-seed<S>/``
+    (a run folder each) and write ``out/compare.png`` (the median over seeds with a min-max band),
+    ``compare.csv`` and ``compare.md``.
 
     Every folder is claimed before any training (so a folder that cannot take its run fails before any work);
-    `force` replaces runs already there. `on_run(method)` may return a progress callback for that method's
-    run. Returns the table rows.
+    `force` replaces runs already there. `seeds`: default the seed of `config`. `on_run(label)` may return a
+    progress callback for that run (label: the folder name). Returns one table row per method: the median over
+    seeds of the final and best test loss and the final train loss, the range of the final test loss, the
+    number of seeds and the median seconds per epoch.
     """
     out = Path(out)
-    configs = {m: config.replace(method=m) for m in methods}
-    curves, table = {}, []
+    seeds = list(dict.fromkeys(seeds if seeds is not None else [config.train.seed]))
+    configs = {(m, s): config.replace(method=m, seed=s) for m in methods for s in seeds}
+    records: list[RunRecord] = []
+    table = []
     with contextlib.ExitStack() as stack:
-        sessions = {m: stack.enter_context(RunFolder(out / m).start(configs[m], force=force)) for m in methods}
-        for m in methods:
-            result = sessions[m].run(on_run(m) if on_run else None)
-            test = [r["test_loss"] for r in result.metrics]
-            curves[m] = {"test_loss": test}
-            table.append({
-                "method": m,
-                "final_test_loss": test[-1],
-                "best_test_loss": float(np.nanmin(test)),
-                "final_train_loss": result.metrics[-1]["train_loss"],
-                "seconds_per_epoch": float(np.median([r["epoch_time"] for r in result.metrics])),
-            })
+        sessions = {key: stack.enter_context(RunFolder(out / run_folder_name(*key, seeds)).start(c, force=force))
+                    for key, c in configs.items()}
+        results = {}
+        for key, session in sessions.items():
+            label = run_folder_name(*key, seeds)
+            results[key] = session.run(on_run(label) if on_run else None)
+            records.append(RunRecord(label, configs[key].to_json(), results[key].status, results[key].metrics))
+    for m in methods:
+        runs = [results[(m, s)].metrics for s in seeds]
+        final = np.asarray([r[-1]["test_loss"] for r in runs])
+        table.append({
+            "method": m,
+            "seeds": len(seeds),
+            "final_test_loss": float(np.median(final)),
+            "final_test_min": float(final.min()),
+            "final_test_max": float(final.max()),
+            "best_test_loss": float(np.median([np.nanmin([row["test_loss"] for row in r]) for r in runs])),
+            "final_train_loss": float(np.median([r[-1]["train_loss"] for r in runs])),
+            "seconds_per_epoch": float(np.median([row["epoch_time"] for r in runs for row in r])),
+        })
     settings = ", ".join(f"{k}={v}" for k, v in config.task_settings.items())
-    plot_curves(curves, out / "compare.png", title=f"{config.task} ({settings}): test loss")
+    over = f", median and range over {len(seeds)} seeds" if len(seeds) > 1 else ""
+    plot_sweep(records, out / "compare.png", window=1, ylim=None,
+               title=f"{config.task} ({settings}): test loss{over}")
     write_csv(out / "compare.csv", COMPARE_COLUMNS, table)
     atomic_write_bytes(out / "compare.md", markdown_table(table).encode())
     return table
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
+    seeds = rows[0]["seeds"] if rows else 1
+    if seeds > 1:
+        lines = [f"Median over {seeds} seeds (final test loss: median [min, max]).", "",
+                 "| method | seeds | final test loss | best test loss | final train loss | s/epoch |",
+                 "|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['method']} | {r['seeds']} | {r['final_test_loss']:.4g} [{r['final_test_min']:.4g}, "
+                         f"{r['final_test_max']:.4g}] | {r['best_test_loss']:.4g} | {r['final_train_loss']:.4g} | "
+                         f"{r['seconds_per_epoch']:.3f} |")
+        return "\n".join(lines) + "\n"
     lines = ["| method | final test loss | best test loss | final train loss | s/epoch |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['method']} | {r['final_test_loss']:.4g} | {r['best_test_loss']:.4g} | "

@@ -13,14 +13,14 @@ of runs already done: ``method=C_poles=2_clip=none_seed=42``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.checks import BadInput
 from ..runs import RunConfig
 from ..tasks import recorded_settings, task_fields, task_options
-from ..training.settings import DEFAULTS, FIELDS
+from ..training.settings import ADDED, DEFAULTS, FIELDS
 
 # The setting each task's paper figure has one panel per value of (method.md §2-§4).
 COMPLEXITY = {"cartpole": "n_poles", "repulsion": "rc", "quantum": "target", "mjx-cartpole": "n_poles"}
@@ -30,8 +30,8 @@ HARDER_WHEN_SMALLER = ("rc",)
 # The published grids (method.md §2-§5); seed 42 and 1000 epochs as published.
 PAPER_GRIDS: dict[str, dict[str, list]] = {
     "cartpole": {"n_poles": [1, 2, 3, 4], "method": ["R", "M", "C", "S"], "clip": ["none", "value", "norm"]},
-    "repulsion": {"rc": [1.0, 0.1, 0.01, 0.001], "method": ["R", "M", "C", "S"]},
-    "quantum": {"target": [3, 4, 5], "method": ["R", "M", "C", "S"]},
+    "repulsion": {"rc": [1.0, 0.1, 0.01, 0.001], "method": ["R", "M", "C", "S"], "clip": ["none", "value", "norm"]},
+    "quantum": {"target": [3, 4, 5], "method": ["R", "M", "C", "S"], "clip": ["none", "value", "norm"]},
 }
 
 _ALWAYS_NAMED = ("method", "clip", "seed")
@@ -43,13 +43,6 @@ class Run:
 
     name: str
     config: RunConfig
-
-    @property
-    def batch_key(self) -> str:
-        """Runs with the same key differ only in seed or learning rate and can be trained together."""
-        config = self.config.to_json()
-        train = {k: v for k, v in config["train"].items() if k not in ("seed", "lr")}
-        return repr((config["task"], sorted(config["task_settings"].items()), sorted(train.items()), config["x64"]))
 
 
 def _short_names(task: str) -> dict[str, str]:
@@ -78,12 +71,15 @@ def _differs(value: Any, default: Any) -> bool:
 
 
 def run_name(task: str, task_settings: Mapping[str, Any], train: Mapping[str, Any], x64: bool = False, *,
-             defaults: Mapping[str, Any] | None = None) -> str:
+             defaults: Mapping[str, Any] | None = None, varied: Collection[str] = ()) -> str:
     """Folder name of a run: ``key=value`` parts joined by ``_`` (see the module docstring). `train` holds
     training settings by name (`TrainSettings` fields; missing ones are at their defaults); `defaults`: the
-    task's field defaults (found from `task` when None)."""
+    task's field defaults (found from `task` when None). A training setting added after the first release
+    (`training.settings.ADDED`) at the value that means the earlier behaviour is named only when it is in
+    `varied` (settings with several values in the grid), so that a sweep written by an earlier version keeps
+    its folder names when it is continued with the earlier behaviour."""
     defaults = task_fields(task) if defaults is None else defaults
-    train = {**DEFAULTS.to_json(), **train}
+    train = {**DEFAULTS.values(), **train}
     short = _short_names(task)
     complexity = COMPLEXITY.get(task)
     parts = [f"method={train['method']}"]
@@ -92,6 +88,8 @@ def run_name(task: str, task_settings: Mapping[str, Any], train: Mapping[str, An
             parts.append(f"{short.get(k, k)}={_format(v)}")
     parts.append(f"clip={train['clip']}")
     for k, v in train.items():
+        if k in ADDED and v == ADDED[k] and k not in varied:
+            continue
         if k not in _ALWAYS_NAMED and k != "epochs" and v != getattr(DEFAULTS, k):
             parts.append(f"{k}={_format(v)}")
     parts.append(f"seed={train['seed']}")
@@ -121,13 +119,14 @@ def expand(task: str, grid: Mapping[str, Sequence[Any]], *, x64: bool = False, c
     # Order of the product: task settings, then training settings, seed varying fastest.
     keys = [k for k in fields if k in grid] + [k for k in FIELDS if k in grid and k != "seed"]
     keys += ["seed"] if "seed" in grid else []
+    varied = {k for k in keys if len(_unique(grid[k])) > 1}
     runs, seen = [], set()
     for values in itertools.product(*(_unique(grid[k]) for k in keys)):
         chosen = dict(zip(keys, values))
         task_settings = {**recorded, **{k: chosen[k] for k in fields if k in chosen}}
         config = RunConfig.create(task, task_settings, x64=x64, checkpoint_every=checkpoint_every,
                                   **{k: v for k, v in chosen.items() if k in FIELDS})
-        name = run_name(task, task_settings, config.train.to_json(), x64, defaults=defaults)
+        name = run_name(task, task_settings, config.train.values(), x64, defaults=defaults, varied=varied)
         if name in seen:
             raise BadInput(f"two runs of the grid would share the folder {name}")
         seen.add(name)

@@ -28,6 +28,9 @@ from ..runs.io import atomic_write_bytes, read_csv, read_json
 from .grid import COMPLEXITY, HARDER_WHEN_SMALLER
 
 LINESTYLES = {"none": "-", "value": "--", "norm": ":"}
+# The published figures (method.md §6): a 30-epoch trailing mean padded with the first value, and these y-limits.
+PUBLISHED_WINDOW = 30
+PUBLISHED_YLIM = {"cartpole": (1e-6, 3.0), "repulsion": (0.4, 6.0), "quantum": (16.5, 135.0)}
 RUN_COLUMNS = ("status", "epochs_done", "epochs", "final_test_loss", "best_test_loss", "best_epoch",
                "final_train_loss", "seconds_per_epoch")
 CONFIG_COLUMNS = ("runs", "complete", "diverged", "failed", "epochs_done", "final_test_median", "final_test_min",
@@ -212,10 +215,14 @@ def write_summary(runs: Sequence[RunRecord], out: Path, title: str = "") -> None
     atomic_write_bytes(out / "summary.md", "\n".join(text).encode())
 
 
-def smooth(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing running mean over `window` epochs (NaNs ignored; NaN where none is finite)."""
+def smooth(values: np.ndarray, window: int, *, pad_first: bool = True) -> np.ndarray:
+    """Trailing running mean over `window` epochs (NaNs ignored; NaN where none is finite). With `pad_first`
+    (the published plots) the first ``window - 1`` epochs are averaged with copies of the first value, so that
+    every point is a mean over `window` values; without, over the epochs there are."""
     if window <= 1 or values.size == 0:
         return values
+    if pad_first:
+        return smooth(np.concatenate([np.full(window - 1, values[0]), values]), window, pad_first=False)[window - 1:]
     finite = np.isfinite(values)
     sums = np.cumsum(np.where(finite, values, 0.0))
     counts = np.cumsum(finite)
@@ -235,9 +242,17 @@ def _panel_key(task: str, runs: Sequence[RunRecord]) -> str | None:
     return task_keys[0] if task_keys else None
 
 
+def default_window(epochs: int) -> int:
+    """The smoothing window for runs of `epochs` epochs: the published 30 epochs, less for short runs (a tenth
+    of them), so that a short sweep is not flattened."""
+    return max(1, min(PUBLISHED_WINDOW, epochs // 10))
+
+
 def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_loss", window: int | None = None,
-               title: str = "") -> None:
-    """The paper-style figure of `runs` (see the module docstring)."""
+               title: str = "", ylim: tuple[float, float] | None | str = "published") -> None:
+    """The paper-style figure of `runs` (see the module docstring). `window`: smoothing (default
+    `default_window` of the longest run); `ylim`: the y-limits, "published" for the published ones of a
+    built-in task when they hold every curve's median (else matplotlib's), None for matplotlib's."""
     import matplotlib.pyplot as plt
 
     from ..runs.plotting import METHOD_COLORS, save_figure
@@ -257,11 +272,15 @@ def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_
     for r in runs:
         panels.setdefault(r.settings().get(panel_key) if panel_key else None, []).append(r)
     longest = max(len(r.rows) for r in runs)
-    window = window if window is not None else max(1, longest // 50)
+    window = window if window is not None else default_window(longest)
+    if ylim == "published":
+        ylim = PUBLISHED_YLIM.get(task) if key == "test_loss" else None
+    lowest, highest = math.inf, -math.inf
     n = len(panels)
     cols = min(n, 4)
     rows_n = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(3.6 * cols, 3.0 * rows_n), squeeze=False, sharex=True)
+    size = (6.0, 4.0) if n == 1 else (3.6 * cols, 3.0 * rows_n)
+    fig, axes = plt.subplots(rows_n, cols, figsize=size, squeeze=False, sharex=True)
     for ax, (level, members) in zip(axes.flat, sorted(panels.items(), key=lambda kv: _order(kv[0]),
                                                   reverse=panel_key in HARDER_WHEN_SMALLER)):
         lines: dict[tuple, list[RunRecord]] = {}
@@ -276,6 +295,9 @@ def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_
             x = np.arange(1, curves.shape[1] + 1)
             with np.errstate(all="ignore"), _quiet():
                 median = np.nanmedian(curves, axis=0)
+            finite = median[np.isfinite(median)]
+            if finite.size:
+                lowest, highest = min(lowest, float(finite.min())), max(highest, float(finite.max()))
             color = METHOD_COLORS.get(s.get("method"))
             label = " ".join(_label(k, s.get(k)) for k in line_keys) or str(s.get("method"))
             ax.plot(x, median, LINESTYLES.get(s.get("clip"), "-"), color=color, label=label, lw=1.2)
@@ -284,9 +306,18 @@ def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_
                     ax.fill_between(x, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=color, alpha=0.15,
                                     lw=0)
         ax.set_yscale("log")
-        ax.set_title(_label(panel_key, level) if panel_key else task)
+        fixed = COMPLEXITY.get(task)
+        if panel_key:
+            ax.set_title(_label(panel_key, level))
+        elif fixed in members[0].config.get("task_settings", {}):
+            ax.set_title(_label(fixed, members[0].config["task_settings"][fixed]))
+        else:
+            ax.set_title(task)
         ax.grid(True, which="both", alpha=0.3)
         ax.set_xlabel("epoch")
+    if ylim is not None and ylim[0] <= lowest and highest <= ylim[1]:
+        for ax in axes.flat[:n]:
+            ax.set_ylim(*ylim)
     for ax in axes.flat[n:]:
         ax.set_axis_off()
     axes[0, 0].set_ylabel(key.replace("_", " ") + (f" (mean over {window} epochs)" if window > 1 else ""))
@@ -340,11 +371,13 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, *, window
     task = runs[0].config.get("task", "")
     write_summary(runs, out, title=f"Sweep {Path(sweep_dir).name} ({task})")
     figures = [out / "sweep.png"]
-    plot_sweep(runs, figures[0], window=window, title=f"{task}: test loss")
+    seeds = len({r.settings().get("seed") for r in runs})
+    over = f" (median over {seeds} seeds, min-max band)" if seeds > 1 else ""
+    plot_sweep(runs, figures[0], window=window, title=f"{task}: test loss{over}")
     clips = sorted({r.settings().get("clip") for r in runs} - {None})
     if len(clips) > 1:
         for clip in clips:
             figures.append(out / f"sweep-clip={clip}.png")
             plot_sweep([r for r in runs if r.settings().get("clip") == clip], figures[-1], window=window,
-                       title=f"{task}: test loss, clip {clip}")
+                       title=f"{task}: test loss, clip {clip}{over}")
     return figures

@@ -7,8 +7,10 @@ checkpoint, and a run that fails or diverges is recorded in its ``status.json`` 
 ``DIR/sweep.json`` lists every run ever planned in DIR; ``DIR/summary.csv``/``summary.md`` and ``DIR/sweep.png``
 are written at the end (and by ``stablebptt plot`` at any time).
 
-With `batch_runs`, runs that differ only in seed and learning rate are trained together as one compiled
-program (`runs.ensure_batch`), writing the same folders (with checkpoints).
+With `batch_runs`, runs that share array shapes are trained together as one compiled program per group
+(`runs.plan_groups`, `runs.ensure_batch`: any mix of methods, clipping modes, learning rates, seeds and numeric
+task settings such as rc), writing the same folders (with checkpoints). "auto" chooses per device
+(`runs.default_batching`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from pathlib import Path
 
 from ..core.checks import BadInput, plural
 from ..runs import CONFIG, RunConfig, RunFolder, ensure_batch, same_run
+from ..runs.batch import default_batching, plan_groups
 from ..runs.io import read_json, write_json
+from ..training.settings import ADDED
 from .backends import run_jobs
 from .grid import Run
 
@@ -38,7 +42,7 @@ def run_job(run_dir: str, config: RunConfig) -> list[dict]:
 
 
 def run_batch_job(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> list[dict]:
-    """Bring runs that differ only in seed and learning rate to an end together (in a worker, with
+    """Bring the runs of one group (`runs.plan_groups`) to an end together (in a worker, with
     `runs.ensure_batch`). Never raises: a failure is recorded in the folders by their sessions."""
     begin = time.perf_counter()
     try:
@@ -57,8 +61,13 @@ def check_folders(out: Path, runs: Sequence[Run]) -> None:
         if path.exists():
             existing = read_json(path)
             if not isinstance(existing, dict) or not same_run(existing, run.config):
-                raise BadInput(f"{out / run.name} holds a run with other settings than this sweep's; "
-                                 "choose another --out or remove that folder")
+                hint = "choose another --out or remove that folder"
+                train = existing.get("train") if isinstance(existing, dict) else None
+                if isinstance(train, dict) and not any(k in train for k in ADDED):  # an earlier version's run
+                    hint = (f"it was written by stablebptt {existing.get('version', '0.1.0')}, whose Adam epsilon "
+                            "and C defaults were --adam-eps optax --regular-nonfinite stop: give those to continue "
+                            f"it, or {hint}")
+                raise BadInput(f"{out / run.name} holds a run with other settings than this sweep's; {hint}")
 
 
 def write_manifest(out: Path, task: str, runs: Sequence[Run]) -> None:
@@ -78,7 +87,7 @@ def sweep(
     backend: str = "local",
     workers: int | None = None,
     address: str | None = None,
-    batch_runs: bool = False,
+    batch_runs: bool | str = "off",
     log: Log | None = print,
     report: bool = True,
 ) -> list[dict]:
@@ -88,7 +97,8 @@ def sweep(
         out: the sweep folder (created; rerunning on the same folder continues the sweep).
         runs: from `grid.expand`.
         backend, workers, address: see `backends.run_jobs`.
-        batch_runs: train runs that differ only in seed and learning rate together (`runs.ensure_batch`).
+        batch_runs: "on" (or True): train the runs of each group of `runs.plan_groups` as one program; "off" (or
+            False): one run per job; "auto": as `runs.default_batching` chooses for this machine.
         log: called with one line per finished run.
         report: write ``summary.csv``, ``summary.md`` and ``sweep.png`` at the end.
 
@@ -104,11 +114,11 @@ def sweep(
     out.mkdir(parents=True, exist_ok=True)
     check_folders(out, runs)
     write_manifest(out, task, runs)
-    if batch_runs:
-        groups: dict[str, list[Run]] = {}
-        for run in runs:
-            groups.setdefault(run.batch_key, []).append(run)
-        jobs = [(run_batch_job, ([str(out / r.name) for r in g], [r.config for r in g])) for g in groups.values()]
+    batching = default_batching({True: "on", False: "off"}.get(batch_runs, batch_runs))
+    if batching is not None:
+        mixed, max_size = batching
+        groups = plan_groups([r.config for r in runs], mixed=mixed, max_size=max_size)
+        jobs = [(run_batch_job, ([str(out / runs[i].name) for i in g], [runs[i].config for i in g])) for g in groups]
     else:
         jobs = [(run_job, (str(out / r.name), r.config)) for r in runs]
     results: list[dict] = []

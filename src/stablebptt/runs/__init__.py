@@ -6,7 +6,7 @@ checkpoints, the folder lock, atomic writes and fault points for tests.
     RunFolder("runs/c").resume(epochs=200).run()         # extend it (after a kill: resume())
 """
 
-from .batch import ensure_batch
+from .batch import default_batching, ensure_batch, plan_groups
 from .checkpoint import Checkpoint, load_checkpoint, read_header, save_checkpoint
 from .config import RunConfig, config_hash, same_run
 from .folder import CHECKPOINT, FIGURE, STATUS, RunFolder, Session, use_precision
@@ -15,6 +15,6 @@ from .lock import RunLocked
 
 __all__ = [
     "CHECKPOINT", "CONFIG", "Checkpoint", "FIGURE", "METRICS_CSV", "PARAMS", "RunConfig", "RunFolder", "RunLocked",
-    "STATUS", "Session", "config_hash", "ensure_batch", "load_checkpoint", "read_header", "same_run",
+    "STATUS", "Session", "config_hash", "default_batching", "ensure_batch", "plan_groups", "load_checkpoint", "read_header", "same_run",
     "save_checkpoint", "use_precision",
 ]

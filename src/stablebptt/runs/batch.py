@@ -1,23 +1,36 @@
-"""Runs that differ only in seed and learning rate, trained together as one compiled program.
+"""Groups of runs trained together as one compiled program, each member in its own run folder.
 
-`ensure_batch` is `RunFolder.ensure` for a group of runs: each folder is opened by its `RunFolder` (complete,
-diverged and locked runs are skipped, unfinished ones continue from their checkpoints) and written only
-through its `Session`, so batched runs leave exactly the files of runs trained one at a time.
+`plan_groups` splits the runs of a sweep into groups that can share one program (`training.group`: same array
+shapes; any mix of methods, clipping, learning rates, seeds, Adam's epsilon form and numeric task settings the
+task can trace). `ensure_batch` is `RunFolder.ensure` for one group: each folder is opened by its `RunFolder`
+(complete, diverged and locked runs are skipped, unfinished ones continue from their checkpoints) and written
+only through its `Session`, so batched runs leave exactly the files of runs trained one at a time. With several
+devices (GPUs, or CPU devices from ``XLA_FLAGS=--xla_force_host_platform_device_count=N``) the run axis is
+sharded across them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import numbers
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ..training.train import Trainer, TrainState, make_batched_epoch
+from ..core.checks import BadInput
+from ..core.methods import METHODS
+from ..training.group import GroupSpec, make_group_epoch, restructure, shared_key, stack, traceable_fields
+from ..training.train import Trainer, TrainState
 from .config import RunConfig
 from .folder import RunFolder, Session, use_precision
+
+BATCH_MODES = ("auto", "on", "off")
 
 
 class _Member(NamedTuple):
@@ -28,35 +41,129 @@ class _Member(NamedTuple):
     start: int
 
 
-def ensure_batch(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> dict[str, str]:
-    """Bring the runs of `configs` (differing only in seed and learning rate) in `run_dirs` to an end with
-    one `jax.vmap`ped epoch program; returns each folder's final status (complete, diverged, failed, locked).
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
-    Runs at different epochs are batched separately. A member that diverges stops alone (its state is kept
-    from the epoch before). Metrics equal those of separate runs up to float rounding; ``epoch_time`` is the
-    batched epoch's time divided by the number of runs in it.
+
+def _coarse_key(config: RunConfig) -> tuple:
+    """What runs must share to be in one group, numeric task settings aside."""
+    settings = tuple(sorted((k, repr(v)) for k, v in config.task_settings.items() if not _is_number(v)))
+    names = tuple(sorted(config.task_settings))
+    return config.task, config.task_path, config.x64, names, settings, shared_key(config.train)
+
+
+def batchable_fields(configs: Sequence[RunConfig]) -> tuple[str, ...]:
+    """The numeric task settings that differ between `configs` and can vary within one group program (the
+    task's code takes them as traced values; see `training.group.traceable_fields`). `configs` share
+    `_coarse_key`."""
+    first = configs[0]
+    differing = [k for k, v in first.task_settings.items()
+                 if _is_number(v) and any(c.task_settings[k] != v for c in configs[1:])]
+    if not differing:
+        return ()
+    use_precision(first)
+    key = jax.random.PRNGKey(0)
+
+    def shapes(config: RunConfig) -> Any:
+        task = config.make_task()
+        out = eqx.filter_eval_shape(lambda k: (task.sample(k, 2), task.init_controller(k)), key)
+        leaves, treedef = jax.tree.flatten(out)
+        return treedef, [(x.shape, x.dtype) if hasattr(x, "shape") else repr(x) for x in leaves]
+
+    try:
+        reference = shapes(first)
+    except Exception:  # noqa: BLE001 - a task that cannot be traced abstractly: no setting varies in a group
+        return ()
+    same_shapes = []
+    for name in differing:  # a field that changes the data's or the controller's shapes cannot vary
+        values = {repr(c.task_settings[name]): c for c in configs}
+        try:
+            if all(shapes(c) == reference for c in values.values()):
+                same_shapes.append(name)
+        except Exception:  # noqa: BLE001 - as above, for this setting
+            continue
+    task = first.make_task()
+    return traceable_fields(task, same_shapes, task.init_controller(key), task.sample(key, 2))
+
+
+def plan_groups(configs: Sequence[RunConfig], *, mixed: bool = True, max_size: int | None = None
+                ) -> list[list[int]]:
+    """Indices of `configs` in groups that can be trained as one program each (in the order given).
+
+    Args:
+        configs: the runs.
+        mixed: allow different methods in one group (each member then computes every mode the group needs,
+            which pays on an accelerator; without, a group has one method).
+        max_size: split groups into parts of at most this many runs (None: no limit).
+    """
+    coarse: dict[tuple, list[int]] = {}
+    for i, config in enumerate(configs):
+        coarse.setdefault(_coarse_key(config), []).append(i)
+    groups: list[list[int]] = []
+    for members in coarse.values():
+        fixed = set(configs[members[0]].task_settings) - set(batchable_fields([configs[i] for i in members]))
+        fine: dict[tuple, list[int]] = {}
+        for i in members:
+            c = configs[i]
+            key = tuple(sorted((k, repr(v)) for k, v in c.task_settings.items() if k in fixed))
+            fine.setdefault(key + (() if mixed else (c.train.method,)), []).append(i)
+        for group in fine.values():
+            size = max_size or len(group)
+            groups.extend(group[j:j + size] for j in range(0, len(group), size))
+    return groups
+
+
+def default_batching(mode: str = "auto") -> tuple[bool, int | None] | None:
+    """How a sweep is grouped on this machine: None (one process per run), or ``(mixed, max_size)`` for
+    `plan_groups`. "auto": one group per shape on an accelerator; on a CPU one process per run (measured with
+    ``benchmarks/grid_throughput.py``: on 2 CPU cores batching did not pay, see benchmarks/README.md)."""
+    if mode == "off":
+        return None
+    if mode == "on":
+        return True, None
+    if mode != "auto":
+        raise BadInput(f"--batch-runs must be one of {', '.join(BATCH_MODES)}, got {mode!r}")
+    return (True, None) if jax.default_backend() != "cpu" else None
+
+
+def ensure_batch(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> dict[str, str]:
+    """Bring the runs of `configs` in `run_dirs` (one group of `plan_groups`) to an end with one `jax.vmap`ped
+    epoch program; returns each folder's final status (complete, diverged, failed, locked).
+
+    Runs at different epochs are batched separately. A member that diverges is frozen (its state is kept from
+    the epoch before) and recorded; the others go on. Metrics equal those of separate runs up to float rounding;
+    ``epoch_time`` is the batched epoch's time divided by the number of runs in it.
 
     Raises:
-        BadInput: if a folder cannot be written or holds another run (see `RunFolder.ensure`).
+        BadInput: if the runs cannot share one program, a folder cannot be written or holds another run (see
+            `RunFolder.ensure`).
     """
+    configs = list(configs)
+    if len({_coarse_key(c) for c in configs}) > 1:
+        raise BadInput("these runs cannot be trained as one group: they differ in a setting that changes the "
+                       "program (see stablebptt.runs.plan_groups)")
+    varying = batchable_fields(configs) if len(configs) > 1 else ()
+    fixed = [k for k in configs[0].task_settings if k not in varying]
+    if any(c.task_settings[k] != configs[0].task_settings[k] for c in configs for k in fixed):
+        raise BadInput("these runs cannot be trained as one group: a task setting that differs between them is "
+                       "used for a shape or in Python control flow")
     statuses: dict[str, str] = {}
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack_:
         sessions: list[tuple[str, Session]] = []
         for run_dir, config in zip(run_dirs, configs, strict=True):
             session = RunFolder(run_dir)._open(config)
             if isinstance(session, str):
                 statuses[run_dir] = session
             else:
-                sessions.append((run_dir, stack.enter_context(session)))
+                sessions.append((run_dir, stack_.enter_context(session)))
         if not sessions:
             return statuses
         first = sessions[0][1].config
         use_precision(first)
-        task = first.make_task()
         members = []
         for run_dir, session in sessions:
             try:
-                trainer = Trainer(task, session.config.train)
+                trainer = Trainer(session.config.make_task(), session.config.train)
                 state, start = session.begin(trainer)
             except Exception as e:  # noqa: BLE001 - e.g. a corrupt checkpoint: this run fails, the others go on
                 session.fail(e)
@@ -67,7 +174,7 @@ def ensure_batch(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> dict[
         try:
             for start in sorted({m.start for m in members}):
                 group = [m for m in members if m.start == start]
-                for m, status in zip(group, _train_group(group, first)):
+                for m, status in zip(group, _train_group(group, varying), strict=True):
                     statuses[m.run_dir] = status
                     unfinished.discard(m.run_dir)
         except BaseException as e:
@@ -78,24 +185,42 @@ def ensure_batch(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> dict[
     return statuses
 
 
-def _train_group(group: Sequence[_Member], first: RunConfig) -> list[str]:
+def _shard(tree: Any, n: int) -> Any:
+    """Put the run axis of every leaf across the first `n` devices."""
+    mesh = Mesh(np.array(jax.devices()[:n]), ("runs",))
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("runs")))
+
+
+def _train_group(group: Sequence[_Member], varying: tuple[str, ...]) -> list[str]:
     """Train members that start at the same epoch until each is complete or diverged."""
-    static = group[0].trainer.static
-    batched = jax.jit(make_batched_epoch(group[0].trainer.task, first.train, static))
-    lrs = jnp.asarray([m.session.config.train.lr for m in group], dtype=jnp.result_type(float))
-    states = _stack([m.state for m in group])
-    data = _stack([m.trainer.data for m in group])
-    compiled = batched.lower(lrs, states, data).compile()
+    settings = group[0].session.config.train
+    methods = tuple(m for m in METHODS if any(g.session.config.train.method == m for g in group))
+    spec = GroupSpec(methods, settings, varying)
+    lead = group[0].trainer
+    program = jax.jit(make_group_epoch(lead.task, spec, lead.static))
+    knobs = [spec.knobs(m.session.config.train, {k: m.session.config.task_settings[k] for k in varying})
+             for m in group]
+    states = [restructure(m.state, lead.initial) for m in group]
+    data = [m.trainer.data for m in group]
+    devices = len(jax.devices())
+    size = len(group)
+    if devices > 1:  # pad the run axis to a multiple of the devices with copies of the first run (never recorded)
+        pad = -size % devices
+        knobs, states, data = knobs + knobs[:1] * pad, states + states[:1] * pad, data + data[:1] * pad
+    knobs, states, data = stack(knobs), stack(states), stack(data)
+    if devices > 1:
+        knobs, states, data = _shard((knobs, states, data), devices)
+    compiled = program.lower(knobs, states, data).compile()
     active = [m.start < m.session.epochs for m in group]
     diverged: dict[int, dict[str, Any]] = {}
     epoch = group[0].start
     while any(active):
         epoch += 1
         begin = time.perf_counter()
-        new_states, values = compiled(lrs, states, data)
+        new_states, values = compiled(knobs, states, data)
         values = jax.device_get(values)
-        seconds = (time.perf_counter() - begin) / len(group)
-        keep = [False] * len(group)
+        seconds = (time.perf_counter() - begin) / size
+        keep = [False] * len(values["loss"])
         rows: dict[int, dict[str, float]] = {}
         for i, m in enumerate(group):
             if not active[i]:
@@ -107,20 +232,22 @@ def _train_group(group: Sequence[_Member], first: RunConfig) -> list[str]:
                 continue
             keep[i], rows[i] = True, row
             active[i] = epoch < m.session.epochs
-        mask = jnp.asarray(keep)
-        states = jax.tree.map(
-            lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new_states, states)
+        states = _keep(jnp.asarray(keep), new_states, states)
+        if devices > 1:
+            states = _shard(states, devices)
         for i, row in rows.items():
-            group[i].session.record_epoch(epoch, _index(states, i), row)
+            group[i].session.record_epoch(epoch, restructure(_index(states, i), group[i].trainer.initial), row)
     statuses = []
     for i, m in enumerate(group):
-        m.session.finish(_index(states, i), len(m.session.rows), diverged.get(i))
+        final = restructure(_index(states, i), m.trainer.initial)
+        m.session.finish(final, len(m.session.rows), diverged.get(i))
         statuses.append("diverged" if i in diverged else "complete")
     return statuses
 
 
-def _stack(trees: Sequence[Any]) -> Any:
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+def _keep(mask: jax.Array, new: Any, old: Any) -> Any:
+    """Per run (leading axis), the `new` state where `mask`, else the `old` one (frozen)."""
+    return jax.tree.map(lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
 
 
 def _index(tree: Any, i: int) -> Any:

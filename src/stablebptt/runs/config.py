@@ -3,7 +3,7 @@
 On disk it is ``config.json``::
 
     {"task": "cartpole", "task_settings": {"n_poles": 2, ...}, "train": {"method": "C", ...},
-     "x64": false, "checkpoint_every": 1, "version": "0.1.0"}
+     "x64": false, "checkpoint_every": 1, "version": "0.2.0"}
 
 with ``task_path`` added for a task of your own (``module.path:Name``): the folder its module was imported
 from, so that the run can be resumed from any current directory. `config_hash` identifies a run: it leaves out
@@ -24,7 +24,7 @@ from .. import __version__
 from ..core import value_and_grad
 from ..core.checks import BadInput, BadType, check_positive_int
 from ..tasks import Task, is_builtin, load_task, module_root, recorded_settings
-from ..training.settings import DEFAULTS, TrainSettings
+from ..training.settings import ADDED, DEFAULTS, EARLIER, TrainSettings
 
 TOP_KEYS = ("task", "task_settings", "task_path", "train", "x64", "checkpoint_every", "version")
 UNHASHED_TOP = ("version", "checkpoint_every", "task_path")
@@ -120,11 +120,14 @@ class RunConfig:
 def config_hash(record: Mapping[str, Any]) -> str:
     """SHA-256 of a run configuration in its JSON form (`RunConfig.to_json` or a ``config.json`` as read),
     leaving out the number of epochs, the version, the checkpoint frequency and ``task_path``; training
-    settings left out count as their defaults (so a ``config.json`` written by earlier versions hashes as it
+    settings left out count as their defaults, or for those of `training.settings.EARLIER` as their earlier
+    behaviour; settings added later (`training.settings.ADDED`) at their earlier behaviour are left out (so a ``config.json`` written by earlier versions hashes as it
     did)."""
     core = {k: v for k, v in record.items() if k not in UNHASHED_TOP}
-    train = {**DEFAULTS.to_json(), **record.get("train", {})}
-    core["train"] = {HASH_NAMES.get(k, k): v for k, v in train.items() if k not in UNHASHED_TRAIN}
+    filled = {k: v for k, v in DEFAULTS.to_json().items() if k not in EARLIER}
+    train = {**filled, **record.get("train", {})}
+    core["train"] = {HASH_NAMES.get(k, k): v for k, v in train.items()
+                     if k not in UNHASHED_TRAIN and not (k in ADDED and v == ADDED[k])}
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=_json_default).encode()).hexdigest()
 
 

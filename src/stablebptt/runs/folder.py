@@ -31,7 +31,7 @@ from ..training.train import METRICS, ProgressFn, Trainer, TrainResult, TrainSta
 from .checkpoint import Checkpoint, load_checkpoint, read_header, save_checkpoint
 from .config import RunConfig, same_run
 from .faults import fault_point
-from .io import CONFIG, METRICS_CSV, PARAMS, read_json, save_params, write_csv, write_json
+from .io import CONFIG, METRICS_CSV, PARAMS, CsvTable, read_json, save_params, write_json
 from .lock import LOCK, RunLock, RunLocked
 
 STATUS = "status.json"
@@ -257,6 +257,7 @@ class Session:
         self.folder, self.config, self.record, self._lock = folder, config, record, lock
         self.trainer: Trainer | None = None
         self.rows: list[dict[str, float]] = []
+        self.table = CsvTable(METRICS)  # self.rows, formatted
         self.saved = 0
 
     @property
@@ -305,6 +306,7 @@ class Session:
             state, start, self.rows = checkpoint.state, checkpoint.epoch, list(checkpoint.metrics)
             if start > self.epochs:
                 raise BadInput(f"the checkpoint has {plural(start, 'epoch')}, more than the {self.epochs} configured")
+        self.table = CsvTable(METRICS, self.rows)
         self.saved = start
         self._write_status("running", epoch=start, epochs=self.epochs, checkpoint_epoch=start or None)
         return state, start
@@ -314,9 +316,10 @@ class Session:
         """Record a finished epoch: its metrics, and the checkpoint when one is due."""
         fault_point("epoch", epoch)
         self.rows.append(row)
+        self.table.append(row)
         if epoch % self.config.checkpoint_every == 0 or epoch == self.epochs:
             self._save(epoch, state)
-        write_csv(self.path / METRICS_CSV, METRICS, self.rows)
+        self.table.write(self.path / METRICS_CSV)
         fault_point("between", epoch)
         if progress_fn is not None:
             progress_fn(epoch, row)
@@ -332,7 +335,7 @@ class Session:
             rows = [*rows, diverged_row]
             if progress_fn is not None:
                 progress_fn(diverged_row["epoch"], diverged_row)
-        write_csv(self.path / METRICS_CSV, METRICS, rows)
+        self.table.write(self.path / METRICS_CSV, [diverged_row] if diverged_row is not None else [])
         params = self.trainer.params(state)
         save_params(self.path / PARAMS, params)
         self._plot(rows)

@@ -85,12 +85,30 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
     """Write all rows at once (atomically); missing or NaN values are written as empty cells."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in columns})
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    CsvTable(columns, rows).write(path)
+
+
+class CsvTable:
+    """The lines of a CSV file kept formatted, so that a file rewritten after every new row (a run's
+    ``metrics.csv``) costs the formatting of one row, not of all of them."""
+
+    def __init__(self, columns: Sequence[str], rows: Iterable[dict[str, Any]] = ()):
+        self.columns = list(columns)
+        self.lines = [self._line(dict(zip(self.columns, self.columns)))]
+        for row in rows:
+            self.append(row)
+
+    def _line(self, row: dict[str, Any]) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerow([_cell(row.get(k)) for k in self.columns])
+        return buffer.getvalue()
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.lines.append(self._line(row))
+
+    def write(self, path: str | os.PathLike, extra: Iterable[dict[str, Any]] = ()) -> None:
+        """Write the rows (and `extra` rows after them, not kept) atomically."""
+        atomic_write_bytes(path, "".join([*self.lines, *(self._line(r) for r in extra)]).encode())
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, float]]:

@@ -2,14 +2,60 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from ..core.checks import check_choice, check_positive_number
 
 KERAS_EPS = 1e-7
 CLIP_MODES = ("none", "value", "norm")
+# Where Adam adds epsilon: "keras" to the raw square root of v (the published code: an effective epsilon of
+# eps / sqrt(1 - b2^t), 3e-6 at the first step), "optax" to the bias-corrected one (optax.adam).
+ADAM_EPS_FORMS = ("keras", "optax")
+
+
+class ScaleByAdamState(NamedTuple):
+    """Step count and first and second moments (the layout of `optax.ScaleByAdamState`)."""
+
+    count: jax.Array
+    mu: Any
+    nu: Any
+
+
+def scale_by_keras_adam(b1: float = 0.9, b2: float = 0.999, eps: float = KERAS_EPS, *, keras: Any = True
+                        ) -> optax.GradientTransformation:
+    """Adam's scaling as Keras computes it: ``m_hat / (sqrt(v_hat) + eps / sqrt(1 - b2^t))``, which is
+    ``lr_t * m / (sqrt(v) + eps)`` with ``lr_t = sqrt(1 - b2^t) / (1 - b1^t)``. With `keras` False (a bool or a
+    traced one, e.g. one per run of a batch of runs) it is optax's form ``m_hat / (sqrt(v_hat) + eps)``."""
+
+    def init_fn(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, jax.tree.map(jnp.zeros_like, params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        mu = jax.tree.map(lambda g, m: b1 * m + (1 - b1) * g, updates, state.mu)
+        nu = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * g * g, updates, state.nu)
+        count = optax.safe_increment(state.count)
+        t = count.astype(jnp.float32)
+        c1, c2 = 1 - b1**t, 1 - b2**t
+        eps_t = jnp.where(keras, eps / jnp.sqrt(c2), eps)
+
+        def scale(m, v):
+            return ((m / c1.astype(m.dtype)) / (jnp.sqrt(v / c2.astype(v.dtype)) + eps_t.astype(v.dtype)))
+
+        return jax.tree.map(scale, mu, nu), ScaleByAdamState(count, mu, nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def keras_adam(lr: Any, *, keras: Any = True) -> optax.GradientTransformation:
+    """Adam with Keras' defaults (b1 0.9, b2 0.999, eps 1e-7) and Keras' placement of epsilon (see
+    `scale_by_keras_adam`)."""
+    return optax.chain(scale_by_keras_adam(keras=keras), optax.scale_by_learning_rate(lr))
 
 
 def _momentum(m: float):
@@ -29,23 +75,28 @@ OPTIMIZERS = {
 
 
 def make_optimizer(
-    name: str = "adam", lr: float = 1e-3, clip: str = "none", clip_value: float = 1.0
+    name: str = "adam", lr: float = 1e-3, clip: str = "none", clip_value: float = 1.0, adam_eps: str = "keras"
 ) -> optax.GradientTransformation:
     """Clipping of the update (``none``, ``value``: each entry to [-v, v], ``norm``: global norm to v), then
-    the named optimizer with learning rate `lr`; every argument is checked."""
+    the named optimizer with learning rate `lr`; for Adam, `adam_eps` is where epsilon is added (one of
+    `ADAM_EPS_FORMS`). Every argument is checked."""
     check_choice("optimizer", name, tuple(OPTIMIZERS))
     check_choice("clip mode", clip, CLIP_MODES)
+    check_choice("adam eps form", adam_eps, ADAM_EPS_FORMS)
     check_positive_number("learning rate", lr)
     check_positive_number("clip value", clip_value)
-    return optimizer(name, lr, clip, clip_value)
+    return optimizer(name, lr, clip, clip_value, adam_eps)
 
 
-def optimizer(name: str, lr: Any, clip: str, clip_value: float) -> optax.GradientTransformation:
-    """`make_optimizer` without the checks, for settings checked already; `lr` may be a traced array (one
-    learning rate per run of a `jax.vmap`ped batch of runs)."""
+def optimizer(name: str, lr: Any, clip: str, clip_value: Any, adam_eps: str = "keras"
+              ) -> optax.GradientTransformation:
+    """`make_optimizer` without the checks, for settings checked already; `lr` and `clip_value` may be traced
+    arrays (one per run of a `jax.vmap`ped batch of runs)."""
     clipping = {
         "none": optax.identity,
         "value": lambda: optax.clip(clip_value),
         "norm": lambda: optax.clip_by_global_norm(clip_value),
     }[clip]()
+    if name == "adam" and adam_eps == "keras":
+        return optax.chain(clipping, keras_adam(lr))
     return optax.chain(clipping, OPTIMIZERS[name](lr))

@@ -14,11 +14,16 @@ from typing import Any
 
 from ..core import canonical_method, check_backward, check_remat, check_truncation
 from ..core.checks import BadInput, BadType, check_choice, check_positive_int
-from .optim import CLIP_MODES, OPTIMIZERS
+from .optim import ADAM_EPS_FORMS, CLIP_MODES, OPTIMIZERS
 
-# Settings passed on to `core.value_and_grad`; recorded in a run's JSON only when they differ from their
-# default, so that the JSON (and hash) of a run that does not use them is the same as before they existed.
+# Settings passed on to `core.value_and_grad`.
 GRADIENT_FIELDS = ("backward", "truncation", "remat")
+# Settings added after the first release, with the value that means what runs did before they existed. A
+# run's JSON records them only where they differ from that value, so the JSON (and hash) of a run that behaves
+# as before is the same as before, and a ``config.json`` without them reads as the earlier behaviour.
+ADDED = {"adam_eps": "optax", "regular_nonfinite": "stop"}  # added in 0.2.0
+EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED}
+REGULAR_NONFINITE = ("zero", "stop")
 # Earlier name of `remat` in run configurations (read, never written).
 LEGACY_NAMES = {"checkpoint": "remat"}
 
@@ -49,6 +54,12 @@ class TrainSettings:
         skip_nonfinite: skip updates with a non-finite loss, gradient or result instead of stopping the run.
         backward, truncation, remat: passed to `core.value_and_grad` (remat: None, "sqrt", "states" or a
             segment length K; recompute the forward pass in segments to save memory).
+        adam_eps: where Adam adds epsilon: "keras" (to the raw square root of v, as the published code;
+            the default) or "optax" (to the bias-corrected one, `optax.adam`). See `optim.scale_by_keras_adam`.
+        regular_nonfinite: for C, what a non-finite entry of g_R does: "zero" (it counts as disagreement, the
+            update is 0 there and the run goes on, as the published code; counted per epoch in the metric
+            ``regular_nonfinite``; the default) or "stop" (the run stops as diverged). A non-finite g_M, loss or
+            update always stops the run (unless `skip_nonfinite`).
     """
 
     method: str = "C"
@@ -65,6 +76,8 @@ class TrainSettings:
     backward: str = "auto"
     truncation: int | None = None
     remat: int | str | None = None
+    adam_eps: str = "keras"
+    regular_nonfinite: str = "zero"
 
     def __post_init__(self) -> None:
         method = self.method.upper() if isinstance(self.method, str) and len(self.method) == 1 else self.method
@@ -81,6 +94,8 @@ class TrainSettings:
             "backward": check_backward(self.backward),
             "truncation": check_truncation(self.truncation),
             "remat": check_remat(self.remat),
+            "adam_eps": check_choice("adam eps form", self.adam_eps, ADAM_EPS_FORMS),
+            "regular_nonfinite": check_choice("regular_nonfinite", self.regular_nonfinite, REGULAR_NONFINITE),
         }
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
@@ -101,22 +116,26 @@ class TrainSettings:
 
     def replace(self, **changes: Any) -> TrainSettings:
         """A copy with `changes` (checked like a new one)."""
-        return from_mapping({**self.to_json(), **changes})
+        return from_mapping({**self.values(), **changes})
+
+    def values(self) -> dict[str, Any]:
+        """Every setting by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def to_json(self) -> dict[str, Any]:
-        """The settings as JSON values; gradient options only where they differ from their default."""
-        record = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name not in GRADIENT_FIELDS or value != f.default:
-                record[f.name] = value
-        return record
+        """The settings as JSON values; those added after the first release (`EARLIER`) only where they differ
+        from the value that means the earlier behaviour."""
+        return {k: v for k, v in self.values().items() if k not in EARLIER or v != EARLIER[k]}
 
     @classmethod
     def from_json(cls, record: Mapping[str, Any]) -> TrainSettings:
-        """Settings from `to_json`'s dict (missing ones take their defaults; ``checkpoint`` is read as
-        ``remat``, its earlier name)."""
-        return from_mapping(record)
+        """Settings from `to_json`'s dict (a ``config.json``): missing settings of `EARLIER` mean the earlier
+        behaviour, other missing ones take their defaults; ``checkpoint`` is read as ``remat``, its earlier
+        name."""
+        if not isinstance(record, Mapping):
+            raise BadType(f"training settings must be a mapping of names to values, got {type(record).__name__}")
+        given = {LEGACY_NAMES.get(k, k) for k in record}
+        return from_mapping({**{k: v for k, v in EARLIER.items() if k not in given}, **record})
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainSettings))

@@ -19,7 +19,8 @@ from .optim import optimizer
 from .settings import DEFAULTS, TrainSettings, from_mapping
 
 PyTree = Any
-METRICS = ("epoch", "loss", "train_loss", "test_loss", "grad_norm", "cosine", "kept_fraction", "epoch_time")
+METRICS = ("epoch", "loss", "train_loss", "test_loss", "grad_norm", "grad_size", "cosine", "kept_fraction",
+           "regular_nonfinite", "epoch_time")
 ProgressFn = Callable[[int, dict[str, float]], None]
 EpochFn = Callable[[int, "TrainState", dict[str, float]], None]
 
@@ -107,25 +108,51 @@ def make_epoch(
     batch_size: int,
     *,
     skip_nonfinite: bool = False,
+    regular_nonfinite: str = "zero",
     **gradient_options: Any,
 ) -> Callable[[TrainState, Data], tuple[TrainState, dict[str, jax.Array]]]:
     """A pure function for one epoch: updates on mini-batches in fixed order (a `lax.scan`, no host round
     trips), then the loss on the whole training and test sets. `static` holds the non-array part of the
     parameters. Remainder states that do not fill a mini-batch are not used for updates.
 
-    The metrics include ``nonfinite``, the number of updates whose loss, gradient (for C also the cosine of
-    g_M and g_R, as the sign test itself drops NaN entries) or new parameters were not finite. With
-    `skip_nonfinite` such updates leave parameters and optimizer state unchanged (like
-    `optax.apply_if_finite`) and are left out of the epoch's mean loss and gradient norm.
+    The metrics include ``nonfinite``, the number of updates whose loss, update, new parameters or (for C)
+    g_M were not finite, or (for C with ``regular_nonfinite="stop"``) g_R; ``regular_nonfinite``, for C, the
+    number of entries of g_R that were not finite, summed over the epoch's updates (with "zero" they count as
+    disagreement and the run goes on); ``grad_size``, the squared L2 norm of the update averaged over the
+    epoch's updates (the published ``grad_size``). With `skip_nonfinite` updates that are not finite leave
+    parameters and optimizer state unchanged (like `optax.apply_if_finite`) and are left out of the epoch's
+    means.
     """
     vg = value_and_grad(task.loss, task.step, task.controller, task.horizon, method, **gradient_options)
     combined = canonical_method(method) == "C"
+    return epoch_program(task, vg, tx, static, batch_size, skip_nonfinite=skip_nonfinite, combined=combined,
+                         stop_regular=regular_nonfinite == "stop")
+
+
+def epoch_program(
+    task: Task,
+    vg: Callable[[PyTree, PyTree], tuple[jax.Array, PyTree, dict[str, jax.Array]]],
+    tx: optax.GradientTransformation,
+    static: PyTree,
+    batch_size: int,
+    *,
+    skip_nonfinite: bool,
+    combined: bool | jax.Array,
+    stop_regular: bool | jax.Array,
+) -> Callable[[TrainState, Data], tuple[TrainState, dict[str, jax.Array]]]:
+    """`make_epoch` for an update function `vg` (``(params, x0) -> (value, update, info)`` as
+    `core.value_and_grad` returns it). `combined` and `stop_regular` may be traced booleans (one per run of a
+    batch of runs with different methods): the C diagnostics in `info` (``cosine``, ``kept_fraction``,
+    ``regular_nonfinite``, ``modified_finite``) are used only where `combined`."""
 
     def update(state: TrainState, batch: PyTree):
         value, grads, info = vg(eqx.combine(state.params, static), batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        ok = _all_finite((value, grads, params, info))  # info: C's cosine shows NaN in g_M or g_R
+        ok = _all_finite((value, grads, params, info["grad_norm"]))
+        if "modified_finite" in info:
+            bad_regular = stop_regular & (info["regular_nonfinite"] > 0)
+            ok = ok & ~(combined & (~info["modified_finite"] | bad_regular))
         new = TrainState(params, opt_state)
         if skip_nonfinite:
             new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
@@ -136,13 +163,19 @@ def make_epoch(
         used = ok if skip_nonfinite else jnp.ones_like(ok)
         params = eqx.combine(state.params, static)
         nan = jnp.full((), jnp.nan, values.dtype)
+
+        def only_c(value):
+            return jnp.where(combined, value, nan) if "cosine" in infos else nan
+
         metrics = {
             "loss": _masked_mean(values, used),
             "train_loss": evaluate(task, params, data.train),
             "test_loss": evaluate(task, params, data.test),
             "grad_norm": _masked_mean(infos["grad_norm"], used),
-            "cosine": _masked_mean(infos["cosine"], used) if combined else nan,
-            "kept_fraction": _masked_mean(infos["kept_fraction"], used) if combined else nan,
+            "grad_size": _masked_mean(infos["grad_norm"] ** 2, used),
+            "cosine": only_c(_masked_mean(infos.get("cosine", values), used)),
+            "kept_fraction": only_c(_masked_mean(infos.get("kept_fraction", values), used)),
+            "regular_nonfinite": only_c(jnp.sum(infos.get("regular_nonfinite", ok)).astype(values.dtype)),
             "nonfinite": jnp.sum(~ok),
         }
         return state, metrics
@@ -180,10 +213,11 @@ class Trainer:
         if params is None:
             params = init
         diff, self.static = eqx.partition(params, eqx.is_inexact_array)
-        tx = optimizer(settings.optimizer, settings.lr, settings.clip, settings.clip_value)
+        tx = optimizer(settings.optimizer, settings.lr, settings.clip, settings.clip_value, settings.adam_eps)
         self.initial = TrainState(diff, tx.init(diff))
         self._epoch = make_epoch(task, settings.method, tx, self.static, settings.batch_size,
-                                 skip_nonfinite=settings.skip_nonfinite, **settings.gradient_options)
+                                 skip_nonfinite=settings.skip_nonfinite,
+                                 regular_nonfinite=settings.regular_nonfinite, **settings.gradient_options)
         self._compiled = None
 
     def params(self, state: TrainState) -> PyTree:
@@ -242,12 +276,13 @@ def train(
         params: start from these parameters instead of the task's default controller.
         progress_fn: called after each epoch as ``progress_fn(epoch, metrics)``.
         **settings: any field of `TrainSettings` (epochs, batch_size, lr, optimizer, clip, clip_value, seed,
-            n_train, n_test, skip_nonfinite, backward, truncation, remat), with its defaults.
+            n_train, n_test, skip_nonfinite, backward, truncation, remat, adam_eps, regular_nonfinite), with
+            its defaults.
 
     Returns:
         ``TrainResult(params, metrics)``; `metrics` has one dict per epoch with the keys of `METRICS` and
-        ``nonfinite`` (updates that were not finite); cosine and kept_fraction are NaN for methods other than
-        C; epoch_time in seconds, without compilation.
+        ``nonfinite`` (updates that were not finite); cosine, kept_fraction and regular_nonfinite are NaN for
+        methods other than C; epoch_time in seconds, without compilation.
 
     Raises:
         BadInput: for a bad setting, before any work.
@@ -267,20 +302,6 @@ def train(
         if progress_fn is not None:
             progress_fn(outcome.diverged_row["epoch"], outcome.diverged_row)
     return TrainResult(trainer.params(outcome.state), metrics)
-
-
-def make_batched_epoch(task: Task, settings: TrainSettings, static: PyTree
-                       ) -> Callable[[jax.Array, TrainState, Data], tuple[TrainState, dict[str, jax.Array]]]:
-    """The epoch of `make_epoch` for a batch of runs that differ only in seed and learning rate, as one
-    `jax.vmap`ped function ``(lrs (R,), states, data) -> (states, metrics)`` (leading axis R on every leaf)."""
-
-    def one_epoch(lr: jax.Array, state: TrainState, data: Data):
-        tx = optimizer(settings.optimizer, lr, settings.clip, settings.clip_value)
-        epoch = make_epoch(task, settings.method, tx, static, settings.batch_size,
-                           skip_nonfinite=settings.skip_nonfinite, **settings.gradient_options)
-        return epoch(state, data)
-
-    return jax.vmap(one_epoch)
 
 
 def finite(row: dict[str, float]) -> bool:

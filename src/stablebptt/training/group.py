@@ -1,0 +1,194 @@
+"""Groups: runs that share array shapes trained together as ONE compiled program, `jax.vmap`ped over the runs.
+
+The members of a group may differ in everything that does not change a shape or the program's structure:
+the method (R, M, S, N, C: one joint reverse sweep computes the adjoints of every mode the group needs and each
+run selects its update), the clipping mode and threshold, the learning rate, the seed, Adam's epsilon form,
+what C does with a non-finite g_R, and task settings that are plain numbers and that the task's code can take
+as traced values (repulsion's ``rc``, quantum's ``target``; see `traceable_fields`). They must share the task's
+other settings and every other training setting (`shared_key`).
+
+Each member computes every mode its group needs, so a mixed group costs more per run than a group of one
+method; on an accelerator it is one program for hundreds of runs, on a CPU it rarely pays (see
+`runs.batch.plan_groups`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ..core import combined_update, tree_norm, value_and_grad, value_and_grads
+from ..core.checks import BadInput
+from ..tasks import Task
+from .optim import CLIP_MODES, OPTIMIZERS, keras_adam
+from .settings import TrainSettings
+from .train import Data, TrainState, epoch_program
+
+PyTree = Any
+# Training settings in which the members of a group may differ (all others are shared).
+GROUP_VARYING = ("method", "clip", "clip_value", "lr", "seed", "adam_eps", "regular_nonfinite", "epochs")
+
+
+def shared_key(settings: TrainSettings) -> tuple:
+    """The training settings every member of a group shares (as a hashable key)."""
+    return tuple((k, v) for k, v in settings.values().items() if k not in GROUP_VARYING)
+
+
+class Knobs(NamedTuple):
+    """One run's settings as arrays (leading run axis when stacked): what its group program reads per run."""
+
+    method: jax.Array  # index into `GroupSpec.methods`
+    clip: jax.Array  # index into `optim.CLIP_MODES`
+    clip_value: jax.Array
+    lr: jax.Array
+    keras: jax.Array  # bool: Adam's Keras epsilon form
+    stop_regular: jax.Array  # bool: C stops on a non-finite g_R
+    task_values: dict[str, jax.Array]  # the task settings that vary within the group
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSpec:
+    """What a group program is built from: the methods of its members (the order of `Knobs.method`), the
+    settings they share (those of any member), and the task fields that vary between members."""
+
+    methods: tuple[str, ...]
+    settings: TrainSettings
+    varying: tuple[str, ...] = ()
+
+    def knobs(self, settings: TrainSettings, task_values: Mapping[str, Any] | None = None) -> Knobs:
+        """A member's `Knobs` (its settings must share `shared_key` with the group's)."""
+        if shared_key(settings) != shared_key(self.settings) or settings.method not in self.methods:
+            raise BadInput(f"run settings {settings.values()} do not fit this group of {self.methods} runs")
+        dtype = jnp.result_type(float)
+        values = dict(task_values or {})
+        return Knobs(
+            method=jnp.asarray(self.methods.index(settings.method), jnp.int32),
+            clip=jnp.asarray(CLIP_MODES.index(settings.clip), jnp.int32),
+            clip_value=jnp.asarray(settings.clip_value, dtype),
+            lr=jnp.asarray(settings.lr, dtype),
+            keras=jnp.asarray(settings.adam_eps == "keras"),
+            stop_regular=jnp.asarray(settings.regular_nonfinite == "stop"),
+            task_values={k: jnp.asarray(values[k], dtype) for k in self.varying},
+        )
+
+
+def with_values(task: Task, values: Mapping[str, Any]) -> Task:
+    """A copy of `task` whose fields `values` hold (possibly traced) numbers instead of their settings; used
+    inside a traced function only (the copy is not checked and not hashable)."""
+    if not values:
+        return task
+    new = copy.copy(task)
+    for name, value in values.items():
+        object.__setattr__(new, name, value)
+    return new
+
+
+def traceable_fields(task: Task, fields: Sequence[str], params: PyTree, x0: PyTree) -> tuple[str, ...]:
+    """Those of `fields` (task settings that are plain numbers) with which the task's step, controller and loss
+    can be traced when the field holds a traced array: a rollout of `params` from `x0` is traced (not run) for
+    each. A field used for a shape or in Python control flow fails and must be equal within a group."""
+    from .train import evaluate
+
+    ok = []
+    for name in fields:
+        def run(value, name=name):
+            return evaluate(with_values(task, {name: value}), params, x0)
+
+        try:
+            jax.eval_shape(run, jnp.zeros((), jnp.result_type(float)))
+        except Exception:  # noqa: BLE001 - any tracing failure: the field cannot vary within a group
+            continue
+        ok.append(name)
+    return tuple(ok)
+
+
+def _pick(index: jax.Array, trees: Sequence[PyTree]) -> PyTree:
+    """``trees[index]`` for a traced index (the trees share one structure)."""
+    if len(trees) == 1:
+        return trees[0]
+    return jax.tree.map(lambda *xs: jnp.stack(xs)[index], *trees)
+
+
+def clip_by_mode(mode: jax.Array, value: jax.Array) -> optax.GradientTransformation:
+    """Clipping chosen by a traced index into `optim.CLIP_MODES` (none, value, norm) with threshold `value`."""
+    by_value, by_norm = optax.clip(value), optax.clip_by_global_norm(value)
+
+    def update_fn(updates, state, params=None):
+        del params
+        candidates = [updates, by_value.update(updates, state)[0], by_norm.update(updates, state)[0]]
+        return _pick(mode, candidates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> Callable:
+    """``(params, x0) -> (value, update, info)`` of `core.value_and_grad` for the run whose method is
+    ``spec.methods[method]``: one value_and_grad when the group has one method, else one joint reverse sweep
+    over every mode the group needs (`core.value_and_grads`) and a selection."""
+    settings = spec.settings
+    if len(spec.methods) == 1:
+        return value_and_grad(task.loss, task.step, task.controller, task.horizon, spec.methods[0],
+                              **settings.gradient_options)
+    modes = tuple(dict.fromkeys(m for meth in spec.methods for m in (("M", "R") if meth == "C" else (meth,))))
+    grads_fn = value_and_grads(task.loss, task.step, task.controller, task.horizon, modes,
+                               truncation=settings.truncation, remat=settings.remat)
+    combined = "C" in spec.methods
+
+    def vg(params: PyTree, x0: PyTree):
+        value, grads = grads_fn(params, x0)
+        c_update, c_info = combined_update(grads["M"], grads["R"]) if combined else (None, {})
+        candidates = [c_update if m == "C" else grads[m] for m in spec.methods]
+        update = _pick(method, candidates)
+        info = {**c_info, "grad_norm": tree_norm(update)}
+        return value, update, info
+
+    return vg
+
+
+def group_optimizer(settings: TrainSettings, knobs: Knobs) -> optax.GradientTransformation:
+    """The optimizer of one member (the group's optimizer, with the member's clipping, learning rate and Adam
+    epsilon form as traced values); its state has the structure of `optim.optimizer`'s."""
+    if settings.optimizer == "adam":
+        base = keras_adam(knobs.lr, keras=knobs.keras)
+    else:
+        base = OPTIMIZERS[settings.optimizer](knobs.lr)
+    return optax.chain(clip_by_mode(knobs.clip, knobs.clip_value), base)
+
+
+def make_group_epoch(task: Task, spec: GroupSpec, static: PyTree
+                     ) -> Callable[[Knobs, TrainState, Data], tuple[TrainState, dict[str, jax.Array]]]:
+    """One epoch of `make_epoch` for every member of a group: ``(knobs, states, data) -> (states, metrics)``,
+    a `jax.vmap` over the leading (run) axis of every argument. `static` is the non-array part of the
+    parameters (shared)."""
+    settings = spec.settings
+    c_index = spec.methods.index("C") if "C" in spec.methods else -1
+
+    def one_epoch(knobs: Knobs, state: TrainState, data: Data):
+        member = with_values(task, knobs.task_values)
+        vg = group_update(member, spec, knobs.method)
+        tx = group_optimizer(settings, knobs)
+        epoch = epoch_program(member, vg, tx, static, settings.batch_size, skip_nonfinite=settings.skip_nonfinite,
+                              combined=knobs.method == c_index, stop_regular=knobs.stop_regular)
+        return epoch(state, data)
+
+    return jax.vmap(one_epoch)
+
+
+def stack(trees: Sequence[PyTree]) -> PyTree:
+    """Stack pytrees of one structure along a new leading axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def restructure(state: TrainState, like: TrainState) -> TrainState:
+    """`state`'s leaves in the structure of `like` (e.g. optax's Adam state as the group's Adam state: both
+    hold count, mu, nu in that order)."""
+    leaves, want = jax.tree.leaves(state), jax.tree.structure(like)
+    if len(leaves) != want.num_leaves:
+        raise BadInput(f"a training state with {len(leaves)} arrays does not fit a group's {want.num_leaves}")
+    return jax.tree.unflatten(want, leaves)

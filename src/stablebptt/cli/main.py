@@ -133,7 +133,7 @@ def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
                        metavar="auto|on|off",
                        help="train runs that share array shapes (any methods, clipping, learning rates, seeds, rc, "
                             "target) as one program per group (jax.vmap, sharded over several devices): on, off, or "
-                            "auto (default: on with a GPU or TPU, off on a CPU, where it does not pay)")
+                            "auto (default: on with a GPU or TPU; on a CPU groups of one method, up to 8 runs)")
         g.add_argument("--dry-run", action="store_true", help="list the runs and exit")
         _add_debug(p)
 

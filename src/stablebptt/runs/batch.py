@@ -113,17 +113,25 @@ def plan_groups(configs: Sequence[RunConfig], *, mixed: bool = True, max_size: i
     return groups
 
 
+# On a CPU, groups of one method and at most this many runs (benchmarks/grid_throughput.py on 2 cores: groups of
+# one method beat one process per run by 1.3x in steady epochs and 1.4x with compilation; mixed groups, whose
+# members compute every mode of the group, were slower than either; 8 vmapped runs gained 1.0-1.2x per run over
+# unbatched ones, 32 nothing).
+CPU_GROUP_SIZE = 8
+
+
 def default_batching(mode: str = "auto") -> tuple[bool, int | None] | None:
     """How a sweep is grouped on this machine: None (one process per run), or ``(mixed, max_size)`` for
-    `plan_groups`. "auto": one group per shape on an accelerator; on a CPU one process per run (measured with
-    ``benchmarks/grid_throughput.py``: on 2 CPU cores batching did not pay, see benchmarks/README.md)."""
+    `plan_groups`. "on": one group per set of runs that share shapes. "auto": the same on an accelerator (one
+    program for hundreds of runs); on a CPU groups of one method of at most `CPU_GROUP_SIZE` runs (measured, see
+    `CPU_GROUP_SIZE` and benchmarks/README.md)."""
     if mode == "off":
         return None
     if mode == "on":
         return True, None
     if mode != "auto":
         raise BadInput(f"--batch-runs must be one of {', '.join(BATCH_MODES)}, got {mode!r}")
-    return (True, None) if jax.default_backend() != "cpu" else None
+    return (True, None) if jax.default_backend() != "cpu" else (False, CPU_GROUP_SIZE)
 
 
 def ensure_batch(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> dict[str, str]:

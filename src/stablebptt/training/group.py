@@ -28,7 +28,7 @@ from ..core.checks import BadInput
 from ..tasks import Task
 from .optim import CLIP_MODES, OPTIMIZERS, keras_adam
 from .settings import TrainSettings
-from .train import Data, TrainState, epoch_program
+from .train import Data, TrainState, epoch_program, evaluate
 
 PyTree = Any
 # Training settings in which the members of a group may differ (all others are shared).
@@ -93,8 +93,6 @@ def traceable_fields(task: Task, fields: Sequence[str], params: PyTree, x0: PyTr
     """Those of `fields` (task settings that are plain numbers) with which the task's step, controller and loss
     can be traced when the field holds a traced array: a rollout of `params` from `x0` is traced (not run) for
     each. A field used for a shape or in Python control flow fails and must be equal within a group."""
-    from .train import evaluate
-
     ok = []
     for name in fields:
         def run(value, name=name):

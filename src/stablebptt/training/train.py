@@ -163,19 +163,21 @@ def epoch_program(
         used = ok if skip_nonfinite else jnp.ones_like(ok)
         params = eqx.combine(state.params, static)
         nan = jnp.full((), jnp.nan, values.dtype)
-
-        def only_c(value):
-            return jnp.where(combined, value, nan) if "cosine" in infos else nan
-
+        c_stats = {k: nan for k in ("cosine", "kept_fraction", "regular_nonfinite")}
+        if "cosine" in infos:  # C's diagnostics, for the runs that are C
+            c_stats = {
+                "cosine": _masked_mean(infos["cosine"], used),
+                "kept_fraction": _masked_mean(infos["kept_fraction"], used),
+                "regular_nonfinite": jnp.sum(infos["regular_nonfinite"]).astype(values.dtype),
+            }
+            c_stats = {k: jnp.where(combined, v, nan) for k, v in c_stats.items()}
         metrics = {
             "loss": _masked_mean(values, used),
             "train_loss": evaluate(task, params, data.train),
             "test_loss": evaluate(task, params, data.test),
             "grad_norm": _masked_mean(infos["grad_norm"], used),
             "grad_size": _masked_mean(infos["grad_norm"] ** 2, used),
-            "cosine": only_c(_masked_mean(infos.get("cosine", values), used)),
-            "kept_fraction": only_c(_masked_mean(infos.get("kept_fraction", values), used)),
-            "regular_nonfinite": only_c(jnp.sum(infos.get("regular_nonfinite", ok)).astype(values.dtype)),
+            **c_stats,
             "nonfinite": jnp.sum(~ok),
         }
         return state, metrics

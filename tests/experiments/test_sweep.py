@@ -253,3 +253,13 @@ def test_batch_runs_through_the_sweep_resume_and_diverge(tmp_path):
     assert sorted(r["status"] for r in results) == ["complete", "diverged"]
     assert _epochs(good) == [1, 2, 3, 4]
     np.testing.assert_equal(_metrics(good)[:2], first)  # NaN equals NaN here
+
+
+def test_ensure_batch_refuses_runs_that_cannot_share_a_program(tmp_path):
+    from stablebptt.core import BadInput
+
+    runs = expand("cartpole", {**TINY, "n_poles": [1, 2]})
+    dirs = [str(tmp_path / r.name) for r in runs]
+    with pytest.raises(BadInput, match="cannot be trained as one group"):
+        ensure_batch(dirs, [r.config for r in runs])
+    assert not any(Path(d).exists() for d in dirs)

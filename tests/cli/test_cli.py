@@ -94,3 +94,25 @@ def test_deprecated_checkpoint_option_is_remat_with_one_line(capsys):
     assert len(err) == 1 and "--checkpoint is deprecated" in err[0] and "--remat" in err[0]
     assert main(["train", "cartpole", "--checkpoint", "sqrt", "--remat", "4"]) == 2
     assert "--checkpoint and --remat both given" in capsys.readouterr().err
+
+
+def test_compare_defaults_to_its_own_epochs_and_takes_seeds(tmp_path, monkeypatch, capsys):
+    """`compare` trains 250 epochs unless told otherwise (its help says so), and --seeds reaches compare()."""
+    import stablebptt.experiments.compare as compare_module
+    from stablebptt.cli.main import COMPARE_EPOCHS, main
+
+    seen = {}
+
+    def fake_compare(out, config, methods, *, seeds, force, on_run):
+        seen.update(epochs=config.train.epochs, seeds=list(seeds), methods=list(methods))
+        return [{"method": m, "seeds": len(seeds), "final_test_loss": 1.0, "final_test_min": 1.0,
+                 "final_test_max": 1.0, "best_test_loss": 1.0, "final_train_loss": 1.0, "seconds_per_epoch": 0.1}
+                for m in methods]
+
+    monkeypatch.setattr(compare_module, "compare", fake_compare)
+    assert main(["compare", "cartpole", "--out", str(tmp_path / "a")]) == 0
+    assert seen == {"epochs": COMPARE_EPOCHS, "seeds": [42], "methods": ["R", "M", "C", "S"]}
+    assert main(["compare", "cartpole", "--epochs", "7", "--seeds", "1,2", "--methods", "R,C",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert seen == {"epochs": 7, "seeds": [1, 2], "methods": ["R", "C"]}
+    assert "median over 2 seeds" in capsys.readouterr().out

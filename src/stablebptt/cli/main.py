@@ -225,7 +225,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..runs import CONFIG
     from .progress import EpochProgress, print_table
 
-    settings = opt.train_settings(args)
+    settings = opt.train_settings(args, epochs=COMPARE_EPOCHS)
     seeds = settings.pop("seed", None)
     seeds = seeds if isinstance(seeds, list) else None if seeds is None else [seeds]
     config = _config(args, settings, method=args.methods[0], **({"seed": seeds[0]} if seeds else {}))

@@ -28,6 +28,20 @@ def toy_loss(states, controls):
     return jnp.mean(states[-1] ** 2) + 0.3 * jnp.mean(jnp.sin(states[1:, :, 0])) + 0.01 * jnp.mean(controls**2)
 
 
+def toy_naive_loss(params, x0, method, horizon, truncation=None):
+    """The toy system's loss by a Python-loop unroll with the stop_gradients of `method` (method.md §1), and with
+    `truncation` K the state x_n also stopped where n % K == 0: the independent reference of the gradient tests."""
+    net_input, sim_input = PATHS[method]
+    x, states, controls = x0, [x0], []
+    for n in range(horizon):
+        x_in = jax.lax.stop_gradient(x) if truncation is not None and n % truncation == 0 else x
+        c = toy_controller(params, x_in if net_input else jax.lax.stop_gradient(x_in))
+        x = toy_step(x_in if sim_input else jax.lax.stop_gradient(x_in), c)
+        states.append(x)
+        controls.append(c)
+    return toy_loss(jnp.stack(states), jnp.stack(controls))
+
+
 def assert_trees_close(a, b, rtol=1e-10, atol=1e-13):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)

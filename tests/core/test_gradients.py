@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from systems import assert_trees_close, toy_controller, toy_loss, toy_naive_loss, toy_step
 
 import stablebptt as sb
-from systems import PATHS, assert_trees_close, toy_controller, toy_loss, toy_step
 
 HORIZON = 6
 
@@ -26,14 +26,7 @@ def toy_params(key):
 
 def naive_loss(params, x0, method):
     """Python-loop unroll with the stop_gradients of method.md §1."""
-    net_input, sim_input = PATHS[method]
-    x, states, controls = x0, [x0], []
-    for _ in range(HORIZON):
-        c = toy_controller(params, x if net_input else jax.lax.stop_gradient(x))
-        x = toy_step(x if sim_input else jax.lax.stop_gradient(x), c)
-        states.append(x)
-        controls.append(c)
-    return toy_loss(jnp.stack(states), jnp.stack(controls))
+    return toy_naive_loss(params, x0, method, HORIZON)
 
 
 @pytest.fixture

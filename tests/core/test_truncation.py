@@ -5,9 +5,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import pytest
+from systems import assert_close, toy_naive_loss
+from systems import toy_controller as controller
+from systems import toy_loss as loss
+from systems import toy_step as step
 
 import stablebptt as sb
-from systems import assert_close, PATHS, toy_controller as controller, toy_loss as loss, toy_step as step
 
 HORIZON = 7
 
@@ -15,22 +18,7 @@ HORIZON = 7
 def naive_grad(params, x0, method, truncation):
     """The gradient of a Python-loop unroll that stops the gradient of the state x_n when n % K == 0, on top
     of the method's own stop_gradients."""
-    net_input, sim_input = PATHS[method]
-
-    def objective(p):
-        x, states, controls = x0, [x0], []
-        for n in range(HORIZON):
-            if truncation is not None and n % truncation == 0:
-                x_in = jax.lax.stop_gradient(x)
-            else:
-                x_in = x
-            c = controller(p, x_in if net_input else jax.lax.stop_gradient(x_in))
-            x = step(x_in if sim_input else jax.lax.stop_gradient(x_in), c)
-            states.append(x)
-            controls.append(c)
-        return loss(jnp.stack(states), jnp.stack(controls))
-
-    return jax.jit(jax.grad(objective))(params)
+    return jax.jit(jax.grad(toy_naive_loss), static_argnums=(2, 3, 4))(params, x0, method, HORIZON, truncation)
 
 
 def combined(params, x0, truncation):

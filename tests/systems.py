@@ -42,6 +42,43 @@ def toy_naive_loss(params, x0, method, horizon, truncation=None):
     return toy_loss(jnp.stack(states), jnp.stack(controls))
 
 
+def task_naive_loss(task, params, x0, method):
+    """Any task's loss by a `lax.scan` unroll with the stop_gradients of `method` (method.md §1): the independent
+    reference of the gradient tests of tasks with pytree states (MJX, Brax)."""
+    net_input, sim_input = PATHS[method]
+
+    def body(x, _):
+        c = task.controller(params, x if net_input else jax.lax.stop_gradient(x))
+        x = task.step(x if sim_input else jax.lax.stop_gradient(x), c)
+        return x, (x, c)
+
+    _, (xs, cs) = jax.lax.scan(body, x0, None, length=task.horizon)
+    states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, xs)
+    return task.loss(states, cs)
+
+
+def flat(tree) -> np.ndarray:
+    return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
+
+
+def check_combined(result, naive, *, some_disagree=True):
+    """C's ``(value, update, info)`` = sign agreement of the naive g_M and g_R (``naive[mode] = (value, grad)``).
+    Entries where g_M or g_R is within float32 noise of zero may keep or drop g_M (their sign is noise); all
+    others must match. `some_disagree`: also require that the system has entries where the signs differ (so
+    that the test can tell C from M)."""
+    value, update, info = result
+    g_m, g_r = flat(naive["M"][1]), flat(naive["R"][1])
+    got = flat(update)
+    tol_m, tol_r = 1e-4 * np.max(np.abs(g_m)), 1e-4 * np.max(np.abs(g_r))
+    clear = (np.abs(g_m) > tol_m) & (np.abs(g_r) > tol_r)
+    want = np.where(np.sign(g_m) == np.sign(g_r), g_m, 0.0)
+    np.testing.assert_allclose(got[clear], want[clear], rtol=0, atol=tol_m)
+    assert np.all((np.abs(got[~clear]) <= 2 * tol_m) | (np.abs(got[~clear] - g_m[~clear]) <= tol_m))
+    assert np.any(want[clear] != 0) and (np.any(want[clear] == 0) or not some_disagree)  # removes some, keeps others
+    np.testing.assert_allclose(value, naive["R"][0], rtol=1e-5)
+    np.testing.assert_allclose(info["cosine"], g_m @ g_r / np.linalg.norm(g_m) / np.linalg.norm(g_r), atol=1e-4)
+
+
 def assert_trees_close(a, b, rtol=1e-10, atol=1e-13):
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)

@@ -11,8 +11,10 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "stablebptt"
 LAYERS = ("core", "tasks", "training", "runs", "experiments", "cli")
-# Modules outside the layer packages: the facade and the entry point import freely; nn is part of the core.
-OUTSIDE = {"stablebptt": None, "stablebptt.__main__": None, "stablebptt.nn": "core"}
+# Modules outside the layer packages: the facade and the entry point import freely; nn is part of the core;
+# integrations/ (other libraries' simulators as tasks) is part of the tasks layer.
+OUTSIDE = {"stablebptt": None, "stablebptt.__main__": None, "stablebptt.nn": "core",
+           "stablebptt.integrations": "tasks", "stablebptt.integrations.brax": "tasks"}  # adapters are tasks
 # What only runs/ may use: writers of run-folder files and the names of those files.
 RUN_FOLDER_WRITERS = {"save_checkpoint", "save_params", "RunLock", "fault_point", "Session"}
 RUN_FOLDER_FILES = {"CONFIG", "STATUS", "METRICS_CSV", "PARAMS", "CHECKPOINT", "FIGURE", "LOCK"}

@@ -28,7 +28,7 @@ import stablebptt as sb  # noqa: E402
 from stablebptt.tasks import CartPole  # noqa: E402
 from stablebptt.tasks.mjx_cartpole import MJXCartPole, absolute_angles, mjcf  # noqa: E402
 from stablebptt.training import train  # noqa: E402
-from systems import PATHS  # noqa: E402
+from systems import check_combined, flat, task_naive_loss  # noqa: E402
 
 FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}
 GRAD_HORIZON = 4
@@ -191,20 +191,6 @@ def test_bad_settings_are_value_errors(settings, match):
 # ---- gradients of every mode against a naive unroll (float32) -------------------------------------------------
 
 
-def naive_loss(task, params, x0, method):
-    """`lax.scan` unroll with the stop_gradients of method.md §1 (the paths of tests/systems.py)."""
-    net_input, sim_input = PATHS[method]
-
-    def body(x, _):
-        c = task.controller(params, x if net_input else jax.lax.stop_gradient(x))
-        x = task.step(x if sim_input else jax.lax.stop_gradient(x), c)
-        return x, (x, c)
-
-    _, (xs, cs) = jax.lax.scan(body, x0, None, length=task.horizon)
-    states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, xs)
-    return task.loss(states, cs)
-
-
 def gradient_problem(n_poles: int):
     """A task of `n_poles` links, 4 steps of 20 ms, 3 samples, and a small network whose output layer is not
     zero (so that R and M differ): (task, differentiable params, the rest, x0)."""
@@ -225,7 +211,7 @@ def compute_gradients(n_poles, variants, naive_modes):
         p = eqx.combine(diff, static)
         ours = {(m, b): sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, m, backward=b)(p, x0)
                 for m, b in variants}
-        naive = {m: jax.value_and_grad(lambda d: naive_loss(task, eqx.combine(d, static), x0, m))(diff)
+        naive = {m: jax.value_and_grad(lambda d: task_naive_loss(task, eqx.combine(d, static), x0, m))(diff)
                  for m in naive_modes}
         return ours, naive
 
@@ -242,10 +228,6 @@ def combined_joint():
 def every_variant():
     """Every other variant and the naive gradients of R, M, S, N, two links (about 100 s to compile)."""
     return compute_gradients(2, [v for v in VARIANTS if v != ("C", "joint")], "RMSN")
-
-
-def flat(tree) -> np.ndarray:
-    return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
 
 
 @pytest.mark.slow
@@ -271,22 +253,6 @@ def test_modes_differ_on_this_system(every_variant):
             if a < b:
                 scale = max(np.max(np.abs(grads[a])), np.max(np.abs(grads[b])))
                 assert np.max(np.abs(grads[a] - grads[b])) > 1e-2 * scale, (a, b)
-
-
-def check_combined(result, naive):
-    """C = sign agreement of the naive g_M and g_R. Entries where g_M or g_R is within float32 noise of zero
-    may keep or drop g_M (their sign is noise); all others must match."""
-    value, update, info = result
-    g_m, g_r = flat(naive["M"][1]), flat(naive["R"][1])
-    got = flat(update)
-    tol_m, tol_r = 1e-4 * np.max(np.abs(g_m)), 1e-4 * np.max(np.abs(g_r))
-    clear = (np.abs(g_m) > tol_m) & (np.abs(g_r) > tol_r)
-    want = np.where(np.sign(g_m) == np.sign(g_r), g_m, 0.0)
-    np.testing.assert_allclose(got[clear], want[clear], rtol=0, atol=tol_m)
-    assert np.all((np.abs(got[~clear]) <= 2 * tol_m) | (np.abs(got[~clear] - g_m[~clear]) <= tol_m))
-    assert np.any(want[clear] == 0) and np.any(want[clear] != 0)  # the sign test removes some entries, keeps others
-    np.testing.assert_allclose(value, naive["R"][0], rtol=1e-5)
-    np.testing.assert_allclose(info["cosine"], g_m @ g_r / np.linalg.norm(g_m) / np.linalg.norm(g_r), atol=1e-4)
 
 
 def test_combined_joint_equals_combine_of_naive_gradients(combined_joint):

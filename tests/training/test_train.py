@@ -128,3 +128,34 @@ def test_grad_size_is_the_squared_update_norm_averaged_over_updates(small_task):
         np.testing.assert_allclose(row["grad_size"], row["grad_norm"] ** 2, rtol=1e-5)
     many = train(small_task, "R", epochs=1, n_train=32, n_test=8, batch_size=8)  # mean of squares >= square of mean
     assert many.metrics[0]["grad_size"] >= many.metrics[0]["grad_norm"] ** 2 * (1 - 1e-6)
+
+
+def test_a_tasks_observe_runs_after_every_optimizer_step_with_the_mini_batch():
+    """`Task.observe` changes the parameters outside the gradient after each step (here: counts the states it
+    saw and keeps the last mini-batch's mean speed); parameters it does not touch train as usual."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    from systems import dict_task
+
+    base = type(dict_task())
+
+    class Observed(base):
+        def init_controller(self, key):
+            return {"net": super().init_controller(key), "seen": jnp.zeros(()), "last": jnp.zeros(())}
+
+        def controller(self, params, x):
+            return super().controller(params["net"], x)
+
+        def observe(self, params, x0):
+            return {**params, "seen": params["seen"] + x0["angle"].shape[0], "last": jnp.mean(x0["angle"])}
+
+    task = Observed(horizon=5)
+    result = train(task, "C", epochs=3, n_train=16, n_test=8, batch_size=4, seed=0)
+    assert result.status == "complete"
+    assert float(result.params["seen"]) == 3 * 16  # epochs x training states: after every one of 12 updates
+    data = task.sample(jax.random.split(jax.random.split(jax.random.PRNGKey(0))[0])[0], 16)
+    np.testing.assert_allclose(result.params["last"], jnp.mean(data["angle"][12:16]), rtol=1e-6)
+    start = task.init_controller(jax.random.split(jax.random.PRNGKey(0))[1])  # the seed's initialisation
+    assert eqx.tree_equal(jax.tree.structure(start), jax.tree.structure(result.params))
+    assert not eqx.tree_equal(start["net"], result.params["net"])  # the network trained

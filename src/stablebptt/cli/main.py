@@ -17,7 +17,8 @@ from ..tasks import task_label
 from . import options as opt
 
 EPILOG = "Methods: R regular BPTT, M modified (physics only), S stopped, N network only, C combined."
-TASK_EPILOG = ("TASK: a built-in task, or module.path:Name for a Task of your own (a subclass of "
+TASK_EPILOG = ("TASK: a built-in task, brax:NAME for a Brax environment (pip install 'stablebptt[brax]'; "
+               "e.g. brax:hopper --set backend=generalized), or module.path:Name for a Task of your own (a subclass of "
                "stablebptt.tasks.Task or a zero-argument function returning one, imported with the current folder "
                "first on the Python path). --set NAME=VALUE (repeatable) sets any field of the task, after the "
                "task's own options; VALUE is JSON where it parses, else a string. " + EPILOG)
@@ -112,7 +113,8 @@ def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
         "sweep", help="train a grid of runs (comma-separated values), resumable and parallel", epilog=EPILOG,
         description="Every option takes a comma-separated list; the grid is their product. Rerunning the same "
                     "command continues the sweep: complete runs are skipped, interrupted ones resumed. TASK: a "
-                    "built-in task or module.path:Name (a Task of your own); --set NAME=V1,V2 gives the values "
+                    "built-in task, brax:NAME (a Brax environment) or module.path:Name (a Task of your own); "
+                    "--set NAME=V1,V2 gives the values "
                     "of any field of the task.")
     for name, p in _task_parsers(sweep):
         opt.add_task_options(p, name, lists=True)

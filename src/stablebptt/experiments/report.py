@@ -305,7 +305,6 @@ def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_
                 with np.errstate(all="ignore"), _quiet():
                     ax.fill_between(x, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=color, alpha=0.15,
                                     lw=0)
-        ax.set_yscale("log")
         fixed = COMPLEXITY.get(task)
         if panel_key:
             ax.set_title(_label(panel_key, level))
@@ -315,6 +314,8 @@ def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_
             ax.set_title(task)
         ax.grid(True, which="both", alpha=0.3)
         ax.set_xlabel("epoch")
+    for ax in axes.flat[:n]:
+        ax.set_yscale("log" if lowest > 0 else "linear")  # linear for losses that are not positive (-reward)
     if ylim is not None and ylim[0] <= lowest and highest <= ylim[1]:
         for ax in axes.flat[:n]:
             ax.set_ylim(*ylim)

@@ -25,6 +25,13 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def loss_scale(values: np.ndarray) -> str:
+    """"log" when every finite value is positive (the paper's losses), else "linear" (e.g. minus a reward)."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return "log" if finite.size == 0 or np.all(finite > 0) else "linear"
+
+
 def plot_curves(
     curves: Mapping[str, Mapping[str, Sequence[float]]],
     path: str | os.PathLike,
@@ -32,18 +39,20 @@ def plot_curves(
     title: str = "",
     keys: Sequence[str] = ("test_loss",),
 ) -> None:
-    """Loss over epochs on a log axis, one line per method (`curves[method][key]` lists values per epoch).
-    The first key is drawn solid, further keys dashed."""
+    """Loss over epochs on a log axis (linear where a loss is not positive, see `loss_scale`), one line per
+    method (`curves[method][key]` lists values per epoch). The first key is drawn solid, further keys dashed."""
     fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = []
     for method, series in curves.items():
         color = METHOD_COLORS.get(method)
         for key, style in zip(keys, ("-", "--", ":")):
             y = np.asarray(series[key], dtype=float)
             if y.size == 0:
                 continue
+            drawn.append(y)
             ax.plot(np.arange(1, y.size + 1), y, style, color=color, label=f"{method} {key.replace('_', ' ')}"
                     if len(keys) > 1 else method)
-    ax.set_yscale("log")
+    ax.set_yscale(loss_scale(np.concatenate(drawn)) if drawn else "log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     if title:

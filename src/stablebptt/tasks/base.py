@@ -45,6 +45,13 @@ class Task(eqx.Module):
     def controller(self, params: PyTree, x: PyTree) -> PyTree:
         """Controls (any pytree with a floating-point leaf) for a batch of states."""
 
+    def observe(self, params: PyTree, x0: PyTree) -> PyTree:
+        """Parameters after a non-gradient change that training makes after each optimizer step, from the
+        mini-batch's initial states `x0` (e.g. running statistics of observations). Returns `params`'
+        structure. The default changes nothing and costs nothing (training skips it)."""
+        del x0
+        return params
+
     def config(self) -> dict[str, Any]:
         """The task's settings as JSON-ready values (to rebuild it with ``type(task)(**config)``)."""
         import dataclasses

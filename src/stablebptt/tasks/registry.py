@@ -1,6 +1,7 @@
-"""Tasks by name: the built-in ones, and ``module.path:Name`` for a task of your own.
+"""Tasks by name: the built-in ones, families such as ``brax:NAME``, and ``module.path:Name`` for a task of your own.
 
-A task spec is either a built-in name (``cartpole``) or ``module.path:Name``, where ``Name`` is a `Task`
+A task spec is a built-in name (``cartpole``), ``prefix:NAME`` of a family in `FAMILIES` (``brax:hopper``: the
+Brax environment hopper as a task), or ``module.path:Name``, where ``Name`` is a `Task`
 subclass (built as ``Name(**settings)``), a zero-argument callable returning a Task, or a Task (settings are
 applied to what it gives with `dataclasses.replace`, which re-runs the task's own checks). The module is
 imported with the current directory first on the Python path, then, if it is not found there, from `path`
@@ -34,7 +35,13 @@ TASKS: dict[str, type[Task] | str] = {
     "quantum": Quantum,
     "mjx-cartpole": "stablebptt.tasks.mjx_cartpole:MJXCartPole",
 }
-ALLOWED = "a built-in task ({names}) or module.path:Name (a Task subclass or a zero-argument callable returning a Task)"
+# Families of tasks named ``prefix:NAME``: the class (``"module:Name"``, imported on first use) and its field that
+# NAME sets (``brax:hopper`` is ``BraxTask(env="hopper")``); that field is not a setting of its own.
+FAMILIES: dict[str, tuple[str, str]] = {
+    "brax": ("stablebptt.integrations.brax:BraxTask", "env"),
+}
+ALLOWED = ("a built-in task ({names}), {families} or module.path:Name (a Task subclass or a zero-argument "
+           "callable returning a Task)")
 MISSING = dataclasses.MISSING
 _IDENTIFIERS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -50,7 +57,23 @@ def is_builtin(spec: str) -> bool:
 
 
 def _allowed() -> str:
-    return ALLOWED.format(names=", ".join(TASKS))
+    return ALLOWED.format(names=", ".join(TASKS), families=", ".join(f"{p}:NAME" for p in FAMILIES))
+
+
+def family(spec: Any) -> tuple[str, str] | None:
+    """``(prefix, NAME)`` for a spec ``prefix:NAME`` of a family in `FAMILIES` (``brax:hopper``), else None."""
+    if not isinstance(spec, str):
+        return None
+    prefix, sep, name = spec.partition(":")
+    return (prefix, name) if sep and prefix in FAMILIES else None
+
+
+def _import_builtin(spec: str, target: str) -> type[Task]:
+    module, attribute = split_spec(target)
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except Exception as e:  # noqa: BLE001 - an optional task whose module is missing or broken
+        raise BadInput(f"task {spec} is not available ({target}): {_reason(e)}") from None
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -63,7 +86,10 @@ def split_spec(spec: str) -> tuple[str, str]:
 
 
 def task_label(spec: str) -> str:
-    """A short name for folders and titles: the built-in name, or the ``Name`` of ``module.path:Name``."""
+    """A short name for folders and titles: the built-in name, ``prefix-NAME`` for ``prefix:NAME`` of a family,
+    or the ``Name`` of ``module.path:Name``."""
+    if family(spec):
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(family(spec))).strip("-.") or "task"
     name = spec.rpartition(":")[2].rpartition(".")[2] if ":" in spec else spec
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "task"
 
@@ -121,13 +147,13 @@ def resolve(spec: str, path: str | None = None) -> type[Task] | Factory | Task:
     """
     if isinstance(spec, str) and spec in TASKS:
         target = TASKS[spec]
-        if not isinstance(target, str):
-            return target
-        module, attribute = split_spec(target)
-        try:
-            return getattr(importlib.import_module(module), attribute)
-        except Exception as e:  # noqa: BLE001 - an optional task whose module is missing or broken
-            raise BadInput(f"task {spec} is not available ({target}): {_reason(e)}") from None
+        return target if not isinstance(target, str) else _import_builtin(spec, target)
+    if family(spec):
+        prefix, name = family(spec)
+        if not name:
+            raise BadInput(f"task {spec!r} names no {prefix} environment; write {prefix}:NAME, e.g. "
+                           f"{prefix}:inverted_double_pendulum")
+        return _import_builtin(spec, FAMILIES[prefix][0])
     if not isinstance(spec, str) or ":" not in spec:
         raise BadInput(f"unknown task {spec!r}; allowed: {_allowed()}")
     module_name, attribute = split_spec(spec)
@@ -204,7 +230,10 @@ def _fields(target: type[Task] | Factory | Task, spec: str) -> tuple[dict[str, A
     """The settable fields of what `spec` resolved to, with their defaults (`MISSING` where a field has none),
     in declaration order; and the Task a callable gave (None for a class, which is not built)."""
     if isinstance(target, type):
-        return _class_fields(target), None
+        fields = _class_fields(target)
+        if family(spec):
+            fields.pop(FAMILIES[family(spec)[0]][1], None)  # set by the spec's NAME
+        return fields, None
     task = target if isinstance(target, Task) else _call(target, spec)
     return {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.init}, task
 
@@ -233,10 +262,13 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
     unset = [k for k, v in fields.items() if v is MISSING and k not in settings]
     if unset:
         raise BadInput(f"task {spec} needs a value for {', '.join(unset)} (no default); give it as a setting")
+    if family(spec):
+        prefix, name = family(spec)
+        settings = {FAMILIES[prefix][1]: name, **settings}
     try:
         return target(**settings) if task is None else dataclasses.replace(task, **settings)
     except Exception as e:  # noqa: BLE001 - the task's own checks (or an abstract class): one line
-        if is_builtin(spec) and isinstance(e, BadInput):
+        if (is_builtin(spec) or family(spec)) and isinstance(e, BadInput):
             raise  # the built-in tasks' own messages name the setting and what is allowed
         given = ", ".join(f"{k}={v!r}" for k, v in settings.items())
         raise BadInput(f"task {spec} cannot be built{f' with {given}' if given else ''}: {_reason(e)}") from None
@@ -245,7 +277,7 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
 def module_root(spec: str) -> str | None:
     """The folder on the Python path that holds the module of ``module.path:Name`` (None for a built-in task
     or a module without a file), as an absolute path."""
-    if is_builtin(spec):
+    if is_builtin(spec) or family(spec):
         return None
     module_name, _ = split_spec(spec)
     module = sys.modules.get(module_name) or import_module(module_name)

@@ -143,12 +143,17 @@ def epoch_program(
     """`make_epoch` for an update function `vg` (``(params, x0) -> (value, update, info)`` as
     `core.value_and_grad` returns it). `combined` and `stop_regular` may be traced booleans (one per run of a
     batch of runs with different methods): the C diagnostics in `info` (``cosine``, ``kept_fraction``,
-    ``regular_nonfinite``, ``modified_finite``) are used only where `combined`."""
+    ``regular_nonfinite``, ``modified_finite``) are used only where `combined`. After each optimizer step the
+    parameters go through `Task.observe` where the task defines it."""
+
+    observes = type(task).observe is not Task.observe  # a task's own non-gradient update after each step
 
     def update(state: TrainState, batch: PyTree):
         value, grads, info = vg(eqx.combine(state.params, static), batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if observes:
+            params = eqx.partition(task.observe(eqx.combine(params, static), batch), eqx.is_inexact_array)[0]
         ok = _all_finite((value, grads, params, info["grad_norm"]))
         if "modified_finite" in info:
             bad_regular = stop_regular & (info["regular_nonfinite"] > 0)

@@ -1,0 +1,344 @@
+"""stablebptt against Brax's analytic policy gradients (APG) on Brax's own environments (docs/brax.md).
+
+For each environment and seed it trains
+- ``APG``: Brax's own ``brax.training.agents.apg.train`` with its defaults (4 x 32 ELU network with layer norm,
+  Adam 1e-4 with decay 0.997 per update and betas (0.7, 0.95), every gradient entry clipped to 1) and windows of
+  `--window` steps: every update backpropagates through one window of `--num-envs` environments that carry on
+  from where the last window ended (with Brax's automatic reset at the episode's end or on termination);
+- ``R``, ``C``: stablebptt (`stablebptt.integrations.brax.BraxTask`, library defaults: 4 x 32 tanh network,
+  Adam 1e-3) on whole episodes of `--episode-length` steps from reset states, `--num-envs` per update;
+- ``C-trunc``: C with truncation windows of `--window` steps (gradient flow along time cut every window, as APG).
+
+Every variant gets the same number of environment steps (``--apg-updates x num_envs x window``; stablebptt makes
+``window / episode_length`` as many updates, each over a whole episode) and is evaluated the same way: Brax's
+``acting.Evaluator`` on `--eval-envs` episodes of `--episode-length` steps from reset states, deterministic
+policy (APG: ``deterministic_eval=True``), reward summed until termination. Wall time is training time without
+compilation (stablebptt: its epochs' ``epoch_time``, which also includes the epoch's train and test loss; APG:
+its ``training/walltime`` with the first epoch, which compiles, counted as the median of the others).
+
+    python benchmarks/vs_brax_apg.py                     # the docs/brax.md run (long; see there)
+    python benchmarks/vs_brax_apg.py --quick             # smoke run: 1 seed, tiny budget
+    python benchmarks/vs_brax_apg.py --envs hopper --out benchmarks/results/vs_brax_apg_hopper.json
+    python benchmarks/vs_brax_apg.py --merge a.json b.json --out all.json   # one table and figure from several
+
+Brax 0.14's ``apg.train`` calls ``jax.device_put_replicated``, which newer JAX removed: run the APG variant in
+an environment with ``jax<0.8`` (docs/brax.md gives the command; stablebptt runs there too, so both sides share
+one JAX). Writes the JSON (`--out`), a CSV of every curve next to it and a figure (`--figure`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+ENVS = ("inverted_pendulum", "inverted_double_pendulum", "reacher", "hopper")
+VARIANTS = ("APG", "R", "C", "C-trunc")
+METHODS = {"R": ("R", False), "C": ("C", False), "C-trunc": ("C", True)}
+
+
+class Refused(Exception):
+    """A setting this benchmark cannot run, with the one line that says why and what to do."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--envs", default=",".join(ENVS), help="comma-separated Brax environments (default: %(default)s)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated of APG, R, C, C-trunc")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
+    p.add_argument("--backend", default="mjx", help="Brax backend (default: mjx with opt.iterations = 1)")
+    p.add_argument("--episode-length", type=int, default=100, help="steps per episode = stablebptt's horizon")
+    p.add_argument("--num-envs", type=int, default=16, help="environments per update (APG) = batch size")
+    p.add_argument("--window", type=int, default=32, help="APG's horizon_length; C-trunc's truncation")
+    p.add_argument("--apg-updates", type=int, default=300, help="APG policy updates; sets the step budget")
+    p.add_argument("--evals", type=int, default=11, help="evaluations per run, the first before training")
+    p.add_argument("--eval-envs", type=int, default=64, help="episodes per evaluation")
+    p.add_argument("--quick", action="store_true", help="smoke run: first seed, 20 APG updates, 3 evaluations")
+    p.add_argument("--out", type=Path, default=None, help="JSON (default benchmarks/results/vs_brax_apg.json)")
+    p.add_argument("--figure", type=Path, default=None, help="figure (default: the JSON's path with .png)")
+    p.add_argument("--merge", type=Path, nargs="+", default=None, help="only merge these JSONs into --out")
+    args = p.parse_args(argv)
+    args.envs = [e for e in args.envs.split(",") if e]
+    args.variants = [v for v in args.variants.split(",") if v]
+    bad = [v for v in args.variants if v not in VARIANTS]
+    if bad:
+        p.error(f"unknown variant {bad[0]!r}; allowed: {', '.join(VARIANTS)}")
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    except ValueError:
+        p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    if args.quick:
+        args.seeds, args.apg_updates, args.evals = args.seeds[:1], 20, 3
+    for name in ("episode_length", "num_envs", "window", "apg_updates", "eval_envs"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.evals < 2:
+        p.error("--evals must be at least 2 (before and after training)")
+    if args.episode_length % args.window and "C-trunc" in args.variants:
+        print(f"note: the episode of {args.episode_length} steps ends with a window of "
+              f"{args.episode_length % args.window} steps")
+    args.out = args.out or _common.default_output(__file__, args.quick)
+    args.figure = args.figure or args.out.with_suffix(".png")
+    return args
+
+
+def budget(args: argparse.Namespace) -> dict[str, Any]:
+    """Environment steps and the stablebptt schedule that spends them: updates of whole episodes (as many as fit
+    the steps exactly when they divide), in epochs of `updates_per_epoch` updates (the divisor of the updates
+    closest to one epoch per evaluation of APG), evaluated after every epoch."""
+    steps = args.apg_updates * args.num_envs * args.window
+    per_update = args.num_envs * args.episode_length
+    updates = max(1, round(steps / per_update))
+    target = updates / (args.evals - 1)
+    per_epoch = min((d for d in range(1, updates + 1) if updates % d == 0), key=lambda d: (abs(d - target), -d))
+    return {"env_steps": steps, "stablebptt_updates": updates, "updates_per_epoch": per_epoch,
+            "epochs": updates // per_epoch, "eval_every_epochs": 1, "stablebptt_env_steps": updates * per_update}
+
+
+def evaluator(env: Any, policy_fn: Any, args: argparse.Namespace, seed: int) -> Any:
+    import jax
+    from brax import envs
+    from brax.training import acting
+
+    wrapped = envs.training.wrap(env, episode_length=args.episode_length)
+    return acting.Evaluator(wrapped, policy_fn, num_eval_envs=args.eval_envs, episode_length=args.episode_length,
+                            action_repeat=1, key=jax.random.PRNGKey(10_000 + seed))
+
+
+def run_stablebptt(name: str, variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    from stablebptt.integrations.brax import BraxTask
+    from stablebptt.training import Trainer
+    from stablebptt.training.settings import from_mapping
+
+    plan = budget(args)
+    method, truncated = METHODS[variant]
+    task = BraxTask(env=name, backend=args.backend, horizon=args.episode_length)
+    settings = from_mapping({"method": method, "epochs": plan["epochs"], "batch_size": args.num_envs,
+                             "n_train": args.num_envs * plan["updates_per_epoch"], "n_test": args.num_envs,
+                             "seed": seed, "truncation": args.window if truncated else None})
+    trainer = Trainer(task, settings)
+    begin = time.perf_counter()
+    trainer.compile()
+    compile_s = time.perf_counter() - begin
+    evaluate = evaluator(task.brax_env, task.policy, args, seed)
+    per_epoch_steps = plan["updates_per_epoch"] * args.num_envs * args.episode_length
+    curve = [{"env_steps": 0, "wall_s": 0.0, "reward": float(evaluate.run_evaluation(
+        trainer.params(trainer.initial), {})["eval/episode_reward"])}]
+    wall = [0.0]
+
+    def on_epoch(epoch: int, state: Any, row: dict[str, float]) -> None:
+        wall[0] += row["epoch_time"]
+        if epoch % plan["eval_every_epochs"] == 0 or epoch == plan["epochs"]:
+            reward = evaluate.run_evaluation(trainer.params(state), {})["eval/episode_reward"]
+            curve.append({"env_steps": epoch * per_epoch_steps, "wall_s": wall[0], "reward": float(reward),
+                          "loss": row["loss"]})
+
+    outcome = trainer.run(trainer.initial, epochs=plan["epochs"], on_epoch=on_epoch)
+    status = "complete" if outcome.diverged_row is None else f"diverged at epoch {outcome.diverged_row['epoch']}"
+    return {"compile_s": compile_s, "curve": curve, "status": status}
+
+
+def run_apg(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    import jax
+
+    if not hasattr(jax, "device_put_replicated"):
+        raise Refused(f"Brax's apg.train needs jax.device_put_replicated, which JAX {jax.__version__} no longer "
+                      "has; run the APG variant with jax<0.8: pip install -e '.[brax]' 'jax==0.7.2' "
+                      "'jaxlib==0.7.2' (docs/brax.md), or leave it out: --variants R,C,C-trunc")
+    from brax.training.agents.apg import train as apg
+
+    from stablebptt.integrations.brax import environment
+
+    env = environment(name, args.backend, 1)
+    updates_per_eval = round(args.apg_updates / (args.evals - 1))
+    per_eval_steps = updates_per_eval * args.num_envs * args.window
+    curve: list[dict[str, Any]] = []
+    epoch_times: list[float] = []
+    begin = time.perf_counter()
+
+    def progress(it: int, metrics: dict[str, Any]) -> None:
+        if it > 0:
+            epoch_times.append(float(metrics["training/walltime"]) - sum(epoch_times))
+        curve.append({"env_steps": it * per_eval_steps, "wall_s": float(metrics.get("training/walltime", 0.0)),
+                      "reward": float(metrics["eval/episode_reward"]),
+                      "grad_norm": float(metrics.get("training/grad_norm", np.nan))})
+
+    status = "complete"
+    try:
+        apg.train(environment=env, episode_length=args.episode_length, policy_updates=args.apg_updates,
+                  horizon_length=args.window, num_envs=args.num_envs, num_evals=args.evals,
+                  num_eval_envs=args.eval_envs, seed=seed, deterministic_eval=True, progress_fn=progress)
+    except AssertionError:
+        # apg.train ends with pmap.assert_is_replicated(training_state), which compares the state with itself
+        # across devices: with one device it fails exactly when the state holds a NaN.
+        status = "diverged (NaN in the training state at the end)"
+    if not curve:
+        raise Refused(f"APG on {name} seed {seed} stopped before its first evaluation")
+    if any(not np.isfinite(p["reward"]) for p in curve):
+        first = next(p["env_steps"] for p in curve if not np.isfinite(p["reward"]))
+        status = f"diverged (evaluation reward NaN from {first} steps)"
+    total_s = time.perf_counter() - begin
+    # The first training epoch compiles: count it as the median of the others.
+    steady = float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else epoch_times[0]
+    for point, elapsed in zip(curve[1:], np.cumsum([steady, *epoch_times[1:]]), strict=False):
+        point["wall_s"] = float(elapsed)
+    return {"compile_s": (epoch_times[0] - steady) if epoch_times else None, "curve": curve,
+            "status": status, "total_s": total_s}
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for name in dict.fromkeys(r["env"] for r in runs):
+        for variant in dict.fromkeys(r["variant"] for r in runs if r["env"] == name):
+            group = [r for r in runs if r["env"] == name and r["variant"] == variant]
+            # A run that diverged has a NaN final reward: statistics are over the finite ones, `diverged` counts
+            # the others (and `statuses` says what happened).
+            final = np.array([r["curve"][-1]["reward"] for r in group])
+            best = np.array([np.nanmax([p["reward"] for p in r["curve"]]) for r in group])
+            initial = [r["curve"][0]["reward"] for r in group]
+            with np.errstate(all="ignore"):
+                stats = {f"{k}_{f.__name__.replace('nan', '')}": float(f(v)) if np.any(np.isfinite(v)) else float("nan")
+                         for k, v in (("final", final), ("best", best)) for f in (np.nanmedian, np.nanmin, np.nanmax)}
+            rows.append({
+                "env": name, "variant": variant, "seeds": len(group), "diverged": int(np.sum(~np.isfinite(final))),
+                "initial_median": float(np.median(initial)), **stats,
+                "env_steps": group[0]["curve"][-1]["env_steps"],
+                "train_wall_s_median": float(np.median([r["curve"][-1]["wall_s"] for r in group])),
+                "compile_s_median": float(np.median([r["compile_s"] for r in group if r["compile_s"] is not None]
+                                                    or [np.nan])),
+                "statuses": sorted({r["status"] for r in group}),
+            })
+    return rows
+
+
+def write_outputs(payload: dict[str, Any], args: argparse.Namespace) -> None:
+    payload["summary"] = summarize(payload["runs"])
+    _common.print_table(
+        ["env", "variant", "seeds", "diverged", "final (median [min, max])", "best (median [min, max])", "steps",
+         "train s", "compile s", "status"],
+        [[s["env"], s["variant"], s["seeds"], s["diverged"],
+          f"{s['final_median']:.1f} [{s['final_min']:.1f}, {s['final_max']:.1f}]",
+          f"{s['best_median']:.1f} [{s['best_min']:.1f}, {s['best_max']:.1f}]", s["env_steps"],
+          round(s["train_wall_s_median"], 1), round(s["compile_s_median"], 1), ", ".join(s["statuses"])]
+         for s in payload["summary"]])
+    _common.write_json(args.out, payload)
+    curves = args.out.with_suffix(".csv")
+    with open(curves, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["env", "variant", "seed", "env_steps", "wall_s", "reward"])
+        for r in payload["runs"]:
+            for p in r["curve"]:
+                writer.writerow([r["env"], r["variant"], r["seed"], p["env_steps"], f"{p['wall_s']:.3f}",
+                                 f"{p['reward']:.4f}"])
+    print(f"wrote {curves}")
+    plot(payload, args.figure)
+
+
+def plot(payload: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = payload["runs"]
+    names = list(dict.fromkeys(r["env"] for r in runs))
+    colours = {"APG": "tab:gray", "R": "tab:blue", "C": "tab:red", "C-trunc": "tab:orange"}
+    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 6.4), squeeze=False)
+    for j, name in enumerate(names):
+        for variant in dict.fromkeys(r["variant"] for r in runs if r["env"] == name):
+            group = [r["curve"] for r in runs if r["env"] == name and r["variant"] == variant]
+            n = min(len(c) for c in group)
+            steps = np.array([[p["env_steps"] for p in c[:n]] for c in group])
+            wall = np.array([[p["wall_s"] for p in c[:n]] for c in group])
+            reward = np.array([[p["reward"] for p in c[:n]] for c in group])
+            for i, x in enumerate((np.median(steps, 0), np.median(wall, 0))):
+                ax = axes[i, j]
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # all-NaN columns of diverged runs
+                    ax.plot(x, np.nanmedian(reward, 0), "-o", ms=2.5, color=colours.get(variant), label=variant)
+                    ax.fill_between(x, np.nanmin(reward, 0), np.nanmax(reward, 0), color=colours.get(variant),
+                                    alpha=0.15, lw=0)
+        axes[0, j].set_title(name)
+        axes[0, j].set_xlabel("environment steps")
+        axes[1, j].set_xlabel("training wall time (s, without compilation)")
+        for i in range(2):
+            axes[i, j].grid(alpha=0.3)
+    for i in range(2):
+        axes[i, 0].set_ylabel("evaluation episode reward")
+    axes[0, 0].legend(fontsize=8)
+    settings = payload.get("settings", {})
+    fig.suptitle(f"Brax {settings.get('backend', '')}: median and range over seeds "
+                 f"({settings.get('num_envs')} envs, episodes of {settings.get('episode_length')} steps, "
+                 f"APG windows of {settings.get('window')})", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def merge(args: argparse.Namespace) -> None:
+    runs, settings, machines = [], None, []
+    for path in args.merge:
+        try:
+            part = json.loads(Path(path).read_text())
+            runs += part["runs"]
+        except (OSError, ValueError, KeyError) as e:
+            raise Refused(f"cannot read {path} as this benchmark's JSON: {e}") from None
+        settings = settings or part.get("settings")
+        machines.append(part.get("machine"))
+    write_outputs({"settings": settings, "machines": machines, "runs": runs}, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.merge:
+        merge(args)
+        return 0
+    try:
+        from stablebptt.integrations.brax import environment_names
+        known = environment_names()
+    except ImportError:
+        raise Refused("this benchmark needs Brax: pip install -e '.[brax]'") from None
+    unknown = [e for e in args.envs if e not in known]
+    if unknown:
+        raise Refused(f"unknown Brax environment {unknown[0]!r}; allowed: {', '.join(known)}")
+    settings = {k: getattr(args, k) for k in ("backend", "episode_length", "num_envs", "window", "apg_updates",
+                                              "evals", "eval_envs", "seeds", "envs", "variants")}
+    settings.update(budget(args))
+    print(json.dumps(settings))
+    payload: dict[str, Any] = {"machine": _common.machine(), "settings": settings, "runs": []}
+    for name in args.envs:
+        for seed in args.seeds:
+            for variant in args.variants:
+                begin = time.perf_counter()
+                result = run_apg(name, seed, args) if variant == "APG" else run_stablebptt(name, variant, seed, args)
+                run = {"env": name, "variant": variant, "seed": seed, **result,
+                       "elapsed_s": time.perf_counter() - begin}
+                payload["runs"].append(run)
+                last = run["curve"][-1]
+                print(f"{name} {variant} seed {seed}: reward {run['curve'][0]['reward']:.1f} -> {last['reward']:.1f} "
+                      f"after {last['env_steps']} steps, {last['wall_s']:.1f} s training, "
+                      f"{run['elapsed_s']:.0f} s in all ({run['status']})", flush=True)
+                _common.write_json(args.out.with_suffix(".partial.json"), payload)  # what is done so far
+    write_outputs(payload, args)
+    args.out.with_suffix(".partial.json").unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except Refused as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,225 @@
+"""Any Brax environment as a stablebptt task: ``stablebptt train brax:inverted_double_pendulum``.
+
+`BraxTask` wraps ``brax.envs.get_environment(env, backend=...)``. The state is Brax's `State` pytree as the
+environment returns it (the physics `pipeline_state`, `obs`, `reward`, `done`, `metrics`, `info`), batched
+along a leading axis; the control is the action in [-1, 1]; the loss is minus the summed reward over the
+horizon, averaged over the batch. Brax is an optional extra (``pip install 'stablebptt[brax]'``), imported on
+first use. Costs of the backends and the comparison with Brax's own analytic policy gradients: docs/brax.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import io
+import warnings
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..core.checks import BadInput, check_choice, check_positive_int
+from ..core.rollout import rollout
+from ..nn import MLP
+from ..tasks.base import Task
+
+BACKENDS = ("mjx", "generalized", "positional", "spring")
+INSTALL_HINT = "Brax environments need Brax: pip install 'stablebptt[brax]'"
+NORMALIZER_STD_RANGE = (1e-6, 1e6)  # the clip of Brax's running_statistics.normalize
+
+
+def _brax_envs() -> Any:
+    """The `brax.envs` module. Brax's MJX backend prints "Failed to import warp ..." to stdout without the
+    optional GPU package `warp`; that output is swallowed here, as are Brax's import-time warnings."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from brax import envs
+    return envs
+
+
+def environment_names() -> list[str]:
+    """The names `brax.envs.get_environment` knows (Brax's own and any registered in this process)."""
+    envs = _brax_envs()
+    registry = getattr(envs, "_envs", None)  # Brax keeps its registry in a module dict without a public getter
+    return sorted(registry) if isinstance(registry, dict) else []
+
+
+@functools.lru_cache(maxsize=32)
+def environment(name: str, backend: str, solver_iterations: int) -> Any:
+    """The Brax environment `name` on `backend` (cached per setting, built eagerly even inside a trace, so the
+    cache holds concrete arrays, never tracers). For ``backend="mjx"`` and ``solver_iterations > 0`` the MuJoCo
+    model's ``opt.iterations`` is set to it (see `BraxTask`)."""
+    envs = _brax_envs()
+    if name not in environment_names():
+        raise BadInput(f"unknown Brax environment {name!r}; allowed: {', '.join(environment_names())} "
+                       "(or one registered with brax.envs.register_environment before the task is built)")
+    with jax.ensure_compile_time_eval(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        env = envs.get_environment(name, backend=backend)
+        if backend == "mjx" and solver_iterations > 0:
+            env.sys = env.sys.tree_replace({"opt.iterations": solver_iterations})
+    return env
+
+
+class Normalizer(eqx.Module):
+    """Running mean and variance of observations ``(obs_size,)``, as Brax's `running_statistics`: inputs are
+    standardised with them, and gradients never flow into them (they change only through `update`)."""
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+    @classmethod
+    def empty(cls, size: int) -> Normalizer:
+        return cls(jnp.zeros((size,)), jnp.ones((size,)), jnp.zeros(()))
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        mean, var = jax.lax.stop_gradient((self.mean, self.var))
+        return (obs - mean) / jnp.clip(jnp.sqrt(var), *NORMALIZER_STD_RANGE)
+
+    def update(self, batch: jax.Array) -> Normalizer:
+        """The statistics with the observations `batch` ``(n, obs_size)`` added (Chan's parallel merge)."""
+        batch = jax.lax.stop_gradient(batch).reshape(-1, self.mean.shape[0])
+        n = batch.shape[0]
+        batch_mean = jnp.mean(batch, axis=0)
+        batch_var = jnp.var(batch, axis=0)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        mean = self.mean + delta * n / total
+        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
+        return Normalizer(mean, m2 / total, total)
+
+
+class BraxPolicy(eqx.Module):
+    """``action = tanh(mlp(normalizer(obs)))`` for one observation ``(obs_size,)``; the action ``(action_size,)``
+    lies in [-1, 1], Brax's convention (APG's policy in its deterministic mode is the tanh of its network's
+    output too). `normalizer` is None without observation normalisation."""
+
+    mlp: MLP
+    normalizer: Normalizer | None = None
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return jnp.tanh(self.mlp(obs if self.normalizer is None else self.normalizer(obs)))
+
+
+class BraxTask(Task):
+    """A Brax environment as a control task.
+
+    State: Brax's `State` as ``env.reset`` and ``env.step`` return it, every leaf with a leading batch axis.
+    Control: the action ``(batch, action_size)`` in [-1, 1] (the environment scales it to its actuators).
+
+    Loss: ``-mean over the batch of sum_t w_t r_t``: the rewards ``r_1 .. r_H`` of the `horizon` steps. With
+    `mask_done` (default) ``w_t`` is 1 until the step at which ``done`` first becomes 1, that step included, and
+    0 after it, so the loss counts exactly what Brax's evaluation counts as an episode's reward; the weights
+    carry no gradient. Without it every step counts. The rewards of these environments are differentiable
+    functions of the state, with one exception to know: a constant alive bonus (all of `inverted_pendulum`'s
+    reward, part of `hopper`'s) has gradient zero; only its termination carries information, and termination
+    is a step function. docs/brax.md shows what that means for training.
+
+    Data (`sample`): ``env.reset`` with keys split from the given key, one per state.
+
+    Controller (`BraxPolicy`): `stablebptt.nn.MLP` with tanh hidden layers (`hidden`, APG's widths by default)
+    on ``state.obs``, then tanh; Glorot-uniform kernels throughout (the last one too by default: with
+    `zero_final_kernel` every initial action is exactly 0, and from such exact rest states MJX's one-iteration
+    solver gave NaN gradients on inverted_double_pendulum, only in XLA's optimised build); with `normalize_observations` the observations are standardised with running
+    statistics of every observation of the mini-batches' rollouts, updated after each optimizer step (`observe`),
+    as Brax's APG does with ``normalize_observations=True``.
+
+    Backends: ``"generalized"`` (default, Brax's own default) is Brax's generalized-coordinates pipeline,
+    differentiable as is. ``"mjx"`` is MuJoCo MJX, 1.5-2.8x faster per step here; its constraint solver runs in
+    a `lax.while_loop`, which reverse mode cannot differentiate, so with ``solver_iterations=1`` (the default)
+    the model's ``opt.iterations`` is 1 and the solver is one Newton step whose line search is a `lax.scan`: it
+    differentiates, contacts included, but gave NaN gradients at the first update on reacher and (under JAX
+    0.7.2) inverted_pendulum, where generalized did not. ``solver_iterations=0`` keeps the environment's own
+    setting (forward only). ``"positional"`` and ``"spring"`` are Brax's cheaper approximations. Costs and the
+    measurements: docs/brax.md.
+    """
+
+    name: ClassVar[str] = "brax"
+    env: str = eqx.field(static=True, default="inverted_double_pendulum")
+    backend: str = eqx.field(static=True, default="generalized")
+    horizon: int = eqx.field(static=True, default=100)
+    solver_iterations: int = eqx.field(static=True, default=1)
+    hidden: tuple[int, ...] = eqx.field(static=True, default=(32, 32, 32, 32), converter=tuple)
+    zero_final_kernel: bool = eqx.field(static=True, default=False)
+    normalize_observations: bool = eqx.field(static=True, default=False)
+    mask_done: bool = eqx.field(static=True, default=True)
+
+    def __check_init__(self):
+        if importlib.util.find_spec("brax") is None:
+            raise BadInput(INSTALL_HINT)
+        if not isinstance(self.env, str) or not self.env:
+            raise BadInput(f"env must be the name of a Brax environment, got {self.env!r}")
+        check_choice("Brax backend", self.backend, BACKENDS)
+        check_positive_int("horizon", self.horizon)
+        if isinstance(self.solver_iterations, bool) or not isinstance(self.solver_iterations, int) \
+                or self.solver_iterations < 0:
+            raise BadInput(f"solver_iterations must be an integer >= 0 (0 keeps the environment's own setting, "
+                           f"which reverse mode cannot differentiate on mjx), got {self.solver_iterations!r}")
+        for width in self.hidden:
+            check_positive_int("hidden layer width", width)
+        for flag in ("zero_final_kernel", "normalize_observations", "mask_done"):
+            if not isinstance(getattr(self, flag), bool):
+                raise BadInput(f"{flag} must be true or false, got {getattr(self, flag)!r}")
+        _ = self.brax_env  # builds (and caches) the environment: an unknown name fails here, in one line
+
+    @property
+    def brax_env(self) -> Any:
+        """The unwrapped, unbatched Brax environment of this setting."""
+        return environment(self.env, self.backend, self.solver_iterations)
+
+    @property
+    def observation_size(self) -> int:
+        return int(self.brax_env.observation_size)
+
+    @property
+    def action_size(self) -> int:
+        return int(self.brax_env.action_size)
+
+    def step(self, x: Any, action: jax.Array) -> Any:
+        env = self.brax_env
+
+        def one(state, a):
+            # Brax's environments update `metrics` in place; a copy keeps the caller's state untouched.
+            return env.step(state.replace(metrics=dict(state.metrics), info=dict(state.info)), a)
+
+        return jax.vmap(one)(x, action)
+
+    def loss(self, states: Any, controls: Any) -> jax.Array:
+        del controls
+        rewards = states.reward[1:]  # (horizon, batch): the reward of each step
+        if self.mask_done:
+            alive = jax.lax.stop_gradient(jnp.cumprod(1.0 - states.done[:-1], axis=0))
+            rewards = rewards * alive
+        return -jnp.mean(jnp.sum(rewards, axis=0))
+
+    def sample(self, key: jax.Array, n: int) -> Any:
+        return jax.vmap(self.brax_env.reset)(jax.random.split(key, n))
+
+    def init_controller(self, key: jax.Array) -> BraxPolicy:
+        mlp = MLP(self.observation_size, self.action_size, self.hidden, key=key,
+                  zero_final_kernel=self.zero_final_kernel)
+        return BraxPolicy(mlp, Normalizer.empty(self.observation_size) if self.normalize_observations else None)
+
+    def controller(self, params: BraxPolicy, x: Any) -> jax.Array:
+        return jax.vmap(params)(x.obs)
+
+    def observe(self, params: BraxPolicy, x0: Any) -> BraxPolicy:
+        """With observation normalisation: the statistics updated with every observation of a rollout of the
+        mini-batch `x0` under `params` (forward only, no gradient)."""
+        if not isinstance(params, BraxPolicy) or params.normalizer is None:
+            return params
+        states, _ = rollout(self.step, self.controller, jax.lax.stop_gradient(params), x0, self.horizon)
+        return eqx.tree_at(lambda p: p.normalizer, params, params.normalizer.update(states.obs))
+
+    def policy(self, params: BraxPolicy) -> Any:
+        """A Brax policy ``(obs, key) -> (action, extras)`` of `params`, for Brax's own tools (e.g.
+        `brax.training.acting.Evaluator`); observations ``(batch, obs_size)``."""
+
+        def act(obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+            del key
+            return jax.vmap(params)(obs), {}
+
+        return act

@@ -1,0 +1,261 @@
+"""Brax environments as tasks (`stablebptt.integrations.brax`): the ``brax:NAME`` spec, the loss and the
+observation statistics (the default set: no compiled programs), then the reset states and the policy (slow:
+seconds of eager dispatch each), gradients of every mode against a naive unroll on
+both differentiable backends, training, and the command line (slow: compiling the reverse pass of a Brax step
+takes 20-60 s per program on 2 CPU cores; ``.ci/run`` runs them with ``--runslow``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("brax")
+
+import stablebptt as sb  # noqa: E402
+from stablebptt.core.checks import BadInput  # noqa: E402
+from stablebptt.integrations.brax import BraxPolicy, BraxTask, Normalizer  # noqa: E402
+from stablebptt.tasks import load_task, task_fields, task_label  # noqa: E402
+from stablebptt.training import train  # noqa: E402
+from systems import assert_updates_finite_and_nonzero, check_combined, flat, task_naive_loss  # noqa: E402
+
+FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}
+
+
+# ---- the spec, settings and errors -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_brax_spec_builds_the_environment_with_settings():
+    task = load_task("brax:reacher", {"backend": "generalized", "horizon": 7})
+    assert isinstance(task, BraxTask) and (task.env, task.backend, task.horizon) == ("reacher", "generalized", 7)
+    assert task.config()["env"] == "reacher"
+    assert (task.observation_size, task.action_size) == (11, 2)
+    assert task_label("brax:reacher") == "brax-reacher"
+    fields = task_fields("brax:reacher")
+    assert "env" not in fields and fields["backend"] == "generalized" and fields["solver_iterations"] == 1
+
+
+def test_mjx_backend_gets_one_solver_iteration_and_zero_keeps_the_model():
+    assert BraxTask(env="hopper", backend="mjx").brax_env.sys.opt.iterations == 1
+    assert BraxTask(env="hopper", backend="mjx", solver_iterations=0).brax_env.sys.opt.iterations == 4  # its own
+
+
+@pytest.mark.parametrize("spec,settings,match", [
+    ("brax:nope", {}, "unknown Brax environment 'nope'; allowed: .*hopper"),
+    ("brax:", {}, "names no brax environment"),
+    ("brax:hopper", {"backend": "warp"}, "unknown Brax backend 'warp'; allowed: mjx, generalized"),
+    ("brax:hopper", {"env": "ant"}, "has no field 'env'"),
+    ("brax:hopper", {"solver_iterations": -1}, "solver_iterations must be an integer >= 0"),
+    ("brax:hopper", {"horizon": 0}, "horizon must be a positive integer"),
+    ("brax:hopper", {"mask_done": "yes"}, "mask_done must be true or false"),
+])
+def test_bad_settings_are_one_line_errors(spec, settings, match):
+    with pytest.raises(BadInput, match=match) as info:
+        load_task(spec, settings)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_sample_is_the_environments_reset_state(key):
+    task = BraxTask(env="inverted_double_pendulum", backend="generalized")
+    x = jax.jit(task.sample, static_argnums=1)(key, 5)
+    assert type(x).__name__ == "State" and x.obs.shape == (5, task.observation_size)
+    assert x.reward.shape == x.done.shape == (5,) and not np.any(x.done)
+    single = jax.jit(task.brax_env.reset)(jax.random.split(key, 5)[2])
+    np.testing.assert_allclose(x.obs[2], single.obs, rtol=1e-6)
+
+
+# ---- the loss and the controller (no simulation) -----------------------------------------------------------------
+
+
+def test_loss_sums_rewards_until_the_first_done_inclusive():
+    task = BraxTask(env="inverted_double_pendulum", horizon=4)
+    reward = jnp.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [4.0, 4.0], [8.0, 8.0]])  # (time, batch)
+    done = jnp.array([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])  # sample 0 ends at step 2
+    states = types.SimpleNamespace(reward=reward, done=done)
+    # sample 0: 1 + 2 (the terminating step counts, as in Brax's evaluation); sample 1: every step.
+    np.testing.assert_allclose(task.loss(states, None), -(3.0 + 15.0) / 2)
+    unmasked = BraxTask(env="inverted_double_pendulum", horizon=4, mask_done=False)
+    np.testing.assert_allclose(unmasked.loss(states, None), -(15.0 + 15.0) / 2)
+    grad = jax.grad(lambda r: task.loss(types.SimpleNamespace(reward=r, done=done), None))(reward)
+    np.testing.assert_allclose(grad[:, 0], [0, -0.5, -0.5, 0, 0])  # no gradient after termination
+
+
+def test_normalizer_keeps_the_mean_and_variance_of_everything_seen(key):
+    data = jax.random.normal(key, (3, 40, 5)) * jnp.arange(1.0, 6.0) + 2.0
+    stats = Normalizer.empty(5)
+    for part in data:
+        stats = stats.update(part)
+    whole = data.reshape(-1, 5)
+    np.testing.assert_allclose(stats.mean, whole.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats.var, whole.var(0), rtol=1e-4)
+    assert float(stats.count) == 120
+    standard = jax.vmap(stats)(whole)
+    np.testing.assert_allclose(standard.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(standard.std(0), 1, rtol=1e-4)
+    grad = jax.grad(lambda s: jnp.sum(s(whole[0])))(stats)
+    assert not np.any(grad.mean) and not np.any(grad.var)  # statistics change only through update
+
+
+@pytest.mark.slow
+def test_policy_is_tanh_of_the_network_and_usable_by_brax(key):
+    task = BraxTask(env="reacher", backend="mjx", normalize_observations=True)
+    params = task.init_controller(key)
+    assert isinstance(params, BraxPolicy) and params.normalizer is not None
+    obs = 100.0 * jax.random.normal(key, (6, task.observation_size))
+    action, extras = task.policy(params)(obs, key)
+    assert action.shape == (6, 2) and extras == {}
+    assert np.all(np.abs(action) <= 1) and np.max(np.abs(action)) > 0.5  # a Glorot last layer: not all zero
+    np.testing.assert_allclose(action, jnp.tanh(jax.vmap(params.mlp)(obs)), rtol=1e-6)  # empty statistics
+
+
+# ---- gradients of every mode against a naive unroll (slow) ----------------------------------------------------------
+
+
+def gradient_problem(env: str, backend: str, horizon: int = 4, n: int = 3):
+    """A task, a small network whose output layer is scaled up (so that R and M differ), and `n` reset states
+    advanced 10 steps under a fixed push (so that the start is not an exact rest state)."""
+    task = BraxTask(env=env, backend=backend, horizon=horizon, hidden=(8,))
+    k1, k2 = jax.random.split(jax.random.PRNGKey(7))
+    params = task.init_controller(k1)
+    params = eqx.tree_at(lambda p: p.mlp.layers[-1].weight, params, 5.0 * params.mlp.layers[-1].weight)
+    diff, static = eqx.partition(params, eqx.is_inexact_array)
+
+    @jax.jit
+    def start(key):
+        x = task.sample(key, n)
+        push = 0.3 * jnp.ones((n, task.action_size))
+        return jax.lax.fori_loop(0, 10, lambda _, x: task.step(x, push), x)
+
+    return task, diff, static, start(k2)
+
+
+def compute_gradients(env, backend, methods="RMSN", combined=True):
+    task, diff, static, x0 = gradient_problem(env, backend)
+
+    def everything(diff, x0):
+        p = eqx.combine(diff, static)
+        ours = {m: sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, m)(p, x0)
+                for m in methods + ("C" if combined else "")}
+        naive = {m: jax.value_and_grad(lambda d, m=m: task_naive_loss(task, eqx.combine(d, static), x0, m))(diff)
+                 for m in sorted(set(methods) | {"M", "R"})}
+        return ours, naive
+
+    return jax.jit(everything).lower(diff, x0).compile(compiler_options=FAST_COMPILE)(diff, x0)
+
+
+@pytest.fixture(scope="module", params=["generalized", "mjx"])
+def every_mode(request):
+    """R, M, S, N and C (the automatic backward) and the naive R, M, S, N on inverted_double_pendulum."""
+    return compute_gradients("inverted_double_pendulum", request.param)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", "RMSN")
+def test_single_modes_equal_naive_unroll(every_mode, method):
+    ours, naive = every_mode
+    value, update, info = ours[method]
+    want_value, want = naive[method]
+    np.testing.assert_allclose(value, want_value, rtol=1e-5)
+    got, want = flat(update), flat(want)
+    assert np.all(np.isfinite(want)) and np.max(np.abs(want)) > 0
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.max(np.abs(want)))
+    np.testing.assert_allclose(info["grad_norm"], np.linalg.norm(want), rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_modes_differ_on_this_system(every_mode):
+    """Guards the test above: a misplaced stop_gradient shows as a mismatch only if the modes differ."""
+    _, naive = every_mode
+    grads = {m: flat(naive[m][1]) for m in "RMSN"}
+    for a, b in (("R", "M"), ("R", "S"), ("M", "S"), ("R", "N")):
+        scale = max(np.max(np.abs(grads[a])), np.max(np.abs(grads[b])))
+        assert np.max(np.abs(grads[a] - grads[b])) > 1e-2 * scale, (a, b)
+
+
+@pytest.mark.slow
+def test_combined_equals_combine_of_naive_gradients(every_mode, request):
+    """On the generalized backend g_M and g_R happen to agree in sign on every entry of this small problem (C = M
+    there); on mjx some differ, so that C is told apart from M (and on hopper below)."""
+    ours, naive = every_mode
+    check_combined(ours["C"], naive, some_disagree=request.node.callspec.params["every_mode"] == "mjx")
+
+
+@pytest.mark.slow
+def test_contacts_differentiate_on_mjx_with_one_solver_iteration():
+    """hopper standing on the floor (foot contact active): C and the naive R and M agree, all finite."""
+    ours, naive = compute_gradients("hopper", "mjx", methods="")
+    assert all(np.all(np.isfinite(flat(g))) for _, g in naive.values())
+    check_combined(ours["C"], naive)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env", ["inverted_double_pendulum", "reacher", "hopper"])
+def test_default_backend_gives_finite_updates(env):
+    """The default backend (generalized) on the benchmark's environments, 20 steps from reset states and the
+    default controller: R and C updates are finite and not zero (mjx gave NaN on reacher here)."""
+    task = BraxTask(env=env, horizon=20)
+    key = jax.random.PRNGKey(0)
+    assert_updates_finite_and_nonzero(task, task.init_controller(key), task.sample(key, 4), methods="RC")
+
+
+@pytest.mark.slow
+def test_a_constant_reward_has_no_gradient():
+    """inverted_pendulum's reward is 1 per step until termination: every analytic gradient of it is exactly 0."""
+    task = BraxTask(env="inverted_pendulum", horizon=20)
+    key = jax.random.PRNGKey(0)
+    value, update, _ = jax.jit(sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, "R"))(
+        task.init_controller(key), task.sample(key, 4))
+    assert -20 <= float(value) < 0 and not np.any(flat(update))
+
+
+# ---- training and the command line (slow) ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("normalize", [False, True])
+def test_short_training_run_lowers_the_loss(normalize):
+    """C on inverted_double_pendulum (generalized, 30 steps, 32 states): the test loss falls; with observation
+    normalisation the statistics have counted every observation of every update's rollout."""
+    task = BraxTask(env="inverted_double_pendulum", backend="generalized", horizon=30,
+                    normalize_observations=normalize)
+    result = train(task, "C", epochs=5, n_train=32, n_test=32, batch_size=16, lr=3e-3, seed=1)
+    test = [row["test_loss"] for row in result.metrics]
+    assert result.status == "complete" and len(test) == 5 and all(np.isfinite(test))
+    if normalize:  # the statistics move most in the first updates, so the loss is not monotone: its best falls
+        assert min(test[1:]) < test[0] - 5.0, test
+        assert float(result.params.normalizer.count) == 5 * 2 * 16 * 31  # epochs x updates x batch x states
+    else:
+        assert test[-1] < test[0] - 5.0, test
+
+
+@pytest.mark.slow
+def test_command_line_trains_resumes_and_plots(tmp_path):
+    out = tmp_path / "run"
+    common = [sys.executable, "-m", "stablebptt"]
+    train_args = ["train", "brax:inverted_double_pendulum", "--set", "backend=generalized", "--set", "horizon=10",
+                  "--n-train", "16", "--n-test", "16", "--batch-size", "8", "--out", str(out)]
+    done = subprocess.run(common + train_args + ["--epochs", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"] == "brax:inverted_double_pendulum" and config["task_settings"]["backend"] == "generalized"
+    resumed = subprocess.run(common + ["resume", str(out), "--epochs", "3"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+    plotted = subprocess.run(common + ["plot", str(tmp_path)], capture_output=True, text=True)  # the folder of runs
+    assert plotted.returncode == 0, plotted.stderr
+    assert (tmp_path / "sweep.png").exists() and "Traceback" not in plotted.stderr
+    bad = subprocess.run(common + ["train", "brax:inverted_double_pendulm", "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown Brax environment 'inverted_double_pendulm'" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "x").exists()

@@ -201,8 +201,8 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for name in dict.fromkeys(r["env"] for r in runs):
         for variant in dict.fromkeys(r["variant"] for r in runs if r["env"] == name):
             group = [r for r in runs if r["env"] == name and r["variant"] == variant]
-            # A run that diverged has a NaN final reward: statistics are over the finite ones, `diverged` counts
-            # the others (and `statuses` says what happened).
+            # A run that diverged ends at its last finite evaluation (stablebptt) or at a NaN reward (APG):
+            # statistics are over the finite rewards, `diverged` counts the runs and `statuses` says what happened.
             final = np.array([r["curve"][-1]["reward"] for r in group])
             best = np.array([np.nanmax([p["reward"] for p in r["curve"]]) for r in group])
             initial = [r["curve"][0]["reward"] for r in group]
@@ -210,7 +210,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 stats = {f"{k}_{f.__name__.replace('nan', '')}": float(f(v)) if np.any(np.isfinite(v)) else float("nan")
                          for k, v in (("final", final), ("best", best)) for f in (np.nanmedian, np.nanmin, np.nanmax)}
             rows.append({
-                "env": name, "variant": variant, "seeds": len(group), "diverged": int(np.sum(~np.isfinite(final))),
+                "env": name, "variant": variant, "seeds": len(group), "diverged": sum(r["status"].startswith("diverged") for r in group),
                 "initial_median": float(np.median(initial)), **stats,
                 "env_steps": group[0]["curve"][-1]["env_steps"],
                 "train_wall_s_median": float(np.median([r["curve"][-1]["wall_s"] for r in group])),
@@ -268,6 +268,11 @@ def plot(payload: dict[str, Any], path: Path) -> None:
                     ax.plot(x, np.nanmedian(reward, 0), "-o", ms=2.5, color=colours.get(variant), label=variant)
                     ax.fill_between(x, np.nanmin(reward, 0), np.nanmax(reward, 0), color=colours.get(variant),
                                     alpha=0.15, lw=0)
+        finite = [sum(np.isfinite(p["reward"]) for p in r["curve"][1:]) for r in runs if r["env"] == name]
+        if max(finite) == 0:  # no run got past its first update
+            for i in range(2):
+                axes[i, j].text(0.5, 0.5, "every run diverged\n(NaN gradients; see the table)", ha="center",
+                                va="center", transform=axes[i, j].transAxes)
         axes[0, j].set_title(name)
         axes[0, j].set_xlabel("environment steps")
         axes[1, j].set_xlabel("training wall time (s, without compilation)")
@@ -292,11 +297,15 @@ def merge(args: argparse.Namespace) -> None:
     for path in args.merge:
         try:
             part = json.loads(Path(path).read_text())
-            runs += part["runs"]
-        except (OSError, ValueError, KeyError) as e:
+            runs += [{"backend": part["settings"]["backend"], **r} for r in part["runs"]]
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise Refused(f"cannot read {path} as this benchmark's JSON: {e}") from None
         settings = settings or part.get("settings")
         machines.append(part.get("machine"))
+    if len({r["backend"] for r in runs}) > 1:  # the same environment on two backends: tell them apart
+        for r in runs:
+            r["brax_env"], r["env"] = r["env"], f"{r['env']} ({r['backend']})"
+    settings = {**settings, "backend": ", ".join(dict.fromkeys(r["backend"] for r in runs))}
     write_outputs({"settings": settings, "machines": machines, "runs": runs}, args)
 
 
@@ -323,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant in args.variants:
                 begin = time.perf_counter()
                 result = run_apg(name, seed, args) if variant == "APG" else run_stablebptt(name, variant, seed, args)
-                run = {"env": name, "variant": variant, "seed": seed, **result,
+                run = {"env": name, "backend": args.backend, "variant": variant, "seed": seed, **result,
                        "elapsed_s": time.perf_counter() - begin}
                 payload["runs"].append(run)
                 last = run["curve"][-1]

@@ -374,7 +374,8 @@ class Session:
         config = self.config
         settings = ", ".join(f"{k}={v}" for k, v in config.task_settings.items())
         curves = {config.train.method: {k: [r[k] for r in rows] for k in ("test_loss", "train_loss")}}
-        plot_curves(curves, self.path / FIGURE, title=f"{config.task} ({settings}), method {config.train.method}",
+        task = f"{config.task} ({settings})" if settings else config.task
+        plot_curves(curves, self.path / FIGURE, title=f"{task}, method {config.train.method}",
                     keys=("test_loss", "train_loss"))
 
 

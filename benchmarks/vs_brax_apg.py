@@ -148,13 +148,17 @@ def run_stablebptt(name: str, variant: str, seed: int, args: argparse.Namespace)
     return {"compile_s": compile_s, "curve": curve, "status": status}
 
 
-def run_apg(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def check_apg_runs() -> None:
+    """Refuse, before any run, a JAX under which Brax 0.14's apg.train cannot run."""
     import jax
 
     if not hasattr(jax, "device_put_replicated"):
         raise Refused(f"Brax's apg.train needs jax.device_put_replicated, which JAX {jax.__version__} no longer "
                       "has; run the APG variant with jax<0.8: pip install -e '.[brax]' 'jax==0.7.2' "
                       "'jaxlib==0.7.2' (docs/brax.md), or leave it out: --variants R,C,C-trunc")
+
+
+def run_apg(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     from brax.training.agents.apg import train as apg
 
     from stablebptt.integrations.brax import environment
@@ -322,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [e for e in args.envs if e not in known]
     if unknown:
         raise Refused(f"unknown Brax environment {unknown[0]!r}; allowed: {', '.join(known)}")
+    if "APG" in args.variants:
+        check_apg_runs()
     settings = {k: getattr(args, k) for k in ("backend", "episode_length", "num_envs", "window", "apg_updates",
                                               "evals", "eval_envs", "seeds", "envs", "variants")}
     settings.update(budget(args))

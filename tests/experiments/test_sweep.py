@@ -181,6 +181,7 @@ def _assert_same_metrics(a: list[dict], b: list[dict], name: str) -> None:
             np.testing.assert_allclose(ra[k], rb[k], rtol=2e-5, atol=1e-7, err_msg=f"{name} {k}")
 
 
+@pytest.mark.slow  # 16 single runs plus the group (about 35 s): run by .ci/run
 def test_mixed_group_equals_separate_runs(mixed_group):
     """Methods, clipping modes and seeds trained together (one vmapped program) give the metrics and files of
     separate runs; rerunning the group finds every run complete and changes nothing."""
@@ -199,6 +200,7 @@ def test_mixed_group_equals_separate_runs(mixed_group):
     assert before == [(b / "metrics.csv").read_bytes() for b in batched]
 
 
+@pytest.mark.slow  # 16 single runs plus the group (about 35 s): run by .ci/run
 def test_group_sharded_over_two_devices_equals_one_device(mixed_group, tmp_path):
     """The run axis of a group sharded over 2 (host) devices: 3 runs (padded to 4) give the metrics of the
     unsharded group."""

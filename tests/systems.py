@@ -61,6 +61,18 @@ def flat(tree) -> np.ndarray:
     return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
 
 
+def check_single_mode(result, naive_value_grad):
+    """A single mode's ``(value, update, info)`` equals the naive ``(value, gradient)`` of the same mode: value to
+    1e-5, every entry to 1e-4 of the largest, ``grad_norm`` to 1e-4; the naive gradient is finite and not zero."""
+    value, update, info = result
+    want_value, want = naive_value_grad
+    np.testing.assert_allclose(value, want_value, rtol=1e-5)
+    got, want = flat(update), flat(want)
+    assert np.all(np.isfinite(want)) and np.max(np.abs(want)) > 0
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.max(np.abs(want)))
+    np.testing.assert_allclose(info["grad_norm"], np.linalg.norm(want), rtol=1e-4)
+
+
 def check_combined(result, naive, *, some_disagree=True):
     """C's ``(value, update, info)`` = sign agreement of the naive g_M and g_R (``naive[mode] = (value, grad)``).
     Entries where g_M or g_R is within float32 noise of zero may keep or drop g_M (their sign is noise); all

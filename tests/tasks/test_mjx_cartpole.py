@@ -28,7 +28,7 @@ import stablebptt as sb  # noqa: E402
 from stablebptt.tasks import CartPole  # noqa: E402
 from stablebptt.tasks.mjx_cartpole import MJXCartPole, absolute_angles, mjcf  # noqa: E402
 from stablebptt.training import train  # noqa: E402
-from systems import check_combined, flat, task_naive_loss  # noqa: E402
+from systems import check_combined, check_single_mode, flat, task_naive_loss  # noqa: E402
 
 FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}
 GRAD_HORIZON = 4
@@ -234,13 +234,7 @@ def every_variant():
 @pytest.mark.parametrize("method,backward", [v for v in VARIANTS if v[0] != "C"])
 def test_single_modes_equal_naive_unroll(every_variant, method, backward):
     ours, naive = every_variant
-    value, update, info = ours[(method, backward)]
-    want_value, want = naive[method]
-    np.testing.assert_allclose(value, want_value, rtol=1e-5)
-    got, want = flat(update), flat(want)
-    assert np.max(np.abs(want)) > 0
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * np.max(np.abs(want)))
-    np.testing.assert_allclose(info["grad_norm"], np.linalg.norm(want), rtol=1e-4)
+    check_single_mode(ours[(method, backward)], naive[method])
 
 
 @pytest.mark.slow

@@ -27,6 +27,12 @@ class BadType(BadInput, TypeError):
     """A value given by the user has the wrong type (a `BadInput` that is also a `TypeError`)."""
 
 
+class SimulatorFault(BadInput):
+    """A function of the user's task (simulator step, controller, loss, sample, init_controller) raised while it
+    was called or traced: the message names the function and gives the first line of its error, which is
+    chained as ``__cause__`` (``--debug`` shows its traceback)."""
+
+
 def check_positive_int(name: str, value: Any) -> int:
     """`value` as an int if it is an integer >= 1 (not a bool); `BadInput` naming `name` otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -97,3 +103,9 @@ def check_param_vjp(value: Any) -> str:
 def plural(n: int, word: str) -> str:
     """``1 epoch``, ``2 epochs``: `n` and `word`, with an ``s`` unless `n` is 1."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of `error`'s message (its type's name if it has none)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

@@ -8,6 +8,7 @@ rebuilds `t` and tree maps over either part skip the holes.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .checks import BadInput, BadType
+from .checks import BadInput, BadType, SimulatorFault, first_line
 
 PyTree = Any
 
@@ -89,15 +90,70 @@ def _signature(leaf: Any) -> str:
 
 
 def describe(tree: PyTree, limit: int = 400) -> str:
-    """A short text of a tree's structure with each leaf as ``dtype[shape]`` (cut at `limit` characters)."""
-    text = str(jax.tree.map(_signature, tree, is_leaf=_is_array_like))
+    """A short text of a tree's structure with each leaf as ``dtype[shape]``, on one line (cut at `limit`
+    characters)."""
+    text = " ".join(str(jax.tree.map(_signature, tree, is_leaf=_is_array_like)).split())
     return text if len(text) <= limit else text[: limit - 5] + " ...)"
 
 
 def name_of(fn: Callable) -> str:
-    """A readable name for a user function (bound methods of Equinox modules included)."""
-    fn = getattr(fn, "__func__", fn)
-    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    """A readable name for a user function: ``Class.method`` for a method bound to an instance (Equinox modules
+    included; the class of the instance, e.g. the task that was run, even where the method is inherited),
+    else its qualified name."""
+    func, owner = getattr(fn, "__func__", fn), getattr(fn, "__self__", None)
+    name = getattr(func, "__name__", None)
+    if owner is not None and name and not isinstance(owner, type | types.ModuleType):
+        return f"{type(owner).__name__}.{name}"
+    return getattr(func, "__qualname__", None) or name or type(func).__name__
+
+
+def fault_message(role: str, fn: Callable, error: BaseException, inputs: str | None = None) -> str:
+    """``the ROLE `NAME` raised TYPE: FIRST LINE (INPUTS)``: one line naming a user function that failed."""
+    line = first_line(error)
+    text = f"the {role} `{name_of(fn)}` raised {type(error).__name__}"
+    text += "" if line == type(error).__name__ else f": {line}"
+    return f"{text} ({inputs})" if inputs else text
+
+
+def guard(role: str, fn: Callable, inputs: Callable[..., str] | None = None) -> Callable:
+    """`fn` wrapped so that an exception it raises becomes a one-line `SimulatorFault` naming `role` and `fn`
+    (e.g. ``the simulator step `Puck.step` raised RuntimeError: ...``), with ``inputs(*args)`` (a description of
+    what it was given, e.g. by `describe`) in parentheses; the original error is chained as ``__cause__``.
+
+    A `BadInput` (one of our checks, already one line) passes unchanged, and so does anything that is not an
+    `Exception` (KeyboardInterrupt, SystemExit). Inside `jit` the wrapper runs when the function is traced, so it
+    costs nothing at run time.
+    """
+    def guarded(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except BadInput:
+            raise
+        except Exception as e:
+            raise SimulatorFault(fault_message(role, fn, e, _inputs(inputs, args))) from e
+
+    return guarded
+
+
+def _inputs(inputs: Callable[..., str] | None, args: tuple) -> str | None:
+    if inputs is None:
+        return None
+    try:
+        return inputs(*args)
+    except Exception:  # noqa: BLE001 - a description is a courtesy: the error is what matters
+        return None
+
+
+def step_inputs(x: PyTree, c: PyTree) -> str:
+    return f"its input: state {describe(x, 200)}, control {describe(c, 200)}"
+
+
+def controller_inputs(params: PyTree, x: PyTree) -> str:
+    return f"its input: {describe(x)}"
+
+
+def loss_inputs(states: PyTree, controls: PyTree) -> str:
+    return f"its input: states {describe(states, 200)}, controls {describe(controls, 200)}"
 
 
 def check_step(step: Callable, x: PyTree, x_next: PyTree) -> None:
@@ -123,18 +179,22 @@ def check_control(controller: Callable, c: PyTree) -> None:
 
 
 def checked(step: Callable, controller: Callable) -> tuple[Callable, Callable]:
-    """`step` and `controller` wrapped so that their outputs are checked whenever they are traced.
+    """`step` and `controller` wrapped so that their outputs are checked whenever they are traced, and so that
+    an error they raise becomes a one-line `SimulatorFault` naming them (see `guard`).
 
     The checks are Python comparisons of shapes and dtypes: they run once per trace, before compilation, and
     cost nothing at run time.
     """
+    call_step = guard("simulator step", step, step_inputs)
+    call_controller = guard("controller", controller, controller_inputs)
+
     def checked_step(x, c):
-        x_next = step(x, c)
+        x_next = call_step(x, c)
         check_step(step, x, x_next)
         return x_next
 
     def checked_controller(params, x):
-        c = controller(params, x)
+        c = call_controller(params, x)
         check_control(controller, c)
         return c
 

@@ -28,7 +28,7 @@ from ..core.checks import BadInput
 from ..tasks import Task
 from .optim import CLIP_MODES, OPTIMIZERS, keras_adam
 from .settings import TrainSettings
-from .train import Data, TrainState, epoch_program, evaluate
+from .train import Data, TrainState, epoch_program, evaluate, user_loss
 
 PyTree = Any
 # Training settings in which the members of a group may differ (all others are shared).
@@ -131,10 +131,10 @@ def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> Callable:
     over every mode the group needs (`core.value_and_grads`) and a selection."""
     settings = spec.settings
     if len(spec.methods) == 1:
-        return value_and_grad(task.loss, task.step, task.controller, task.horizon, spec.methods[0],
+        return value_and_grad(user_loss(task), task.step, task.controller, task.horizon, spec.methods[0],
                               **settings.gradient_options)
     modes = tuple(dict.fromkeys(m for meth in spec.methods for m in (("M", "R") if meth == "C" else (meth,))))
-    grads_fn = value_and_grads(task.loss, task.step, task.controller, task.horizon, modes,
+    grads_fn = value_and_grads(user_loss(task), task.step, task.controller, task.horizon, modes,
                                truncation=settings.truncation, remat=settings.remat)
     combined = "C" in spec.methods
 

@@ -64,8 +64,33 @@ class Outcome(NamedTuple):
 
 
 def make_data(task: Task, key: jax.Array, n_train: int = 256, n_test: int = 256) -> Data:
+    """``n_train`` and ``n_test`` initial states from `task.sample`; an error it raises, or a result that is not
+    a pytree of arrays, is a one-line `BadInput` naming it."""
     key_train, key_test = jax.random.split(key)
-    return Data(task.sample(key_train, n_train), task.sample(key_test, n_test))
+    return Data(sample_states(task, key_train, n_train), sample_states(task, key_test, n_test))
+
+
+def sample_states(task: Task, key: jax.Array, n: int) -> PyTree:
+    """``task.sample(key, n)``, checked to be a pytree of arrays (`SimulatorFault` if it raises, `BadType` for a
+    leaf that is not an array, e.g. a list of numbers)."""
+    what = f"{type(task).__name__}.sample(key, {n})"
+    states = trees.guard("sampler", task.sample, lambda key, n: f"called as {what}")(key, n)
+    leaves = jax.tree_util.tree_flatten_with_path(states)[0]
+    if not leaves:
+        raise BadInput(f"{what} returned no arrays (got {states!r:.100}); allowed: a pytree of arrays with "
+                       f"leading axis {n}")
+    for path, leaf in leaves:
+        if not isinstance(leaf, jax.Array | np.ndarray):
+            where = jax.tree_util.keystr(path) or "the root"
+            raise BadType(f"{what} returned a leaf at {where} that is not an array ({type(leaf).__name__}); "
+                          f"allowed: a pytree of arrays with leading axis {n} (e.g. jnp.asarray(...))")
+    return states
+
+
+def user_loss(task: Task) -> Callable[[PyTree, PyTree], jax.Array]:
+    """`task.loss` wrapped so that an error it raises is a one-line `SimulatorFault` naming it (trace time
+    only)."""
+    return trees.guard("loss", task.loss, trees.loss_inputs)
 
 
 def check_data(task: Task, data: Data, n_train: int, n_test: int) -> None:
@@ -87,7 +112,7 @@ def minibatches(states: PyTree, batch_size: int) -> PyTree:
 def evaluate(task: Task, params: PyTree, x0: PyTree) -> jax.Array:
     """The task's loss of `params` on the initial states `x0`, all at once."""
     states, controls = rollout(task.step, task.controller, params, x0, task.horizon)
-    return task.loss(states, controls)
+    return user_loss(task)(states, controls)
 
 
 def _all_finite(tree: PyTree) -> jax.Array:
@@ -123,7 +148,7 @@ def make_epoch(
     parameters and optimizer state unchanged (like `optax.apply_if_finite`) and are left out of the epoch's
     means.
     """
-    vg = value_and_grad(task.loss, task.step, task.controller, task.horizon, method, **gradient_options)
+    vg = value_and_grad(user_loss(task), task.step, task.controller, task.horizon, method, **gradient_options)
     combined = canonical_method(method) == "C"
     return epoch_program(task, vg, tx, static, batch_size, skip_nonfinite=skip_nonfinite, combined=combined,
                          stop_regular=regular_nonfinite == "stop")
@@ -195,7 +220,8 @@ def _draw(task: Task, key: jax.Array, n_train: int, n_test: int, init: bool) -> 
     """Data and (if `init`) initial parameters from `key`, in one compiled program (eager, the many small
     operations of sampling and initialisation take seconds to dispatch)."""
     key_data, key_init = jax.random.split(key)
-    return make_data(task, key_data, n_train, n_test), task.init_controller(key_init) if init else None
+    init_controller = trees.guard("controller initialiser", task.init_controller)
+    return make_data(task, key_data, n_train, n_test), init_controller(key_init) if init else None
 
 
 class Trainer:

@@ -1,12 +1,27 @@
 from __future__ import annotations
 
+import sys
+import uuid
+
 import equinox as eqx
 import jax
 import pytest
 from PIL import Image
 
 from stablebptt.cli import main
-from stablebptt.experiments.animate import animate_run, frame_indices
+from stablebptt.core.checks import BadInput
+from stablebptt.experiments import animate
+from stablebptt.experiments.animate import (
+    DPI,
+    MAX_GIF_PIXELS,
+    MAX_SAMPLES,
+    PANEL_INCHES,
+    animate_run,
+    drawn_samples,
+    figure_inches,
+    frame_indices,
+    grid_shape,
+)
 from stablebptt.runs import RunConfig
 from stablebptt.runs.io import save_params, write_json
 from stablebptt.tasks import make_task
@@ -18,13 +33,37 @@ SMALL = {
 }
 
 
-def _run_dir(tmp_path, task_name, seed=0):
-    """A run folder as `stablebptt train` leaves it (config.json, params.eqx), with untrained parameters."""
+PANEL_PX = PANEL_INCHES * DPI  # side of one full-size panel in the GIF (px)
+DRAWING_MODULE = '''
+from stablebptt.tasks import TASKS
+
+SEEN = []  # per call of draw: what it was given
+
+
+class DrawnCartPole(TASKS["cartpole"]):
+    def draw(self, axes, states, controls):
+        cells = axes[0].figure.axes
+        SEEN.append({"axes": len(axes), "samples": states.shape[1], "controls": controls.shape[1],
+                     "off": sum(not ax.axison for ax in cells), "cells": len(cells)})
+        dots = [ax.plot([], [], "o")[0] for ax in axes]
+
+        def update(n):
+            for i, dot in enumerate(dots):
+                dot.set_data(states[n, i, :1, 0], states[n, i, 1:2, 0])
+            return dots
+
+        return update
+'''
+
+
+def _run_dir(tmp_path, task_name, seed=0, spec=None):
+    """A run folder as `stablebptt train` leaves it (config.json, params.eqx), with untrained parameters; `spec`
+    names a user task with the settings of `task_name`."""
     out = tmp_path / task_name
     out.mkdir()
-    settings = SMALL[task_name]
-    write_json(out / "config.json", RunConfig.create(task_name, settings, method="C", epochs=1, seed=seed).to_json())
-    task = make_task(task_name, **settings)
+    settings, spec = SMALL[task_name], spec or task_name
+    write_json(out / "config.json", RunConfig.create(spec, settings, method="C", epochs=1, seed=seed).to_json())
+    task = make_task(spec, **settings)
     _, key_init = jax.random.split(jax.random.PRNGKey(seed))
     save_params(out / "params.eqx", eqx.filter_jit(task.init_controller)(key_init))
     return out
@@ -42,6 +81,61 @@ def test_animate_writes_a_gif_with_several_frames(tmp_path, task_name):
     gif = animate_run(run, tmp_path / "a.gif", samples=2, max_frames=4)
     with Image.open(gif) as im:
         assert im.format == "GIF" and im.n_frames > 1
+
+
+@pytest.fixture
+def drawing_module(tmp_path, monkeypatch):
+    """A module of a fresh name on the Python path with `DrawnCartPole`, a cart pole with its own `draw`."""
+    name = f"drawn_{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / f"{name}.py").write_text(DRAWING_MODULE)
+    monkeypatch.syspath_prepend(str(folder))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_grid_shape_is_roughly_square_and_the_gif_size_capped():
+    shapes = {n: grid_shape(n) for n in (1, 2, 3, 4, 5, 16, 17, 100)}
+    assert shapes == {1: (1, 1), 2: (1, 2), 3: (2, 2), 4: (2, 2), 5: (2, 3), 16: (4, 4), 17: (4, 5), 100: (10, 10)}
+    assert figure_inches(2, 3) == pytest.approx((3 * PANEL_INCHES, 2 * PANEL_INCHES))
+    for rows, cols in ((4, 4), (4, 5), (10, 10), (1, 1000)):
+        assert max(figure_inches(rows, cols)) * DPI <= MAX_GIF_PIXELS + 1e-9
+
+
+def test_five_samples_lie_in_a_grid(tmp_path):
+    run = _run_dir(tmp_path, "cartpole")
+    lines = []
+    gif = animate_run(run, tmp_path / "a.gif", samples=5, max_frames=2, log=lines.append)
+    with Image.open(gif) as im:
+        width, height = im.size
+    assert width < 5 * PANEL_PX and abs(width - 3 * PANEL_PX) <= 1 and abs(height - 2 * PANEL_PX) <= 1
+    assert lines == []
+
+
+def test_a_user_draw_gets_one_axis_per_sample_and_unused_cells_are_off(tmp_path, drawing_module):
+    run = _run_dir(tmp_path, "cartpole", spec=f"{drawing_module}:DrawnCartPole")
+    animate_run(run, tmp_path / "a.gif", samples=5, max_frames=2)
+    assert sys.modules[drawing_module].SEEN == [{"axes": 5, "samples": 5, "controls": 5, "off": 1, "cells": 6}]
+
+
+def test_more_samples_than_the_maximum_draw_the_maximum_and_say_so(tmp_path, drawing_module, monkeypatch):
+    assert drawn_samples(MAX_SAMPLES + 84) == MAX_SAMPLES and drawn_samples(MAX_SAMPLES) == MAX_SAMPLES
+    monkeypatch.setattr(animate, "MAX_SAMPLES", 4)  # a small maximum: a fast test
+    run = _run_dir(tmp_path, "cartpole", spec=f"{drawing_module}:DrawnCartPole")
+    lines = []
+    gif = animate_run(run, tmp_path / "a.gif", samples=7, max_frames=2, log=lines.append)
+    assert sys.modules[drawing_module].SEEN == [{"axes": 4, "samples": 4, "controls": 4, "off": 0, "cells": 4}]
+    assert len(lines) == 1 and "\n" not in lines[0] and "4 of the 7 samples" in lines[0]
+    with Image.open(gif) as im:
+        width, height = im.size
+    assert abs(width - 2 * PANEL_PX) <= 1 and abs(height - 2 * PANEL_PX) <= 1
+
+
+def test_samples_must_be_a_positive_integer(tmp_path):
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(BadInput, match="samples must be a positive integer"):
+            animate_run(tmp_path / "missing", samples=bad)
 
 
 def test_animate_command_default_output(tmp_path, capsys):

@@ -5,6 +5,9 @@ the probability density ``|psi(x)|^2`` over time beside the target eigenstate's.
 with its own ``draw(axes, states, controls) -> update``: `states` and `controls` are the rollout as pytrees of
 numpy arrays, time-major, the drawn samples on axis 1 (one per axis of `axes`), and ``update(n)`` draws time
 step ``n`` and returns the changed artists.
+
+The panels, one per sample, lie in a roughly square grid (`grid_shape`); unused cells are blank. At most
+`MAX_SAMPLES` samples are drawn, and the GIF is at most `MAX_GIF_PIXELS` on its longer side (panels shrink to fit).
 """
 
 from __future__ import annotations
@@ -19,17 +22,25 @@ from typing import Any
 
 import equinox as eqx
 import jax
-import matplotlib.pyplot as plt  # noqa: E402  (after plotting has chosen the Agg backend)
+import matplotlib.pyplot as plt  # the Agg backend: chosen by ..runs.plotting, before any figure is made
 import numpy as np
-from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
+from matplotlib.animation import FuncAnimation, PillowWriter
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from ..core import rollout
-from ..core.checks import BadInput
+from ..core.checks import BadInput, check_positive_int
 from ..runs import PARAMS, RunConfig, RunFolder, use_precision
 from ..runs.io import load_params
 from ..runs.plotting import METHOD_COLORS
 from ..tasks import TASKS, Task
 from ..training.train import make_data
+
+MAX_SAMPLES = 16  # samples drawn at most; more asked for are cut to this (a 4 x 4 grid)
+PANEL_INCHES = 3.2  # side of one panel when the GIF fits in MAX_GIF_PIXELS (in)
+DPI = 72  # resolution of the GIF (pixels per inch)
+MAX_GIF_PIXELS = 1024  # longer side of the GIF at most (px); panels shrink below PANEL_INCHES to fit
+Log = Callable[[str], None]
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, Task, Any]:
@@ -64,6 +75,39 @@ def frame_indices(n_states: int, max_frames: int) -> np.ndarray:
     return idx if idx[-1] == n_states - 1 else np.append(idx, n_states - 1)
 
 
+def drawn_samples(samples: int) -> int:
+    """The number of samples drawn for `samples` asked for: at most `MAX_SAMPLES`.
+
+    Raises:
+        BadInput: if `samples` is not a positive integer.
+    """
+    return min(check_positive_int("samples", samples), MAX_SAMPLES)
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(rows, columns) of a roughly square grid of `n` panels: ``ceil(sqrt(n))`` columns, as few rows as fit."""
+    cols = math.ceil(math.sqrt(n))
+    return math.ceil(n / cols), cols
+
+
+def figure_inches(rows: int, cols: int) -> tuple[float, float]:
+    """(width, height) of the figure in inches: square panels of `PANEL_INCHES`, smaller where needed so that
+    neither side exceeds `MAX_GIF_PIXELS` at `DPI`."""
+    panel = min(PANEL_INCHES, MAX_GIF_PIXELS / (DPI * max(rows, cols)))
+    return cols * panel, rows * panel
+
+
+def panel_axes(n: int) -> tuple[Figure, list[Axes]]:
+    """A figure with `n` panels in a grid (`grid_shape`, `figure_inches`): the used axes, row by row, as a flat
+    list; the unused cells are turned off."""
+    rows, cols = grid_shape(n)
+    fig, grid = plt.subplots(rows, cols, figsize=figure_inches(rows, cols), squeeze=False)
+    cells = list(grid.flat)
+    for ax in cells[n:]:
+        ax.set_axis_off()
+    return fig, cells[:n]
+
+
 def animate_run(
     run_dir: str | os.PathLike,
     out: str | os.PathLike | None = None,
@@ -71,12 +115,19 @@ def animate_run(
     samples: int = 3,
     fps: int = 8,
     max_frames: int = 40,
+    log: Log | None = None,
 ) -> Path:
-    """Roll the trained controller of `run_dir` out on `samples` test states and write a GIF.
+    """Roll the trained controller of `run_dir` out on `samples` test states and write a GIF, one panel per
+    sample in a grid; at most `MAX_SAMPLES` are drawn, and `log` (if given) is called with one line when fewer
+    than asked for are.
 
     Returns:
         The path of the GIF (default ``RUN_DIR/animation.gif``).
+
+    Raises:
+        BadInput: if `samples` is not a positive integer, `out` is a folder or in none, or the run is unreadable.
     """
+    n = drawn_samples(samples)
     config, task, params = load_run(run_dir)
     drawer = drawer_of(task, config.task)
     out = Path(out) if out is not None else Path(run_dir) / "animation.gif"
@@ -84,14 +135,15 @@ def animate_run(
         raise BadInput(f"--out {out} is a folder; give a file name such as {out / 'animation.gif'}")
     if not out.parent.is_dir():
         raise BadInput(f"the folder of --out {out} does not exist")
-    x0 = test_states(task, config, samples)
+    if n < samples and log is not None:
+        log(f"animate: drawing {n} of the {samples} samples asked for (at most {MAX_SAMPLES})")
+    x0 = test_states(task, config, n)
     states, controls = jax.device_get(
         eqx.filter_jit(rollout)(task.step, task.controller, params, x0, task.horizon))
     states, controls = jax.tree.map(np.asarray, states), jax.tree.map(np.asarray, controls)
     method = config.train.method
 
-    fig, axes = plt.subplots(1, samples, figsize=(3.2 * samples, 3.2), squeeze=False)
-    axes = axes[0]
+    fig, axes = panel_axes(n)
     update = drawer(axes, states, controls)
     frames = frame_indices(jax.tree.leaves(states)[0].shape[0], max_frames)
     title = fig.suptitle("")
@@ -106,7 +158,7 @@ def animate_run(
     os.fchmod(fd, 0o644)
     os.close(fd)
     try:
-        animation.save(tmp, writer=PillowWriter(fps=fps), dpi=72)
+        animation.save(tmp, writer=PillowWriter(fps=fps), dpi=DPI)
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -250,10 +250,12 @@ TRAIN_OPTIONS = (
                 "skip updates with a NaN/inf loss or gradient instead of stopping the run as diverged"),
     TrainOption("backward", ("--backward",), choice(BACKWARDS), f"backward pass: {', '.join(BACKWARDS)}"),
     TrainOption("truncation", ("--truncation",), positive_int,
-                "cut all gradient flow along time every K steps (truncated BPTT)", "K"),
+                "cut all gradient flow along time every K steps (truncated BPTT; K below the horizon, else nothing "
+                "is cut)", "K"),
     TrainOption("remat", ("--remat",), remat,
                 "memory for long horizons: recompute the forward pass in segments of sqrt(horizon) steps, 1 step "
-                "(states), or K steps during the backward pass", "none|sqrt|states|K"),
+                "(states), or K steps (K below the horizon) during the backward pass; a run estimated not to fit in "
+                "memory is refused before it starts", "none|sqrt|states|K"),
     TrainOption("adam_eps", ("--adam-eps",), choice(ADAM_EPS_FORMS),
                 "where Adam adds epsilon: keras (to sqrt(v), as the published code) or optax (to the bias-corrected "
                 "sqrt(v))"),

@@ -26,7 +26,7 @@ class Option:
 
 TASK_OPTIONS: dict[str, tuple[Option, ...]] = {
     "cartpole": (
-        Option("n_poles", "poles", "positive_int", "number of poles on the cart (1-4 in the paper)"),
+        Option("n_poles", "poles", "positive_int", "number of poles on the cart: 1 or more (1-4 in the paper)"),
         Option("loss_mode", "loss", "choice", "loss on the final state or every state", ("final", "continuous")),
         Option("horizon", "horizon", "positive_int", "unrolled steps Nt (dt = 1.0 / Nt)"),
     ),

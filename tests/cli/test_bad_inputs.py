@@ -1,10 +1,13 @@
 """Every bad input through the command line: exit 2, one line on stderr naming the problem, no traceback,
-nothing created; a failure that is not bad input (an error inside JAX) exits 1 in one line. The cases call
-`main` in this process (each in its own folder): no case gets as far as compiling, so they take milliseconds;
+nothing created; an error raised inside a user's own simulator is bad input too (exit 2, one line naming the
+user's function, recorded in the run's status.json); a failure of the program itself exits 1 in one line. The
+cases call `main` in this process (each in its own folder): no case gets as far as compiling, so they take
+milliseconds;
 `test_the_installed_command_reports_like_main` runs the real `stablebptt` command for two of them."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -91,6 +94,10 @@ CASES = [
     ("compare unknown remat", ["compare", "cartpole", "--remat", "x"], None, ["--remat", "'x'"]),
     ("compare batch larger than data", ["compare", "cartpole", *TINY, "--batch-size", "32"], None,
      ["batch size 32"]),
+    # 1.4 TB at least (an update of 10**8 steps): more than any machine; refused before compiling
+    ("horizon beyond memory", ["train", "cartpole", "--horizon", "100000000", "--out", "x"], None,
+     ["horizon 100000000", "GB", "--remat sqrt"]),
+    ("compare horizon beyond memory", ["compare", "cartpole", "--horizon", "100000000"], None, ["--remat sqrt"]),
 ]
 
 
@@ -178,14 +185,57 @@ class Broken(CartPole):
 """
 
 
-def test_a_failure_inside_jax_is_exit_1_not_bad_input(tmp_path, monkeypatch, capsys):
+def test_an_error_inside_a_user_step_is_bad_input_naming_the_step(tmp_path, monkeypatch, capsys):
     (tmp_path / "brokentask.py").write_text(BROKEN_STEP)
     monkeypatch.syspath_prepend(str(tmp_path))
     code, stderr = _run(["train", "brokentask:Broken", "--set", "horizon=4", "--epochs", "1", "--n-train", "8",
                          "--n-test", "8", "--out", "run"], tmp_path, capsys)
     lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1, stderr
+    assert re.match(r"stablebptt train: error: the simulator step `Broken.step` raised (TypeError|ValueError): "
+                    r".*shapes.*\(its input: state float\d+\[8,3,2\], control float\d+\[8\]\)$", lines[0]), lines[0]
+    assert "Traceback" not in stderr
+    status = json.loads((tmp_path / "run" / "status.json").read_text())  # the run folder records the failure
+    assert status["status"] == "failed" and status["message"].endswith(lines[0].split("error: ", 1)[1])
+
+
+def test_a_failure_of_the_program_is_exit_1_not_bad_input(tmp_path, monkeypatch, capsys):
+    """An error that is not the user's (here: the trainer's compilation fails) is one line, exit 1, recorded."""
+    from stablebptt.training.train import Trainer
+
+    def broken_compile(self):
+        raise RuntimeError("XLA: internal error\nmore detail")
+
+    monkeypatch.setattr(Trainer, "compile", broken_compile)
+    code, stderr = _run(["train", "cartpole", *TINY, "--out", "run"], tmp_path, capsys)
+    lines = stderr.strip().splitlines()
     assert code == 1 and len(lines) == 1, stderr
-    assert re.match(r"stablebptt train: error: (TypeError|ValueError): .*shapes", lines[0]), lines[0]
-    assert "not bad input" in lines[0]
-    assert "--debug" in lines[0] and "Traceback" not in stderr
-    assert (tmp_path / "run" / "status.json").exists()  # the run folder records the failure
+    assert lines[0] == ("stablebptt train: error: RuntimeError: XLA: internal error (a failure, not bad input; rerun "
+                        "with --debug for the traceback)")
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "failed" and status["message"] == "RuntimeError: XLA: internal error"
+
+
+def test_a_horizon_beyond_memory_is_refused_before_compiling(tmp_path, monkeypatch, capsys):
+    """--horizon 10000000 (XLA asks for 381 GB after seconds of compiling) is refused at once, in one line that
+    suggests --remat sqrt, and no run folder is made."""
+    from stablebptt.training import budget
+
+    limit, where = budget.memory_limit()
+    monkeypatch.setattr(budget, "memory_limit", lambda: (min(limit, 100 * 10**9), where))  # below the 143 GB
+    code, stderr = _run(["train", "cartpole", "--horizon", "10000000", "--out", str(tmp_path / "x")], tmp_path,
+                        capsys)
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1, stderr
+    assert lines[0].startswith("stablebptt train: error: horizon 10000000 needs at least 143 GB")
+    assert "--remat sqrt" in lines[0]
+    assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_options_without_effect_get_a_note(tmp_path, capsys):
+    code, stderr = _run(["train", "cartpole", "--poles", "1", "--horizon", "5", "--truncation", "500", "--remat",
+                         "1000", "--epochs", "1", "--n-train", "8", "--n-test", "8", "--out", "run"], tmp_path, capsys)
+    assert code == 0, stderr
+    notes = [line for line in stderr.splitlines() if ": note: " in line]
+    assert [n.split(": note: ")[0] for n in notes] == ["stablebptt train"] * 2
+    assert "truncation 500 has no effect at horizon 5" in notes[0] and "remat 1000 has no effect" in notes[1]

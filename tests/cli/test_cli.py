@@ -116,3 +116,39 @@ def test_compare_defaults_to_its_own_epochs_and_takes_seeds(tmp_path, monkeypatc
                  "--out", str(tmp_path / "b")]) == 0
     assert seen == {"epochs": 7, "seeds": [1, 2], "methods": ["R", "C"]}
     assert "median over 2 seeds" in capsys.readouterr().out
+
+
+def test_a_run_diverging_in_its_first_epoch_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "cartpole", "--poles", "1", "--method", "R", "--lr", "1e30", "--n-train", "16", "--n-test", "16",
+            *TINY, "--out", str(out)]
+    assert main_in(tmp_path, *args) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "epoch 1" in err and "no epoch before it finished" in err and "none" not in err
+    assert json.loads((out / "status.json").read_text())["status"] == "diverged"
+
+
+@pytest.mark.parametrize("args, option", [
+    (["train", "cartpole", "--out", "x" * 300], "--out"),
+    (["train", "cartpole", "--out", "deep/" + "y" * 300 + "/run"], "--out"),
+    (["plot", ".", "--out", "/proc/x/figures"], "--out"),
+    (["toy", "--out", "/proc/x"], "--out"),
+], ids=["long-name", "long-inner-name", "plot-proc", "toy-proc"])
+def test_os_errors_on_paths_are_one_line_naming_the_option(tmp_path, capsys, args, option):
+    (tmp_path / "sweep.json").write_text('{"task": "cartpole", "runs": {}}')
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text(json.dumps({"task": "cartpole", "task_settings": {}, "train": {}}))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main_in(tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"stablebptt {args[0]}: error: {option}") and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing created
+
+
+def test_sweep_caps_workers_at_the_number_of_runs(tmp_path, capsys):
+    args = ["sweep", "cartpole", "--poles", "1", "--method", "R", "--horizon", "5", "--epochs", "1", "--n-train", "8",
+            "--n-test", "8", "--batch-size", "8", "--workers", "1000", "--out", "s"]
+    assert main_in(tmp_path, *args) == 0
+    captured = capsys.readouterr()
+    assert "--workers 1000 capped at 1, the number of runs" in captured.err
+    assert "(local backend, 1 worker" in captured.out

@@ -83,7 +83,7 @@ def test_plot_partial_sweep(tmp_path, grid):
     assert "final_test_loss" not in by_name[grid[5].name]
     assert len(per_config) == 8
     md = (tmp_path / "summary.md").read_text()
-    assert "1 complete, 1 diverged, 1 interrupted, 13 pending" in md
+    assert "16 runs: 1 complete, 1 interrupted, 1 diverged, 13 pending." in md
 
 
 def test_plot_errors_and_empty_sweep(tmp_path, capsys):
@@ -126,3 +126,77 @@ def test_sweep_figure_uses_the_published_y_limits(tmp_path, grid, monkeypatch):
     limits.clear()
     plot_sweep(load_runs(tmp_path), tmp_path / "sweep.png", ylim=None)
     assert limits and not any(np.allclose(lim, (1e-6, 3.0)) for lim in limits)
+
+
+CORRUPTIONS = {
+    "metrics.csv": "epoch,loss,test_loss\n1,0.5,abc\n",    # a cell that is not a number
+    "metrics.csv ": "\x00\x01garbage without columns\n",   # no header of metrics
+    "config.json": "{not json",
+    "status.json": '{"status": "exploded"}',
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS), ids=lambda n: n.strip() + ("-header" if n.endswith(" ") else ""))
+def test_an_unreadable_run_is_reported_counted_and_left_out(tmp_path, capsys, name):
+    """Two seeds of one configuration, one with a corrupt file: `plot` refuses (writing nothing) unless
+    --allow-partial; then the run is listed as unreadable, counted so, and the statistics are the other run's."""
+    runs = expand("cartpole", {"method": ["C"], "seed": [0, 1], "epochs": [5]})
+    (tmp_path / "sweep.json").write_text(json.dumps({"task": "cartpole",
+                                                     "runs": {r.name: r.config.to_json() for r in runs}}))
+    for run in runs:
+        _write_run(tmp_path, run, 5, "complete")
+    (tmp_path / runs[1].name / name.strip()).write_text(CORRUPTIONS[name])
+
+    assert main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 run of 2 cannot be read" in err and runs[1].name in err
+    assert "--allow-partial" in err and name.strip() in err
+    assert not (tmp_path / "summary.md").exists() and not (tmp_path / "sweep.png").exists()
+
+    assert main(["plot", str(tmp_path), "--allow-partial"]) == 0
+    assert "2 runs: 1 complete, 1 unreadable" in capsys.readouterr().out
+    md = (tmp_path / "summary.md").read_text()
+    assert "2 runs: 1 complete, 1 unreadable." in md
+    with open(tmp_path / "summary.csv") as f:
+        rows = {r["run"]: r for r in csv.DictReader(f)}
+    assert rows[runs[1].name]["status"] == "unreadable" and name.strip() in rows[runs[1].name]["problem"]
+    assert rows[runs[1].name]["final_test_loss"] == ""
+    _, _, _, per_config = summaries(load_runs(tmp_path))
+    (config,) = per_config
+    expected = 0.3 * 1.0 / 5  # seed 0's final loss alone: the unreadable run is not in the statistics
+    assert config["runs"] == 2 and config["complete"] == 1 and config["unreadable"] == 1
+    assert config["final_test_median"] == config["final_test_min"] == config["final_test_max"] == pytest.approx(expected)
+
+
+def test_status_lists_runs_by_state(tmp_path, grid, capsys):
+    _write_run(tmp_path, grid[0], 20, "complete")
+    _write_run(tmp_path, grid[1], 7, "running")
+    _write_run(tmp_path, grid[2], 5, "diverged", diverge_at=5)
+    _write_run(tmp_path, grid[3], 3, "failed")
+    _write_run(tmp_path, grid[4], 2, "complete")
+    (tmp_path / grid[4].name / "metrics.csv").write_text("epoch,test_loss\n1,x\n")
+    (tmp_path / "sweep.json").write_text(json.dumps({"task": "cartpole", "runs": {r.name: r.config.to_json() for r in grid[:6]}}))
+    assert main(["status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "6 runs: 1 complete, 1 interrupted, 1 diverged, 1 failed, 1 unreadable, 1 pending" in " ".join(out.split())
+    lines = [line for line in out.splitlines() if "│" in line and "method=" in line]
+    states = [next(s for s in ("complete", "interrupted", "diverged", "failed", "unreadable", "pending")
+                   if s in line) for line in lines if any(s in line for s in ("complete", "interrupted", "diverged",
+                                                                              "failed", "unreadable", "pending"))]
+    assert states == ["complete", "interrupted", "diverged", "failed", "unreadable", "pending"]  # ordered by state
+    from stablebptt.experiments.report import load_folder, status_rows
+
+    rows = {r["run"]: r for r in status_rows(load_folder(tmp_path))}
+    assert rows[grid[0].name]["epochs_done"] == 20 and rows[grid[0].name]["last_test_loss"] == pytest.approx(1 / 20)
+    assert rows[grid[1].name]["epochs_done"] == 7 and rows[grid[1].name]["epochs"] == 20
+    assert rows[grid[2].name]["epochs_done"] == 4 and rows[grid[2].name]["last_test_loss"] == pytest.approx(1 / 4)
+    assert "metrics.csv" in rows[grid[4].name]["note"]
+
+    # One run folder, and folders that hold no run.
+    assert main(["status", str(tmp_path / grid[0].name)]) == 0
+    assert "1 run: 1 complete" in " ".join(capsys.readouterr().out.split())
+    (tmp_path / "empty").mkdir()
+    for bad in (tmp_path / "empty", tmp_path / "missing"):
+        assert main(["status", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err

@@ -119,7 +119,7 @@ def test_kill_and_rerun_finishes_the_grid(tmp_path):
     # A third run of the same command does nothing.
     again = _run_cli(args)
     text, _ = again.communicate(timeout=300)
-    assert again.returncode == 0 and text.count(": complete,") == 4
+    assert again.returncode == 0 and text.count(": already complete\n") == 4 and ": complete," not in text
     for r in runs:
         assert _epochs(r) == [1, 2, 3]
 
@@ -153,6 +153,29 @@ def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path, m
     summary = (tmp_path / "summary.md").read_text()
     assert "1 complete, 1 diverged, 2 failed" in summary
     assert "2 failed" in lines[-1]
+    failed = [line for line in lines if ": failed," in line]
+    assert len(failed) == 2 and all("simulated crash" in line for line in failed)  # the reason, from status.json
+
+
+def test_runs_another_process_trains_are_waited_for_and_the_sweep_ends_complete(tmp_path):
+    """Two sweeps on one folder: a run whose lock another writer holds is waited for, then finished (here by
+    this sweep, as the other writer stops without training it); the result counts every run as complete."""
+    import threading
+
+    from stablebptt.runs.lock import RunLock
+
+    runs = expand("cartpole", {**TINY, "method": ["R", "C"], "n_poles": [1]})
+    held = tmp_path / runs[0].name  # the first job: locked when it starts
+    held.mkdir(parents=True)
+    lock = RunLock(held).__enter__()
+    threading.Timer(1.0, lock.__exit__, (None, None, None)).start()
+    lines: list[str] = []
+    results = sweep(tmp_path, runs, workers=1, log=lines.append)
+    assert [r["status"] for r in results] == ["complete", "complete"]
+    assert [Path(r["run_dir"]).name for r in results] == [r.name for r in runs]
+    assert any(line.startswith("waiting for 1 run that another process is training") for line in lines)
+    assert lines[-1].startswith("2 runs in") and "2 complete" in lines[-1] and "locked" not in lines[-1]
+    assert _epochs(held) == [1, 2]
 
 
 MIXED = {**TINY, "method": ["R", "M", "C", "S"], "n_poles": [2], "clip": ["none", "norm"], "seed": [0, 1],

@@ -127,9 +127,33 @@ def test_bad_checkpoint_is_refused_and_left_untouched(finished, tmp_path, corrup
     bad = corrupt((run / CHECKPOINT).read_bytes(), finished)
     (run / CHECKPOINT).write_bytes(bad)
     stat = (run / CHECKPOINT).stat()
+    before = _files(run)
     with pytest.raises(ValueError, match=message) as error:
         RunFolder(run).resume(epochs=3).run()
     assert "\n" not in str(error.value) and "left untouched" in str(error.value)
     assert (run / CHECKPOINT).read_bytes() == bad
     assert (run / CHECKPOINT).stat().st_mtime_ns == stat.st_mtime_ns
-    assert RunFolder(run).status()["status"] in ("complete", "failed")  # failed if found only when loading
+    assert _files(run) == before  # a refused resume changes no file: config.json keeps 2 epochs, status complete
+    assert RunFolder(run).status()["status"] == "complete"
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_a_refused_resume_of_an_edited_config_changes_no_file(finished, tmp_path, capsys):
+    """The issue's case: config.json edited after the run (another learning rate), then `resume --epochs 3`."""
+    from stablebptt.cli.main import main
+
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    record = json.loads((run / "config.json").read_text())
+    record["train"]["lr"] = 0.5
+    (run / "config.json").write_text(json.dumps(record))
+    before = _files(run)
+    assert main(["resume", str(run), "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "different configuration" in err
+    assert _files(run) == before
+    assert main(["resume", str(run), "--epochs", "1"]) == 2  # fewer epochs than done: refused, nothing changed
+    assert "already has 2 epochs" in capsys.readouterr().err and _files(run) == before

@@ -113,7 +113,9 @@ def test_sigkill_and_resume_is_bit_identical(reference, tmp_path, point, extra, 
     kill(proc)
     run = tmp_path / "run"
     status = RunFolder(run).status()
-    assert status["status"] == "running" and status["stale"] is True
+    assert status["status"] == "interrupted" and status["stale"] is True and "resume" in status["message"]
+    assert json.loads((run / "status.json").read_text())["status"] == "running"  # as the killed process left it
+    assert (run / ".lock").exists()  # left by the killed process, and free
     if saved is None:
         assert not (run / "checkpoint.eqx").exists()
     else:
@@ -123,6 +125,7 @@ def test_sigkill_and_resume_is_bit_identical(reference, tmp_path, point, extra, 
     resumed = cli("resume", "run", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(run, reference)
+    assert not (run / ".lock").exists()  # a clean finish leaves no lock behind
 
 
 def test_lock_refuses_a_second_writer_and_is_taken_over_after_a_kill(reference, tmp_path):

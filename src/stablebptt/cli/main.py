@@ -1,13 +1,17 @@
-"""The `stablebptt` command: train, compare, resume, sweep, plot, toy, animate.
+"""The `stablebptt` command: train, compare, resume, sweep, plot, status, toy, animate.
 
 Errors are one line, ``stablebptt COMMAND: error: ...``: bad input (`BadInput`: a bad flag or setting, a
-missing or corrupt file, a misbehaving simulator) exits with code 2; any other exception (a failure inside JAX
-or a bug) exits with code 1 and a one-line summary, the traceback with ``--debug``.
+missing or corrupt file, a misbehaving simulator) exits with code 2, and so does a path the system refuses (an
+`OSError` such as a name too long or a folder that cannot be written, reported with the option it came from);
+any other exception (a failure inside JAX or a bug, a full disk) exits with code 1 and a one-line summary, the
+traceback with ``--debug``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
@@ -89,7 +93,17 @@ def build_parser() -> Parser:
     plot.add_argument("--smooth", type=opt.nonnegative_int, default=None,
                       help="trailing mean over this many epochs, padded with the first value as in the published plots "
                            "(default: 30, or a tenth of the longest run when shorter; 0 or 1: none)")
+    plot.add_argument("--allow-partial", action="store_true",
+                      help="write the summary and figures even if some runs cannot be read (corrupt files); they are "
+                           "listed as unreadable and left out of the statistics (default: refuse, writing nothing)")
     _add_debug(plot)
+
+    status = commands.add_parser("status", help="the state of every run in a run, sweep or comparison folder",
+                                 description="A table of the runs in DIR by state (complete, running, interrupted, "
+                                             "diverged, failed, unreadable, pending) with epochs done and the last "
+                                             "test loss. Exit code 0 whatever the states; 2 if DIR holds no run.")
+    status.add_argument("dir", type=Path, metavar="DIR", help="a run folder (train --out) or a sweep folder")
+    _add_debug(status)
 
     toy = commands.add_parser("toy", help="draw the toy examples (recurrent toy problem, rotation) as PNGs")
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder (default: runs/toy)")
@@ -98,7 +112,7 @@ def build_parser() -> Parser:
     animate = commands.add_parser("animate", help="write a GIF of a trained controller on a few test states")
     animate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder written by train")
     animate.add_argument("--out", type=Path, default=None, help="GIF file (default: RUN_DIR/animation.gif)")
-    animate.add_argument("--samples", type=opt.positive_int, default=3, help="test states shown (default: 3)")
+    animate.add_argument("--samples", type=opt.positive_int, default=3, help="test states shown, in a grid (default: 3, at most 16)")
     animate.add_argument("--fps", type=opt.positive_int, default=8, help="frames per second (default: 8)")
     animate.add_argument("--frames", type=opt.positive_int, default=40,
                          help="at most this many frames; time steps are subsampled (default: 40)")
@@ -157,12 +171,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prefix}: interrupted; files written so far are complete (continue a run with "
               "`stablebptt resume RUN_DIR`)", file=sys.stderr)
         return 130
+    except OSError as e:
+        if args.debug:
+            raise
+        code = 1 if e.errno in MACHINE_ERRNOS else 2
+        print(f"{prefix}: error: {_os_error(args, e)}", file=sys.stderr)
+        return code
     except Exception as e:  # noqa: BLE001 - the command line reports, --debug shows the traceback
         if args.debug:
             raise
         print(f"{prefix}: error: {type(e).__name__}: {_one_line(e)} (a failure, not bad input; rerun with --debug "
               "for the traceback)", file=sys.stderr)
         return 1
+
+
+# OS errors that are the machine's state, not a path the user gave (exit code 1).
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}
+PATH_OPTIONS = (("out", "--out"), ("run_dir", "RUN_DIR"), ("sweep_dir", "SWEEP_DIR"), ("dir", "DIR"))
+
+
+def _os_error(args: argparse.Namespace, error: OSError) -> str:
+    """One line for an `OSError`, naming the option whose path it concerns (when one does)."""
+    reason = error.strerror or type(error).__name__
+    name = error.filename if error.filename is not None else ""
+    target = Path(os.path.abspath(name)) if name != "" else None
+    for attr, option in PATH_OPTIONS:
+        value = getattr(args, attr, None)
+        given = Path(os.path.abspath(value)) if value is not None else None
+        if given is not None and target is not None and (target == given or target in given.parents
+                                                         or given in target.parents):
+            shown = str(value) if len(str(value)) <= 80 else str(value)[:77] + "..."
+            at = f" (at {name})" if target != given else ""
+            return f"{option} {shown}: {reason}{at}; allowed: a path in a folder you can write, names of at most " \
+                   "255 bytes"
+    return f"{name + ': ' if name else ''}{reason}"
 
 
 def _one_line(error: BaseException) -> str:
@@ -172,12 +214,20 @@ def _one_line(error: BaseException) -> str:
 
 def _config(args: argparse.Namespace, settings: dict | None = None, **train: object):
     """The run configuration of the command line (checked completely: task, settings, gradient options);
-    `settings`: `opt.train_settings(args)` when already read."""
+    `settings`: `opt.train_settings(args)` when already read. A run whose epoch cannot fit in memory is refused
+    (`training.budget.check_memory`, from shapes: nothing compiled or created); a gradient option without effect
+    at the horizon gets a note on stderr."""
     from ..runs import RunConfig
+    from ..training.budget import check_memory, notes
 
     settings = {**(opt.train_settings(args) if settings is None else settings), **train}
-    return RunConfig.create(args.task, opt.task_settings(args), x64=args.x64, checkpoint_every=args.checkpoint_every,
-                            **settings)
+    config = RunConfig.create(args.task, opt.task_settings(args), x64=args.x64,
+                              checkpoint_every=args.checkpoint_every, **settings)
+    task = config.make_task()
+    check_memory(task, config.train, x64=config.x64)
+    for note in notes(task, config.train):
+        print(f"stablebptt {args.command}: note: {note}", file=sys.stderr)
+    return config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -194,9 +244,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from ..runs import RunFolder
+    from ..training.budget import check_memory
     from .progress import EpochProgress
 
     folder = RunFolder(args.run_dir)
+    config = folder.read_config()
+    check_memory(config.make_task(), config.train, x64=config.x64)
     session = folder.resume(epochs=args.epochs)
     if session is None:
         epochs = folder.read_config().train.epochs if args.epochs is None else args.epochs
@@ -212,10 +265,14 @@ def _report(command: str, method: str, out: Path, result) -> int:
     """One line for the finished run; exit 0, or DIVERGED_EXIT with one line on stderr if it diverged."""
     if result.status == "diverged":
         good = [r for r in result.metrics if not r.get("diverged")]
-        last = f"{good[-1]['loss']:.4g} (epoch {len(good)})" if good else "none"
-        print(f"stablebptt {command}: diverged: non-finite loss or update in epoch {result.metrics[-1]['epoch']}; "
-              f"last finite loss {last}; last good checkpoint and status.json in {out}; try a smaller --lr, "
-              "--clip norm or --skip-nonfinite", file=sys.stderr)
+        epoch = int(result.metrics[-1]["epoch"])
+        if good:
+            where = (f"last finite loss {good[-1]['loss']:.4g} (epoch {len(good)}); last good checkpoint and "
+                     f"status.json in {out}")
+        else:
+            where = f"no epoch before it finished (the initial parameters are in {out}, with status.json)"
+        print(f"stablebptt {command}: diverged: non-finite loss or update in epoch {epoch}; {where}; try a smaller "
+              "--lr, --clip norm or --skip-nonfinite", file=sys.stderr)
         return DIVERGED_EXIT
     last = result.metrics[-1]
     print(f"{method}: final test loss {last['test_loss']:.4g}, train loss {last['train_loss']:.4g}; files in {out}")
@@ -270,6 +327,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid.update(opt.train_settings(args))
     grid.update(opt.task_settings(args))
     runs = expand(args.task, grid, x64=args.x64, checkpoint_every=args.checkpoint_every)  # checks every run
+    _check_budget(args, runs)
     out = args.out or Path("runs") / f"sweep-{task_label(args.task)}"
     if args.dry_run:
         for run in runs:
@@ -277,6 +335,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(plural(len(runs), "run"))
         return 0
     workers = args.workers or default_workers()
+    if workers > len(runs):
+        if args.workers is not None:
+            print(f"{_prefix(args)}: note: --workers {args.workers} capped at {len(runs)}, the number of runs",
+                  file=sys.stderr)
+        workers = len(runs)
+    if args.workers is not None and workers > default_workers() and args.backend == "local":
+        print(f"{_prefix(args)}: note: {plural(workers, 'worker')} on {plural(default_workers(), 'core')}: the "
+              "runs share the cores and each is slower", file=sys.stderr)
     batching = default_batching(args.batch_runs) is not None
     print(f"sweep of {plural(len(runs), f'{args.task} run')} in {out} ({args.backend} backend, "
           f"{plural(workers, 'worker')}{', batched' if batching else ''})", flush=True)
@@ -285,12 +351,47 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0 if all(r["status"] in ("complete", "diverged") for r in results) else 1
 
 
-def cmd_plot(args: argparse.Namespace) -> int:
-    from ..experiments.report import write_report
+def _prefix(args: argparse.Namespace) -> str:
+    return f"stablebptt {args.command}"
 
-    figures = write_report(args.sweep_dir, args.out, window=args.smooth)
+
+def _check_budget(args: argparse.Namespace, runs) -> None:
+    """`training.budget.check_memory` and its notes for every distinct shape of the sweep's runs."""
+    from ..training.budget import check_memory, notes
+
+    seen: set[str] = set()
+    for run in runs:
+        c, t = run.config, run.config.train
+        key = repr((c.task, c.task_settings, t.batch_size, t.n_train, t.n_test, t.remat, t.truncation, t.optimizer,
+                    c.x64))
+        if key in seen:
+            continue
+        seen.add(key)
+        task = c.make_task()
+        try:
+            check_memory(task, t, x64=c.x64)
+        except BadInput as e:
+            raise UsageError(f"run {run.name}: {e}") from None
+        for note in notes(task, t):
+            print(f"{_prefix(args)}: note: {note}", file=sys.stderr)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ..experiments.report import count_line, load_runs, write_report
+
+    figures = write_report(args.sweep_dir, args.out, window=args.smooth, allow_partial=args.allow_partial)
     out = args.out or args.sweep_dir
-    print(f"figures: {', '.join(str(f) for f in figures)}; tables: {out / 'summary.csv'}, {out / 'summary.md'}")
+    print(f"{count_line(load_runs(args.sweep_dir))}; figures: {', '.join(str(f) for f in figures)}; "
+          f"tables: {out / 'summary.csv'}, {out / 'summary.md'}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ..experiments.report import count_line, load_folder, status_rows
+    from .progress import print_status
+
+    runs = load_folder(args.dir)
+    print_status(status_rows(runs), title=f"{args.dir}: {count_line(runs)}")
     return 0
 
 
@@ -307,13 +408,14 @@ def cmd_toy(args: argparse.Namespace) -> int:
 def cmd_animate(args: argparse.Namespace) -> int:
     from ..experiments.animate import animate_run
 
-    path = animate_run(args.run_dir, args.out, samples=args.samples, fps=args.fps, max_frames=args.frames)
+    path = animate_run(args.run_dir, args.out, samples=args.samples, fps=args.fps, max_frames=args.frames,
+                       log=lambda line: print(f"stablebptt {line}", file=sys.stderr))
     print(f"animation: {path}")
     return 0
 
 
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "resume": cmd_resume, "sweep": cmd_sweep, "plot": cmd_plot,
-            "toy": cmd_toy, "animate": cmd_animate}
+            "status": cmd_status, "toy": cmd_toy, "animate": cmd_animate}
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 
 class EpochProgress:
@@ -53,3 +54,21 @@ def print_table(rows: Sequence[dict], title: str = "") -> None:
         table.add_row(r["method"], final, f"{r['best_test_loss']:.4g}", f"{r['final_train_loss']:.4g}",
                       f"{r['seconds_per_epoch']:.3f}")
     Console().print(table)
+
+
+def print_status(rows: Sequence[dict], title: str = "") -> None:
+    """The table of `stablebptt status`: one row per run (`experiments.report.status_rows`)."""
+    table = Table(title=Text(title), title_justify="left")
+    for col, justify in (("run", "left"), ("state", "left"), ("epochs", "right"), ("last test loss", "right"),
+                         ("note", "left")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for r in rows:
+        epochs = f"{r['epochs_done']}/{r['epochs']}" if r["epochs"] is not None else str(r["epochs_done"])
+        loss = f"{r['last_test_loss']:.4g}" if r["last_test_loss"] == r["last_test_loss"] else "-"
+        table.add_row(Text(r["run"]), Text(r["state"], style=STATE_STYLES.get(r["state"], "")), epochs, loss,
+                      Text(r["note"]))
+    Console().print(table)
+
+
+STATE_STYLES = {"complete": "green", "running": "cyan", "interrupted": "yellow", "diverged": "magenta",
+                "failed": "red", "unreadable": "bold red"}

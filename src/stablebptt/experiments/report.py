@@ -8,6 +8,10 @@ them possibly missing or partial) and the runs planned in ``sweep.json``, and wr
   seeds with a min-max band where there are several (``sweep-clip=MODE.png`` per mode as well when several);
 - ``summary.csv`` / ``summary.md``: status, epochs done, final and best test loss per run, and per
   configuration (runs differing only in seed) the median, min and max over seeds.
+
+A run whose files cannot be read (a corrupt ``config.json``, ``status.json`` or ``metrics.csv``) is
+``unreadable``: listed with the reason, counted as such, and left out of every statistic and figure.
+`write_report` refuses a sweep with unreadable runs (writing nothing) unless `allow_partial`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +29,7 @@ import numpy as np
 
 from ..core.checks import BadInput, plural
 from ..runs import CONFIG, METRICS_CSV, RunFolder
-from ..runs.io import atomic_write_bytes, read_csv, read_json
+from ..runs.io import atomic_write_bytes, check_names, read_csv, read_json
 from .grid import COMPLEXITY, HARDER_WHEN_SMALLER
 
 LINESTYLES = {"none": "-", "value": "--", "norm": ":"}
@@ -33,19 +38,29 @@ PUBLISHED_WINDOW = 30
 PUBLISHED_YLIM = {"cartpole": (1e-6, 3.0), "repulsion": (0.4, 6.0), "quantum": (16.5, 135.0)}
 RUN_COLUMNS = ("status", "epochs_done", "epochs", "final_test_loss", "best_test_loss", "best_epoch",
                "final_train_loss", "seconds_per_epoch")
-CONFIG_COLUMNS = ("runs", "complete", "diverged", "failed", "epochs_done", "final_test_median", "final_test_min",
-                  "final_test_max", "best_test_median", "best_test_min")
+CONFIG_COLUMNS = ("runs", "complete", "diverged", "failed", "unreadable", "epochs_done", "final_test_median",
+                  "final_test_min", "final_test_max", "best_test_median", "best_test_min")
+# Every state a run of a sweep can be in (RunRecord.status), in the order summaries list them.
+STATES = ("complete", "running", "interrupted", "diverged", "failed", "unreadable", "pending")
+
+
+class Unreadable(BadInput):
+    """Runs of a sweep whose files cannot be read."""
 
 
 @dataclass
 class RunRecord:
-    """What a run folder holds right now. `status`: complete, diverged, failed, running, interrupted (its
-    writer is gone: rerun the sweep to resume it) or pending (not started)."""
+    """What a run folder holds right now. `status`: one of `STATES`: complete, running, interrupted (its
+    writer is gone: rerun the sweep or resume it), diverged, failed, unreadable (`problem` says why) or pending
+    (not started). `epoch`: epochs done as its status.json records them (None if it has none)."""
 
     name: str
     config: dict
     status: str
     rows: list[dict[str, float]] = field(default_factory=list)
+    problem: str = ""
+    epoch: int | None = None
+    message: str = ""
 
     def settings(self) -> dict[str, Any]:
         train = {k: v for k, v in self.config.get("train", {}).items() if k != "epochs"}
@@ -68,13 +83,8 @@ def load_runs(sweep_dir: str | Path) -> list[RunRecord]:
     manifest = sweep_dir / "sweep.json"
     if manifest.exists():
         planned = dict(read_json(manifest).get("runs", {}))
-    records = {}
-    for path in sorted(p for p in sweep_dir.iterdir() if (p / CONFIG).is_file()):
-        try:
-            config = read_json(path / CONFIG)
-        except BadInput:
-            continue
-        records[path.name] = RunRecord(path.name, config, _status(path), _rows(path / METRICS_CSV))
+    records = {path.name: read_run(path, planned.get(path.name))
+               for path in sorted(p for p in sweep_dir.iterdir() if (p / CONFIG).is_file())}
     for name, config in planned.items():
         if name not in records:
             records[name] = RunRecord(name, config, "pending")
@@ -83,25 +93,47 @@ def load_runs(sweep_dir: str | Path) -> list[RunRecord]:
     return [records[k] for k in sorted(records, key=lambda n: _sort_key(records[n]))]
 
 
-def _status(path: Path) -> str:
+def read_run(path: str | Path, planned: dict | None = None) -> RunRecord:
+    """What the run folder at `path` holds (`planned`: its configuration in the sweep's sweep.json, used when
+    its own config.json cannot be read); a file that cannot be read makes it ``unreadable``, never an error."""
+    path = Path(path)
     try:
+        config = read_json(path / CONFIG)
+        if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
+            raise BadInput(f"{path / CONFIG} is not a stablebptt run config")
         record = RunFolder(path).status()
-    except BadInput:
-        return "failed"
+        rows = _rows(path / METRICS_CSV)
+    except (BadInput, OSError) as e:
+        problem = _one_line(e).replace(f"{path}{os.sep}", "")  # the run is named in the row
+        return RunRecord(path.name, planned or {}, "unreadable", problem=problem)
     if record is None:
-        return "running" if (path / METRICS_CSV).exists() else "pending"
-    if record["status"] == "running" and record.get("stale"):
-        return "interrupted"
-    return record["status"]
+        return RunRecord(path.name, config, "running" if rows else "pending", rows)
+    epoch = record.get("epoch")
+    return RunRecord(path.name, config, record["status"], rows, epoch=epoch if isinstance(epoch, int) else None,
+                     message=str(record.get("message", "")))
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, OSError):
+        return f"{error.filename}: {error.strerror}"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _rows(path: Path) -> list[dict[str, float]]:
+    """The rows of a run's metrics.csv (none if it has none yet); `BadInput` if it cannot be read."""
     if not path.exists():
         return []
     try:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
         rows = read_csv(path)
-    except (OSError, ValueError, csv.Error):
-        return []
+    except (ValueError, TypeError, csv.Error) as e:
+        raise BadInput(f"{path} cannot be read as metrics ({_one_line(e)})") from None
+    if not {"epoch", "test_loss"} <= set(header):
+        raise BadInput(f"{path} cannot be read as metrics (its header has no epoch and test_loss columns)")
+    if any(None in r for r in rows):
+        raise BadInput(f"{path} cannot be read as metrics (a row has more cells than the header)")
     seen, unique = set(), []
     for r in rows:  # a row per epoch (a file written by an older version may repeat one)
         if r.get("epoch") not in seen:
@@ -144,7 +176,8 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
 def summaries(runs: Sequence[RunRecord]) -> tuple[list[str], list[dict], list[str], list[dict]]:
     """Per-run and per-configuration rows, with the setting columns of each."""
     keys = varying(runs)
-    per_run = [{"run": r.name, **{k: r.settings().get(k) for k in keys}, **run_summary(r)} for r in runs]
+    per_run = [{"run": r.name, **{k: r.settings().get(k) for k in keys}, **run_summary(r),
+                **({"problem": r.problem} if r.problem else {})} for r in runs]
     config_keys = [k for k in keys if k != "seed"]
     groups: dict[tuple, list[dict]] = {}
     for row in per_run:
@@ -159,12 +192,13 @@ def summaries(runs: Sequence[RunRecord]) -> tuple[list[str], list[dict], list[st
             "complete": sum(r["status"] == "complete" for r in rows),
             "diverged": sum(r["status"] == "diverged" for r in rows),
             "failed": sum(r["status"] == "failed" for r in rows),
+            "unreadable": sum(r["status"] == "unreadable" for r in rows),
             "epochs_done": min(r["epochs_done"] for r in rows),
             "final_test_median": _stat(np.median, final), "final_test_min": _stat(np.min, final),
             "final_test_max": _stat(np.max, final), "best_test_median": _stat(np.median, best),
             "best_test_min": _stat(np.min, best),
         })
-    run_columns = ["run", *keys, *RUN_COLUMNS]
+    run_columns = ["run", *keys, *RUN_COLUMNS, *(["problem"] if any(r.problem for r in runs) else [])]
     return run_columns, per_run, [*config_keys, *CONFIG_COLUMNS], per_config
 
 
@@ -205,14 +239,41 @@ def markdown(columns: Sequence[str], rows: Sequence[dict]) -> str:
 def write_summary(runs: Sequence[RunRecord], out: Path, title: str = "") -> None:
     run_columns, per_run, config_columns, per_config = summaries(runs)
     atomic_write_bytes(out / "summary.csv", _csv(run_columns, per_run).encode())
-    counts = {}
-    for r in runs:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    text = [f"# {title or 'Sweep summary'}", "",
-            f"{plural(len(runs), 'run')}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".", "",
+    text = [f"# {title or 'Sweep summary'}", "", count_line(runs) + ".", "",
             "## Per configuration (over seeds)", "", markdown(config_columns, per_config),
             "## Per run", "", markdown(run_columns, per_run)]
     atomic_write_bytes(out / "summary.md", "\n".join(text).encode())
+
+
+def load_folder(path: str | Path) -> list[RunRecord]:
+    """The runs of a run folder (one) or of a sweep or comparison folder (`load_runs`)."""
+    path = Path(path)
+    if path.is_dir() and (path / CONFIG).is_file():
+        return [read_run(path)]
+    if path.is_dir() and not (path / "sweep.json").exists() and not any((p / CONFIG).is_file() for p in path.iterdir()):
+        raise BadInput(f"{path} holds no stablebptt run: give a run folder (train --out) or a sweep folder "
+                       "(sweep --out)")
+    return load_runs(path)
+
+
+def status_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """One row per run, ordered by state (`STATES`) then name: ``run``, ``state``, ``epochs_done``,
+    ``epochs``, ``last_test_loss`` (the last finite one; NaN if none) and ``note`` (why it is unreadable,
+    failed or interrupted)."""
+    rows = []
+    for r in runs:
+        test = _finite(r.curve("test_loss"))
+        done = len(r.rows) - (r.status == "diverged" and bool(r.rows))  # its last row is the epoch that diverged
+        rows.append({"run": r.name, "state": r.status, "epochs_done": done, "epochs": r.epochs,
+                     "last_test_loss": float(test[-1]) if test.size else math.nan,
+                     "note": r.problem or (r.message if r.status in ("failed", "interrupted", "diverged") else "")})
+    return sorted(rows, key=lambda row: (STATES.index(row["state"]), row["run"]))
+
+
+def count_line(runs: Sequence[RunRecord]) -> str:
+    """``4 runs: 3 complete, 1 unreadable``: the runs by state (in `STATES` order)."""
+    counts = {s: sum(r.status == s for r in runs) for s in STATES}
+    return f"{plural(len(runs), 'run')}: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
 
 
 def smooth(values: np.ndarray, window: int, *, pad_first: bool = True) -> np.ndarray:
@@ -363,11 +424,25 @@ def _label(key: str, value: Any) -> str:
     return f"{value}" if not short else f"{short}={value}"
 
 
-def write_report(sweep_dir: str | Path, out: str | Path | None = None, *, window: int | None = None) -> list[Path]:
+def write_report(sweep_dir: str | Path, out: str | Path | None = None, *, window: int | None = None,
+                 allow_partial: bool = False) -> list[Path]:
     """Write ``summary.csv``, ``summary.md``, ``sweep.png`` (and one figure per clipping mode when there are
-    several) for the sweep in `sweep_dir` into `out` (default: `sweep_dir`); returns the figure paths."""
+    several) for the sweep in `sweep_dir` into `out` (default: `sweep_dir`); returns the figure paths.
+
+    Raises:
+        BadInput: the sweep has unreadable runs (nothing is written; with `allow_partial` they are listed as
+            unreadable and left out of the statistics and figures).
+    """
     runs = load_runs(sweep_dir)
+    unreadable = [r for r in runs if r.status == "unreadable"]
+    if unreadable and not allow_partial:
+        first = unreadable[0]
+        more = f" (and {plural(len(unreadable) - 1, 'other run')})" if len(unreadable) > 1 else ""
+        raise Unreadable(f"{plural(len(unreadable), 'run')} of {len(runs)} cannot be read: {first.name}: "
+                         f"{first.problem}{more}; nothing was written; pass --allow-partial to write the summary "
+                         "and figures without them")
     out = Path(out) if out is not None else Path(sweep_dir)
+    check_names(out)
     out.mkdir(parents=True, exist_ok=True)
     task = runs[0].config.get("task", "")
     write_summary(runs, out, title=f"Sweep {Path(sweep_dir).name} ({task})")

@@ -22,7 +22,8 @@ from pathlib import Path
 from ..core.checks import BadInput, plural
 from ..runs import CONFIG, RunConfig, RunFolder, ensure_batch, same_run
 from ..runs.batch import default_batching, plan_groups
-from ..runs.io import read_json, write_json
+from ..runs.io import check_names, read_json, write_json
+from ..runs.lock import locked
 from ..training.settings import ADDED
 from .backends import run_jobs
 from .grid import Run
@@ -34,24 +35,62 @@ Log = Callable[[str], None]
 def run_job(run_dir: str, config: RunConfig) -> list[dict]:
     """Bring one run to an end with `RunFolder.ensure` (in a worker). Never raises."""
     begin = time.perf_counter()
+    folder = RunFolder(run_dir)
     try:
-        status, message = RunFolder(run_dir).ensure(config), ""
+        done = _already(folder, config)
+        status, message = done or folder.ensure(config), ""
     except Exception as e:  # noqa: BLE001 - a folder that holds something else: reported, the sweep goes on
-        status, message = "failed", f"{type(e).__name__}: {e}"
-    return [{"run_dir": run_dir, "status": status, "seconds": time.perf_counter() - begin, "message": message}]
+        done, status, message = None, "failed", _one_line(e)
+    return [_result(run_dir, status, time.perf_counter() - begin, message, done)]
 
 
 def run_batch_job(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> list[dict]:
     """Bring the runs of one group (`runs.plan_groups`) to an end together (in a worker, with
     `runs.ensure_batch`). Never raises: a failure is recorded in the folders by their sessions."""
     begin = time.perf_counter()
+    done = {d: _already(RunFolder(d), c) for d, c in zip(run_dirs, configs, strict=True)}
     try:
         statuses, message = ensure_batch(run_dirs, configs), ""
     except Exception as e:  # noqa: BLE001 - recorded in the folders; the sweep goes on
-        statuses, message = {}, f"{type(e).__name__}: {e}".splitlines()[0]
-    seconds = (time.perf_counter() - begin) / max(len(run_dirs), 1)
-    return [{"run_dir": d, "status": statuses.get(d, "failed"), "seconds": seconds, "message": message}
-            for d in run_dirs]
+        statuses, message = {}, _one_line(e)
+    seconds = (time.perf_counter() - begin) / max(sum(not v for v in done.values()), 1)
+    return [_result(d, statuses.get(d, "failed"), 0.0 if done[d] else seconds, message, done[d]) for d in run_dirs]
+
+
+def _already(folder: RunFolder, config: RunConfig) -> str | None:
+    """The final status of a run that was finished before this sweep reached it (None if there is work)."""
+    try:
+        return folder.finished(config) if (folder.path / CONFIG).exists() else None
+    except BadInput:
+        return None  # reported by ensure
+
+
+def _result(run_dir: str, status: str, seconds: float, message: str, already: str | None) -> dict:
+    """One run's result for the sweep's log: a failure's reason comes from its status.json when the job has
+    none (a run that raised records its error there)."""
+    if status in ("failed", "interrupted") and not message:
+        try:
+            message = (RunFolder(run_dir).status() or {}).get("message", "")
+        except BadInput as e:
+            message = _one_line(e)
+    return {"run_dir": run_dir, "status": status, "seconds": seconds, "message": message,
+            "already": already is not None}
+
+
+def _lost(jobs: Sequence[tuple]) -> Callable[[int, str], list[dict]]:
+    """`run_jobs`'s `on_lost`: the runs of a job lost for good (a Ray task out of retries) are interrupted, with the
+    reason; their folders read the same (no live lock), and rerunning the sweep resumes them."""
+    def on_lost(index: int, message: str) -> list[dict]:
+        fn, args = jobs[index]
+        run_dirs = [args[0]] if fn is run_job else list(args[0])
+        return [_result(d, "interrupted", 0.0, message, None) for d in run_dirs]
+
+    return on_lost
+
+
+def _one_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def check_folders(out: Path, runs: Sequence[Run]) -> None:
@@ -103,7 +142,9 @@ def sweep(
         report: write ``summary.csv``, ``summary.md`` and ``sweep.png`` at the end.
 
     Returns:
-        One dict per run: ``run_dir``, ``status`` (complete, diverged, failed, locked), ``seconds``, ``message``.
+        One dict per run, in the order of `runs`: ``run_dir``, ``status`` (complete, diverged, failed or
+        interrupted: a run that another process was training is waited for and then finished here),
+        ``seconds``, ``message`` (why it failed) and ``already`` (it had ended before this sweep).
     """
     if not runs:
         raise BadInput("the grid is empty")
@@ -111,6 +152,7 @@ def sweep(
     task = runs[0].config.task
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} exists and is not a folder")
+    check_names(out)
     out.mkdir(parents=True, exist_ok=True)
     check_folders(out, runs)
     write_manifest(out, task, runs)
@@ -121,22 +163,53 @@ def sweep(
         jobs = [(run_batch_job, ([str(out / runs[i].name) for i in g], [runs[i].config for i in g])) for g in groups]
     else:
         jobs = [(run_job, (str(out / r.name), r.config)) for r in runs]
-    results: list[dict] = []
+    results: dict[str, dict] = {}
     begin = time.perf_counter()
-    for _, job_results in run_jobs(jobs, backend=backend, workers=workers, address=address):
-        for r in job_results:
-            results.append(r)
+    while jobs:
+        for _, job_results in run_jobs(jobs, backend=backend, workers=workers, address=address,
+                                       on_lost=_lost(jobs)):
+            for r in job_results:
+                results[r["run_dir"]] = r
+                if log is not None:
+                    log(f"[{len(results)}/{len(runs)}] {_line(r)}")
+        # Runs another process was training (another sweep on the same folder): wait for it, then finish them
+        # here, so that the result says how every run ended, whoever trained it.
+        locked = [(d, c) for d, c in ((str(out / r.name), r.config) for r in runs) if results[d]["status"] == "locked"]
+        if locked:
             if log is not None:
-                message = f" ({r['message']})" if r["message"] else ""
-                log(f"[{len(results)}/{len(runs)}] {Path(r['run_dir']).name}: {r['status']}, "
-                    f"{r['seconds']:.1f} s{message}")
+                log(f"waiting for {plural(len(locked), 'run')} that another process is training")
+            _wait_unlocked([d for d, _ in locked])
+            for d, _ in locked:
+                del results[d]
+        jobs = [(run_job, (d, c)) for d, c in locked]
+    ordered = [results[str(out / r.name)] for r in runs]
     if report:
         from .report import write_report
 
-        write_report(out)
+        write_report(out, allow_partial=True)
     if log is not None:
-        counts = {s: sum(r["status"] == s for r in results) for s in ("complete", "diverged", "failed", "locked")}
+        counts = {s: sum(r["status"] == s for r in ordered) for s in ("complete", "diverged", "failed", "interrupted")}
+        already = sum(r["already"] for r in ordered)
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        log(f"{plural(len(runs), 'run')} in {time.perf_counter() - begin:.1f} s: {summary}; "
-            f"summary in {out / 'summary.md'}")
-    return results
+        log(f"{plural(len(runs), 'run')} in {time.perf_counter() - begin:.1f} s: {summary}"
+            f"{f' ({already} of them finished before, or by another process)' if already else ''}; summary in {out / 'summary.md'}")
+    return ordered
+
+
+def _line(result: dict) -> str:
+    name = Path(result["run_dir"]).name
+    if result["already"]:
+        return f"{name}: already {result['status']}"
+    if result["status"] == "locked":
+        return f"{name}: being trained by another process (waited for at the end)"
+    message = f" ({result['message']})" if result["message"] else ""
+    return f"{name}: {result['status']}, {result['seconds']:.1f} s{message}"
+
+
+def _wait_unlocked(run_dirs: Sequence[str], poll: float = 1.0) -> None:
+    """Return once no live process holds any of `run_dirs`."""
+    pending = list(run_dirs)
+    while pending:
+        pending = [d for d in pending if locked(d)]
+        if pending:
+            time.sleep(poll)

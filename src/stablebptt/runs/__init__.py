@@ -7,14 +7,14 @@ checkpoints, the folder lock, atomic writes and fault points for tests.
 """
 
 from .batch import default_batching, ensure_batch, plan_groups
-from .checkpoint import Checkpoint, load_checkpoint, read_header, save_checkpoint
+from .checkpoint import BadCheckpoint, Checkpoint, load_checkpoint, read_header, save_checkpoint
 from .config import RunConfig, config_hash, same_run
 from .folder import CHECKPOINT, FIGURE, STATUS, RunFolder, Session, use_precision
 from .io import CONFIG, METRICS_CSV, PARAMS
 from .lock import RunLocked
 
 __all__ = [
-    "CHECKPOINT", "CONFIG", "Checkpoint", "FIGURE", "METRICS_CSV", "PARAMS", "RunConfig", "RunFolder", "RunLocked",
+    "BadCheckpoint", "CHECKPOINT", "CONFIG", "Checkpoint", "FIGURE", "METRICS_CSV", "PARAMS", "RunConfig", "RunFolder", "RunLocked",
     "STATUS", "Session", "config_hash", "default_batching", "ensure_batch", "plan_groups", "load_checkpoint", "read_header", "same_run",
     "save_checkpoint", "use_precision",
 ]

@@ -29,6 +29,11 @@ FORMAT = "stablebptt-checkpoint/1"
 Config = RunConfig | Mapping[str, Any]  # a configuration, or its JSON form as in the run's config.json
 
 
+class BadCheckpoint(BadInput):
+    """A checkpoint file that cannot be used for its run (missing, corrupt, or of another configuration); the
+    file is left untouched."""
+
+
 class Checkpoint(NamedTuple):
     """The state after `epoch` epochs, the PRNG key the run's randomness comes from, and metrics so far."""
 
@@ -67,7 +72,7 @@ def read_header(path: str | Path) -> tuple[dict, bytes]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise BadInput(f"checkpoint {path} does not exist") from None
+        raise BadCheckpoint(f"checkpoint {path} does not exist") from None
     bad = f"checkpoint {path} is not a valid stablebptt checkpoint"
     line, sep, payload = data.partition(b"\n")
     try:
@@ -75,13 +80,31 @@ def read_header(path: str | Path) -> tuple[dict, bytes]:
     except (UnicodeDecodeError, json.JSONDecodeError):
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise BadInput(f"{bad} (no {FORMAT} header); it was left untouched")
+        raise BadCheckpoint(f"{bad} (no {FORMAT} header); it was left untouched")
     expected = header.get("payload_bytes")
     if len(payload) != expected:
-        raise BadInput(f"{bad}: truncated or padded ({len(payload)} payload bytes, expected {expected}); "
+        raise BadCheckpoint(f"{bad}: truncated or padded ({len(payload)} payload bytes, expected {expected}); "
                          "it was left untouched")
     if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
-        raise BadInput(f"{bad}: checksum mismatch (corrupted); it was left untouched")
+        raise BadCheckpoint(f"{bad}: checksum mismatch (corrupted); it was left untouched")
+    return header, payload
+
+
+def check_header(path: str | Path, config: Config) -> tuple[dict, bytes]:
+    """The header and payload of the checkpoint at `path`, checked (format, length, checksum) and belonging to
+    the run of `config` (its task and configuration, whatever its number of epochs).
+
+    Raises:
+        BadCheckpoint: if not; the file is left as it is.
+    """
+    config = _record(config)
+    header, payload = read_header(path)
+    if header.get("task") != config["task"]:
+        raise BadCheckpoint(f"checkpoint {path} belongs to task {header.get('task')!r}, not {config['task']!r}; "
+                            "it was left untouched")
+    if header.get("config_hash") != config_hash(config):
+        raise BadCheckpoint(f"checkpoint {path} was written for a different configuration than "
+                            f"{Path(path).parent / 'config.json'}; it was left untouched")
     return header, payload
 
 
@@ -89,23 +112,16 @@ def load_checkpoint(path: str | Path, config: Config, template: tuple[jax.Array,
     """Read the checkpoint at `path` of the run of `config`, into `template` ``(key, TrainState)``.
 
     Raises:
-        BadInput: if the file is missing, truncated, corrupted, of another format, task or configuration,
+        BadCheckpoint: if the file is missing, truncated, corrupted, of another format, task or configuration,
             or does not fit the template; the file is left as it is.
     """
-    config = _record(config)
-    header, payload = read_header(path)
-    if header.get("task") != config["task"]:
-        raise BadInput(f"checkpoint {path} belongs to task {header.get('task')!r}, not {config['task']!r}; "
-                         "it was left untouched")
-    if header.get("config_hash") != config_hash(config):
-        raise BadInput(f"checkpoint {path} was written for a different configuration than "
-                         f"{Path(path).parent / 'config.json'}; it was left untouched")
+    header, payload = check_header(path, config)
     try:
         key, state = eqx.tree_deserialise_leaves(io.BytesIO(payload), template)
     except Exception as e:  # numpy/equinox raise several types on bad bytes
-        raise BadInput(f"checkpoint {path} does not fit this run's parameters ({type(e).__name__}); "
+        raise BadCheckpoint(f"checkpoint {path} does not fit this run's parameters ({type(e).__name__}); "
                          "it was left untouched") from None
     epoch, metrics = header.get("epoch"), header.get("metrics")
     if not isinstance(epoch, int) or not isinstance(metrics, list) or len(metrics) != epoch:
-        raise BadInput(f"checkpoint {path} has an inconsistent header (epoch {epoch!r}); it was left untouched")
+        raise BadCheckpoint(f"checkpoint {path} has an inconsistent header (epoch {epoch!r}); it was left untouched")
     return Checkpoint(epoch, state, key, metrics)

@@ -1,10 +1,15 @@
 """One training run in a folder, safe to kill at any moment and to resume bit-identically.
 
 A run folder holds ``config.json`` (the `RunConfig`, everything needed to rerun), ``status.json`` (running,
-complete, diverged or failed, with the epoch and a message), ``metrics.csv`` (rewritten each epoch),
-``checkpoint.eqx`` (state, PRNG key and metrics, every `checkpoint_every` epochs and at the end),
-``params.eqx`` and ``loss.png`` at the end, and ``.lock`` (held by the process writing the folder). Every
-file is written atomically (temporary file, fsync, rename).
+complete, diverged, failed or interrupted, with the epoch and a message), ``metrics.csv`` (rewritten each
+epoch), ``checkpoint.eqx`` (state, PRNG key and metrics, every `checkpoint_every` epochs and at the end),
+``params.eqx`` and ``loss.png`` at the end, and ``.lock`` while a process writes the folder (removed when it
+ends; one left by a killed process is free, and its run reads as interrupted). Every file is written
+atomically (temporary file, fsync, rename).
+
+A refusal (a bad option, a checkpoint that does not match ``config.json``, a run that is complete or
+diverged) changes no file: ``config.json`` takes a new number of epochs only once the run's checkpoint has
+been read back, and a run that was complete stays so if extending it fails before its first new epoch.
 
 `RunFolder` is the only code that writes a run folder. Its lifecycle has three entry points: `start` (a new
 run), `resume` (continue or extend one) and `ensure` (bring a run to an end, whatever state it is in: for
@@ -15,7 +20,6 @@ batched sweeps (`runs.batch`) drive several sessions with one compiled program.
 from __future__ import annotations
 
 import datetime
-import fcntl
 import math
 import os
 import shutil
@@ -28,16 +32,17 @@ import jax
 
 from ..core.checks import BadInput, BadType, check_positive_int, plural
 from ..training.train import METRICS, ProgressFn, Trainer, TrainResult, TrainState
-from .checkpoint import Checkpoint, load_checkpoint, read_header, save_checkpoint
+from .checkpoint import BadCheckpoint, Checkpoint, check_header, load_checkpoint, read_header, save_checkpoint
 from .config import RunConfig, same_run
 from .faults import fault_point
-from .io import CONFIG, METRICS_CSV, PARAMS, CsvTable, read_json, save_params, write_json
-from .lock import LOCK, RunLock, RunLocked
+from .io import CONFIG, METRICS_CSV, PARAMS, CsvTable, check_names, read_json, save_params, write_json
+from .lock import LOCK, RunLock, RunLocked, locked
 
 STATUS = "status.json"
 CHECKPOINT = "checkpoint.eqx"
 FIGURE = "loss.png"
-STATUSES = ("running", "complete", "diverged", "failed")
+# As written in status.json; "running" is read as "interrupted" when no live process holds the folder.
+STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
 
 __all__ = ["CHECKPOINT", "FIGURE", "STATUS", "STATUSES", "RunFolder", "RunLocked", "Session", "use_precision"]
 
@@ -72,8 +77,8 @@ class RunFolder:
             raise (BadType if isinstance(e, TypeError) else BadInput)(f"{self.path / CONFIG}: {e}") from None
 
     def status(self) -> dict[str, Any] | None:
-        """The run's status record (None if it has none). A ``running`` run whose writer is gone (its lock is
-        free) is reported with ``"stale": True``."""
+        """The run's status record (None if it has none). A ``running`` run whose writer is gone (killed: its
+        lock is free) is reported as ``"interrupted"``, with ``"stale": True`` (``False`` while it runs)."""
         path = self.path / STATUS
         if not path.exists():
             return None
@@ -81,8 +86,20 @@ class RunFolder:
         if not isinstance(status, dict) or status.get("status") not in STATUSES:
             raise BadInput(f"{path} is not a stablebptt status file")
         if status["status"] == "running":
-            status["stale"] = not _locked(self.path)
+            status["stale"] = not locked(self.path)
+            if status["stale"]:
+                status["status"] = "interrupted"
+                status.setdefault("message", f"its process (pid {status.get('pid')}) ended without finishing; "
+                                             f"continue it with `stablebptt resume {self.path}`")
         return status
+
+    def finished(self, config: RunConfig) -> str | None:
+        """``"complete"`` or ``"diverged"`` if the run of `config` here has nothing left to do (complete with
+        its epochs, or diverged), else None."""
+        status = self.status() or {}
+        if status.get("status") == "complete" and status.get("epoch", 0) >= config.train.epochs:
+            return "complete"
+        return "diverged" if status.get("status") == "diverged" else None
 
     def checkpoint_epoch(self) -> int:
         """Epochs saved in the run's checkpoint (0 without one); the file is checked, not loaded."""
@@ -136,8 +153,10 @@ class RunFolder:
             if status.get("status") == "complete" and target == done:
                 lock.__exit__(None, None, None)
                 return None
+            if done:
+                check_header(self.path / CHECKPOINT, record)
             record, config = self._set_epochs(record, config, target)
-            return Session(self, config, record, lock)
+            return Session(self, config, record, lock, previous=status.get("status"))
         except BaseException:
             lock.__exit__(None, None, None)
             raise
@@ -177,15 +196,13 @@ class RunFolder:
             else:
                 record = config.to_json()
                 write_json(self.path / CONFIG, record)
-            status = self.status() or {}
-            if status.get("status") == "complete" and status.get("epoch", 0) >= config.train.epochs:
+            finished = self.finished(config)
+            if finished is not None:
                 lock.__exit__(None, None, None)
-                return "complete"
-            if status.get("status") == "diverged":
-                lock.__exit__(None, None, None)
-                return "diverged"
+                return finished
+            previous = (self.status() or {}).get("status")
             record, config = self._set_epochs(record, config, config.train.epochs)
-            return Session(self, config, record, lock)
+            return Session(self, config, record, lock, previous=previous)
         except BaseException:
             lock.__exit__(None, None, None)
             raise
@@ -202,6 +219,7 @@ class RunFolder:
             ancestor = ancestor.parent
         if not ancestor.is_dir():
             raise BadInput(f"--out {out}: {ancestor} is a file, not a folder; allowed: a path in a writable folder")
+        check_names(out, ancestor)
         try:
             fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".stablebptt-probe-")
             os.close(fd)
@@ -242,19 +260,23 @@ class RunFolder:
                        f"`stablebptt resume {out} --epochs {epochs}` or pass --force to start again")
 
     def _set_epochs(self, record: dict, config: RunConfig, epochs: int) -> tuple[dict, RunConfig]:
-        """Record `epochs` as the run's number of epochs (changing nothing else in its config.json)."""
+        """The run's config.json record and configuration with `epochs` epochs (nothing else changed); the
+        session writes the record when training begins."""
         if record["train"].get("epochs") != epochs:
             record = {**record, "train": {**record["train"], "epochs": epochs}}
-            write_json(self.path / CONFIG, record)
         return record, config if config.train.epochs == epochs else config.replace(epochs=epochs)
 
 
 class Session:
     """A run folder held for training: its lock is held until `run` returns or the session is closed (it is
-    also a context manager). `record` is the run's config.json as written, which its checkpoints refer to."""
+    also a context manager). `record` is the run's config.json (written by `begin` if it changed), which its
+    checkpoints refer to; `previous` the status the run had when opened."""
 
-    def __init__(self, folder: RunFolder, config: RunConfig, record: Mapping[str, Any], lock: RunLock):
+    def __init__(self, folder: RunFolder, config: RunConfig, record: Mapping[str, Any], lock: RunLock, *,
+                 previous: str | None = None):
         self.folder, self.config, self.record, self._lock = folder, config, record, lock
+        self.previous = previous
+        self.began = False
         self.trainer: Trainer | None = None
         self.rows: list[dict[str, float]] = []
         self.table = CsvTable(METRICS)  # self.rows, formatted
@@ -305,9 +327,13 @@ class Session:
             checkpoint = load_checkpoint(self.path / CHECKPOINT, self.record, (trainer.key, trainer.initial))
             state, start, self.rows = checkpoint.state, checkpoint.epoch, list(checkpoint.metrics)
             if start > self.epochs:
-                raise BadInput(f"the checkpoint has {plural(start, 'epoch')}, more than the {self.epochs} configured")
+                raise BadCheckpoint(f"checkpoint {self.path / CHECKPOINT} has {plural(start, 'epoch')}, more than "
+                                    f"the {self.epochs} configured; it was left untouched")
         self.table = CsvTable(METRICS, self.rows)
         self.saved = start
+        if read_json(self.path / CONFIG) != self.record:  # a new number of epochs, now that the checkpoint fits
+            write_json(self.path / CONFIG, self.record)
+        self.began = True
         self._write_status("running", epoch=start, epochs=self.epochs, checkpoint_epoch=start or None)
         return state, start
 
@@ -351,10 +377,19 @@ class Session:
         return TrainResult(params, rows)
 
     def fail(self, error: BaseException) -> None:
-        """Record `error` in status.json (best effort: the error is what matters)."""
-        message = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        """Record `error` in status.json: ``interrupted`` for Ctrl-C, else ``failed`` with its first line (best
+        effort: the error is what matters). A failure before the first new epoch of a run that was complete
+        changes nothing (it still is)."""
+        if not self.began and self.previous in ("complete", "diverged"):
+            return
+        if isinstance(error, KeyboardInterrupt):
+            status, message = "interrupted", "stopped by Ctrl-C (KeyboardInterrupt)"
+        else:
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            status, message = "failed", f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
         try:
-            self._write_status("failed", message=message.splitlines()[0] if message else type(error).__name__)
+            where = {"epoch": self.saved, "epochs": self.epochs, "checkpoint_epoch": self.saved or None}
+            self._write_status(status, **(where if self.began else {}), message=message)
         except OSError:
             pass
 
@@ -396,16 +431,4 @@ def _acquire(path: Path) -> RunLock:
     return lock
 
 
-def _locked(run_dir: Path) -> bool:
-    """Whether a live process holds the lock of `run_dir`."""
-    path = run_dir / LOCK
-    if not path.exists():
-        return False
-    with open(path) as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
 

@@ -139,3 +139,21 @@ def load_params(path: str | os.PathLike, like: Any) -> Any:
         raise BadInput(f"{path} does not exist") from None
     except Exception as e:  # numpy/equinox raise several types on bad bytes
         raise BadInput(f"{path} cannot be read as parameters of this controller ({type(e).__name__})") from None
+
+
+def check_names(out: Path, ancestor: Path | None = None, option: str = "--out") -> None:
+    """Refuse (`BadInput` naming `option`) a path `out` whose names below its existing `ancestor` (default: the
+    nearest existing one) are longer than the file system allows, before any folder is created."""
+    if ancestor is None:
+        ancestor = out
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+    try:
+        name_max = os.pathconf(ancestor, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in out.relative_to(ancestor).parts if out != ancestor else ():
+        if len(os.fsencode(part)) > name_max:
+            shown = part if len(part) <= 40 else part[:37] + "..."
+            raise BadInput(f"{option}: the folder name {shown!r} is {len(os.fsencode(part))} bytes long, more than the "
+                           f"{name_max} this file system allows; choose a shorter {option}")

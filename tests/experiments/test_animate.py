@@ -157,10 +157,11 @@ def _one_line_error(capsys, argv, *words):
 def test_animate_errors_are_one_line(tmp_path, capsys):
     _one_line_error(capsys, ["animate", str(tmp_path / "missing")], "does not exist")
     run = _run_dir(tmp_path, "repulsion")
+    _one_line_error(capsys, ["animate", str(run), "--out", "/proc/a.gif"], "--out /proc/a.gif", "cannot write")
     (run / "params.eqx").write_bytes(b"not parameters")
     _one_line_error(capsys, ["animate", str(run)], "params.eqx")
     (run / "params.eqx").unlink()
-    _one_line_error(capsys, ["animate", str(run)], "params.eqx", "does not exist")
+    _one_line_error(capsys, ["animate", str(run)], "no trained parameters yet", "resume")
     empty = tmp_path / "empty"
     empty.mkdir()
     _one_line_error(capsys, ["animate", str(empty)], "config.json")

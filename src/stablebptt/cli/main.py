@@ -200,11 +200,16 @@ def _os_error(args: argparse.Namespace, error: OSError) -> str:
         given = Path(os.path.abspath(value)) if value is not None else None
         if given is not None and target is not None and (target == given or target in given.parents
                                                          or given in target.parents):
-            shown = str(value) if len(str(value)) <= 80 else str(value)[:77] + "..."
-            at = f" (at {name})" if target != given else ""
-            return f"{option} {shown}: {reason}{at}; allowed: a path in a folder you can write, names of at most " \
-                   "255 bytes"
+            at = f" (at {_short(name)})" if target != given else ""
+            allowed = ("a path in a folder you can write, names of at most 255 bytes" if option == "--out" else
+                       "an existing folder written by stablebptt")
+            return f"{option} {_short(value)}: {reason}{at}; allowed: {allowed}"
     return f"{name + ': ' if name else ''}{reason}"
+
+
+def _short(path: object, limit: int = 80) -> str:
+    text = str(path)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _one_line(error: BaseException) -> str:
@@ -318,7 +323,7 @@ def _fresh_dir(base: Path) -> Path:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from ..experiments.backends import default_workers
     from ..experiments.grid import expand, paper_grid
-    from ..experiments.sweep import sweep
+    from ..experiments.sweep import prepare_folder, sweep
     from ..runs.batch import default_batching
 
     if args.address is not None and args.backend != "ray":
@@ -334,6 +339,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(out / run.name)
         print(plural(len(runs), "run"))
         return 0
+    prepare_folder(out)
     workers = args.workers or default_workers()
     if workers > len(runs):
         if args.workers is not None:

@@ -54,6 +54,10 @@ def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, Task, Any]:
     task = config.make_task()
     _, key_init = jax.random.split(jax.random.PRNGKey(config.train.seed))
     like = eqx.filter_jit(task.init_controller)(key_init)  # compiled: eager initialisation is slow
+    if not (Path(run_dir) / PARAMS).exists():
+        state = (RunFolder(run_dir).status() or {}).get("status", "not started")
+        raise BadInput(f"{run_dir} has no trained parameters yet (its run is {state}); finish it with "
+                       f"`stablebptt resume {run_dir}`")
     params = load_params(Path(run_dir) / PARAMS, like)
     return config, task, params
 
@@ -135,6 +139,13 @@ def animate_run(
         raise BadInput(f"--out {out} is a folder; give a file name such as {out / 'animation.gif'}")
     if not out.parent.is_dir():
         raise BadInput(f"the folder of --out {out} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(dir=out.parent, prefix=".stablebptt-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise BadInput(f"--out {out}: cannot write in {out.parent} ({e.strerror}); allowed: a file in a folder you "
+                       "can write") from None
     if n < samples and log is not None:
         log(f"animate: drawing {n} of the {samples} samples asked for (at most {MAX_SAMPLES})")
     x0 = test_states(task, config, n)

@@ -109,6 +109,17 @@ def check_folders(out: Path, runs: Sequence[Run]) -> None:
                 raise BadInput(f"{out / run.name} holds a run with other settings than this sweep's; {hint}")
 
 
+def prepare_folder(out: str | Path) -> Path:
+    """Create the sweep folder `out` (nothing if it cannot be: `BadInput` for a file or a name too long, an
+    `OSError` for a folder the system refuses); returns its absolute path."""
+    out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} exists and is not a folder")
+    check_names(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def write_manifest(out: Path, task: str, runs: Sequence[Run]) -> None:
     """Record the runs of this sweep in ``out/sweep.json`` (adding to those of earlier sweeps in `out`)."""
     path = out / MANIFEST
@@ -148,12 +159,8 @@ def sweep(
     """
     if not runs:
         raise BadInput("the grid is empty")
-    out = Path(out).resolve()
+    out = prepare_folder(out)
     task = runs[0].config.task
-    if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out} exists and is not a folder")
-    check_names(out)
-    out.mkdir(parents=True, exist_ok=True)
     check_folders(out, runs)
     write_manifest(out, task, runs)
     batching = default_batching({True: "on", False: "off"}.get(batch_runs, batch_runs))

@@ -251,13 +251,16 @@ class RunFolder:
             raise BadInput(f"--out {out}: already holds a different run; choose another folder or pass --force "
                            "to replace it")
         status = (self.status() or {}).get("status", "running")
+        if status == "running":  # we hold its lock: the process that wrote "running" is gone
+            status = "interrupted"
         epochs, had = config.train.epochs, record["train"].get("epochs")
         if status == "complete" and epochs == had:
             raise BadInput(f"--out {out}: already holds this run, complete; pass --force to train it again")
         if status == "diverged":
             raise BadInput(f"--out {out}: holds this run, diverged; pass --force to train it again")
+        more = f" --epochs {epochs}" if epochs != had else ""
         raise BadInput(f"--out {out}: holds this run ({status}, {plural(had, 'epoch')} configured); continue it with "
-                       f"`stablebptt resume {out} --epochs {epochs}` or pass --force to start again")
+                       f"`stablebptt resume {out}{more}` or pass --force to start again")
 
     def _set_epochs(self, record: dict, config: RunConfig, epochs: int) -> tuple[dict, RunConfig]:
         """The run's config.json record and configuration with `epochs` epochs (nothing else changed); the

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from ..core.checks import BadInput, plural
+from ..core.checks import BadInput, first_line, plural
 from ..tasks import task_label
 from . import options as opt
 
@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInput as e:
         if args.debug:
             raise
-        print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
+        print(f"{prefix}: error: {first_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted; files written so far are complete (continue a run with "
@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the command line reports, --debug shows the traceback
         if args.debug:
             raise
-        print(f"{prefix}: error: {type(e).__name__}: {_one_line(e)} (a failure, not bad input; rerun with --debug "
+        print(f"{prefix}: error: {type(e).__name__}: {first_line(e)} (a failure, not bad input; rerun with --debug "
               "for the traceback)", file=sys.stderr)
         return 1
 
@@ -210,11 +210,6 @@ def _os_error(args: argparse.Namespace, error: OSError) -> str:
 def _short(path: object, limit: int = 80) -> str:
     text = str(path)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
 
 
 def _config(args: argparse.Namespace, settings: dict | None = None, **train: object):

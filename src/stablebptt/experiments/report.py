@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.checks import BadInput, plural
+from ..core.checks import BadInput, first_line, plural
 from ..runs import CONFIG, METRICS_CSV, RunFolder
 from ..runs.io import atomic_write_bytes, check_names, read_csv, read_json
 from .grid import COMPLEXITY, HARDER_WHEN_SMALLER
@@ -114,10 +114,7 @@ def read_run(path: str | Path, planned: dict | None = None) -> RunRecord:
 
 
 def _one_line(error: BaseException) -> str:
-    if isinstance(error, OSError):
-        return f"{error.filename}: {error.strerror}"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
+    return f"{error.filename}: {error.strerror}" if isinstance(error, OSError) else first_line(error)
 
 
 def _rows(path: Path) -> list[dict[str, float]]:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..core.checks import BadInput, plural
+from ..core.checks import BadInput, first_line, plural
 from ..runs import CONFIG, RunConfig, RunFolder, ensure_batch, same_run
 from ..runs.batch import default_batching, plan_groups
 from ..runs.io import check_names, read_json, write_json
@@ -89,8 +89,7 @@ def _lost(jobs: Sequence[tuple]) -> Callable[[int, str], list[dict]]:
 
 
 def _one_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def check_folders(out: Path, runs: Sequence[Run]) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import jax
 
-from ..core.checks import BadInput, BadType, check_positive_int, plural
+from ..core.checks import BadInput, BadType, check_positive_int, first_line, plural
 from ..training.train import METRICS, ProgressFn, Trainer, TrainResult, TrainState
 from .checkpoint import BadCheckpoint, Checkpoint, check_header, load_checkpoint, read_header, save_checkpoint
 from .config import RunConfig, same_run
@@ -388,8 +388,8 @@ class Session:
         if isinstance(error, KeyboardInterrupt):
             status, message = "interrupted", "stopped by Ctrl-C (KeyboardInterrupt)"
         else:
-            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-            status, message = "failed", f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+            line = first_line(error)
+            status, message = "failed", type(error).__name__ + ("" if line == type(error).__name__ else f": {line}")
         try:
             where = {"epoch": self.saved, "epochs": self.epochs, "checkpoint_epoch": self.saved or None}
             self._write_status(status, **(where if self.began else {}), message=message)

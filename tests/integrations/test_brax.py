@@ -159,7 +159,12 @@ def compute_gradients(env, backend, methods="RMSN", combined=True):
     return jax.jit(everything).lower(diff, x0).compile(compiler_options=FAST_COMPILE)(diff, x0)
 
 
-@pytest.fixture(scope="module", params=["generalized", "mjx"])
+# One xdist group per backend: `.ci/run` runs this file with `--dist loadgroup`, so the two fixtures (each minutes of
+# compiling) are built by different workers at the same time, and the other tests spread over both.
+BACKEND_GROUPS = [pytest.param(b, marks=pytest.mark.xdist_group(f"every-mode-{b}")) for b in ("generalized", "mjx")]
+
+
+@pytest.fixture(scope="module", params=BACKEND_GROUPS)
 def every_mode(request):
     """R, M, S, N and C (the automatic backward) and the naive R, M, S, N on inverted_double_pendulum."""
     return compute_gradients("inverted_double_pendulum", request.param)

@@ -42,9 +42,7 @@ def block(tree: Any) -> Any:
     return jax.block_until_ready(tree)
 
 
-def time_interleaved(
-    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3
-) -> dict[str, dict[str, float]]:
+def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3) -> dict[str, dict[str, float]]:
     """Time each zero-argument function `repeats` times, interleaved (one call of each per round), so that
     load from other processes hits all variants alike. Returns per name: median, min and p90 wall seconds and
     the median process CPU seconds (all threads), which is less sensitive to other processes."""
@@ -72,7 +70,7 @@ def time_interleaved(
 
 
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:
-    cells = [[h for h in headers]] + [[_fmt(v) for v in row] for row in rows]
+    cells = [list(headers)] + [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for j, row in enumerate(cells):
         print("  ".join(c.rjust(w) if j else c.ljust(w) for c, w in zip(row, widths, strict=True)))

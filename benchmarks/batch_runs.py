@@ -16,14 +16,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common  # noqa: E402
+import _common
 
-from stablebptt.runs import RunConfig, RunFolder, ensure_batch  # noqa: E402
+from stablebptt.runs import RunConfig, RunFolder, ensure_batch
 
 
 def configs(runs: int, epochs: int, horizon: int, method: str) -> list[RunConfig]:
-    return [RunConfig.create("cartpole", {"n_poles": 2, "horizon": horizon}, method=method, epochs=epochs, seed=seed)
-            for seed in range(runs)]
+    return [
+        RunConfig.create("cartpole", {"n_poles": 2, "horizon": horizon}, method=method, epochs=epochs, seed=seed)
+        for seed in range(runs)
+    ]
 
 
 def bench(runs: int, epochs: int, horizon: int, method: str) -> dict:
@@ -40,10 +42,17 @@ def bench(runs: int, epochs: int, horizon: int, method: str) -> dict:
     assert all(s == "complete" for s in statuses), statuses
     assert all(s == "complete" for s in batch_statuses.values()), batch_statuses
     work = runs * epochs
-    return {"runs": runs, "epochs": epochs, "horizon": horizon, "method": method,
-            "one_at_a_time_s": one_s, "batched_s": batch_s,
-            "one_at_a_time_run_epochs_per_s": work / one_s, "batched_run_epochs_per_s": work / batch_s,
-            "speedup": one_s / batch_s}
+    return {
+        "runs": runs,
+        "epochs": epochs,
+        "horizon": horizon,
+        "method": method,
+        "one_at_a_time_s": one_s,
+        "batched_s": batch_s,
+        "one_at_a_time_run_epochs_per_s": work / one_s,
+        "batched_run_epochs_per_s": work / batch_s,
+        "speedup": one_s / batch_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,8 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     results = [bench(runs, epochs, horizon, m) for m in args.methods.split(",")]
     _common.print_table(
         ["method", "runs x epochs", "one at a time (run-epochs/s)", "batched (run-epochs/s)", "speedup"],
-        [[r["method"], f"{r['runs']} x {r['epochs']}", r["one_at_a_time_run_epochs_per_s"],
-          r["batched_run_epochs_per_s"], r["speedup"]] for r in results])
+        [
+            [
+                r["method"],
+                f"{r['runs']} x {r['epochs']}",
+                r["one_at_a_time_run_epochs_per_s"],
+                r["batched_run_epochs_per_s"],
+                r["speedup"],
+            ]
+            for r in results
+        ],
+    )
     out = args.out or _common.default_output(__file__, args.quick)
     _common.write_json(out, {"benchmark": "batch_runs", "machine": _common.machine(), "results": results})
     return 0

@@ -31,9 +31,10 @@ import jax
 import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
-import stablebptt as sb  # noqa: E402
+import stablebptt as sb
+
 training = importlib.import_module("stablebptt.training.train")  # the module (the package exports the function)
 
 
@@ -50,7 +51,7 @@ def bench(method: str, repeats: int, train_epochs: int) -> dict:
     vg = sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, method)
 
     def update(state, batch):
-        value, grads, info = vg(eqx.combine(state.params, static), batch)
+        value, grads, _info = vg(eqx.combine(state.params, static), batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         return training.TrainState(optax.apply_updates(state.params, updates), opt_state), value
 
@@ -99,7 +100,7 @@ def bench(method: str, repeats: int, train_epochs: int) -> dict:
         times = [row["epoch_time"] for row in metrics]
         result["train_first_epoch_s"] = times[0]
         result["train_epoch_median_s"] = float(sorted(times[1:])[len(times[1:]) // 2]) if len(times) > 1 else None
-    except Exception as error:  # train() belongs to another module; report, do not fail the benchmark
+    except Exception as error:  # noqa: BLE001 -- train() belongs to another module; report, do not fail the benchmark
         result["train_error"] = repr(error)
     summary = {}
     for stat in ("cpu_median_s", "min_s", "median_s"):
@@ -128,19 +129,23 @@ def main(argv=None) -> int:
     for method in args.methods.split(","):
         result = bench(method, repeats, train_epochs=3 if args.quick else 6)
         results.append(result)
-        print(f"\nmethod {method}  ({repeats} interleaved rounds; first epoch call incl. compile "
-              f"{result['epoch_first_call_s']:.2f} s)")
-        _common.print_table(["part", "median ms", "min ms", "cpu ms"],
-                            [[k, v["median_s"] * 1e3, v["min_s"] * 1e3, v["cpu_median_s"] * 1e3]
-                             for k, v in result["timings"].items()])
+        print(
+            f"\nmethod {method}  ({repeats} interleaved rounds; first epoch call incl. compile "
+            f"{result['epoch_first_call_s']:.2f} s)"
+        )
+        _common.print_table(
+            ["part", "median ms", "min ms", "cpu ms"],
+            [[k, v["median_s"] * 1e3, v["min_s"] * 1e3, v["cpu_median_s"] * 1e3] for k, v in result["timings"].items()],
+        )
         for k, v in result["summary"].items():
             print(f"  {k}: {v:.2f}")
         for k in ("train_first_epoch_s", "train_epoch_median_s", "train_error"):
             if k in result:
                 print(f"  {k}: {result[k]}")
     out = args.out or _common.default_output(__file__, args.quick)
-    _common.write_json(out, {"benchmark": "epoch_overhead", "machine": _common.machine(), "repeats": repeats,
-                             "results": results})
+    _common.write_json(
+        out, {"benchmark": "epoch_overhead", "machine": _common.machine(), "repeats": repeats, "results": results}
+    )
     return 0
 
 

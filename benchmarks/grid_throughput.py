@@ -55,8 +55,8 @@ _PREALLOCATE = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")
 if "--child" not in sys.argv:
     os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
 
-import _common
-import jax
+import _common  # noqa: E402 -- after the environment above
+import jax  # noqa: E402
 
 FULL_RUNS = 48
 FULL_EPOCHS = 1000
@@ -145,8 +145,10 @@ def sweep_jobs(out: Path, runs: list, variant: dict[str, Any]) -> list[dict]:
     if groups is None:
         jobs = [(timed_job, (run_job, (str(out / r.name), r.config))) for r in runs]
     else:
-        jobs = [(timed_job, (run_batch_job, ([str(out / runs[i].name) for i in g], [runs[i].config for i in g])))
-                for g in groups]
+        jobs = [
+            (timed_job, (run_batch_job, ([str(out / runs[i].name) for i in g], [runs[i].config for i in g])))
+            for g in groups
+        ]
     results: list[dict] = []
     for _, job_results in run_jobs(jobs, backend="local", workers=variant["workers"]):
         results.extend(job_results)
@@ -188,13 +190,26 @@ def child(spec_path: str, out_path: str) -> int:
     messages = sorted({r["message"] for r in results if r["message"]})
     steady_wall = wall * min((epoch_s + record_s) / job_s, 1.0) if job_s > 0 else wall
     payload = {
-        "variant": variant, "runs": len(runs), "groups": None if groups is None else [len(g) for g in groups],
-        "jobs": len(runs) if groups is None else len(groups), "wall_s": wall, "cpu_s": cpu,
-        "run_epochs": epochs, "updates": epochs * updates_per_epoch, "updates_per_epoch": updates_per_epoch,
-        "epoch_s": epoch_s, "record_s": record_s, "job_s": job_s, "steady_wall_s": steady_wall,
-        "fixed_wall_s": wall - steady_wall, "load_before": load0, "load_after": load1,
-        "statuses": {s: statuses.count(s) for s in sorted(set(statuses))}, "messages": messages,
-        "backend": jax.default_backend(), "devices": jax.device_count(),
+        "variant": variant,
+        "runs": len(runs),
+        "groups": None if groups is None else [len(g) for g in groups],
+        "jobs": len(runs) if groups is None else len(groups),
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "run_epochs": epochs,
+        "updates": epochs * updates_per_epoch,
+        "updates_per_epoch": updates_per_epoch,
+        "epoch_s": epoch_s,
+        "record_s": record_s,
+        "job_s": job_s,
+        "steady_wall_s": steady_wall,
+        "fixed_wall_s": wall - steady_wall,
+        "load_before": load0,
+        "load_after": load1,
+        "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
+        "messages": messages,
+        "backend": jax.default_backend(),
+        "devices": jax.device_count(),
     }
     Path(out_path).write_text(json.dumps(payload))
     return 0
@@ -212,13 +227,20 @@ def measure(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         if _PREALLOCATE is not None:
             env["XLA_PYTHON_CLIENT_PREALLOCATE"] = _PREALLOCATE
         begin = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(spec_path),
-                               "--child-out", str(out_path)], capture_output=True, text=True, timeout=timeout, env=env,
-                              check=False)
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--child", str(spec_path), "--child-out", str(out_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
         process_s = time.perf_counter() - begin
         if proc.returncode != 0 or not out_path.exists():
-            raise RuntimeError(f"variant {spec['variant']['name']} failed (exit {proc.returncode}):\n"
-                               f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+            raise RuntimeError(
+                f"variant {spec['variant']['name']} failed (exit {proc.returncode}):\n"
+                f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+            )
         result = json.loads(out_path.read_text())
     result["process_s"] = process_s  # with the interpreter's start-up and imports
     return result
@@ -233,14 +255,25 @@ def summarize(name: str, samples: list[dict[str, Any]], full_runs: int, full_epo
     run_epochs = first["run_epochs"]
     full_s = fixed * full_runs / first["runs"] + full_runs * full_epochs * steady / run_epochs
     return {
-        "variant": name, "runs": first["runs"], "groups": first["groups"], "jobs": first["jobs"],
-        "workers": first["variant"]["workers"], "rounds": len(samples), "run_epochs": run_epochs,
-        "updates": first["updates"], "wall_s": wall, "wall_min_s": min(s["wall_s"] for s in samples),
-        "cpu_s": med("cpu_s"), "steady_wall_s": steady, "fixed_wall_s": fixed,
-        "updates_per_s": first["updates"] / wall, "steady_updates_per_s": first["updates"] / steady,
+        "variant": name,
+        "runs": first["runs"],
+        "groups": first["groups"],
+        "jobs": first["jobs"],
+        "workers": first["variant"]["workers"],
+        "rounds": len(samples),
+        "run_epochs": run_epochs,
+        "updates": first["updates"],
+        "wall_s": wall,
+        "wall_min_s": min(s["wall_s"] for s in samples),
+        "cpu_s": med("cpu_s"),
+        "steady_wall_s": steady,
+        "fixed_wall_s": fixed,
+        "updates_per_s": first["updates"] / wall,
+        "steady_updates_per_s": first["updates"] / steady,
         "updates_per_cpu_s": first["updates"] / med("cpu_s"),
         "full_grid_hours": full_s / 3600,
-        "statuses": first["statuses"], "messages": sorted({m for s in samples for m in s["messages"]}),
+        "statuses": first["statuses"],
+        "messages": sorted({m for s in samples for m in s["messages"]}),
         "samples": samples,
     }
 
@@ -253,10 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizon", type=int, default=None, help="default: the task's (100); quick 20")
     parser.add_argument("--n-train", type=int, default=None, help="default: 256; quick 64")
     parser.add_argument("--rounds", type=int, default=None, help="default 2; quick 1")
-    parser.add_argument("--variants", default=None,
-                        help="comma-separated GROUPING[/MAX_SIZE]:WORKERS (default proc:1,proc:2,mixed:1,mixed:2,"
-                             "method:1,method:2; plus mixed/6:2 when the grid has one pole count, so that two "
-                             "mixed groups exist for two workers; plus mixed:4 on an accelerator)")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated GROUPING[/MAX_SIZE]:WORKERS (default proc:1,proc:2,mixed:1,mixed:2,"
+        "method:1,method:2; plus mixed/6:2 when the grid has one pole count, so that two "
+        "mixed groups exist for two workers; plus mixed:4 on an accelerator)",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed to one variant")
     parser.add_argument("--tmp", default=None, help="where the temporary sweep folders go (default: the system's)")
     parser.add_argument("--out", default=None)
@@ -283,24 +319,38 @@ def main(argv: list[str] | None = None) -> int:
     variants = [parse_variant(s) for s in specs]
     runs = grid_runs(poles, epochs, horizon, n_train)  # checks the grid before any work
     configs = [r.config for r in runs]
-    print(f"cart-pole paper grid, poles {poles}: {len(runs)} runs x {epochs} epochs, "
-          f"{configs[0].train.n_train // configs[0].train.batch_size} updates per epoch; "
-          f"backend {jax.default_backend()}, {jax.device_count()} device(s); {rounds} round(s)")
+    print(
+        f"cart-pole paper grid, poles {poles}: {len(runs)} runs x {epochs} epochs, "
+        f"{configs[0].train.n_train // configs[0].train.batch_size} updates per epoch; "
+        f"backend {jax.default_backend()}, {jax.device_count()} device(s); {rounds} round(s)"
+    )
     for v in variants:
         groups = plan(configs, v)
-        print(f"  {v['name']}: " + ("one process per run" if groups is None else
-                                    f"{len(groups)} group(s) of {sorted({len(g) for g in groups})}")
-              + f", {v['workers']} worker(s)")
+        print(
+            f"  {v['name']}: "
+            + (
+                "one process per run"
+                if groups is None
+                else f"{len(groups)} group(s) of {sorted({len(g) for g in groups})}"
+            )
+            + f", {v['workers']} worker(s)"
+        )
 
     samples: dict[str, list[dict]] = {v["name"]: [] for v in variants}
     errors: dict[str, list[str]] = {}
     loads = [os.getloadavg()]
     begin = time.perf_counter()
     for r in range(rounds):
-        order = variants[r % len(variants):] + variants[:r % len(variants)]
+        order = variants[r % len(variants) :] + variants[: r % len(variants)]
         for v in order:
-            spec = {"variant": v, "poles": poles, "epochs": epochs, "horizon": horizon, "n_train": n_train,
-                    "tmp": args.tmp}
+            spec = {
+                "variant": v,
+                "poles": poles,
+                "epochs": epochs,
+                "horizon": horizon,
+                "n_train": n_train,
+                "tmp": args.tmp,
+            }
             try:
                 result = measure(spec, args.timeout)
             except (RuntimeError, subprocess.TimeoutExpired) as e:  # reported; the other variants go on
@@ -309,9 +359,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             samples[v["name"]].append(result)
             loads += [tuple(result["load_before"]), tuple(result["load_after"])]
-            print(f"  round {r + 1}/{rounds} {v['name']}: {result['wall_s']:.1f} s wall, "
-                  f"{result['updates'] / result['wall_s']:.0f} updates/s, statuses {result['statuses']}, "
-                  f"load {result['load_after'][0]:.1f}", flush=True)
+            print(
+                f"  round {r + 1}/{rounds} {v['name']}: {result['wall_s']:.1f} s wall, "
+                f"{result['updates'] / result['wall_s']:.0f} updates/s, statuses {result['statuses']}, "
+                f"load {result['load_after'][0]:.1f}",
+                flush=True,
+            )
             if result["messages"]:
                 print(f"    messages: {result['messages']}")
     total_s = time.perf_counter() - begin
@@ -329,14 +382,41 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     _common.print_table(
-        ["variant", "jobs", "wall s", "updates/s", "steady/s", "/proc:1", "/proc:2", "steady /proc:1",
-         "steady /proc:2", "updates/CPU s", "full grid h"],
-        [[r["variant"], r["jobs"], r["wall_s"], r["updates_per_s"], r["steady_updates_per_s"],
-          cell(r, "ratio_to_proc:1"), cell(r, "ratio_to_proc:2"), cell(r, "steady_ratio_to_proc:1"),
-          cell(r, "steady_ratio_to_proc:2"), r["updates_per_cpu_s"], r["full_grid_hours"]] for r in results])
-    one = [l[0] for l in loads]
-    print(f"\nfull grid h: {FULL_RUNS} runs x {FULL_EPOCHS} epochs at this run's horizon and n_train, from the pole "
-          f"counts {poles}; backend {jax.default_backend()}, {jax.device_count()} device(s)")
+        [
+            "variant",
+            "jobs",
+            "wall s",
+            "updates/s",
+            "steady/s",
+            "/proc:1",
+            "/proc:2",
+            "steady /proc:1",
+            "steady /proc:2",
+            "updates/CPU s",
+            "full grid h",
+        ],
+        [
+            [
+                r["variant"],
+                r["jobs"],
+                r["wall_s"],
+                r["updates_per_s"],
+                r["steady_updates_per_s"],
+                cell(r, "ratio_to_proc:1"),
+                cell(r, "ratio_to_proc:2"),
+                cell(r, "steady_ratio_to_proc:1"),
+                cell(r, "steady_ratio_to_proc:2"),
+                r["updates_per_cpu_s"],
+                r["full_grid_hours"],
+            ]
+            for r in results
+        ],
+    )
+    one = [load[0] for load in loads]
+    print(
+        f"\nfull grid h: {FULL_RUNS} runs x {FULL_EPOCHS} epochs at this run's horizon and n_train, from the pole "
+        f"counts {poles}; backend {jax.default_backend()}, {jax.device_count()} device(s)"
+    )
     print(f"load average (1 min) during the run: {min(one):.1f} - {max(one):.1f}; {total_s / 60:.1f} min in all")
     bad = [r for r in results if set(r["statuses"]) - {"complete", "diverged"}]
     for r in bad:
@@ -345,16 +425,34 @@ def main(argv: list[str] | None = None) -> int:
     for name, messages in errors.items():
         print(f"ERROR {name}: {messages[0]}")
     out = args.out or _common.default_output(__file__, args.quick)
-    _common.write_json(out, {
-        "benchmark": "grid_throughput", "machine": _common.machine(),
-        "device": {"backend": jax.default_backend(), "device_count": jax.device_count(),
-                   "devices": [str(d) for d in jax.devices()]},
-        "grid": {"task": "cartpole", "poles": poles, "runs": len(runs), "epochs": epochs, "horizon": horizon,
-                 "n_train": n_train, "updates_per_epoch": configs[0].train.n_train // configs[0].train.batch_size,
-                 "full_grid": {"runs": FULL_RUNS, "epochs": FULL_EPOCHS}},
-        "rounds": rounds, "total_s": total_s, "load_average_1min": {"min": min(one), "max": max(one)},
-        "loads": loads, "results": results, "errors": errors,
-    })
+    _common.write_json(
+        out,
+        {
+            "benchmark": "grid_throughput",
+            "machine": _common.machine(),
+            "device": {
+                "backend": jax.default_backend(),
+                "device_count": jax.device_count(),
+                "devices": [str(d) for d in jax.devices()],
+            },
+            "grid": {
+                "task": "cartpole",
+                "poles": poles,
+                "runs": len(runs),
+                "epochs": epochs,
+                "horizon": horizon,
+                "n_train": n_train,
+                "updates_per_epoch": configs[0].train.n_train // configs[0].train.batch_size,
+                "full_grid": {"runs": FULL_RUNS, "epochs": FULL_EPOCHS},
+            },
+            "rounds": rounds,
+            "total_s": total_s,
+            "load_average_1min": {"min": min(one), "max": max(one)},
+            "loads": loads,
+            "results": results,
+            "errors": errors,
+        },
+    )
     return 0
 
 

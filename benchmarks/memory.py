@@ -49,8 +49,15 @@ def child(horizon: int, method: str, backward: str, remat: str, repeats: int) ->
     params = task.init_controller(jax.random.PRNGKey(0))
     x0 = task.sample(jax.random.PRNGKey(1), 8)
     diff, static = eqx.partition(params, eqx.is_inexact_array)
-    vg = sb.value_and_grad(task.loss, task.step, task.controller, horizon, method, backward=backward,
-                           remat=None if remat == "none" else remat)
+    vg = sb.value_and_grad(
+        task.loss,
+        task.step,
+        task.controller,
+        horizon,
+        method,
+        backward=backward,
+        remat=None if remat == "none" else remat,
+    )
     jax.block_until_ready(x0)
     base = _rss_mb()
     start = time.perf_counter()
@@ -65,12 +72,19 @@ def child(horizon: int, method: str, backward: str, remat: str, repeats: int) ->
         times.append(time.perf_counter() - start)
     peak = _rss_mb()
     return {
-        "horizon": horizon, "method": method, "backward": backward, "remat": remat,
+        "horizon": horizon,
+        "method": method,
+        "backward": backward,
+        "remat": remat,
         "xla_temp_mb": analysis.temp_size_in_bytes / 2**20,
         "xla_argument_mb": analysis.argument_size_in_bytes / 2**20,
         "xla_output_mb": analysis.output_size_in_bytes / 2**20,
-        "base_rss_mb": base, "peak_rss_mb": peak, "update_rss_mb": peak - base,
-        "time_per_update_s": float(np.median(times)), "compile_s": compile_s, "repeats": repeats,
+        "base_rss_mb": base,
+        "peak_rss_mb": peak,
+        "update_rss_mb": peak - base,
+        "time_per_update_s": float(np.median(times)),
+        "compile_s": compile_s,
+        "repeats": repeats,
     }
 
 
@@ -82,8 +96,9 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed updates per configuration")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per configuration")
     parser.add_argument("--out", default=None)
-    parser.add_argument("--child", nargs=5, metavar=("HORIZON", "METHOD", "BACKWARD", "REMAT", "REPEATS"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", nargs=5, metavar=("HORIZON", "METHOD", "BACKWARD", "REMAT", "REPEATS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.child:
         h, m, b, c, r = args.child
@@ -102,8 +117,11 @@ def main(argv=None) -> int:
                 try:
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
                     out = proc.stdout.strip().splitlines()
-                    row = json.loads(out[-1]) if proc.returncode == 0 and out else {
-                        "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+                    row = (
+                        json.loads(out[-1])
+                        if proc.returncode == 0 and out
+                        else {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+                    )
                 except subprocess.TimeoutExpired:
                     row = {"error": f"timeout after {args.timeout:.0f} s"}
                 row.update({"label": label, "horizon": horizon, "remat": remat})
@@ -112,8 +130,18 @@ def main(argv=None) -> int:
     print()
     _common.print_table(
         ["horizon", "variant", "remat", "XLA temp MB", "peak RSS MB", "update RSS MB", "s / update"],
-        [[r["horizon"], r["label"], r["remat"], r.get("xla_temp_mb", "-"), r.get("peak_rss_mb", "-"),
-          r.get("update_rss_mb", "-"), r.get("time_per_update_s", r.get("error", "-"))] for r in rows],
+        [
+            [
+                r["horizon"],
+                r["label"],
+                r["remat"],
+                r.get("xla_temp_mb", "-"),
+                r.get("peak_rss_mb", "-"),
+                r.get("update_rss_mb", "-"),
+                r.get("time_per_update_s", r.get("error", "-")),
+            ]
+            for r in rows
+        ],
     )
     out = args.out or _common.default_output(__file__, args.quick)
     _common.write_json(out, {"benchmark": "memory", "machine": _common.machine(), "rows": rows})

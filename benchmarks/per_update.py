@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
-import stablebptt as sb  # noqa: E402
+import stablebptt as sb
 
 VARIANTS = {
     # name: (method, value_and_grad options)
@@ -91,13 +91,28 @@ def bench_task(name: str, batch: int, repeats: int) -> dict:
 
     ratios = {
         f"{a} / {b} ({key.removesuffix('_s')})": ratio(a, b, key)
-        for a, b in [("C joint", "R"), ("M", "R"), ("S", "R"), ("N", "R"), ("C joint", "C two-pass"),
-                     ("R", "plain scan+grad"), ("C joint", "plain scan+grad"), ("R", "R autodiff")]
+        for a, b in [
+            ("C joint", "R"),
+            ("M", "R"),
+            ("S", "R"),
+            ("N", "R"),
+            ("C joint", "C two-pass"),
+            ("R", "plain scan+grad"),
+            ("C joint", "plain scan+grad"),
+            ("R", "R autodiff"),
+        ]
         for key in ("median_s", "min_s", "cpu_median_s")
     }
     auto = sb.core.adjoint.choose_param_vjp(lambda d, x: task.controller(eqx.combine(d, static), x), diff, x0)
-    return {"task": name, "settings": task.config(), "batch": batch, "horizon": task.horizon,
-            "param_vjp_auto": auto, "timings": timings, "ratios": ratios}
+    return {
+        "task": name,
+        "settings": task.config(),
+        "batch": batch,
+        "horizon": task.horizon,
+        "param_vjp_auto": auto,
+        "timings": timings,
+        "ratios": ratios,
+    }
 
 
 def main(argv=None) -> int:
@@ -125,18 +140,31 @@ def main(argv=None) -> int:
             result = bench_task(name, batch, repeats)
             results.append(result)
             t = result["timings"]
-            print(f"\n{name}  batch {batch}  horizon {result['horizon']}  ({repeats} interleaved rounds; "
-                  f"param_vjp auto: {result['param_vjp_auto']})")
+            print(
+                f"\n{name}  batch {batch}  horizon {result['horizon']}  ({repeats} interleaved rounds; "
+                f"param_vjp auto: {result['param_vjp_auto']})"
+            )
             _common.print_table(
                 ["variant", "median ms", "min ms", "p90 ms", "cpu ms", "/R (median)", "compile s"],
-                [[k, v["median_s"] * 1e3, v["min_s"] * 1e3, v["p90_s"] * 1e3, v["cpu_median_s"] * 1e3,
-                  v["median_s"] / t["R"]["median_s"], v["compile_s"]] for k, v in t.items()],
+                [
+                    [
+                        k,
+                        v["median_s"] * 1e3,
+                        v["min_s"] * 1e3,
+                        v["p90_s"] * 1e3,
+                        v["cpu_median_s"] * 1e3,
+                        v["median_s"] / t["R"]["median_s"],
+                        v["compile_s"],
+                    ]
+                    for k, v in t.items()
+                ],
             )
             for k, v in result["ratios"].items():
                 print(f"  {k}: {v:.2f}")
     out = args.out or _common.default_output(__file__, args.quick)
-    _common.write_json(out, {"benchmark": "per_update", "machine": _common.machine(), "repeats": repeats,
-                             "results": results})
+    _common.write_json(
+        out, {"benchmark": "per_update", "machine": _common.machine(), "repeats": repeats, "results": results}
+    )
     return 0
 
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 ENVS = ("inverted_pendulum", "inverted_double_pendulum", "reacher", "hopper")
 VARIANTS = ("APG", "R", "C", "C-trunc")
@@ -85,8 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.evals < 2:
         p.error("--evals must be at least 2 (before and after training)")
     if args.episode_length % args.window and "C-trunc" in args.variants:
-        print(f"note: the episode of {args.episode_length} steps ends with a window of "
-              f"{args.episode_length % args.window} steps")
+        print(
+            f"note: the episode of {args.episode_length} steps ends with a window of "
+            f"{args.episode_length % args.window} steps"
+        )
     args.out = args.out or _common.default_output(__file__, args.quick)
     args.figure = args.figure or args.out.with_suffix(".png")
     return args
@@ -101,8 +103,14 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
     updates = max(1, round(steps / per_update))
     target = updates / (args.evals - 1)
     per_epoch = min((d for d in range(1, updates + 1) if updates % d == 0), key=lambda d: (abs(d - target), -d))
-    return {"env_steps": steps, "stablebptt_updates": updates, "updates_per_epoch": per_epoch,
-            "epochs": updates // per_epoch, "eval_every_epochs": 1, "stablebptt_env_steps": updates * per_update}
+    return {
+        "env_steps": steps,
+        "stablebptt_updates": updates,
+        "updates_per_epoch": per_epoch,
+        "epochs": updates // per_epoch,
+        "eval_every_epochs": 1,
+        "stablebptt_env_steps": updates * per_update,
+    }
 
 
 def evaluator(env: Any, policy_fn: Any, args: argparse.Namespace, seed: int) -> Any:
@@ -111,8 +119,14 @@ def evaluator(env: Any, policy_fn: Any, args: argparse.Namespace, seed: int) -> 
     from brax.training import acting
 
     wrapped = envs.training.wrap(env, episode_length=args.episode_length)
-    return acting.Evaluator(wrapped, policy_fn, num_eval_envs=args.eval_envs, episode_length=args.episode_length,
-                            action_repeat=1, key=jax.random.PRNGKey(10_000 + seed))
+    return acting.Evaluator(
+        wrapped,
+        policy_fn,
+        num_eval_envs=args.eval_envs,
+        episode_length=args.episode_length,
+        action_repeat=1,
+        key=jax.random.PRNGKey(10_000 + seed),
+    )
 
 
 def run_stablebptt(name: str, variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -123,25 +137,39 @@ def run_stablebptt(name: str, variant: str, seed: int, args: argparse.Namespace)
     plan = budget(args)
     method, truncated = METHODS[variant]
     task = BraxTask(env=name, backend=args.backend, horizon=args.episode_length)
-    settings = from_mapping({"method": method, "epochs": plan["epochs"], "batch_size": args.num_envs,
-                             "n_train": args.num_envs * plan["updates_per_epoch"], "n_test": args.num_envs,
-                             "seed": seed, "truncation": args.window if truncated else None})
+    settings = from_mapping(
+        {
+            "method": method,
+            "epochs": plan["epochs"],
+            "batch_size": args.num_envs,
+            "n_train": args.num_envs * plan["updates_per_epoch"],
+            "n_test": args.num_envs,
+            "seed": seed,
+            "truncation": args.window if truncated else None,
+        }
+    )
     trainer = Trainer(task, settings)
     begin = time.perf_counter()
     trainer.compile()
     compile_s = time.perf_counter() - begin
     evaluate = evaluator(task.brax_env, task.policy, args, seed)
     per_epoch_steps = plan["updates_per_epoch"] * args.num_envs * args.episode_length
-    curve = [{"env_steps": 0, "wall_s": 0.0, "reward": float(evaluate.run_evaluation(
-        trainer.params(trainer.initial), {})["eval/episode_reward"])}]
+    curve = [
+        {
+            "env_steps": 0,
+            "wall_s": 0.0,
+            "reward": float(evaluate.run_evaluation(trainer.params(trainer.initial), {})["eval/episode_reward"]),
+        }
+    ]
     wall = [0.0]
 
     def on_epoch(epoch: int, state: Any, row: dict[str, float]) -> None:
         wall[0] += row["epoch_time"]
         if epoch % plan["eval_every_epochs"] == 0 or epoch == plan["epochs"]:
             reward = evaluate.run_evaluation(trainer.params(state), {})["eval/episode_reward"]
-            curve.append({"env_steps": epoch * per_epoch_steps, "wall_s": wall[0], "reward": float(reward),
-                          "loss": row["loss"]})
+            curve.append(
+                {"env_steps": epoch * per_epoch_steps, "wall_s": wall[0], "reward": float(reward), "loss": row["loss"]}
+            )
 
     outcome = trainer.run(trainer.initial, epochs=plan["epochs"], on_epoch=on_epoch)
     status = "complete" if outcome.diverged_row is None else f"diverged at epoch {outcome.diverged_row['epoch']}"
@@ -153,9 +181,11 @@ def check_apg_runs() -> None:
     import jax
 
     if not hasattr(jax, "device_put_replicated"):
-        raise Refused(f"Brax's apg.train needs jax.device_put_replicated, which JAX {jax.__version__} no longer "
-                      "has; run the APG variant with jax<0.8: pip install -e '.[brax]' 'jax==0.7.2' "
-                      "'jaxlib==0.7.2' (docs/brax.md), or leave it out: --variants R,C,C-trunc")
+        raise Refused(
+            f"Brax's apg.train needs jax.device_put_replicated, which JAX {jax.__version__} no longer "
+            "has; run the APG variant with jax<0.8: pip install -e '.[brax]' 'jax==0.7.2' "
+            "'jaxlib==0.7.2' (docs/brax.md), or leave it out: --variants R,C,C-trunc"
+        )
 
 
 def run_apg(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -173,15 +203,29 @@ def run_apg(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     def progress(it: int, metrics: dict[str, Any]) -> None:
         if it > 0:
             epoch_times.append(float(metrics["training/walltime"]) - sum(epoch_times))
-        curve.append({"env_steps": it * per_eval_steps, "wall_s": float(metrics.get("training/walltime", 0.0)),
-                      "reward": float(metrics["eval/episode_reward"]),
-                      "grad_norm": float(metrics.get("training/grad_norm", np.nan))})
+        curve.append(
+            {
+                "env_steps": it * per_eval_steps,
+                "wall_s": float(metrics.get("training/walltime", 0.0)),
+                "reward": float(metrics["eval/episode_reward"]),
+                "grad_norm": float(metrics.get("training/grad_norm", np.nan)),
+            }
+        )
 
     status = "complete"
     try:
-        apg.train(environment=env, episode_length=args.episode_length, policy_updates=args.apg_updates,
-                  horizon_length=args.window, num_envs=args.num_envs, num_evals=args.evals,
-                  num_eval_envs=args.eval_envs, seed=seed, deterministic_eval=True, progress_fn=progress)
+        apg.train(
+            environment=env,
+            episode_length=args.episode_length,
+            policy_updates=args.apg_updates,
+            horizon_length=args.window,
+            num_envs=args.num_envs,
+            num_evals=args.evals,
+            num_eval_envs=args.eval_envs,
+            seed=seed,
+            deterministic_eval=True,
+            progress_fn=progress,
+        )
     except AssertionError:
         # apg.train ends with pmap.assert_is_replicated(training_state), which compares the state with itself
         # across devices: with one device it fails exactly when the state holds a NaN.
@@ -196,8 +240,12 @@ def run_apg(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     steady = float(np.median(epoch_times[1:])) if len(epoch_times) > 1 else epoch_times[0]
     for point, elapsed in zip(curve[1:], np.cumsum([steady, *epoch_times[1:]]), strict=False):
         point["wall_s"] = float(elapsed)
-    return {"compile_s": (epoch_times[0] - steady) if epoch_times else None, "curve": curve,
-            "status": status, "total_s": total_s}
+    return {
+        "compile_s": (epoch_times[0] - steady) if epoch_times else None,
+        "curve": curve,
+        "status": status,
+        "total_s": total_s,
+    }
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -211,30 +259,61 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             best = np.array([np.nanmax([p["reward"] for p in r["curve"]]) for r in group])
             initial = [r["curve"][0]["reward"] for r in group]
             with np.errstate(all="ignore"):
-                stats = {f"{k}_{f.__name__.replace('nan', '')}": float(f(v)) if np.any(np.isfinite(v)) else float("nan")
-                         for k, v in (("final", final), ("best", best)) for f in (np.nanmedian, np.nanmin, np.nanmax)}
-            rows.append({
-                "env": name, "variant": variant, "seeds": len(group), "diverged": sum(r["status"].startswith("diverged") for r in group),
-                "initial_median": float(np.median(initial)), **stats,
-                "env_steps": group[0]["curve"][-1]["env_steps"],
-                "train_wall_s_median": float(np.median([r["curve"][-1]["wall_s"] for r in group])),
-                "compile_s_median": float(np.median([r["compile_s"] for r in group if r["compile_s"] is not None]
-                                                    or [np.nan])),
-                "statuses": sorted({r["status"] for r in group}),
-            })
+                stats = {
+                    f"{k}_{f.__name__.replace('nan', '')}": float(f(v)) if np.any(np.isfinite(v)) else float("nan")
+                    for k, v in (("final", final), ("best", best))
+                    for f in (np.nanmedian, np.nanmin, np.nanmax)
+                }
+            rows.append(
+                {
+                    "env": name,
+                    "variant": variant,
+                    "seeds": len(group),
+                    "diverged": sum(r["status"].startswith("diverged") for r in group),
+                    "initial_median": float(np.median(initial)),
+                    **stats,
+                    "env_steps": group[0]["curve"][-1]["env_steps"],
+                    "train_wall_s_median": float(np.median([r["curve"][-1]["wall_s"] for r in group])),
+                    "compile_s_median": float(
+                        np.median([r["compile_s"] for r in group if r["compile_s"] is not None] or [np.nan])
+                    ),
+                    "statuses": sorted({r["status"] for r in group}),
+                }
+            )
     return rows
 
 
 def write_outputs(payload: dict[str, Any], args: argparse.Namespace) -> None:
     payload["summary"] = summarize(payload["runs"])
     _common.print_table(
-        ["env", "variant", "seeds", "diverged", "final (median [min, max])", "best (median [min, max])", "steps",
-         "train s", "compile s", "status"],
-        [[s["env"], s["variant"], s["seeds"], s["diverged"],
-          f"{s['final_median']:.1f} [{s['final_min']:.1f}, {s['final_max']:.1f}]",
-          f"{s['best_median']:.1f} [{s['best_min']:.1f}, {s['best_max']:.1f}]", s["env_steps"],
-          round(s["train_wall_s_median"], 1), round(s["compile_s_median"], 1), ", ".join(s["statuses"])]
-         for s in payload["summary"]])
+        [
+            "env",
+            "variant",
+            "seeds",
+            "diverged",
+            "final (median [min, max])",
+            "best (median [min, max])",
+            "steps",
+            "train s",
+            "compile s",
+            "status",
+        ],
+        [
+            [
+                s["env"],
+                s["variant"],
+                s["seeds"],
+                s["diverged"],
+                f"{s['final_median']:.1f} [{s['final_min']:.1f}, {s['final_max']:.1f}]",
+                f"{s['best_median']:.1f} [{s['best_min']:.1f}, {s['best_max']:.1f}]",
+                s["env_steps"],
+                round(s["train_wall_s_median"], 1),
+                round(s["compile_s_median"], 1),
+                ", ".join(s["statuses"]),
+            ]
+            for s in payload["summary"]
+        ],
+    )
     _common.write_json(args.out, payload)
     curves = args.out.with_suffix(".csv")
     with open(curves, "w", newline="") as f:
@@ -242,8 +321,9 @@ def write_outputs(payload: dict[str, Any], args: argparse.Namespace) -> None:
         writer.writerow(["env", "variant", "seed", "env_steps", "wall_s", "reward"])
         for r in payload["runs"]:
             for p in r["curve"]:
-                writer.writerow([r["env"], r["variant"], r["seed"], p["env_steps"], f"{p['wall_s']:.3f}",
-                                 f"{p['reward']:.4f}"])
+                writer.writerow(
+                    [r["env"], r["variant"], r["seed"], p["env_steps"], f"{p['wall_s']:.3f}", f"{p['reward']:.4f}"]
+                )
     print(f"wrote {curves}")
     plot(payload, args.figure)
 
@@ -270,13 +350,20 @@ def plot(payload: dict[str, Any], path: Path) -> None:
                 with np.errstate(all="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # all-NaN columns of diverged runs
                     ax.plot(x, np.nanmedian(reward, 0), "-o", ms=2.5, color=colours.get(variant), label=variant)
-                    ax.fill_between(x, np.nanmin(reward, 0), np.nanmax(reward, 0), color=colours.get(variant),
-                                    alpha=0.15, lw=0)
+                    ax.fill_between(
+                        x, np.nanmin(reward, 0), np.nanmax(reward, 0), color=colours.get(variant), alpha=0.15, lw=0
+                    )
         finite = [sum(np.isfinite(p["reward"]) for p in r["curve"][1:]) for r in runs if r["env"] == name]
         if max(finite) == 0:  # no run got past its first update
             for i in range(2):
-                axes[i, j].text(0.5, 0.5, "every run diverged\n(NaN gradients; see the table)", ha="center",
-                                va="center", transform=axes[i, j].transAxes)
+                axes[i, j].text(
+                    0.5,
+                    0.5,
+                    "every run diverged\n(NaN gradients; see the table)",
+                    ha="center",
+                    va="center",
+                    transform=axes[i, j].transAxes,
+                )
         axes[0, j].set_title(name)
         axes[0, j].set_xlabel("environment steps")
         axes[1, j].set_xlabel("training wall time (s, without compilation)")
@@ -286,9 +373,12 @@ def plot(payload: dict[str, Any], path: Path) -> None:
         axes[i, 0].set_ylabel("evaluation episode reward")
     axes[0, 0].legend(fontsize=8)
     settings = payload.get("settings", {})
-    fig.suptitle(f"Brax {settings.get('backend', '')}: median and range over seeds "
-                 f"({settings.get('num_envs')} envs, episodes of {settings.get('episode_length')} steps, "
-                 f"APG windows of {settings.get('window')})", fontsize=10)
+    fig.suptitle(
+        f"Brax {settings.get('backend', '')}: median and range over seeds "
+        f"({settings.get('num_envs')} envs, episodes of {settings.get('episode_length')} steps, "
+        f"APG windows of {settings.get('window')})",
+        fontsize=10,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -320,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         from stablebptt.integrations.brax import environment_names
+
         known = environment_names()
     except ImportError:
         raise Refused("this benchmark needs Brax: pip install -e '.[brax]'") from None
@@ -328,8 +419,21 @@ def main(argv: list[str] | None = None) -> int:
         raise Refused(f"unknown Brax environment {unknown[0]!r}; allowed: {', '.join(known)}")
     if "APG" in args.variants:
         check_apg_runs()
-    settings = {k: getattr(args, k) for k in ("backend", "episode_length", "num_envs", "window", "apg_updates",
-                                              "evals", "eval_envs", "seeds", "envs", "variants")}
+    settings = {
+        k: getattr(args, k)
+        for k in (
+            "backend",
+            "episode_length",
+            "num_envs",
+            "window",
+            "apg_updates",
+            "evals",
+            "eval_envs",
+            "seeds",
+            "envs",
+            "variants",
+        )
+    }
     settings.update(budget(args))
     print(json.dumps(settings))
     payload: dict[str, Any] = {"machine": _common.machine(), "settings": settings, "runs": []}
@@ -338,13 +442,22 @@ def main(argv: list[str] | None = None) -> int:
             for variant in args.variants:
                 begin = time.perf_counter()
                 result = run_apg(name, seed, args) if variant == "APG" else run_stablebptt(name, variant, seed, args)
-                run = {"env": name, "backend": args.backend, "variant": variant, "seed": seed, **result,
-                       "elapsed_s": time.perf_counter() - begin}
+                run = {
+                    "env": name,
+                    "backend": args.backend,
+                    "variant": variant,
+                    "seed": seed,
+                    **result,
+                    "elapsed_s": time.perf_counter() - begin,
+                }
                 payload["runs"].append(run)
                 last = run["curve"][-1]
-                print(f"{name} {variant} seed {seed}: reward {run['curve'][0]['reward']:.1f} -> {last['reward']:.1f} "
-                      f"after {last['env_steps']} steps, {last['wall_s']:.1f} s training, "
-                      f"{run['elapsed_s']:.0f} s in all ({run['status']})", flush=True)
+                print(
+                    f"{name} {variant} seed {seed}: reward {run['curve'][0]['reward']:.1f} -> {last['reward']:.1f} "
+                    f"after {last['env_steps']} steps, {last['wall_s']:.1f} s training, "
+                    f"{run['elapsed_s']:.0f} s in all ({run['status']})",
+                    flush=True,
+                )
                 _common.write_json(args.out.with_suffix(".partial.json"), payload)  # what is done so far
     write_outputs(payload, args)
     args.out.with_suffix(".partial.json").unlink(missing_ok=True)

@@ -21,16 +21,20 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax-compilation-cache"))
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax-compilation-cache")
+)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # on a GPU the workers share it
 if os.environ.get("STABLEBPTT_TEST_OPTIMIZE") != "1" and "xla_backend_optimization_level" not in os.environ.get(
-        "XLA_FLAGS", ""):
+    "XLA_FLAGS", ""
+):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import contextlib
+
+import jax
+import pytest
 
 CLEAR_ABOVE_MB = 1024
 
@@ -58,10 +62,8 @@ def _rss_mb() -> int:
 
 def _trim() -> None:
     """Give freed memory back to the system (glibc keeps it otherwise); best effort."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 @pytest.fixture(autouse=True)
@@ -97,8 +99,10 @@ def pytest_runtest_protocol(item, nextitem):
         t0, cpu0, child0, peak0 = _module["start"]
         cpu, child, peak = _usage()
         with open(_PROFILE, "a") as f:  # pid, file, tests, wall s, CPU s, children's CPU s, peak MB before/after
-            f.write(f"{os.getpid()}\t{item.path.relative_to(item.config.rootpath)}\t{_module['tests']}\t"
-                    f"{time.perf_counter() - t0:.1f}\t{cpu - cpu0:.1f}\t{child - child0:.1f}\t{peak0}\t{peak}\n")
+            f.write(
+                f"{os.getpid()}\t{item.path.relative_to(item.config.rootpath)}\t{_module['tests']}\t"
+                f"{time.perf_counter() - t0:.1f}\t{cpu - cpu0:.1f}\t{child - child0:.1f}\t{peak0}\t{peak}\n"
+            )
 
 
 @pytest.fixture

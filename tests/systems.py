@@ -145,8 +145,11 @@ def _dict_task_class():
             return jnp.mean((states["angle"][-1] - self.target) ** 2)
 
         def sample(self, key, n):
-            return {"angle": jax.random.uniform(key, (n, 2), minval=-0.5, maxval=0.5),
-                    "speed": jnp.zeros((n, 2)), "steps": jnp.zeros((n,), jnp.int32)}
+            return {
+                "angle": jax.random.uniform(key, (n, 2), minval=-0.5, maxval=0.5),
+                "speed": jnp.zeros((n, 2)),
+                "steps": jnp.zeros((n,), jnp.int32),
+            }
 
         def init_controller(self, key):
             return MLP(6, 2, (16,), key=key, zero_final_kernel=False)

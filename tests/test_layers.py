@@ -13,8 +13,13 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "stablebptt"
 LAYERS = ("core", "tasks", "training", "runs", "experiments", "cli")
 # Modules outside the layer packages: the facade and the entry point import freely; nn is part of the core;
 # integrations/ (other libraries' simulators as tasks) is part of the tasks layer.
-OUTSIDE = {"stablebptt": None, "stablebptt.__main__": None, "stablebptt.nn": "core",
-           "stablebptt.integrations": "tasks", "stablebptt.integrations.brax": "tasks"}  # adapters are tasks
+OUTSIDE = {
+    "stablebptt": None,
+    "stablebptt.__main__": None,
+    "stablebptt.nn": "core",
+    "stablebptt.integrations": "tasks",
+    "stablebptt.integrations.brax": "tasks",
+}  # adapters are tasks
 # What only runs/ may use: writers of run-folder files and the names of those files.
 RUN_FOLDER_WRITERS = {"save_checkpoint", "save_params", "RunLock", "fault_point", "Session"}
 RUN_FOLDER_FILES = {"CONFIG", "STATUS", "METRICS_CSV", "PARAMS", "CHECKPOINT", "FIGURE", "LOCK"}
@@ -93,7 +98,8 @@ def test_no_import_circle():
 
 def _names(tree: ast.AST) -> set[str]:
     return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
-        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+    }
 
 
 @pytest.mark.parametrize("module", sorted(GRAPH))

@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
 def test_the_readme_has_python_examples():
@@ -34,8 +34,7 @@ def test_example_runs_and_its_loss_falls(index, monkeypatch):
     if "print" in block and "loss" in block:
         assert len(losses) >= 2, out.getvalue()
         assert losses[-1] < 0.5 * losses[0], out.getvalue()
-    for task_class in [v for v in module.__dict__.values()
-                       if isinstance(v, type) and v.__module__ == module.__name__]:
+    for task_class in [v for v in module.__dict__.values() if isinstance(v, type) and v.__module__ == module.__name__]:
         from stablebptt.tasks import Task
         from stablebptt.training import train
 

@@ -8,5 +8,14 @@ from .core import METHODS, BadInput, BadType, canonical_method, combine, rollout
 
 __version__ = "0.2.0"
 
-__all__ = ["METHODS", "BadInput", "BadType", "canonical_method", "combine", "rollout", "sign_agreement", "tasks",
-           "value_and_grad"]
+__all__ = [
+    "METHODS",
+    "BadInput",
+    "BadType",
+    "canonical_method",
+    "combine",
+    "rollout",
+    "sign_agreement",
+    "tasks",
+    "value_and_grad",
+]

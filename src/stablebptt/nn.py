@@ -57,7 +57,12 @@ class MLP(eqx.Module):
 
 
 def glorot_conv(
-    num_spatial_dims: int, in_channels: int, out_channels: int, kernel_size: Sequence[int], stride: int, *,
+    num_spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: Sequence[int],
+    stride: int,
+    *,
     key: jax.Array,
 ) -> eqx.nn.Conv:
     """An `eqx.nn.Conv` (valid padding) with a Glorot-uniform kernel and a zero bias, as Keras initialises it:

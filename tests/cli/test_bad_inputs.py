@@ -50,8 +50,12 @@ CASES = [
     ("non-numeric epochs", ["train", "cartpole", "--epochs", "ten"], None, ["--epochs", "ten", "integer"]),
     ("fractional epochs", ["train", "cartpole", "--epochs", "2.5"], None, ["--epochs", "2.5", "integer"]),
     ("zero batch size", ["train", "cartpole", "--batch-size", "0"], None, ["--batch-size", "'0'"]),
-    ("batch larger than data", ["train", "cartpole", *TINY, "--batch-size", "32"], None,
-     ["batch size 32", "16", "1..16"]),
+    (
+        "batch larger than data",
+        ["train", "cartpole", *TINY, "--batch-size", "32"],
+        None,
+        ["batch size 32", "16", "1..16"],
+    ),
     ("zero poles", ["train", "cartpole", "--poles", "0"], None, ["--poles", "'0'", "positive integer"]),
     ("zero horizon", ["train", "cartpole", "--horizon", "0"], None, ["--horizon", "'0'"]),
     ("negative lr", ["train", "cartpole", "--lr", "-1"], None, ["--lr", "-1", "positive"]),
@@ -60,23 +64,43 @@ CASES = [
     ("zero clip value", ["train", "cartpole", "--clip", "norm", "--clip-value", "0"], None, ["--clip-value", "'0'"]),
     ("negative seed", ["train", "cartpole", "--seed", "-1"], None, ["--seed", "-1", "non-negative"]),
     ("unknown adam eps form", ["train", "cartpole", "--adam-eps", "tf"], None, ["--adam-eps", "tf", "keras, optax"]),
-    ("unknown regular-nonfinite", ["train", "cartpole", "--regular-nonfinite", "skip"], None,
-     ["--regular-nonfinite", "skip", "zero, stop"]),
-    ("seed and seeds in compare", ["compare", "cartpole", *TINY, "--seed", "1", "--seeds", "1,2"], None,
-     ["--seed", "--seeds", "not both"]),
+    (
+        "unknown regular-nonfinite",
+        ["train", "cartpole", "--regular-nonfinite", "skip"],
+        None,
+        ["--regular-nonfinite", "skip", "zero, stop"],
+    ),
+    (
+        "seed and seeds in compare",
+        ["compare", "cartpole", *TINY, "--seed", "1", "--seeds", "1,2"],
+        None,
+        ["--seed", "--seeds", "not both"],
+    ),
     ("bad seed in compare --seeds", ["compare", "cartpole", "--seeds", "1,x"], None, ["--seeds", "x"]),
-    ("unknown batch-runs mode", ["sweep", "cartpole", "--batch-runs", "always"], None,
-     ["--batch-runs", "always", "auto", "off"]),
+    (
+        "unknown batch-runs mode",
+        ["sweep", "cartpole", "--batch-runs", "always"],
+        None,
+        ["--batch-runs", "always", "auto", "off"],
+    ),
     ("zero checkpoint-every", ["train", "cartpole", "--checkpoint-every", "0"], None, ["--checkpoint-every", "'0'"]),
     ("zero n-train", ["train", "cartpole", "--n-train", "0"], None, ["--n-train", "'0'"]),
     ("unknown option", ["train", "cartpole", "--bogus", "1"], None, ["--bogus"]),
     ("out is a file", ["train", "cartpole", *TINY, "--out", "afile"], _file, ["--out", "afile", "not a folder"]),
     ("out under a file", ["train", "cartpole", *TINY, "--out", "afile/run"], _file, ["afile", "not a folder"]),
-    ("out not writable", ["train", "cartpole", *TINY, "--out", "/proc/stablebptt-run"], None,
-     ["--out", "/proc", "cannot write"]),
+    (
+        "out not writable",
+        ["train", "cartpole", *TINY, "--out", "/proc/stablebptt-run"],
+        None,
+        ["--out", "/proc", "cannot write"],
+    ),
     ("out holds no run", ["train", "cartpole", *TINY, "--out", "mine"], _user_folder, ["mine", "not empty"]),
-    ("out holds no run, forced", ["train", "cartpole", *TINY, "--out", "mine", "--force"], _user_folder,
-     ["mine", "not empty"]),
+    (
+        "out holds no run, forced",
+        ["train", "cartpole", *TINY, "--out", "mine", "--force"],
+        _user_folder,
+        ["mine", "not empty"],
+    ),
     ("unknown command", ["fly"], None, ["fly", "train"]),
     ("compare unknown method", ["compare", "cartpole", "--methods", "R,Z"], None, ["--methods", "'Z'"]),
     ("resume missing folder", ["resume", "nowhere"], None, ["nowhere", "does not exist"]),
@@ -85,18 +109,25 @@ CASES = [
     ("resume zero epochs", ["resume", "run", "--epochs", "0"], _not_a_config, ["--epochs", "'0'"]),
     ("zero truncation", ["train", "cartpole", "--truncation", "0"], None, ["--truncation", "'0'"]),
     ("unknown remat", ["train", "cartpole", "--remat", "halves"], None, ["--remat", "halves", "sqrt"]),
-    ("remat and checkpoint", ["train", "cartpole", "--remat", "4", "--checkpoint", "sqrt"], None,
-     ["--checkpoint and --remat both given"]),
+    (
+        "remat and checkpoint",
+        ["train", "cartpole", "--remat", "4", "--checkpoint", "sqrt"],
+        None,
+        ["--checkpoint and --remat both given"],
+    ),
     ("autodiff for C", ["train", "cartpole", "--backward", "autodiff"], None, ["method C", "joint"]),
     ("unknown backward", ["train", "cartpole", "--backward", "sideways"], None, ["--backward", "sideways"]),
     ("sweep zero truncation", ["sweep", "cartpole", "--truncation", "2,0"], None, ["--truncation", "'0'"]),
     ("sweep lowercase method list", ["sweep", "cartpole", "--methods", "r,q"], None, ["--methods", "'Q'"]),
     ("compare unknown remat", ["compare", "cartpole", "--remat", "x"], None, ["--remat", "'x'"]),
-    ("compare batch larger than data", ["compare", "cartpole", *TINY, "--batch-size", "32"], None,
-     ["batch size 32"]),
+    ("compare batch larger than data", ["compare", "cartpole", *TINY, "--batch-size", "32"], None, ["batch size 32"]),
     # 1.4 TB at least (an update of 10**8 steps): more than any machine; refused before compiling
-    ("horizon beyond memory", ["train", "cartpole", "--horizon", "100000000", "--out", "x"], None,
-     ["horizon 100000000", "GB", "--remat sqrt"]),
+    (
+        "horizon beyond memory",
+        ["train", "cartpole", "--horizon", "100000000", "--out", "x"],
+        None,
+        ["horizon 100000000", "GB", "--remat sqrt"],
+    ),
     ("compare horizon beyond memory", ["compare", "cartpole", "--horizon", "100000000"], None, ["--remat sqrt"]),
 ]
 
@@ -156,8 +187,9 @@ def test_bad_input_is_refused_in_one_line(outcomes, name, words, capsys):
 def test_debug_shows_the_traceback(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     args = ["train", "cartpole", *TINY, "--batch-size", "32", "--debug"]
-    proc = subprocess.run([sys.executable, "-m", "stablebptt", *args], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stablebptt", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "batch size 32" in proc.stderr
     assert list(tmp_path.iterdir()) == []
@@ -166,10 +198,18 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_the_installed_command_reports_like_main(tmp_path):
     """The real command (a subprocess) for one argparse error and one error found after parsing."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    for args, word in ((["train", "cartpole", "--poles", "0"], "--poles"),
-                       (["train", "cartpole", *TINY, "--batch-size", "32"], "batch size 32")):
-        proc = subprocess.run([sys.executable, "-m", "stablebptt", *args], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
+    for args, word in (
+        (["train", "cartpole", "--poles", "0"], "--poles"),
+        (["train", "cartpole", *TINY, "--batch-size", "32"], "batch size 32"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "stablebptt", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 2 and proc.stderr.startswith("stablebptt train: error: ") and word in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
@@ -188,12 +228,31 @@ class Broken(CartPole):
 def test_an_error_inside_a_user_step_is_bad_input_naming_the_step(tmp_path, monkeypatch, capsys):
     (tmp_path / "brokentask.py").write_text(BROKEN_STEP)
     monkeypatch.syspath_prepend(str(tmp_path))
-    code, stderr = _run(["train", "brokentask:Broken", "--set", "horizon=4", "--epochs", "1", "--n-train", "8",
-                         "--n-test", "8", "--out", "run"], tmp_path, capsys)
+    code, stderr = _run(
+        [
+            "train",
+            "brokentask:Broken",
+            "--set",
+            "horizon=4",
+            "--epochs",
+            "1",
+            "--n-train",
+            "8",
+            "--n-test",
+            "8",
+            "--out",
+            "run",
+        ],
+        tmp_path,
+        capsys,
+    )
     lines = stderr.strip().splitlines()
     assert code == 2 and len(lines) == 1, stderr
-    assert re.match(r"stablebptt train: error: the simulator step `Broken.step` raised (TypeError|ValueError): "
-                    r".*shapes.*\(its input: state float\d+\[8,3,2\], control float\d+\[8\]\)$", lines[0]), lines[0]
+    assert re.match(
+        r"stablebptt train: error: the simulator step `Broken.step` raised (TypeError|ValueError): "
+        r".*shapes.*\(its input: state float\d+\[8,3,2\], control float\d+\[8\]\)$",
+        lines[0],
+    ), lines[0]
     assert "Traceback" not in stderr
     status = json.loads((tmp_path / "run" / "status.json").read_text())  # the run folder records the failure
     assert status["status"] == "failed" and status["message"].endswith(lines[0].split("error: ", 1)[1])
@@ -210,8 +269,10 @@ def test_a_failure_of_the_program_is_exit_1_not_bad_input(tmp_path, monkeypatch,
     code, stderr = _run(["train", "cartpole", *TINY, "--out", "run"], tmp_path, capsys)
     lines = stderr.strip().splitlines()
     assert code == 1 and len(lines) == 1, stderr
-    assert lines[0] == ("stablebptt train: error: RuntimeError: XLA: internal error (a failure, not bad input; rerun "
-                        "with --debug for the traceback)")
+    assert lines[0] == (
+        "stablebptt train: error: RuntimeError: XLA: internal error (a failure, not bad input; rerun "
+        "with --debug for the traceback)"
+    )
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "failed" and status["message"] == "RuntimeError: XLA: internal error"
 
@@ -223,8 +284,7 @@ def test_a_horizon_beyond_memory_is_refused_before_compiling(tmp_path, monkeypat
 
     limit, where = budget.memory_limit()
     monkeypatch.setattr(budget, "memory_limit", lambda: (min(limit, 100 * 10**9), where))  # below the 143 GB
-    code, stderr = _run(["train", "cartpole", "--horizon", "10000000", "--out", str(tmp_path / "x")], tmp_path,
-                        capsys)
+    code, stderr = _run(["train", "cartpole", "--horizon", "10000000", "--out", str(tmp_path / "x")], tmp_path, capsys)
     lines = stderr.strip().splitlines()
     assert code == 2 and len(lines) == 1, stderr
     assert lines[0].startswith("stablebptt train: error: horizon 10000000 needs at least 143 GB")
@@ -233,8 +293,30 @@ def test_a_horizon_beyond_memory_is_refused_before_compiling(tmp_path, monkeypat
 
 
 def test_options_without_effect_get_a_note(tmp_path, capsys):
-    code, stderr = _run(["train", "cartpole", "--poles", "1", "--horizon", "5", "--truncation", "500", "--remat",
-                         "1000", "--epochs", "1", "--n-train", "8", "--n-test", "8", "--out", "run"], tmp_path, capsys)
+    code, stderr = _run(
+        [
+            "train",
+            "cartpole",
+            "--poles",
+            "1",
+            "--horizon",
+            "5",
+            "--truncation",
+            "500",
+            "--remat",
+            "1000",
+            "--epochs",
+            "1",
+            "--n-train",
+            "8",
+            "--n-test",
+            "8",
+            "--out",
+            "run",
+        ],
+        tmp_path,
+        capsys,
+    )
     assert code == 0, stderr
     notes = [line for line in stderr.splitlines() if ": note: " in line]
     assert [n.split(": note: ")[0] for n in notes] == ["stablebptt train"] * 2

@@ -16,8 +16,9 @@ TINY = ["--horizon", "10", "--epochs", "3"]
 
 
 def run(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "stablebptt", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "stablebptt", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def main_in(cwd, *args) -> int:
@@ -39,7 +40,7 @@ def test_train_writes_the_run_folder(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["task"] == "cartpole" and config["task_settings"]["n_poles"] == 1
     assert config["train"]["method"] == "C" and config["train"]["epochs"] == 3
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    rows = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert all(math.isfinite(float(r["test_loss"])) for r in rows)
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
@@ -56,11 +57,26 @@ def test_train_refuses_to_overwrite_another_run(tmp_path, capsys):
 
 
 def test_compare_writes_figure_and_table(tmp_path, capsys):
-    assert main_in(tmp_path, "compare", "cartpole", "--poles", "1", *TINY, "--methods", "r,C", "--remat", "sqrt",
-                   "--out", str(tmp_path / "cmp")) == 0
+    assert (
+        main_in(
+            tmp_path,
+            "compare",
+            "cartpole",
+            "--poles",
+            "1",
+            *TINY,
+            "--methods",
+            "r,C",
+            "--remat",
+            "sqrt",
+            "--out",
+            str(tmp_path / "cmp"),
+        )
+        == 0
+    )
     stdout = capsys.readouterr().out
     assert (tmp_path / "cmp" / "compare.png").read_bytes()[:4] == b"\x89PNG"
-    rows = list(csv.DictReader(open(tmp_path / "cmp" / "compare.csv")))
+    rows = list(csv.DictReader((tmp_path / "cmp" / "compare.csv").read_text().splitlines()))
     assert [r["method"] for r in rows] == ["R", "C"]
     assert all(math.isfinite(float(r["final_test_loss"])) for r in rows)
     assert "final test loss" in stdout and "after 3 epochs" in stdout
@@ -105,35 +121,68 @@ def test_compare_defaults_to_its_own_epochs_and_takes_seeds(tmp_path, monkeypatc
 
     def fake_compare(out, config, methods, *, seeds, force, on_run):
         seen.update(epochs=config.train.epochs, seeds=list(seeds), methods=list(methods))
-        return [{"method": m, "seeds": len(seeds), "final_test_loss": 1.0, "final_test_min": 1.0,
-                 "final_test_max": 1.0, "best_test_loss": 1.0, "final_train_loss": 1.0, "seconds_per_epoch": 0.1}
-                for m in methods]
+        return [
+            {
+                "method": m,
+                "seeds": len(seeds),
+                "final_test_loss": 1.0,
+                "final_test_min": 1.0,
+                "final_test_max": 1.0,
+                "best_test_loss": 1.0,
+                "final_train_loss": 1.0,
+                "seconds_per_epoch": 0.1,
+            }
+            for m in methods
+        ]
 
     monkeypatch.setattr(compare_module, "compare", fake_compare)
     assert main(["compare", "cartpole", "--out", str(tmp_path / "a")]) == 0
     assert seen == {"epochs": COMPARE_EPOCHS, "seeds": [42], "methods": ["R", "M", "C", "S"]}
-    assert main(["compare", "cartpole", "--epochs", "7", "--seeds", "1,2", "--methods", "R,C",
-                 "--out", str(tmp_path / "b")]) == 0
+    assert (
+        main(
+            ["compare", "cartpole", "--epochs", "7", "--seeds", "1,2", "--methods", "R,C", "--out", str(tmp_path / "b")]
+        )
+        == 0
+    )
     assert seen == {"epochs": 7, "seeds": [1, 2], "methods": ["R", "C"]}
     assert "median over 2 seeds" in capsys.readouterr().out
 
 
 def test_a_run_diverging_in_its_first_epoch_says_so(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "cartpole", "--poles", "1", "--method", "R", "--lr", "1e30", "--n-train", "16", "--n-test", "16",
-            *TINY, "--out", str(out)]
+    args = [
+        "train",
+        "cartpole",
+        "--poles",
+        "1",
+        "--method",
+        "R",
+        "--lr",
+        "1e30",
+        "--n-train",
+        "16",
+        "--n-test",
+        "16",
+        *TINY,
+        "--out",
+        str(out),
+    ]
     assert main_in(tmp_path, *args) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "epoch 1" in err and "no epoch before it finished" in err and "none" not in err
     assert json.loads((out / "status.json").read_text())["status"] == "diverged"
 
 
-@pytest.mark.parametrize("args, option", [
-    (["train", "cartpole", "--out", "x" * 300], "--out"),
-    (["train", "cartpole", "--out", "deep/" + "y" * 300 + "/run"], "--out"),
-    (["plot", ".", "--out", "/proc/x/figures"], "--out"),
-    (["toy", "--out", "/proc/x"], "--out"),
-], ids=["long-name", "long-inner-name", "plot-proc", "toy-proc"])
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["train", "cartpole", "--out", "x" * 300], "--out"),
+        (["train", "cartpole", "--out", "deep/" + "y" * 300 + "/run"], "--out"),
+        (["plot", ".", "--out", "/proc/x/figures"], "--out"),
+        (["toy", "--out", "/proc/x"], "--out"),
+    ],
+    ids=["long-name", "long-inner-name", "plot-proc", "toy-proc"],
+)
 def test_os_errors_on_paths_are_one_line_naming_the_option(tmp_path, capsys, args, option):
     (tmp_path / "sweep.json").write_text('{"task": "cartpole", "runs": {}}')
     (tmp_path / "r").mkdir()
@@ -146,8 +195,28 @@ def test_os_errors_on_paths_are_one_line_naming_the_option(tmp_path, capsys, arg
 
 
 def test_sweep_caps_workers_at_the_number_of_runs(tmp_path, capsys):
-    args = ["sweep", "cartpole", "--poles", "1", "--method", "R", "--horizon", "5", "--epochs", "1", "--n-train", "8",
-            "--n-test", "8", "--batch-size", "8", "--workers", "1000", "--out", "s"]
+    args = [
+        "sweep",
+        "cartpole",
+        "--poles",
+        "1",
+        "--method",
+        "R",
+        "--horizon",
+        "5",
+        "--epochs",
+        "1",
+        "--n-train",
+        "8",
+        "--n-test",
+        "8",
+        "--batch-size",
+        "8",
+        "--workers",
+        "1000",
+        "--out",
+        "s",
+    ]
     assert main_in(tmp_path, *args) == 0
     captured = capsys.readouterr()
     assert "--workers 1000 capped at 1, the number of runs" in captured.err

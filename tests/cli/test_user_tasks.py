@@ -157,12 +157,30 @@ def test_train_records_the_spec_and_resume_works_from_another_folder(project, ca
 
 def test_factory_and_compare(project, capsys):
     folder, name = project
-    assert main(["train", f"{name}:slow_puck", "--set", "hidden=4", "--epochs", "1", "--n-train", "16",
-                 "--n-test", "16", "--method", "R"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                f"{name}:slow_puck",
+                "--set",
+                "hidden=4",
+                "--epochs",
+                "1",
+                "--n-train",
+                "16",
+                "--n-test",
+                "16",
+                "--method",
+                "R",
+            ]
+        )
+        == 0
+    )
     config = _config(folder / "runs" / "slow_puck-R-seed42")
     assert config["task"] == f"{name}:slow_puck" and config["task_settings"] == {"hidden": 4}
-    assert main(["compare", f"{name}:Puck", "--methods", "R,C", "--epochs", "1", "--n-train", "16",
-                 "--n-test", "16"]) == 0
+    assert (
+        main(["compare", f"{name}:Puck", "--methods", "R,C", "--epochs", "1", "--n-train", "16", "--n-test", "16"]) == 0
+    )
     out = folder / "runs" / "compare-Puck"
     assert [r["method"] for r in _table(out / "compare.csv")] == ["R", "C"]
     assert _config(out / "C")["task_path"] == str(folder)
@@ -194,7 +212,7 @@ def test_sweep_two_methods_two_seeds_and_plot(project, capsys):
 @pytest.mark.slow
 def test_sweep_workers_import_the_module_through_task_path(project, monkeypatch, tmp_path):
     """Spawned workers started in another folder find the module by the recorded task_path."""
-    folder, name = project
+    _folder, name = project
     from stablebptt.tasks import make_task
 
     make_task(f"{name}:Puck")  # imported here; the workers start where it is not on the path
@@ -202,14 +220,37 @@ def test_sweep_workers_import_the_module_through_task_path(project, monkeypatch,
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert main(["sweep", f"{name}:Puck", "--methods", "R,C", *SMALL, "--workers", "2", "--out", "sw"]) == 0
-    assert len([p for p in (elsewhere / "sw").glob("*/status.json")
-                if json.loads(p.read_text())["status"] == "complete"]) == 2
+    assert (
+        len([p for p in (elsewhere / "sw").glob("*/status.json") if json.loads(p.read_text())["status"] == "complete"])
+        == 2
+    )
 
 
 def test_set_on_a_builtin_task_is_recorded_after_its_options(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "cartpole", "--poles", "3", "--set", "duration=2.0", "--set", "n_poles=1", "--epochs", "1",
-                 "--horizon", "5", "--n-train", "16", "--n-test", "16"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "cartpole",
+                "--poles",
+                "3",
+                "--set",
+                "duration=2.0",
+                "--set",
+                "n_poles=1",
+                "--epochs",
+                "1",
+                "--horizon",
+                "5",
+                "--n-train",
+                "16",
+                "--n-test",
+                "16",
+            ]
+        )
+        == 0
+    )
     config = _config(tmp_path / "runs" / "cartpole-C-seed42")
     assert config["task_settings"] == {"n_poles": 1, "loss_mode": "final", "horizon": 5, "duration": 2.0}
     assert "task_path" not in config
@@ -227,12 +268,19 @@ def test_animate_draws_a_dict_state_with_the_tasks_own_draw(project, capsys):
     for cls in ("Puck", "DrawnPuck"):
         run = folder / cls
         run.mkdir()
-        write_json(run / "config.json", RunConfig.create(f"{name}:{cls}", {"horizon": 6}, method="C", epochs=1, seed=0).to_json())
+        write_json(
+            run / "config.json",
+            RunConfig.create(f"{name}:{cls}", {"horizon": 6}, method="C", epochs=1, seed=0).to_json(),
+        )
         _, key = jax.random.split(jax.random.PRNGKey(0))
         save_params(run / "params.eqx", eqx.filter_jit(make_task(f"{name}:{cls}").init_controller)(key))
     before = sorted(p.name for p in (folder / "Puck").iterdir())
-    _refused(capsys, ["animate", "Puck"], f"{name}:Puck cannot draw itself",
-                    "(define draw(axes, states, controls) on the Task)")
+    _refused(
+        capsys,
+        ["animate", "Puck"],
+        f"{name}:Puck cannot draw itself",
+        "(define draw(axes, states, controls) on the Task)",
+    )
     assert sorted(p.name for p in (folder / "Puck").iterdir()) == before
     assert main(["animate", "DrawnPuck", "--samples", "2", "--frames", "3"]) == 0
     assert (folder / "DrawnPuck" / "animation.gif").stat().st_size > 0
@@ -251,7 +299,7 @@ BAD = [  # (arguments after the command, words of the error line)
     (["{m}:needs_arguments"], ["needs arguments"]),
     (["{m}:Puck", "--set", "mass=2"], ["--set mass=", "no field 'mass'", "horizon, dt, hidden"]),
     (["{m}:Puck", "--set", "dt=-1"], ["dt must be a positive number, got -1"]),
-    (["{m}:slow_puck", "--set", "dt=\"fast\""], ["dt must be a positive number, got 'fast'"]),
+    (["{m}:slow_puck", "--set", 'dt="fast"'], ["dt must be a positive number, got 'fast'"]),
     (["{m}:Puck", "--set", "dt"], ["--set", "NAME=VALUE", "'dt'"]),
     (["{m}:Puck", "--set", "=1"], ["--set", "NAME=VALUE"]),
     (["cartpole", "--set", "mass=2"], ["no field 'mass'", "n_poles"]),
@@ -276,18 +324,32 @@ def test_train_help_names_module_path(capsys):
     assert "module.path:Name" in out and "--set" in out
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("horizon=50", ("horizon", 50)), ("dt=2.5", ("dt", 2.5)), ("on=true", ("on", True)),
-    ("hidden=[64, 64]", ("hidden", [64, 64])), ("mode=final", ("mode", "final")), ("s=a=b", ("s", "a=b")),
-    ("empty=", ("empty", "")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("horizon=50", ("horizon", 50)),
+        ("dt=2.5", ("dt", 2.5)),
+        ("on=true", ("on", True)),
+        ("hidden=[64, 64]", ("hidden", [64, 64])),
+        ("mode=final", ("mode", "final")),
+        ("s=a=b", ("s", "a=b")),
+        ("empty=", ("empty", "")),
+    ],
+)
 def test_set_values_are_json_or_text(text, expected):
     assert setting(text) == expected
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("n=1,2", ("n", [1, 2])), ("n=[1,2]", ("n", [1, 2])), ("m=a,b", ("m", ["a", "b"])), ("m=\"a,b\"", ("m", ["a,b"])),
-    ("h=[[8,8],[16]]", ("h", [[8, 8], [16]])), ("x=0.5", ("x", [0.5])),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("n=1,2", ("n", [1, 2])),
+        ("n=[1,2]", ("n", [1, 2])),
+        ("m=a,b", ("m", ["a", "b"])),
+        ('m="a,b"', ("m", ["a,b"])),
+        ("h=[[8,8],[16]]", ("h", [[8, 8], [16]])),
+        ("x=0.5", ("x", [0.5])),
+    ],
+)
 def test_sweep_set_values_are_lists(text, expected):
     assert setting_list(text) == expected

@@ -7,10 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from systems import toy_controller as controller
+from systems import toy_loss as loss
+from systems import toy_step as step
 
 import stablebptt as sb
 from stablebptt.core import checks
-from systems import toy_controller as controller, toy_loss as loss, toy_step as step
 
 HORIZON = 4
 
@@ -25,18 +27,25 @@ def test_bad_type_is_bad_input_and_type_error():
     assert not issubclass(sb.BadInput, TypeError)
 
 
-@pytest.mark.parametrize("check,value,message", [
-    (lambda v: checks.check_positive_int("n_poles", v), 0, "^n_poles must be a positive integer, got 0$"),
-    (lambda v: checks.check_positive_int("n_poles", v), True, "^n_poles must be a positive integer, got True$"),
-    (lambda v: checks.check_positive_int("n_poles", v), 1.0, "^n_poles must be a positive integer, got 1.0$"),
-    (lambda v: checks.check_positive_number("dt", v), float("nan"), "^dt must be a positive number, got nan$"),
-    (lambda v: checks.check_positive_number("dt", v), "1", "^dt must be a positive number, got '1'$"),
-    (lambda v: checks.check_choice("clip", v, ("none", "norm")), "max", "^unknown clip 'max'; allowed: none, norm$"),
-    (checks.check_truncation, 0, "^truncation must be None or a positive integer, got 0$"),
-    (checks.check_truncation, "2", "^truncation must be None or a positive integer, got '2'$"),
-    (checks.check_backward, "sideways", "^unknown backward 'sideways'; allowed: auto, autodiff, joint, two_pass$"),
-    (checks.check_param_vjp, "dense", "^unknown param_vjp 'dense'; allowed: auto, batched, per_step$"),
-])
+@pytest.mark.parametrize(
+    "check,value,message",
+    [
+        (lambda v: checks.check_positive_int("n_poles", v), 0, "^n_poles must be a positive integer, got 0$"),
+        (lambda v: checks.check_positive_int("n_poles", v), True, "^n_poles must be a positive integer, got True$"),
+        (lambda v: checks.check_positive_int("n_poles", v), 1.0, "^n_poles must be a positive integer, got 1.0$"),
+        (lambda v: checks.check_positive_number("dt", v), float("nan"), "^dt must be a positive number, got nan$"),
+        (lambda v: checks.check_positive_number("dt", v), "1", "^dt must be a positive number, got '1'$"),
+        (
+            lambda v: checks.check_choice("clip", v, ("none", "norm")),
+            "max",
+            "^unknown clip 'max'; allowed: none, norm$",
+        ),
+        (checks.check_truncation, 0, "^truncation must be None or a positive integer, got 0$"),
+        (checks.check_truncation, "2", "^truncation must be None or a positive integer, got '2'$"),
+        (checks.check_backward, "sideways", "^unknown backward 'sideways'; allowed: auto, autodiff, joint, two_pass$"),
+        (checks.check_param_vjp, "dense", "^unknown param_vjp 'dense'; allowed: auto, batched, per_step$"),
+    ],
+)
 def test_checks_raise_bad_input_naming_the_value(check, value, message):
     with pytest.raises(sb.BadInput, match=message):
         check(value)
@@ -50,10 +59,18 @@ def test_checks_return_the_normal_form():
     assert checks.check_backward("joint") == "joint" and checks.check_param_vjp("auto") == "auto"
 
 
-@pytest.mark.parametrize("options", [
-    {"method": "X"}, {"backward": "sideways"}, {"truncation": 0}, {"remat": "half"}, {"param_vjp": "dense"},
-    {"method": "C", "backward": "autodiff"}, {"method": "R", "backward": "autodiff", "truncation": 2},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"method": "X"},
+        {"backward": "sideways"},
+        {"truncation": 0},
+        {"remat": "half"},
+        {"param_vjp": "dense"},
+        {"method": "C", "backward": "autodiff"},
+        {"method": "R", "backward": "autodiff", "truncation": 2},
+    ],
+)
 def test_value_and_grad_options_are_bad_input(options):
     method = options.pop("method", "C")
     with pytest.raises(sb.BadInput):
@@ -95,12 +112,15 @@ def test_unknown_task_field_is_bad_input():
         sb.tasks.make_task("cartpole", mass=2.0)
 
 
-@pytest.mark.parametrize("task,settings,message", [
-    ("cartpole", {"n_poles": 0}, "^n_poles must be a positive integer, got 0$"),
-    ("cartpole", {"loss_mode": "sum"}, "^unknown loss_mode 'sum'; allowed: "),
-    ("repulsion", {"rc": -1.0}, "^rc must be a non-negative number, got -1.0$"),
-    ("quantum", {"target": 40}, "^target must be an eigenstate number from 1 to n_points=32, got 40$"),
-])
+@pytest.mark.parametrize(
+    "task,settings,message",
+    [
+        ("cartpole", {"n_poles": 0}, "^n_poles must be a positive integer, got 0$"),
+        ("cartpole", {"loss_mode": "sum"}, "^unknown loss_mode 'sum'; allowed: "),
+        ("repulsion", {"rc": -1.0}, "^rc must be a non-negative number, got -1.0$"),
+        ("quantum", {"target": 40}, "^target must be an eigenstate number from 1 to n_points=32, got 40$"),
+    ],
+)
 def test_bad_task_field_is_bad_input(task, settings, message):
     with pytest.raises(sb.BadInput, match=message):
         sb.tasks.make_task(task, **settings)

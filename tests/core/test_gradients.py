@@ -39,8 +39,9 @@ def problem(x64):
 @pytest.mark.parametrize("backward", ["autodiff", "joint"])
 def test_single_modes_equal_naive_unroll(problem, method, backward):
     params, x0 = problem
-    value, update, info = jax.jit(sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, method,
-                                                    backward=backward))(params, x0)
+    value, update, info = jax.jit(
+        sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, method, backward=backward)
+    )(params, x0)
     expected_value, expected = jax.value_and_grad(naive_loss)(params, x0, method)
     np.testing.assert_allclose(value, expected_value, rtol=1e-12)
     assert_trees_close(update, expected)
@@ -55,16 +56,18 @@ def test_modes_differ_on_this_system(problem):
     for a in "RMSN":
         for b in "RMSN":
             if a < b:
-                diff = max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(grads[a]),
-                                                                           jax.tree.leaves(grads[b])))
+                diff = max(
+                    float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(grads[a]), jax.tree.leaves(grads[b]))
+                )
                 assert diff > 1e-4, (a, b)
 
 
 @pytest.mark.parametrize("backward", ["joint", "two_pass"])
 def test_combined_equals_combine_of_naive_gradients(problem, backward):
     params, x0 = problem
-    value, update, info = jax.jit(sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, "C",
-                                                    backward=backward))(params, x0)
+    value, update, info = jax.jit(
+        sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, "C", backward=backward)
+    )(params, x0)
     g_m = jax.grad(naive_loss)(params, x0, "M")
     g_r = jax.grad(naive_loss)(params, x0, "R")
     assert_trees_close(update, sb.combine(g_m, g_r))
@@ -115,8 +118,9 @@ def test_unknown_method_is_a_value_error(bad):
         sb.value_and_grad(toy_loss, toy_step, toy_controller, 3, bad)
 
 
-@pytest.mark.parametrize("name,letter", [("regular", "R"), ("modified", "M"), ("stopped", "S"),
-                                         ("network", "N"), ("combined", "C")])
+@pytest.mark.parametrize(
+    "name,letter", [("regular", "R"), ("modified", "M"), ("stopped", "S"), ("network", "N"), ("combined", "C")]
+)
 def test_method_names_are_aliases(problem, name, letter):
     params, x0 = problem
     by_name = sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, name)(params, x0)[1]

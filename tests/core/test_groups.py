@@ -28,8 +28,9 @@ def naive_grad(params, x0, method):
 
 
 def joint(params, x0, groups, **options):
-    return jax.jit(lambda p, x: adjoint_gradients(toy_loss, toy_step, toy_controller, p, x, HORIZON, groups,
-                                                  **options))(params, x0)
+    return jax.jit(
+        lambda p, x: adjoint_gradients(toy_loss, toy_step, toy_controller, p, x, HORIZON, groups, **options)
+    )(params, x0)
 
 
 @pytest.mark.parametrize(("param_vjp", "segment"), [("batched", None), ("per_step", None), ("batched", 3)])

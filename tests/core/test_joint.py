@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from systems import PATHS, toy_controller, toy_loss, toy_step
 
 import stablebptt as sb
-from systems import PATHS, toy_controller, toy_loss, toy_step
 
 RTOL = 1e-10
 
@@ -68,8 +68,9 @@ def naive_grad(system, diff, method):
 
     @eqx.filter_jit
     def grad(d):
-        return eqx.filter_grad(lambda d: naive_loss(loss, step, controller, horizon, eqx.combine(d, params), x0,
-                                                    method))(d)
+        return eqx.filter_grad(
+            lambda d: naive_loss(loss, step, controller, horizon, eqx.combine(d, params), x0, method)
+        )(d)
 
     return grad(diff)
 
@@ -77,26 +78,35 @@ def naive_grad(system, diff, method):
 def _system(name, key):
     k1, k2, k3, k4 = jax.random.split(key, 4)
     if name == "toy":
-        params = {"w1": jax.random.normal(k1, (2, 5)), "b1": jax.random.normal(k2, (5,)) * 0.1,
-                  "w2": jax.random.normal(k3, (5, 1)), "b2": jnp.array(0.2)}
+        params = {
+            "w1": jax.random.normal(k1, (2, 5)),
+            "b1": jax.random.normal(k2, (5,)) * 0.1,
+            "w2": jax.random.normal(k3, (5, 1)),
+            "b2": jnp.array(0.2),
+        }
         return toy_loss, toy_step, toy_controller, 7, params, jax.random.normal(k4, (4, 2))
     if name == "vector":
-        params = {"w": jax.random.normal(k1, (3, 6)), "v": jax.random.normal(k2, (6, 2)),
-                  "b": jax.random.normal(k3, (2,))}
+        params = {
+            "w": jax.random.normal(k1, (3, 6)),
+            "v": jax.random.normal(k2, (6, 2)),
+            "b": jax.random.normal(k3, (2,)),
+        }
         return vector_loss, vector_step, vector_controller, 6, params, jax.random.normal(k4, (3, 3))
     if name == "module":
         params = Policy(eqx.nn.Linear(2, 1, key=k1), jnp.array(1.5))
         return toy_loss, toy_step, policy_controller, 6, params, jax.random.normal(k4, (4, 2))
     task = {
-        "cartpole": lambda: sb.tasks.CartPole(n_poles=2, horizon=8, loss_mode="continuous", zero_final_kernel=False,
-                                              hidden=(16, 16)),
+        "cartpole": lambda: sb.tasks.CartPole(
+            n_poles=2, horizon=8, loss_mode="continuous", zero_final_kernel=False, hidden=(16, 16)
+        ),
         "repulsion": lambda: sb.tasks.make_task("repulsion", horizon=5, hidden=(16, 16)),
         "quantum": lambda: sb.tasks.make_task("quantum", horizon=5, filters=8),
     }[name]()
     params = task.init_controller(k1)
     if name != "cartpole":  # a non-zero final layer, so that every gradient path is active
-        params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(k3, a.shape, a.dtype)
-                              if eqx.is_inexact_array(a) else a, params)
+        params = jax.tree.map(
+            lambda a: a + 0.1 * jax.random.normal(k3, a.shape, a.dtype) if eqx.is_inexact_array(a) else a, params
+        )
     return task.loss, task.step, task.controller, task.horizon, params, task.sample(k2, 3)
 
 
@@ -105,8 +115,8 @@ SYSTEMS = ["toy", "vector", "module", "cartpole"] + [t for t in ("repulsion", "q
 
 def rel_close(a, b, rtol=RTOL):
     """Trees equal up to `rtol` relative to the largest entry of each leaf."""
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        x, y = np.asarray(x), np.asarray(y)
+    for leaf_a, leaf_b in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        x, y = np.asarray(leaf_a), np.asarray(leaf_b)
         scale = max(np.max(np.abs(y)), 1e-300)
         np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * scale)
 
@@ -130,7 +140,7 @@ def test_joint_equals_two_pass_equals_naive(system):
             np.testing.assert_allclose(value, value_expected, rtol=1e-12)
             rel_close(update, expected)
     reference = results["two_pass", "batched"]
-    for value, update, info in results.values():
+    for _value, update, info in results.values():
         rel_close(update, reference[1])
         for name in ("grad_norm", "cosine", "kept_fraction"):
             np.testing.assert_allclose(info[name], reference[2][name], rtol=RTOL)
@@ -171,8 +181,11 @@ def test_param_vjp_choice(key):
     large batches: per step."""
     from stablebptt.core.adjoint import choose_param_vjp
 
-    cases = [(sb.tasks.CartPole(n_poles=2), 8, "batched"), (sb.tasks.CartPole(n_poles=2), 16, "per_step"),
-             (sb.tasks.CartPole(n_poles=2), 1024, "per_step")]
+    cases = [
+        (sb.tasks.CartPole(n_poles=2), 8, "batched"),
+        (sb.tasks.CartPole(n_poles=2), 16, "per_step"),
+        (sb.tasks.CartPole(n_poles=2), 1024, "per_step"),
+    ]
     if "quantum" in sb.tasks.TASKS:
         cases += [(sb.tasks.make_task("quantum"), 8, "batched"), (sb.tasks.make_task("quantum"), 64, "per_step")]
     for task, batch, expected in cases:

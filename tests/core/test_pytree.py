@@ -12,9 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from systems import PATHS, assert_close
 
 import stablebptt as sb
-from systems import PATHS, assert_close
 
 HORIZON = 6
 DT = 0.1
@@ -43,9 +43,13 @@ def controller(params, x):
 
 def loss(states, controls):
     weight = 1.0 + (states["count"][-1] % 3).astype(states["pos"].dtype)
-    return (jnp.mean(weight[:, None] * states["pos"][-1] ** 2) + 0.3 * jnp.mean(jnp.sin(states["vel"][1:]))
-            + 0.2 * jnp.mean(states["mass"] ** 2) + 0.01 * jnp.mean(controls["force"] ** 2)
-            + 0.05 * jnp.mean(controls["gain"]))
+    return (
+        jnp.mean(weight[:, None] * states["pos"][-1] ** 2)
+        + 0.3 * jnp.mean(jnp.sin(states["vel"][1:]))
+        + 0.2 * jnp.mean(states["mass"] ** 2)
+        + 0.01 * jnp.mean(controls["force"] ** 2)
+        + 0.05 * jnp.mean(controls["gain"])
+    )
 
 
 def naive_loss(params, x0, method, truncation=None):
@@ -76,11 +80,19 @@ def naive_update(params, x0, method, truncation=None):
 @pytest.fixture
 def problem(x64):
     k = jax.random.split(jax.random.PRNGKey(3), 8)
-    params = {"w": jax.random.normal(k[0], (7, 5)), "b": 0.1 * jax.random.normal(k[1], (5,)),
-              "v": 2.0 * jax.random.normal(k[2], (5, 3)), "u": jax.random.normal(k[3], (5,))}
-    x0 = {"pos": jax.random.normal(k[4], (4, 3)), "vel": jax.random.normal(k[5], (4, 3)),
-          "mass": 1.0 + 0.1 * jax.random.uniform(k[6], (4,)), "count": jnp.arange(4, dtype=jnp.int32),
-          "on": jax.random.bernoulli(k[7], 0.5, (4,))}
+    params = {
+        "w": jax.random.normal(k[0], (7, 5)),
+        "b": 0.1 * jax.random.normal(k[1], (5,)),
+        "v": 2.0 * jax.random.normal(k[2], (5, 3)),
+        "u": jax.random.normal(k[3], (5,)),
+    }
+    x0 = {
+        "pos": jax.random.normal(k[4], (4, 3)),
+        "vel": jax.random.normal(k[5], (4, 3)),
+        "mass": 1.0 + 0.1 * jax.random.uniform(k[6], (4,)),
+        "count": jnp.arange(4, dtype=jnp.int32),
+        "on": jax.random.bernoulli(k[7], 0.5, (4,)),
+    }
     return params, x0
 
 
@@ -94,7 +106,7 @@ def test_rollout_returns_time_stacked_pytrees(problem):
     assert {k: v.shape for k, v in controls.items()} == {"force": (HORIZON, 4, 3), "gain": (HORIZON, 4)}
     np.testing.assert_array_equal(states["count"][:, 0], np.arange(HORIZON + 1))
     x = x0  # the same values as a Python loop
-    for n in range(HORIZON):
+    for _ in range(HORIZON):
         x = step(x, controller(params, x))
     for name in x0:
         np.testing.assert_allclose(states[name][-1], x[name], rtol=1e-12)
@@ -105,20 +117,27 @@ def test_modes_differ_on_this_system(problem):
     params, x0 = problem
     grads = {m: naive_update(params, x0, m) for m in "RMSN"}
     for a, b in [("R", "M"), ("R", "S"), ("R", "N"), ("M", "S"), ("M", "N"), ("S", "N")]:
-        diff = max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(grads[a]),
-                                                                   jax.tree.leaves(grads[b])))
+        diff = max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(grads[a]), jax.tree.leaves(grads[b])))
         assert diff > 1e-4, (a, b)
     kept = sb.core.combine_stats(grads["M"], grads["R"])["kept_fraction"]
     assert 0.1 < float(kept) < 0.95
 
 
-CASES = ([(m, b) for m in "RMSN" for b in ("autodiff", "joint", "two_pass")]
-         + [("C", "joint"), ("C", "two_pass"), ("R", "auto"), ("C", "auto")])
+CASES = [(m, b) for m in "RMSN" for b in ("autodiff", "joint", "two_pass")] + [
+    ("C", "joint"),
+    ("C", "two_pass"),
+    ("R", "auto"),
+    ("C", "auto"),
+]
 # The options run with C: its update, cosine and norm depend on both the M and the R adjoint.
-OPTIONS = [("joint", {"param_vjp": "per_step"}), ("joint", {"remat": "sqrt"}),
-           ("joint", {"remat": 2, "param_vjp": "per_step"}), ("joint", {"truncation": 3}),
-           ("two_pass", {"truncation": 3, "remat": "states"}),
-           ("joint", {"truncation": 3, "remat": "sqrt", "param_vjp": "batched"})]
+OPTIONS = [
+    ("joint", {"param_vjp": "per_step"}),
+    ("joint", {"remat": "sqrt"}),
+    ("joint", {"remat": 2, "param_vjp": "per_step"}),
+    ("joint", {"truncation": 3}),
+    ("two_pass", {"truncation": 3, "remat": "states"}),
+    ("joint", {"truncation": 3, "remat": "sqrt", "param_vjp": "batched"}),
+]
 
 
 def check_against_naive(params, x0, method, backward, options):
@@ -151,10 +170,19 @@ def test_float32_pytree_state_trains(key):
     import optax
 
     k = jax.random.split(key, 3)
-    params = {"w": 0.3 * jax.random.normal(k[0], (7, 8)), "b": jnp.zeros(8),
-              "v": 0.1 * jax.random.normal(k[1], (8, 3)), "u": 0.1 * jax.random.normal(k[2], (8,))}
-    x0 = {"pos": jnp.ones((8, 3)), "vel": jnp.zeros((8, 3)), "mass": jnp.ones(8),
-          "count": jnp.zeros(8, jnp.int32), "on": jnp.ones(8, bool)}
+    params = {
+        "w": 0.3 * jax.random.normal(k[0], (7, 8)),
+        "b": jnp.zeros(8),
+        "v": 0.1 * jax.random.normal(k[1], (8, 3)),
+        "u": 0.1 * jax.random.normal(k[2], (8,)),
+    }
+    x0 = {
+        "pos": jnp.ones((8, 3)),
+        "vel": jnp.zeros((8, 3)),
+        "mass": jnp.ones(8),
+        "count": jnp.zeros(8, jnp.int32),
+        "on": jnp.ones(8, bool),
+    }
     vg = sb.value_and_grad(loss, step, controller, HORIZON, "C")
     tx = optax.adam(3e-2)
 
@@ -196,11 +224,14 @@ def int_controller(params, x):
     return {"force": jnp.round(x["pos"]).astype(jnp.int32)}
 
 
-@pytest.mark.parametrize("bad_step,pattern", [
-    (drops_a_leaf, r"`drops_a_leaf` returned a state of another structure.*expected \{.*'mass'.*got"),
-    (reshapes_pos, r"`reshapes_pos` changed \['pos'\] from float64\[4,3\] to float64\[4,2\]"),
-    (counts_in_floats, r"`counts_in_floats` changed \['count'\] from int32\[4\] to float64\[4\]"),
-])
+@pytest.mark.parametrize(
+    "bad_step,pattern",
+    [
+        (drops_a_leaf, r"`drops_a_leaf` returned a state of another structure.*expected \{.*'mass'.*got"),
+        (reshapes_pos, r"`reshapes_pos` changed \['pos'\] from float64\[4,3\] to float64\[4,2\]"),
+        (counts_in_floats, r"`counts_in_floats` changed \['count'\] from int32\[4\] to float64\[4\]"),
+    ],
+)
 @pytest.mark.parametrize("where", ["rollout", "autodiff", "joint", "remat"])
 def test_a_step_that_changes_the_state_is_one_clear_error_at_trace_time(problem, bad_step, pattern, where):
     params, x0 = problem

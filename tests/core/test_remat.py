@@ -9,9 +9,12 @@ import equinox as eqx
 import jax
 import numpy as np
 import pytest
+from systems import assert_close
+from systems import toy_controller as controller
+from systems import toy_loss as loss
+from systems import toy_step as step
 
 import stablebptt as sb
-from systems import assert_close, toy_controller as controller, toy_loss as loss, toy_step as step
 from stablebptt.core.adjoint import remat_segment
 
 HORIZON = 10
@@ -30,29 +33,41 @@ def test_remat_equals_stored(problem, method, backward):
     if backward != "autodiff":  # both ways of forming the parameter gradient
         options += [{"remat": c, "param_vjp": "per_step"} for c in (None, "sqrt")]
     for option in options:
-        value, update, info = jax.jit(sb.value_and_grad(loss, step, controller, HORIZON, method,
-                                                        backward=backward, **option))(params, x0)
+        value, update, info = jax.jit(
+            sb.value_and_grad(loss, step, controller, HORIZON, method, backward=backward, **option)
+        )(params, x0)
         np.testing.assert_allclose(value, reference[0], rtol=1e-12)
         assert_close(update, reference[1])
         assert_close(info, reference[2])
 
 
 def test_remat_cartpole_with_equinox_controller(x64, key):
-    task = sb.tasks.CartPole(n_poles=2, horizon=12, loss_mode="continuous", zero_final_kernel=False,
-                             hidden=(8, 8))
+    task = sb.tasks.CartPole(n_poles=2, horizon=12, loss_mode="continuous", zero_final_kernel=False, hidden=(8, 8))
     params = task.init_controller(key)
     x0 = task.sample(key, 3)
-    vg = eqx.filter_jit(lambda p, x, c: sb.value_and_grad(task.loss, task.step, task.controller, task.horizon,
-                                                          "C", remat=c)(p, x))
+    vg = eqx.filter_jit(
+        lambda p, x, c: sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, "C", remat=c)(p, x)
+    )
     reference = vg(params, x0, None)
     for remat in ("sqrt", "states", 5):
         assert_close(vg(params, x0, remat)[1], reference[1])
 
 
-@pytest.mark.parametrize("value,horizon,expected", [
-    (None, 100, None), (False, 100, None), ("none", 100, None), ("sqrt", 100, 10), ("sqrt", 101, 11),
-    ("sqrt", 1, 1), ("states", 100, 1), (7, 100, 7), ("7", 100, 7), (500, 100, 100),
-])
+@pytest.mark.parametrize(
+    "value,horizon,expected",
+    [
+        (None, 100, None),
+        (False, 100, None),
+        ("none", 100, None),
+        ("sqrt", 100, 10),
+        ("sqrt", 101, 11),
+        ("sqrt", 1, 1),
+        ("states", 100, 1),
+        (7, 100, 7),
+        ("7", 100, 7),
+        (500, 100, 100),
+    ],
+)
 def test_remat_segments(value, horizon, expected):
     assert remat_segment(value, horizon) == expected
 
@@ -81,10 +96,20 @@ def test_remat_bounds_compiled_memory(key, method):
     assert long < 8 * short
 
 
-@pytest.mark.parametrize("value,expected", [
-    (None, None), (False, None), ("none", None), ("sqrt", "sqrt"), ("states", "states"), (4, 4), ("4", 4),
-    (" 12 ", 12), (np.int64(3), 3),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (None, None),
+        (False, None),
+        ("none", None),
+        ("sqrt", "sqrt"),
+        ("states", "states"),
+        (4, 4),
+        ("4", 4),
+        (" 12 ", 12),
+        (np.int64(3), 3),
+    ],
+)
 def test_check_remat_normalises(value, expected):
     assert sb.core.check_remat(value) == expected
 

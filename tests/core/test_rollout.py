@@ -44,6 +44,7 @@ def test_bad_horizon(horizon):
 
 def test_stop_gradient_placement():
     """d x_2 / d x_0 through each path: R sees both paths, M only the simulator, N only the network, S none."""
+
     def final(x0, method):
         return sb.rollout(lambda x, c: 2.0 * x + c, lambda p, x: p * x, 3.0, x0, 2, method)[0][-1]
 

@@ -30,9 +30,8 @@ def combined(params, x0, truncation):
 @pytest.mark.parametrize("backward", ["joint", "two_pass"])
 def test_truncation_equals_naive_unroll(problem, method, truncation, backward):
     params, x0 = problem
-    vg = jax.jit(sb.value_and_grad(loss, step, controller, HORIZON, method, backward=backward,
-                                   truncation=truncation))
-    value, update, _ = vg(params, x0)
+    vg = jax.jit(sb.value_and_grad(loss, step, controller, HORIZON, method, backward=backward, truncation=truncation))
+    _value, update, _ = vg(params, x0)
     expected = combined(params, x0, truncation) if method == "C" else naive_grad(params, x0, method, truncation)
     assert_close(update, expected)
 
@@ -63,8 +62,7 @@ def test_window_of_one_step_makes_every_method_stopped(problem):
 @pytest.mark.parametrize("remat", ["states", 3])
 def test_truncation_with_remat(problem, remat):
     params, x0 = problem
-    update = sb.value_and_grad(loss, step, controller, HORIZON, "C", truncation=2, remat=remat)(
-        params, x0)[1]
+    update = sb.value_and_grad(loss, step, controller, HORIZON, "C", truncation=2, remat=remat)(params, x0)[1]
     assert_close(update, combined(params, x0, 2))
 
 

@@ -34,7 +34,7 @@ SMALL = {
 
 
 PANEL_PX = PANEL_INCHES * DPI  # side of one full-size panel in the GIF (px)
-DRAWING_MODULE = '''
+DRAWING_MODULE = """
 from stablebptt.tasks import TASKS
 
 SEEN = []  # per call of draw: what it was given
@@ -53,7 +53,7 @@ class DrawnCartPole(TASKS["cartpole"]):
             return dots
 
         return update
-'''
+"""
 
 
 def _run_dir(tmp_path, task_name, seed=0, spec=None):

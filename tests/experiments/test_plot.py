@@ -28,8 +28,18 @@ def _write_run(out: Path, run, epochs: int, status: str | None, *, diverge_at: i
             loss = scale * (1 + 0.1 * seed) / e
             if diverge_at is not None and e == diverge_at:
                 loss = math.nan
-            rows.append({"epoch": e, "loss": loss, "train_loss": loss, "test_loss": loss, "grad_norm": 1.0,
-                         "cosine": "", "kept_fraction": "", "epoch_time": 0.01})
+            rows.append(
+                {
+                    "epoch": e,
+                    "loss": loss,
+                    "train_loss": loss,
+                    "test_loss": loss,
+                    "grad_norm": 1.0,
+                    "cosine": "",
+                    "kept_fraction": "",
+                    "epoch_time": 0.01,
+                }
+            )
         with open(d / "metrics.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=METRICS, extrasaction="ignore")
             w.writeheader()
@@ -40,8 +50,9 @@ def _write_run(out: Path, run, epochs: int, status: str | None, *, diverge_at: i
 
 @pytest.fixture
 def grid():
-    return expand("cartpole", {"method": ["R", "C"], "n_poles": [1, 2], "clip": ["none", "norm"], "seed": [0, 1],
-                               "epochs": [20]})
+    return expand(
+        "cartpole", {"method": ["R", "C"], "n_poles": [1, 2], "clip": ["none", "norm"], "seed": [0, 1], "epochs": [20]}
+    )
 
 
 def test_plot_finished_sweep(tmp_path, grid, capsys):
@@ -49,8 +60,13 @@ def test_plot_finished_sweep(tmp_path, grid, capsys):
         _write_run(tmp_path, run, 20, "complete")
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "fig")]) == 0
     fig = tmp_path / "fig"
-    assert {p.name for p in fig.iterdir()} == {"sweep.png", "sweep-clip=none.png", "sweep-clip=norm.png",
-                                             "summary.csv", "summary.md"}
+    assert {p.name for p in fig.iterdir()} == {
+        "sweep.png",
+        "sweep-clip=none.png",
+        "sweep-clip=norm.png",
+        "summary.csv",
+        "summary.md",
+    }
     with open(fig / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 16 and {r["status"] for r in rows} == {"complete"}
@@ -68,7 +84,9 @@ def test_plot_partial_sweep(tmp_path, grid):
     _write_run(tmp_path, grid[1], 7, "running")
     _write_run(tmp_path, grid[2], 5, "diverged", diverge_at=5)
     _write_run(tmp_path, grid[3], 0, None)
-    (tmp_path / "sweep.json").write_text(json.dumps({"task": "cartpole", "runs": {r.name: r.config.to_json() for r in grid}}))
+    (tmp_path / "sweep.json").write_text(
+        json.dumps({"task": "cartpole", "runs": {r.name: r.config.to_json() for r in grid}})
+    )
     figures = write_report(tmp_path)
     assert all(p.stat().st_size > 0 for p in figures)
     runs = {r.name: r for r in load_runs(tmp_path)}
@@ -129,8 +147,8 @@ def test_sweep_figure_uses_the_published_y_limits(tmp_path, grid, monkeypatch):
 
 
 CORRUPTIONS = {
-    "metrics.csv": "epoch,loss,test_loss\n1,0.5,abc\n",    # a cell that is not a number
-    "metrics.csv ": "\x00\x01garbage without columns\n",   # no header of metrics
+    "metrics.csv": "epoch,loss,test_loss\n1,0.5,abc\n",  # a cell that is not a number
+    "metrics.csv ": "\x00\x01garbage without columns\n",  # no header of metrics
     "config.json": "{not json",
     "status.json": '{"status": "exploded"}',
 }
@@ -141,8 +159,9 @@ def test_an_unreadable_run_is_reported_counted_and_left_out(tmp_path, capsys, na
     """Two seeds of one configuration, one with a corrupt file: `plot` refuses (writing nothing) unless
     --allow-partial; then the run is listed as unreadable, counted so, and the statistics are the other run's."""
     runs = expand("cartpole", {"method": ["C"], "seed": [0, 1], "epochs": [5]})
-    (tmp_path / "sweep.json").write_text(json.dumps({"task": "cartpole",
-                                                     "runs": {r.name: r.config.to_json() for r in runs}}))
+    (tmp_path / "sweep.json").write_text(
+        json.dumps({"task": "cartpole", "runs": {r.name: r.config.to_json() for r in runs}})
+    )
     for run in runs:
         _write_run(tmp_path, run, 5, "complete")
     (tmp_path / runs[1].name / name.strip()).write_text(CORRUPTIONS[name])
@@ -165,7 +184,9 @@ def test_an_unreadable_run_is_reported_counted_and_left_out(tmp_path, capsys, na
     (config,) = per_config
     expected = 0.3 * 1.0 / 5  # seed 0's final loss alone: the unreadable run is not in the statistics
     assert config["runs"] == 2 and config["complete"] == 1 and config["unreadable"] == 1
-    assert config["final_test_median"] == config["final_test_min"] == config["final_test_max"] == pytest.approx(expected)
+    assert (
+        config["final_test_median"] == config["final_test_min"] == config["final_test_max"] == pytest.approx(expected)
+    )
 
 
 def test_status_lists_runs_by_state(tmp_path, grid, capsys):
@@ -175,14 +196,18 @@ def test_status_lists_runs_by_state(tmp_path, grid, capsys):
     _write_run(tmp_path, grid[3], 3, "failed")
     _write_run(tmp_path, grid[4], 2, "complete")
     (tmp_path / grid[4].name / "metrics.csv").write_text("epoch,test_loss\n1,x\n")
-    (tmp_path / "sweep.json").write_text(json.dumps({"task": "cartpole", "runs": {r.name: r.config.to_json() for r in grid[:6]}}))
+    (tmp_path / "sweep.json").write_text(
+        json.dumps({"task": "cartpole", "runs": {r.name: r.config.to_json() for r in grid[:6]}})
+    )
     assert main(["status", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "6 runs: 1 complete, 1 interrupted, 1 diverged, 1 failed, 1 unreadable, 1 pending" in " ".join(out.split())
     lines = [line for line in out.splitlines() if "│" in line and "method=" in line]
-    states = [next(s for s in ("complete", "interrupted", "diverged", "failed", "unreadable", "pending")
-                   if s in line) for line in lines if any(s in line for s in ("complete", "interrupted", "diverged",
-                                                                              "failed", "unreadable", "pending"))]
+    states = [
+        next(s for s in ("complete", "interrupted", "diverged", "failed", "unreadable", "pending") if s in line)
+        for line in lines
+        if any(s in line for s in ("complete", "interrupted", "diverged", "failed", "unreadable", "pending"))
+    ]
     assert states == ["complete", "interrupted", "diverged", "failed", "unreadable", "pending"]  # ordered by state
     from stablebptt.experiments.report import load_folder, status_rows
 

@@ -3,6 +3,7 @@ that dies: Ray runs its task again and the run resumes from its checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -59,7 +60,7 @@ def test_a_lost_or_failing_ray_task_is_reported_and_the_others_go_on(local_ray, 
     monkeypatch.setattr(backends, "RAY_MAX_RETRIES", 1)  # one retry: two dead workers, not four
     jobs = [(abs, (-3,)), (int, ("x",)), (os._exit, (1,))]
     lost: dict[int, str] = {}
-    results = dict(run_jobs(jobs, backend="ray", on_lost=lambda i, message: lost.setdefault(i, message)))
+    results = dict(run_jobs(jobs, backend="ray", on_lost=lost.setdefault))
     assert results == {0: 3, 1: lost[1], 2: lost[2]}
     assert lost[1] == "the job raised ValueError: invalid literal for int() with base 10: 'x'"
     assert lost[2].startswith("Ray task lost after 1 retries (WorkerCrashedError: ")
@@ -70,10 +71,35 @@ def test_a_lost_or_failing_ray_task_is_reported_and_the_others_go_on(local_ray, 
 
 # ------------------------------------------------------------------------------------- a worker killed mid-run
 
-SWEEP_ARGS = ["--poles", "1", "--horizon", "10", "--n-train", "16", "--n-test", "16", "--methods", "C",
-              "--seeds", "1,2,3", "--epochs", "4", "--checkpoint-every", "1", "--batch-runs", "off"]
-GRID = {"n_poles": [1], "horizon": [10], "n_train": [16], "n_test": [16], "method": ["C"], "seed": [1, 2, 3],
-        "epochs": [4]}
+SWEEP_ARGS = [
+    "--poles",
+    "1",
+    "--horizon",
+    "10",
+    "--n-train",
+    "16",
+    "--n-test",
+    "16",
+    "--methods",
+    "C",
+    "--seeds",
+    "1,2,3",
+    "--epochs",
+    "4",
+    "--checkpoint-every",
+    "1",
+    "--batch-runs",
+    "off",
+]
+GRID = {
+    "n_poles": [1],
+    "horizon": [10],
+    "n_train": [16],
+    "n_test": [16],
+    "method": ["C"],
+    "seed": [1, 2, 3],
+    "epochs": [4],
+}
 TIMEOUT = 300  # seconds for each wait: Ray's start, JAX's compilations and the runs on 2 shared cores
 
 
@@ -100,10 +126,8 @@ def _kill_tree(proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
     for pid in [*_descendants(proc.pid), proc.pid]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     proc.wait()
 
 
@@ -145,10 +169,26 @@ def test_a_ray_worker_killed_mid_run_is_retried_and_its_run_resumed(tmp_path):
     runs = expand("cartpole", GRID)
     mark = tmp_path / "reached"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a new local Ray instance
-    env.update(JAX_PLATFORMS="cpu", STABLEBPTT_FAULT="between:2", STABLEBPTT_FAULT_MARK=str(mark),
-               STABLEBPTT_FAULT_SLEEP=str(2 * TIMEOUT))
-    command = [sys.executable, "-m", "stablebptt", "sweep", "cartpole", *SWEEP_ARGS, "--backend", "ray",
-               "--workers", "2", "--out", "sweep"]
+    env.update(
+        JAX_PLATFORMS="cpu",
+        STABLEBPTT_FAULT="between:2",
+        STABLEBPTT_FAULT_MARK=str(mark),
+        STABLEBPTT_FAULT_SLEEP=str(2 * TIMEOUT),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "stablebptt",
+        "sweep",
+        "cartpole",
+        *SWEEP_ARGS,
+        "--backend",
+        "ray",
+        "--workers",
+        "2",
+        "--out",
+        "sweep",
+    ]
     out, err = tmp_path / "sweep.out", tmp_path / "sweep.err"  # files, not pipes: nothing blocks on a full pipe
     with open(out, "w") as stdout, open(err, "w") as stderr:
         proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=stdout, stderr=stderr)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import os
 import signal
 import subprocess
@@ -35,8 +37,9 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 
 def test_grid_product_names_and_paper_grids():
-    runs = expand("cartpole", {"method": ["R", "C"], "n_poles": [1, 2], "clip": ["none", "norm"], "seed": [0, 1],
-                               "horizon": [10]})
+    runs = expand(
+        "cartpole", {"method": ["R", "C"], "n_poles": [1, 2], "clip": ["none", "norm"], "seed": [0, 1], "horizon": [10]}
+    )
     assert len(runs) == 16 and len({r.name for r in runs}) == 16
     assert runs[0].name == "method=R_poles=1_horizon=10_clip=none_seed=0"
     assert runs[0].config.task_settings == {"n_poles": 1, "loss_mode": "final", "horizon": 10}
@@ -53,8 +56,10 @@ def test_grid_product_names_and_paper_grids():
 def test_grid_of_other_task_fields_keeps_builtin_configs():
     """Fields without a CLI option (``--set`` in a sweep) are recorded and named only when the grid gives them."""
     runs = expand("cartpole", {"duration": [1.0, 2.0], "horizon": [10]})
-    assert [r.name for r in runs] == ["method=C_poles=2_horizon=10_clip=none_seed=42",
-                                      "method=C_poles=2_horizon=10_duration=2_clip=none_seed=42"]
+    assert [r.name for r in runs] == [
+        "method=C_poles=2_horizon=10_clip=none_seed=42",
+        "method=C_poles=2_horizon=10_duration=2_clip=none_seed=42",
+    ]
     assert runs[1].config.task_settings == {"n_poles": 2, "loss_mode": "final", "horizon": 10, "duration": 2.0}
     plain = expand("cartpole", {"horizon": [10]})[0].config.to_json()
     assert list(plain) == ["task", "task_settings", "train", "x64", "checkpoint_every", "version"]
@@ -79,15 +84,37 @@ def test_dry_run_lists_the_paper_grid(capsys, tmp_path):
 
 def _run_cli(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    return subprocess.Popen([sys.executable, "-m", "stablebptt", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stablebptt", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+        text=True,
+    )
 
 
 def test_kill_and_rerun_finishes_the_grid(tmp_path):
     """2 methods x 2 settings x 3 epochs: SIGKILL the whole process group mid-way, rerun, check every run."""
     out = tmp_path / "sweep"
-    args = ["sweep", "cartpole", "--methods", "R,C", "--poles", "1,2", "--horizon", "10", "--epochs", "3",
-            "--batch-size", "8", "--workers", "2", "--out", str(out)]
+    args = [
+        "sweep",
+        "cartpole",
+        "--methods",
+        "R,C",
+        "--poles",
+        "1,2",
+        "--horizon",
+        "10",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+    ]
     proc = _run_cli(args)
     deadline = time.time() + 240
     killed = False
@@ -107,8 +134,11 @@ def test_kill_and_rerun_finishes_the_grid(tmp_path):
     assert rerun.returncode == 0, text
     runs = sorted(p.parent for p in out.glob("*/config.json"))
     assert [r.name for r in runs] == [
-        "method=C_poles=1_horizon=10_clip=none_seed=42", "method=C_poles=2_horizon=10_clip=none_seed=42",
-        "method=R_poles=1_horizon=10_clip=none_seed=42", "method=R_poles=2_horizon=10_clip=none_seed=42"]
+        "method=C_poles=1_horizon=10_clip=none_seed=42",
+        "method=C_poles=2_horizon=10_clip=none_seed=42",
+        "method=R_poles=1_horizon=10_clip=none_seed=42",
+        "method=R_poles=2_horizon=10_clip=none_seed=42",
+    ]
     for r in runs:
         assert _status(r)["status"] == "complete"
         assert _epochs(r) == [1, 2, 3]  # every epoch once: nothing lost, nothing duplicated
@@ -178,8 +208,15 @@ def test_runs_another_process_trains_are_waited_for_and_the_sweep_ends_complete(
     assert _epochs(held) == [1, 2]
 
 
-MIXED = {**TINY, "method": ["R", "M", "C", "S"], "n_poles": [2], "clip": ["none", "norm"], "seed": [0, 1],
-         "n_train": [32], "n_test": [16]}
+MIXED = {
+    **TINY,
+    "method": ["R", "M", "C", "S"],
+    "n_poles": [2],
+    "clip": ["none", "norm"],
+    "seed": [0, 1],
+    "n_train": [32],
+    "n_test": [16],
+}
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +227,7 @@ def mixed_group(tmp_path_factory):
     runs = expand("cartpole", MIXED)
     assert plan_groups([r.config for r in runs]) == [list(range(16))]
     dirs = [str(root / "batched" / r.name) for r in runs]
-    assert ensure_batch(dirs, [r.config for r in runs]) == {d: "complete" for d in dirs}
+    assert ensure_batch(dirs, [r.config for r in runs]) == dict.fromkeys(dirs, "complete")
     singles = [root / "single" / r.name for r in runs]
     for run, single in zip(runs, singles):
         assert run_job(str(single), run.config)[0]["status"] == "complete"
@@ -215,11 +252,12 @@ def test_mixed_group_equals_separate_runs(mixed_group):
         _assert_same_metrics(a, _metrics(single), run.name)
         assert np.isnan(a[0]["cosine"]) == (run.config.train.method != "C")
         assert sorted(p.name for p in b.iterdir() if not p.name.startswith(".")) == sorted(
-            p.name for p in single.iterdir() if not p.name.startswith("."))
+            p.name for p in single.iterdir() if not p.name.startswith(".")
+        )
         assert _status(b)["status"] == "complete"
     before = [(b / "metrics.csv").read_bytes() for b in batched]
     dirs = [str(b) for b in batched]
-    assert ensure_batch(dirs, [r.config for r in runs]) == {d: "complete" for d in dirs}
+    assert ensure_batch(dirs, [r.config for r in runs]) == dict.fromkeys(dirs, "complete")
     assert before == [(b / "metrics.csv").read_bytes() for b in batched]
 
 
@@ -237,8 +275,9 @@ def test_group_sharded_over_two_devices_equals_one_device(mixed_group, tmp_path)
         "print(ensure_batch(dirs, [r.config for r in runs]))\n"
     )
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     for i in pick:
         _assert_same_metrics(_metrics(tmp_path / runs[i].name), _metrics(batched[i]), runs[i].name)
@@ -251,7 +290,9 @@ def test_plan_groups_splits_by_shape_and_by_method_on_request():
     assert sorted(len(g) for g in groups) == [4, 4]  # poles change shapes
     assert all(len({configs[i].task_settings["n_poles"] for i in g}) == 1 for g in groups)
     by_method = plan_groups(configs, mixed=False, max_size=1)
-    assert sorted(sum(by_method, [])) == list(range(8)) and all(len(g) == 1 for g in by_method)
+    assert sorted(functools.reduce(operator.iadd, by_method, [])) == list(range(8)) and all(
+        len(g) == 1 for g in by_method
+    )
     # Numeric settings the task can trace share a group: repulsion's rc.
     rep = expand("repulsion", {"horizon": [5], "rc": [1.0, 0.01], "method": ["R", "C"]})
     assert plan_groups([r.config for r in rep]) == [[0, 1, 2, 3]]

@@ -62,8 +62,9 @@ def test_field_on_grid_layout():
 def test_rotation_illustration_matches_the_published_description():
     """Divergence converges within ~60 Adam iterations, the rotated field stalls around 1, the combination
     gets to 1e-1..1e-2 by iteration 200 (issue 3)."""
-    paths = {name: toy.adam_path(f, toy.ROTATION_START, 200, toy.ROTATION_LR)
-             for name, f in toy.rotation_fields().items()}
+    paths = {
+        name: toy.adam_path(f, toy.ROTATION_START, 200, toy.ROTATION_LR) for name, f in toy.rotation_fields().items()
+    }
     assert paths["divergence"].losses[0] == pytest.approx(20.0)
     assert paths["divergence"].losses[60] < 1e-2
     assert 0.3 < paths["+ rotation"].losses[200] < 10 and np.min(paths["+ rotation"].losses[100:]) > 0.3

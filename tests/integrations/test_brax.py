@@ -20,18 +20,19 @@ import pytest
 
 pytest.importorskip("brax")
 
-import stablebptt as sb  # noqa: E402
-from stablebptt.core.checks import BadInput  # noqa: E402
-from stablebptt.integrations.brax import BraxPolicy, BraxTask, Normalizer  # noqa: E402
-from stablebptt.tasks import load_task, task_fields, task_label  # noqa: E402
-from stablebptt.training import train  # noqa: E402
-from systems import (  # noqa: E402
+from systems import (
     assert_updates_finite_and_nonzero,
     check_combined,
     check_single_mode,
     flat,
     task_naive_loss,
 )
+
+import stablebptt as sb
+from stablebptt.core.checks import BadInput
+from stablebptt.integrations.brax import BraxPolicy, BraxTask, Normalizer
+from stablebptt.tasks import load_task, task_fields, task_label
+from stablebptt.training import train
 
 FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}
 
@@ -55,15 +56,18 @@ def test_mjx_backend_gets_one_solver_iteration_and_zero_keeps_the_model():
     assert BraxTask(env="hopper", backend="mjx", solver_iterations=0).brax_env.sys.opt.iterations == 4  # its own
 
 
-@pytest.mark.parametrize("spec,settings,match", [
-    ("brax:nope", {}, "unknown Brax environment 'nope'; allowed: .*hopper"),
-    ("brax:", {}, "names no brax environment"),
-    ("brax:hopper", {"backend": "warp"}, "unknown Brax backend 'warp'; allowed: mjx, generalized"),
-    ("brax:hopper", {"env": "ant"}, "has no field 'env'"),
-    ("brax:hopper", {"solver_iterations": -1}, "solver_iterations must be an integer >= 0"),
-    ("brax:hopper", {"horizon": 0}, "horizon must be a positive integer"),
-    ("brax:hopper", {"mask_done": "yes"}, "mask_done must be true or false"),
-])
+@pytest.mark.parametrize(
+    "spec,settings,match",
+    [
+        ("brax:nope", {}, "unknown Brax environment 'nope'; allowed: .*hopper"),
+        ("brax:", {}, "names no brax environment"),
+        ("brax:hopper", {"backend": "warp"}, "unknown Brax backend 'warp'; allowed: mjx, generalized"),
+        ("brax:hopper", {"env": "ant"}, "has no field 'env'"),
+        ("brax:hopper", {"solver_iterations": -1}, "solver_iterations must be an integer >= 0"),
+        ("brax:hopper", {"horizon": 0}, "horizon must be a positive integer"),
+        ("brax:hopper", {"mask_done": "yes"}, "mask_done must be true or false"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(spec, settings, match):
     with pytest.raises(BadInput, match=match) as info:
         load_task(spec, settings)
@@ -150,10 +154,14 @@ def compute_gradients(env, backend, methods="RMSN", combined=True):
 
     def everything(diff, x0):
         p = eqx.combine(diff, static)
-        ours = {m: sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, m)(p, x0)
-                for m in methods + ("C" if combined else "")}
-        naive = {m: jax.value_and_grad(lambda d, m=m: task_naive_loss(task, eqx.combine(d, static), x0, m))(diff)
-                 for m in sorted(set(methods) | {"M", "R"})}
+        ours = {
+            m: sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, m)(p, x0)
+            for m in methods + ("C" if combined else "")
+        }
+        naive = {
+            m: jax.value_and_grad(lambda d, m=m: task_naive_loss(task, eqx.combine(d, static), x0, m))(diff)
+            for m in sorted(set(methods) | {"M", "R"})
+        }
         return ours, naive
 
     return jax.jit(everything).lower(diff, x0).compile(compiler_options=FAST_COMPILE)(diff, x0)
@@ -219,7 +227,8 @@ def test_a_constant_reward_has_no_gradient():
     task = BraxTask(env="inverted_pendulum", horizon=20)
     key = jax.random.PRNGKey(0)
     value, update, _ = jax.jit(sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, "R"))(
-        task.init_controller(key), task.sample(key, 4))
+        task.init_controller(key), task.sample(key, 4)
+    )
     assert -20 <= float(value) < 0 and not np.any(flat(update))
 
 
@@ -231,8 +240,7 @@ def test_a_constant_reward_has_no_gradient():
 def test_short_training_run_lowers_the_loss(normalize):
     """C on inverted_double_pendulum (generalized, 30 steps, 32 states): the test loss falls; with observation
     normalisation the statistics have counted every observation of every update's rollout."""
-    task = BraxTask(env="inverted_double_pendulum", backend="generalized", horizon=30,
-                    normalize_observations=normalize)
+    task = BraxTask(env="inverted_double_pendulum", backend="generalized", horizon=30, normalize_observations=normalize)
     result = train(task, "C", epochs=5, n_train=32, n_test=32, batch_size=16, lr=3e-3, seed=1)
     test = [row["test_loss"] for row in result.metrics]
     assert result.status == "complete" and len(test) == 5 and all(np.isfinite(test))
@@ -247,20 +255,35 @@ def test_short_training_run_lowers_the_loss(normalize):
 def test_command_line_trains_resumes_and_plots(tmp_path):
     out = tmp_path / "run"
     common = [sys.executable, "-m", "stablebptt"]
-    train_args = ["train", "brax:inverted_double_pendulum", "--set", "backend=generalized", "--set", "horizon=10",
-                  "--n-train", "16", "--n-test", "16", "--batch-size", "8", "--out", str(out)]
+    train_args = [
+        "train",
+        "brax:inverted_double_pendulum",
+        "--set",
+        "backend=generalized",
+        "--set",
+        "horizon=10",
+        "--n-train",
+        "16",
+        "--n-test",
+        "16",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(common + train_args + ["--epochs", "2"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["task"] == "brax:inverted_double_pendulum" and config["task_settings"]["backend"] == "generalized"
-    resumed = subprocess.run(common + ["resume", str(out), "--epochs", "3"], capture_output=True, text=True)
+    resumed = subprocess.run([*common, "resume", str(out), "--epochs", "3"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     rows = (out / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
-    plotted = subprocess.run(common + ["plot", str(tmp_path)], capture_output=True, text=True)  # the folder of runs
+    plotted = subprocess.run([*common, "plot", str(tmp_path)], capture_output=True, text=True)  # the folder of runs
     assert plotted.returncode == 0, plotted.stderr
     assert (tmp_path / "sweep.png").exists() and "Traceback" not in plotted.stderr
-    bad = subprocess.run(common + ["train", "brax:inverted_double_pendulm", "--out", str(tmp_path / "x")],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [*common, "train", "brax:inverted_double_pendulm", "--out", str(tmp_path / "x")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "unknown Brax environment 'inverted_double_pendulm'" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "x").exists()

@@ -86,7 +86,7 @@ def _random_bytes(data, finished):
 
 def _flipped_payload_byte(data, finished):
     i = len(data) - 100
-    return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+    return data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :]
 
 
 def _empty(data, finished):
@@ -113,9 +113,12 @@ def _other_shapes(data, finished):
 
 
 CORRUPTIONS = [
-    (_truncated, "truncated"), (_random_bytes, "not a valid stablebptt checkpoint"),
-    (_flipped_payload_byte, "checksum mismatch"), (_empty, "not a valid stablebptt checkpoint"),
-    (_other_task, "belongs to task 'repulsion'"), (_other_config, "different configuration"),
+    (_truncated, "truncated"),
+    (_random_bytes, "not a valid stablebptt checkpoint"),
+    (_flipped_payload_byte, "checksum mismatch"),
+    (_empty, "not a valid stablebptt checkpoint"),
+    (_other_task, "belongs to task 'repulsion'"),
+    (_other_config, "different configuration"),
     (_other_shapes, "does not fit"),
 ]
 

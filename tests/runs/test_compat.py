@@ -81,8 +81,15 @@ def test_old_checkpoint_option_resumes_from_the_command_line(legacy, capsys):
 
 def test_old_sweep_is_recognised_and_extended(legacy):
     out = legacy / "sweep"
-    grid = {"n_poles": [1], "horizon": [8], "hidden": [[8, 8]], "epochs": [3], "n_train": [16], "n_test": [16],
-            "seed": [1, 2]}
+    grid = {
+        "n_poles": [1],
+        "horizon": [8],
+        "hidden": [[8, 8]],
+        "epochs": [3],
+        "n_train": [16],
+        "n_test": [16],
+        "seed": [1, 2],
+    }
     # With this version's defaults (Keras' Adam epsilon, C going on past a non-finite g_R) these are other runs:
     # refused, with the settings that continue them.
     with pytest.raises(BadInput, match="--adam-eps optax --regular-nonfinite stop"):

@@ -36,8 +36,11 @@ def broken_record(name, task=GOOD_TASK):
 BAD_CONFIGS = [
     (broken_record("pendulum"), BadInput, "unknown task 'pendulum'"),
     (broken_record("cartpole", {"n_poles": 0}), BadInput, "n_poles must be a positive integer, got 0"),
-    (broken_record("cartpole", {"n_poles": 1, "wheels": 4}), BadInput,
-     "task cartpole has no field 'wheels'; its fields: horizon, n_poles, duration"),
+    (
+        broken_record("cartpole", {"n_poles": 1, "wheels": 4}),
+        BadInput,
+        "task cartpole has no field 'wheels'; its fields: horizon, n_poles, duration",
+    ),
     (record(method="Q"), BadInput, "unknown method 'Q'"),
     (record(epochs=0), BadInput, "epochs must be a positive integer, got 0"),
     (record(epochs=2.0), BadInput, "epochs must be a positive integer, got 2.0"),
@@ -78,8 +81,19 @@ def test_bad_config_json_in_a_folder_is_refused_with_its_path(tmp_path):
 
 
 def test_json_round_trip_keeps_everything_and_the_hash():
-    config = RunConfig.create("cartpole", GOOD_TASK, method="m", epochs=3, lr=0.01, truncation=5, remat="4",
-                              n_train=16, n_test=16, x64=True, checkpoint_every=2)
+    config = RunConfig.create(
+        "cartpole",
+        GOOD_TASK,
+        method="m",
+        epochs=3,
+        lr=0.01,
+        truncation=5,
+        remat="4",
+        n_train=16,
+        n_test=16,
+        x64=True,
+        checkpoint_every=2,
+    )
     assert config.train.method == "M" and config.train.remat == 4  # normal forms
     back = RunConfig.from_json(json.loads(json.dumps(config.to_json())))
     assert back == config and back.hash() == config.hash()
@@ -110,11 +124,16 @@ def test_start_needs_a_run_config(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"seed": 1.5}, "seed must be an integer"), ({"clip_value": float("nan")}, "clip value must be a positive"),
-    ({"n_test": 0}, "n_test must be a positive integer"), ({"lr": 0.0}, "learning rate must be a positive"),
-    ({"momentum": 0.9}, "unknown training settings: momentum"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"clip_value": float("nan")}, "clip value must be a positive"),
+        ({"n_test": 0}, "n_test must be a positive integer"),
+        ({"lr": 0.0}, "learning rate must be a positive"),
+        ({"momentum": 0.9}, "unknown training settings: momentum"),
+    ],
+)
 def test_train_refuses_bad_arguments(kwargs, message):
     with pytest.raises(BadInput, match=message):
         train(CartPole(**GOOD_TASK), epochs=1, n_train=16, **kwargs)
@@ -123,9 +142,11 @@ def test_train_refuses_bad_arguments(kwargs, message):
 def test_paths_that_cannot_hold_a_run(tmp_path):
     (tmp_path / "afile").write_text("x")
     config = RunConfig.from_json(record())
-    for path, message in [(tmp_path / "afile", "exists and is not a folder"),
-                          (tmp_path / "afile" / "run", "is a file, not a folder"),
-                          ("/proc/stablebptt-run", "cannot write in /proc")]:
+    for path, message in [
+        (tmp_path / "afile", "exists and is not a folder"),
+        (tmp_path / "afile" / "run", "is a file, not a folder"),
+        ("/proc/stablebptt-run", "cannot write in /proc"),
+    ]:
         with pytest.raises(BadInput, match=message):
             RunFolder(path).start(config)
         with pytest.raises(BadInput, match=message):

@@ -32,21 +32,31 @@ def compilation_cache(tmp_path_factory):
 
 
 def use_cache(folder: Path) -> None:
-    ENV.update(JAX_COMPILATION_CACHE_DIR=str(folder), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    ENV.update(
+        JAX_COMPILATION_CACHE_DIR=str(folder),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
 
 
 def cli(*args, cwd, timeout=300):
-    return subprocess.run([sys.executable, "-m", "stablebptt", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "stablebptt", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV
+    )
 
 
 def start_paused(*args, cwd, point):
     """Start `stablebptt ARGS` that pauses at fault point `point` ("NAME:EPOCH"); return once it is there."""
     mark = Path(cwd) / f"reached-{point.replace(':', '-')}"
     env = {**ENV, "STABLEBPTT_FAULT": point, "STABLEBPTT_FAULT_MARK": str(mark)}
-    proc = subprocess.Popen([sys.executable, "-m", "stablebptt", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stablebptt", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while not mark.exists():
         if proc.poll() is not None:
@@ -98,12 +108,12 @@ def reference(tmp_path_factory):
 
 # (fault point, extra options, epoch of the checkpoint left behind, half-written temporary file expected)
 KILLS = [
-    ("epoch:3", [], 2, False),                            # epoch 3 computed, nothing of it written
-    ("checkpoint:3", [], 2, True),                        # halfway through writing checkpoint 3
-    ("between:3", [], 3, False),                          # epoch 3 fully written, before epoch 4
-    ("checkpoint:1", [], None, True),                     # first checkpoint half-written: resume from scratch
-    ("epoch:4", ["--checkpoint-every", "2"], 2, False),   # epoch 3 only in metrics.csv, not in the checkpoint
-    ("between:5", [], 5, False),                          # all epochs done, parameters and status not written
+    ("epoch:3", [], 2, False),  # epoch 3 computed, nothing of it written
+    ("checkpoint:3", [], 2, True),  # halfway through writing checkpoint 3
+    ("between:3", [], 3, False),  # epoch 3 fully written, before epoch 4
+    ("checkpoint:1", [], None, True),  # first checkpoint half-written: resume from scratch
+    ("epoch:4", ["--checkpoint-every", "2"], 2, False),  # epoch 3 only in metrics.csv, not in the checkpoint
+    ("between:5", [], 5, False),  # all epochs done, parameters and status not written
 ]
 
 
@@ -154,9 +164,14 @@ def test_killed_at_arbitrary_moments_until_done(reference, tmp_path):
     """Kill after growing delays (startup, compilation, epochs, writes) and resume each time."""
     args = ["train", "cartpole", *TINY, "--out", "run"]
     for delay in (0.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0):
-        proc = subprocess.Popen([sys.executable, "-m", "stablebptt", *args], cwd=tmp_path,
-                                env=ENV, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stablebptt", *args],
+            cwd=tmp_path,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.communicate()

@@ -44,8 +44,11 @@ def test_ctrl_c_leaves_an_interrupted_run_that_resumes_to_the_end(tmp_path):
     assert RunFolder(run).status()["status"] == "interrupted"
     assert not (run / LOCK).exists()
     assert RunFolder(run).finished(config) is None
-    with pytest.raises(ValueError, match=r"holds this run \(interrupted, 3 epochs configured\); continue it with "
-                                         r"`stablebptt resume [^`]*run`"):
+    with pytest.raises(
+        ValueError,
+        match=r"holds this run \(interrupted, 3 epochs configured\); continue it with "
+        r"`stablebptt resume [^`]*run`",
+    ):
         RunFolder(run).start(config)
     result = RunFolder(run).resume().run()
     assert [int(r["epoch"]) for r in result.metrics] == [1, 2, 3]

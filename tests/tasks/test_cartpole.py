@@ -12,7 +12,7 @@ from stablebptt.tasks import CartPole
 
 def hand_step(x, f, dt):
     """One semi-implicit Euler step of method.md §2, in plain Python floats, one sample."""
-    g, m, big_m, l = 9.8, 0.1, 1.1, 0.5
+    g, m, big_m, l = 9.8, 0.1, 1.1, 0.5  # noqa: E741 -- method.md's names
     (cx, cv), poles = x[0], x[1:]
     thdd, s_all = [], []
     for th, thv in poles:
@@ -24,10 +24,10 @@ def hand_step(x, f, dt):
     xdd = (f + m * l * sum(s - d * math.cos(th) for s, d, (th, _) in zip(s_all, thdd, poles))) / big_m
     new_poles = []
     for (th, thv), d in zip(poles, thdd):
-        thv = thv + dt * d
-        new_poles.append([th + dt * thv, thv])
+        new_thv = thv + dt * d
+        new_poles.append([th + dt * new_thv, new_thv])
     cv = cv + dt * xdd
-    return [[cx + dt * cv, cv]] + new_poles
+    return [[cx + dt * cv, cv], *new_poles]
 
 
 @pytest.mark.parametrize("n_poles", [1, 3])
@@ -62,11 +62,15 @@ def test_free_swing_of_a_hanging_pole(x64):
     theta_v = np.asarray(states[:, 0, 1, 1])
     cart_v = np.asarray(states[:, 0, 0, 1])
     th = theta + math.pi
-    m, big_m, l, g = 0.1, 1.1, 0.5, 9.8
+    m, big_m, l, g = 0.1, 1.1, 0.5, 9.8  # noqa: E741 -- method.md's names
     pole_vx = cart_v + l * np.cos(th) * theta_v
     pole_vy = -l * np.sin(th) * theta_v
-    energy = (0.5 * (big_m - m) * cart_v**2 + 0.5 * m * (pole_vx**2 + pole_vy**2)
-              + 0.5 * m * l**2 / 3 * theta_v**2 + m * g * l * np.cos(th))
+    energy = (
+        0.5 * (big_m - m) * cart_v**2
+        + 0.5 * m * (pole_vx**2 + pole_vy**2)
+        + 0.5 * m * l**2 / 3 * theta_v**2
+        + m * g * l * np.cos(th)
+    )
     assert np.ptp(energy) < 0.02 * m * g * l * (1 - math.cos(0.05))
 
 

@@ -22,13 +22,13 @@ import pytest
 with contextlib.redirect_stdout(io.StringIO()):  # MJX prints "Failed to import warp" without the GPU backend
     pytest.importorskip("mujoco.mjx")
 
-import mujoco  # noqa: E402
+import mujoco
+from systems import check_combined, check_single_mode, flat, task_naive_loss
 
-import stablebptt as sb  # noqa: E402
-from stablebptt.tasks import CartPole  # noqa: E402
-from stablebptt.tasks.mjx_cartpole import MJXCartPole, absolute_angles, mjcf  # noqa: E402
-from stablebptt.training import train  # noqa: E402
-from systems import check_combined, check_single_mode, flat, task_naive_loss  # noqa: E402
+import stablebptt as sb
+from stablebptt.tasks import CartPole
+from stablebptt.tasks.mjx_cartpole import MJXCartPole, absolute_angles, mjcf
+from stablebptt.training import train
 
 FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}
 GRAD_HORIZON = 4
@@ -65,7 +65,7 @@ def free_run(request):
 
 
 def test_upright_at_rest_stays_up_and_a_nudge_falls(free_run):
-    task, qpos, _ = free_run
+    _task, qpos, _ = free_run
     np.testing.assert_allclose(qpos[:, 0], 0.0, atol=1e-6)  # exactly upright, no force: an equilibrium
     nudged = absolute_angles(qpos[:, 1])
     assert np.all(np.abs(nudged[-1]) > 0.5)  # ... an unstable one: 1 mrad grows to a fall within 3 s
@@ -110,7 +110,7 @@ def test_free_swing_period_of_one_pole(free_run):
     """Small oscillations of a pole hanging from a free cart (method.md §2 linearised about the bottom):
     omega^2 = g / (l (4/3 - m / M)) with half-length l."""
     task, qpos, _ = free_run
-    l, m, big_m, g = 0.5, 0.1, 1.1, 9.8
+    l, m, big_m, g = 0.5, 0.1, 1.1, 9.8  # noqa: E741 -- the docstring's names
     period = 2 * math.pi / math.sqrt(g / (l * (4 / 3 - m / big_m)))
     eps = qpos[:, 2, 1] - math.pi
     crossings = np.where(np.diff(np.sign(eps)) != 0)[0]
@@ -180,9 +180,16 @@ def test_draw_places_the_chain_at_the_simulated_link_tips(free_run):
         plt.close(fig)
 
 
-@pytest.mark.parametrize("settings,match", [({"n_poles": 0}, "n_poles"), ({"n_poles": 4}, "n_poles"),
-                                            ({"n_poles": True}, "n_poles"), ({"dt": 0.0}, "dt"),
-                                            ({"horizon": 0}, "horizon")])
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        ({"n_poles": 0}, "n_poles"),
+        ({"n_poles": 4}, "n_poles"),
+        ({"n_poles": True}, "n_poles"),
+        ({"dt": 0.0}, "dt"),
+        ({"horizon": 0}, "horizon"),
+    ],
+)
 def test_bad_settings_are_value_errors(settings, match):
     with pytest.raises(ValueError, match=match):
         MJXCartPole(**settings)
@@ -209,10 +216,14 @@ def compute_gradients(n_poles, variants, naive_modes):
 
     def everything(diff, x0):
         p = eqx.combine(diff, static)
-        ours = {(m, b): sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, m, backward=b)(p, x0)
-                for m, b in variants}
-        naive = {m: jax.value_and_grad(lambda d: task_naive_loss(task, eqx.combine(d, static), x0, m))(diff)
-                 for m in naive_modes}
+        ours = {
+            (m, b): sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, m, backward=b)(p, x0)
+            for m, b in variants
+        }
+        naive = {
+            m: jax.value_and_grad(lambda d, m=m: task_naive_loss(task, eqx.combine(d, static), x0, m))(diff)
+            for m in naive_modes
+        }
         return ours, naive
 
     return jax.jit(everything).lower(diff, x0).compile(compiler_options=FAST_COMPILE)(diff, x0)

@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from systems import assert_updates_finite_and_nonzero
 
 from stablebptt.tasks import Quantum, make_task
 from stablebptt.training import evaluate, train
-from systems import assert_updates_finite_and_nonzero
 
 
 def _random_psi(rng, batch, n):
@@ -159,8 +159,9 @@ def test_short_combined_training_lowers_test_loss(key):
     assert after < 0.92 * before
 
 
-@pytest.mark.parametrize("settings", [{"target": 0}, {"target": 33}, {"n_points": 5}, {"horizon": 0},
-                                      {"dt": 0.0}, {"target": 2.5}])
+@pytest.mark.parametrize(
+    "settings", [{"target": 0}, {"target": 33}, {"n_points": 5}, {"horizon": 0}, {"dt": 0.0}, {"target": 2.5}]
+)
 def test_bad_settings(settings):
     with pytest.raises(ValueError):
         Quantum(**settings)

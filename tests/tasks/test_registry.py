@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from stablebptt.tasks import CartPole, TASKS, load_task, make_task, module_root, task_fields, task_label
+from stablebptt.tasks import TASKS, CartPole, load_task, make_task, module_root, task_fields, task_label
 from stablebptt.tasks.registry import MISSING
 
-MODULE = '''
+MODULE = """
 from typing import ClassVar
 
 import equinox as eqx
@@ -71,7 +71,7 @@ def gives_number():
 
 
 VALUE = "text"
-'''
+"""
 
 
 @pytest.fixture
@@ -130,28 +130,35 @@ def test_the_module_is_found_through_its_recorded_folder(module, tmp_path, monke
     assert str(tmp_path) not in sys.path  # the folder was on the path for the import only
 
 
-@pytest.mark.parametrize("spec, settings, message", [
-    ("{m}:", {}, "task '{m}:' is not a task spec; allowed: a built-in task"),
-    (":Line", {}, "task ':Line' is not a task spec"),
-    ("{m}:Line:x", {}, "is not a task spec"),
-    ("my module:Line", {}, "is not a task spec"),
-    ("nowhere_{m}:Line", {}, "module 'nowhere_{m}' not found in the current directory"),
-    ("raises_{m}:Line", {}, "module 'raises_{m}' does not import: ImportError: needs a GPU$"),
-    ("dep_{m}:Line", {}, "does not import: ModuleNotFoundError: No module named 'not_installed_anywhere_xyz'"),
-    ("syntax_{m}:Line", {}, "module 'syntax_{m}' does not import: SyntaxError"),
-    ("{m}:Lime", {}, "module '{m}' has no attribute 'Lime'; Task subclasses there: Line, Needs, Unfinished"),
-    ("{m}:Line.missing", {}, "{m}:Line has no attribute 'missing'"),
-    ("{m}:VALUE", {}, "{m}:VALUE is a str, not a Task"),
-    ("{m}:eqx", {}, "{m}:eqx is a module, not a Task"),
-    ("{m}:Unfinished", {}, "{m}:Unfinished is abstract: it does not define controller, init_controller, loss"),
-    ("{m}:takes", {}, "{m}:takes needs arguments"),
-    ("{m}:crashes", {}, r"{m}:crashes\(\) raised RuntimeError: no luck$"),
-    ("{m}:gives_number", {}, r"{m}:gives_number\(\) returned a float, not a Task"),
-    ("{m}:Line", {"mass": 1}, "task {m}:Line has no field 'mass'; its fields: horizon, gain"),
-    ("{m}:strong", {"mass": 1}, "task {m}:strong has no field 'mass'; its fields: horizon, gain"),
-    ("{m}:Needs", {}, "task {m}:Needs needs a value for width"),
-    ("{m}:Line", {"gain": 0}, "task {m}:Line cannot be built with gain=0: ValueError: gain must be positive, got 0"),
-])
+@pytest.mark.parametrize(
+    "spec, settings, message",
+    [
+        ("{m}:", {}, "task '{m}:' is not a task spec; allowed: a built-in task"),
+        (":Line", {}, "task ':Line' is not a task spec"),
+        ("{m}:Line:x", {}, "is not a task spec"),
+        ("my module:Line", {}, "is not a task spec"),
+        ("nowhere_{m}:Line", {}, "module 'nowhere_{m}' not found in the current directory"),
+        ("raises_{m}:Line", {}, "module 'raises_{m}' does not import: ImportError: needs a GPU$"),
+        ("dep_{m}:Line", {}, "does not import: ModuleNotFoundError: No module named 'not_installed_anywhere_xyz'"),
+        ("syntax_{m}:Line", {}, "module 'syntax_{m}' does not import: SyntaxError"),
+        ("{m}:Lime", {}, "module '{m}' has no attribute 'Lime'; Task subclasses there: Line, Needs, Unfinished"),
+        ("{m}:Line.missing", {}, "{m}:Line has no attribute 'missing'"),
+        ("{m}:VALUE", {}, "{m}:VALUE is a str, not a Task"),
+        ("{m}:eqx", {}, "{m}:eqx is a module, not a Task"),
+        ("{m}:Unfinished", {}, "{m}:Unfinished is abstract: it does not define controller, init_controller, loss"),
+        ("{m}:takes", {}, "{m}:takes needs arguments"),
+        ("{m}:crashes", {}, r"{m}:crashes\(\) raised RuntimeError: no luck$"),
+        ("{m}:gives_number", {}, r"{m}:gives_number\(\) returned a float, not a Task"),
+        ("{m}:Line", {"mass": 1}, "task {m}:Line has no field 'mass'; its fields: horizon, gain"),
+        ("{m}:strong", {"mass": 1}, "task {m}:strong has no field 'mass'; its fields: horizon, gain"),
+        ("{m}:Needs", {}, "task {m}:Needs needs a value for width"),
+        (
+            "{m}:Line",
+            {"gain": 0},
+            "task {m}:Line cannot be built with gain=0: ValueError: gain must be positive, got 0",
+        ),
+    ],
+)
 def test_every_bad_spec_is_one_line(module, spec, settings, message):
     with pytest.raises(ValueError, match=message.format(m=module)) as e:
         load_task(spec.format(m=module), settings)

@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from systems import assert_updates_finite_and_nonzero
 
 import stablebptt as sb
 from stablebptt.tasks import Repulsion, make_task
 from stablebptt.training import evaluate, train
-from systems import assert_updates_finite_and_nonzero
 
 
 @eqx.filter_jit
@@ -142,8 +142,18 @@ def test_short_combined_training_lowers_test_loss(key):
     assert after < 0.85 * before
 
 
-@pytest.mark.parametrize("settings", [{"n_drivers": 0}, {"n_evaders": 0}, {"rc": -1.0}, {"centre": "median"},
-                                      {"target": (0.0,)}, {"horizon": 0}, {"duration": -4.0}])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"n_drivers": 0},
+        {"n_evaders": 0},
+        {"rc": -1.0},
+        {"centre": "median"},
+        {"target": (0.0,)},
+        {"horizon": 0},
+        {"duration": -4.0},
+    ],
+)
 def test_bad_settings(settings):
     with pytest.raises(ValueError):
         Repulsion(**settings)

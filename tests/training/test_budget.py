@@ -138,10 +138,10 @@ def test_notes_on_options_without_effect():
     assert budget.notes(task, TrainSettings()) == []
     assert budget.notes(task, TrainSettings(truncation=50, remat=10)) == []
     assert budget.notes(task, TrainSettings(remat="sqrt")) == []
-    truncation, = budget.notes(task, TrainSettings(truncation=500))
+    (truncation,) = budget.notes(task, TrainSettings(truncation=500))
     assert truncation.startswith("truncation 500 has no effect at horizon 100") and "\n" not in truncation
     both = budget.notes(task, TrainSettings(truncation=100, remat=1000))
     assert len(both) == 2 and both[1].startswith("remat 1000 has no effect at horizon 100")
     assert "no memory is saved" in both[1]
-    one, = budget.notes(make_task("cartpole", horizon=1), TrainSettings(remat="states"))
+    (one,) = budget.notes(make_task("cartpole", horizon=1), TrainSettings(remat="states"))
     assert one.startswith("remat states (segments of 1 step) has no effect at horizon 1")

@@ -119,23 +119,51 @@ def test_failure_during_training_is_recorded_as_failed(tmp_path, monkeypatch):
     assert RunFolder(tmp_path / "run").ensure(RunConfig.create("broken", TINY, epochs=2, **SMALL)) == "failed"
     status = RunFolder(tmp_path / "run").status()
     assert status["status"] == "failed"
-    assert status["message"].startswith("SimulatorFault: the sampler `Broken.sample` raised RuntimeError: "
-                                        "simulator crashed")
+    assert status["message"].startswith(
+        "SimulatorFault: the sampler `Broken.sample` raised RuntimeError: simulator crashed"
+    )
 
 
 def test_cli_reports_divergence_in_one_line(tmp_path):
-    args = ["train", "cartpole", "--poles", "1", "--horizon", "10", "--epochs", "4", "--method", "R",
-            "--optimizer", "sgd", "--lr", "30", "--n-train", "16", "--n-test", "16", "--out", "run"]
+    args = [
+        "train",
+        "cartpole",
+        "--poles",
+        "1",
+        "--horizon",
+        "10",
+        "--epochs",
+        "4",
+        "--method",
+        "R",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "30",
+        "--n-train",
+        "16",
+        "--n-test",
+        "16",
+        "--out",
+        "run",
+    ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-m", "stablebptt", *args], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "stablebptt", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 3
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "diverged" in lines[0] and "epoch 3" in lines[0] and "Traceback" not in proc.stderr
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "diverged" and status["checkpoint_epoch"] == 2
-    again = subprocess.run([sys.executable, "-m", "stablebptt", "resume", "run"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, "-m", "stablebptt", "resume", "run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 2 and "diverged at epoch 3" in again.stderr
 
 
@@ -152,8 +180,9 @@ def test_c_goes_on_past_a_nonfinite_regular_gradient():
     on, counting them per epoch; with regular_nonfinite="stop" the run stops; g_M decides alone for M."""
     task = PoisonedController(**TINY)
     goes_on = train(task, "C", epochs=2, **SMALL)
-    n_params = sum(x.size for x in jax.tree.leaves(eqx.filter(task.init_controller(jax.random.PRNGKey(0)),
-                                                                  eqx.is_inexact_array)))
+    n_params = sum(
+        x.size for x in jax.tree.leaves(eqx.filter(task.init_controller(jax.random.PRNGKey(0)), eqx.is_inexact_array))
+    )
     assert goes_on.status == "complete" and len(goes_on.metrics) == 2
     updates = SMALL["n_train"] // 8
     assert [r["regular_nonfinite"] for r in goes_on.metrics] == [updates * n_params] * 2

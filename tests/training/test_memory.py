@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -15,17 +16,16 @@ def rss() -> int:
     """Resident memory after freed memory is given back to the system (so that only live memory counts: the
     allocator's reuse of pages freed before the test, e.g. by the suite's cache clearing, is not growth)."""
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * PAGE
 
 
 def test_rss_is_flat_over_200_epochs(tmp_path):
-    config = RunConfig.create("cartpole", {"n_poles": 1, "horizon": 5}, method="C", epochs=200, n_train=8, n_test=8,
-                        batch_size=8)
+    config = RunConfig.create(
+        "cartpole", {"n_poles": 1, "horizon": 5}, method="C", epochs=200, n_train=8, n_test=8, batch_size=8
+    )
     seen = {}
 
     def progress(epoch, row):

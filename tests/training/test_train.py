@@ -53,8 +53,9 @@ def test_progress_callback_and_starting_params(small_task):
     assert again.metrics[0]["loss"] == pytest.approx(first.metrics[-1]["train_loss"], rel=0.2)
 
 
-@pytest.mark.parametrize("bad", [{"epochs": 0}, {"batch_size": 17}, {"optimizer": "lbfgs"}, {"clip": "both"},
-                                 {"lr": -1.0}, {"method": "Q"}])
+@pytest.mark.parametrize(
+    "bad", [{"epochs": 0}, {"batch_size": 17}, {"optimizer": "lbfgs"}, {"clip": "both"}, {"lr": -1.0}, {"method": "Q"}]
+)
 def test_bad_arguments(small_task, bad):
     kwargs = {"epochs": 1, "n_train": 16, "n_test": 8, **bad}
     method = kwargs.pop("method", "C")
@@ -116,8 +117,17 @@ def test_a_sample_whose_leaves_disagree_on_the_batch_is_one_clear_error():
     from systems import dict_task
 
     task = dict_task()
-    broken = type("Broken", (type(task),), {"sample": lambda self, key, n: {
-        "angle": jnp.zeros((n, 2)), "speed": jnp.zeros((n + 1, 2)), "steps": jnp.zeros((n,), jnp.int32)}})()
+    broken = type(
+        "Broken",
+        (type(task),),
+        {
+            "sample": lambda self, key, n: {
+                "angle": jnp.zeros((n, 2)),
+                "speed": jnp.zeros((n + 1, 2)),
+                "steps": jnp.zeros((n,), jnp.int32),
+            }
+        },
+    )()
     with pytest.raises(ValueError, match=r"Broken.sample\(key, 16\): every leaf needs the same leading"):
         train(broken, "C", epochs=1, n_train=16, n_test=8)
 
@@ -135,7 +145,6 @@ def test_a_tasks_observe_runs_after_every_optimizer_step_with_the_mini_batch():
     saw and keeps the last mini-batch's mean speed); parameters it does not touch train as usual."""
     import equinox as eqx
     import jax.numpy as jnp
-
     from systems import dict_task
 
     base = type(dict_task())

@@ -115,7 +115,7 @@ class NaNAtEpoch3(Puck):
         return {**params, "updates": params["updates"] + 1}
 '''
 _module = sys.modules.setdefault("user_fault_tasks", types.ModuleType("user_fault_tasks"))  # the CLI's code
-exec(compile(TASK_MODULE, "user_fault_tasks.py", "exec"), _module.__dict__)  # noqa: S102
+exec(compile(TASK_MODULE, "user_fault_tasks.py", "exec"), _module.__dict__)
 TASKS = _module.__dict__
 
 TINY = {"epochs": 2, "n_train": 8, "n_test": 8, "batch_size": 8}
@@ -132,8 +132,9 @@ def _fails(name: str, error: type = SimulatorFault, method: str = "R") -> BadInp
 
 def test_a_step_that_raises_is_named_with_its_error_chained():
     e = _fails("Raises")
-    assert str(e).startswith("the simulator step `Raises.step` raised RuntimeError: my simulator broke (its input: "
-                             "state {'pos': 'float"), e
+    assert str(e).startswith(
+        "the simulator step `Raises.step` raised RuntimeError: my simulator broke (its input: state {'pos': 'float"
+    ), e
     assert isinstance(e.__cause__, RuntimeError) and "second line" in str(e.__cause__)
 
 
@@ -143,11 +144,17 @@ def test_a_controller_given_wrong_shaped_states_names_them():
     assert re.search(r"\(its input: \{'pos': 'float\d+\[8,3\]', 'vel': 'float\d+\[8,2\]'\}\)$", str(e)), e
 
 
-@pytest.mark.parametrize("name,words", [
-    ("LossRaises", "the loss `LossRaises.loss` raised ZeroDivisionError: no loss today (its input: states {"),
-    ("SampleRaises", "the sampler `SampleRaises.sample` raised KeyError: 'pos' (called as SampleRaises.sample(key, 8))"),
-    ("InitRaises", "the controller initialiser `InitRaises.init_controller` raised ValueError: no network"),
-])
+@pytest.mark.parametrize(
+    "name,words",
+    [
+        ("LossRaises", "the loss `LossRaises.loss` raised ZeroDivisionError: no loss today (its input: states {"),
+        (
+            "SampleRaises",
+            "the sampler `SampleRaises.sample` raised KeyError: 'pos' (called as SampleRaises.sample(key, 8))",
+        ),
+        ("InitRaises", "the controller initialiser `InitRaises.init_controller` raised ValueError: no network"),
+    ],
+)
 def test_loss_sample_and_init_controller_that_raise_are_named(name, words):
     e = _fails(name)
     assert str(e).startswith(words), e
@@ -178,6 +185,7 @@ def test_guard_names_and_passes_bad_input():
     with pytest.raises(BadInput) as info:
         trees.guard("loss", checks)(1)
     assert type(info.value) is BadInput and str(info.value) == "already one line"
+
     def boom():
         raise ValueError()
 
@@ -227,8 +235,26 @@ def test_a_nan_at_a_later_epoch_keeps_the_last_good_epoch(project, tmp_path, cap
 
 @pytest.mark.parametrize("batching", ["off", "on"])
 def test_a_sweep_records_the_faulty_run_and_goes_on(project, tmp_path, capsys, batching):
-    assert main(["sweep", f"{project}:Puck", "--set", "broken=0,1", "--epochs", "1", *CLI_TINY[:-2],
-                 "--workers", "1", "--batch-runs", batching, "--out", "sw"]) == 1
+    assert (
+        main(
+            [
+                "sweep",
+                f"{project}:Puck",
+                "--set",
+                "broken=0,1",
+                "--epochs",
+                "1",
+                *CLI_TINY[:-2],
+                "--workers",
+                "1",
+                "--batch-runs",
+                batching,
+                "--out",
+                "sw",
+            ]
+        )
+        == 1
+    )
     status = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "sw").glob("*/status.json")}
     assert sorted(s["status"] for s in status.values()) == ["complete", "failed"], status
     failed = next(s for s in status.values() if s["status"] == "failed")

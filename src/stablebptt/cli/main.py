@@ -13,19 +13,22 @@ import argparse
 import errno
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import NoReturn
 
 from ..core.checks import BadInput, first_line, plural
 from ..tasks import task_label
 from . import options as opt
 
 EPILOG = "Methods: R regular BPTT, M modified (physics only), S stopped, N network only, C combined."
-TASK_EPILOG = ("TASK: a built-in task, brax:NAME for a Brax environment (pip install 'stablebptt[brax]'; "
-               "e.g. brax:hopper --set backend=generalized), or module.path:Name for a Task of your own (a subclass of "
-               "stablebptt.tasks.Task or a zero-argument function returning one, imported with the current folder "
-               "first on the Python path). --set NAME=VALUE (repeatable) sets any field of the task, after the "
-               "task's own options; VALUE is JSON where it parses, else a string. " + EPILOG)
+TASK_EPILOG = (
+    "TASK: a built-in task, brax:NAME for a Brax environment (pip install 'stablebptt[brax]'; "
+    "e.g. brax:hopper --set backend=generalized), or module.path:Name for a Task of your own (a subclass of "
+    "stablebptt.tasks.Task or a zero-argument function returning one, imported with the current folder "
+    "first on the Python path). --set NAME=VALUE (repeatable) sets any field of the task, after the "
+    "task's own options; VALUE is JSON where it parses, else a string. " + EPILOG
+)
 COMPARE_EPOCHS = 250
 DIVERGED_EXIT = 3
 
@@ -48,10 +51,12 @@ def _add_debug(p: argparse.ArgumentParser) -> None:
 
 def _task_parsers(command: argparse.ArgumentParser, epilog: str = EPILOG) -> list[tuple[str, argparse.ArgumentParser]]:
     """One parser per built-in task and one for every ``module.path:Name``."""
-    tasks = command.add_subparsers(dest="task", required=True, metavar="TASK", parser_class=Parser,
-                                   action=opt.TaskSubparsers)
-    return [(name, tasks.add_parser(name, help=opt.task_help(name), epilog=epilog))
-            for name in [*opt.TASKS, opt.USER_TASK]]
+    tasks = command.add_subparsers(
+        dest="task", required=True, metavar="TASK", parser_class=Parser, action=opt.TaskSubparsers
+    )
+    return [
+        (name, tasks.add_parser(name, help=opt.task_help(name), epilog=epilog)) for name in [*opt.TASKS, opt.USER_TASK]
+    ]
 
 
 def build_parser() -> Parser:
@@ -63,8 +68,12 @@ def build_parser() -> Parser:
     for name, p in _task_parsers(train):
         opt.add_task_options(p, name)
         opt.add_training_options(p)
-        p.add_argument("--out", type=Path, default=None,
-                       help="run folder (default: runs/TASK-METHOD-seedN, with Name for module.path:Name)")
+        p.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help="run folder (default: runs/TASK-METHOD-seedN, with Name for module.path:Name)",
+        )
         p.add_argument("--force", action="store_true", help="replace a run already in the output folder")
         _add_debug(p)
 
@@ -72,36 +81,57 @@ def build_parser() -> Parser:
     for name, p in _task_parsers(compare):
         opt.add_task_options(p, name)
         opt.add_training_options(p, epochs=COMPARE_EPOCHS, method=False)
-        p.add_argument("--methods", type=opt.method_list, default=["R", "M", "C", "S"],
-                       help="comma-separated methods (default: R,M,C,S)")
+        p.add_argument(
+            "--methods",
+            type=opt.method_list,
+            default=["R", "M", "C", "S"],
+            help="comma-separated methods (default: R,M,C,S)",
+        )
         p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-TASK[-N])")
         p.add_argument("--force", action="store_true", help="replace runs already in the output folder")
         _add_debug(p)
 
     resume = commands.add_parser("resume", help="continue a run from its checkpoint (after a kill or crash)")
     resume.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder given to train --out")
-    resume.add_argument("--epochs", type=opt.positive_int, default=None,
-                        help="train up to this many epochs in all (default: as configured; more extends a run)")
+    resume.add_argument(
+        "--epochs",
+        type=opt.positive_int,
+        default=None,
+        help="train up to this many epochs in all (default: as configured; more extends a run)",
+    )
     _add_debug(resume)
 
     _add_sweep_parser(commands)
 
-    plot = commands.add_parser("plot", help="figure and summary tables of a sweep (finished or running)",
-                               description="Paper-style figure (sweep.png) and summary.csv / summary.md of a sweep.")
+    plot = commands.add_parser(
+        "plot",
+        help="figure and summary tables of a sweep (finished or running)",
+        description="Paper-style figure (sweep.png) and summary.csv / summary.md of a sweep.",
+    )
     plot.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="folder written by `stablebptt sweep`")
     plot.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR)")
-    plot.add_argument("--smooth", type=opt.nonnegative_int, default=None,
-                      help="trailing mean over this many epochs, padded with the first value as in the published plots "
-                           "(default: 30, or a tenth of the longest run when shorter; 0 or 1: none)")
-    plot.add_argument("--allow-partial", action="store_true",
-                      help="write the summary and figures even if some runs cannot be read (corrupt files); they are "
-                           "listed as unreadable and left out of the statistics (default: refuse, writing nothing)")
+    plot.add_argument(
+        "--smooth",
+        type=opt.nonnegative_int,
+        default=None,
+        help="trailing mean over this many epochs, padded with the first value as in the published plots "
+        "(default: 30, or a tenth of the longest run when shorter; 0 or 1: none)",
+    )
+    plot.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="write the summary and figures even if some runs cannot be read (corrupt files); they are "
+        "listed as unreadable and left out of the statistics (default: refuse, writing nothing)",
+    )
     _add_debug(plot)
 
-    status = commands.add_parser("status", help="the state of every run in a run, sweep or comparison folder",
-                                 description="A table of the runs in DIR by state (complete, running, interrupted, "
-                                             "diverged, failed, unreadable, pending) with epochs done and the last "
-                                             "test loss. Exit code 0 whatever the states; 2 if DIR holds no run.")
+    status = commands.add_parser(
+        "status",
+        help="the state of every run in a run, sweep or comparison folder",
+        description="A table of the runs in DIR by state (complete, running, interrupted, "
+        "diverged, failed, unreadable, pending) with epochs done and the last "
+        "test loss. Exit code 0 whatever the states; 2 if DIR holds no run.",
+    )
     status.add_argument("dir", type=Path, metavar="DIR", help="a run folder (train --out) or a sweep folder")
     _add_debug(status)
 
@@ -112,10 +142,16 @@ def build_parser() -> Parser:
     animate = commands.add_parser("animate", help="write a GIF of a trained controller on a few test states")
     animate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder written by train")
     animate.add_argument("--out", type=Path, default=None, help="GIF file (default: RUN_DIR/animation.gif)")
-    animate.add_argument("--samples", type=opt.positive_int, default=3, help="test states shown, in a grid (default: 3, at most 16)")
+    animate.add_argument(
+        "--samples", type=opt.positive_int, default=3, help="test states shown, in a grid (default: 3, at most 16)"
+    )
     animate.add_argument("--fps", type=opt.positive_int, default=8, help="frames per second (default: 8)")
-    animate.add_argument("--frames", type=opt.positive_int, default=40,
-                         help="at most this many frames; time steps are subsampled (default: 40)")
+    animate.add_argument(
+        "--frames",
+        type=opt.positive_int,
+        default=40,
+        help="at most this many frames; time steps are subsampled (default: 40)",
+    )
     _add_debug(animate)
     return parser
 
@@ -124,32 +160,57 @@ def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
     from ..experiments.backends import BACKENDS
 
     sweep = commands.add_parser(
-        "sweep", help="train a grid of runs (comma-separated values), resumable and parallel", epilog=EPILOG,
+        "sweep",
+        help="train a grid of runs (comma-separated values), resumable and parallel",
+        epilog=EPILOG,
         description="Every option takes a comma-separated list; the grid is their product. Rerunning the same "
-                    "command continues the sweep: complete runs are skipped, interrupted ones resumed. TASK: a "
-                    "built-in task, brax:NAME (a Brax environment) or module.path:Name (a Task of your own); "
-                    "--set NAME=V1,V2 gives the values "
-                    "of any field of the task.")
+        "command continues the sweep: complete runs are skipped, interrupted ones resumed. TASK: a "
+        "built-in task, brax:NAME (a Brax environment) or module.path:Name (a Task of your own); "
+        "--set NAME=V1,V2 gives the values "
+        "of any field of the task.",
+    )
     for name, p in _task_parsers(sweep):
         opt.add_task_options(p, name, lists=True)
         opt.add_training_options(p, lists=True)
         g = p.add_argument_group("sweep")
-        g.add_argument("--grid", choices=("paper",), default=None,
-                       help="start from the published grid of the task (options given override its lists)")
-        g.add_argument("--out", type=Path, default=None,
-                       help=f"sweep folder (default: runs/sweep-{name if name in opt.TASKS else 'Name'})")
-        g.add_argument("--workers", type=opt.positive_int, default=None,
-                       help="parallel runs (default: number of cores); 1 runs them in this process")
-        g.add_argument("--backend", choices=BACKENDS, default="local",
-                       help="local processes or Ray tasks (default: local)")
-        g.add_argument("--address", default=None,
-                       help="Ray cluster address (default: start a local Ray instance); run folders must be on "
-                            "a file system all nodes share")
-        g.add_argument("--batch-runs", nargs="?", const="on", default="auto", type=opt.choice(("auto", "on", "off")),
-                       metavar="auto|on|off",
-                       help="train runs that share array shapes (any methods, clipping, learning rates, seeds, rc, "
-                            "target) as one program per group (jax.vmap, sharded over several devices): on, off, or "
-                            "auto (default: on with a GPU or TPU; on a CPU groups of one method, up to 8 runs)")
+        g.add_argument(
+            "--grid",
+            choices=("paper",),
+            default=None,
+            help="start from the published grid of the task (options given override its lists)",
+        )
+        g.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help=f"sweep folder (default: runs/sweep-{name if name in opt.TASKS else 'Name'})",
+        )
+        g.add_argument(
+            "--workers",
+            type=opt.positive_int,
+            default=None,
+            help="parallel runs (default: number of cores); 1 runs them in this process",
+        )
+        g.add_argument(
+            "--backend", choices=BACKENDS, default="local", help="local processes or Ray tasks (default: local)"
+        )
+        g.add_argument(
+            "--address",
+            default=None,
+            help="Ray cluster address (default: start a local Ray instance); run folders must be on "
+            "a file system all nodes share",
+        )
+        g.add_argument(
+            "--batch-runs",
+            nargs="?",
+            const="on",
+            default="auto",
+            type=opt.choice(("auto", "on", "off")),
+            metavar="auto|on|off",
+            help="train runs that share array shapes (any methods, clipping, learning rates, seeds, rc, "
+            "target) as one program per group (jax.vmap, sharded over several devices): on, off, or "
+            "auto (default: on with a GPU or TPU; on a CPU groups of one method, up to 8 runs)",
+        )
         g.add_argument("--dry-run", action="store_true", help="list the runs and exit")
         _add_debug(p)
 
@@ -168,8 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prefix}: error: {first_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{prefix}: interrupted; files written so far are complete (continue a run with "
-              "`stablebptt resume RUN_DIR`)", file=sys.stderr)
+        print(
+            f"{prefix}: interrupted; files written so far are complete (continue a run with "
+            "`stablebptt resume RUN_DIR`)",
+            file=sys.stderr,
+        )
         return 130
     except OSError as e:
         if args.debug:
@@ -177,11 +241,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 1 if e.errno in MACHINE_ERRNOS else 2
         print(f"{prefix}: error: {_os_error(args, e)}", file=sys.stderr)
         return code
-    except Exception as e:  # noqa: BLE001 - the command line reports, --debug shows the traceback
+    except Exception as e:
         if args.debug:
             raise
-        print(f"{prefix}: error: {type(e).__name__}: {first_line(e)} (a failure, not bad input; rerun with --debug "
-              "for the traceback)", file=sys.stderr)
+        print(
+            f"{prefix}: error: {type(e).__name__}: {first_line(e)} (a failure, not bad input; rerun with --debug "
+            "for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 
@@ -198,11 +265,17 @@ def _os_error(args: argparse.Namespace, error: OSError) -> str:
     for attr, option in PATH_OPTIONS:
         value = getattr(args, attr, None)
         given = Path(os.path.abspath(value)) if value is not None else None
-        if given is not None and target is not None and (target == given or target in given.parents
-                                                         or given in target.parents):
+        if (
+            given is not None
+            and target is not None
+            and (target == given or target in given.parents or given in target.parents)
+        ):
             at = f" (at {_short(name)})" if target != given else ""
-            allowed = ("a path in a folder you can write, names of at most 255 bytes" if option == "--out" else
-                       "an existing folder written by stablebptt")
+            allowed = (
+                "a path in a folder you can write, names of at most 255 bytes"
+                if option == "--out"
+                else "an existing folder written by stablebptt"
+            )
             return f"{option} {_short(value)}: {reason}{at}; allowed: {allowed}"
     return f"{name + ': ' if name else ''}{reason}"
 
@@ -221,8 +294,9 @@ def _config(args: argparse.Namespace, settings: dict | None = None, **train: obj
     from ..training.budget import check_memory, notes
 
     settings = {**(opt.train_settings(args) if settings is None else settings), **train}
-    config = RunConfig.create(args.task, opt.task_settings(args), x64=args.x64,
-                              checkpoint_every=args.checkpoint_every, **settings)
+    config = RunConfig.create(
+        args.task, opt.task_settings(args), x64=args.x64, checkpoint_every=args.checkpoint_every, **settings
+    )
     task = config.make_task()
     check_memory(task, config.train, x64=config.x64)
     for note in notes(task, config.train):
@@ -267,12 +341,17 @@ def _report(command: str, method: str, out: Path, result) -> int:
         good = [r for r in result.metrics if not r.get("diverged")]
         epoch = int(result.metrics[-1]["epoch"])
         if good:
-            where = (f"last finite loss {good[-1]['loss']:.4g} (epoch {len(good)}); last good checkpoint and "
-                     f"status.json in {out}")
+            where = (
+                f"last finite loss {good[-1]['loss']:.4g} (epoch {len(good)}); last good checkpoint and "
+                f"status.json in {out}"
+            )
         else:
             where = f"no epoch before it finished (the initial parameters are in {out}, with status.json)"
-        print(f"stablebptt {command}: diverged: non-finite loss or update in epoch {epoch}; {where}; try a smaller "
-              "--lr, --clip norm or --skip-nonfinite", file=sys.stderr)
+        print(
+            f"stablebptt {command}: diverged: non-finite loss or update in epoch {epoch}; {where}; try a smaller "
+            "--lr, --clip norm or --skip-nonfinite",
+            file=sys.stderr,
+        )
         return DIVERGED_EXIT
     last = result.metrics[-1]
     print(f"{method}: final test loss {last['test_loss']:.4g}, train loss {last['train_loss']:.4g}; files in {out}")
@@ -297,8 +376,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out} already holds a comparison; choose another folder or pass --force")
     epochs = config.train.epochs
     with EpochProgress() as progress:
-        table = compare(out, config, args.methods, seeds=seeds, force=args.force,
-                        on_run=lambda label: progress.run(label, epochs))
+        table = compare(
+            out, config, args.methods, seeds=seeds, force=args.force, on_run=lambda label: progress.run(label, epochs)
+        )
     described = ", ".join(f"{k}={v}" for k, v in config.task_settings.items())
     over = f", {plural(len(seeds), 'seed')}" if len(seeds) > 1 else ""
     print_table(table, title=f"{args.task} ({described}): after {plural(epochs, 'epoch')}{over}")
@@ -338,17 +418,32 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     workers = args.workers or default_workers()
     if workers > len(runs):
         if args.workers is not None:
-            print(f"{_prefix(args)}: note: --workers {args.workers} capped at {len(runs)}, the number of runs",
-                  file=sys.stderr)
+            print(
+                f"{_prefix(args)}: note: --workers {args.workers} capped at {len(runs)}, the number of runs",
+                file=sys.stderr,
+            )
         workers = len(runs)
     if args.workers is not None and workers > default_workers() and args.backend == "local":
-        print(f"{_prefix(args)}: note: {plural(workers, 'worker')} on {plural(default_workers(), 'core')}: the "
-              "runs share the cores and each is slower", file=sys.stderr)
+        print(
+            f"{_prefix(args)}: note: {plural(workers, 'worker')} on {plural(default_workers(), 'core')}: the "
+            "runs share the cores and each is slower",
+            file=sys.stderr,
+        )
     batching = default_batching(args.batch_runs) is not None
-    print(f"sweep of {plural(len(runs), f'{args.task} run')} in {out} ({args.backend} backend, "
-          f"{plural(workers, 'worker')}{', batched' if batching else ''})", flush=True)
-    results = sweep(out, runs, backend=args.backend, workers=workers, address=args.address,
-                    batch_runs=args.batch_runs, log=lambda line: print(line, flush=True))
+    print(
+        f"sweep of {plural(len(runs), f'{args.task} run')} in {out} ({args.backend} backend, "
+        f"{plural(workers, 'worker')}{', batched' if batching else ''})",
+        flush=True,
+    )
+    results = sweep(
+        out,
+        runs,
+        backend=args.backend,
+        workers=workers,
+        address=args.address,
+        batch_runs=args.batch_runs,
+        log=lambda line: print(line, flush=True),
+    )
     return 0 if all(r["status"] in ("complete", "diverged") for r in results) else 1
 
 
@@ -363,8 +458,9 @@ def _check_budget(args: argparse.Namespace, runs) -> None:
     seen: set[str] = set()
     for run in runs:
         c, t = run.config, run.config.train
-        key = repr((c.task, c.task_settings, t.batch_size, t.n_train, t.n_test, t.remat, t.truncation, t.optimizer,
-                    c.x64))
+        key = repr(
+            (c.task, c.task_settings, t.batch_size, t.n_train, t.n_test, t.remat, t.truncation, t.optimizer, c.x64)
+        )
         if key in seen:
             continue
         seen.add(key)
@@ -382,8 +478,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     figures = write_report(args.sweep_dir, args.out, window=args.smooth, allow_partial=args.allow_partial)
     out = args.out or args.sweep_dir
-    print(f"{count_line(load_runs(args.sweep_dir))}; figures: {', '.join(str(f) for f in figures)}; "
-          f"tables: {out / 'summary.csv'}, {out / 'summary.md'}")
+    print(
+        f"{count_line(load_runs(args.sweep_dir))}; figures: {', '.join(str(f) for f in figures)}; "
+        f"tables: {out / 'summary.csv'}, {out / 'summary.md'}"
+    )
     return 0
 
 
@@ -409,14 +507,28 @@ def cmd_toy(args: argparse.Namespace) -> int:
 def cmd_animate(args: argparse.Namespace) -> int:
     from ..experiments.animate import animate_run
 
-    path = animate_run(args.run_dir, args.out, samples=args.samples, fps=args.fps, max_frames=args.frames,
-                       log=lambda line: print(f"stablebptt {line}", file=sys.stderr))
+    path = animate_run(
+        args.run_dir,
+        args.out,
+        samples=args.samples,
+        fps=args.fps,
+        max_frames=args.frames,
+        log=lambda line: print(f"stablebptt {line}", file=sys.stderr),
+    )
     print(f"animation: {path}")
     return 0
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "resume": cmd_resume, "sweep": cmd_sweep, "plot": cmd_plot,
-            "status": cmd_status, "toy": cmd_toy, "animate": cmd_animate}
+COMMANDS = {
+    "train": cmd_train,
+    "compare": cmd_compare,
+    "resume": cmd_resume,
+    "sweep": cmd_sweep,
+    "plot": cmd_plot,
+    "status": cmd_status,
+    "toy": cmd_toy,
+    "animate": cmd_animate,
+}
 
 
 if __name__ == "__main__":

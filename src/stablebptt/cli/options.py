@@ -108,20 +108,29 @@ def list_of(item: Callable[[str], Any]) -> Callable[[str], list]:
     return parse
 
 
-KINDS: dict[str, Callable[[str], Any]] = {"positive_int": positive_int, "positive_float": positive_float,
-                                          "nonnegative_float": nonnegative_float}
+KINDS: dict[str, Callable[[str], Any]] = {
+    "positive_int": positive_int,
+    "positive_float": positive_float,
+    "nonnegative_float": nonnegative_float,
+}
 
 # ------------------------------------------------------------------------------------------ task options
 
 # The TASK choice that stands for every ``module.path:Name`` (a task of your own).
 USER_TASK = "module.path:Name"
-USER_TASK_HELP = ("a Task of your own: Name in module.path is a Task subclass or a zero-argument function "
-                  "returning a Task, imported with the current folder first on the Python path; its fields are set "
-                  "with --set")
-SET_HELP = ("set the task's field NAME to VALUE (JSON where it parses, e.g. 2.5, true, [64,64], else a "
-            "string); repeatable; applied after the task's own options")
-SET_LIST_HELP = ("values of the task's field NAME for the grid: a JSON list ([1,2]) or comma-separated "
-                 "values, each JSON or a string (1,2 or a,b); repeatable; applied after the task's own options")
+USER_TASK_HELP = (
+    "a Task of your own: Name in module.path is a Task subclass or a zero-argument function "
+    "returning a Task, imported with the current folder first on the Python path; its fields are set "
+    "with --set"
+)
+SET_HELP = (
+    "set the task's field NAME to VALUE (JSON where it parses, e.g. 2.5, true, [64,64], else a "
+    "string); repeatable; applied after the task's own options"
+)
+SET_LIST_HELP = (
+    "values of the task's field NAME for the grid: a JSON list ([1,2]) or comma-separated "
+    "values, each JSON or a string (1,2 or a,b); repeatable; applied after the task's own options"
+)
 TASKS = ("cartpole", "repulsion", "quantum", "mjx-cartpole")
 
 
@@ -159,13 +168,24 @@ def add_task_options(parser: argparse.ArgumentParser, task: str, *, lists: bool 
     for o in task_options(task) if builtin else ():
         parse = choice(o.choices) if o.kind == "choice" else KINDS[o.kind]
         allowed = f" ({', '.join(o.choices)})" if o.choices else ""
-        group.add_argument(f"--{o.short}", dest=f"task_{o.name}", type=list_of(parse) if lists else parse,
-                           default=None, metavar="LIST" if lists else o.short.upper(),
-                           help=f"{o.help}{allowed} (default: {defaults[o.name]})")
+        group.add_argument(
+            f"--{o.short}",
+            dest=f"task_{o.name}",
+            type=list_of(parse) if lists else parse,
+            default=None,
+            metavar="LIST" if lists else o.short.upper(),
+            help=f"{o.help}{allowed} (default: {defaults[o.name]})",
+        )
     fields = f" (fields: {', '.join(defaults)})" if builtin else ""
-    group.add_argument("--set", dest="set", action="append", default=[],
-                       metavar="NAME=V1,V2" if lists else "NAME=VALUE", type=setting_list if lists else setting,
-                       help=(SET_LIST_HELP if lists else SET_HELP) + fields)
+    group.add_argument(
+        "--set",
+        dest="set",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2" if lists else "NAME=VALUE",
+        type=setting_list if lists else setting,
+        help=(SET_LIST_HELP if lists else SET_HELP) + fields,
+    )
 
 
 def task_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -178,8 +198,9 @@ def task_settings(args: argparse.Namespace) -> dict[str, Any]:
         fields = task_fields(args.task)
         unknown = [k for k in pairs if k not in fields]
         if unknown:
-            raise BadInput(f"--set {unknown[0]}=...: task {args.task} has no field {unknown[0]!r}; "
-                           f"allowed: {', '.join(fields)}")
+            raise BadInput(
+                f"--set {unknown[0]}=...: task {args.task} has no field {unknown[0]!r}; allowed: {', '.join(fields)}"
+            )
     return {**settings, **pairs}
 
 
@@ -195,8 +216,9 @@ def _name_value(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not name.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME a field of the task (e.g. horizon=50), "
-                                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME a field of the task (e.g. horizon=50), got {text!r}"
+        )
     return name, value
 
 
@@ -246,30 +268,51 @@ TRAIN_OPTIONS = (
     TrainOption("seed", ("--seed",), nonnegative_int, "data and initialisation seed"),
     TrainOption("n_train", ("--n-train",), positive_int, "training initial states"),
     TrainOption("n_test", ("--n-test",), positive_int, "test initial states"),
-    TrainOption("skip_nonfinite", ("--skip-nonfinite",), None,
-                "skip updates with a NaN/inf loss or gradient instead of stopping the run as diverged"),
+    TrainOption(
+        "skip_nonfinite",
+        ("--skip-nonfinite",),
+        None,
+        "skip updates with a NaN/inf loss or gradient instead of stopping the run as diverged",
+    ),
     TrainOption("backward", ("--backward",), choice(BACKWARDS), f"backward pass: {', '.join(BACKWARDS)}"),
-    TrainOption("truncation", ("--truncation",), positive_int,
-                "cut all gradient flow along time every K steps (truncated BPTT; K below the horizon, else nothing "
-                "is cut)", "K"),
-    TrainOption("remat", ("--remat",), remat,
-                "memory for long horizons: recompute the forward pass in segments of sqrt(horizon) steps, 1 step "
-                "(states), or K steps (K below the horizon) during the backward pass; a run estimated not to fit in "
-                "memory is refused before it starts", "none|sqrt|states|K"),
-    TrainOption("adam_eps", ("--adam-eps",), choice(ADAM_EPS_FORMS),
-                "where Adam adds epsilon: keras (to sqrt(v), as the published code) or optax (to the bias-corrected "
-                "sqrt(v))"),
-    TrainOption("regular_nonfinite", ("--regular-nonfinite",), choice(REGULAR_NONFINITE),
-                "C only: a non-finite entry of g_R counts as disagreement, update 0 there (zero, as published) or "
-                "stops the run as diverged (stop)"),
+    TrainOption(
+        "truncation",
+        ("--truncation",),
+        positive_int,
+        "cut all gradient flow along time every K steps (truncated BPTT; K below the horizon, else nothing is cut)",
+        "K",
+    ),
+    TrainOption(
+        "remat",
+        ("--remat",),
+        remat,
+        "memory for long horizons: recompute the forward pass in segments of sqrt(horizon) steps, 1 step "
+        "(states), or K steps (K below the horizon) during the backward pass; a run estimated not to fit in "
+        "memory is refused before it starts",
+        "none|sqrt|states|K",
+    ),
+    TrainOption(
+        "adam_eps",
+        ("--adam-eps",),
+        choice(ADAM_EPS_FORMS),
+        "where Adam adds epsilon: keras (to sqrt(v), as the published code) or optax (to the bias-corrected sqrt(v))",
+    ),
+    TrainOption(
+        "regular_nonfinite",
+        ("--regular-nonfinite",),
+        choice(REGULAR_NONFINITE),
+        "C only: a non-finite entry of g_R counts as disagreement, update 0 there (zero, as published) or "
+        "stops the run as diverged (stop)",
+    ),
 )
 assert {o.name for o in TRAIN_OPTIONS} == set(FIELDS), "every training setting has a command-line option"
 LIST_FLAGS = {"method": ("--methods", "--method"), "seed": ("--seeds", "--seed")}
 DEPRECATED = "--checkpoint"
 
 
-def add_training_options(parser: argparse.ArgumentParser, *, lists: bool = False, epochs: int | None = None,
-                         method: bool = True) -> None:
+def add_training_options(
+    parser: argparse.ArgumentParser, *, lists: bool = False, epochs: int | None = None, method: bool = True
+) -> None:
     """The training options (every field of `TrainSettings`), then ``--checkpoint-every``, ``--x64``; in a
     sweep (`lists`) each training option takes a comma-separated list. `epochs`: another default for
     ``--epochs``; `method=False` leaves ``--method`` out (compare has ``--methods``)."""
@@ -280,18 +323,39 @@ def add_training_options(parser: argparse.ArgumentParser, *, lists: bool = False
         default = epochs if o.name == "epochs" and epochs is not None else getattr(DEFAULTS, o.name)
         flags = LIST_FLAGS.get(o.name, o.flags) if lists else o.flags
         if o.type is None:  # a switch
-            g.add_argument(*flags, dest=o.name, action="store_const", const=[True] if lists else True, default=None,
-                           help=o.help)
+            g.add_argument(
+                *flags, dest=o.name, action="store_const", const=[True] if lists else True, default=None, help=o.help
+            )
             continue
-        g.add_argument(*flags, dest=o.name, type=list_of(o.type) if lists else o.type, default=None,
-                       metavar="LIST" if lists else o.metavar, help=f"{o.help} (default: {_shown(default)})")
-    g.add_argument(DEPRECATED, dest="deprecated_checkpoint", type=list_of(remat) if lists else remat, default=None,
-                   help=argparse.SUPPRESS)
+        g.add_argument(
+            *flags,
+            dest=o.name,
+            type=list_of(o.type) if lists else o.type,
+            default=None,
+            metavar="LIST" if lists else o.metavar,
+            help=f"{o.help} (default: {_shown(default)})",
+        )
+    g.add_argument(
+        DEPRECATED,
+        dest="deprecated_checkpoint",
+        type=list_of(remat) if lists else remat,
+        default=None,
+        help=argparse.SUPPRESS,
+    )
     if not lists and not method:  # compare: several seeds
-        g.add_argument("--seeds", type=list_of(nonnegative_int), default=None, metavar="LIST",
-                       help="train every method with each of these seeds (e.g. 42,43,44): medians and min-max bands")
-    g.add_argument("--checkpoint-every", type=positive_int, default=1,
-                   help="write the run's checkpoint every K epochs (default: 1)")
+        g.add_argument(
+            "--seeds",
+            type=list_of(nonnegative_int),
+            default=None,
+            metavar="LIST",
+            help="train every method with each of these seeds (e.g. 42,43,44): medians and min-max bands",
+        )
+    g.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=1,
+        help="write the run's checkpoint every K epochs (default: 1)",
+    )
     g.add_argument("--x64", action="store_true", help="compute in float64")
 
 
@@ -310,8 +374,11 @@ def train_settings(args: argparse.Namespace, epochs: int | None = None) -> dict[
     if old is not None:
         if "remat" in settings:
             raise BadInput(f"{DEPRECATED} and --remat both given; keep --remat")
-        print(f"stablebptt {args.command}: warning: {DEPRECATED} is deprecated and will be removed in the next "
-              "release; use --remat (same values)", file=sys.stderr)
+        print(
+            f"stablebptt {args.command}: warning: {DEPRECATED} is deprecated and will be removed in the next "
+            "release; use --remat (same values)",
+            file=sys.stderr,
+        )
         settings["remat"] = old
     seeds = getattr(args, "seeds", None) if not isinstance(getattr(args, "seed", None), list) else None
     if seeds is not None:  # compare --seeds LIST

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 
 class EpochProgress:
@@ -25,7 +29,7 @@ class EpochProgress:
             console=console,
         )
 
-    def __enter__(self) -> "EpochProgress":
+    def __enter__(self) -> Self:
         self.progress.start()
         return self
 
@@ -51,24 +55,41 @@ def print_table(rows: Sequence[dict], title: str = "") -> None:
         final = f"{r['final_test_loss']:.4g}"
         if seeds > 1:
             final += f" [{r['final_test_min']:.4g}, {r['final_test_max']:.4g}]"
-        table.add_row(r["method"], final, f"{r['best_test_loss']:.4g}", f"{r['final_train_loss']:.4g}",
-                      f"{r['seconds_per_epoch']:.3f}")
+        table.add_row(
+            r["method"],
+            final,
+            f"{r['best_test_loss']:.4g}",
+            f"{r['final_train_loss']:.4g}",
+            f"{r['seconds_per_epoch']:.3f}",
+        )
     Console().print(table)
 
 
 def print_status(rows: Sequence[dict], title: str = "") -> None:
     """The table of `stablebptt status`: one row per run (`experiments.report.status_rows`)."""
     table = Table(title=Text(title), title_justify="left")
-    for col, justify in (("run", "left"), ("state", "left"), ("epochs", "right"), ("last test loss", "right"),
-                         ("note", "left")):
+    for col, justify in (
+        ("run", "left"),
+        ("state", "left"),
+        ("epochs", "right"),
+        ("last test loss", "right"),
+        ("note", "left"),
+    ):
         table.add_column(col, justify=justify, overflow="fold")
     for r in rows:
         epochs = f"{r['epochs_done']}/{r['epochs']}" if r["epochs"] is not None else str(r["epochs_done"])
         loss = f"{r['last_test_loss']:.4g}" if r["last_test_loss"] == r["last_test_loss"] else "-"
-        table.add_row(Text(r["run"]), Text(r["state"], style=STATE_STYLES.get(r["state"], "")), epochs, loss,
-                      Text(r["note"]))
+        table.add_row(
+            Text(r["run"]), Text(r["state"], style=STATE_STYLES.get(r["state"], "")), epochs, loss, Text(r["note"])
+        )
     Console().print(table)
 
 
-STATE_STYLES = {"complete": "green", "running": "cyan", "interrupted": "yellow", "diverged": "magenta",
-                "failed": "red", "unreadable": "bold red"}
+STATE_STYLES = {
+    "complete": "green",
+    "running": "cyan",
+    "interrupted": "yellow",
+    "diverged": "magenta",
+    "failed": "red",
+    "unreadable": "bold red",
+}

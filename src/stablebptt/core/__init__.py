@@ -7,7 +7,20 @@ from .methods import METHODS, canonical_method
 from .rollout import rollout
 
 __all__ = [
-    "METHODS", "BadInput", "BadType", "canonical_method", "check_backward", "check_param_vjp", "check_remat",
-    "check_truncation", "combine", "combine_stats", "combined_update", "rollout", "sign_agreement", "tree_norm",
-    "value_and_grad", "value_and_grads",
+    "METHODS",
+    "BadInput",
+    "BadType",
+    "canonical_method",
+    "check_backward",
+    "check_param_vjp",
+    "check_remat",
+    "check_truncation",
+    "combine",
+    "combine_stats",
+    "combined_update",
+    "rollout",
+    "sign_agreement",
+    "tree_norm",
+    "value_and_grad",
+    "value_and_grads",
 ]

@@ -56,6 +56,11 @@ PER_STEP_THRESHOLD = 60.0
 PER_STEP_BATCH = 12
 
 
+def _copies(a: jax.Array, k: int) -> jax.Array:
+    """`a` repeated along a new leading axis of length `k`: (k, *a.shape)."""
+    return jnp.broadcast_to(a, (k, *a.shape))
+
+
 def remat_segment(remat: Any, horizon: int) -> int | None:
     """Segment length for a `remat` option, or None for no rematerialisation.
 
@@ -134,7 +139,7 @@ def adjoint_gradients(
         param_vjp = choose_param_vjp(net, diff, x0)
     check_param_vjp(param_vjp)
     per_step = param_vjp == "per_step"
-    invariants = [leaf for leaf in jax.tree.leaves(diff)]
+    invariants = list(jax.tree.leaves(diff))
     any_net = per_step or any(PATHS[m][0] for group in groups for m in group)
     specs: dict[str, tuple] = {}
 
@@ -177,7 +182,8 @@ def adjoint_gradients(
     states = trees.prepend(x0, xs)
     (states_f, states_i), (controls_f, controls_i) = trees.split(states), trees.split(controls)
     value, loss_vjp = jax.vjp(
-        lambda s, c: loss(trees.merge(s, states_i), trees.merge(c, controls_i)), states_f, controls_f)
+        lambda s, c: loss(trees.merge(s, states_i), trees.merge(c, controls_i)), states_f, controls_f
+    )
     dl_dx, dl_dc = loss_vjp(jnp.ones_like(value))
 
     def net_float(d, x):
@@ -187,12 +193,18 @@ def adjoint_gradients(
     grads: list[PyTree] = []
     for modes in groups:
         sweep = functools.partial(
-            _sweep, modes=tuple(modes), net=net_float, diff=diff, invariants=invariants, specs=specs,
-            linearize=linearize, truncation=truncation, per_step=per_step,
+            _sweep,
+            modes=tuple(modes),
+            net=net_float,
+            diff=diff,
+            invariants=invariants,
+            specs=specs,
+            linearize=linearize,
+            truncation=truncation,
+            per_step=per_step,
         )
-        lam = jax.tree.map(lambda a: jnp.broadcast_to(a, (len(modes), *a.shape)), trees.at(dl_dx, horizon))
-        block = (steps, trees.at(states, slice(None, horizon)), controls,
-                 trees.at(dl_dx, slice(None, horizon)), dl_dc)
+        lam = jax.tree.map(functools.partial(_copies, k=len(modes)), trees.at(dl_dx, horizon))
+        block = (steps, trees.at(states, slice(None, horizon)), controls, trees.at(dl_dx, slice(None, horizon)), dl_dc)
         if segment is None or segment >= horizon:
             _, group_grads = sweep(lam, block, stored if segment is None else None)
         else:
@@ -262,7 +274,7 @@ def _sweep(lam, block, stored, *, modes, net, diff, invariants, specs, linearize
         if via_sim:  # the simulator VJP only for the modes through the simulator
             a_x, a_c = jax.vmap(step_vjp)(lam) if k > 1 else _lead(step_vjp(trees.at(lam, 0)))
         else:  # S and N: only the control cotangent S_c^T λ is needed
-            a_x, a_c = None, jax.vmap(lambda l: step_vjp(l)[1])(lam)
+            a_x, a_c = None, jax.vmap(lambda cot: step_vjp(cot)[1])(lam)
         a_c = trees.add(a_c, dc)
         g_x = None
         if per_step:  # parameter and input VJP of every mode at once
@@ -325,7 +337,7 @@ def choose_param_vjp(net: Net, diff: PyTree, x0: PyTree, threshold: float | None
         cost = jax.jit(net).lower(*abstract).cost_analysis()
         cost = cost[0] if isinstance(cost, list | tuple) else cost
         flops = float(cost["flops"])
-    except Exception:  # no cost model on this backend: the choice that never recomputes
+    except Exception:  # noqa: BLE001 -- no cost model on this backend: the choice that never recomputes
         return "per_step"
     leaves = jax.tree.leaves(x0)
     batch = leaves[0].shape[0] if leaves and leaves[0].ndim else 1

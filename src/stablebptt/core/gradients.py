@@ -89,10 +89,14 @@ def value_and_grad(
     """
     if checkpoint is not None:
         if remat is not None:
-            raise BadInput("value_and_grad got both remat= and checkpoint=; give only remat= "
-                           "(checkpoint= is its deprecated name)")
-        warnings.warn("value_and_grad(checkpoint=...) is deprecated; use remat=... (same values)",
-                      DeprecationWarning, stacklevel=2)
+            raise BadInput(
+                "value_and_grad got both remat= and checkpoint=; give only remat= (checkpoint= is its deprecated name)"
+            )
+        warnings.warn(
+            "value_and_grad(checkpoint=...) is deprecated; use remat=... (same values)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         remat = checkpoint
     method = canonical_method(method)
     horizon = _check_horizon(horizon)
@@ -129,7 +133,15 @@ def value_and_grad(
         else:
             groups = (modes,) if how == "joint" else tuple((m,) for m in modes)
             value, grads = adjoint_gradients(
-                loss, step, net, diff, x0, horizon, groups, truncation=truncation, segment=segment,
+                loss,
+                step,
+                net,
+                diff,
+                x0,
+                horizon,
+                groups,
+                truncation=truncation,
+                segment=segment,
                 param_vjp=vjp,
             )
         if method == "C":
@@ -229,8 +241,9 @@ def value_and_grads(
         def net(d, x):
             return controller(eqx.combine(d, static), x)
 
-        value, grads = adjoint_gradients(loss, step, net, diff, x0, horizon, (modes,), truncation=truncation,
-                                         segment=segment, param_vjp=param_vjp)
+        value, grads = adjoint_gradients(
+            loss, step, net, diff, x0, horizon, (modes,), truncation=truncation, segment=segment, param_vjp=param_vjp
+        )
         return value, dict(zip(modes, grads, strict=True))
 
     return values_and_grads

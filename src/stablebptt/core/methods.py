@@ -11,11 +11,16 @@ MethodName = Literal["R", "M", "S", "N", "C"]
 METHODS: tuple[str, ...] = ("R", "M", "S", "N", "C")
 
 _ALIASES = {
-    "R": "R", "regular": "R",
-    "M": "M", "modified": "M",
-    "S": "S", "stopped": "S",
-    "N": "N", "network": "N",
-    "C": "C", "combined": "C",
+    "R": "R",
+    "regular": "R",
+    "M": "M",
+    "modified": "M",
+    "S": "S",
+    "stopped": "S",
+    "N": "N",
+    "network": "N",
+    "C": "C",
+    "combined": "C",
 }
 
 # Which backward paths each single mode keeps: (through the network's input, through the simulator's state).

@@ -39,14 +39,17 @@ def merge(floats: PyTree, rest: PyTree) -> PyTree:
 
 def as_arrays(tree: PyTree, what: str) -> PyTree:
     """Every leaf of `tree` as a JAX array (Python and NumPy numbers too); a one-line `BadType` otherwise."""
+
     def convert(path, leaf):
         if isinstance(leaf, jax.Array):
             return leaf
         try:
             return jnp.asarray(leaf)
         except TypeError:
-            raise BadType(f"{what} has a leaf at {jax.tree_util.keystr(path) or 'the root'} that is not an "
-                          f"array ({type(leaf).__name__}); allowed: a pytree of arrays") from None
+            raise BadType(
+                f"{what} has a leaf at {jax.tree_util.keystr(path) or 'the root'} that is not an "
+                f"array ({type(leaf).__name__}); allowed: a pytree of arrays"
+            ) from None
 
     return jax.tree_util.tree_map_with_path(convert, tree)
 
@@ -124,6 +127,7 @@ def guard(role: str, fn: Callable, inputs: Callable[..., str] | None = None) -> 
     `Exception` (KeyboardInterrupt, SystemExit). Inside `jit` the wrapper runs when the function is traced, so it
     costs nothing at run time.
     """
+
     def guarded(*args: Any) -> Any:
         try:
             return fn(*args)
@@ -160,22 +164,28 @@ def check_step(step: Callable, x: PyTree, x_next: PyTree) -> None:
     """At trace time: `step` must return a tree of `x`'s structure, shapes and dtypes (one `BadInput` else)."""
     expected, got = jax.tree.structure(x), jax.tree.structure(x_next)
     if expected != got:
-        raise BadInput(f"the simulator step `{name_of(step)}` returned a state of another structure than it was "
-                       f"given: expected {describe(x)}, got {describe(x_next)}")
+        raise BadInput(
+            f"the simulator step `{name_of(step)}` returned a state of another structure than it was "
+            f"given: expected {describe(x)}, got {describe(x_next)}"
+        )
     paths = jax.tree_util.tree_flatten_with_path(x)[0]
     for (path, a), b in zip(paths, jax.tree.leaves(x_next), strict=True):
         if np.shape(a) != np.shape(b) or jnp.result_type(a) != jnp.result_type(b):
             where = jax.tree_util.keystr(path) or "the state"
-            raise BadInput(f"the simulator step `{name_of(step)}` changed {where} from {_signature(a)} to "
-                           f"{_signature(b)}; a step must return the shapes and dtypes it was given "
-                           f"(expected {describe(x)}, got {describe(x_next)})")
+            raise BadInput(
+                f"the simulator step `{name_of(step)}` changed {where} from {_signature(a)} to "
+                f"{_signature(b)}; a step must return the shapes and dtypes it was given "
+                f"(expected {describe(x)}, got {describe(x_next)})"
+            )
 
 
 def check_control(controller: Callable, c: PyTree) -> None:
     """At trace time: the controller's output needs at least one floating-point leaf (one `BadInput` else)."""
     if not any(is_float(leaf) for leaf in jax.tree.leaves(c)):
-        raise BadInput(f"the controller `{name_of(controller)}` returned no floating-point array "
-                       f"(got {describe(c)}); a control needs a float leaf for gradients to flow")
+        raise BadInput(
+            f"the controller `{name_of(controller)}` returned no floating-point array "
+            f"(got {describe(c)}); a control needs a float leaf for gradients to flow"
+        )
 
 
 def checked(step: Callable, controller: Callable) -> tuple[Callable, Callable]:

@@ -56,8 +56,10 @@ def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, Task, Any]:
     like = eqx.filter_jit(task.init_controller)(key_init)  # compiled: eager initialisation is slow
     if not (Path(run_dir) / PARAMS).exists():
         state = (RunFolder(run_dir).status() or {}).get("status", "not started")
-        raise BadInput(f"{run_dir} has no trained parameters yet (its run is {state}); finish it with "
-                       f"`stablebptt resume {run_dir}`")
+        raise BadInput(
+            f"{run_dir} has no trained parameters yet (its run is {state}); finish it with "
+            f"`stablebptt resume {run_dir}`"
+        )
     params = load_params(Path(run_dir) / PARAMS, like)
     return config, task, params
 
@@ -144,13 +146,13 @@ def animate_run(
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise BadInput(f"--out {out}: cannot write in {out.parent} ({e.strerror}); allowed: a file in a folder you "
-                       "can write") from None
+        raise BadInput(
+            f"--out {out}: cannot write in {out.parent} ({e.strerror}); allowed: a file in a folder you can write"
+        ) from None
     if n < samples and log is not None:
         log(f"animate: drawing {n} of the {samples} samples asked for (at most {MAX_SAMPLES})")
     x0 = test_states(task, config, n)
-    states, controls = jax.device_get(
-        eqx.filter_jit(rollout)(task.step, task.controller, params, x0, task.horizon))
+    states, controls = jax.device_get(eqx.filter_jit(rollout)(task.step, task.controller, params, x0, task.horizon))
     states, controls = jax.tree.map(np.asarray, states), jax.tree.map(np.asarray, controls)
     method = config.train.method
 
@@ -186,8 +188,10 @@ def drawer_of(task: Task, spec: str) -> Callable[[Any, Any, Any], Callable[[int]
     builtin = TASKS.get(task.name)
     if task.name in DRAWERS and isinstance(builtin, type) and isinstance(task, builtin):
         return functools.partial(DRAWERS[task.name], task)
-    raise BadInput(f"task {spec} cannot draw itself: it has no draw method and is none of the tasks with a "
-                     f"built-in animation ({', '.join(DRAWERS)}) (define draw(axes, states, controls) on the Task)")
+    raise BadInput(
+        f"task {spec} cannot draw itself: it has no draw method and is none of the tasks with a "
+        f"built-in animation ({', '.join(DRAWERS)}) (define draw(axes, states, controls) on the Task)"
+    )
 
 
 def _draw_cartpole(task, axes, states, controls):
@@ -195,15 +199,14 @@ def _draw_cartpole(task, axes, states, controls):
     cart_x = states[:, :, 0, 0]
     span = max(2.0, float(np.abs(cart_x).max()) + 1.2)
     artists = []
-    for i, ax in enumerate(axes):
+    for ax in axes:
         ax.set_xlim(-span, span)
         ax.set_ylim(-1.3, 1.3)
         ax.set_aspect("equal")
         ax.axhline(0, color="0.7", lw=0.8)
         cart = plt.Rectangle((0, -0.1), 0.4, 0.2, color="0.3")
         ax.add_patch(cart)
-        poles = [ax.plot([], [], "-o", color=METHOD_COLORS["R"], lw=2.5, ms=3)[0]
-                 for _ in range(states.shape[2] - 1)]
+        poles = [ax.plot([], [], "-o", color=METHOD_COLORS["R"], lw=2.5, ms=3)[0] for _ in range(states.shape[2] - 1)]
         text = ax.text(0.02, 0.96, "", transform=ax.transAxes, va="top", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -234,8 +237,10 @@ def _draw_repulsion(task, axes, states, controls):
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         ax.plot(*target, "x", color="k", ms=9, mew=2)
-        trails = [ax.plot([], [], "-", color=METHOD_COLORS["S" if j < nd else "R"], lw=0.8, alpha=0.6)[0]
-                  for j in range(pos.shape[2])]
+        trails = [
+            ax.plot([], [], "-", color=METHOD_COLORS["S" if j < nd else "R"], lw=0.8, alpha=0.6)[0]
+            for j in range(pos.shape[2])
+        ]
         drivers = ax.plot([], [], "o", color=METHOD_COLORS["S"], ms=7, label="drivers")[0]
         evaders = ax.plot([], [], "o", color=METHOD_COLORS["R"], ms=5, label="evaders")[0]
         ax.set_xticks([])

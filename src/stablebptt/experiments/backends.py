@@ -116,8 +116,9 @@ class JobLost(RuntimeError):
     """A Ray task that failed for good (its worker died on every try, or the job raised)."""
 
 
-def _run_ray(jobs: Sequence[Job], workers: int, address: str | None,
-             on_lost: OnLost | None = None) -> Iterator[tuple[int, Any]]:
+def _run_ray(
+    jobs: Sequence[Job], workers: int, address: str | None, on_lost: OnLost | None = None
+) -> Iterator[tuple[int, Any]]:
     try:
         import ray
     except ImportError:
@@ -158,5 +159,7 @@ def _lost_message(error: Exception) -> str:
     cause = getattr(error, "cause", None)  # RayTaskError: the job's own exception
     if isinstance(cause, BaseException):
         return f"the job raised {type(cause).__name__}: {first_line(cause)}"
-    return (f"Ray task lost after {RAY_MAX_RETRIES} retries ({type(error).__name__}: {first_line(error)}); "
-            "rerunning the sweep resumes it")
+    return (
+        f"Ray task lost after {RAY_MAX_RETRIES} retries ({type(error).__name__}: {first_line(error)}); "
+        "rerunning the sweep resumes it"
+    )

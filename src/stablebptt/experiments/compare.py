@@ -13,8 +13,16 @@ from ..runs import RunConfig, RunFolder
 from ..runs.io import atomic_write_bytes, write_csv
 from .report import RunRecord, plot_sweep
 
-COMPARE_COLUMNS = ("method", "seeds", "final_test_loss", "final_test_min", "final_test_max", "best_test_loss",
-                   "final_train_loss", "seconds_per_epoch")
+COMPARE_COLUMNS = (
+    "method",
+    "seeds",
+    "final_test_loss",
+    "final_test_min",
+    "final_test_max",
+    "best_test_loss",
+    "final_train_loss",
+    "seconds_per_epoch",
+)
 
 
 def run_folder_name(method: str, seed: int, seeds: Sequence[int]) -> str:
@@ -47,8 +55,10 @@ def compare(
     records: list[RunRecord] = []
     table = []
     with contextlib.ExitStack() as stack:
-        sessions = {key: stack.enter_context(RunFolder(out / run_folder_name(*key, seeds)).start(c, force=force))
-                    for key, c in configs.items()}
+        sessions = {
+            key: stack.enter_context(RunFolder(out / run_folder_name(*key, seeds)).start(c, force=force))
+            for key, c in configs.items()
+        }
         results = {}
         for key, session in sessions.items():
             label = run_folder_name(*key, seeds)
@@ -57,20 +67,21 @@ def compare(
     for m in methods:
         runs = [results[(m, s)].metrics for s in seeds]
         final = np.asarray([r[-1]["test_loss"] for r in runs])
-        table.append({
-            "method": m,
-            "seeds": len(seeds),
-            "final_test_loss": float(np.median(final)),
-            "final_test_min": float(final.min()),
-            "final_test_max": float(final.max()),
-            "best_test_loss": float(np.median([np.nanmin([row["test_loss"] for row in r]) for r in runs])),
-            "final_train_loss": float(np.median([r[-1]["train_loss"] for r in runs])),
-            "seconds_per_epoch": float(np.median([row["epoch_time"] for r in runs for row in r])),
-        })
+        table.append(
+            {
+                "method": m,
+                "seeds": len(seeds),
+                "final_test_loss": float(np.median(final)),
+                "final_test_min": float(final.min()),
+                "final_test_max": float(final.max()),
+                "best_test_loss": float(np.median([np.nanmin([row["test_loss"] for row in r]) for r in runs])),
+                "final_train_loss": float(np.median([r[-1]["train_loss"] for r in runs])),
+                "seconds_per_epoch": float(np.median([row["epoch_time"] for r in runs for row in r])),
+            }
+        )
     settings = ", ".join(f"{k}={v}" for k, v in config.task_settings.items())
     over = f", median and range over {len(seeds)} seeds" if len(seeds) > 1 else ""
-    plot_sweep(records, out / "compare.png", window=1, ylim=None,
-               title=f"{config.task} ({settings}): test loss{over}")
+    plot_sweep(records, out / "compare.png", window=1, ylim=None, title=f"{config.task} ({settings}): test loss{over}")
     write_csv(out / "compare.csv", COMPARE_COLUMNS, table)
     atomic_write_bytes(out / "compare.md", markdown_table(table).encode())
     return table
@@ -79,16 +90,23 @@ def compare(
 def markdown_table(rows: Sequence[dict]) -> str:
     seeds = rows[0]["seeds"] if rows else 1
     if seeds > 1:
-        lines = [f"Median over {seeds} seeds (final test loss: median [min, max]).", "",
-                 "| method | seeds | final test loss | best test loss | final train loss | s/epoch |",
-                 "|---|---|---|---|---|---|"]
+        lines = [
+            f"Median over {seeds} seeds (final test loss: median [min, max]).",
+            "",
+            "| method | seeds | final test loss | best test loss | final train loss | s/epoch |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in rows:
-            lines.append(f"| {r['method']} | {r['seeds']} | {r['final_test_loss']:.4g} [{r['final_test_min']:.4g}, "
-                         f"{r['final_test_max']:.4g}] | {r['best_test_loss']:.4g} | {r['final_train_loss']:.4g} | "
-                         f"{r['seconds_per_epoch']:.3f} |")
+            lines.append(
+                f"| {r['method']} | {r['seeds']} | {r['final_test_loss']:.4g} [{r['final_test_min']:.4g}, "
+                f"{r['final_test_max']:.4g}] | {r['best_test_loss']:.4g} | {r['final_train_loss']:.4g} | "
+                f"{r['seconds_per_epoch']:.3f} |"
+            )
         return "\n".join(lines) + "\n"
     lines = ["| method | final test loss | best test loss | final train loss | s/epoch |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['final_test_loss']:.4g} | {r['best_test_loss']:.4g} | "
-                     f"{r['final_train_loss']:.4g} | {r['seconds_per_epoch']:.3f} |")
+        lines.append(
+            f"| {r['method']} | {r['final_test_loss']:.4g} | {r['best_test_loss']:.4g} | "
+            f"{r['final_train_loss']:.4g} | {r['seconds_per_epoch']:.3f} |"
+        )
     return "\n".join(lines) + "\n"

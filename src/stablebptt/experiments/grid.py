@@ -70,8 +70,15 @@ def _differs(value: Any, default: Any) -> bool:
         return True
 
 
-def run_name(task: str, task_settings: Mapping[str, Any], train: Mapping[str, Any], x64: bool = False, *,
-             defaults: Mapping[str, Any] | None = None, varied: Collection[str] = ()) -> str:
+def run_name(
+    task: str,
+    task_settings: Mapping[str, Any],
+    train: Mapping[str, Any],
+    x64: bool = False,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    varied: Collection[str] = (),
+) -> str:
     """Folder name of a run: ``key=value`` parts joined by ``_`` (see the module docstring). `train` holds
     training settings by name (`TrainSettings` fields; missing ones are at their defaults); `defaults`: the
     task's field defaults (found from `task` when None). A training setting added after the first release
@@ -98,8 +105,7 @@ def run_name(task: str, task_settings: Mapping[str, Any], train: Mapping[str, An
     return "_".join(p.replace("/", "-").replace(" ", "") for p in parts)
 
 
-def expand(task: str, grid: Mapping[str, Sequence[Any]], *, x64: bool = False, checkpoint_every: int = 1
-           ) -> list[Run]:
+def expand(task: str, grid: Mapping[str, Sequence[Any]], *, x64: bool = False, checkpoint_every: int = 1) -> list[Run]:
     """All runs of the product of `grid` (setting -> values), task settings first, seeds last. Every run's
     configuration is made (and so checked) here.
 
@@ -111,8 +117,9 @@ def expand(task: str, grid: Mapping[str, Sequence[Any]], *, x64: bool = False, c
     fields = [*recorded, *(k for k in defaults if k not in recorded)]
     unknown = set(grid) - set(fields) - set(FIELDS)
     if unknown:
-        raise BadInput(f"unknown settings for {task}: {', '.join(sorted(unknown))}; allowed: "
-                       f"{', '.join([*fields, *FIELDS])}")
+        raise BadInput(
+            f"unknown settings for {task}: {', '.join(sorted(unknown))}; allowed: {', '.join([*fields, *FIELDS])}"
+        )
     for k, values in grid.items():
         if len(values) == 0:
             raise BadInput(f"no values given for {k}")
@@ -124,8 +131,13 @@ def expand(task: str, grid: Mapping[str, Sequence[Any]], *, x64: bool = False, c
     for values in itertools.product(*(_unique(grid[k]) for k in keys)):
         chosen = dict(zip(keys, values))
         task_settings = {**recorded, **{k: chosen[k] for k in fields if k in chosen}}
-        config = RunConfig.create(task, task_settings, x64=x64, checkpoint_every=checkpoint_every,
-                                  **{k: v for k, v in chosen.items() if k in FIELDS})
+        config = RunConfig.create(
+            task,
+            task_settings,
+            x64=x64,
+            checkpoint_every=checkpoint_every,
+            **{k: v for k, v in chosen.items() if k in FIELDS},
+        )
         name = run_name(task, task_settings, config.train.values(), x64, defaults=defaults, varied=varied)
         if name in seen:
             raise BadInput(f"two runs of the grid would share the folder {name}")

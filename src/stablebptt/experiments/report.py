@@ -36,10 +36,29 @@ LINESTYLES = {"none": "-", "value": "--", "norm": ":"}
 # The published figures (method.md §6): a 30-epoch trailing mean padded with the first value, and these y-limits.
 PUBLISHED_WINDOW = 30
 PUBLISHED_YLIM = {"cartpole": (1e-6, 3.0), "repulsion": (0.4, 6.0), "quantum": (16.5, 135.0)}
-RUN_COLUMNS = ("status", "epochs_done", "epochs", "final_test_loss", "best_test_loss", "best_epoch",
-               "final_train_loss", "seconds_per_epoch")
-CONFIG_COLUMNS = ("runs", "complete", "diverged", "failed", "unreadable", "epochs_done", "final_test_median",
-                  "final_test_min", "final_test_max", "best_test_median", "best_test_min")
+RUN_COLUMNS = (
+    "status",
+    "epochs_done",
+    "epochs",
+    "final_test_loss",
+    "best_test_loss",
+    "best_epoch",
+    "final_train_loss",
+    "seconds_per_epoch",
+)
+CONFIG_COLUMNS = (
+    "runs",
+    "complete",
+    "diverged",
+    "failed",
+    "unreadable",
+    "epochs_done",
+    "final_test_median",
+    "final_test_min",
+    "final_test_max",
+    "best_test_median",
+    "best_test_min",
+)
 # Every state a run of a sweep can be in (RunRecord.status), in the order summaries list them.
 STATES = ("complete", "running", "interrupted", "diverged", "failed", "unreadable", "pending")
 
@@ -83,8 +102,10 @@ def load_runs(sweep_dir: str | Path) -> list[RunRecord]:
     manifest = sweep_dir / "sweep.json"
     if manifest.exists():
         planned = dict(read_json(manifest).get("runs", {}))
-    records = {path.name: read_run(path, planned.get(path.name))
-               for path in sorted(p for p in sweep_dir.iterdir() if (p / CONFIG).is_file())}
+    records = {
+        path.name: read_run(path, planned.get(path.name))
+        for path in sorted(p for p in sweep_dir.iterdir() if (p / CONFIG).is_file())
+    }
     for name, config in planned.items():
         if name not in records:
             records[name] = RunRecord(name, config, "pending")
@@ -109,8 +130,14 @@ def read_run(path: str | Path, planned: dict | None = None) -> RunRecord:
     if record is None:
         return RunRecord(path.name, config, "running" if rows else "pending", rows)
     epoch = record.get("epoch")
-    return RunRecord(path.name, config, record["status"], rows, epoch=epoch if isinstance(epoch, int) else None,
-                     message=str(record.get("message", "")))
+    return RunRecord(
+        path.name,
+        config,
+        record["status"],
+        rows,
+        epoch=epoch if isinstance(epoch, int) else None,
+        message=str(record.get("message", "")),
+    )
 
 
 def _one_line(error: BaseException) -> str:
@@ -163,18 +190,28 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         last = np.flatnonzero(finite)[-1]
         best = int(np.nanargmin(np.where(finite, test, np.nan)))
         times = _finite(run.curve("epoch_time"))
-        row.update(final_test_loss=float(test[last]), best_test_loss=float(test[best]),
-                   best_epoch=int(run.rows[best].get("epoch", best + 1)),
-                   final_train_loss=float(run.rows[last].get("train_loss", math.nan)),
-                   seconds_per_epoch=float(np.median(times)) if times.size else math.nan)
+        row.update(
+            final_test_loss=float(test[last]),
+            best_test_loss=float(test[best]),
+            best_epoch=int(run.rows[best].get("epoch", best + 1)),
+            final_train_loss=float(run.rows[last].get("train_loss", math.nan)),
+            seconds_per_epoch=float(np.median(times)) if times.size else math.nan,
+        )
     return row
 
 
 def summaries(runs: Sequence[RunRecord]) -> tuple[list[str], list[dict], list[str], list[dict]]:
     """Per-run and per-configuration rows, with the setting columns of each."""
     keys = varying(runs)
-    per_run = [{"run": r.name, **{k: r.settings().get(k) for k in keys}, **run_summary(r),
-                **({"problem": r.problem} if r.problem else {})} for r in runs]
+    per_run = [
+        {
+            "run": r.name,
+            **{k: r.settings().get(k) for k in keys},
+            **run_summary(r),
+            **({"problem": r.problem} if r.problem else {}),
+        }
+        for r in runs
+    ]
     config_keys = [k for k in keys if k != "seed"]
     groups: dict[tuple, list[dict]] = {}
     for row in per_run:
@@ -183,18 +220,22 @@ def summaries(runs: Sequence[RunRecord]) -> tuple[list[str], list[dict], list[st
     for rows in groups.values():
         final = np.asarray([r.get("final_test_loss", math.nan) for r in rows], dtype=float)
         best = np.asarray([r.get("best_test_loss", math.nan) for r in rows], dtype=float)
-        per_config.append({
-            **{k: rows[0][k] for k in config_keys},
-            "runs": len(rows),
-            "complete": sum(r["status"] == "complete" for r in rows),
-            "diverged": sum(r["status"] == "diverged" for r in rows),
-            "failed": sum(r["status"] == "failed" for r in rows),
-            "unreadable": sum(r["status"] == "unreadable" for r in rows),
-            "epochs_done": min(r["epochs_done"] for r in rows),
-            "final_test_median": _stat(np.median, final), "final_test_min": _stat(np.min, final),
-            "final_test_max": _stat(np.max, final), "best_test_median": _stat(np.median, best),
-            "best_test_min": _stat(np.min, best),
-        })
+        per_config.append(
+            {
+                **{k: rows[0][k] for k in config_keys},
+                "runs": len(rows),
+                "complete": sum(r["status"] == "complete" for r in rows),
+                "diverged": sum(r["status"] == "diverged" for r in rows),
+                "failed": sum(r["status"] == "failed" for r in rows),
+                "unreadable": sum(r["status"] == "unreadable" for r in rows),
+                "epochs_done": min(r["epochs_done"] for r in rows),
+                "final_test_median": _stat(np.median, final),
+                "final_test_min": _stat(np.min, final),
+                "final_test_max": _stat(np.max, final),
+                "best_test_median": _stat(np.median, best),
+                "best_test_min": _stat(np.min, best),
+            }
+        )
     run_columns = ["run", *keys, *RUN_COLUMNS, *(["problem"] if any(r.problem for r in runs) else [])]
     return run_columns, per_run, [*config_keys, *CONFIG_COLUMNS], per_config
 
@@ -236,9 +277,18 @@ def markdown(columns: Sequence[str], rows: Sequence[dict]) -> str:
 def write_summary(runs: Sequence[RunRecord], out: Path, title: str = "") -> None:
     run_columns, per_run, config_columns, per_config = summaries(runs)
     atomic_write_bytes(out / "summary.csv", _csv(run_columns, per_run).encode())
-    text = [f"# {title or 'Sweep summary'}", "", count_line(runs) + ".", "",
-            "## Per configuration (over seeds)", "", markdown(config_columns, per_config),
-            "## Per run", "", markdown(run_columns, per_run)]
+    text = [
+        f"# {title or 'Sweep summary'}",
+        "",
+        count_line(runs) + ".",
+        "",
+        "## Per configuration (over seeds)",
+        "",
+        markdown(config_columns, per_config),
+        "## Per run",
+        "",
+        markdown(run_columns, per_run),
+    ]
     atomic_write_bytes(out / "summary.md", "\n".join(text).encode())
 
 
@@ -248,8 +298,9 @@ def load_folder(path: str | Path) -> list[RunRecord]:
     if path.is_dir() and (path / CONFIG).is_file():
         return [read_run(path)]
     if path.is_dir() and not (path / "sweep.json").exists() and not any((p / CONFIG).is_file() for p in path.iterdir()):
-        raise BadInput(f"{path} holds no stablebptt run: give a run folder (train --out) or a sweep folder "
-                       "(sweep --out)")
+        raise BadInput(
+            f"{path} holds no stablebptt run: give a run folder (train --out) or a sweep folder (sweep --out)"
+        )
     return load_runs(path)
 
 
@@ -261,9 +312,16 @@ def status_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     for r in runs:
         test = _finite(r.curve("test_loss"))
         done = len(r.rows) - (r.status == "diverged" and bool(r.rows))  # its last row is the epoch that diverged
-        rows.append({"run": r.name, "state": r.status, "epochs_done": done, "epochs": r.epochs,
-                     "last_test_loss": float(test[-1]) if test.size else math.nan,
-                     "note": r.problem or (r.message if r.status in ("failed", "interrupted", "diverged") else "")})
+        rows.append(
+            {
+                "run": r.name,
+                "state": r.status,
+                "epochs_done": done,
+                "epochs": r.epochs,
+                "last_test_loss": float(test[-1]) if test.size else math.nan,
+                "note": r.problem or (r.message if r.status in ("failed", "interrupted", "diverged") else ""),
+            }
+        )
     return sorted(rows, key=lambda row: (STATES.index(row["state"]), row["run"]))
 
 
@@ -280,7 +338,7 @@ def smooth(values: np.ndarray, window: int, *, pad_first: bool = True) -> np.nda
     if window <= 1 or values.size == 0:
         return values
     if pad_first:
-        return smooth(np.concatenate([np.full(window - 1, values[0]), values]), window, pad_first=False)[window - 1:]
+        return smooth(np.concatenate([np.full(window - 1, values[0]), values]), window, pad_first=False)[window - 1 :]
     finite = np.isfinite(values)
     sums = np.cumsum(np.where(finite, values, 0.0))
     counts = np.cumsum(finite)
@@ -306,8 +364,15 @@ def default_window(epochs: int) -> int:
     return max(1, min(PUBLISHED_WINDOW, epochs // 10))
 
 
-def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_loss", window: int | None = None,
-               title: str = "", ylim: tuple[float, float] | None | str = "published") -> None:
+def plot_sweep(
+    runs: Sequence[RunRecord],
+    path: str | Path,
+    *,
+    key: str = "test_loss",
+    window: int | None = None,
+    title: str = "",
+    ylim: tuple[float, float] | str | None = "published",
+) -> None:
     """The paper-style figure of `runs` (see the module docstring). `window`: smoothing (default
     `default_window` of the longest run); `ylim`: the y-limits, "published" for the published ones of a
     built-in task when they hold every curve's median (else matplotlib's), None for matplotlib's."""
@@ -324,8 +389,10 @@ def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_
         return
     task = runs[0].config.get("task", "")
     panel_key = _panel_key(task, runs)
-    line_keys = sorted((k for k in varying(runs) if k not in ("seed", panel_key)),
-                       key=lambda k: ("method", "clip").index(k) if k in ("method", "clip") else 2)
+    line_keys = sorted(
+        (k for k in varying(runs) if k not in ("seed", panel_key)),
+        key=lambda k: ("method", "clip").index(k) if k in ("method", "clip") else 2,
+    )
     panels: dict[Any, list[RunRecord]] = {}
     for r in runs:
         panels.setdefault(r.settings().get(panel_key) if panel_key else None, []).append(r)
@@ -339,8 +406,9 @@ def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_
     rows_n = math.ceil(n / cols)
     size = (6.0, 4.0) if n == 1 else (3.6 * cols, 3.0 * rows_n)
     fig, axes = plt.subplots(rows_n, cols, figsize=size, squeeze=False, sharex=True)
-    for ax, (level, members) in zip(axes.flat, sorted(panels.items(), key=lambda kv: _order(kv[0]),
-                                                  reverse=panel_key in HARDER_WHEN_SMALLER)):
+    for ax, (level, members) in zip(
+        axes.flat, sorted(panels.items(), key=lambda kv: _order(kv[0]), reverse=panel_key in HARDER_WHEN_SMALLER)
+    ):
         lines: dict[tuple, list[RunRecord]] = {}
         for r in members:
             lines.setdefault(tuple(repr(r.settings().get(k)) for k in line_keys), []).append(r)
@@ -361,8 +429,9 @@ def plot_sweep(runs: Sequence[RunRecord], path: str | Path, *, key: str = "test_
             ax.plot(x, median, LINESTYLES.get(s.get("clip"), "-"), color=color, label=label, lw=1.2)
             if len(group) > 1:
                 with np.errstate(all="ignore"), _quiet():
-                    ax.fill_between(x, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=color, alpha=0.15,
-                                    lw=0)
+                    ax.fill_between(
+                        x, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=color, alpha=0.15, lw=0
+                    )
         fixed = COMPLEXITY.get(task)
         if panel_key:
             ax.set_title(_label(panel_key, level))
@@ -421,8 +490,9 @@ def _label(key: str, value: Any) -> str:
     return f"{value}" if not short else f"{short}={value}"
 
 
-def write_report(sweep_dir: str | Path, out: str | Path | None = None, *, window: int | None = None,
-                 allow_partial: bool = False) -> list[Path]:
+def write_report(
+    sweep_dir: str | Path, out: str | Path | None = None, *, window: int | None = None, allow_partial: bool = False
+) -> list[Path]:
     """Write ``summary.csv``, ``summary.md``, ``sweep.png`` (and one figure per clipping mode when there are
     several) for the sweep in `sweep_dir` into `out` (default: `sweep_dir`); returns the figure paths.
 
@@ -435,9 +505,11 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, *, window
     if unreadable and not allow_partial:
         first = unreadable[0]
         more = f" (and {plural(len(unreadable) - 1, 'other run')})" if len(unreadable) > 1 else ""
-        raise Unreadable(f"{plural(len(unreadable), 'run')} of {len(runs)} cannot be read: {first.name}: "
-                         f"{first.problem}{more}; nothing was written; pass --allow-partial to write the summary "
-                         "and figures without them")
+        raise Unreadable(
+            f"{plural(len(unreadable), 'run')} of {len(runs)} cannot be read: {first.name}: "
+            f"{first.problem}{more}; nothing was written; pass --allow-partial to write the summary "
+            "and figures without them"
+        )
     out = Path(out) if out is not None else Path(sweep_dir)
     check_names(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -451,6 +523,10 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, *, window
     if len(clips) > 1:
         for clip in clips:
             figures.append(out / f"sweep-clip={clip}.png")
-            plot_sweep([r for r in runs if r.settings().get("clip") == clip], figures[-1], window=window,
-                       title=f"{task}: test loss, clip {clip}{over}")
+            plot_sweep(
+                [r for r in runs if r.settings().get("clip") == clip],
+                figures[-1],
+                window=window,
+                title=f"{task}: test loss, clip {clip}{over}",
+            )
     return figures

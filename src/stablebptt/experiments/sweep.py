@@ -73,13 +73,19 @@ def _result(run_dir: str, status: str, seconds: float, message: str, already: st
             message = (RunFolder(run_dir).status() or {}).get("message", "")
         except BadInput as e:
             message = _one_line(e)
-    return {"run_dir": run_dir, "status": status, "seconds": seconds, "message": message,
-            "already": already is not None}
+    return {
+        "run_dir": run_dir,
+        "status": status,
+        "seconds": seconds,
+        "message": message,
+        "already": already is not None,
+    }
 
 
 def _lost(jobs: Sequence[tuple]) -> Callable[[int, str], list[dict]]:
     """`run_jobs`'s `on_lost`: the runs of a job lost for good (a Ray task out of retries) are interrupted, with the
     reason; their folders read the same (no live lock), and rerunning the sweep resumes them."""
+
     def on_lost(index: int, message: str) -> list[dict]:
         fn, args = jobs[index]
         run_dirs = [args[0]] if fn is run_job else list(args[0])
@@ -102,9 +108,11 @@ def check_folders(out: Path, runs: Sequence[Run]) -> None:
                 hint = "choose another --out or remove that folder"
                 train = existing.get("train") if isinstance(existing, dict) else None
                 if isinstance(train, dict) and not any(k in train for k in ADDED):  # an earlier version's run
-                    hint = (f"it was written by stablebptt {existing.get('version', '0.1.0')}, whose Adam epsilon "
-                            "and C defaults were --adam-eps optax --regular-nonfinite stop: give those to continue "
-                            f"it, or {hint}")
+                    hint = (
+                        f"it was written by stablebptt {existing.get('version', '0.1.0')}, whose Adam epsilon "
+                        "and C defaults were --adam-eps optax --regular-nonfinite stop: give those to continue "
+                        f"it, or {hint}"
+                    )
                 raise BadInput(f"{out / run.name} holds a run with other settings than this sweep's; {hint}")
 
 
@@ -172,8 +180,7 @@ def sweep(
     results: dict[str, dict] = {}
     begin = time.perf_counter()
     while jobs:
-        for _, job_results in run_jobs(jobs, backend=backend, workers=workers, address=address,
-                                       on_lost=_lost(jobs)):
+        for _, job_results in run_jobs(jobs, backend=backend, workers=workers, address=address, on_lost=_lost(jobs)):
             for r in job_results:
                 results[r["run_dir"]] = r
                 if log is not None:
@@ -197,8 +204,11 @@ def sweep(
         counts = {s: sum(r["status"] == s for r in ordered) for s in ("complete", "diverged", "failed", "interrupted")}
         already = sum(r["already"] for r in ordered)
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        log(f"{plural(len(runs), 'run')} in {time.perf_counter() - begin:.1f} s: {summary}"
-            f"{f' ({already} of them finished before, or by another process)' if already else ''}; summary in {out / 'summary.md'}")
+        log(
+            f"{plural(len(runs), 'run')} in {time.perf_counter() - begin:.1f} s: {summary}"
+            + (f" ({already} of them finished before, or by another process)" if already else "")
+            + f"; summary in {out / 'summary.md'}"
+        )
     return ordered
 
 

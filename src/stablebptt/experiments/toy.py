@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt  # noqa: E402  (after plotting has chosen the Agg backend)
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
@@ -102,12 +102,13 @@ def adam_path(field: Field, start: Sequence[float], iterations: int, lr: float) 
         steps, state = tx.update(update, state, theta)
         return (optax.apply_updates(theta, steps), state), (theta, value)
 
-    (theta, _), (thetas, values) = jax.jit(
-        lambda t: jax.lax.scan(body, (t, tx.init(t)), None, length=iterations)
-    )(theta0)
+    (theta, _), (thetas, values) = jax.jit(lambda t: jax.lax.scan(body, (t, tx.init(t)), None, length=iterations))(
+        theta0
+    )
     last, _ = field(theta)
-    return Path2D(np.concatenate([np.asarray(thetas), np.asarray(theta)[None]]),
-                  np.append(np.asarray(values), float(last)))
+    return Path2D(
+        np.concatenate([np.asarray(thetas), np.asarray(theta)[None]]), np.append(np.asarray(values), float(last))
+    )
 
 
 def field_on_grid(field: Field, n: int = 41, limit: float = TOY_LIMIT) -> tuple[np.ndarray, ...]:
@@ -118,8 +119,13 @@ def field_on_grid(field: Field, n: int = 41, limit: float = TOY_LIMIT) -> tuple[
     thetas = jnp.stack([t1.ravel(), t2.ravel()], axis=-1)
     values, updates = jax.jit(jax.vmap(field))(thetas)
     shape = t1.shape
-    return (np.asarray(t), np.asarray(t), np.asarray(values).reshape(shape),
-            np.asarray(updates[:, 0]).reshape(shape), np.asarray(updates[:, 1]).reshape(shape))
+    return (
+        np.asarray(t),
+        np.asarray(t),
+        np.asarray(values).reshape(shape),
+        np.asarray(updates[:, 0]).reshape(shape),
+        np.asarray(updates[:, 1]).reshape(shape),
+    )
 
 
 def _field_panel(ax, t1, t2, u1, u2, path: Path2D, color: str, title: str, limit: float) -> None:
@@ -127,8 +133,7 @@ def _field_panel(ax, t1, t2, u1, u2, path: Path2D, color: str, title: str, limit
 
     mag = np.hypot(u1, u2)
     floor, top = _log_range(mag)
-    mesh = ax.pcolormesh(t1, t2, np.clip(mag, floor, top), norm=LogNorm(floor, top), cmap="Greys",
-                         shading="auto")
+    mesh = ax.pcolormesh(t1, t2, np.clip(mag, floor, top), norm=LogNorm(floor, top), cmap="Greys", shading="auto")
     plt.colorbar(mesh, ax=ax, label="|update|")
     # The optimizer follows -update: draw the descent direction.
     ax.streamplot(t1, t2, -u1, -u2, color="tab:gray", density=0.9, linewidth=0.6, arrowsize=0.7)
@@ -189,8 +194,15 @@ def plot_recurrent(
     fig, axes = plt.subplots(1, 5, figsize=(17.5, 3.3))
     ax = axes[0]
     floor, top = _log_range(loss, low=0.5)
-    mesh = ax.imshow(np.clip(loss, floor, top), norm=LogNorm(floor, top), cmap="viridis", origin="lower",
-                     extent=(f1[0], f1[-1], f2[0], f2[-1]), aspect="auto", interpolation="nearest")
+    mesh = ax.imshow(
+        np.clip(loss, floor, top),
+        norm=LogNorm(floor, top),
+        cmap="viridis",
+        origin="lower",
+        extent=(f1[0], f1[-1], f2[0], f2[-1]),
+        aspect="auto",
+        interpolation="nearest",
+    )
     plt.colorbar(mesh, ax=ax, label="loss")
     ax.contour(f1, f2, loss, levels=[0.01], colors="w", linewidths=0.8)  # the valley of the minima
     for method, p in paths.items():

@@ -53,8 +53,10 @@ def environment(name: str, backend: str, solver_iterations: int) -> Any:
     model's ``opt.iterations`` is set to it (see `BraxTask`)."""
     envs = _brax_envs()
     if name not in environment_names():
-        raise BadInput(f"unknown Brax environment {name!r}; allowed: {', '.join(environment_names())} "
-                       "(or one registered with brax.envs.register_environment before the task is built)")
+        raise BadInput(
+            f"unknown Brax environment {name!r}; allowed: {', '.join(environment_names())} "
+            "(or one registered with brax.envs.register_environment before the task is built)"
+        )
     with jax.ensure_compile_time_eval(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         env = envs.get_environment(name, backend=backend)
@@ -123,9 +125,10 @@ class BraxTask(Task):
     Controller (`BraxPolicy`): `stablebptt.nn.MLP` with tanh hidden layers (`hidden`, APG's widths by default)
     on ``state.obs``, then tanh; Glorot-uniform kernels throughout (the last one too by default: with
     `zero_final_kernel` every initial action is exactly 0, and from such exact rest states MJX's one-iteration
-    solver gave NaN gradients on inverted_double_pendulum, only in XLA's optimised build); with `normalize_observations` the observations are standardised with running
-    statistics of every observation of the mini-batches' rollouts, updated after each optimizer step (`observe`),
-    as Brax's APG does with ``normalize_observations=True``.
+    solver gave NaN gradients on inverted_double_pendulum, only in XLA's optimised build); with
+    `normalize_observations` the observations are standardised with running statistics of every observation of
+    the mini-batches' rollouts, updated after each optimizer step (`observe`), as Brax's APG does with
+    ``normalize_observations=True``.
 
     Backends: ``"generalized"`` (default, Brax's own default) is Brax's generalized-coordinates pipeline,
     differentiable as is. ``"mjx"`` is MuJoCo MJX, 1.5-2.8x faster per step here; its constraint solver runs in
@@ -154,10 +157,15 @@ class BraxTask(Task):
             raise BadInput(f"env must be the name of a Brax environment, got {self.env!r}")
         check_choice("Brax backend", self.backend, BACKENDS)
         check_positive_int("horizon", self.horizon)
-        if isinstance(self.solver_iterations, bool) or not isinstance(self.solver_iterations, int) \
-                or self.solver_iterations < 0:
-            raise BadInput(f"solver_iterations must be an integer >= 0 (0 keeps the environment's own setting, "
-                           f"which reverse mode cannot differentiate on mjx), got {self.solver_iterations!r}")
+        if (
+            isinstance(self.solver_iterations, bool)
+            or not isinstance(self.solver_iterations, int)
+            or self.solver_iterations < 0
+        ):
+            raise BadInput(
+                f"solver_iterations must be an integer >= 0 (0 keeps the environment's own setting, "
+                f"which reverse mode cannot differentiate on mjx), got {self.solver_iterations!r}"
+            )
         for width in self.hidden:
             check_positive_int("hidden layer width", width)
         for flag in ("zero_final_kernel", "normalize_observations", "mask_done"):
@@ -199,8 +207,9 @@ class BraxTask(Task):
         return jax.vmap(self.brax_env.reset)(jax.random.split(key, n))
 
     def init_controller(self, key: jax.Array) -> BraxPolicy:
-        mlp = MLP(self.observation_size, self.action_size, self.hidden, key=key,
-                  zero_final_kernel=self.zero_final_kernel)
+        mlp = MLP(
+            self.observation_size, self.action_size, self.hidden, key=key, zero_final_kernel=self.zero_final_kernel
+        )
         return BraxPolicy(mlp, Normalizer.empty(self.observation_size) if self.normalize_observations else None)
 
     def controller(self, params: BraxPolicy, x: Any) -> jax.Array:

@@ -14,7 +14,25 @@ from .io import CONFIG, METRICS_CSV, PARAMS
 from .lock import RunLocked
 
 __all__ = [
-    "BadCheckpoint", "CHECKPOINT", "CONFIG", "Checkpoint", "FIGURE", "METRICS_CSV", "PARAMS", "RunConfig", "RunFolder", "RunLocked",
-    "STATUS", "Session", "config_hash", "default_batching", "ensure_batch", "plan_groups", "load_checkpoint", "read_header", "same_run",
-    "save_checkpoint", "use_precision",
+    "CHECKPOINT",
+    "CONFIG",
+    "FIGURE",
+    "METRICS_CSV",
+    "PARAMS",
+    "STATUS",
+    "BadCheckpoint",
+    "Checkpoint",
+    "RunConfig",
+    "RunFolder",
+    "RunLocked",
+    "Session",
+    "config_hash",
+    "default_batching",
+    "ensure_batch",
+    "load_checkpoint",
+    "plan_groups",
+    "read_header",
+    "same_run",
+    "save_checkpoint",
+    "use_precision",
 ]

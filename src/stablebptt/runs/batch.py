@@ -57,8 +57,9 @@ def batchable_fields(configs: Sequence[RunConfig]) -> tuple[str, ...]:
     task's code takes them as traced values; see `training.group.traceable_fields`). `configs` share
     `_coarse_key`."""
     first = configs[0]
-    differing = [k for k, v in first.task_settings.items()
-                 if _is_number(v) and any(c.task_settings[k] != v for c in configs[1:])]
+    differing = [
+        k for k, v in first.task_settings.items() if _is_number(v) and any(c.task_settings[k] != v for c in configs[1:])
+    ]
     if not differing:
         return ()
     use_precision(first)
@@ -86,8 +87,7 @@ def batchable_fields(configs: Sequence[RunConfig]) -> tuple[str, ...]:
     return traceable_fields(task, same_shapes, task.init_controller(key), task.sample(key, 2))
 
 
-def plan_groups(configs: Sequence[RunConfig], *, mixed: bool = True, max_size: int | None = None
-                ) -> list[list[int]]:
+def plan_groups(configs: Sequence[RunConfig], *, mixed: bool = True, max_size: int | None = None) -> list[list[int]]:
     """Indices of `configs` in groups that can be trained as one program each (in the order given).
 
     Args:
@@ -109,7 +109,7 @@ def plan_groups(configs: Sequence[RunConfig], *, mixed: bool = True, max_size: i
             fine.setdefault(key + (() if mixed else (c.train.method,)), []).append(i)
         for group in fine.values():
             size = max_size or len(group)
-            groups.extend(group[j:j + size] for j in range(0, len(group), size))
+            groups.extend(group[j : j + size] for j in range(0, len(group), size))
     return groups
 
 
@@ -148,13 +148,17 @@ def ensure_batch(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> dict[
     """
     configs = list(configs)
     if len({_coarse_key(c) for c in configs}) > 1:
-        raise BadInput("these runs cannot be trained as one group: they differ in a setting that changes the "
-                       "program (see stablebptt.runs.plan_groups)")
+        raise BadInput(
+            "these runs cannot be trained as one group: they differ in a setting that changes the "
+            "program (see stablebptt.runs.plan_groups)"
+        )
     varying = batchable_fields(configs) if len(configs) > 1 else ()
     fixed = [k for k in configs[0].task_settings if k not in varying]
     if any(c.task_settings[k] != configs[0].task_settings[k] for c in configs for k in fixed):
-        raise BadInput("these runs cannot be trained as one group: a task setting that differs between them is "
-                       "used for a shape or in Python control flow")
+        raise BadInput(
+            "these runs cannot be trained as one group: a task setting that differs between them is "
+            "used for a shape or in Python control flow"
+        )
     statuses: dict[str, str] = {}
     with contextlib.ExitStack() as stack_:
         sessions: list[tuple[str, Session]] = []
@@ -206,8 +210,7 @@ def _train_group(group: Sequence[_Member], varying: tuple[str, ...]) -> list[str
     spec = GroupSpec(methods, settings, varying)
     lead = group[0].trainer
     program = jax.jit(make_group_epoch(lead.task, spec, lead.static))
-    knobs = [spec.knobs(m.session.config.train, {k: m.session.config.task_settings[k] for k in varying})
-             for m in group]
+    knobs = [spec.knobs(m.session.config.train, {k: m.session.config.task_settings[k] for k in varying}) for m in group]
     states = [restructure(m.state, lead.initial) for m in group]
     data = [m.trainer.data for m in group]
     devices = len(jax.devices())

@@ -83,8 +83,9 @@ def read_header(path: str | Path) -> tuple[dict, bytes]:
         raise BadCheckpoint(f"{bad} (no {FORMAT} header); it was left untouched")
     expected = header.get("payload_bytes")
     if len(payload) != expected:
-        raise BadCheckpoint(f"{bad}: truncated or padded ({len(payload)} payload bytes, expected {expected}); "
-                         "it was left untouched")
+        raise BadCheckpoint(
+            f"{bad}: truncated or padded ({len(payload)} payload bytes, expected {expected}); it was left untouched"
+        )
     if hashlib.sha256(payload).hexdigest() != header.get("payload_sha256"):
         raise BadCheckpoint(f"{bad}: checksum mismatch (corrupted); it was left untouched")
     return header, payload
@@ -100,11 +101,14 @@ def check_header(path: str | Path, config: Config) -> tuple[dict, bytes]:
     config = _record(config)
     header, payload = read_header(path)
     if header.get("task") != config["task"]:
-        raise BadCheckpoint(f"checkpoint {path} belongs to task {header.get('task')!r}, not {config['task']!r}; "
-                            "it was left untouched")
+        raise BadCheckpoint(
+            f"checkpoint {path} belongs to task {header.get('task')!r}, not {config['task']!r}; it was left untouched"
+        )
     if header.get("config_hash") != config_hash(config):
-        raise BadCheckpoint(f"checkpoint {path} was written for a different configuration than "
-                            f"{Path(path).parent / 'config.json'}; it was left untouched")
+        raise BadCheckpoint(
+            f"checkpoint {path} was written for a different configuration than "
+            f"{Path(path).parent / 'config.json'}; it was left untouched"
+        )
     return header, payload
 
 
@@ -118,9 +122,10 @@ def load_checkpoint(path: str | Path, config: Config, template: tuple[jax.Array,
     header, payload = check_header(path, config)
     try:
         key, state = eqx.tree_deserialise_leaves(io.BytesIO(payload), template)
-    except Exception as e:  # numpy/equinox raise several types on bad bytes
-        raise BadCheckpoint(f"checkpoint {path} does not fit this run's parameters ({type(e).__name__}); "
-                         "it was left untouched") from None
+    except Exception as e:  # noqa: BLE001 -- numpy/equinox raise several types on bad bytes
+        raise BadCheckpoint(
+            f"checkpoint {path} does not fit this run's parameters ({type(e).__name__}); it was left untouched"
+        ) from None
     epoch, metrics = header.get("epoch"), header.get("metrics")
     if not isinstance(epoch, int) or not isinstance(metrics, list) or len(metrics) != epoch:
         raise BadCheckpoint(f"checkpoint {path} has an inconsistent header (epoch {epoch!r}); it was left untouched")

@@ -57,7 +57,11 @@ class RunConfig:
         if not isinstance(self.task_settings, Mapping) or not all(isinstance(k, str) for k in self.task_settings):
             raise BadType(f"task_settings must map field names to values, got {self.task_settings!r}")
         # A built-in task's main settings are always recorded (left out: their defaults, the task's own).
-        object.__setattr__(self, "task_settings", {**(recorded_settings(self.task) if is_builtin(self.task) else {}), **self.task_settings})
+        object.__setattr__(
+            self,
+            "task_settings",
+            {**(recorded_settings(self.task) if is_builtin(self.task) else {}), **self.task_settings},
+        )
         if not isinstance(self.train, TrainSettings):
             raise BadType(f"train must be a TrainSettings, got {type(self.train).__name__}")
         if not isinstance(self.x64, bool):
@@ -70,12 +74,20 @@ class RunConfig:
         if self.task_path is None and not is_builtin(self.task) and ":" in self.task:
             object.__setattr__(self, "task_path", module_root(self.task))
         task = self.make_task()
-        value_and_grad(task.loss, task.step, task.controller, task.horizon, self.train.method,
-                       **self.train.gradient_options)  # builds nothing; checks the options against the task
+        value_and_grad(
+            task.loss, task.step, task.controller, task.horizon, self.train.method, **self.train.gradient_options
+        )  # builds nothing; checks the options against the task
 
     @classmethod
-    def create(cls, task: str, task_settings: Mapping[str, Any] | None = None, *, x64: bool = False,
-               checkpoint_every: int = 1, **train: Any) -> RunConfig:
+    def create(
+        cls,
+        task: str,
+        task_settings: Mapping[str, Any] | None = None,
+        *,
+        x64: bool = False,
+        checkpoint_every: int = 1,
+        **train: Any,
+    ) -> RunConfig:
         """A configuration from keyword training settings (any field of `TrainSettings`)."""
         from ..training.settings import from_mapping
 
@@ -96,8 +108,13 @@ class RunConfig:
         record = {"task": self.task, "task_settings": dict(self.task_settings)}
         if self.task_path is not None:
             record["task_path"] = self.task_path
-        return {**record, "train": self.train.to_json(), "x64": self.x64, "checkpoint_every": self.checkpoint_every,
-                "version": self.version}
+        return {
+            **record,
+            "train": self.train.to_json(),
+            "x64": self.x64,
+            "checkpoint_every": self.checkpoint_every,
+            "version": self.version,
+        }
 
     @classmethod
     def from_json(cls, record: Any) -> RunConfig:
@@ -121,13 +138,16 @@ def config_hash(record: Mapping[str, Any]) -> str:
     """SHA-256 of a run configuration in its JSON form (`RunConfig.to_json` or a ``config.json`` as read),
     leaving out the number of epochs, the version, the checkpoint frequency and ``task_path``; training
     settings left out count as their defaults, or for those of `training.settings.EARLIER` as their earlier
-    behaviour; settings added later (`training.settings.ADDED`) at their earlier behaviour are left out (so a ``config.json`` written by earlier versions hashes as it
-    did)."""
+    behaviour; settings added later (`training.settings.ADDED`) at their earlier behaviour are left out (so a
+    ``config.json`` written by earlier versions hashes as it did)."""
     core = {k: v for k, v in record.items() if k not in UNHASHED_TOP}
     filled = {k: v for k, v in DEFAULTS.to_json().items() if k not in EARLIER}
     train = {**filled, **record.get("train", {})}
-    core["train"] = {HASH_NAMES.get(k, k): v for k, v in train.items()
-                     if k not in UNHASHED_TRAIN and not (k in ADDED and v == ADDED[k])}
+    core["train"] = {
+        HASH_NAMES.get(k, k): v
+        for k, v in train.items()
+        if k not in UNHASHED_TRAIN and not (k in ADDED and v == ADDED[k])
+    }
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=_json_default).encode()).hexdigest()
 
 

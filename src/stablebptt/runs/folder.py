@@ -26,7 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 
@@ -37,6 +37,9 @@ from .config import RunConfig, same_run
 from .faults import fault_point
 from .io import CONFIG, METRICS_CSV, PARAMS, CsvTable, check_names, read_json, save_params, write_json
 from .lock import LOCK, RunLock, RunLocked, locked
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 STATUS = "status.json"
 CHECKPOINT = "checkpoint.eqx"
@@ -89,8 +92,11 @@ class RunFolder:
             status["stale"] = not locked(self.path)
             if status["stale"]:
                 status["status"] = "interrupted"
-                status.setdefault("message", f"its process (pid {status.get('pid')}) ended without finishing; "
-                                             f"continue it with `stablebptt resume {self.path}`")
+                status.setdefault(
+                    "message",
+                    f"its process (pid {status.get('pid')}) ended without finishing; "
+                    f"continue it with `stablebptt resume {self.path}`",
+                )
         return status
 
     def finished(self, config: RunConfig) -> str | None:
@@ -145,11 +151,15 @@ class RunFolder:
             status = self.status() or {}
             done = self.checkpoint_epoch()
             if status.get("status") == "diverged":
-                raise BadInput(f"{self.path} diverged at epoch {status.get('diverged_epoch')}; resuming would "
-                               "diverge again; start a new run with a smaller --lr or with --skip-nonfinite")
+                raise BadInput(
+                    f"{self.path} diverged at epoch {status.get('diverged_epoch')}; resuming would "
+                    "diverge again; start a new run with a smaller --lr or with --skip-nonfinite"
+                )
             target = config.train.epochs if epochs is None else epochs
             if target < done:
-                raise BadInput(f"--epochs {target}: the run already has {plural(done, 'epoch')}; allowed: {done} or more")
+                raise BadInput(
+                    f"--epochs {target}: the run already has {plural(done, 'epoch')}; allowed: {done} or more"
+                )
             if status.get("status") == "complete" and target == done:
                 lock.__exit__(None, None, None)
                 return None
@@ -225,8 +235,9 @@ class RunFolder:
             os.close(fd)
             os.unlink(probe)
         except OSError as e:
-            raise BadInput(f"--out {out}: cannot write in {ancestor} ({e.strerror}); "
-                           "allowed: a path in a writable folder") from None
+            raise BadInput(
+                f"--out {out}: cannot write in {ancestor} ({e.strerror}); allowed: a path in a writable folder"
+            ) from None
         # A folder with files but no run in it is refused, even with force: it may be the user's own folder.
         if out.is_dir() and not (out / CONFIG).exists() and any(p.name != LOCK for p in out.iterdir()):
             raise BadInput(f"--out {out}: the folder is not empty and holds no stablebptt run; choose another folder")
@@ -245,11 +256,14 @@ class RunFolder:
         try:
             record = self.read_record()
         except BadInput as e:
-            raise BadInput(f"--out {out}: holds a run whose config cannot be read ({e}); "
-                           "choose another folder or pass --force to replace it") from None
+            raise BadInput(
+                f"--out {out}: holds a run whose config cannot be read ({e}); "
+                "choose another folder or pass --force to replace it"
+            ) from None
         if not same_run(record, config):
-            raise BadInput(f"--out {out}: already holds a different run; choose another folder or pass --force "
-                           "to replace it")
+            raise BadInput(
+                f"--out {out}: already holds a different run; choose another folder or pass --force to replace it"
+            )
         status = (self.status() or {}).get("status", "running")
         if status == "running":  # we hold its lock: the process that wrote "running" is gone
             status = "interrupted"
@@ -259,8 +273,10 @@ class RunFolder:
         if status == "diverged":
             raise BadInput(f"--out {out}: holds this run, diverged; pass --force to train it again")
         more = f" --epochs {epochs}" if epochs != had else ""
-        raise BadInput(f"--out {out}: holds this run ({status}, {plural(had, 'epoch')} configured); continue it with "
-                       f"`stablebptt resume {out}{more}` or pass --force to start again")
+        raise BadInput(
+            f"--out {out}: holds this run ({status}, {plural(had, 'epoch')} configured); continue it with "
+            f"`stablebptt resume {out}{more}` or pass --force to start again"
+        )
 
     def _set_epochs(self, record: dict, config: RunConfig, epochs: int) -> tuple[dict, RunConfig]:
         """The run's config.json record and configuration with `epochs` epochs (nothing else changed); the
@@ -275,8 +291,15 @@ class Session:
     also a context manager). `record` is the run's config.json (written by `begin` if it changed), which its
     checkpoints refer to; `previous` the status the run had when opened."""
 
-    def __init__(self, folder: RunFolder, config: RunConfig, record: Mapping[str, Any], lock: RunLock, *,
-                 previous: str | None = None):
+    def __init__(
+        self,
+        folder: RunFolder,
+        config: RunConfig,
+        record: Mapping[str, Any],
+        lock: RunLock,
+        *,
+        previous: str | None = None,
+    ):
         self.folder, self.config, self.record, self._lock = folder, config, record, lock
         self.previous = previous
         self.began = False
@@ -293,10 +316,10 @@ class Session:
     def epochs(self) -> int:
         return self.config.train.epochs
 
-    def __enter__(self) -> Session:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -310,8 +333,12 @@ class Session:
             use_precision(self.config)
             trainer = Trainer(self.config.make_task(), self.config.train)
             state, start = self.begin(trainer)
-            outcome = trainer.run(state, start=start, epochs=self.epochs,
-                                  on_epoch=lambda epoch, state, row: self.record_epoch(epoch, state, row, progress_fn))
+            outcome = trainer.run(
+                state,
+                start=start,
+                epochs=self.epochs,
+                on_epoch=lambda epoch, state, row: self.record_epoch(epoch, state, row, progress_fn),
+            )
             return self.finish(outcome.state, outcome.epoch, outcome.diverged_row, progress_fn)
         except BaseException as e:
             self.fail(e)
@@ -330,8 +357,10 @@ class Session:
             checkpoint = load_checkpoint(self.path / CHECKPOINT, self.record, (trainer.key, trainer.initial))
             state, start, self.rows = checkpoint.state, checkpoint.epoch, list(checkpoint.metrics)
             if start > self.epochs:
-                raise BadCheckpoint(f"checkpoint {self.path / CHECKPOINT} has {plural(start, 'epoch')}, more than "
-                                    f"the {self.epochs} configured; it was left untouched")
+                raise BadCheckpoint(
+                    f"checkpoint {self.path / CHECKPOINT} has {plural(start, 'epoch')}, more than "
+                    f"the {self.epochs} configured; it was left untouched"
+                )
         self.table = CsvTable(METRICS, self.rows)
         self.saved = start
         if read_json(self.path / CONFIG) != self.record:  # a new number of epochs, now that the checkpoint fits
@@ -340,8 +369,9 @@ class Session:
         self._write_status("running", epoch=start, epochs=self.epochs, checkpoint_epoch=start or None)
         return state, start
 
-    def record_epoch(self, epoch: int, state: TrainState, row: dict[str, float],
-                     progress_fn: ProgressFn | None = None) -> None:
+    def record_epoch(
+        self, epoch: int, state: TrainState, row: dict[str, float], progress_fn: ProgressFn | None = None
+    ) -> None:
         """Record a finished epoch: its metrics, and the checkpoint when one is due."""
         fault_point("epoch", epoch)
         self.rows.append(row)
@@ -353,8 +383,13 @@ class Session:
         if progress_fn is not None:
             progress_fn(epoch, row)
 
-    def finish(self, state: TrainState, epoch: int, diverged_row: dict[str, float] | None,
-               progress_fn: ProgressFn | None = None) -> TrainResult:
+    def finish(
+        self,
+        state: TrainState,
+        epoch: int,
+        diverged_row: dict[str, float] | None,
+        progress_fn: ProgressFn | None = None,
+    ) -> TrainResult:
         """Write the files a run ends with (metrics, parameters, figure, status) after `epoch` good epochs in
         `state`; `diverged_row` is the row of the epoch that diverged, if one did."""
         rows = self.rows
@@ -371,10 +406,15 @@ class Session:
         if diverged_row is not None:
             good = rows[:-1]
             self._write_status(
-                "diverged", epoch=epoch, epochs=self.epochs, diverged_epoch=diverged_row["epoch"],
-                last_finite_loss=good[-1]["loss"] if good else None, checkpoint_epoch=self.saved or None,
+                "diverged",
+                epoch=epoch,
+                epochs=self.epochs,
+                diverged_epoch=diverged_row["epoch"],
+                last_finite_loss=good[-1]["loss"] if good else None,
+                checkpoint_epoch=self.saved or None,
                 message=f"non-finite loss or update in epoch {diverged_row['epoch']} "
-                        f"({int(diverged_row.get('nonfinite', 0))} non-finite updates)")
+                f"({int(diverged_row.get('nonfinite', 0))} non-finite updates)",
+            )
         else:
             self._write_status("complete", epoch=self.epochs, epochs=self.epochs, checkpoint_epoch=self.saved)
         return TrainResult(params, rows)
@@ -401,8 +441,11 @@ class Session:
         self.saved = epoch
 
     def _write_status(self, status: str, **fields: Any) -> None:
-        record = {"status": status, "pid": os.getpid(),
-                  "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        record = {
+            "status": status,
+            "pid": os.getpid(),
+            "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
         record.update({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in fields.items()})
         write_json(self.path / STATUS, record)
 
@@ -413,8 +456,9 @@ class Session:
         settings = ", ".join(f"{k}={v}" for k, v in config.task_settings.items())
         curves = {config.train.method: {k: [r[k] for r in rows] for k in ("test_loss", "train_loss")}}
         task = f"{config.task} ({settings})" if settings else config.task
-        plot_curves(curves, self.path / FIGURE, title=f"{task}, method {config.train.method}",
-                    keys=("test_loss", "train_loss"))
+        plot_curves(
+            curves, self.path / FIGURE, title=f"{task}, method {config.train.method}", keys=("test_loss", "train_loss")
+        )
 
 
 def use_precision(config: RunConfig) -> None:
@@ -432,6 +476,3 @@ def _acquire(path: Path) -> RunLock:
     lock = RunLock(path)
     lock.__enter__()
     return lock
-
-
-

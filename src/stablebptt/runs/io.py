@@ -29,9 +29,7 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
-def atomic_write_bytes(
-    path: str | os.PathLike, data: bytes, *, halfway: Callable[[], None] | None = None
-) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, halfway: Callable[[], None] | None = None) -> None:
     """Write `data` to `path` so that readers see either the old file or the whole new one (temporary file
     in the same folder, fsync, rename, fsync of the folder). `halfway` is called with half the data written
     (a hook for fault-injection tests)."""
@@ -44,7 +42,7 @@ def atomic_write_bytes(
                 f.write(data[: len(data) // 2])
                 f.flush()
                 halfway()
-                data = data[len(data) // 2:]
+                data = data[len(data) // 2 :]
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -113,8 +111,10 @@ class CsvTable:
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, float]]:
     with open(path, newline="") as f:
-        return [{k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+        return [
+            {k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
 
 
 def _cell(value: Any) -> Any:
@@ -137,7 +137,7 @@ def load_params(path: str | os.PathLike, like: Any) -> Any:
             return eqx.tree_deserialise_leaves(f, like)
     except FileNotFoundError:
         raise BadInput(f"{path} does not exist") from None
-    except Exception as e:  # numpy/equinox raise several types on bad bytes
+    except Exception as e:  # noqa: BLE001 -- numpy/equinox raise several types on bad bytes
         raise BadInput(f"{path} cannot be read as parameters of this controller ({type(e).__name__})") from None
 
 
@@ -155,5 +155,7 @@ def check_names(out: Path, ancestor: Path | None = None, option: str = "--out") 
     for part in out.relative_to(ancestor).parts if out != ancestor else ():
         if len(os.fsencode(part)) > name_max:
             shown = part if len(part) <= 40 else part[:37] + "..."
-            raise BadInput(f"{option}: the folder name {shown!r} is {len(os.fsencode(part))} bytes long, more than the "
-                           f"{name_max} this file system allows; choose a shorter {option}")
+            raise BadInput(
+                f"{option}: the folder name {shown!r} is {len(os.fsencode(part))} bytes long, more than the "
+                f"{name_max} this file system allows; choose a shorter {option}"
+            )

@@ -11,8 +11,12 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.checks import BadInput
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11
 
 LOCK = ".lock"
 _ATTEMPTS = 10  # times to retry when a releasing holder removed the file we locked (a race of microseconds)
@@ -29,7 +33,7 @@ class RunLock:
         self.path = Path(run_dir) / LOCK
         self._file = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> Self:
         for _ in range(_ATTEMPTS):
             f = open(self.path, "a+")
             try:
@@ -38,8 +42,10 @@ class RunLock:
                 f.seek(0)
                 holder = f.read().strip() or "unknown"
                 f.close()
-                raise RunLocked(f"{self.path.parent} is being written by another process (pid {holder}); "
-                                "wait for it to finish or stop it") from None
+                raise RunLocked(
+                    f"{self.path.parent} is being written by another process (pid {holder}); "
+                    "wait for it to finish or stop it"
+                ) from None
             if _same_file(f, self.path):
                 break
             f.close()  # the holder removed this file while we waited for it: lock the new one

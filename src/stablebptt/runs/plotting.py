@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from .io import atomic_write_bytes  # noqa: E402
+from .io import atomic_write_bytes
 
 # One colour per paper letter, fixed across every figure of the project.
 METHOD_COLORS = {"R": "tab:blue", "M": "tab:orange", "C": "tab:green", "S": "tab:red", "N": "tab:purple"}
@@ -26,7 +26,7 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
 
 
 def loss_scale(values: np.ndarray) -> str:
-    """"log" when every finite value is positive (the paper's losses), else "linear" (e.g. minus a reward)."""
+    """ "log" when every finite value is positive (the paper's losses), else "linear" (e.g. minus a reward)."""
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     return "log" if finite.size == 0 or np.all(finite > 0) else "linear"
@@ -50,8 +50,13 @@ def plot_curves(
             if y.size == 0:
                 continue
             drawn.append(y)
-            ax.plot(np.arange(1, y.size + 1), y, style, color=color, label=f"{method} {key.replace('_', ' ')}"
-                    if len(keys) > 1 else method)
+            ax.plot(
+                np.arange(1, y.size + 1),
+                y,
+                style,
+                color=color,
+                label=f"{method} {key.replace('_', ' ')}" if len(keys) > 1 else method,
+            )
     ax.set_yscale(loss_scale(np.concatenate(drawn)) if drawn else "log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")

@@ -10,5 +10,21 @@ from .quantum import Quantum
 from .registry import TASKS, is_builtin, load_task, make_task, module_root, task_fields, task_label
 from .repulsion import Repulsion
 
-__all__ = ["CartPole", "Option", "Quantum", "Repulsion", "TASKS", "TASK_HELP", "TASK_OPTIONS", "Task", "is_builtin",
-           "load_task", "make_task", "module_root", "recorded_settings", "task_fields", "task_label", "task_options"]
+__all__ = [
+    "TASKS",
+    "TASK_HELP",
+    "TASK_OPTIONS",
+    "CartPole",
+    "Option",
+    "Quantum",
+    "Repulsion",
+    "Task",
+    "is_builtin",
+    "load_task",
+    "make_task",
+    "module_root",
+    "recorded_settings",
+    "task_fields",
+    "task_label",
+    "task_options",
+]

@@ -48,13 +48,17 @@ def mjcf(n_poles: int, dt: float) -> str:
     previous link (for link 1: straight up), positive tips it towards +x. One motor on the rail: ctrl = force
     in N, unlimited. No collisions (contype 0), semi-implicit Euler with timestep `dt` (s).
     """
-    rod = (f'<inertial pos="0 0 {POLE_LENGTH / 2}" mass="{POLE_MASS}" '
-           f'diaginertia="{POLE_MASS * POLE_LENGTH**2 / 12} {POLE_MASS * POLE_LENGTH**2 / 12} 1e-6"/>')
+    rod = (
+        f'<inertial pos="0 0 {POLE_LENGTH / 2}" mass="{POLE_MASS}" '
+        f'diaginertia="{POLE_MASS * POLE_LENGTH**2 / 12} {POLE_MASS * POLE_LENGTH**2 / 12} 1e-6"/>'
+    )
     chain = ""
     for i in reversed(range(n_poles)):
         pos = "0 0 0" if i == 0 else f"0 0 {POLE_LENGTH}"
-        chain = (f'<body name="pole{i + 1}" pos="{pos}"><joint name="hinge{i + 1}" type="hinge" axis="0 1 0"/>'
-                 f'{rod}<geom type="capsule" fromto="0 0 0 0 0 {POLE_LENGTH}" size="0.02"/>{chain}</body>')
+        chain = (
+            f'<body name="pole{i + 1}" pos="{pos}"><joint name="hinge{i + 1}" type="hinge" axis="0 1 0"/>'
+            f'{rod}<geom type="capsule" fromto="0 0 0 0 0 {POLE_LENGTH}" size="0.02"/>{chain}</body>'
+        )
     return f"""<mujoco model="cartpole-{n_poles}">
   <option timestep="{dt!r}" gravity="0 0 -{GRAVITY}" integrator="Euler"/>
   <default><geom contype="0" conaffinity="0" density="0"/></default>

@@ -35,8 +35,13 @@ TASK_OPTIONS: dict[str, tuple[Option, ...]] = {
         Option("n_evaders", "evaders", "positive_int", "number of evaders to guide to the target"),
         Option("rc", "rc", "nonnegative_float", "weight of the control regularisation rc*mean(c^2)"),
         Option("horizon", "horizon", "positive_int", "unrolled steps Nt (dt = 4.0 / Nt)"),
-        Option("centre", "centre", "choice", "driver control axis relative to the sum (published quirk) or the "
-               "mean of the evader positions", ("sum", "mean")),
+        Option(
+            "centre",
+            "centre",
+            "choice",
+            "driver control axis relative to the sum (published quirk) or the mean of the evader positions",
+            ("sum", "mean"),
+        ),
     ),
     "quantum": (
         Option("target", "target", "positive_int", "target eigenstate, 1..32 (3, 4, 5 in the paper)"),

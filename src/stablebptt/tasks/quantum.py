@@ -40,8 +40,7 @@ class Quantum(Task):
             raise BadInput(f"n_points must be at least {MIN_POINTS} (for the CNN controller), got {self.n_points}")
         check_positive_int("target", self.target)
         if self.target > self.n_points:
-            raise BadInput(f"target must be an eigenstate number from 1 to n_points={self.n_points}, "
-                           f"got {self.target}")
+            raise BadInput(f"target must be an eigenstate number from 1 to n_points={self.n_points}, got {self.target}")
         check_positive_int("horizon", self.horizon)
         check_positive_int("filters", self.filters)
         check_positive_number("dt", self.dt)

@@ -40,8 +40,10 @@ TASKS: dict[str, type[Task] | str] = {
 FAMILIES: dict[str, tuple[str, str]] = {
     "brax": ("stablebptt.integrations.brax:BraxTask", "env"),
 }
-ALLOWED = ("a built-in task ({names}), {families} or module.path:Name (a Task subclass or a zero-argument "
-           "callable returning a Task)")
+ALLOWED = (
+    "a built-in task ({names}), {families} or module.path:Name (a Task subclass or a zero-argument "
+    "callable returning a Task)"
+)
 MISSING = dataclasses.MISSING
 _IDENTIFIERS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -80,8 +82,10 @@ def split_spec(spec: str) -> tuple[str, str]:
     """``"module.path:Name"`` -> ``("module.path", "Name")``; a one-line `BadInput` for a malformed spec."""
     module, sep, attribute = spec.partition(":") if isinstance(spec, str) else ("", "", "")
     if not sep or not _IDENTIFIERS.fullmatch(module) or not _IDENTIFIERS.fullmatch(attribute):
-        raise BadInput(f"task {spec!r} is not a task spec; allowed: {_allowed()}, e.g. mytasks:Pendulum "
-                       "for class Pendulum in mytasks.py")
+        raise BadInput(
+            f"task {spec!r} is not a task spec; allowed: {_allowed()}, e.g. mytasks:Pendulum "
+            "for class Pendulum in mytasks.py"
+        )
     return module, attribute
 
 
@@ -131,9 +135,11 @@ def import_module(module: str, path: str | None = None) -> Any:
                 raise BadInput(f"module {module!r} does not import: {_reason(e)}") from None
             if i == len(tries) - 1:
                 where = f"the current directory {os.getcwd()}" + (f", {path}" if path else "") + " or the Python path"
-                raise BadInput(f"module {module!r} not found in {where}; check the spelling, or run from the "
-                               f"folder that holds {module.split('.')[0]}.py") from None
-        except (Exception, SystemExit) as e:  # the module's own code failed: its one-line reason
+                raise BadInput(
+                    f"module {module!r} not found in {where}; check the spelling, or run from the "
+                    f"folder that holds {module.split('.')[0]}.py"
+                ) from None
+        except (Exception, SystemExit) as e:  # noqa: BLE001 -- the module's own code failed: its one-line reason
             raise BadInput(f"module {module!r} does not import: {_reason(e)}") from None
     raise AssertionError("unreachable")
 
@@ -151,8 +157,10 @@ def resolve(spec: str, path: str | None = None) -> type[Task] | Factory | Task:
     if family(spec):
         prefix, name = family(spec)
         if not name:
-            raise BadInput(f"task {spec!r} names no {prefix} environment; write {prefix}:NAME, e.g. "
-                           f"{prefix}:inverted_double_pendulum")
+            raise BadInput(
+                f"task {spec!r} names no {prefix} environment; write {prefix}:NAME, e.g. "
+                f"{prefix}:inverted_double_pendulum"
+            )
         return _import_builtin(spec, FAMILIES[prefix][0])
     if not isinstance(spec, str) or ":" not in spec:
         raise BadInput(f"unknown task {spec!r}; allowed: {_allowed()}")
@@ -161,8 +169,15 @@ def resolve(spec: str, path: str | None = None) -> type[Task] | Factory | Task:
     for i, part in enumerate(attribute.split(".")):
         if not hasattr(obj, part):
             where = f"module {module_name!r}" if i == 0 else f"{module_name}:{'.'.join(attribute.split('.')[:i])}"
-            found = [n for n, v in vars(obj).items() if isinstance(v, type) and issubclass(v, Task)
-                     and v.__module__ == module_name] if i == 0 else []
+            found = (
+                [
+                    n
+                    for n, v in vars(obj).items()
+                    if isinstance(v, type) and issubclass(v, Task) and v.__module__ == module_name
+                ]
+                if i == 0
+                else []
+            )
             hint = f"; Task subclasses there: {', '.join(found)}" if found else ""
             raise BadInput(f"{where} has no attribute {part!r}{hint}")
         obj = getattr(obj, part)
@@ -171,13 +186,17 @@ def resolve(spec: str, path: str | None = None) -> type[Task] | Factory | Task:
     if isinstance(obj, Task):
         return obj
     if isinstance(obj, type) or not callable(obj):
-        raise BadType(f"{spec} is {_kind(obj)}, not a Task; allowed: a subclass of stablebptt.tasks.Task or a "
-                      "zero-argument callable returning a Task")
+        raise BadType(
+            f"{spec} is {_kind(obj)}, not a Task; allowed: a subclass of stablebptt.tasks.Task or a "
+            "zero-argument callable returning a Task"
+        )
     try:
         inspect.signature(obj).bind()
     except TypeError:
-        raise BadInput(f"{spec} needs arguments; allowed: a Task subclass or a callable that takes none "
-                       "(settings are applied to the Task it returns)") from None
+        raise BadInput(
+            f"{spec} needs arguments; allowed: a Task subclass or a callable that takes none "
+            "(settings are applied to the Task it returns)"
+        ) from None
     except ValueError:  # no signature (a builtin): calling it will tell
         pass
     return obj
@@ -189,8 +208,10 @@ def _concrete(cls: type[Task], spec: str) -> type[Task]:
     if missing:
         raise BadInput(f"{spec} is abstract: it does not define {', '.join(missing)}; define them on the class")
     if not isinstance(cls.__dict__.get("name", getattr(cls, "name", None)), str):
-        raise BadInput(f"{spec} does not set its name; add a class variable such as "
-                       f"name: ClassVar[str] = {task_label(spec).lower()!r}")
+        raise BadInput(
+            f"{spec} does not set its name; add a class variable such as "
+            f"name: ClassVar[str] = {task_label(spec).lower()!r}"
+        )
     return cls
 
 
@@ -221,8 +242,10 @@ def _call(factory: Factory, spec: str) -> Task:
     except Exception as e:  # noqa: BLE001 - the user's code: its one-line reason
         raise BadInput(f"{spec}() raised {_reason(e)}") from None
     if not isinstance(task, Task):
-        raise BadType(f"{spec}() returned {_kind(task)}, not a Task; allowed: a callable returning an instance "
-                      "of a stablebptt.tasks.Task subclass")
+        raise BadType(
+            f"{spec}() returned {_kind(task)}, not a Task; allowed: a callable returning an instance "
+            "of a stablebptt.tasks.Task subclass"
+        )
     return task
 
 
@@ -257,8 +280,9 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
     fields, task = _fields(target, spec)
     unknown = [k for k in settings if k not in fields]
     if unknown:
-        raise UnknownField(f"task {spec} has no field {', '.join(map(repr, unknown))}; "
-                           f"its fields: {', '.join(fields) or 'none'}")
+        raise UnknownField(
+            f"task {spec} has no field {', '.join(map(repr, unknown))}; its fields: {', '.join(fields) or 'none'}"
+        )
     unset = [k for k, v in fields.items() if v is MISSING and k not in settings]
     if unset:
         raise BadInput(f"task {spec} needs a value for {', '.join(unset)} (no default); give it as a setting")
@@ -267,7 +291,7 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
         settings = {FAMILIES[prefix][1]: name, **settings}
     try:
         return target(**settings) if task is None else dataclasses.replace(task, **settings)
-    except Exception as e:  # noqa: BLE001 - the task's own checks (or an abstract class): one line
+    except Exception as e:
         if (is_builtin(spec) or family(spec)) and isinstance(e, BadInput):
             raise  # the built-in tasks' own messages name the setting and what is allowed
         given = ", ".join(f"{k}={v!r}" for k, v in settings.items())

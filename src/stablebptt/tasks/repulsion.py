@@ -111,7 +111,7 @@ class Repulsion(Task):
         return jnp.stack([pos, vel], axis=2)
 
     def loss(self, states: jax.Array, controls: jax.Array) -> jax.Array:
-        evaders = states[1:, :, self.n_drivers:, 0]
+        evaders = states[1:, :, self.n_drivers :, 0]
         target = jnp.asarray(self.target, evaders.dtype).reshape(1, 1, 1, 2)
         return jnp.mean((evaders - target) ** 2) + self.rc * jnp.mean(controls**2)
 
@@ -130,8 +130,7 @@ class Repulsion(Task):
 
     def init_controller(self, key: jax.Array) -> MLP:
         n_objects = self.n_drivers + self.n_evaders
-        return MLP(4 * n_objects, 2 * self.n_drivers, self.hidden, key=key,
-                   zero_final_kernel=self.zero_final_kernel)
+        return MLP(4 * n_objects, 2 * self.n_drivers, self.hidden, key=key, zero_final_kernel=self.zero_final_kernel)
 
     def controller(self, params: MLP, x: jax.Array) -> jax.Array:
         return jax.vmap(params)(x).reshape(x.shape[0], self.n_drivers, 2)

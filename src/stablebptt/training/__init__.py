@@ -6,6 +6,17 @@ from .settings import TrainSettings
 from .train import METRICS, Data, Trainer, TrainResult, TrainState, evaluate, make_data, make_epoch, train
 
 __all__ = [
-    "CLIP_MODES", "Data", "METRICS", "OPTIMIZERS", "TrainResult", "TrainSettings", "TrainState", "Trainer",
-    "evaluate", "make_data", "make_epoch", "make_optimizer", "train",
+    "CLIP_MODES",
+    "METRICS",
+    "OPTIMIZERS",
+    "Data",
+    "TrainResult",
+    "TrainSettings",
+    "TrainState",
+    "Trainer",
+    "evaluate",
+    "make_data",
+    "make_epoch",
+    "make_optimizer",
+    "train",
 ]

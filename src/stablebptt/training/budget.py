@@ -181,14 +181,18 @@ def _refusal(task: Task, settings: TrainSettings, size: Sizes, limit: int, where
     segment = remat_segment(settings.remat, horizon)
     update, evaluation = size.update(horizon, segment), size.evaluation(horizon)
     remat = "" if segment is None else f" with --remat {settings.remat}"
-    head = (f"horizon {horizon}{remat} needs at least {_gb(size.total(horizon, segment))} of memory (estimated: "
-            f"{_gb(update)} for an update, {_gb(evaluation)} for the loss of "
-            f"{max(settings.n_train, settings.n_test)} states), more than the {_gb(limit)} of {where}")
+    head = (
+        f"horizon {horizon}{remat} needs at least {_gb(size.total(horizon, segment))} of memory (estimated: "
+        f"{_gb(update)} for an update, {_gb(evaluation)} for the loss of "
+        f"{max(settings.n_train, settings.n_test)} states), more than the {_gb(limit)} of {where}"
+    )
     for option in ("sqrt", "states"):  # a remat that saves more than the current one and fits
         seg = remat_segment(option, horizon)
         if (segment is None or seg < segment) and size.total(horizon, seg) <= limit:
-            return (f"{head}; use --remat {option} (at least {_gb(size.total(horizon, seg))}) or a smaller --horizon "
-                    "or --batch-size")
+            return (
+                f"{head}; use --remat {option} (at least {_gb(size.total(horizon, seg))}) or a smaller --horizon "
+                "or --batch-size"
+            )
     best = settings.remat if segment is not None and segment <= remat_segment("sqrt", horizon) else "sqrt"
     segment = remat_segment(best, horizon)
     largest = _largest_horizon(size, best, limit, horizon)
@@ -208,8 +212,9 @@ def _round_down(n: int) -> int:
     return n // scale * scale
 
 
-def check_memory(task: Task, settings: TrainSettings, *, x64: bool = False, limit: int | None = None,
-                 where: str | None = None) -> None:
+def check_memory(
+    task: Task, settings: TrainSettings, *, x64: bool = False, limit: int | None = None, where: str | None = None
+) -> None:
     """Refuse a run whose epoch cannot fit in memory, before anything is compiled or created.
 
     Args:
@@ -244,12 +249,19 @@ def notes(task: Task, settings: TrainSettings) -> list[str]:
     below = f"; use a K below {horizon}" if horizon > 1 else ""
     found = []
     if settings.truncation is not None and settings.truncation >= horizon:
-        found.append(f"truncation {settings.truncation} has no effect at horizon {horizon}: it cuts the gradient "
-                     f"every {settings.truncation} steps, so nothing is cut (full BPTT){below}")
+        found.append(
+            f"truncation {settings.truncation} has no effect at horizon {horizon}: it cuts the gradient "
+            f"every {settings.truncation} steps, so nothing is cut (full BPTT){below}"
+        )
     segment = remat_segment(settings.remat, horizon)
     if segment is not None and segment >= horizon:
-        what = (f"remat {settings.remat}" if isinstance(settings.remat, int)
-                else f"remat {settings.remat} (segments of {plural(segment, 'step')})")
-        found.append(f"{what} has no effect at horizon {horizon}: the one segment is the whole rollout, so no "
-                     f"memory is saved{below}")
+        what = (
+            f"remat {settings.remat}"
+            if isinstance(settings.remat, int)
+            else f"remat {settings.remat} (segments of {plural(segment, 'step')})"
+        )
+        found.append(
+            f"{what} has no effect at horizon {horizon}: the one segment is the whole rollout, so no "
+            f"memory is saved{below}"
+        )
     return found

@@ -95,6 +95,7 @@ def traceable_fields(task: Task, fields: Sequence[str], params: PyTree, x0: PyTr
     each. A field used for a shape or in Python control flow fails and must be equal within a group."""
     ok = []
     for name in fields:
+
         def run(value, name=name):
             return evaluate(with_values(task, {name: value}), params, x0)
 
@@ -131,11 +132,19 @@ def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> Callable:
     over every mode the group needs (`core.value_and_grads`) and a selection."""
     settings = spec.settings
     if len(spec.methods) == 1:
-        return value_and_grad(user_loss(task), task.step, task.controller, task.horizon, spec.methods[0],
-                              **settings.gradient_options)
+        return value_and_grad(
+            user_loss(task), task.step, task.controller, task.horizon, spec.methods[0], **settings.gradient_options
+        )
     modes = tuple(dict.fromkeys(m for meth in spec.methods for m in (("M", "R") if meth == "C" else (meth,))))
-    grads_fn = value_and_grads(user_loss(task), task.step, task.controller, task.horizon, modes,
-                               truncation=settings.truncation, remat=settings.remat)
+    grads_fn = value_and_grads(
+        user_loss(task),
+        task.step,
+        task.controller,
+        task.horizon,
+        modes,
+        truncation=settings.truncation,
+        remat=settings.remat,
+    )
     combined = "C" in spec.methods
 
     def vg(params: PyTree, x0: PyTree):
@@ -159,8 +168,9 @@ def group_optimizer(settings: TrainSettings, knobs: Knobs) -> optax.GradientTran
     return optax.chain(clip_by_mode(knobs.clip, knobs.clip_value), base)
 
 
-def make_group_epoch(task: Task, spec: GroupSpec, static: PyTree
-                     ) -> Callable[[Knobs, TrainState, Data], tuple[TrainState, dict[str, jax.Array]]]:
+def make_group_epoch(
+    task: Task, spec: GroupSpec, static: PyTree
+) -> Callable[[Knobs, TrainState, Data], tuple[TrainState, dict[str, jax.Array]]]:
     """One epoch of `make_epoch` for every member of a group: ``(knobs, states, data) -> (states, metrics)``,
     a `jax.vmap` over the leading (run) axis of every argument. `static` is the non-array part of the
     parameters (shared)."""
@@ -171,8 +181,16 @@ def make_group_epoch(task: Task, spec: GroupSpec, static: PyTree
         member = with_values(task, knobs.task_values)
         vg = group_update(member, spec, knobs.method)
         tx = group_optimizer(settings, knobs)
-        epoch = epoch_program(member, vg, tx, static, settings.batch_size, skip_nonfinite=settings.skip_nonfinite,
-                              combined=knobs.method == c_index, stop_regular=knobs.stop_regular)
+        epoch = epoch_program(
+            member,
+            vg,
+            tx,
+            static,
+            settings.batch_size,
+            skip_nonfinite=settings.skip_nonfinite,
+            combined=knobs.method == c_index,
+            stop_regular=knobs.stop_regular,
+        )
         return epoch(state, data)
 
     return jax.vmap(one_epoch)

@@ -25,8 +25,9 @@ class ScaleByAdamState(NamedTuple):
     nu: Any
 
 
-def scale_by_keras_adam(b1: float = 0.9, b2: float = 0.999, eps: float = KERAS_EPS, *, keras: Any = True
-                        ) -> optax.GradientTransformation:
+def scale_by_keras_adam(
+    b1: float = 0.9, b2: float = 0.999, eps: float = KERAS_EPS, *, keras: Any = True
+) -> optax.GradientTransformation:
     """Adam's scaling as Keras computes it: ``m_hat / (sqrt(v_hat) + eps / sqrt(1 - b2^t))``, which is
     ``lr_t * m / (sqrt(v) + eps)`` with ``lr_t = sqrt(1 - b2^t) / (1 - b1^t)``. With `keras` False (a bool or a
     traced one, e.g. one per run of a batch of runs) it is optax's form ``m_hat / (sqrt(v_hat) + eps)``."""
@@ -45,7 +46,7 @@ def scale_by_keras_adam(b1: float = 0.9, b2: float = 0.999, eps: float = KERAS_E
         eps_t = jnp.where(keras, eps / jnp.sqrt(c2), eps)
 
         def scale(m, v):
-            return ((m / c1.astype(m.dtype)) / (jnp.sqrt(v / c2.astype(v.dtype)) + eps_t.astype(v.dtype)))
+            return (m / c1.astype(m.dtype)) / (jnp.sqrt(v / c2.astype(v.dtype)) + eps_t.astype(v.dtype))
 
         return jax.tree.map(scale, mu, nu), ScaleByAdamState(count, mu, nu)
 
@@ -64,7 +65,7 @@ def _momentum(m: float):
 
 OPTIMIZERS = {
     "adam": lambda lr: optax.adam(lr, b1=0.9, b2=0.999, eps=KERAS_EPS),
-    "sgd": lambda lr: optax.sgd(lr),
+    "sgd": optax.sgd,
     "momentum-0.8": _momentum(0.8),
     "momentum-0.9": _momentum(0.9),
     "momentum-0.95": _momentum(0.95),
@@ -88,8 +89,7 @@ def make_optimizer(
     return optimizer(name, lr, clip, clip_value, adam_eps)
 
 
-def optimizer(name: str, lr: Any, clip: str, clip_value: Any, adam_eps: str = "keras"
-              ) -> optax.GradientTransformation:
+def optimizer(name: str, lr: Any, clip: str, clip_value: Any, adam_eps: str = "keras") -> optax.GradientTransformation:
     """`make_optimizer` without the checks, for settings checked already; `lr` and `clip_value` may be traced
     arrays (one per run of a `jax.vmap`ped batch of runs)."""
     clipping = {

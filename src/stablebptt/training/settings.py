@@ -104,8 +104,10 @@ class TrainSettings:
         if not isinstance(self.skip_nonfinite, bool):
             raise BadType(f"skip_nonfinite must be True or False, got {self.skip_nonfinite!r}")
         if converted["batch_size"] > converted["n_train"]:
-            raise BadInput(f"batch size {self.batch_size} is larger than the training set ({self.n_train} states); "
-                           f"allowed: 1..{self.n_train}")
+            raise BadInput(
+                f"batch size {self.batch_size} is larger than the training set ({self.n_train} states); "
+                f"allowed: 1..{self.n_train}"
+            )
         for name, value in converted.items():
             object.__setattr__(self, name, value)
 

@@ -19,8 +19,18 @@ from .optim import optimizer
 from .settings import DEFAULTS, TrainSettings, from_mapping
 
 PyTree = Any
-METRICS = ("epoch", "loss", "train_loss", "test_loss", "grad_norm", "grad_size", "cosine", "kept_fraction",
-           "regular_nonfinite", "epoch_time")
+METRICS = (
+    "epoch",
+    "loss",
+    "train_loss",
+    "test_loss",
+    "grad_norm",
+    "grad_size",
+    "cosine",
+    "kept_fraction",
+    "regular_nonfinite",
+    "epoch_time",
+)
 ProgressFn = Callable[[int, dict[str, float]], None]
 EpochFn = Callable[[int, "TrainState", dict[str, float]], None]
 
@@ -77,13 +87,16 @@ def sample_states(task: Task, key: jax.Array, n: int) -> PyTree:
     states = trees.guard("sampler", task.sample, lambda key, n: f"called as {what}")(key, n)
     leaves = jax.tree_util.tree_flatten_with_path(states)[0]
     if not leaves:
-        raise BadInput(f"{what} returned no arrays (got {states!r:.100}); allowed: a pytree of arrays with "
-                       f"leading axis {n}")
+        raise BadInput(
+            f"{what} returned no arrays (got {states!r:.100}); allowed: a pytree of arrays with leading axis {n}"
+        )
     for path, leaf in leaves:
         if not isinstance(leaf, jax.Array | np.ndarray):
             where = jax.tree_util.keystr(path) or "the root"
-            raise BadType(f"{what} returned a leaf at {where} that is not an array ({type(leaf).__name__}); "
-                          f"allowed: a pytree of arrays with leading axis {n} (e.g. jnp.asarray(...))")
+            raise BadType(
+                f"{what} returned a leaf at {where} that is not an array ({type(leaf).__name__}); "
+                f"allowed: a pytree of arrays with leading axis {n} (e.g. jnp.asarray(...))"
+            )
     return states
 
 
@@ -99,8 +112,10 @@ def check_data(task: Task, data: Data, n_train: int, n_test: int) -> None:
         what = f"{type(task).__name__}.sample(key, {n})"
         size = trees.leading_size(getattr(data, part), what)
         if size != n:
-            raise BadInput(f"{what} returned {size} states on the leading axis instead of {n}; "
-                             f"got {trees.describe(getattr(data, part))}")
+            raise BadInput(
+                f"{what} returned {size} states on the leading axis instead of {n}; "
+                f"got {trees.describe(getattr(data, part))}"
+            )
 
 
 def minibatches(states: PyTree, batch_size: int) -> PyTree:
@@ -150,8 +165,16 @@ def make_epoch(
     """
     vg = value_and_grad(user_loss(task), task.step, task.controller, task.horizon, method, **gradient_options)
     combined = canonical_method(method) == "C"
-    return epoch_program(task, vg, tx, static, batch_size, skip_nonfinite=skip_nonfinite, combined=combined,
-                         stop_regular=regular_nonfinite == "stop")
+    return epoch_program(
+        task,
+        vg,
+        tx,
+        static,
+        batch_size,
+        skip_nonfinite=skip_nonfinite,
+        combined=combined,
+        stop_regular=regular_nonfinite == "stop",
+    )
 
 
 def epoch_program(
@@ -193,7 +216,7 @@ def epoch_program(
         used = ok if skip_nonfinite else jnp.ones_like(ok)
         params = eqx.combine(state.params, static)
         nan = jnp.full((), jnp.nan, values.dtype)
-        c_stats = {k: nan for k in ("cosine", "kept_fraction", "regular_nonfinite")}
+        c_stats = dict.fromkeys(("cosine", "kept_fraction", "regular_nonfinite"), nan)
         if "cosine" in infos:  # C's diagnostics, for the runs that are C
             c_stats = {
                 "cosine": _masked_mean(infos["cosine"], used),
@@ -248,9 +271,16 @@ class Trainer:
         diff, self.static = eqx.partition(params, eqx.is_inexact_array)
         tx = optimizer(settings.optimizer, settings.lr, settings.clip, settings.clip_value, settings.adam_eps)
         self.initial = TrainState(diff, tx.init(diff))
-        self._epoch = make_epoch(task, settings.method, tx, self.static, settings.batch_size,
-                                 skip_nonfinite=settings.skip_nonfinite,
-                                 regular_nonfinite=settings.regular_nonfinite, **settings.gradient_options)
+        self._epoch = make_epoch(
+            task,
+            settings.method,
+            tx,
+            self.static,
+            settings.batch_size,
+            skip_nonfinite=settings.skip_nonfinite,
+            regular_nonfinite=settings.regular_nonfinite,
+            **settings.gradient_options,
+        )
         self._compiled = None
 
     def params(self, state: TrainState) -> PyTree:

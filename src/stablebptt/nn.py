@@ -24,7 +24,8 @@ def glorot_linear(in_size: int, out_size: int, *, key: jax.Array, zero_kernel: b
 class MLP(eqx.Module):
     """Dense network on a flattened input: hidden tanh layers, linear output.
 
-    Maps one unbatched input of any shape to a vector of `out_size` (vmap it over a batch).
+    Maps one unbatched input of any shape ``(...)`` with `in_size` entries to a vector ``(out_size,)`` (vmap it
+    over a batch: ``(batch, ...) -> (batch, out_size)``).
     """
 
     layers: tuple[eqx.nn.Linear, ...]
@@ -39,7 +40,17 @@ class MLP(eqx.Module):
         key: jax.Array,
         zero_final_kernel: bool = True,
         activation: Callable[[jax.Array], jax.Array] = jnp.tanh,
-    ):
+    ) -> None:
+        """Glorot-uniform kernels, zero biases.
+
+        Args:
+            in_size: number of entries of one input (the size of its flattened shape).
+            out_size: length of the output vector.
+            hidden: widths of the hidden layers.
+            key: a JAX PRNG key for the kernels.
+            zero_final_kernel: start the output layer's kernel at zero (the published runs' choice).
+            activation: the elementwise activation of the hidden layers.
+        """
         sizes = (in_size, *hidden, out_size)
         keys = jax.random.split(key, len(sizes) - 1)
         last = len(sizes) - 2
@@ -50,6 +61,7 @@ class MLP(eqx.Module):
         self.activation = activation
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """``(...) -> (out_size,)`` for one input with `in_size` entries."""
         h = jnp.ravel(x)
         for layer in self.layers[:-1]:
             h = self.activation(layer(h))
@@ -74,7 +86,7 @@ def glorot_conv(
         receptive *= k
     limit = jnp.sqrt(6.0 / ((in_channels + out_channels) * receptive))
     weight = jax.random.uniform(key, layer.weight.shape, minval=-limit, maxval=limit)
-    return eqx.tree_at(lambda m: (m.weight, m.bias), layer, (weight, jnp.zeros_like(layer.bias)))
+    return eqx.tree_at(lambda m: (m.weight, m.bias), layer, (weight, jnp.zeros_like(_bias(layer))))
 
 
 class CNN(eqx.Module):
@@ -91,7 +103,7 @@ class CNN(eqx.Module):
     conv1d: eqx.nn.Conv
     dense: eqx.nn.Linear
 
-    def __init__(self, n_points: int = 32, out_size: int = 1, filters: int = 60, *, key: jax.Array):
+    def __init__(self, n_points: int = 32, out_size: int = 1, filters: int = 60, *, key: jax.Array) -> None:
         h1 = (n_points - 3) // 2 + 1
         h2 = (h1 - 3) // 2 + 1
         if h2 < 1:
@@ -102,12 +114,13 @@ class CNN(eqx.Module):
         self.dense = glorot_linear(h2 * filters, out_size, key=k3)
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        """``(n_points, 2) -> (out_size,)`` for one state."""
         # Both convolutions as strided patches times the kernel: the same numbers as calling the `eqx.nn.Conv`
         # layers (see `reference`), several times faster on a CPU for these tiny images.
         w2 = self.conv2d.weight[:, 0]  # (filters, 3, 2)
-        h = jnp.tanh(jnp.einsum("hkw,fkw->hf", _patches(x, 3, 2), w2) + self.conv2d.bias[:, 0, 0])
+        h = jnp.tanh(jnp.einsum("hkw,fkw->hf", _patches(x, 3, 2), w2) + _bias(self.conv2d)[:, 0, 0])
         w1 = self.conv1d.weight  # (filters, filters, 3)
-        h = jnp.tanh(jnp.einsum("hkc,fck->hf", _patches(h, 3, 2), w1) + self.conv1d.bias[:, 0])
+        h = jnp.tanh(jnp.einsum("hkc,fck->hf", _patches(h, 3, 2), w1) + _bias(self.conv1d)[:, 0])
         return self.dense(jnp.ravel(h))
 
     def reference(self, x: jax.Array) -> jax.Array:
@@ -115,6 +128,13 @@ class CNN(eqx.Module):
         h = jnp.tanh(self.conv2d(x[None]))  # (filters, h1, 1)
         h = jnp.tanh(self.conv1d(h[..., 0]))  # (filters, h2)
         return self.dense(jnp.ravel(h.T))
+
+
+def _bias(layer: eqx.nn.Conv) -> jax.Array:
+    """The bias of a convolution built with one (Equinox types it as optional)."""
+    if layer.bias is None:
+        raise ValueError("the convolution has no bias")
+    return layer.bias
 
 
 def _patches(x: jax.Array, size: int, stride: int) -> jax.Array:

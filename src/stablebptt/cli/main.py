@@ -15,11 +15,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..core.checks import BadInput, first_line, plural
 from ..tasks import task_label
 from . import options as opt
+
+if TYPE_CHECKING:  # imported where used, for a fast start
+    from ..experiments.grid import Run
+    from ..runs import RunConfig
+    from ..training import TrainResult
 
 EPILOG = "Methods: R regular BPTT, M modified (physics only), S stopped, N network only, C combined."
 TASK_EPILOG = (
@@ -285,7 +290,7 @@ def _short(path: object, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _config(args: argparse.Namespace, settings: dict | None = None, **train: object):
+def _config(args: argparse.Namespace, settings: dict[str, Any] | None = None, **train: object) -> RunConfig:
     """The run configuration of the command line (checked completely: task, settings, gradient options);
     `settings`: `opt.train_settings(args)` when already read. A run whose epoch cannot fit in memory is refused
     (`training.budget.check_memory`, from shapes: nothing compiled or created); a gradient option without effect
@@ -335,7 +340,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _report(args.command, method, args.run_dir, result)
 
 
-def _report(command: str, method: str, out: Path, result) -> int:
+def _report(command: str, method: str, out: Path, result: TrainResult) -> int:
     """One line for the finished run; exit 0, or DIVERGED_EXIT with one line on stderr if it diverged."""
     if result.status == "diverged":
         good = [r for r in result.metrics if not r.get("diverged")]
@@ -451,7 +456,7 @@ def _prefix(args: argparse.Namespace) -> str:
     return f"stablebptt {args.command}"
 
 
-def _check_budget(args: argparse.Namespace, runs) -> None:
+def _check_budget(args: argparse.Namespace, runs: Sequence[Run]) -> None:
     """`training.budget.check_memory` and its notes for every distinct shape of the sweep's runs."""
     from ..training.budget import check_memory, notes
 

@@ -95,10 +95,10 @@ def choice(allowed: Sequence[str]) -> Callable[[str], str]:
     return parse
 
 
-def list_of(item: Callable[[str], Any]) -> Callable[[str], list]:
+def list_of(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     """A comma-separated list of values of type `item`."""
 
-    def parse(text: str) -> list:
+    def parse(text: str) -> list[Any]:
         items = [t.strip() for t in text.split(",") if t.strip()]
         if not items:
             raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
@@ -228,7 +228,7 @@ def setting(text: str) -> tuple[str, Any]:
     return name, json_or_text(value)
 
 
-def setting_list(text: str) -> tuple[str, list]:
+def setting_list(text: str) -> tuple[str, list[Any]]:
     """``--set NAME=V1,V2`` of `sweep`: a JSON list gives its items; other JSON is one value; else the text
     split on commas, each item parsed by `json_or_text`."""
     name, value = _name_value(text)

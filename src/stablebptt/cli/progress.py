@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from rich.console import JustifyMethod
     from typing_extensions import Self  # typing.Self from Python 3.11
 
 
@@ -33,19 +34,19 @@ class EpochProgress:
         self.progress.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def run(self, name: str, epochs: int) -> Callable[[int, dict], None]:
+    def run(self, name: str, epochs: int) -> Callable[[int, dict[str, float]], None]:
         bar = self.progress.add_task(name, total=epochs, loss="-", test="-")
 
-        def update(epoch: int, row: dict) -> None:
+        def update(epoch: int, row: dict[str, float]) -> None:
             self.progress.update(bar, completed=epoch, loss=f"{row['loss']:.4g}", test=f"{row['test_loss']:.4g}")
 
         return update
 
 
-def print_table(rows: Sequence[dict], title: str = "") -> None:
+def print_table(rows: Sequence[dict[str, Any]], title: str = "") -> None:
     """The comparison table; with several seeds the values are medians and the final test loss shows its range."""
     seeds = rows[0].get("seeds", 1) if rows else 1
     table = Table(title=title, caption=f"median over {seeds} seeds [min, max]" if seeds > 1 else None)
@@ -65,16 +66,17 @@ def print_table(rows: Sequence[dict], title: str = "") -> None:
     Console().print(table)
 
 
-def print_status(rows: Sequence[dict], title: str = "") -> None:
+def print_status(rows: Sequence[dict[str, Any]], title: str = "") -> None:
     """The table of `stablebptt status`: one row per run (`experiments.report.status_rows`)."""
     table = Table(title=Text(title), title_justify="left")
-    for col, justify in (
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("run", "left"),
         ("state", "left"),
         ("epochs", "right"),
         ("last test loss", "right"),
         ("note", "left"),
-    ):
+    )
+    for col, justify in columns:
         table.add_column(col, justify=justify, overflow="fold")
     for r in rows:
         epochs = f"{r['epochs_done']}/{r['epochs']}" if r["epochs"] is not None else str(r["epochs_done"])

@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
+from jax.tree_util import PyTreeDef
 
 from . import trees
 from .checks import check_param_vjp, check_remat
@@ -48,6 +49,13 @@ from .methods import PATHS
 
 PyTree = Any
 Net = Callable[[PyTree, PyTree], PyTree]  # (differentiable params, x) -> c
+Spec = tuple[PyTreeDef, tuple[int, ...]]  # a hoisted closure's treedef, and per leaf its invariant's index or -1
+Residuals = tuple[PyTree, PyTree]  # the hoisted VJP leaves (network's or None, simulator's) of one or more steps
+Linearize = Callable[..., tuple[PyTree, PyTree, Residuals]]  # (x, c=None) -> (x_next, c, residuals)
+# (steps, states, controls, dL/dx, dL/dc) of a block of steps, each leaf with the steps on its leading axis
+Block = tuple[jax.Array, PyTree, PyTree, PyTree, PyTree]
+Sweep = Callable[[PyTree, Block, Residuals | None], tuple[PyTree, list[PyTree]]]  # (λ, block, stored) -> (λ, grads)
+
 # Crossovers of `choose_param_vjp`, measured on a 2-core CPU (benchmarks/README.md, section 1): the 2x100 MLP
 # (flops per parameter of one call = the batch) is faster "batched" at batch 8 and per step from batch 16; the
 # quantum CNN (7 x the batch: a convolution reuses each weight at every position) batched at batch 8 (56), per
@@ -61,6 +69,10 @@ def _copies(a: jax.Array, k: int) -> jax.Array:
     return jnp.broadcast_to(a, (k, *a.shape))
 
 
+@overload
+def remat_segment(remat: Literal["sqrt", "states"], horizon: int) -> int: ...
+@overload
+def remat_segment(remat: Any, horizon: int) -> int | None: ...
 def remat_segment(remat: Any, horizon: int) -> int | None:
     """Segment length for a `remat` option, or None for no rematerialisation.
 
@@ -76,14 +88,14 @@ def remat_segment(remat: Any, horizon: int) -> int | None:
     value = check_remat(remat)
     if value is None:
         return None
+    if isinstance(value, int):
+        return min(value, horizon)
     if value == "sqrt":
         return max(1, math.isqrt(horizon - 1) + 1) if horizon > 1 else 1
-    if value == "states":
-        return 1
-    return min(value, horizon)
+    return 1  # "states"
 
 
-def _hoist(closure: PyTree, invariants: Sequence[jax.Array]) -> tuple[list[jax.Array], tuple]:
+def _hoist(closure: PyTree, invariants: Sequence[jax.Array]) -> tuple[list[jax.Array], Spec]:
     """Split a VJP closure into its per-step leaves and a spec; leaves that ARE one of `invariants` (the
     parameters, by identity) are left out and re-inserted by `_unhoist`."""
     leaves, treedef = jax.tree.flatten(closure)
@@ -92,7 +104,7 @@ def _hoist(closure: PyTree, invariants: Sequence[jax.Array]) -> tuple[list[jax.A
     return [leaf for leaf, w in zip(leaves, where, strict=True) if w < 0], (treedef, where)
 
 
-def _unhoist(varying: Sequence[jax.Array], invariants: Sequence[jax.Array], spec: tuple) -> PyTree:
+def _unhoist(varying: Sequence[jax.Array], invariants: Sequence[jax.Array], spec: Spec) -> PyTree:
     treedef, where = spec
     it = iter(varying)
     return jax.tree.unflatten(treedef, [next(it) if w < 0 else invariants[w] for w in where])
@@ -117,7 +129,8 @@ def adjoint_gradients(
     leaves (`trees.split`): every VJP is taken with respect to those, the other leaves are closed over.
 
     Args:
-        loss, step: as for `value_and_grad`.
+        loss: as for `value_and_grad`.
+        step: as for `value_and_grad`.
         net: ``(diff, x) -> c``, the controller on the differentiable part of its parameters.
         diff: the differentiable parameters (a pytree of inexact arrays, `None` elsewhere).
         x0: initial state, a pytree of arrays (`value_and_grad` converts it and checks `step` and the
@@ -141,15 +154,15 @@ def adjoint_gradients(
     per_step = param_vjp == "per_step"
     invariants = list(jax.tree.leaves(diff))
     any_net = per_step or any(PATHS[m][0] for group in groups for m in group)
-    specs: dict[str, tuple] = {}
+    specs: dict[str, Spec] = {}
 
-    def linearize(x, c=None):
+    def linearize(x: PyTree, c: PyTree = None) -> tuple[PyTree, PyTree, Residuals]:
         """Per-step VJP closures (the network's input VJP only when some mode needs it), parameters hoisted
         out, all with respect to the floating-point leaves. With `c` None the control is computed here; else
         `c` (the stored control) is used for the step."""
         x_f, x_i = trees.split(x)
 
-        def net_f(d, x_f):
+        def net_f(d: PyTree, x_f: PyTree) -> tuple[PyTree, PyTree]:
             return trees.split(net(d, trees.merge(x_f, x_i)))  # (float part, aux: the rest)
 
         if per_step:  # the VJP with respect to parameters and input
@@ -163,14 +176,14 @@ def adjoint_gradients(
         if c is not None:
             c_f, c_i = trees.split(c)
 
-        def step_f(x_f, c_f):
+        def step_f(x_f: PyTree, c_f: PyTree) -> tuple[PyTree, PyTree]:
             return trees.split(step(trees.merge(x_f, x_i), trees.merge(c_f, c_i)))
 
         next_f, step_vjp, next_i = jax.vjp(step_f, x_f, c_f, has_aux=True)
         step_res, specs["step"] = _hoist(step_vjp, invariants)
         return trees.merge(next_f, next_i), trees.merge(c_f, c_i), (net_res, step_res)
 
-    def forward(x, _):
+    def forward(x: PyTree, _: None) -> tuple[PyTree, tuple[PyTree, PyTree, Residuals | None]]:
         if segment is None:
             x_next, c, res = linearize(x)
         else:
@@ -186,7 +199,7 @@ def adjoint_gradients(
     )
     dl_dx, dl_dc = loss_vjp(jnp.ones_like(value))
 
-    def net_float(d, x):
+    def net_float(d: PyTree, x: PyTree) -> PyTree:
         return trees.split(net(d, x))[0]
 
     steps = jnp.arange(horizon)
@@ -213,14 +226,14 @@ def adjoint_gradients(
     return value, grads
 
 
-def _segmented(sweep, lam, block, horizon, segment):
+def _segmented(sweep: Sweep, lam: PyTree, block: Block, horizon: int, segment: int) -> list[PyTree]:
     """Reverse sweep over full segments (an outer `lax.scan`), then over the leading remainder."""
     rest = horizon % segment
     count = horizon // segment
     head = trees.at(block, slice(None, rest))
     body = jax.tree.map(lambda a: a[rest:].reshape(count, segment, *a.shape[1:]), block)
 
-    def outer(carry, seg):
+    def outer(carry: tuple[PyTree, list[PyTree]], seg: Block) -> tuple[tuple[PyTree, list[PyTree]], None]:
         lam, acc = carry
         lam, g = sweep(lam, seg, None)
         return (lam, trees.add(acc, g)), None
@@ -256,7 +269,20 @@ def _place(tree: PyTree, rows: Sequence[int], k: int) -> PyTree:
     return jax.tree.map(lambda a: jnp.zeros((k, *a.shape[1:]), a.dtype).at[index].set(a), tree)
 
 
-def _sweep(lam, block, stored, *, modes, net, diff, invariants, specs, linearize, truncation, per_step):
+def _sweep(
+    lam: PyTree,
+    block: Block,
+    stored: Residuals | None,
+    *,
+    modes: tuple[str, ...],
+    net: Net,
+    diff: PyTree,
+    invariants: Sequence[jax.Array],
+    specs: Mapping[str, Spec],
+    linearize: Linearize,
+    truncation: int | None,
+    per_step: bool,
+) -> tuple[PyTree, list[PyTree]]:
     """Reverse sweep over one contiguous block of steps; returns the adjoint at the block's first state and
     one parameter gradient per mode (list). Adjoints are pytrees of the states' float leaves, with the modes
     on a leading axis."""
@@ -267,7 +293,9 @@ def _sweep(lam, block, stored, *, modes, net, diff, invariants, specs, linearize
     via_net = [i for i, m in enumerate(modes) if PATHS[m][0]]
     via_sim = [i for i, m in enumerate(modes) if PATHS[m][1]]
 
-    def backward(carry, inputs):
+    def backward(
+        carry: tuple[PyTree, PyTree], inputs: tuple[jax.Array, PyTree, PyTree, Residuals]
+    ) -> tuple[tuple[PyTree, PyTree], PyTree]:
         lam, acc = carry
         n, dx, dc, (net_res, step_res) = inputs
         step_vjp = _unhoist(step_res, invariants, specs["step"])
@@ -334,7 +362,7 @@ def choose_param_vjp(net: Net, diff: PyTree, x0: PyTree, threshold: float | None
         return "batched"
     try:
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (diff, x0))
-        cost = jax.jit(net).lower(*abstract).cost_analysis()
+        cost: Any = jax.jit(net).lower(*abstract).cost_analysis()  # a dict, a list of one, or None (fails here)
         cost = cost[0] if isinstance(cost, list | tuple) else cost
         flops = float(cost["flops"])
     except Exception:  # noqa: BLE001 -- no cost model on this backend: the choice that never recomputes

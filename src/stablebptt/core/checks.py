@@ -35,14 +35,15 @@ class SimulatorFault(BadInput):
 
 def check_positive_int(name: str, value: Any) -> int:
     """`value` as an int if it is an integer >= 1 (not a bool); `BadInput` naming `name` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
         raise BadInput(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
 def check_positive_number(name: str, value: Any) -> float:
     """`value` as a float if it is a real number > 0 (not a bool, not NaN); `BadInput` naming `name` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 or value != value:
+    # typeshed's numbers.Real declares __lt__ and __le__ but no __gt__, so mypy rejects `value > 0`:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0 or value != value:  # type: ignore[operator]
         raise BadInput(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
@@ -68,7 +69,7 @@ def check_remat(value: Any) -> int | str | None:
     length = value
     if isinstance(length, str) and length.strip().isdecimal():
         length = int(length)
-    if isinstance(length, numbers.Integral) and not isinstance(length, bool) and length >= 1:
+    if isinstance(length, numbers.Integral) and not isinstance(length, bool) and int(length) >= 1:
         return int(length)
     raise BadInput(f"remat must be None, 'none', 'sqrt', 'states' or a positive segment length, got {value!r}")
 

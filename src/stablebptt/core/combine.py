@@ -31,11 +31,11 @@ def combine(modified: PyTree, regular: PyTree) -> PyTree:
     pass through.
 
     Args:
-        modified: the modified gradient g^M, any pytree of arrays.
-        regular: the regular gradient g^R, same structure.
+        modified: the modified gradient g^M, any pytree of arrays (leaves of any shape, or `None`).
+        regular: the regular gradient g^R, same structure and leaf shapes.
 
     Returns:
-        The combined update u, same structure as `modified`.
+        The combined update u, same structure and leaf shapes as `modified`.
     """
     return jax.tree.map(_agree, modified, regular, is_leaf=_is_none)
 
@@ -81,22 +81,35 @@ class SignAgreementState(NamedTuple):
 def sign_agreement() -> optax.GradientTransformationExtraArgs:
     """The combined update as an Optax transformation.
 
-    Called as ``tx.update(modified, state, params, regular=regular_grads)``; `regular` is keyword-only and
-    required, so forgetting it fails loudly. Chain it before clipping and the optimizer::
+    Called as ``tx.update(modified, state, params, regular=regular_grads)`` with `modified` (g^M) and
+    `regular` (g^R) pytrees of one structure (the structure of the parameters); `regular` is keyword-only and
+    required, so forgetting it fails loudly. The update is ``combine(modified, regular)``, same structure.
+    Chain it before clipping and the optimizer::
 
         tx = optax.chain(stablebptt.sign_agreement(), optax.clip_by_global_norm(1.0), optax.adam(1e-3))
         updates, state = tx.update(g_modified, state, params, regular=g_regular)
+
+    Returns:
+        An `optax.GradientTransformationExtraArgs` whose state is empty (`SignAgreementState`).
 
     References:
         Schnell & Thuerey, "Stabilizing Backpropagation Through Time to Learn Complex Physics", ICLR 2024.
     """
 
-    def init_fn(params: PyTree) -> SignAgreementState:
+    def init_fn(params: optax.Params) -> SignAgreementState:
         del params
         return SignAgreementState()
 
-    def update_fn(updates, state, params=None, *, regular, **extra_args):
+    def update_fn(
+        updates: optax.Updates,
+        state: SignAgreementState,
+        params: optax.Params | None = None,
+        *,
+        regular: optax.Updates,
+        **extra_args: Any,
+    ) -> tuple[optax.Updates, SignAgreementState]:
         del params, extra_args
         return combine(updates, regular), state
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    # Optax's update protocol has no required keyword; `regular` is required on purpose (forgetting it fails).
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)  # type: ignore[arg-type]

@@ -33,6 +33,8 @@ from .rollout import Controller, Step, _check_horizon, rollout, scan_body
 
 PyTree = Any
 Loss = Callable[[PyTree, PyTree], jax.Array]
+Info = dict[str, jax.Array]
+ValueAndGrad = Callable[[PyTree, PyTree], tuple[jax.Array, PyTree, Info]]  # (params, x0) -> (value, update, info)
 
 
 def value_and_grad(
@@ -47,14 +49,15 @@ def value_and_grad(
     remat: int | str | None = None,
     param_vjp: str = "auto",
     checkpoint: int | str | None = None,
-) -> Callable[[PyTree, PyTree], tuple[jax.Array, PyTree, dict[str, jax.Array]]]:
+) -> ValueAndGrad:
     """Build ``(params, x0) -> (value, update, info)`` for one gradient-flow mode.
 
     States and controls may be any pytrees of arrays (see `rollout`); only their floating-point leaves carry
     adjoints, the others (counters, flags) are carried through unchanged by every backward pass.
 
     Args:
-        loss: ``(states, controls) -> scalar`` on time-major trajectories (pytrees) as returned by `rollout`.
+        loss: ``(states, controls) -> scalar`` on time-major trajectories (pytrees) as returned by `rollout`:
+            state leaves ``(horizon + 1, ...)``, control leaves ``(horizon, ...)``.
         step: one simulator step ``(x, c) -> x_next``, returning `x`'s structure, shapes and dtypes.
         controller: ``(params, x) -> c``. The adjoint backward passes also call it on a time-stacked batch
             through `jax.vmap`, so it must be vmappable (any pure JAX function is).
@@ -78,10 +81,10 @@ def value_and_grad(
         checkpoint: deprecated name of `remat` (same values; a `DeprecationWarning`). Giving both is an error.
 
     Returns:
-        A pure, jit-able function. `update` has the structure of `params` (`None` at leaves that are not
-        inexact arrays, as Equinox's filtered gradients). For C it is ``combine(g_M, g_R)``. `info` holds
-        scalars: ``grad_norm`` (L2 norm of `update`), and for C ``cosine`` (of g_M and g_R) and
-        ``kept_fraction`` (share of entries kept by the sign test).
+        A pure, jit-able function. `value` is the loss, a scalar; `update` has the structure of `params`
+        (`None` at leaves that are not inexact arrays, as Equinox's filtered gradients). For C it is
+        ``combine(g_M, g_R)``. `info` holds scalars: ``grad_norm`` (L2 norm of `update`), and for C
+        ``cosine`` (of g_M and g_R) and ``kept_fraction`` (share of entries kept by the sign test).
 
     Raises:
         BadInput: a bad option (named in the message), at once; a step or controller whose output does not fit
@@ -112,11 +115,11 @@ def value_and_grad(
     modes = ("M", "R") if method == "C" else (method,)
     step, controller = trees.checked(step, controller)  # errors name the user's functions
 
-    def value_and_update(params: PyTree, x0: PyTree):
+    def value_and_update(params: PyTree, x0: PyTree) -> tuple[jax.Array, PyTree, Info]:
         diff, static = eqx.partition(params, eqx.is_inexact_array)
         x0 = trees.as_arrays(x0, "the initial state x0")
 
-        def net(d, x):
+        def net(d: PyTree, x: PyTree) -> PyTree:
             return controller(eqx.combine(d, static), x)
 
         how, vjp = backward, param_vjp
@@ -154,7 +157,7 @@ def value_and_grad(
     return value_and_update
 
 
-def combined_update(g_m: PyTree, g_r: PyTree) -> tuple[PyTree, dict[str, jax.Array]]:
+def combined_update(g_m: PyTree, g_r: PyTree) -> tuple[PyTree, Info]:
     """The update of C from g_M and g_R and its `info` (``grad_norm`` and `combine_stats`): `combine` and its
     statistics. When every leaf has one dtype they run on the gradients raveled into one
     vector each: the same numbers (up to the order of float sums), from a few fused operations instead of a
@@ -169,8 +172,18 @@ def combined_update(g_m: PyTree, g_r: PyTree) -> tuple[PyTree, dict[str, jax.Arr
     return update, {"grad_norm": tree_norm(update), **combine_stats(g_m, g_r)}
 
 
-def _autodiff(loss, step, controller, horizon, method, diff, static, x0, segment):
-    def objective(d):
+def _autodiff(
+    loss: Loss,
+    step: Step,
+    controller: Controller,
+    horizon: int,
+    method: str,
+    diff: PyTree,
+    static: PyTree,
+    x0: PyTree,
+    segment: int | None,
+) -> tuple[jax.Array, PyTree]:
+    def objective(d: PyTree) -> jax.Array:
         params = eqx.combine(d, static)
         if segment is None or segment >= horizon:
             states, controls = rollout(step, controller, params, x0, horizon, method)
@@ -181,13 +194,15 @@ def _autodiff(loss, step, controller, horizon, method, diff, static, x0, segment
     return jax.value_and_grad(objective)(diff)
 
 
-def _remat_rollout(step, controller, params, x0, horizon, method, segment):
+def _remat_rollout(
+    step: Step, controller: Controller, params: PyTree, x0: PyTree, horizon: int, method: str, segment: int
+) -> tuple[PyTree, PyTree]:
     """`rollout` as an outer scan over segments of `segment` steps, each under `jax.checkpoint`: the backward
     pass keeps the segments' first states and recomputes the inside of one segment at a time."""
     body = scan_body(step, controller, params, method)
 
     @functools.partial(jax.checkpoint, static_argnums=(1,))
-    def run(x, length):
+    def run(x: PyTree, length: int) -> tuple[PyTree, tuple[PyTree, PyTree]]:
         return jax.lax.scan(body, x, None, length=length)
 
     rest, count = horizon % segment, horizon // segment
@@ -234,11 +249,11 @@ def value_and_grads(
     param_vjp = check_param_vjp(param_vjp)
     step, controller = trees.checked(step, controller)
 
-    def values_and_grads(params: PyTree, x0: PyTree):
+    def values_and_grads(params: PyTree, x0: PyTree) -> tuple[jax.Array, dict[str, PyTree]]:
         diff, static = eqx.partition(params, eqx.is_inexact_array)
         x0 = trees.as_arrays(x0, "the initial state x0")
 
-        def net(d, x):
+        def net(d: PyTree, x: PyTree) -> PyTree:
             return controller(eqx.combine(d, static), x)
 
         value, grads = adjoint_gradients(

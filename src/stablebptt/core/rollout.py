@@ -14,6 +14,7 @@ from .methods import PATHS, canonical_method
 PyTree = Any
 Step = Callable[[PyTree, PyTree], PyTree]
 Controller = Callable[[PyTree, PyTree], PyTree]
+ScanBody = Callable[[PyTree, None], tuple[PyTree, tuple[PyTree, PyTree]]]  # x -> (x_next, (x_next, c))
 
 
 def rollout(
@@ -56,12 +57,12 @@ def rollout(
     return trees.prepend(x0, xs), cs
 
 
-def scan_body(step: Step, controller: Controller, params: PyTree, method: str) -> Callable:
+def scan_body(step: Step, controller: Controller, params: PyTree, method: str) -> ScanBody:
     """The `lax.scan` body of one step, ``x -> (x_next, (x_next, c))``, with the `stop_gradient`s of `method`
     (none for C: its forward values are R's)."""
     through_net, through_sim = PATHS.get(method, (True, True))
 
-    def body(x, _):
+    def body(x: PyTree, _: None) -> tuple[PyTree, tuple[PyTree, PyTree]]:
         c = controller(params, x if through_net else jax.lax.stop_gradient(x))
         x_next = step(x if through_sim else jax.lax.stop_gradient(x), c)
         return x_next, (x_next, c)

@@ -9,17 +9,19 @@ rebuilds `t` and tree maps over either part skip the holes.
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.tree_util import PyTreeDef
 
 from .checks import BadInput, BadType, SimulatorFault, first_line
 
 PyTree = Any
+Binary = Callable[[PyTree, PyTree], PyTree]  # a step (x, c) -> x_next or a controller (params, x) -> c
 
 
 def is_float(leaf: Any) -> bool:
@@ -40,7 +42,7 @@ def merge(floats: PyTree, rest: PyTree) -> PyTree:
 def as_arrays(tree: PyTree, what: str) -> PyTree:
     """Every leaf of `tree` as a JAX array (Python and NumPy numbers too); a one-line `BadType` otherwise."""
 
-    def convert(path, leaf):
+    def convert(path: jax.tree_util.KeyPath, leaf: Any) -> jax.Array:
         if isinstance(leaf, jax.Array):
             return leaf
         try:
@@ -55,31 +57,47 @@ def as_arrays(tree: PyTree, what: str) -> PyTree:
 
 
 def at(tree: PyTree, index: Any) -> PyTree:
-    """``leaf[index]`` for every leaf."""
+    """``leaf[index]`` for every leaf: e.g. ``at(states, n)`` is the state ``x_n`` (leaves ``(...)``) of
+    time-major states (leaves ``(horizon + 1, ...)``)."""
     return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
-def stack(trees: list[PyTree]) -> PyTree:
-    """Stack trees of one structure leaf by leaf along a new leading axis."""
+def stack(trees: Sequence[PyTree]) -> PyTree:
+    """Stack trees of one structure leaf by leaf along a new leading axis: ``len(trees)`` leaves of shape
+    ``(...)`` become one leaf of shape ``(len(trees), ...)``."""
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def prepend(first: PyTree, rest: PyTree) -> PyTree:
-    """``concatenate([first[None], rest])`` leaf by leaf: `x0` in front of the stacked states ``x_1..x_H``."""
+    """``concatenate([first[None], rest])`` leaf by leaf: `x0` in front of the stacked states ``x_1..x_H``.
+
+    Args:
+        first: the initial state, each leaf of shape ``(...)``.
+        rest: the states after it, same structure, each leaf of shape ``(horizon, ...)``.
+
+    Returns:
+        The states, each leaf of shape ``(horizon + 1, ...)``.
+    """
     return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0), first, rest)
 
 
 def add(a: PyTree, b: PyTree) -> PyTree:
+    """``a + b`` leaf by leaf (same structure, broadcastable shapes)."""
     return jax.tree.map(jnp.add, a, b)
 
 
 def leading_size(tree: PyTree, what: str) -> int:
-    """The common length of the leading axis of every leaf (a one-line `BadInput` if they differ)."""
+    """The common length of the leading axis of every leaf: the batch of a state whose leaves are ``(batch, ...)``.
+
+    Raises:
+        BadInput: if the leading axes differ, or a leaf is a scalar (the message starts with `what`).
+    """
     sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(tree)}
-    if len(sizes) != 1 or None in sizes:
+    size = sizes.pop() if len(sizes) == 1 else None
+    if size is None:
         shapes = describe(jax.tree.map(np.shape, tree, is_leaf=_is_array_like))
         raise BadInput(f"{what}: every leaf needs the same leading (batch) axis; got {shapes}")
-    return sizes.pop()
+    return size
 
 
 def _is_array_like(x: Any) -> bool:
@@ -99,7 +117,7 @@ def describe(tree: PyTree, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 5] + " ...)"
 
 
-def name_of(fn: Callable) -> str:
+def name_of(fn: Callable[..., Any]) -> str:
     """A readable name for a user function: ``Class.method`` for a method bound to an instance (Equinox modules
     included; the class of the instance, e.g. the task that was run, even where the method is inherited),
     else its qualified name."""
@@ -110,7 +128,7 @@ def name_of(fn: Callable) -> str:
     return getattr(func, "__qualname__", None) or name or type(func).__name__
 
 
-def fault_message(role: str, fn: Callable, error: BaseException, inputs: str | None = None) -> str:
+def fault_message(role: str, fn: Callable[..., Any], error: BaseException, inputs: str | None = None) -> str:
     """``the ROLE `NAME` raised TYPE: FIRST LINE (INPUTS)``: one line naming a user function that failed."""
     line = first_line(error)
     text = f"the {role} `{name_of(fn)}` raised {type(error).__name__}"
@@ -118,7 +136,7 @@ def fault_message(role: str, fn: Callable, error: BaseException, inputs: str | N
     return f"{text} ({inputs})" if inputs else text
 
 
-def guard(role: str, fn: Callable, inputs: Callable[..., str] | None = None) -> Callable:
+def guard(role: str, fn: Callable[..., Any], inputs: Callable[..., str] | None = None) -> Callable[..., Any]:
     """`fn` wrapped so that an exception it raises becomes a one-line `SimulatorFault` naming `role` and `fn`
     (e.g. ``the simulator step `Puck.step` raised RuntimeError: ...``), with ``inputs(*args)`` (a description of
     what it was given, e.g. by `describe`) in parentheses; the original error is chained as ``__cause__``.
@@ -139,7 +157,7 @@ def guard(role: str, fn: Callable, inputs: Callable[..., str] | None = None) -> 
     return guarded
 
 
-def _inputs(inputs: Callable[..., str] | None, args: tuple) -> str | None:
+def _inputs(inputs: Callable[..., str] | None, args: tuple[Any, ...]) -> str | None:
     if inputs is None:
         return None
     try:
@@ -160,9 +178,10 @@ def loss_inputs(states: PyTree, controls: PyTree) -> str:
     return f"its input: states {describe(states, 200)}, controls {describe(controls, 200)}"
 
 
-def check_step(step: Callable, x: PyTree, x_next: PyTree) -> None:
+def check_step(step: Callable[..., Any], x: PyTree, x_next: PyTree) -> None:
     """At trace time: `step` must return a tree of `x`'s structure, shapes and dtypes (one `BadInput` else)."""
-    expected, got = jax.tree.structure(x), jax.tree.structure(x_next)
+    expected: PyTreeDef = jax.tree.structure(x)
+    got: PyTreeDef = jax.tree.structure(x_next)
     if expected != got:
         raise BadInput(
             f"the simulator step `{name_of(step)}` returned a state of another structure than it was "
@@ -179,7 +198,7 @@ def check_step(step: Callable, x: PyTree, x_next: PyTree) -> None:
             )
 
 
-def check_control(controller: Callable, c: PyTree) -> None:
+def check_control(controller: Callable[..., Any], c: PyTree) -> None:
     """At trace time: the controller's output needs at least one floating-point leaf (one `BadInput` else)."""
     if not any(is_float(leaf) for leaf in jax.tree.leaves(c)):
         raise BadInput(
@@ -188,7 +207,7 @@ def check_control(controller: Callable, c: PyTree) -> None:
         )
 
 
-def checked(step: Callable, controller: Callable) -> tuple[Callable, Callable]:
+def checked(step: Binary, controller: Binary) -> tuple[Binary, Binary]:
     """`step` and `controller` wrapped so that their outputs are checked whenever they are traced, and so that
     an error they raise becomes a one-line `SimulatorFault` naming them (see `guard`).
 
@@ -198,12 +217,12 @@ def checked(step: Callable, controller: Callable) -> tuple[Callable, Callable]:
     call_step = guard("simulator step", step, step_inputs)
     call_controller = guard("controller", controller, controller_inputs)
 
-    def checked_step(x, c):
+    def checked_step(x: PyTree, c: PyTree) -> PyTree:
         x_next = call_step(x, c)
         check_step(step, x, x_next)
         return x_next
 
-    def checked_controller(params, x):
+    def checked_controller(params: PyTree, x: PyTree) -> PyTree:
         c = call_controller(params, x)
         check_control(controller, c)
         return c

@@ -16,9 +16,9 @@ import functools
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
@@ -36,6 +36,14 @@ from ..runs.plotting import METHOD_COLORS
 from ..tasks import TASKS, Task
 from ..training.train import make_data
 
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+
+    from ..tasks import CartPole, Quantum, Repulsion
+
+Update = Callable[[int], Iterable["Artist"]]  # time index n -> the artists it changed
+Drawer = Callable[[Sequence[Axes], Any, Any], Update]  # (axes, states, controls) -> update
+
 MAX_SAMPLES = 16  # samples drawn at most; more asked for are cut to this (a 4 x 4 grid)
 PANEL_INCHES = 3.2  # side of one panel when the GIF fits in MAX_GIF_PIXELS (in)
 DPI = 72  # resolution of the GIF (pixels per inch)
@@ -43,7 +51,7 @@ MAX_GIF_PIXELS = 1024  # longer side of the GIF at most (px); panels shrink belo
 Log = Callable[[str], None]
 
 
-def load_run(run_dir: str | os.PathLike) -> tuple[RunConfig, Task, Any]:
+def load_run(run_dir: str | os.PathLike[str]) -> tuple[RunConfig, Task, Any]:
     """The config, task and trained parameters of a run folder written by `stablebptt train`.
 
     Raises:
@@ -115,8 +123,8 @@ def panel_axes(n: int) -> tuple[Figure, list[Axes]]:
 
 
 def animate_run(
-    run_dir: str | os.PathLike,
-    out: str | os.PathLike | None = None,
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
     *,
     samples: int = 3,
     fps: int = 8,
@@ -161,7 +169,7 @@ def animate_run(
     frames = frame_indices(jax.tree.leaves(states)[0].shape[0], max_frames)
     title = fig.suptitle("")
 
-    def draw(n: int):
+    def draw(n: int) -> Iterable[Artist]:
         title.set_text(f"{task.name}, method {method}: step {n} of {task.horizon}")
         return update(n)
 
@@ -179,7 +187,7 @@ def animate_run(
     return out
 
 
-def drawer_of(task: Task, spec: str) -> Callable[[Any, Any, Any], Callable[[int], Any]]:
+def drawer_of(task: Task, spec: str) -> Drawer:
     """``draw(axes, states, controls) -> update`` for `task` (named `spec` in its run): its own `draw` method,
     else the built-in animation of its kind; a one-line `ValueError` if it has neither."""
     own = getattr(task, "draw", None)
@@ -194,7 +202,7 @@ def drawer_of(task: Task, spec: str) -> Callable[[Any, Any, Any], Callable[[int]
     )
 
 
-def _draw_cartpole(task, axes, states, controls):
+def _draw_cartpole(task: CartPole, axes: Sequence[Axes], states: np.ndarray, controls: np.ndarray) -> Update:
     length = 1.0  # the full pole (twice the half-length of method.md §2)
     cart_x = states[:, :, 0, 0]
     span = max(2.0, float(np.abs(cart_x).max()) + 1.2)
@@ -212,7 +220,7 @@ def _draw_cartpole(task, axes, states, controls):
         ax.set_yticks([])
         artists.append((cart, poles, text))
 
-    def update(n):
+    def update(n: int) -> list[Artist]:
         for i, (cart, poles, text) in enumerate(artists):
             x = states[n, i, 0, 0]
             cart.set_x(x - 0.2)
@@ -226,7 +234,7 @@ def _draw_cartpole(task, axes, states, controls):
     return update
 
 
-def _draw_repulsion(task, axes, states, controls):
+def _draw_repulsion(task: Repulsion, axes: Sequence[Axes], states: np.ndarray, controls: np.ndarray) -> Update:
     nd = task.n_drivers
     pos = states[:, :, :, 0]  # (time, sample, object, xy)
     target = np.asarray(task.target, dtype=float)
@@ -249,7 +257,7 @@ def _draw_repulsion(task, axes, states, controls):
             ax.legend(loc="lower left", fontsize=7)
         artists.append((trails, drivers, evaders))
 
-    def update(n):
+    def update(n: int) -> list[Artist]:
         for i, (trails, drivers, evaders) in enumerate(artists):
             for j, trail in enumerate(trails):
                 trail.set_data(pos[: n + 1, i, j, 0], pos[: n + 1, i, j, 1])
@@ -260,7 +268,7 @@ def _draw_repulsion(task, axes, states, controls):
     return update
 
 
-def _draw_quantum(task, axes, states, controls):
+def _draw_quantum(task: Quantum, axes: Sequence[Axes], states: np.ndarray, controls: np.ndarray) -> Update:
     x = np.asarray(task.grid())
     density = np.sum(states**2, axis=-1)  # (time, sample, points)
     target_amplitude = np.asarray(task.eigenstate(task.target), dtype=float)
@@ -278,7 +286,7 @@ def _draw_quantum(task, axes, states, controls):
             ax.legend(loc="upper right", fontsize=7)
         artists.append((line, text))
 
-    def update(n):
+    def update(n: int) -> list[Artist]:
         overlap = np.sum(np.einsum("j,sjk->sk", target_amplitude, states[n]) ** 2, axis=-1)
         for i, (line, text) in enumerate(artists):
             line.set_ydata(density[n, i])
@@ -289,4 +297,8 @@ def _draw_quantum(task, axes, states, controls):
     return update
 
 
-DRAWERS = {"cartpole": _draw_cartpole, "repulsion": _draw_repulsion, "quantum": _draw_quantum}
+DRAWERS: dict[str, Callable[[Any, Sequence[Axes], np.ndarray, np.ndarray], Update]] = {
+    "cartpole": _draw_cartpole,
+    "repulsion": _draw_repulsion,
+    "quantum": _draw_quantum,
+}

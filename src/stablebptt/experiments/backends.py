@@ -35,7 +35,7 @@ WORKER_ENV = {
 }
 _XLA_SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
-Job = tuple[Callable[..., Any], tuple]
+Job = tuple[Callable[..., Any], tuple[Any, ...]]
 OnLost = Callable[[int, str], Any]
 
 
@@ -48,7 +48,7 @@ def worker_env() -> dict[str, str]:
 
 
 @contextmanager
-def _environment(env: dict[str, str]):
+def _environment(env: dict[str, str]) -> Iterator[None]:
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -108,7 +108,7 @@ def _run_processes(jobs: Sequence[Job], workers: int) -> Iterator[tuple[int, Any
             executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _call(fn: Callable[..., Any], args: tuple) -> Any:
+def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     return fn(*args)
 
 

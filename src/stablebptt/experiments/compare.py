@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +38,8 @@ def compare(
     *,
     seeds: Sequence[int] | None = None,
     force: bool = False,
-    on_run: Callable[[str], Callable[[int, dict], None] | None] | None = None,
-) -> list[dict]:
+    on_run: Callable[[str], Callable[[int, dict[str, float]], None] | None] | None = None,
+) -> list[dict[str, Any]]:
     """Train `config` with each method and seed into ``out/<method>/`` (one seed) or ``out/<method>-seed<S>/``
     (a run folder each) and write ``out/compare.png`` (the median over seeds with a min-max band),
     ``compare.csv`` and ``compare.md``.
@@ -87,7 +88,7 @@ def compare(
     return table
 
 
-def markdown_table(rows: Sequence[dict]) -> str:
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     seeds = rows[0]["seeds"] if rows else 1
     if seeds > 1:
         lines = [

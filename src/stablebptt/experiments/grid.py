@@ -28,7 +28,7 @@ COMPLEXITY = {"cartpole": "n_poles", "repulsion": "rc", "quantum": "target", "mj
 HARDER_WHEN_SMALLER = ("rc",)
 
 # The published grids (method.md §2-§5); seed 42 and 1000 epochs as published.
-PAPER_GRIDS: dict[str, dict[str, list]] = {
+PAPER_GRIDS: dict[str, dict[str, list[Any]]] = {
     "cartpole": {"n_poles": [1, 2, 3, 4], "method": ["R", "M", "C", "S"], "clip": ["none", "value", "norm"]},
     "repulsion": {"rc": [1.0, 0.1, 0.01, 0.001], "method": ["R", "M", "C", "S"], "clip": ["none", "value", "norm"]},
     "quantum": {"target": [3, 4, 5], "method": ["R", "M", "C", "S"], "clip": ["none", "value", "norm"]},
@@ -50,7 +50,7 @@ def _short_names(task: str) -> dict[str, str]:
     return {o.name: o.short for o in task_options(task)}
 
 
-def paper_grid(task: str) -> dict[str, list]:
+def paper_grid(task: str) -> dict[str, list[Any]]:
     """The published grid of `task` (a copy)."""
     if task not in PAPER_GRIDS:
         raise BadInput(f"no published grid for task {task!r}; known: {', '.join(PAPER_GRIDS)}")

@@ -20,10 +20,11 @@ import csv
 import io
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal
 
 import numpy as np
 
@@ -74,7 +75,7 @@ class RunRecord:
     (not started). `epoch`: epochs done as its status.json records them (None if it has none)."""
 
     name: str
-    config: dict
+    config: dict[str, Any]
     status: str
     rows: list[dict[str, float]] = field(default_factory=list)
     problem: str = ""
@@ -98,7 +99,7 @@ def load_runs(sweep_dir: str | Path) -> list[RunRecord]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise BadInput(f"{sweep_dir} is not a folder")
-    planned: dict[str, dict] = {}
+    planned: dict[str, dict[str, Any]] = {}
     manifest = sweep_dir / "sweep.json"
     if manifest.exists():
         planned = dict(read_json(manifest).get("runs", {}))
@@ -114,7 +115,7 @@ def load_runs(sweep_dir: str | Path) -> list[RunRecord]:
     return [records[k] for k in sorted(records, key=lambda n: _sort_key(records[n]))]
 
 
-def read_run(path: str | Path, planned: dict | None = None) -> RunRecord:
+def read_run(path: str | Path, planned: dict[str, Any] | None = None) -> RunRecord:
     """What the run folder at `path` holds (`planned`: its configuration in the sweep's sweep.json, used when
     its own config.json cannot be read); a file that cannot be read makes it ``unreadable``, never an error."""
     path = Path(path)
@@ -166,7 +167,7 @@ def _rows(path: Path) -> list[dict[str, float]]:
     return unique
 
 
-def _sort_key(run: RunRecord):
+def _sort_key(run: RunRecord) -> tuple[str, ...]:
     return tuple(str(v) if not isinstance(v, (int, float)) else f"{v:020.10f}" for v in run.settings().values())
 
 
@@ -200,7 +201,7 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
     return row
 
 
-def summaries(runs: Sequence[RunRecord]) -> tuple[list[str], list[dict], list[str], list[dict]]:
+def summaries(runs: Sequence[RunRecord]) -> tuple[list[str], list[dict[str, Any]], list[str], list[dict[str, Any]]]:
     """Per-run and per-configuration rows, with the setting columns of each."""
     keys = varying(runs)
     per_run = [
@@ -213,7 +214,7 @@ def summaries(runs: Sequence[RunRecord]) -> tuple[list[str], list[dict], list[st
         for r in runs
     ]
     config_keys = [k for k in keys if k != "seed"]
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in per_run:
         groups.setdefault(tuple(repr(row[k]) for k in config_keys), []).append(row)
     per_config = []
@@ -240,7 +241,7 @@ def summaries(runs: Sequence[RunRecord]) -> tuple[list[str], list[dict], list[st
     return run_columns, per_run, [*config_keys, *CONFIG_COLUMNS], per_config
 
 
-def _stat(fn, values: np.ndarray) -> float:
+def _stat(fn: Callable[[np.ndarray], Any], values: np.ndarray) -> float:
     values = _finite(values)
     return float(fn(values)) if values.size else math.nan
 
@@ -253,7 +254,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _csv(columns: Sequence[str], rows: Sequence[dict]) -> str:
+def _csv(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -268,7 +269,7 @@ def _csv_cell(value: Any) -> Any:
     return repr(value) if isinstance(value, float) else value
 
 
-def markdown(columns: Sequence[str], rows: Sequence[dict]) -> str:
+def markdown(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -371,7 +372,7 @@ def plot_sweep(
     key: str = "test_loss",
     window: int | None = None,
     title: str = "",
-    ylim: tuple[float, float] | str | None = "published",
+    ylim: tuple[float, float] | Literal["published"] | None = "published",
 ) -> None:
     """The paper-style figure of `runs` (see the module docstring). `window`: smoothing (default
     `default_window` of the longest run); `ylim`: the y-limits, "published" for the published ones of a
@@ -409,7 +410,7 @@ def plot_sweep(
     for ax, (level, members) in zip(
         axes.flat, sorted(panels.items(), key=lambda kv: _order(kv[0]), reverse=panel_key in HARDER_WHEN_SMALLER)
     ):
-        lines: dict[tuple, list[RunRecord]] = {}
+        lines: dict[tuple[str, ...], list[RunRecord]] = {}
         for r in members:
             lines.setdefault(tuple(repr(r.settings().get(k)) for k in line_keys), []).append(r)
         for group in sorted(lines.values(), key=lambda g: _line_order(g[0].settings())):
@@ -424,9 +425,11 @@ def plot_sweep(
             finite = median[np.isfinite(median)]
             if finite.size:
                 lowest, highest = min(lowest, float(finite.min())), max(highest, float(finite.max()))
-            color = METHOD_COLORS.get(s.get("method"))
+            method: Any = s.get("method")
+            clip: Any = s.get("clip")
+            color = METHOD_COLORS.get(method)
             label = " ".join(_label(k, s.get(k)) for k in line_keys) or str(s.get("method"))
-            ax.plot(x, median, LINESTYLES.get(s.get("clip"), "-"), color=color, label=label, lw=1.2)
+            ax.plot(x, median, LINESTYLES.get(clip, "-"), color=color, label=label, lw=1.2)
             if len(group) > 1:
                 with np.errstate(all="ignore"), _quiet():
                     ax.fill_between(
@@ -435,7 +438,7 @@ def plot_sweep(
         fixed = COMPLEXITY.get(task)
         if panel_key:
             ax.set_title(_label(panel_key, level))
-        elif fixed in members[0].config.get("task_settings", {}):
+        elif fixed is not None and fixed in members[0].config.get("task_settings", {}):
             ax.set_title(_label(fixed, members[0].config["task_settings"][fixed]))
         else:
             ax.set_title(task)
@@ -457,27 +460,29 @@ def plot_sweep(
 
 
 class _quiet:
-    def __enter__(self):
+    def __enter__(self) -> None:
         import warnings
 
         self._w = warnings.catch_warnings()
         self._w.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
 
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._w.__exit__(kind, error, traceback)
 
 
 _METHOD_ORDER = "RMCSN"
 
 
-def _line_order(settings: dict) -> tuple:
+def _line_order(settings: dict[str, Any]) -> tuple[int, int, str]:
     method = str(settings.get("method"))
     clip = str(settings.get("clip"))
     return (_METHOD_ORDER.find(method) % 10, list(LINESTYLES).index(clip) if clip in LINESTYLES else 9, repr(settings))
 
 
-def _order(value: Any):
+def _order(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, (int, float)) else (1, str(value))
 
 
@@ -519,7 +524,7 @@ def write_report(
     seeds = len({r.settings().get("seed") for r in runs})
     over = f" (median over {seeds} seeds, min-max band)" if seeds > 1 else ""
     plot_sweep(runs, figures[0], window=window, title=f"{task}: test loss{over}")
-    clips = sorted({r.settings().get("clip") for r in runs} - {None})
+    clips = sorted({clip for r in runs if (clip := r.settings().get("clip")) is not None})
     if len(clips) > 1:
         for clip in clips:
             figures.append(out / f"sweep-clip={clip}.png")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..core.checks import BadInput, first_line, plural
 from ..runs import CONFIG, RunConfig, RunFolder, ensure_batch, same_run
@@ -25,14 +26,14 @@ from ..runs.batch import default_batching, plan_groups
 from ..runs.io import check_names, read_json, write_json
 from ..runs.lock import locked
 from ..training.settings import ADDED
-from .backends import run_jobs
+from .backends import Job, run_jobs
 from .grid import Run
 
 MANIFEST = "sweep.json"
 Log = Callable[[str], None]
 
 
-def run_job(run_dir: str, config: RunConfig) -> list[dict]:
+def run_job(run_dir: str, config: RunConfig) -> list[dict[str, Any]]:
     """Bring one run to an end with `RunFolder.ensure` (in a worker). Never raises."""
     begin = time.perf_counter()
     folder = RunFolder(run_dir)
@@ -44,7 +45,7 @@ def run_job(run_dir: str, config: RunConfig) -> list[dict]:
     return [_result(run_dir, status, time.perf_counter() - begin, message, done)]
 
 
-def run_batch_job(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> list[dict]:
+def run_batch_job(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> list[dict[str, Any]]:
     """Bring the runs of one group (`runs.plan_groups`) to an end together (in a worker, with
     `runs.ensure_batch`). Never raises: a failure is recorded in the folders by their sessions."""
     begin = time.perf_counter()
@@ -65,7 +66,7 @@ def _already(folder: RunFolder, config: RunConfig) -> str | None:
         return None  # reported by ensure
 
 
-def _result(run_dir: str, status: str, seconds: float, message: str, already: str | None) -> dict:
+def _result(run_dir: str, status: str, seconds: float, message: str, already: str | None) -> dict[str, Any]:
     """One run's result for the sweep's log: a failure's reason comes from its status.json when the job has
     none (a run that raised records its error there)."""
     if status in ("failed", "interrupted") and not message:
@@ -82,11 +83,11 @@ def _result(run_dir: str, status: str, seconds: float, message: str, already: st
     }
 
 
-def _lost(jobs: Sequence[tuple]) -> Callable[[int, str], list[dict]]:
+def _lost(jobs: Sequence[Job]) -> Callable[[int, str], list[dict[str, Any]]]:
     """`run_jobs`'s `on_lost`: the runs of a job lost for good (a Ray task out of retries) are interrupted, with the
     reason; their folders read the same (no live lock), and rerunning the sweep resumes them."""
 
-    def on_lost(index: int, message: str) -> list[dict]:
+    def on_lost(index: int, message: str) -> list[dict[str, Any]]:
         fn, args = jobs[index]
         run_dirs = [args[0]] if fn is run_job else list(args[0])
         return [_result(d, "interrupted", 0.0, message, None) for d in run_dirs]
@@ -130,7 +131,7 @@ def prepare_folder(out: str | Path) -> Path:
 def write_manifest(out: Path, task: str, runs: Sequence[Run]) -> None:
     """Record the runs of this sweep in ``out/sweep.json`` (adding to those of earlier sweeps in `out`)."""
     path = out / MANIFEST
-    manifest = read_json(path) if path.exists() else {"task": task, "runs": {}}
+    manifest: dict[str, Any] = read_json(path) if path.exists() else {"task": task, "runs": {}}
     if manifest.get("task") != task:
         raise BadInput(f"{out} holds a sweep of task {manifest.get('task')!r}, not {task!r}; choose another --out")
     manifest["runs"].update({run.name: run.config.to_json() for run in runs})
@@ -147,13 +148,15 @@ def sweep(
     batch_runs: bool | str = "off",
     log: Log | None = print,
     report: bool = True,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Bring every run of `runs` to an end in ``out/<run name>/`` and write the sweep's summary.
 
     Args:
         out: the sweep folder (created; rerunning on the same folder continues the sweep).
         runs: from `grid.expand`.
-        backend, workers, address: see `backends.run_jobs`.
+        backend: see `backends.run_jobs`.
+        workers: see `backends.run_jobs`.
+        address: see `backends.run_jobs`.
         batch_runs: "on" (or True): train the runs of each group of `runs.plan_groups` as one program; "off" (or
             False): one run per job; "auto": as `runs.default_batching` chooses for this machine.
         log: called with one line per finished run.
@@ -170,14 +173,16 @@ def sweep(
     task = runs[0].config.task
     check_folders(out, runs)
     write_manifest(out, task, runs)
-    batching = default_batching({True: "on", False: "off"}.get(batch_runs, batch_runs))
+    names: dict[Any, Any] = {True: "on", False: "off"}  # a bool as its mode's name; `default_batching` checks the rest
+    batching = default_batching(names.get(batch_runs, batch_runs))
+    jobs: list[Job]
     if batching is not None:
         mixed, max_size = batching
         groups = plan_groups([r.config for r in runs], mixed=mixed, max_size=max_size)
         jobs = [(run_batch_job, ([str(out / runs[i].name) for i in g], [runs[i].config for i in g])) for g in groups]
     else:
         jobs = [(run_job, (str(out / r.name), r.config)) for r in runs]
-    results: dict[str, dict] = {}
+    results: dict[str, dict[str, Any]] = {}
     begin = time.perf_counter()
     while jobs:
         for _, job_results in run_jobs(jobs, backend=backend, workers=workers, address=address, on_lost=_lost(jobs)):
@@ -212,7 +217,7 @@ def sweep(
     return ordered
 
 
-def _line(result: dict) -> str:
+def _line(result: dict[str, Any]) -> str:
     name = Path(result["run_dir"]).name
     if result["already"]:
         return f"{name}: already {result['status']}"

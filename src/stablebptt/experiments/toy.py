@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,9 @@ from ..core import combine, value_and_grad
 from ..core.checks import BadInput
 from ..runs.plotting import METHOD_COLORS, save_figure
 from ..training.optim import make_optimizer
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 Field = Callable[[jax.Array], tuple[jax.Array, jax.Array]]  # theta (2,) -> (loss, update (2,))
 
@@ -77,14 +80,14 @@ def rotation_fields(strength: float = ROTATION_STRENGTH) -> dict[str, Field]:
     """The three fields of the rotation illustration on ``L = |θ|^2``: ``g = 2θ``, ``g + strength * perp(g)``
     and ``combine(g + strength * perp(g), g)``."""
 
-    def loss_and_grad(theta):
+    def loss_and_grad(theta: jax.Array) -> tuple[jax.Array, jax.Array]:
         return jnp.sum(theta**2), 2 * theta
 
-    def rotated(theta):
+    def rotated(theta: jax.Array) -> tuple[jax.Array, jax.Array]:
         value, g = loss_and_grad(theta)
         return value, g + strength * jnp.stack([-g[1], g[0]])
 
-    def combined(theta):
+    def combined(theta: jax.Array) -> tuple[jax.Array, jax.Array]:
         value, g = loss_and_grad(theta)
         return value, combine(rotated(theta)[1], g)
 
@@ -96,11 +99,13 @@ def adam_path(field: Field, start: Sequence[float], iterations: int, lr: float) 
     tx = make_optimizer("adam", lr)
     theta0 = jnp.asarray(start, dtype=jnp.result_type(float))
 
-    def body(carry, _):
+    def body(
+        carry: tuple[jax.Array, optax.OptState], _: None
+    ) -> tuple[tuple[jax.Array, optax.OptState], tuple[jax.Array, jax.Array]]:
         theta, state = carry
         value, update = field(theta)
         steps, state = tx.update(update, state, theta)
-        return (optax.apply_updates(theta, steps), state), (theta, value)
+        return (jnp.asarray(optax.apply_updates(theta, steps)), state), (theta, value)
 
     (theta, _), (thetas, values) = jax.jit(lambda t: jax.lax.scan(body, (t, tx.init(t)), None, length=iterations))(
         theta0
@@ -128,7 +133,17 @@ def field_on_grid(field: Field, n: int = 41, limit: float = TOY_LIMIT) -> tuple[
     )
 
 
-def _field_panel(ax, t1, t2, u1, u2, path: Path2D, color: str, title: str, limit: float) -> None:
+def _field_panel(
+    ax: Axes,
+    t1: np.ndarray,
+    t2: np.ndarray,
+    u1: np.ndarray,
+    u2: np.ndarray,
+    path: Path2D,
+    color: str,
+    title: str,
+    limit: float,
+) -> None:
     from matplotlib.colors import LogNorm
 
     mag = np.hypot(u1, u2)
@@ -154,13 +169,13 @@ def _log_range(values: np.ndarray, low: float = 2.0, high: float = 98.0) -> tupl
     return float(floor), float(max(top, floor * 10))
 
 
-def _path(ax, path: Path2D, color: str) -> None:
+def _path(ax: Axes, path: Path2D, color: str) -> None:
     ax.plot(path.thetas[:, 0], path.thetas[:, 1], "-", color=color, lw=1.5)
     ax.plot(*path.thetas[0], "o", color=color, ms=5)
     ax.plot(*path.thetas[-1], "*", color=color, ms=9, mec="k", mew=0.5)
 
 
-def _curves(ax, paths: dict[str, Path2D], colors: dict[str, str], title: str) -> None:
+def _curves(ax: Axes, paths: dict[str, Path2D], colors: dict[str, str], title: str) -> None:
     for name, path in paths.items():
         ax.plot(np.arange(path.losses.size), np.maximum(path.losses, 1e-16), color=colors[name], label=name)
     ax.set_yscale("log")
@@ -172,7 +187,7 @@ def _curves(ax, paths: dict[str, Path2D], colors: dict[str, str], title: str) ->
 
 
 def plot_recurrent(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     n: int = 41,
     start: Sequence[float] = TOY_START,
@@ -223,7 +238,7 @@ def plot_recurrent(
 
 
 def plot_rotation(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     n: int = 41,
     strength: float = ROTATION_STRENGTH,
@@ -247,7 +262,7 @@ def plot_rotation(
     return paths
 
 
-def run_toy(out: str | os.PathLike, *, n: int = 41) -> dict[str, dict[str, Path2D]]:
+def run_toy(out: str | os.PathLike[str], *, n: int = 41) -> dict[str, dict[str, Path2D]]:
     """Write ``toy_recurrent.png`` and ``toy_rotation.png`` into `out`; return the Adam paths of each."""
     out = Path(out)
     if out.exists() and not out.is_dir():

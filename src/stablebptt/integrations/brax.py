@@ -14,6 +14,7 @@ import functools
 import importlib.util
 import io
 import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -150,7 +151,7 @@ class BraxTask(Task):
     normalize_observations: bool = eqx.field(static=True, default=False)
     mask_done: bool = eqx.field(static=True, default=True)
 
-    def __check_init__(self):
+    def __check_init__(self) -> None:
         if importlib.util.find_spec("brax") is None:
             raise BadInput(INSTALL_HINT)
         if not isinstance(self.env, str) or not self.env:
@@ -189,7 +190,7 @@ class BraxTask(Task):
     def step(self, x: Any, action: jax.Array) -> Any:
         env = self.brax_env
 
-        def one(state, a):
+        def one(state: Any, a: jax.Array) -> Any:
             # Brax's environments update `metrics` in place; a copy keeps the caller's state untouched.
             return env.step(state.replace(metrics=dict(state.metrics), info=dict(state.info)), a)
 
@@ -223,11 +224,11 @@ class BraxTask(Task):
         states, _ = rollout(self.step, self.controller, jax.lax.stop_gradient(params), x0, self.horizon)
         return eqx.tree_at(lambda p: p.normalizer, params, params.normalizer.update(states.obs))
 
-    def policy(self, params: BraxPolicy) -> Any:
+    def policy(self, params: BraxPolicy) -> Callable[[jax.Array, jax.Array], tuple[jax.Array, dict[str, Any]]]:
         """A Brax policy ``(obs, key) -> (action, extras)`` of `params`, for Brax's own tools (e.g.
         `brax.training.acting.Evaluator`); observations ``(batch, obs_size)``."""
 
-        def act(obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+        def act(obs: jax.Array, key: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
             del key
             return jax.vmap(params)(obs), {}
 

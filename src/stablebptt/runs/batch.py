@@ -45,7 +45,7 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _coarse_key(config: RunConfig) -> tuple:
+def _coarse_key(config: RunConfig) -> tuple[Any, ...]:
     """What runs must share to be in one group, numeric task settings aside."""
     settings = tuple(sorted((k, repr(v)) for k, v in config.task_settings.items() if not _is_number(v)))
     names = tuple(sorted(config.task_settings))
@@ -96,13 +96,13 @@ def plan_groups(configs: Sequence[RunConfig], *, mixed: bool = True, max_size: i
             which pays on an accelerator; without, a group has one method).
         max_size: split groups into parts of at most this many runs (None: no limit).
     """
-    coarse: dict[tuple, list[int]] = {}
+    coarse: dict[tuple[Any, ...], list[int]] = {}
     for i, config in enumerate(configs):
         coarse.setdefault(_coarse_key(config), []).append(i)
     groups: list[list[int]] = []
     for members in coarse.values():
         fixed = set(configs[members[0]].task_settings) - set(batchable_fields([configs[i] for i in members]))
-        fine: dict[tuple, list[int]] = {}
+        fine: dict[tuple[Any, ...], list[int]] = {}
         for i in members:
             c = configs[i]
             key = tuple(sorted((k, repr(v)) for k, v in c.task_settings.items() if k in fixed))

@@ -66,7 +66,7 @@ def save_checkpoint(path: str | Path, config: Config, checkpoint: Checkpoint) ->
     atomic_write_bytes(path, data, halfway=lambda: fault_point("checkpoint", checkpoint.epoch))
 
 
-def read_header(path: str | Path) -> tuple[dict, bytes]:
+def read_header(path: str | Path) -> tuple[dict[str, Any], bytes]:
     """The header and payload of a checkpoint file, checked against the format, length and checksum."""
     path = Path(path)
     try:
@@ -91,7 +91,7 @@ def read_header(path: str | Path) -> tuple[dict, bytes]:
     return header, payload
 
 
-def check_header(path: str | Path, config: Config) -> tuple[dict, bytes]:
+def check_header(path: str | Path, config: Config) -> tuple[dict[str, Any], bytes]:
     """The header and payload of the checkpoint at `path`, checked (format, length, checksum) and belonging to
     the run of `config` (its task and configuration, whatever its number of epochs).
 

@@ -53,7 +53,7 @@ __all__ = ["CHECKPOINT", "FIGURE", "STATUS", "STATUSES", "RunFolder", "RunLocked
 class RunFolder:
     """The run folder at `path` (which need not exist yet)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
 
     def __repr__(self) -> str:
@@ -278,7 +278,7 @@ class RunFolder:
             f"`stablebptt resume {out}{more}` or pass --force to start again"
         )
 
-    def _set_epochs(self, record: dict, config: RunConfig, epochs: int) -> tuple[dict, RunConfig]:
+    def _set_epochs(self, record: dict[str, Any], config: RunConfig, epochs: int) -> tuple[dict[str, Any], RunConfig]:
         """The run's config.json record and configuration with `epochs` epochs (nothing else changed); the
         session writes the record when training begins."""
         if record["train"].get("epochs") != epochs:
@@ -315,6 +315,13 @@ class Session:
     @property
     def epochs(self) -> int:
         return self.config.train.epochs
+
+    @property
+    def _trainer(self) -> Trainer:
+        """The trainer given to `begin`, which every step after it needs."""
+        if self.trainer is None:
+            raise RuntimeError("Session.begin(trainer) must come before recording or finishing epochs")
+        return self.trainer
 
     def __enter__(self) -> Self:
         return self
@@ -398,9 +405,9 @@ class Session:
                 self._save(epoch, state)
             rows = [*rows, diverged_row]
             if progress_fn is not None:
-                progress_fn(diverged_row["epoch"], diverged_row)
+                progress_fn(int(diverged_row["epoch"]), diverged_row)
         self.table.write(self.path / METRICS_CSV, [diverged_row] if diverged_row is not None else [])
-        params = self.trainer.params(state)
+        params = self._trainer.params(state)
         save_params(self.path / PARAMS, params)
         self._plot(rows)
         if diverged_row is not None:
@@ -437,7 +444,7 @@ class Session:
             pass
 
     def _save(self, epoch: int, state: TrainState) -> None:
-        save_checkpoint(self.path / CHECKPOINT, self.record, Checkpoint(epoch, state, self.trainer.key, self.rows))
+        save_checkpoint(self.path / CHECKPOINT, self.record, Checkpoint(epoch, state, self._trainer.key, self.rows))
         self.saved = epoch
 
     def _write_status(self, status: str, **fields: Any) -> None:
@@ -449,7 +456,7 @@ class Session:
         record.update({k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in fields.items()})
         write_json(self.path / STATUS, record)
 
-    def _plot(self, rows: list[dict]) -> None:
+    def _plot(self, rows: list[dict[str, float]]) -> None:
         from .plotting import plot_curves
 
         config = self.config
@@ -463,7 +470,7 @@ class Session:
 
 def use_precision(config: RunConfig) -> None:
     """Switch JAX to the run's precision (float64 with ``x64``) if it is not already."""
-    if config.x64 != bool(jax.config.jax_enable_x64):
+    if config.x64 != bool(jax.config.jax_enable_x64):  # type: ignore[attr-defined]  # set at run time
         jax.config.update("jax_enable_x64", config.x64)
 
 

@@ -29,7 +29,7 @@ def _umask() -> int:
 _UMASK = _umask()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, halfway: Callable[[], None] | None = None) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, halfway: Callable[[], None] | None = None) -> None:
     """Write `data` to `path` so that readers see either the old file or the whole new one (temporary file
     in the same folder, fsync, rename, fsync of the folder). `halfway` is called with half the data written
     (a hook for fault-injection tests)."""
@@ -67,11 +67,11 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_json(path: str | os.PathLike[str]) -> Any:
     path = Path(path)
     try:
         return json.loads(path.read_text())
@@ -81,7 +81,7 @@ def read_json(path: str | os.PathLike) -> Any:
         raise BadInput(f"{path} is not valid JSON ({e}); it may be corrupt") from None
 
 
-def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+def write_csv(path: str | os.PathLike[str], columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
     """Write all rows at once (atomically); missing or NaN values are written as empty cells."""
     CsvTable(columns, rows).write(path)
 
@@ -104,12 +104,12 @@ class CsvTable:
     def append(self, row: dict[str, Any]) -> None:
         self.lines.append(self._line(row))
 
-    def write(self, path: str | os.PathLike, extra: Iterable[dict[str, Any]] = ()) -> None:
+    def write(self, path: str | os.PathLike[str], extra: Iterable[dict[str, Any]] = ()) -> None:
         """Write the rows (and `extra` rows after them, not kept) atomically."""
         atomic_write_bytes(path, "".join([*self.lines, *(self._line(r) for r in extra)]).encode())
 
 
-def read_csv(path: str | os.PathLike) -> list[dict[str, float]]:
+def read_csv(path: str | os.PathLike[str]) -> list[dict[str, float]]:
     with open(path, newline="") as f:
         return [
             {k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()}
@@ -123,13 +123,13 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def save_params(path: str | os.PathLike, params: Any) -> None:
+def save_params(path: str | os.PathLike[str], params: Any) -> None:
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, params)
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_params(path: str | os.PathLike, like: Any) -> Any:
+def load_params(path: str | os.PathLike[str], like: Any) -> Any:
     """Parameters saved by `save_params`, into the structure of `like`."""
     path = Path(path)
     try:

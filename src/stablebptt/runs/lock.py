@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from ..core.checks import BadInput
 
@@ -29,9 +29,9 @@ class RunLocked(BadInput):
 class RunLock:
     """Context manager holding the lock of run folder `run_dir` (which must exist)."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / LOCK
-        self._file = None
+        self._file: IO[str] | None = None
 
     def __enter__(self) -> Self:
         for _ in range(_ATTEMPTS):
@@ -58,7 +58,7 @@ class RunLock:
         self._file = f
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._file is not None:
             self.path.unlink(missing_ok=True)  # still held: nobody can have locked the file we remove
             fcntl.flock(self._file, fcntl.LOCK_UN)
@@ -66,7 +66,7 @@ class RunLock:
             self._file = None
 
 
-def _same_file(f, path: Path) -> bool:
+def _same_file(f: IO[str], path: Path) -> bool:
     try:
         return os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
     except FileNotFoundError:

@@ -18,7 +18,7 @@ from .io import atomic_write_bytes
 METHOD_COLORS = {"R": "tab:blue", "M": "tab:orange", "C": "tab:green", "S": "tab:red", "N": "tab:purple"}
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike) -> None:
+def save_figure(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -34,7 +34,7 @@ def loss_scale(values: np.ndarray) -> str:
 
 def plot_curves(
     curves: Mapping[str, Mapping[str, Sequence[float]]],
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     *,
     title: str = "",
     keys: Sequence[str] = ("test_loss",),

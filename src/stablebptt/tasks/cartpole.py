@@ -36,7 +36,7 @@ class CartPole(Task):
     hidden: tuple[int, ...] = eqx.field(static=True, default=(100, 100), converter=tuple)
     zero_final_kernel: bool = eqx.field(static=True, default=True)
 
-    def __check_init__(self):
+    def __check_init__(self) -> None:
         check_positive_int("n_poles", self.n_poles)
         check_positive_int("horizon", self.horizon)
         check_positive_number("duration", self.duration)

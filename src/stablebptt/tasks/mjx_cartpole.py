@@ -13,7 +13,9 @@ import functools
 import importlib.util
 import io
 import math
-from typing import Any, ClassVar
+import types
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -23,6 +25,10 @@ from ..core.checks import BadInput, check_positive_int, check_positive_number
 from ..nn import MLP
 from .base import Task
 
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
+
 MAX_POLES = 3
 GRAVITY = 9.8  # m/s^2, as method.md ยง2 (MuJoCo's default is 9.81)
 CART_MASS = 1.0  # kg
@@ -31,7 +37,7 @@ POLE_LENGTH = 1.0  # m, each link: a uniform rod, the full length of method.md ย
 INSTALL_HINT = "task mjx-cartpole needs MuJoCo MJX: pip install 'stablebptt[mjx]'"
 
 
-def _mjx():
+def _mjx() -> tuple[types.ModuleType, types.ModuleType]:
     """The `mujoco` and `mujoco.mjx` modules. MJX prints "Failed to import warp ..." to stdout when the optional
     GPU backend `warp` is absent (a `print` in `mujoco.mjx.warp`); that output is swallowed here."""
     with contextlib.redirect_stdout(io.StringIO()):
@@ -135,7 +141,7 @@ class MJXCartPole(Task):
     hidden: tuple[int, ...] = eqx.field(static=True, default=(100, 100), converter=tuple)
     zero_final_kernel: bool = eqx.field(static=True, default=True)
 
-    def __check_init__(self):
+    def __check_init__(self) -> None:
         if isinstance(self.n_poles, bool) or self.n_poles not in range(1, MAX_POLES + 1):
             raise BadInput(f"n_poles must be 1, 2 or 3 (links in the chain), got {self.n_poles!r}")
         check_positive_int("horizon", self.horizon)
@@ -156,7 +162,7 @@ class MJXCartPole(Task):
         _, mjx = _mjx()
         model = self.model
 
-        def one(q, v):
+        def one(q: jax.Array, v: jax.Array) -> Any:
             return mjx.forward(model, mjx.make_data(model).replace(qpos=q, qvel=v))
 
         return jax.vmap(one)(qpos, qvel)
@@ -183,7 +189,7 @@ class MJXCartPole(Task):
     def controller(self, params: MLP, x: Any) -> jax.Array:
         return jax.vmap(params)(features(x.qpos, x.qvel))[:, 0]
 
-    def draw(self, axes, states: Any, controls: Any):
+    def draw(self, axes: Sequence[Axes], states: Any, controls: Any) -> Callable[[int], list[Artist]]:
         """Frames for `stablebptt animate`: the cart and its chain on each of `axes` (one per sample), the view
         following the cart along the (unlimited) rail, with a tick every metre on the ground.
 
@@ -215,7 +221,7 @@ class MJXCartPole(Task):
             ax.set_yticks([])
             artists.append((ax, cart, chain, text))
 
-        def update(n):
+        def update(n: int) -> list[Artist]:
             for i, (ax, cart, chain, text) in enumerate(artists):
                 x = qpos[n, i, 0]
                 ax.set_xlim(x - half, x + half)

@@ -8,6 +8,7 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from ..core.checks import BadInput, check_positive_int, check_positive_number
 from ..nn import CNN
@@ -34,7 +35,7 @@ class Quantum(Task):
     horizon: int = eqx.field(static=True, default=128)
     filters: int = eqx.field(static=True, default=60)
 
-    def __check_init__(self):
+    def __check_init__(self) -> None:
         check_positive_int("n_points", self.n_points)
         if self.n_points < MIN_POINTS:
             raise BadInput(f"n_points must be at least {MIN_POINTS} (for the CNN controller), got {self.n_points}")
@@ -49,11 +50,11 @@ class Quantum(Task):
     def dx(self) -> float:
         return LENGTH / (self.n_points + 1)
 
-    def grid(self, dtype=None) -> jax.Array:
-        """The interior points ``x_j = j * dx``, ``j = 1..n_points``."""
+    def grid(self, dtype: DTypeLike | None = None) -> jax.Array:
+        """The interior points ``x_j = j * dx``, ``j = 1..n_points``: ``(n_points,)``."""
         return jnp.arange(1, self.n_points + 1, dtype=dtype) * self.dx
 
-    def eigenstate(self, n: int, dtype=None) -> jax.Array:
+    def eigenstate(self, n: int, dtype: DTypeLike | None = None) -> jax.Array:
         """Eigenstate `n` of the box without potential, ``(n_points,)``, real, unit sum of squares."""
         j = jnp.arange(1, self.n_points + 1, dtype=dtype)
         e = jnp.sin(math.pi * n * j / (self.n_points + 1))

@@ -55,6 +55,7 @@ class UnknownField(BadInput):
 
 
 def is_builtin(spec: str) -> bool:
+    """Whether `spec` is the name of a built-in task (``cartpole``, ...)."""
     return spec in TASKS
 
 
@@ -92,8 +93,8 @@ def split_spec(spec: str) -> tuple[str, str]:
 def task_label(spec: str) -> str:
     """A short name for folders and titles: the built-in name, ``prefix-NAME`` for ``prefix:NAME`` of a family,
     or the ``Name`` of ``module.path:Name``."""
-    if family(spec):
-        return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(family(spec))).strip("-.") or "task"
+    if parts := family(spec):
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(parts)).strip("-.") or "task"
     name = spec.rpartition(":")[2].rpartition(".")[2] if ":" in spec else spec
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "task"
 
@@ -154,8 +155,8 @@ def resolve(spec: str, path: str | None = None) -> type[Task] | Factory | Task:
     if isinstance(spec, str) and spec in TASKS:
         target = TASKS[spec]
         return target if not isinstance(target, str) else _import_builtin(spec, target)
-    if family(spec):
-        prefix, name = family(spec)
+    if parts := family(spec):
+        prefix, name = parts
         if not name:
             raise BadInput(
                 f"task {spec!r} names no {prefix} environment; write {prefix}:NAME, e.g. "
@@ -249,14 +250,14 @@ def _call(factory: Factory, spec: str) -> Task:
     return task
 
 
-def _fields(target: type[Task] | Factory | Task, spec: str) -> tuple[dict[str, Any], Task | None]:
+def _fields(target: type[Task] | Factory | Task, spec: str) -> tuple[dict[str, Any], type[Task] | Task]:
     """The settable fields of what `spec` resolved to, with their defaults (`MISSING` where a field has none),
-    in declaration order; and the Task a callable gave (None for a class, which is not built)."""
+    in declaration order; and the Task a callable gave (the class itself for a class, which is not built)."""
     if isinstance(target, type):
         fields = _class_fields(target)
-        if family(spec):
-            fields.pop(FAMILIES[family(spec)[0]][1], None)  # set by the spec's NAME
-        return fields, None
+        if parts := family(spec):
+            fields.pop(FAMILIES[parts[0]][1], None)  # set by the spec's NAME
+        return fields, target
     task = target if isinstance(target, Task) else _call(target, spec)
     return {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.init}, task
 
@@ -276,8 +277,7 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
             unset, or a value the task's own checks refuse.
     """
     settings = dict(settings or {})
-    target = resolve(spec, path)
-    fields, task = _fields(target, spec)
+    fields, task = _fields(resolve(spec, path), spec)
     unknown = [k for k in settings if k not in fields]
     if unknown:
         raise UnknownField(
@@ -286,11 +286,11 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
     unset = [k for k, v in fields.items() if v is MISSING and k not in settings]
     if unset:
         raise BadInput(f"task {spec} needs a value for {', '.join(unset)} (no default); give it as a setting")
-    if family(spec):
-        prefix, name = family(spec)
+    if parts := family(spec):
+        prefix, name = parts
         settings = {FAMILIES[prefix][1]: name, **settings}
     try:
-        return target(**settings) if task is None else dataclasses.replace(task, **settings)
+        return task(**settings) if isinstance(task, type) else dataclasses.replace(task, **settings)
     except Exception as e:
         if (is_builtin(spec) or family(spec)) and isinstance(e, BadInput):
             raise  # the built-in tasks' own messages name the setting and what is allowed

@@ -65,7 +65,7 @@ class Repulsion(Task):
     hidden: tuple[int, ...] = eqx.field(static=True, default=(100, 100), converter=tuple)
     zero_final_kernel: bool = eqx.field(static=True, default=True)
 
-    def __check_init__(self):
+    def __check_init__(self) -> None:
         check_positive_int("n_drivers", self.n_drivers)
         check_positive_int("n_evaders", self.n_evaders)
         check_positive_int("horizon", self.horizon)

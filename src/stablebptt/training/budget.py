@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import equinox as eqx
 import jax
@@ -107,13 +107,13 @@ def sizes(task: Task, settings: TrainSettings, *, x64: bool = False) -> Sizes:
     state = _nbytes(batch, x64)
     per_state = state / settings.batch_size  # every leaf of a task's states has one entry per state
 
-    def one_step(d: PyTree, x: PyTree):
+    def one_step(d: PyTree, x: PyTree) -> tuple[PyTree, list[jax.Array]]:
         """The control and the per-step leaves of the VJP of one step with respect to the parameters and the
         state's floating-point leaves (leaves that are the parameters themselves are left out, as the adjoint
         sweep hoists them)."""
         x_f, x_i = trees.split(x)
 
-        def f(d, x_f):
+        def f(d: PyTree, x_f: PyTree) -> tuple[PyTree, PyTree]:
             x = trees.merge(x_f, x_i)
             c = task.controller(eqx.combine(d, static), x)
             return trees.split(task.step(x, c))[0], c
@@ -186,6 +186,7 @@ def _refusal(task: Task, settings: TrainSettings, size: Sizes, limit: int, where
         f"{_gb(update)} for an update, {_gb(evaluation)} for the loss of "
         f"{max(settings.n_train, settings.n_test)} states), more than the {_gb(limit)} of {where}"
     )
+    option: Literal["sqrt", "states"]
     for option in ("sqrt", "states"):  # a remat that saves more than the current one and fits
         seg = remat_segment(option, horizon)
         if (segment is None or seg < segment) and size.total(horizon, seg) <= limit:
@@ -218,9 +219,11 @@ def check_memory(
     """Refuse a run whose epoch cannot fit in memory, before anything is compiled or created.
 
     Args:
-        task, settings: the run; `x64`: whether it computes in float64.
-        limit: bytes available (default: `memory_limit`, the memory of JAX's default device); `where` names it
-            in the message.
+        task: the run's task.
+        settings: the run's training settings.
+        x64: whether it computes in float64.
+        limit: bytes available (default: `memory_limit`, the memory of JAX's default device).
+        where: what `limit` is, for the message.
 
     Raises:
         BadInput: one line with the estimate and the limit, suggesting ``--remat sqrt`` (or, with it, a smaller

@@ -22,9 +22,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.tree_util import PyTreeDef
 
 from ..core import combined_update, tree_norm, value_and_grad, value_and_grads
 from ..core.checks import BadInput
+from ..core.gradients import ValueAndGrad
 from ..tasks import Task
 from .optim import CLIP_MODES, OPTIMIZERS, keras_adam
 from .settings import TrainSettings
@@ -35,7 +37,7 @@ PyTree = Any
 GROUP_VARYING = ("method", "clip", "clip_value", "lr", "seed", "adam_eps", "regular_nonfinite", "epochs")
 
 
-def shared_key(settings: TrainSettings) -> tuple:
+def shared_key(settings: TrainSettings) -> tuple[tuple[str, Any], ...]:
     """The training settings every member of a group shares (as a hashable key)."""
     return tuple((k, v) for k, v in settings.values().items() if k not in GROUP_VARYING)
 
@@ -96,7 +98,7 @@ def traceable_fields(task: Task, fields: Sequence[str], params: PyTree, x0: PyTr
     ok = []
     for name in fields:
 
-        def run(value, name=name):
+        def run(value: jax.Array, name: str = name) -> jax.Array:
             return evaluate(with_values(task, {name: value}), params, x0)
 
         try:
@@ -118,7 +120,9 @@ def clip_by_mode(mode: jax.Array, value: jax.Array) -> optax.GradientTransformat
     """Clipping chosen by a traced index into `optim.CLIP_MODES` (none, value, norm) with threshold `value`."""
     by_value, by_norm = optax.clip(value), optax.clip_by_global_norm(value)
 
-    def update_fn(updates, state, params=None):
+    def update_fn(
+        updates: optax.Updates, state: optax.OptState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, optax.OptState]:
         del params
         candidates = [updates, by_value.update(updates, state)[0], by_norm.update(updates, state)[0]]
         return _pick(mode, candidates), state
@@ -126,7 +130,7 @@ def clip_by_mode(mode: jax.Array, value: jax.Array) -> optax.GradientTransformat
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
-def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> Callable:
+def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> ValueAndGrad:
     """``(params, x0) -> (value, update, info)`` of `core.value_and_grad` for the run whose method is
     ``spec.methods[method]``: one value_and_grad when the group has one method, else one joint reverse sweep
     over every mode the group needs (`core.value_and_grads`) and a selection."""
@@ -147,7 +151,7 @@ def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> Callable:
     )
     combined = "C" in spec.methods
 
-    def vg(params: PyTree, x0: PyTree):
+    def vg(params: PyTree, x0: PyTree) -> tuple[jax.Array, PyTree, dict[str, jax.Array]]:
         value, grads = grads_fn(params, x0)
         c_update, c_info = combined_update(grads["M"], grads["R"]) if combined else (None, {})
         candidates = [c_update if m == "C" else grads[m] for m in spec.methods]
@@ -177,7 +181,7 @@ def make_group_epoch(
     settings = spec.settings
     c_index = spec.methods.index("C") if "C" in spec.methods else -1
 
-    def one_epoch(knobs: Knobs, state: TrainState, data: Data):
+    def one_epoch(knobs: Knobs, state: TrainState, data: Data) -> tuple[TrainState, dict[str, jax.Array]]:
         member = with_values(task, knobs.task_values)
         vg = group_update(member, spec, knobs.method)
         tx = group_optimizer(settings, knobs)
@@ -204,7 +208,8 @@ def stack(trees: Sequence[PyTree]) -> PyTree:
 def restructure(state: TrainState, like: TrainState) -> TrainState:
     """`state`'s leaves in the structure of `like` (e.g. optax's Adam state as the group's Adam state: both
     hold count, mu, nu in that order)."""
-    leaves, want = jax.tree.leaves(state), jax.tree.structure(like)
+    leaves = jax.tree.leaves(state)
+    want: PyTreeDef = jax.tree.structure(like)
     if len(leaves) != want.num_leaves:
         raise BadInput(f"a training state with {len(leaves)} arrays does not fit a group's {want.num_leaves}")
     return jax.tree.unflatten(want, leaves)

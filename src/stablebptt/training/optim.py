@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -20,7 +21,7 @@ ADAM_EPS_FORMS = ("keras", "optax")
 class ScaleByAdamState(NamedTuple):
     """Step count and first and second moments (the layout of `optax.ScaleByAdamState`)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's own state does
     mu: Any
     nu: Any
 
@@ -32,25 +33,28 @@ def scale_by_keras_adam(
     ``lr_t * m / (sqrt(v) + eps)`` with ``lr_t = sqrt(1 - b2^t) / (1 - b1^t)``. With `keras` False (a bool or a
     traced one, e.g. one per run of a batch of runs) it is optax's form ``m_hat / (sqrt(v_hat) + eps)``."""
 
-    def init_fn(params):
+    def init_fn(params: optax.Params) -> ScaleByAdamState:
         zeros = jax.tree.map(jnp.zeros_like, params)
         return ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, jax.tree.map(jnp.zeros_like, params))
 
-    def update_fn(updates, state, params=None):
+    def update_fn(
+        updates: optax.Updates, state: ScaleByAdamState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, ScaleByAdamState]:
         del params
         mu = jax.tree.map(lambda g, m: b1 * m + (1 - b1) * g, updates, state.mu)
         nu = jax.tree.map(lambda g, v: b2 * v + (1 - b2) * g * g, updates, state.nu)
-        count = optax.safe_increment(state.count)
+        count = jnp.asarray(optax.safe_increment(state.count))
         t = count.astype(jnp.float32)
         c1, c2 = 1 - b1**t, 1 - b2**t
         eps_t = jnp.where(keras, eps / jnp.sqrt(c2), eps)
 
-        def scale(m, v):
+        def scale(m: jax.Array, v: jax.Array) -> jax.Array:
             return (m / c1.astype(m.dtype)) / (jnp.sqrt(v / c2.astype(v.dtype)) + eps_t.astype(v.dtype))
 
         return jax.tree.map(scale, mu, nu), ScaleByAdamState(count, mu, nu)
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    # Optax's protocol takes any state; this update is only ever given the state its own `init_fn` made.
+    return optax.GradientTransformation(init_fn, update_fn)  # type: ignore[arg-type]
 
 
 def keras_adam(lr: Any, *, keras: Any = True) -> optax.GradientTransformation:
@@ -59,11 +63,14 @@ def keras_adam(lr: Any, *, keras: Any = True) -> optax.GradientTransformation:
     return optax.chain(scale_by_keras_adam(keras=keras), optax.scale_by_learning_rate(lr))
 
 
-def _momentum(m: float):
+Optimizer = Callable[[optax.ScalarOrSchedule], optax.GradientTransformation]  # learning rate -> optimizer
+
+
+def _momentum(m: float) -> Optimizer:
     return lambda lr: optax.sgd(lr, momentum=m)
 
 
-OPTIMIZERS = {
+OPTIMIZERS: dict[str, Optimizer] = {
     "adam": lambda lr: optax.adam(lr, b1=0.9, b2=0.999, eps=KERAS_EPS),
     "sgd": optax.sgd,
     "momentum-0.8": _momentum(0.8),

@@ -29,7 +29,8 @@ LEGACY_NAMES = {"checkpoint": "remat"}
 
 
 def _check_positive_finite(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+    # typeshed's numbers.Real declares __lt__ and __le__ but no __gt__, so mypy rejects `value > 0`:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:  # type: ignore[operator]
         raise BadInput(f"{name} must be a positive number, got {value!r}")
     if not math.isfinite(value):
         raise BadInput(f"{name} must be a positive finite number, got {value!r}")

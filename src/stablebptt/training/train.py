@@ -14,6 +14,7 @@ import optax
 
 from ..core import canonical_method, rollout, trees, value_and_grad
 from ..core.checks import BadInput, BadType
+from ..core.gradients import ValueAndGrad
 from ..tasks import Task
 from .optim import optimizer
 from .settings import DEFAULTS, TrainSettings, from_mapping
@@ -33,6 +34,8 @@ METRICS = (
 )
 ProgressFn = Callable[[int, dict[str, float]], None]
 EpochFn = Callable[[int, "TrainState", dict[str, float]], None]
+# One epoch: (state, data) -> (state, metrics), the metrics scalars
+Epoch = Callable[["TrainState", "Data"], tuple["TrainState", dict[str, jax.Array]]]
 
 
 class Data(NamedTuple):
@@ -62,6 +65,7 @@ class TrainResult(NamedTuple):
 
     @property
     def status(self) -> str:
+        """``"diverged"`` or ``"complete"``."""
         return "diverged" if self.metrics and self.metrics[-1].get("diverged") else "complete"
 
 
@@ -150,7 +154,7 @@ def make_epoch(
     skip_nonfinite: bool = False,
     regular_nonfinite: str = "zero",
     **gradient_options: Any,
-) -> Callable[[TrainState, Data], tuple[TrainState, dict[str, jax.Array]]]:
+) -> Epoch:
     """A pure function for one epoch: updates on mini-batches in fixed order (a `lax.scan`, no host round
     trips), then the loss on the whole training and test sets. `static` holds the non-array part of the
     parameters. Remainder states that do not fill a mini-batch are not used for updates.
@@ -179,7 +183,7 @@ def make_epoch(
 
 def epoch_program(
     task: Task,
-    vg: Callable[[PyTree, PyTree], tuple[jax.Array, PyTree, dict[str, jax.Array]]],
+    vg: ValueAndGrad,
     tx: optax.GradientTransformation,
     static: PyTree,
     batch_size: int,
@@ -187,7 +191,7 @@ def epoch_program(
     skip_nonfinite: bool,
     combined: bool | jax.Array,
     stop_regular: bool | jax.Array,
-) -> Callable[[TrainState, Data], tuple[TrainState, dict[str, jax.Array]]]:
+) -> Epoch:
     """`make_epoch` for an update function `vg` (``(params, x0) -> (value, update, info)`` as
     `core.value_and_grad` returns it). `combined` and `stop_regular` may be traced booleans (one per run of a
     batch of runs with different methods): the C diagnostics in `info` (``cosine``, ``kept_fraction``,
@@ -196,7 +200,9 @@ def epoch_program(
 
     observes = type(task).observe is not Task.observe  # a task's own non-gradient update after each step
 
-    def update(state: TrainState, batch: PyTree):
+    def update(
+        state: TrainState, batch: PyTree
+    ) -> tuple[TrainState, tuple[jax.Array, dict[str, jax.Array], jax.Array]]:
         value, grads, info = vg(eqx.combine(state.params, static), batch)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -211,7 +217,7 @@ def epoch_program(
             new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
         return new, (value, info, ok)
 
-    def epoch(state: TrainState, data: Data):
+    def epoch(state: TrainState, data: Data) -> tuple[TrainState, dict[str, jax.Array]]:
         state, (values, infos, ok) = jax.lax.scan(update, state, minibatches(data.train, batch_size))
         used = ok if skip_nonfinite else jnp.ones_like(ok)
         params = eqx.combine(state.params, static)
@@ -257,7 +263,7 @@ class Trainer:
     randomness is drawn up front from the seed.
     """
 
-    def __init__(self, task: Task, settings: TrainSettings = DEFAULTS, *, params: PyTree | None = None):
+    def __init__(self, task: Task, settings: TrainSettings = DEFAULTS, *, params: PyTree | None = None) -> None:
         if not isinstance(settings, TrainSettings):
             raise BadType(f"settings must be a TrainSettings, got {type(settings).__name__}")
         self.task = task
@@ -281,13 +287,14 @@ class Trainer:
             regular_nonfinite=settings.regular_nonfinite,
             **settings.gradient_options,
         )
-        self._compiled = None
+        self._compiled: jax.stages.Compiled | None = None
 
     def params(self, state: TrainState) -> PyTree:
         """The full parameters (arrays and the rest) of `state`."""
         return eqx.combine(state.params, self.static)
 
-    def compile(self):
+    def compile(self) -> jax.stages.Compiled:
+        """The epoch program, compiled on first use: ``(state, data) -> (state, metrics)``."""
         if self._compiled is None:
             self._compiled = jax.jit(self._epoch).lower(self.initial, self.data).compile()
         return self._compiled
@@ -350,8 +357,8 @@ def train(
     Raises:
         BadInput: for a bad setting, before any work.
     """
-    settings = from_mapping({**settings, **({} if method is None else {"method": method})})
-    trainer = Trainer(task, settings, params=params)
+    config = from_mapping({**settings, **({} if method is None else {"method": method})})
+    trainer = Trainer(task, config, params=params)
     metrics: list[dict[str, float]] = []
 
     def on_epoch(epoch: int, state: TrainState, row: dict[str, float]) -> None:
@@ -359,13 +366,14 @@ def train(
         if progress_fn is not None:
             progress_fn(epoch, row)
 
-    outcome = trainer.run(trainer.initial, epochs=settings.epochs, on_epoch=on_epoch)
+    outcome = trainer.run(trainer.initial, epochs=config.epochs, on_epoch=on_epoch)
     if outcome.diverged_row is not None:
         metrics.append(outcome.diverged_row)
         if progress_fn is not None:
-            progress_fn(outcome.diverged_row["epoch"], outcome.diverged_row)
+            progress_fn(int(outcome.diverged_row["epoch"]), outcome.diverged_row)
     return TrainResult(trainer.params(outcome.state), metrics)
 
 
 def finite(row: dict[str, float]) -> bool:
+    """Whether an epoch's ``loss`` and ``grad_norm`` are finite."""
     return bool(np.isfinite(row["loss"]) and np.isfinite(row["grad_norm"]))

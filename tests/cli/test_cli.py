@@ -221,3 +221,13 @@ def test_sweep_caps_workers_at_the_number_of_runs(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "--workers 1000 capped at 1, the number of runs" in captured.err
     assert "(local backend, 1 worker" in captured.out
+
+
+def test_version_prints_the_package_version(capsys):
+    from stablebptt import __version__
+    from stablebptt.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"stablebptt {__version__}\n"

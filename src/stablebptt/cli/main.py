@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .. import __version__
 from ..core.checks import BadInput, first_line, plural
 from ..tasks import task_label
 from . import options as opt
@@ -66,6 +67,7 @@ def _task_parsers(command: argparse.ArgumentParser, epilog: str = EPILOG) -> lis
 
 def build_parser() -> Parser:
     parser = Parser(prog="stablebptt", description="Stabilised backpropagation through time.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"stablebptt {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 

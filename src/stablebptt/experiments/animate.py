@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from ..core import rollout
 from ..core.checks import BadInput, check_positive_int
 from ..runs import PARAMS, RunConfig, RunFolder, use_precision
-from ..runs.io import load_params
+from ..runs.io import load_params, probe_writable
 from ..runs.plotting import METHOD_COLORS
 from ..tasks import TASKS, Task
 from ..training.train import make_data
@@ -150,9 +150,7 @@ def animate_run(
     if not out.parent.is_dir():
         raise BadInput(f"the folder of --out {out} does not exist")
     try:
-        fd, probe = tempfile.mkstemp(dir=out.parent, prefix=".stablebptt-probe-")
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(out.parent)
     except OSError as e:
         raise BadInput(
             f"--out {out}: cannot write in {out.parent} ({e.strerror}); allowed: a file in a folder you can write"

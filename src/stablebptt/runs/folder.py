@@ -23,7 +23,6 @@ import datetime
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from ..training.train import METRICS, ProgressFn, Trainer, TrainResult, TrainSta
 from .checkpoint import BadCheckpoint, Checkpoint, check_header, load_checkpoint, read_header, save_checkpoint
 from .config import RunConfig, same_run
 from .faults import fault_point
-from .io import CONFIG, METRICS_CSV, PARAMS, CsvTable, check_names, read_json, save_params, write_json
+from .io import CONFIG, METRICS_CSV, PARAMS, CsvTable, check_names, probe_writable, read_json, save_params, write_json
 from .lock import LOCK, RunLock, RunLocked, locked
 
 if TYPE_CHECKING:
@@ -231,9 +230,7 @@ class RunFolder:
             raise BadInput(f"--out {out}: {ancestor} is a file, not a folder; allowed: a path in a writable folder")
         check_names(out, ancestor)
         try:
-            fd, probe = tempfile.mkstemp(dir=ancestor, prefix=".stablebptt-probe-")
-            os.close(fd)
-            os.unlink(probe)
+            probe_writable(ancestor)
         except OSError as e:
             raise BadInput(
                 f"--out {out}: cannot write in {ancestor} ({e.strerror}); allowed: a path in a writable folder"

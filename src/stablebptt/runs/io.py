@@ -141,6 +141,13 @@ def load_params(path: str | os.PathLike[str], like: Any) -> Any:
         raise BadInput(f"{path} cannot be read as parameters of this controller ({type(e).__name__})") from None
 
 
+def probe_writable(folder: Path) -> None:
+    """Create and remove a temporary file in `folder`; raises the `OSError` if it cannot be written."""
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".stablebptt-probe-")
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_names(out: Path, ancestor: Path | None = None, option: str = "--out") -> None:
     """Refuse (`BadInput` naming `option`) a path `out` whose names below its existing `ancestor` (default: the
     nearest existing one) are longer than the file system allows, before any folder is created."""

@@ -177,8 +177,8 @@ def test_joint_pass_does_not_stack_the_weights(key):
 
 
 def test_param_vjp_choice(key):
-    """Small controllers on a small batch (the published batch 8, dense or convolutional): batched over time;
-    large batches: per step."""
+    """The published MLP on the published batch 8: batched over time; larger batches, and the quantum CNN from
+    batch 4 on (its row-block convolutions made per-step products cheap): per step."""
     from stablebptt.core.adjoint import choose_param_vjp
 
     cases = [
@@ -187,7 +187,9 @@ def test_param_vjp_choice(key):
         (sb.tasks.CartPole(n_poles=2), 1024, "per_step"),
     ]
     if "quantum" in sb.tasks.TASKS:
-        cases += [(sb.tasks.make_task("quantum"), 8, "batched"), (sb.tasks.make_task("quantum"), 64, "per_step")]
+        quantum = sb.tasks.make_task("quantum")
+        cases += [(quantum, 2, "batched"), (quantum, 4, "per_step"), (quantum, 8, "per_step")]
+        cases += [(quantum, 64, "per_step")]
     for task, batch, expected in cases:
         params = eqx.filter(task.init_controller(key), eqx.is_inexact_array)
         static = eqx.filter(task.init_controller(key), eqx.is_inexact_array, inverse=True)

@@ -56,11 +56,12 @@ Linearize = Callable[..., tuple[PyTree, PyTree, Residuals]]  # (x, c=None) -> (x
 Block = tuple[jax.Array, PyTree, PyTree, PyTree, PyTree]
 Sweep = Callable[[PyTree, Block, Residuals | None], tuple[PyTree, list[PyTree]]]  # (λ, block, stored) -> (λ, grads)
 
-# Crossovers of `choose_param_vjp`, measured on a 2-core CPU (benchmarks/README.md, section 1): the 2x100 MLP
-# (flops per parameter of one call = the batch) is faster "batched" at batch 8 and per step from batch 16; the
-# quantum CNN (7 x the batch: a convolution reuses each weight at every position) batched at batch 8 (56), per
-# step at batch 16 (112). Per step when the measure exceeds PER_STEP_THRESHOLD or the batch PER_STEP_BATCH.
-PER_STEP_THRESHOLD = 60.0
+# Crossovers of `choose_param_vjp`, measured on a 2-core CPU (benchmarks/README.md, section 1, and
+# benchmarks/quantum_epoch.py): the 2x100 MLP (flops per parameter of one call = the batch) is faster "batched" at
+# batch 8 and per step from batch 16; the quantum CNN (7 x the batch: a convolution reuses each weight at every
+# position), since its convolutions became row-block products, per step from batch 4 (28) and level at batch 2
+# (14). Per step when the measure exceeds PER_STEP_THRESHOLD or the batch PER_STEP_BATCH.
+PER_STEP_THRESHOLD = 20.0
 PER_STEP_BATCH = 12
 
 

@@ -142,6 +142,52 @@ def build_parser() -> Parser:
     status.add_argument("dir", type=Path, metavar="DIR", help="a run folder (train --out) or a sweep folder")
     _add_debug(status)
 
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="the paper's grids at full scale, trained across stops of work and kept as compact records",
+        description="The reproduction campaign (docs/reproduction.md): its runs in priority order (stages a: "
+        "quantum, b: cart pole, c: repulsion, d: learning rate, e: clipping), kept as one compact record per "
+        "finished run under RECORDS. `status` lists what is recorded and missing; `run` trains the next missing "
+        "runs in WORK and records each group of seeds as it finishes (rerun it after any stop: nothing recorded "
+        "is trained again); `record` records the finished runs of WORK; `report` rebuilds every figure and "
+        "table of the report from the records alone.",
+    )
+    reproduce.add_argument("action", choices=("status", "run", "record", "report"), help="what to do")
+    reproduce.add_argument(
+        "--records", type=Path, default=Path("results/paper"), help="records folder (default: results/paper)"
+    )
+    reproduce.add_argument(
+        "--work", type=Path, default=Path("runs/campaign"), help="run folders of run (default: runs/campaign)"
+    )
+    reproduce.add_argument(
+        "--stages",
+        type=opt.comma_list,
+        default=None,
+        help="run: only these stages, e.g. a or b,c or e1 (default: all, in order)",
+    )
+    reproduce.add_argument(
+        "--workers", type=opt.positive_int, default=1, help="run: parallel runs (default: 1; one per core at most)"
+    )
+    reproduce.add_argument(
+        "--batch-runs",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="run: train the seeds of a group as one program (default: auto, as sweep)",
+    )
+    reproduce.add_argument(
+        "--max-groups", type=opt.positive_int, default=None, help="run: stop after this many groups of seeds"
+    )
+    reproduce.add_argument(
+        "--figures", type=Path, default=Path("docs/figures"), help="report: figures folder (default: docs/figures)"
+    )
+    reproduce.add_argument(
+        "--tables",
+        type=Path,
+        default=Path("docs/reproduction-records.md"),
+        help="report: the tables' Markdown file (default: docs/reproduction-records.md)",
+    )
+    _add_debug(reproduce)
+
     toy = commands.add_parser("toy", help="draw the toy examples (recurrent toy problem, rotation) as PNGs")
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder (default: runs/toy)")
     _add_debug(toy)
@@ -501,6 +547,53 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..experiments import campaign
+
+    stages = campaign.STAGES if args.stages is None else campaign.stage_named(args.stages)
+    if args.action == "report":
+        campaign.write_pages(args.records, args.figures, args.tables)
+        return 0
+    if args.action == "record":
+        new = campaign.record_finished(args.records, args.work)
+        print(f"recorded {plural(len(new), 'finished run')} of {args.work} in {args.records}")
+    elif args.action == "run":
+        done = campaign.train_missing(
+            args.records,
+            args.work,
+            stages,
+            workers=args.workers,
+            batch_runs=args.batch_runs,
+            max_groups=args.max_groups,
+        )
+        print(f"recorded {plural(done, 'run')} in {args.records}")
+    progress, unreadable, unmatched = campaign.progress(campaign.load_records(args.records), stages)
+    planned = sum(len(p.planned) for p in progress)
+    recorded = sum(len(p.recorded) for p in progress)
+    table = Table(
+        title=f"{args.records}: {recorded} of {planned} planned runs recorded "
+        f"({campaign.records_size(args.records) / 1e6:.1f} MB)"
+    )
+    rows = campaign.describe(progress)
+    following = next((f"{row['stage']} {row.pop('next')}" for row in rows if row["next"]), None)
+    for row in rows:
+        row.pop("next", None)
+    for column in rows[0]:
+        table.add_column(column, justify="right" if column in ("planned", "recorded", "missing") else "left")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console().print(table)
+    print(f"next: {following}" if following else "every planned run is recorded")
+    for record in unreadable:
+        print(f"not counted, unreadable: {record.problem}")
+    for record in unmatched:
+        print(f"not counted, no planned run has its configuration: {record.config.get('task')}/{record.name}")
+    return 0
+
+
 def cmd_toy(args: argparse.Namespace) -> int:
     from ..experiments.toy import run_toy, summary
 
@@ -533,6 +626,7 @@ COMMANDS = {
     "sweep": cmd_sweep,
     "plot": cmd_plot,
     "status": cmd_status,
+    "reproduce": cmd_reproduce,
     "toy": cmd_toy,
     "animate": cmd_animate,
 }

@@ -31,6 +31,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def comma_list(text: str) -> list[str]:
+    """``a,b`` -> ``["a", "b"]`` (empty items refused)."""
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list without empty items, got {text!r}")
+    return items
+
+
 def nonnegative_int(text: str) -> int:
     try:
         value = int(text)

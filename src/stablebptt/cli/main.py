@@ -148,9 +148,9 @@ def build_parser() -> Parser:
         description="The reproduction campaign (docs/reproduction.md): its runs in priority order (stages a: "
         "quantum, b: cart pole, c: repulsion, d: learning rate, e: clipping), kept as one compact record per "
         "finished run under RECORDS. `status` lists what is recorded and missing; `run` trains the next missing "
-        "runs in WORK and records each group of seeds as it finishes (rerun it after any stop: nothing recorded "
-        "is trained again); `record` records the finished runs of WORK; `report` rebuilds every figure and "
-        "table of the report from the records alone.",
+        "runs in WORK and records each run (each group of seeds, when batched) as it finishes (rerun it after any "
+        "stop: nothing recorded is trained again); `record` records the finished runs of WORK and rebuilds the "
+        "report; `report` rebuilds every figure and table of the report from the records alone.",
     )
     reproduce.add_argument("action", choices=("status", "run", "record", "report"), help="what to do")
     reproduce.add_argument(
@@ -175,16 +175,22 @@ def build_parser() -> Parser:
         help="run: train the seeds of a group as one program (default: auto, as sweep)",
     )
     reproduce.add_argument(
-        "--max-groups", type=opt.positive_int, default=None, help="run: stop after this many groups of seeds"
+        "--max-groups",
+        type=opt.positive_int,
+        default=None,
+        help="run: stop after this many groups (runs, or groups of seeds when batched)",
     )
     reproduce.add_argument(
-        "--figures", type=Path, default=Path("docs/figures"), help="report: figures folder (default: docs/figures)"
+        "--figures",
+        type=Path,
+        default=Path("docs/figures"),
+        help="record, report: figures folder (default: docs/figures)",
     )
     reproduce.add_argument(
         "--tables",
         type=Path,
         default=Path("docs/reproduction-records.md"),
-        help="report: the tables' Markdown file (default: docs/reproduction-records.md)",
+        help="record, report: the tables' Markdown file (default: docs/reproduction-records.md)",
     )
     _add_debug(reproduce)
 
@@ -560,6 +566,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.action == "record":
         new = campaign.record_finished(args.records, args.work)
         print(f"recorded {plural(len(new), 'finished run')} of {args.work} in {args.records}")
+        campaign.write_pages(args.records, args.figures, args.tables)
     elif args.action == "run":
         done = campaign.train_missing(
             args.records,

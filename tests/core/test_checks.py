@@ -93,6 +93,31 @@ def test_a_step_of_the_wrong_shape_is_bad_input():
         jax.eval_shape(vg, params, jnp.ones((4, 2)))
 
 
+@pytest.mark.parametrize("method", ["R", "M", "S", "C", "N"])
+@pytest.mark.parametrize("backward", ["auto", "autodiff", "two_pass"])
+def test_a_loss_that_is_not_a_scalar_is_bad_input(method, backward):
+    """A per-state loss with a forgotten mean would otherwise be differentiated as its sum (plain
+    `jax.value_and_grad` refuses it too)."""
+    if backward == "autodiff" and method == "C":
+        return
+
+    def per_state(states, controls):
+        return jnp.sum(states[-1] ** 2, axis=-1)  # shape (batch,)
+
+    def integer(states, controls):
+        return jnp.sum(states[-1] > 0)
+
+    params = {"w1": jnp.ones((2, 5)), "b1": jnp.zeros(5), "w2": jnp.ones((5, 1))}
+    for bad, got in ((per_state, r"float\d+\[4\]"), (integer, r"int\d+\[\]")):
+        vg = sb.value_and_grad(bad, step, controller, HORIZON, method, backward=backward)
+        with pytest.raises(sb.BadInput, match=rf"^the loss `.*{bad.__name__}` returned {got}; it must return a scalar"):
+            jax.eval_shape(vg, params, jnp.ones((4, 2)))
+    from stablebptt.core import value_and_grads
+
+    with pytest.raises(sb.BadInput, match="returned float"):
+        jax.eval_shape(value_and_grads(per_state, step, controller, HORIZON, ("R", "M")), params, jnp.ones((4, 2)))
+
+
 def test_a_non_array_initial_state_is_bad_type():
     params = {"w1": jnp.ones((2, 5)), "b1": jnp.zeros(5), "w2": jnp.ones((5, 1))}
     with pytest.raises(sb.BadType, match="initial state x0 has a leaf"):

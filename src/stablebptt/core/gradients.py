@@ -114,6 +114,7 @@ def value_and_grad(
 
     modes = ("M", "R") if method == "C" else (method,)
     step, controller = trees.checked(step, controller)  # errors name the user's functions
+    loss = trees.checked_loss(loss)
 
     def value_and_update(params: PyTree, x0: PyTree) -> tuple[jax.Array, PyTree, Info]:
         diff, static = eqx.partition(params, eqx.is_inexact_array)
@@ -248,6 +249,7 @@ def value_and_grads(
     segment = remat_segment(remat, horizon)
     param_vjp = check_param_vjp(param_vjp)
     step, controller = trees.checked(step, controller)
+    loss = trees.checked_loss(loss)
 
     def values_and_grads(params: PyTree, x0: PyTree) -> tuple[jax.Array, dict[str, PyTree]]:
         diff, static = eqx.partition(params, eqx.is_inexact_array)

@@ -121,6 +121,8 @@ def name_of(fn: Callable[..., Any]) -> str:
     """A readable name for a user function: ``Class.method`` for a method bound to an instance (Equinox modules
     included; the class of the instance, e.g. the task that was run, even where the method is inherited),
     else its qualified name."""
+    while getattr(fn, "__wrapped__", None) is not None:  # our wrappers (`guard`, `checked_loss`) name the user's
+        fn = fn.__wrapped__  # type: ignore[attr-defined]
     func, owner = getattr(fn, "__func__", fn), getattr(fn, "__self__", None)
     name = getattr(func, "__name__", None)
     if owner is not None and name and not isinstance(owner, type | types.ModuleType):
@@ -154,6 +156,7 @@ def guard(role: str, fn: Callable[..., Any], inputs: Callable[..., str] | None =
         except Exception as e:
             raise SimulatorFault(fault_message(role, fn, e, _inputs(inputs, args))) from e
 
+    guarded.__wrapped__ = fn  # type: ignore[attr-defined]
     return guarded
 
 
@@ -205,6 +208,29 @@ def check_control(controller: Callable[..., Any], c: PyTree) -> None:
             f"the controller `{name_of(controller)}` returned no floating-point array "
             f"(got {describe(c)}); a control needs a float leaf for gradients to flow"
         )
+
+
+def check_loss(loss: Callable[..., Any], value: Any) -> None:
+    """At trace time: the loss must return one floating-point number, an array of shape ``()`` (one `BadInput`
+    else; a loss of shape ``(batch,)`` with a forgotten mean would otherwise be differentiated as its sum)."""
+    if not (isinstance(value, jax.Array | np.ndarray) and value.shape == () and is_float(value)):
+        got = describe(value) if isinstance(value, jax.Array | np.ndarray) else type(value).__name__
+        raise BadInput(
+            f"the loss `{name_of(loss)}` returned {got}; it must return a scalar (shape ()) of floating-point "
+            "type, e.g. a mean over the batch: jnp.mean(...)"
+        )
+
+
+def checked_loss(loss: Binary) -> Binary:
+    """`loss` wrapped so that its value is checked whenever it is traced (`check_loss`)."""
+
+    def scalar_loss(states: PyTree, controls: PyTree) -> Any:
+        value = loss(states, controls)
+        check_loss(loss, value)
+        return value
+
+    scalar_loss.__wrapped__ = loss  # type: ignore[attr-defined]
+    return scalar_loss
 
 
 def checked(step: Binary, controller: Binary) -> tuple[Binary, Binary]:

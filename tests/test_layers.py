@@ -123,5 +123,5 @@ def test_the_checks_see_the_layers():
     """Guard: the graph is read (relative and function-level imports included)."""
     assert "stablebptt.runs.config" in GRAPH["stablebptt.runs.folder"]
     assert "stablebptt.training.train" in GRAPH["stablebptt.runs.batch"]
-    assert "stablebptt.experiments.report" in GRAPH["stablebptt.cli.main"]  # imported inside a function
+    assert "stablebptt.experiments.report" in GRAPH["stablebptt.cli.commands"]  # imported inside a function
     assert layer("stablebptt.nn") == "core" and len(GRAPH) > 30

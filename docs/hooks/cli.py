@@ -2,7 +2,7 @@
 
 
 `on_page_markdown` replaces the marker ``<!-- cli-reference -->`` in cli.md with Markdown built from
-`stablebptt.cli.main.build_parser()`: for every command its help, description, usage and a table of its
+`stablebptt.cli.commands.build_parser()`: for every command its help, description, usage and a table of its
 options (help text and default); for train, compare and sweep one section per task parser (the task's own
 settings, the training options, the command's options). So the page cannot drift from ``stablebptt --help``.
 
@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     src = str(ROOT / "src")
     if src not in sys.path:
         sys.path.insert(0, src)
-    from stablebptt.cli.main import build_parser
+    from stablebptt.cli.commands import build_parser
 
     return build_parser()
 

@@ -90,7 +90,7 @@ def glorot_conv(
 
 
 class CNN(eqx.Module):
-    """The quantum-control controller of method.md §4 on one unbatched state ``(n_points, 2)``.
+    """The quantum-control controller of docs/tasks.md, quantum on one unbatched state ``(n_points, 2)``.
 
     The state is seen as an image ``(n_points, 2, 1)``: a 2-D convolution with `filters` filters, kernel
     (3, 2), stride 2, tanh, gives ``(15, filters)`` for 32 points; a 1-D convolution with `filters` filters,

@@ -129,6 +129,18 @@ CASES = [
         ["horizon 100000000", "GB", "--remat sqrt"],
     ),
     ("compare horizon beyond memory", ["compare", "cartpole", "--horizon", "100000000"], None, ["--remat sqrt"]),
+    # Refused where they are given, not blamed later on the loss or the network.
+    (
+        "sweep syntax outside a sweep",
+        ["train", "repulsion", "--set", "rc=0.5,1.0"],
+        None,
+        ["rc must be a non-negative number", "'0.5,1.0'", "stablebptt sweep repulsion --set rc=0.5,1.0"],
+    ),
+    ("text for an integer field", ["train", "cartpole", "--set", "horizon=ten"], None, ["horizon", "'ten'"]),
+    ("a zero-width layer", ["train", "cartpole", "--set", "hidden=[0]"], None, ["hidden", "positive layer widths"]),
+    ("layer widths as text", ["train", "cartpole", "--set", "hidden=wide"], None, ["hidden", "got 'wide'"]),
+    ("an empty item in a list", ["sweep", "cartpole", "--poles", "1,,2"], None, ["--poles", "empty", "'1,,2'"]),
+    ("an empty value in --set", ["sweep", "cartpole", "--set", "horizon=10,,20"], None, ["without empty values"]),
 ]
 
 

@@ -101,7 +101,8 @@ def test_remat_and_truncation_options(tmp_path):
 
 
 def test_deprecated_checkpoint_option_is_remat_with_one_line(capsys):
-    from stablebptt.cli.main import build_parser, main
+    from stablebptt.cli.commands import build_parser
+    from stablebptt.cli.main import main
     from stablebptt.cli.options import train_settings
 
     args = build_parser().parse_args(["sweep", "cartpole", "--checkpoint", "sqrt,4"])
@@ -115,7 +116,8 @@ def test_deprecated_checkpoint_option_is_remat_with_one_line(capsys):
 def test_compare_defaults_to_its_own_epochs_and_takes_seeds(tmp_path, monkeypatch, capsys):
     """`compare` trains 250 epochs unless told otherwise (its help says so), and --seeds reaches compare()."""
     import stablebptt.experiments.compare as compare_module
-    from stablebptt.cli.main import COMPARE_EPOCHS, main
+    from stablebptt.cli.commands import COMPARE_EPOCHS
+    from stablebptt.cli.main import main
 
     seen = {}
 

@@ -317,6 +317,19 @@ def test_bad_task_specs_and_settings_are_one_line_exit_2(project, capsys, comman
         assert sorted(p.name for p in folder.iterdir()) == before, args  # no folder created
 
 
+def test_a_value_of_another_type_than_the_field_is_refused_when_the_task_is_built(project, capsys):
+    """Puck checks dt itself but not horizon or hidden: their declared types do (before anything is traced)."""
+    _, name = project
+    _refused(
+        capsys,
+        ["train", f"{name}:Puck", "--set", "horizon=0.5,1.0"],
+        "horizon takes an integer, got '0.5,1.0'",
+        f"several values are for a sweep: `stablebptt sweep {name}:Puck --set horizon=0.5,1.0`",
+    )
+    _refused(capsys, ["train", f"{name}:Puck", "--set", "hidden=true"], "hidden takes an integer, got True")
+    _refused(capsys, ["compare", f"{name}:Puck", "--set", "dt=[0.1]"], "dt must be a positive number")
+
+
 def test_train_help_names_module_path(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

@@ -97,7 +97,7 @@ def drawing_module(tmp_path, monkeypatch):
 
 def test_grid_shape_is_roughly_square_and_the_gif_size_capped():
     shapes = {n: grid_shape(n) for n in (1, 2, 3, 4, 5, 16, 17, 100)}
-    assert shapes == {1: (1, 1), 2: (1, 2), 3: (2, 2), 4: (2, 2), 5: (2, 3), 16: (4, 4), 17: (4, 5), 100: (10, 10)}
+    assert shapes == {1: (1, 1), 2: (1, 2), 3: (1, 3), 4: (2, 2), 5: (2, 3), 16: (4, 4), 17: (4, 5), 100: (10, 10)}
     assert figure_inches(2, 3) == pytest.approx((3 * PANEL_INCHES, 2 * PANEL_INCHES))
     for rows, cols in ((4, 4), (4, 5), (10, 10), (1, 1000)):
         assert max(figure_inches(rows, cols)) * DPI <= MAX_GIF_PIXELS + 1e-9
@@ -158,10 +158,12 @@ def test_animate_errors_are_one_line(tmp_path, capsys):
     _one_line_error(capsys, ["animate", str(tmp_path / "missing")], "does not exist")
     run = _run_dir(tmp_path, "repulsion")
     _one_line_error(capsys, ["animate", str(run), "--out", "/proc/a.gif"], "--out /proc/a.gif", "cannot write")
+    _one_line_error(capsys, ["animate", str(run), "--out", str(tmp_path / "x.txt")], "writes a GIF", "x.gif")
     (run / "params.eqx").write_bytes(b"not parameters")
     _one_line_error(capsys, ["animate", str(run)], "params.eqx")
     (run / "params.eqx").unlink()
-    _one_line_error(capsys, ["animate", str(run)], "no trained parameters yet", "resume")
+    (run / "checkpoint.eqx").unlink(missing_ok=True)  # with a checkpoint, its parameters are drawn
+    _one_line_error(capsys, ["animate", str(run)], "no trained parameters", "resume")
     empty = tmp_path / "empty"
     empty.mkdir()
     _one_line_error(capsys, ["animate", str(empty)], "config.json")

@@ -196,3 +196,63 @@ def test_c_goes_on_past_a_nonfinite_regular_gradient():
     assert modified.status == "complete" and modified.metrics[-1]["grad_norm"] > 0
     assert np.isnan(modified.metrics[-1]["regular_nonfinite"])  # counted for C only
     assert train(task, "R", epochs=2, **SMALL).status == "diverged"
+
+
+class MostlyPoisoned(CartPole):
+    """Cart pole whose gradient (not value) is NaN on every mini-batch but the one holding training state 0:
+    3 of the 4 updates of an epoch of 32 states are non-finite."""
+
+    def sample(self, key, n):
+        return super().sample(key, n).at[0, 0, 0].set(0.0)
+
+    def loss(self, states, controls):
+        flag = jnp.logical_not(jnp.any(states[0, :, 0, 0] == 0.0)).astype(states.dtype)
+        return _nan_gradient_if(super().loss(states, controls), flag)
+
+
+class AllPoisoned(CartPole):
+    """Every update's gradient is NaN; values are finite."""
+
+    def loss(self, states, controls):
+        return _nan_gradient_if(super().loss(states, controls), jnp.ones((), states.dtype))
+
+
+class NanSimulator(CartPole):
+    """The simulator returns NaN from its first step."""
+
+    def step(self, x, c):
+        return super().step(x, c) * jnp.nan
+
+
+def test_a_run_that_skipped_most_updates_is_not_a_success(tmp_path, monkeypatch):
+    sizes = {"n_train": 32, "n_test": 16}
+    mostly = train(MostlyPoisoned(**TINY), "R", epochs=2, skip_nonfinite=True, **sizes)
+    assert [r["skipped"] for r in mostly.metrics] == [3, 3] and mostly.skipped == 6
+    assert mostly.status == "diverged" and len(mostly.metrics) == 2  # trained to the end, but not a success
+    some = train(PoisonedCartPole(**TINY), "R", epochs=2, skip_nonfinite=True, **sizes)  # 1 of 4 skipped
+    assert some.status == "complete" and some.skipped == 2
+    assert [r["skipped"] for r in train(CartPole(**TINY), "R", epochs=1, **sizes).metrics] == [0]
+
+    everything = train(AllPoisoned(**TINY), "R", epochs=3, skip_nonfinite=True, **sizes)
+    assert everything.status == "diverged" and len(everything.metrics) == 1  # epoch 2 would repeat epoch 1
+
+    monkeypatch.setitem(TASKS, "mostly", MostlyPoisoned)
+    monkeypatch.setitem(TASKS, "all", AllPoisoned)
+    monkeypatch.setitem(TASKS, "nan", NanSimulator)
+    monkeypatch.setitem(TASKS, "some", PoisonedCartPole)
+    cases = {
+        "mostly": (True, "diverged", "6 of 8 updates were non-finite and skipped"),
+        "all": (True, "diverged", "every update of epoch 1 was non-finite and skipped"),
+        "nan": (False, "diverged", "gave non-finite values from the initial parameters"),
+        "some": (True, "complete", None),
+    }
+    for name, (skip, expected, message) in cases.items():
+        config = RunConfig.create(name, TINY, epochs=2, skip_nonfinite=skip, method="R", **sizes)
+        assert RunFolder(tmp_path / name).ensure(config) == expected, name
+        status = RunFolder(tmp_path / name).status()
+        assert status["status"] == expected and (message is None or message in status["message"]), status
+        if skip:
+            with open(tmp_path / name / "metrics.csv") as f:
+                rows = list(csv.DictReader(f))
+            assert status["skipped_updates"] == sum(int(float(r["skipped"])) for r in rows if r["skipped"])
+            assert status["updates"] == 4 * (2 if name != "all" else 1)

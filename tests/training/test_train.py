@@ -168,3 +168,12 @@ def test_a_tasks_observe_runs_after_every_optimizer_step_with_the_mini_batch():
     start = task.init_controller(jax.random.split(jax.random.PRNGKey(0))[1])  # the seed's initialisation
     assert eqx.tree_equal(jax.tree.structure(start), jax.tree.structure(result.params))
     assert not eqx.tree_equal(start["net"], result.params["net"])  # the network trained
+
+
+def test_train_needs_a_task_instance():
+    from stablebptt.core import BadInput
+
+    with pytest.raises(BadInput, match=r"got the name 'cartpole'; build it first, e\.g\. stablebptt\.tasks\.make_task"):
+        train("cartpole", epochs=1)
+    with pytest.raises(BadInput, match="got the class CartPole; call it: CartPole()"):
+        train(CartPole, epochs=1)

@@ -1,4 +1,5 @@
-"""Command line of stablebptt."""
+"""Command line of stablebptt: `main` (the entry point, `stablebptt.cli.main`) and the commands
+(`stablebptt.cli.commands`)."""
 
 from .main import main
 

@@ -107,9 +107,9 @@ def list_of(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
     """A comma-separated list of values of type `item`."""
 
     def parse(text: str) -> list[Any]:
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        items = [t.strip() for t in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list without empty items, got {text!r}")
         return [item(t) for t in items]
 
     parse.__name__ = getattr(item, "__name__", "list")
@@ -243,7 +243,10 @@ def setting_list(text: str) -> tuple[str, list[Any]]:
     try:
         parsed = json.loads(value)
     except ValueError:
-        items = [json_or_text(t.strip()) for t in value.split(",") if t.strip()]
+        parts = [t.strip() for t in value.split(",")]
+        if len(parts) > 1 and not all(parts):
+            raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,... without empty values, got {text!r}") from None
+        items = [json_or_text(t) for t in parts if t]
     else:
         items = parsed if isinstance(parsed, list) else [parsed]
     if not items:
@@ -280,7 +283,9 @@ TRAIN_OPTIONS = (
         "skip_nonfinite",
         ("--skip-nonfinite",),
         None,
-        "skip updates with a NaN/inf loss or gradient instead of stopping the run as diverged",
+        "skip updates with a NaN/inf loss or gradient instead of stopping the run as diverged (counted in "
+        "metrics.csv's skipped; a run that skips more than half of its updates, or all of an epoch's, ends as "
+        "diverged)",
     ),
     TrainOption("backward", ("--backward",), choice(BACKWARDS), f"backward pass: {', '.join(BACKWARDS)}"),
     TrainOption(

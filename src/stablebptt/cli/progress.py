@@ -63,7 +63,14 @@ def print_table(rows: Sequence[dict[str, Any]], title: str = "") -> None:
             f"{r['final_train_loss']:.4g}",
             f"{r['seconds_per_epoch']:.3f}",
         )
-    Console().print(table)
+    console().print(table)
+
+
+def console() -> Console:
+    """The console tables print to: the terminal's width on a terminal; elsewhere (a pipe, a file, a log) wide
+    enough that no cell is wrapped in the middle of a word."""
+    plain = Console()
+    return plain if plain.is_terminal else Console(width=1000)
 
 
 def print_status(rows: Sequence[dict[str, Any]], title: str = "") -> None:
@@ -84,7 +91,7 @@ def print_status(rows: Sequence[dict[str, Any]], title: str = "") -> None:
         table.add_row(
             Text(r["run"]), Text(r["state"], style=STATE_STYLES.get(r["state"], "")), epochs, loss, Text(r["note"])
         )
-    Console().print(table)
+    console().print(table)
 
 
 STATE_STYLES = {

@@ -6,7 +6,8 @@ The recursion, for ``c_n = N(x_n; θ)``, ``x_{n+1} = S(x_n, c_n)`` and a loss ``
     λ_n   = ∂L/∂x_n + [sim] S_x(n)^T λ_{n+1} + [net] N_x(n)^T a_n
     g     = Σ_n N_θ(n)^T a_n                                  parameter gradient
 
-A mode (method.md §1) decides which of the bracketed paths exist: R both, M only [sim], S neither, N only [net].
+A mode (docs/concepts.md, the five modes) decides which of the bracketed paths exist: R both, M only [sim],
+S neither, N only [net].
 Truncation removes both paths at the steps ``n % K == 0``.
 
 All modes of a group share one forward sweep and one reverse sweep (their adjoints stacked on a leading axis,

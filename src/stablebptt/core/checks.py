@@ -23,6 +23,11 @@ class BadInput(ValueError):
     allowed."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (the command line installs the handler): handled as Ctrl-C is, so
+    that a run stopped by ``kill`` or a job scheduler reads ``interrupted`` and leaves no lock behind."""
+
+
 class BadType(BadInput, TypeError):
     """A value given by the user has the wrong type (a `BadInput` that is also a `TypeError`)."""
 
@@ -110,3 +115,17 @@ def first_line(error: BaseException) -> str:
     """The first non-empty line of `error`'s message (its type's name if it has none)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
+
+
+def layer_widths(value: Any) -> Any:
+    """Converter of a ``hidden`` field: a list or tuple becomes a tuple; anything else is kept as it is, for
+    `check_layer_widths` to refuse (``tuple("wide")`` would be four letters)."""
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def check_layer_widths(name: str, value: Any) -> None:
+    """`value` must be a tuple of positive integers (the widths of hidden layers)."""
+    if not isinstance(value, tuple) or not all(
+        isinstance(w, numbers.Integral) and not isinstance(w, bool) and int(w) > 0 for w in value
+    ):
+        raise BadInput(f"{name} must be a list of positive layer widths, e.g. [100, 100], got {value!r}")

@@ -1,4 +1,5 @@
-"""The sign-agreement rule of the combined update (method.md §1), as a function and as an Optax transform."""
+"""The sign-agreement rule of the combined update (docs/concepts.md, the five modes), as a function and as an
+Optax transform."""
 
 from __future__ import annotations
 

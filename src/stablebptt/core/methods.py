@@ -1,4 +1,4 @@
-"""Names of the gradient-flow modes (method.md §1)."""
+"""Names of the gradient-flow modes (docs/concepts.md, the five modes)."""
 
 from __future__ import annotations
 

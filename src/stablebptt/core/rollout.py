@@ -28,9 +28,9 @@ def rollout(
     """Unroll `controller` and `step` for `horizon` steps with `lax.scan`.
 
     ``c_n = controller(params, x_n)``, ``x_{n+1} = step(x_n, c_n)``. The method decides where
-    `stop_gradient` sits (method.md §1): M and S stop the gradient at the controller's input, S and N at the
-    simulator's state input. The forward values are the same for every method; "C" places none (it is
-    computed from R and M by `value_and_grad`).
+    `stop_gradient` sits (docs/concepts.md, the five modes): M and S stop the gradient at the controller's
+    input, S and N at the simulator's state input. The forward values are the same for every method; "C"
+    places none (it is computed from R and M by `value_and_grad`).
 
     States and controls are any pytrees of arrays (an array, a dict of fields, `mjx.Data`); leaves that are not
     floating point (step counters, flags) are carried through and get no gradient.

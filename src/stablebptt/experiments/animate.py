@@ -30,11 +30,12 @@ from matplotlib.figure import Figure
 
 from ..core import rollout
 from ..core.checks import BadInput, check_positive_int
-from ..runs import PARAMS, RunConfig, RunFolder, use_precision
+from ..runs import CHECKPOINT, PARAMS, RunConfig, RunFolder, use_precision
+from ..runs.checkpoint import load_checkpoint
 from ..runs.io import load_params, probe_writable
 from ..runs.plotting import METHOD_COLORS
 from ..tasks import TASKS, Task
-from ..training.train import make_data
+from ..training.train import Trainer, make_data
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -51,25 +52,37 @@ MAX_GIF_PIXELS = 1024  # longer side of the GIF at most (px); panels shrink belo
 Log = Callable[[str], None]
 
 
-def load_run(run_dir: str | os.PathLike[str]) -> tuple[RunConfig, Task, Any]:
-    """The config, task and trained parameters of a run folder written by `stablebptt train`.
+def load_run(run_dir: str | os.PathLike[str], *, log: Log | None = None) -> tuple[RunConfig, Task, Any]:
+    """The config, task and trained parameters of a run folder written by `stablebptt train`: its
+    ``params.eqx``, or, for a run that has none yet (running, interrupted, or the file deleted), the parameters
+    of its latest checkpoint (`log` says so).
 
     Raises:
-        BadInput: if the folder, its config or its parameters are missing or unreadable.
+        BadInput: if the folder, its config or its checkpoint are unreadable, or it has no parameters at all.
     """
-    config = RunFolder(run_dir).read_config()
+    path = Path(run_dir)
+    folder = RunFolder(run_dir)
+    config = folder.read_config()
     use_precision(config)
     task = config.make_task()
-    _, key_init = jax.random.split(jax.random.PRNGKey(config.train.seed))
-    like = eqx.filter_jit(task.init_controller)(key_init)  # compiled: eager initialisation is slow
-    if not (Path(run_dir) / PARAMS).exists():
-        state = (RunFolder(run_dir).status() or {}).get("status", "not started")
+    if (path / PARAMS).exists():
+        _, key_init = jax.random.split(jax.random.PRNGKey(config.train.seed))
+        like = eqx.filter_jit(task.init_controller)(key_init)  # compiled: eager initialisation is slow
+        return config, task, load_params(path / PARAMS, like)
+    state = (folder.status() or {}).get("status", "not started")
+    if not (path / CHECKPOINT).exists():
         raise BadInput(
-            f"{run_dir} has no trained parameters yet (its run is {state}); finish it with "
-            f"`stablebptt resume {run_dir}`"
+            f"{run_dir} has no trained parameters (no {PARAMS} and no {CHECKPOINT}; its run is {state}); "
+            f"`stablebptt resume {run_dir}` trains it from epoch 0"
         )
-    params = load_params(Path(run_dir) / PARAMS, like)
-    return config, task, params
+    trainer = Trainer(task, config.train)
+    checkpoint = load_checkpoint(path / CHECKPOINT, folder.read_record(), (trainer.key, trainer.initial))
+    if log is not None:
+        log(
+            f"animate: {run_dir} has no {PARAMS} (its run is {state}); drawing the parameters of its checkpoint, "
+            f"epoch {checkpoint.epoch} of {config.train.epochs}"
+        )
+    return config, task, trainer.params(checkpoint.state)
 
 
 def test_states(task: Task, config: RunConfig, n: int) -> Any:
@@ -99,8 +112,9 @@ def drawn_samples(samples: int) -> int:
 
 
 def grid_shape(n: int) -> tuple[int, int]:
-    """(rows, columns) of a roughly square grid of `n` panels: ``ceil(sqrt(n))`` columns, as few rows as fit."""
-    cols = math.ceil(math.sqrt(n))
+    """(rows, columns) of a roughly square grid of `n` panels: ``ceil(sqrt(n))`` columns, as few rows as fit;
+    up to 3 panels in one row (no empty cell)."""
+    cols = n if n <= 3 else math.ceil(math.sqrt(n))
     return math.ceil(n / cols), cols
 
 
@@ -142,11 +156,15 @@ def animate_run(
         BadInput: if `samples` is not a positive integer, `out` is a folder or in none, or the run is unreadable.
     """
     n = drawn_samples(samples)
-    config, task, params = load_run(run_dir)
+    config, task, params = load_run(run_dir, log=log)
     drawer = drawer_of(task, config.task)
     out = Path(out) if out is not None else Path(run_dir) / "animation.gif"
     if out.is_dir():
         raise BadInput(f"--out {out} is a folder; give a file name such as {out / 'animation.gif'}")
+    if out.suffix.lower() != ".gif":
+        raise BadInput(
+            f"--out {out}: animate writes a GIF; give a file name ending in .gif, e.g. {out.with_suffix('.gif')}"
+        )
     if not out.parent.is_dir():
         raise BadInput(f"the folder of --out {out} does not exist")
     try:
@@ -201,32 +219,42 @@ def drawer_of(task: Task, spec: str) -> Drawer:
 
 
 def _draw_cartpole(task: CartPole, axes: Sequence[Axes], states: np.ndarray, controls: np.ndarray) -> Update:
-    length = 1.0  # the full pole (twice the half-length of method.md §2)
+    """Each panel follows its cart (a window of ``2 * HALF_WIDTH`` around it) over a track with a mark every
+    half unit, so that the poles are drawn large and the cart's motion shows as the track moving; the force
+    and the mean cos θ of the poles (1: all upright) are the panel's title."""
+    length = 1.0  # the full pole (twice the half-length of docs/tasks.md, cartpole)
+    half_width = 1.6
     cart_x = states[:, :, 0, 0]
-    span = max(2.0, float(np.abs(cart_x).max()) + 1.2)
+    reach = float(np.abs(cart_x).max()) + half_width + 1.0
+    marks = np.arange(-math.ceil(reach), math.ceil(reach) + 0.5, 0.5)
     artists = []
     for ax in axes:
-        ax.set_xlim(-span, span)
-        ax.set_ylim(-1.3, 1.3)
+        ax.set_ylim(-1.25, 1.25)
         ax.set_aspect("equal")
-        ax.axhline(0, color="0.7", lw=0.8)
-        cart = plt.Rectangle((0, -0.1), 0.4, 0.2, color="0.3")
+        ax.axhline(0, color="0.6", lw=1.0)
+        ax.vlines(marks, -0.06, 0.0, color="0.6", lw=0.8)
+        ax.vlines(marks[marks == np.round(marks)], -0.12, 0.0, color="0.4", lw=1.0)  # whole units longer
+        ax.axhline(length, color="0.85", lw=0.8, ls=":")  # the height of an upright pole
+        cart = plt.Rectangle((0, -0.08), 0.36, 0.16, color="0.25", zorder=3)
         ax.add_patch(cart)
-        poles = [ax.plot([], [], "-o", color=METHOD_COLORS["R"], lw=2.5, ms=3)[0] for _ in range(states.shape[2] - 1)]
-        text = ax.text(0.02, 0.96, "", transform=ax.transAxes, va="top", fontsize=8)
+        poles = [
+            ax.plot([], [], "-o", color=METHOD_COLORS["R"], lw=3, ms=4, zorder=4)[0] for _ in range(states.shape[2] - 1)
+        ]
         ax.set_xticks([])
         ax.set_yticks([])
-        artists.append((cart, poles, text))
+        artists.append((ax, cart, poles))
 
     def update(n: int) -> list[Artist]:
-        for i, (cart, poles, text) in enumerate(artists):
+        for i, (ax, cart, poles) in enumerate(artists):
             x = states[n, i, 0, 0]
-            cart.set_x(x - 0.2)
+            ax.set_xlim(x - half_width, x + half_width)
+            cart.set_x(x - 0.18)
             for p, line in enumerate(poles):
                 theta = states[n, i, 1 + p, 0]
                 line.set_data([x, x + length * np.sin(theta)], [0, length * np.cos(theta)])
             force = controls[min(n, controls.shape[0] - 1), i]
-            text.set_text(f"force {force:+.2f}\nmean cos θ {np.mean(np.cos(states[n, i, 1:, 0])):+.2f}")
+            upright = np.mean(np.cos(states[n, i, 1:, 0]))
+            ax.set_title(f"x {x:+.2f}  force {force:+.2f}  cos θ {upright:+.2f}", fontsize=8)
         return []
 
     return update

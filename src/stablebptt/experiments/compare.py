@@ -4,7 +4,7 @@ or several seeds."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +80,18 @@ def compare(
                 "seconds_per_epoch": float(np.median([row["epoch_time"] for r in runs for row in r])),
             }
         )
-    settings = ", ".join(f"{k}={v}" for k, v in config.task_settings.items())
     over = f", median and range over {len(seeds)} seeds" if len(seeds) > 1 else ""
-    plot_sweep(records, out / "compare.png", window=1, ylim=None, title=f"{config.task} ({settings}): test loss{over}")
+    title = f"{described(config.task, config.task_settings)}: test loss{over}"
+    plot_sweep(records, out / "compare.png", window=1, ylim=None, title=title)
     write_csv(out / "compare.csv", COMPARE_COLUMNS, table)
     atomic_write_bytes(out / "compare.md", markdown_table(table).encode())
     return table
+
+
+def described(task: str, settings: Mapping[str, Any]) -> str:
+    """``task (a=1, b=2)``, or just ``task`` without settings."""
+    given = ", ".join(f"{k}={v}" for k, v in settings.items())
+    return f"{task} ({given})" if given else task
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:

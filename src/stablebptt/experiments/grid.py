@@ -22,12 +22,12 @@ from ..runs import RunConfig
 from ..tasks import recorded_settings, task_fields, task_options
 from ..training.settings import ADDED, DEFAULTS, FIELDS
 
-# The setting each task's paper figure has one panel per value of (method.md §2-§4).
+# The setting each task's paper figure has one panel per value of (docs/tasks.md).
 COMPLEXITY = {"cartpole": "n_poles", "repulsion": "rc", "quantum": "target", "mjx-cartpole": "n_poles"}
 # Settings whose smaller values make the task harder (panels are drawn from easy to hard).
 HARDER_WHEN_SMALLER = ("rc",)
 
-# The published grids (method.md §2-§5); seed 42 and 1000 epochs as published.
+# The published grids (docs/tasks.md and docs/concepts.md, training protocol); seed 42 and 1000 epochs as published.
 PAPER_GRIDS: dict[str, dict[str, list[Any]]] = {
     "cartpole": {"n_poles": [1, 2, 3, 4], "method": ["R", "M", "C", "S"], "clip": ["none", "value", "norm"]},
     "repulsion": {"rc": [1.0, 0.1, 0.01, 0.001], "method": ["R", "M", "C", "S"], "clip": ["none", "value", "norm"]},
@@ -103,6 +103,18 @@ def run_name(
     if x64:
         parts.append("x64")
     return "_".join(p.replace("/", "-").replace(" ", "") for p in parts)
+
+
+def unnamed_defaults(task: str, task_settings: Mapping[str, Sequence[Any]]) -> list[str]:
+    """The task settings of a grid given only at their default value (the complexity axis aside): run names
+    leave them out (so that extending a grid keeps its names), which a note should say."""
+    defaults = task_fields(task)
+    complexity = COMPLEXITY.get(task)
+    return [
+        f"{k}={_format(values[0])}"
+        for k, values in task_settings.items()
+        if k != complexity and len(values) == 1 and k in defaults and not _differs(values[0], defaults[k])
+    ]
 
 
 def expand(task: str, grid: Mapping[str, Sequence[Any]], *, x64: bool = False, checkpoint_every: int = 1) -> list[Run]:

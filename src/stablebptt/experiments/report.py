@@ -34,7 +34,8 @@ from ..runs.io import atomic_write_bytes, check_names, read_csv, read_json
 from .grid import COMPLEXITY, HARDER_WHEN_SMALLER
 
 LINESTYLES = {"none": "-", "value": "--", "norm": ":"}
-# The published figures (method.md §6): a 30-epoch trailing mean padded with the first value, and these y-limits.
+# The published figures (docs/reproduction.md): a 30-epoch trailing mean padded with the first value, and these
+# y-limits.
 PUBLISHED_WINDOW = 30
 PUBLISHED_YLIM = {"cartpole": (1e-6, 3.0), "repulsion": (0.4, 6.0), "quantum": (16.5, 135.0)}
 RUN_COLUMNS = (

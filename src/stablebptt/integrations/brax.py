@@ -21,7 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..core.checks import BadInput, check_choice, check_positive_int
+from ..core.checks import BadInput, check_choice, check_layer_widths, check_positive_int, layer_widths
 from ..core.rollout import rollout
 from ..nn import MLP
 from ..tasks.base import Task
@@ -146,7 +146,7 @@ class BraxTask(Task):
     backend: str = eqx.field(static=True, default="generalized")
     horizon: int = eqx.field(static=True, default=100)
     solver_iterations: int = eqx.field(static=True, default=1)
-    hidden: tuple[int, ...] = eqx.field(static=True, default=(32, 32, 32, 32), converter=tuple)
+    hidden: tuple[int, ...] = eqx.field(static=True, default=(32, 32, 32, 32), converter=layer_widths)
     zero_final_kernel: bool = eqx.field(static=True, default=False)
     normalize_observations: bool = eqx.field(static=True, default=False)
     mask_done: bool = eqx.field(static=True, default=True)
@@ -167,8 +167,7 @@ class BraxTask(Task):
                 f"solver_iterations must be an integer >= 0 (0 keeps the environment's own setting, "
                 f"which reverse mode cannot differentiate on mjx), got {self.solver_iterations!r}"
             )
-        for width in self.hidden:
-            check_positive_int("hidden layer width", width)
+        check_layer_widths("hidden", self.hidden)
         for flag in ("zero_final_kernel", "normalize_observations", "mask_done"):
             if not isinstance(getattr(self, flag), bool):
                 raise BadInput(f"{flag} must be true or false, got {getattr(self, flag)!r}")

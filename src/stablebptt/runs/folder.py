@@ -29,8 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from ..core.checks import BadInput, BadType, check_positive_int, first_line, plural
-from ..training.train import METRICS, ProgressFn, Trainer, TrainResult, TrainState
+from ..core.checks import BadInput, BadType, Terminated, check_positive_int, first_line, plural
+from ..training.train import (
+    METRICS,
+    SKIPPED_LIMIT,
+    ProgressFn,
+    Trainer,
+    TrainResult,
+    TrainState,
+    skipped_updates,
+    too_many_skipped,
+)
 from .checkpoint import BadCheckpoint, Checkpoint, check_header, load_checkpoint, read_header, save_checkpoint
 from .config import RunConfig, same_run
 from .faults import fault_point
@@ -133,13 +142,15 @@ class RunFolder:
             lock.__exit__(None, None, None)
             raise
 
-    def resume(self, *, epochs: int | None = None) -> Session | None:
+    def resume(self, *, epochs: int | None = None, from_scratch: bool = False) -> Session | None:
         """The session that continues the run from its checkpoint (from the start if it has none) up to
         `epochs` (default: as configured; more extends a complete run); None if there is nothing to do.
 
         Raises:
             BadInput: no run here, a corrupt config or checkpoint (left untouched), a diverged run, fewer
-                epochs than already done; `RunLocked` if another process writes the folder.
+                epochs than already done, a run that recorded epochs but lost its checkpoint (unless
+                `from_scratch`: then it is trained again from epoch 0); `RunLocked` if another process writes the
+                folder.
         """
         record = self.read_record()
         config = self.read_config(record)
@@ -150,9 +161,26 @@ class RunFolder:
             status = self.status() or {}
             done = self.checkpoint_epoch()
             if status.get("status") == "diverged":
+                if status.get("diverged_epoch") is None:  # ran to the end, skipping most updates
+                    raise BadInput(
+                        f"{self.path} is not a success: {status.get('message', 'it diverged')}; resuming would not "
+                        "change that; start a new run with a smaller --lr or --clip norm"
+                    )
+                message = str(status.get("message", ""))
+                if message.startswith(("the simulator", "every update")):  # `diverged_message`: no setting helps
+                    raise BadInput(f"{self.path} diverged: {message}")
                 raise BadInput(
                     f"{self.path} diverged at epoch {status.get('diverged_epoch')}; resuming would "
                     "diverge again; start a new run with a smaller --lr or with --skip-nonfinite"
+                )
+            if done:  # a checkpoint of another run says so before anything about epochs
+                check_header(self.path / CHECKPOINT, record)
+            saved = status.get("checkpoint_epoch")  # what status.json says was saved last
+            if not done and isinstance(saved, int) and saved > 0 and not from_scratch:
+                raise BadInput(
+                    f"{self.path} has no {CHECKPOINT} though its run saved one at epoch {saved} (deleted?), so it "
+                    f"cannot continue; `stablebptt resume {self.path} --from-scratch` trains it again from epoch 0, "
+                    "replacing its metrics"
                 )
             target = config.train.epochs if epochs is None else epochs
             if target < done:
@@ -162,8 +190,6 @@ class RunFolder:
             if status.get("status") == "complete" and target == done:
                 lock.__exit__(None, None, None)
                 return None
-            if done:
-                check_header(self.path / CHECKPOINT, record)
             record, config = self._set_epochs(record, config, target)
             return Session(self, config, record, lock, previous=status.get("status"))
         except BaseException:
@@ -246,7 +272,7 @@ class RunFolder:
         entries = [p for p in out.iterdir() if p.name != LOCK]
         if not entries:
             return
-        if force:
+        if force or self._never_trained():
             for p in entries:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
             return
@@ -274,6 +300,25 @@ class RunFolder:
             f"--out {out}: holds this run ({status}, {plural(had, 'epoch')} configured); continue it with "
             f"`stablebptt resume {out}{more}` or pass --force to start again"
         )
+
+    def _never_trained(self) -> bool:
+        """Whether the folder holds a run that failed or was stopped before its first epoch ended: a readable
+        config, status failed or interrupted (or running, with its writer gone: we hold the lock), no checkpoint
+        and no epoch in metrics.csv. Nothing of it is worth keeping, so a new run may take the folder."""
+        try:
+            self.read_record()
+            status = self.status() or {}
+        except BadInput:
+            return False
+        if status.get("status") not in ("failed", "interrupted", "running") or (self.path / CHECKPOINT).exists():
+            return False
+        try:
+            with open(self.path / METRICS_CSV) as f:
+                return sum(1 for line in f if line.strip()) <= 1  # the header at most
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
 
     def _set_epochs(self, record: dict[str, Any], config: RunConfig, epochs: int) -> tuple[dict[str, Any], RunConfig]:
         """The run's config.json record and configuration with `epochs` epochs (nothing else changed); the
@@ -383,6 +428,7 @@ class Session:
         if epoch % self.config.checkpoint_every == 0 or epoch == self.epochs:
             self._save(epoch, state)
         self.table.write(self.path / METRICS_CSV)
+        self._write_status("running", epoch=epoch, epochs=self.epochs, checkpoint_epoch=self.saved or None)
         fault_point("between", epoch)
         if progress_fn is not None:
             progress_fn(epoch, row)
@@ -407,6 +453,10 @@ class Session:
         params = self._trainer.params(state)
         save_params(self.path / PARAMS, params)
         self._plot(rows)
+        per_epoch = self._trainer.updates_per_epoch
+        skipped: dict[str, Any] = {}
+        if self.config.train.skip_nonfinite:
+            skipped = {"skipped_updates": skipped_updates(rows), "updates": len(rows) * per_epoch}
         if diverged_row is not None:
             good = rows[:-1]
             self._write_status(
@@ -416,12 +466,24 @@ class Session:
                 diverged_epoch=diverged_row["epoch"],
                 last_finite_loss=good[-1]["loss"] if good else None,
                 checkpoint_epoch=self.saved or None,
-                message=f"non-finite loss or update in epoch {diverged_row['epoch']} "
-                f"({int(diverged_row.get('nonfinite', 0))} non-finite updates)",
+                **skipped,
+                message=diverged_message(diverged_row, per_epoch),
+            )
+        elif too_many_skipped(rows, per_epoch):
+            self._write_status(
+                "diverged",
+                epoch=self.epochs,
+                epochs=self.epochs,
+                checkpoint_epoch=self.saved,
+                **skipped,
+                message=f"{skipped['skipped_updates']} of {skipped['updates']} updates were non-finite and skipped "
+                f"(--skip-nonfinite), more than {SKIPPED_LIMIT:.0%}: not counted as a success",
             )
         else:
-            self._write_status("complete", epoch=self.epochs, epochs=self.epochs, checkpoint_epoch=self.saved)
-        return TrainResult(params, rows)
+            self._write_status(
+                "complete", epoch=self.epochs, epochs=self.epochs, checkpoint_epoch=self.saved, **skipped
+            )
+        return TrainResult(params, rows, per_epoch)
 
     def fail(self, error: BaseException) -> None:
         """Record `error` in status.json: ``interrupted`` for Ctrl-C, else ``failed`` with its first line (best
@@ -429,7 +491,9 @@ class Session:
         changes nothing (it still is)."""
         if not self.began and self.previous in ("complete", "diverged"):
             return
-        if isinstance(error, KeyboardInterrupt):
+        if isinstance(error, Terminated):
+            status, message = "interrupted", "stopped by SIGTERM"
+        elif isinstance(error, KeyboardInterrupt):
             status, message = "interrupted", "stopped by Ctrl-C (KeyboardInterrupt)"
         else:
             line = first_line(error)
@@ -463,6 +527,23 @@ class Session:
         plot_curves(
             curves, self.path / FIGURE, title=f"{task}, method {config.train.method}", keys=("test_loss", "train_loss")
         )
+
+
+def diverged_message(row: Mapping[str, Any], updates_per_epoch: int) -> str:
+    """Why the epoch of `row` ended the run, in words (status.json's message, the command line's error)."""
+    epoch = int(row["epoch"])
+    if row.get("initial_nonfinite"):
+        return (
+            "the simulator or the loss gave non-finite values from the initial parameters and the first training "
+            "states, before any update: check the step, the loss and the sampled states (a smaller learning rate, "
+            "clipping or skipping non-finite updates cannot help)"
+        )
+    if row.get("skipped", 0) >= updates_per_epoch > 0:
+        return (
+            f"every update of epoch {epoch} was non-finite and skipped; the parameters did not change, so every "
+            "later epoch would repeat it"
+        )
+    return f"non-finite loss or update in epoch {epoch} ({int(row.get('nonfinite', 0))} non-finite updates)"
 
 
 def use_precision(config: RunConfig) -> None:

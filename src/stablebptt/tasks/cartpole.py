@@ -1,4 +1,4 @@
-"""Cart-pole swing-up with P poles on one cart (method.md §2)."""
+"""Cart-pole swing-up with P poles on one cart (docs/tasks.md, cartpole)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..core.checks import check_choice, check_positive_int, check_positive_number
+from ..core.checks import check_choice, check_layer_widths, check_positive_int, check_positive_number, layer_widths
 from ..nn import MLP
 from .base import Task
 
@@ -33,12 +33,13 @@ class CartPole(Task):
     duration: float = eqx.field(static=True, default=1.0)
     horizon: int = eqx.field(static=True, default=100)
     loss_mode: str = eqx.field(static=True, default="final")
-    hidden: tuple[int, ...] = eqx.field(static=True, default=(100, 100), converter=tuple)
+    hidden: tuple[int, ...] = eqx.field(static=True, default=(100, 100), converter=layer_widths)
     zero_final_kernel: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self) -> None:
         check_positive_int("n_poles", self.n_poles)
         check_positive_int("horizon", self.horizon)
+        check_layer_widths("hidden", self.hidden)
         check_positive_number("duration", self.duration)
         check_choice("loss_mode", self.loss_mode, LOSS_MODES)
 

@@ -21,7 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..core.checks import BadInput, check_positive_int, check_positive_number
+from ..core.checks import BadInput, check_layer_widths, check_positive_int, check_positive_number, layer_widths
 from ..nn import MLP
 from .base import Task
 
@@ -30,10 +30,10 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 MAX_POLES = 3
-GRAVITY = 9.8  # m/s^2, as method.md §2 (MuJoCo's default is 9.81)
+GRAVITY = 9.8  # m/s^2, as docs/tasks.md, cartpole (MuJoCo's default is 9.81)
 CART_MASS = 1.0  # kg
 POLE_MASS = 0.1  # kg, each link
-POLE_LENGTH = 1.0  # m, each link: a uniform rod, the full length of method.md §2's pole (twice its half-length)
+POLE_LENGTH = 1.0  # m, each link: a uniform rod, the cart pole's full pole length (docs/tasks.md)
 INSTALL_HINT = "task mjx-cartpole needs MuJoCo MJX: pip install 'stablebptt[mjx]'"
 
 
@@ -98,7 +98,7 @@ class MJXCartPole(Task):
 
     Dynamics: `mjcf` (cart 1 kg on an unlimited rail; links of 0.1 kg and 1 m hinged end to end; g = 9.8),
     advanced by ``jax.vmap(mujoco.mjx.step)`` with MuJoCo's semi-implicit Euler and timestep `dt` (s); an
-    episode lasts ``horizon * dt`` s. With one link this is the cart pole of method.md §2 (same masses, the
+    episode lasts ``horizon * dt`` s. With one link this is the cart pole of docs/tasks.md, cartpole (same masses, the
     same rod, the same integrator; the tests check that the trajectories agree).
 
     Solver: the constraint solver is switched off (``opt.disableflags |= mjDSBL_CONSTRAINT``). The model has
@@ -122,7 +122,7 @@ class MJXCartPole(Task):
 
     Controller: `stablebptt.nn.MLP` on ``[cart x, cos and sin of each hinge angle, all qvel]``
     (``2 + 3 * n_poles`` features), scalar force output; its last kernel starts at zero by default (the
-    published runs' quirk, method.md §5).
+    published runs' quirk, docs/concepts.md, training protocol).
 
     Only ``qpos`` and ``qvel`` are read by the loss and the controller; the derived fields of the returned
     `mjx.Data` (body positions, mass matrix, ...) are MuJoCo's values at the start of the step, as after
@@ -138,7 +138,7 @@ class MJXCartPole(Task):
     n_poles: int = eqx.field(static=True, default=2)
     horizon: int = eqx.field(static=True, default=50)
     dt: float = eqx.field(static=True, default=0.02)
-    hidden: tuple[int, ...] = eqx.field(static=True, default=(100, 100), converter=tuple)
+    hidden: tuple[int, ...] = eqx.field(static=True, default=(100, 100), converter=layer_widths)
     zero_final_kernel: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self) -> None:
@@ -146,8 +146,7 @@ class MJXCartPole(Task):
             raise BadInput(f"n_poles must be 1, 2 or 3 (links in the chain), got {self.n_poles!r}")
         check_positive_int("horizon", self.horizon)
         check_positive_number("dt", self.dt)
-        for width in self.hidden:
-            check_positive_int("hidden layer width", width)
+        check_layer_widths("hidden", self.hidden)
         if importlib.util.find_spec("mujoco") is None:
             raise BadInput(INSTALL_HINT)
 

@@ -55,9 +55,9 @@ TASK_OPTIONS: dict[str, tuple[Option, ...]] = {
 }
 
 TASK_HELP = {
-    "cartpole": "swing-up of 1-4 poles on a cart (method.md §2)",
-    "repulsion": "drivers guide evaders to a target by repulsion (method.md §3)",
-    "quantum": "drive a particle in a box into an eigenstate (method.md §4)",
+    "cartpole": "swing-up of 1-4 poles on a cart (docs/tasks.md, cartpole)",
+    "repulsion": "drivers guide evaders to a target by repulsion (docs/tasks.md, repulsion)",
+    "quantum": "drive a particle in a box into an eigenstate (docs/tasks.md, quantum)",
     "mjx-cartpole": "cart pole with 1-3 poles simulated by MuJoCo MJX (needs pip install 'stablebptt[mjx]')",
 }
 

@@ -1,4 +1,4 @@
-"""Quantum control of a particle in a box (method.md §4)."""
+"""Quantum control of a particle in a box (docs/tasks.md, quantum)."""
 
 from __future__ import annotations
 

@@ -18,11 +18,13 @@ import inspect
 import os
 import re
 import sys
+import types
+import typing
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import BadInput, BadType
+from ..core.checks import BadInput, BadType, first_line
 from .base import Task
 from .cartpole import CartPole
 from .quantum import Quantum
@@ -286,16 +288,83 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
     unset = [k for k, v in fields.items() if v is MISSING and k not in settings]
     if unset:
         raise BadInput(f"task {spec} needs a value for {', '.join(unset)} (no default); give it as a setting")
+    cls = task if isinstance(task, type) else type(task)
+    given = dict(settings)
     if parts := family(spec):
         prefix, name = parts
         settings = {FAMILIES[prefix][1]: name, **settings}
     try:
-        return task(**settings) if isinstance(task, type) else dataclasses.replace(task, **settings)
-    except Exception as e:
+        built = task(**settings) if isinstance(task, type) else dataclasses.replace(task, **settings)
+    except Exception as e:  # noqa: BLE001 - the user's code: its one-line reason
         if (is_builtin(spec) or family(spec)) and isinstance(e, BadInput):
-            raise  # the built-in tasks' own messages name the setting and what is allowed
-        given = ", ".join(f"{k}={v!r}" for k, v in settings.items())
-        raise BadInput(f"task {spec} cannot be built{f' with {given}' if given else ''}: {_reason(e)}") from None
+            # the built-in tasks' own messages name the setting and what is allowed
+            raise BadInput(f"{first_line(e)}{_sweep_hint(cls, given, spec)}") from None
+        text = ", ".join(f"{k}={v!r}" for k, v in settings.items())
+        raise BadInput(
+            f"task {spec} cannot be built{f' with {text}' if text else ''}: {_reason(e)}{_sweep_hint(cls, given, spec)}"
+        ) from None
+    check_types(cls, given, spec)  # what the task's own checks let through
+    return built
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a text"}
+
+
+def _expected(annotation: Any, value: Any) -> str | None:
+    """What `annotation` takes, in words, if `value` is not of it; None if it is (or the annotation is not one
+    of the plain kinds checked: bool, int, float, str, tuples and lists of them, unions, literals)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation in _KINDS:
+        if annotation is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif annotation is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, annotation)
+        return None if ok else _KINDS[annotation]
+    if origin in (typing.Union, types.UnionType):
+        arms = [_expected(a, value) for a in args]
+        return None if any(w is None for w in arms) else " or ".join(w for w in arms if w)
+    if origin is typing.Literal:
+        return None if value in args else "one of " + ", ".join(map(repr, args))
+    if origin in (tuple, list) and args and (len(args) == 1 or args[-1] is Ellipsis):
+        if not isinstance(value, list | tuple):
+            return f"a list ({_KINDS.get(args[0], 'items')} each)"
+        item = next((w for w in (_expected(args[0], v) for v in value) if w), None)
+        return None if item is None else f"a list of which every item is {item}"
+    return None
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - annotations that do not resolve are not checked
+        return {}
+
+
+def check_types(cls: type, settings: Mapping[str, Any], spec: str) -> None:
+    """Refuse a setting whose value is not of the type its field declares (`_expected`), when the task's own
+    checks let it through: e.g. the text ``"0.5,1.0"`` for a float field (sweep syntax outside a sweep) is said
+    to be so when the task is built, not blamed later on the loss that receives it.
+
+    Raises:
+        BadInput: naming the field, what it takes and what it got.
+    """
+    hints = _hints(cls)
+    for name, value in settings.items():
+        wrong = _expected(hints[name], value) if name in hints else None
+        if wrong is not None:
+            raise BadInput(f"task {spec}: {name} takes {wrong}, got {value!r}{_sweep_hint(cls, {name: value}, spec)}")
+
+
+def _sweep_hint(cls: type, settings: Mapping[str, Any], spec: str) -> str:
+    """``; several values are for a sweep: ...`` when a setting is comma-separated text for a field that takes
+    no text: sweep syntax given outside a sweep."""
+    hints = _hints(cls)
+    for name, value in settings.items():
+        if isinstance(value, str) and "," in value and name in hints and _expected(hints[name], value) is not None:
+            return f"; several values are for a sweep: `stablebptt sweep {spec} --set {name}={value}`"
+    return ""
 
 
 def module_root(spec: str) -> str | None:

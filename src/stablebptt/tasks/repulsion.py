@@ -1,4 +1,4 @@
-"""Guidance by repulsion: drivers herd evaders to a target (method.md §3)."""
+"""Guidance by repulsion: drivers herd evaders to a target (docs/tasks.md, repulsion)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..core.checks import BadInput, check_choice, check_positive_int, check_positive_number
+from ..core.checks import (
+    BadInput,
+    check_choice,
+    check_layer_widths,
+    check_positive_int,
+    check_positive_number,
+    layer_widths,
+)
 from ..nn import MLP
 from .base import Task
 
@@ -62,13 +69,14 @@ class Repulsion(Task):
     rc: float = eqx.field(static=True, default=0.1)
     target: tuple[float, float] = eqx.field(static=True, default=(0.0, 0.0), converter=tuple)
     centre: str = eqx.field(static=True, default="sum")
-    hidden: tuple[int, ...] = eqx.field(static=True, default=(100, 100), converter=tuple)
+    hidden: tuple[int, ...] = eqx.field(static=True, default=(100, 100), converter=layer_widths)
     zero_final_kernel: bool = eqx.field(static=True, default=True)
 
     def __check_init__(self) -> None:
         check_positive_int("n_drivers", self.n_drivers)
         check_positive_int("n_evaders", self.n_evaders)
         check_positive_int("horizon", self.horizon)
+        check_layer_widths("hidden", self.hidden)
         check_positive_number("duration", self.duration)
         check_choice("centre", self.centre, CENTRES)
         if isinstance(self.rc, bool) or not isinstance(self.rc, int | float) or not (0 <= self.rc < math.inf):
@@ -81,7 +89,7 @@ class Repulsion(Task):
         return self.duration / self.horizon
 
     def accelerations(self, x: jax.Array, c: jax.Array) -> jax.Array:
-        """Accelerations ``(batch, n_drivers + n_evaders, 2)`` of every object (method.md §3)."""
+        """Accelerations ``(batch, n_drivers + n_evaders, 2)`` of every object (docs/tasks.md, repulsion)."""
         nd = self.n_drivers
         pos, vel = x[:, :, 0], x[:, :, 1]
         pd, pe, vd, ve = pos[:, :nd], pos[:, nd:], vel[:, :nd], vel[:, nd:]

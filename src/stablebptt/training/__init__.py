@@ -3,12 +3,24 @@ JAX; run folders on disk are `stablebptt.runs`."""
 
 from .optim import CLIP_MODES, OPTIMIZERS, make_optimizer
 from .settings import TrainSettings
-from .train import METRICS, Data, Trainer, TrainResult, TrainState, evaluate, make_data, make_epoch, train
+from .train import (
+    METRICS,
+    SKIPPED_LIMIT,
+    Data,
+    Trainer,
+    TrainResult,
+    TrainState,
+    evaluate,
+    make_data,
+    make_epoch,
+    train,
+)
 
 __all__ = [
     "CLIP_MODES",
     "METRICS",
     "OPTIMIZERS",
+    "SKIPPED_LIMIT",
     "Data",
     "TrainResult",
     "TrainSettings",

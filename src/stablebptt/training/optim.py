@@ -1,4 +1,4 @@
-"""Optimizers and clipping of the published code, with Keras defaults (method.md §5)."""
+"""Optimizers and clipping of the published code, with Keras defaults (docs/concepts.md, training protocol)."""
 
 from __future__ import annotations
 

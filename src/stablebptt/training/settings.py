@@ -1,4 +1,4 @@
-"""The settings of a training run, declared once: names, defaults and checks (method.md §5).
+"""The settings of a training run, declared once: names, defaults and checks (docs/concepts.md, training protocol).
 
 `TrainSettings` is frozen and checked completely when it is made, so that code that receives one (the
 trainer, the run folders, the command line) never checks a setting again.
@@ -39,7 +39,7 @@ def _check_positive_finite(name: str, value: Any) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
-    """How a controller is trained: the protocol of method.md §5 and the options of the gradient.
+    """How a controller is trained: the protocol of docs/concepts.md, training protocol and the options of the gradient.
 
     Attributes:
         method: R, M, S, N or C (a letter in either case, or regular, modified, stopped, network, combined);

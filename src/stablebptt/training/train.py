@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -30,8 +30,12 @@ METRICS = (
     "cosine",
     "kept_fraction",
     "regular_nonfinite",
+    "skipped",
     "epoch_time",
 )
+# A run with `skip_nonfinite` that skipped more than this share of its updates is not a success: its status is
+# "diverged" (and so is an epoch in which every update was skipped: nothing changed, every later epoch repeats it).
+SKIPPED_LIMIT = 0.5
 ProgressFn = Callable[[int, dict[str, float]], None]
 EpochFn = Callable[[int, "TrainState", dict[str, float]], None]
 # One epoch: (state, data) -> (state, metrics), the metrics scalars
@@ -62,11 +66,32 @@ class TrainResult(NamedTuple):
 
     params: PyTree
     metrics: list[dict[str, float]]
+    updates_per_epoch: int = 0
+
+    @property
+    def skipped(self) -> int:
+        """Updates skipped as non-finite (``skip_nonfinite``), in every epoch run."""
+        return skipped_updates(self.metrics)
 
     @property
     def status(self) -> str:
-        """``"diverged"`` or ``"complete"``."""
-        return "diverged" if self.metrics and self.metrics[-1].get("diverged") else "complete"
+        """``"diverged"`` or ``"complete"``: diverged also when more than `SKIPPED_LIMIT` of the updates were
+        skipped."""
+        if self.metrics and self.metrics[-1].get("diverged"):
+            return "diverged"
+        return "diverged" if too_many_skipped(self.metrics, self.updates_per_epoch) else "complete"
+
+
+def skipped_updates(rows: Sequence[Mapping[str, float]]) -> int:
+    """Updates skipped as non-finite in the epochs of `rows`."""
+    counts = (r.get("skipped") for r in rows)
+    return int(sum(c for c in counts if c is not None and np.isfinite(c)))
+
+
+def too_many_skipped(rows: Sequence[Mapping[str, float]], updates_per_epoch: int) -> bool:
+    """Whether more than `SKIPPED_LIMIT` of the updates of the epochs in `rows` were skipped."""
+    done = len(rows) * updates_per_epoch
+    return done > 0 and skipped_updates(rows) > SKIPPED_LIMIT * done
 
 
 class Outcome(NamedTuple):
@@ -238,6 +263,7 @@ def epoch_program(
             "grad_size": _masked_mean(infos["grad_norm"] ** 2, used),
             **c_stats,
             "nonfinite": jnp.sum(~ok),
+            "skipped": jnp.sum(~used),
         }
         return state, metrics
 
@@ -253,6 +279,20 @@ def _draw(task: Task, key: jax.Array, n_train: int, n_test: int, init: bool) -> 
     return make_data(task, key_data, n_train, n_test), init_controller(key_init) if init else None
 
 
+def check_task(task: Any) -> None:
+    """`task` must be a `Task` instance (one `BadInput` naming what it is and how to get one else)."""
+    if isinstance(task, Task):
+        return
+    if isinstance(task, str):
+        raise BadType(
+            f"task must be a Task, got the name {task!r}; build it first, e.g. stablebptt.tasks.make_task({task!r}) "
+            "or stablebptt.tasks.CartPole()"
+        )
+    if isinstance(task, type) and issubclass(task, Task):
+        raise BadType(f"task must be a Task instance, got the class {task.__name__}; call it: {task.__name__}()")
+    raise BadType(f"task must be a Task (e.g. stablebptt.tasks.CartPole()), got {type(task).__name__}")
+
+
 class Trainer:
     """The fixed parts of one run: task, settings, data, optimizer, the non-array part of the parameters,
     the initial state and the epoch program (compiled ahead of time, so that epoch_time measures the epoch
@@ -264,11 +304,13 @@ class Trainer:
     """
 
     def __init__(self, task: Task, settings: TrainSettings = DEFAULTS, *, params: PyTree | None = None) -> None:
+        check_task(task)
         if not isinstance(settings, TrainSettings):
             raise BadType(f"settings must be a TrainSettings, got {type(settings).__name__}")
         self.task = task
         self.settings = settings
         self.skip_nonfinite = settings.skip_nonfinite
+        self.updates_per_epoch = settings.n_train // settings.batch_size
         self.key = jax.random.PRNGKey(settings.seed)
         self.data, init = _draw(task, self.key, settings.n_train, settings.n_test, params is None)
         check_data(task, self.data, settings.n_train, settings.n_test)
@@ -300,9 +342,19 @@ class Trainer:
         return self._compiled
 
     def diverged(self, row: dict[str, float]) -> bool:
-        """Whether an epoch's metrics show a non-finite loss or update (skipped updates do not count)."""
+        """Whether an epoch's metrics show a non-finite loss or update (skipped updates do not count, unless every
+        update of the epoch was skipped: then nothing changed, and every later epoch would repeat it)."""
         keys = ("train_loss", "test_loss") if self.skip_nonfinite else ("loss", "train_loss", "test_loss", "grad_norm")
+        if self.skip_nonfinite and row.get("skipped", 0) >= self.updates_per_epoch:
+            return True
         return (not self.skip_nonfinite and row["nonfinite"] > 0) or not all(np.isfinite(row[k]) for k in keys)
+
+    def initial_loss_finite(self) -> bool:
+        """Whether the loss of the initial parameters on the first mini-batch is finite: if not, the simulator
+        (or the loss, or the sampled states) gives non-finite values before any update."""
+        params = eqx.combine(self.initial.params, self.static)
+        first = jax.tree.map(lambda a: a[: self.settings.batch_size], self.data.train)
+        return bool(np.isfinite(eqx.filter_jit(evaluate)(self.task, params, first)))
 
     def run(self, state: TrainState, *, start: int = 0, epochs: int, on_epoch: EpochFn | None = None) -> Outcome:
         """Run epochs ``start + 1 .. epochs`` from `state`, calling ``on_epoch(epoch, state, row)`` after each.
@@ -318,6 +370,8 @@ class Trainer:
             row["epoch_time"] = time.perf_counter() - begin
             if self.diverged(row):
                 row["diverged"] = True
+                if epoch == 1 and not self.initial_loss_finite():
+                    row["initial_nonfinite"] = True
                 return Outcome(state, epoch - 1, row)
             state = new_state
             if on_epoch is not None:
@@ -371,7 +425,7 @@ def train(
         metrics.append(outcome.diverged_row)
         if progress_fn is not None:
             progress_fn(int(outcome.diverged_row["epoch"]), outcome.diverged_row)
-    return TrainResult(trainer.params(outcome.state), metrics)
+    return TrainResult(trainer.params(outcome.state), metrics, trainer.updates_per_epoch)
 
 
 def finite(row: dict[str, float]) -> bool:

@@ -1,0 +1,705 @@
+"""The commands of `stablebptt` (train, compare, resume, sweep, plot, status, reproduce, toy, animate): the full
+parser (`build_parser`) and what each command does (`run`); `stablebptt.cli.main` is the entry point.
+
+Errors are one line, ``stablebptt COMMAND: error: ...``: bad input (`BadInput`: a bad flag or setting, a
+missing or corrupt file, a misbehaving simulator) exits with code 2, and so does a path the system refuses (an
+`OSError` such as a name too long or a folder that cannot be written, reported with the option it came from);
+any other exception (a failure inside JAX or a bug, a full disk) exits with code 1 and a one-line summary, the
+traceback with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ..core.checks import BadInput, Terminated, first_line, plural
+from ..tasks import task_label
+from . import options as opt
+from .top import COMMAND_HELP, EPILOG, Parser, top_parser
+
+if TYPE_CHECKING:  # imported where used, for a fast start
+    from ..experiments.grid import Run
+    from ..runs import RunConfig
+    from ..training import TrainResult
+
+TASK_EPILOG = (
+    "TASK: a built-in task, brax:NAME for a Brax environment (pip install 'stablebptt[brax]'; "
+    "e.g. brax:hopper --set backend=generalized), or module.path:Name for a Task of your own (a subclass of "
+    "stablebptt.tasks.Task or a zero-argument function returning one, imported with the current folder "
+    "first on the Python path). --set NAME=VALUE (repeatable) sets any field of the task, after the "
+    "task's own options; VALUE is JSON where it parses, else a string. " + EPILOG
+)
+COMPARE_EPOCHS = 250
+DIVERGED_EXIT = 3
+
+
+class UsageError(BadInput):
+    """Bad input found after parsing: reported in one line with exit code 2."""
+
+
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    """`--debug` also after the command (it is a global option before it)."""
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+
+
+def _task_parsers(command: argparse.ArgumentParser, epilog: str = EPILOG) -> list[tuple[str, argparse.ArgumentParser]]:
+    """One parser per built-in task and one for every ``module.path:Name``."""
+    tasks = command.add_subparsers(
+        dest="task", required=True, metavar="TASK", parser_class=Parser, action=opt.TaskSubparsers
+    )
+    return [
+        (name, tasks.add_parser(name, help=opt.task_help(name), epilog=epilog)) for name in [*opt.TASKS, opt.USER_TASK]
+    ]
+
+
+def build_parser() -> Parser:
+    parser, commands = top_parser()
+
+    train = commands.add_parser("train", help=COMMAND_HELP["train"], epilog=TASK_EPILOG)
+    for name, p in _task_parsers(train):
+        opt.add_task_options(p, name)
+        opt.add_training_options(p)
+        p.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help="run folder (default: runs/TASK-METHOD-seedN, with Name for module.path:Name)",
+        )
+        p.add_argument("--force", action="store_true", help="replace a run already in the output folder")
+        _add_debug(p)
+
+    compare = commands.add_parser("compare", help=COMMAND_HELP["compare"], epilog=TASK_EPILOG)
+    for name, p in _task_parsers(compare):
+        opt.add_task_options(p, name)
+        opt.add_training_options(p, epochs=COMPARE_EPOCHS, method=False)
+        p.add_argument(
+            "--methods",
+            type=opt.method_list,
+            default=["R", "M", "C", "S"],
+            help="comma-separated methods (default: R,M,C,S)",
+        )
+        p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-TASK[-N])")
+        p.add_argument("--force", action="store_true", help="replace runs already in the output folder")
+        _add_debug(p)
+
+    resume = commands.add_parser("resume", help=COMMAND_HELP["resume"])
+    resume.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder given to train --out")
+    resume.add_argument(
+        "--epochs",
+        type=opt.positive_int,
+        default=None,
+        help="train up to this many epochs in all (default: as configured; more extends a run)",
+    )
+    resume.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="train a run whose checkpoint.eqx is lost again from epoch 0 (its metrics are replaced)",
+    )
+    _add_debug(resume)
+
+    _add_sweep_parser(commands)
+
+    plot = commands.add_parser(
+        "plot",
+        help=COMMAND_HELP["plot"],
+        description="Paper-style figure (sweep.png) and summary.csv / summary.md of a sweep.",
+    )
+    plot.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="folder written by `stablebptt sweep`")
+    plot.add_argument("--out", type=Path, default=None, help="output folder (default: SWEEP_DIR)")
+    plot.add_argument(
+        "--smooth",
+        type=opt.nonnegative_int,
+        default=None,
+        help="trailing mean over this many epochs, padded with the first value as in the published plots "
+        "(default: 30, or a tenth of the longest run when shorter; 0 or 1: none)",
+    )
+    plot.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="write the summary and figures even if some runs cannot be read (corrupt files); they are "
+        "listed as unreadable and left out of the statistics (default: refuse, writing nothing)",
+    )
+    _add_debug(plot)
+
+    status = commands.add_parser(
+        "status",
+        help=COMMAND_HELP["status"],
+        description="A table of the runs in DIR by state (complete, running, interrupted, "
+        "diverged, failed, unreadable, pending) with epochs done and the last "
+        "test loss. Exit code 0 whatever the states; 2 if DIR holds no run.",
+    )
+    status.add_argument("dir", type=Path, metavar="DIR", help="a run folder (train --out) or a sweep folder")
+    _add_debug(status)
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        help=COMMAND_HELP["reproduce"],
+        description="The reproduction campaign (docs/reproduction.md): its runs in priority order (stages a: "
+        "quantum, b: cart pole, c: repulsion, d: learning rate, e: clipping), kept as one compact record per "
+        "finished run under RECORDS. `status` lists what is recorded and missing; `run` trains the next missing "
+        "runs in WORK and records each run (each group of seeds, when batched) as it finishes (rerun it after any "
+        "stop: nothing recorded is trained again); `record` records the finished runs of WORK and rebuilds the "
+        "report; `report` rebuilds every figure and table of the report from the records alone.",
+    )
+    reproduce.add_argument("action", choices=("status", "run", "record", "report"), help="what to do")
+    reproduce.add_argument(
+        "--records", type=Path, default=Path("results/paper"), help="records folder (default: results/paper)"
+    )
+    reproduce.add_argument(
+        "--work", type=Path, default=Path("runs/campaign"), help="run folders of run (default: runs/campaign)"
+    )
+    reproduce.add_argument(
+        "--stages",
+        type=opt.comma_list,
+        default=None,
+        help="run: only these stages, e.g. a or b,c or e1 (default: all, in order)",
+    )
+    reproduce.add_argument(
+        "--workers", type=opt.positive_int, default=1, help="run: parallel runs (default: 1; one per core at most)"
+    )
+    reproduce.add_argument(
+        "--batch-runs",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="run: train the seeds of a group as one program (default: auto, as sweep)",
+    )
+    reproduce.add_argument(
+        "--max-groups",
+        type=opt.positive_int,
+        default=None,
+        help="run: stop after this many groups (runs, or groups of seeds when batched)",
+    )
+    reproduce.add_argument(
+        "--figures",
+        type=Path,
+        default=Path("docs/figures"),
+        help="record, report: figures folder (default: docs/figures)",
+    )
+    reproduce.add_argument(
+        "--tables",
+        type=Path,
+        default=Path("docs/reproduction-records.md"),
+        help="record, report: the tables' Markdown file (default: docs/reproduction-records.md)",
+    )
+    _add_debug(reproduce)
+
+    toy = commands.add_parser("toy", help=COMMAND_HELP["toy"])
+    toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder (default: runs/toy)")
+    _add_debug(toy)
+
+    animate = commands.add_parser("animate", help=COMMAND_HELP["animate"])
+    animate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder written by train")
+    animate.add_argument("--out", type=Path, default=None, help="GIF file (default: RUN_DIR/animation.gif)")
+    animate.add_argument(
+        "--samples", type=opt.positive_int, default=3, help="test states shown, in a grid (default: 3, at most 16)"
+    )
+    animate.add_argument("--fps", type=opt.positive_int, default=8, help="frames per second (default: 8)")
+    animate.add_argument(
+        "--frames",
+        type=opt.positive_int,
+        default=40,
+        help="at most this many frames; time steps are subsampled (default: 40)",
+    )
+    _add_debug(animate)
+    return parser
+
+
+def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
+    from ..experiments.backends import BACKENDS
+
+    sweep = commands.add_parser(
+        "sweep",
+        help=COMMAND_HELP["sweep"],
+        epilog=EPILOG,
+        description="Every option takes a comma-separated list; the grid is their product. Rerunning the same "
+        "command continues the sweep: complete runs are skipped, interrupted ones resumed. TASK: a "
+        "built-in task, brax:NAME (a Brax environment) or module.path:Name (a Task of your own); "
+        "--set NAME=V1,V2 gives the values "
+        "of any field of the task.",
+    )
+    for name, p in _task_parsers(sweep):
+        opt.add_task_options(p, name, lists=True)
+        opt.add_training_options(p, lists=True)
+        g = p.add_argument_group("sweep")
+        g.add_argument(
+            "--grid",
+            choices=("paper",),
+            default=None,
+            help="start from the published grid of the task (options given override its lists)",
+        )
+        g.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help=f"sweep folder (default: runs/sweep-{name if name in opt.TASKS else 'Name'})",
+        )
+        g.add_argument(
+            "--workers",
+            type=opt.positive_int,
+            default=None,
+            help="parallel runs (default: number of cores); 1 runs them in this process",
+        )
+        g.add_argument(
+            "--backend", choices=BACKENDS, default="local", help="local processes or Ray tasks (default: local)"
+        )
+        g.add_argument(
+            "--address",
+            default=None,
+            help="Ray cluster address (default: start a local Ray instance); run folders must be on "
+            "a file system all nodes share",
+        )
+        g.add_argument(
+            "--batch-runs",
+            nargs="?",
+            const="on",
+            default="auto",
+            type=opt.choice(("auto", "on", "off")),
+            metavar="auto|on|off",
+            help="train runs that share array shapes (any methods, clipping, learning rates, seeds, rc, "
+            "target) as one program per group (jax.vmap, sharded over several devices): on, off, or "
+            "auto (default: on with a GPU or TPU; on a CPU groups of one method, up to 8 runs)",
+        )
+        g.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+        _add_debug(p)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run one command (`stablebptt.cli.main.main` comes here for every command); returns the exit code."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    prefix = f"stablebptt {args.command}"
+    if unknown:
+        parser.exit(2, f"{prefix}: error: unrecognized arguments: {' '.join(unknown)}\n")
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may handle signals
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        return COMMANDS[args.command](args)
+    except Terminated:
+        print(f"{prefix}: stopped by SIGTERM; files written so far are complete{_resume_hint(args)}", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except BadInput as e:
+        if args.debug:
+            raise
+        print(f"{prefix}: error: {first_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted; files written so far are complete{_resume_hint(args)}", file=sys.stderr)
+        return 130
+    except OSError as e:
+        if args.debug:
+            raise
+        code = 1 if e.errno in MACHINE_ERRNOS else 2
+        print(f"{prefix}: error: {_os_error(args, e)}", file=sys.stderr)
+        return code
+    except Exception as e:
+        if args.debug:
+            raise
+        print(
+            f"{prefix}: error: {type(e).__name__}: {first_line(e)} (a failure, not bad input; rerun with --debug "
+            "for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise Terminated()
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to go on after an interrupt: the command that continues what was stopped."""
+    if args.command in ("train", "resume"):
+        run = getattr(args, "run_dir", None) or getattr(args, "out", None)
+        return (
+            f" (continue the run with `stablebptt resume {run}`)"
+            if run
+            else " (continue a run with `stablebptt resume RUN_DIR`)"
+        )
+    if args.command in ("sweep", "compare"):
+        return f" (rerun the same `stablebptt {args.command}` command to go on)"
+    return ""
+
+
+# OS errors that are the machine's state, not a path the user gave (exit code 1).
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}
+PATH_OPTIONS = (("out", "--out"), ("run_dir", "RUN_DIR"), ("sweep_dir", "SWEEP_DIR"), ("dir", "DIR"))
+
+
+def _os_error(args: argparse.Namespace, error: OSError) -> str:
+    """One line for an `OSError`, naming the option whose path it concerns (when one does)."""
+    reason = error.strerror or type(error).__name__
+    name = error.filename if error.filename is not None else ""
+    target = Path(os.path.abspath(name)) if name != "" else None
+    for attr, option in PATH_OPTIONS:
+        value = getattr(args, attr, None)
+        given = Path(os.path.abspath(value)) if value is not None else None
+        if (
+            given is not None
+            and target is not None
+            and (target == given or target in given.parents or given in target.parents)
+        ):
+            at = f" (at {_short(name)})" if target != given else ""
+            allowed = (
+                "a path in a folder you can write, names of at most 255 bytes"
+                if option == "--out"
+                else "an existing folder written by stablebptt"
+            )
+            return f"{option} {_short(value)}: {reason}{at}; allowed: {allowed}"
+    return f"{name + ': ' if name else ''}{reason}"
+
+
+def _short(path: object, limit: int = 80) -> str:
+    text = str(path)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _config(args: argparse.Namespace, settings: dict[str, Any] | None = None, **train: object) -> RunConfig:
+    """The run configuration of the command line (checked completely: task, settings, gradient options);
+    `settings`: `opt.train_settings(args)` when already read. A run whose epoch cannot fit in memory is refused
+    (`training.budget.check_memory`, from shapes: nothing compiled or created); a gradient option without effect
+    at the horizon gets a note on stderr."""
+    from ..runs import RunConfig
+    from ..training.budget import check_memory, notes
+
+    settings = {**(opt.train_settings(args) if settings is None else settings), **train}
+    config = RunConfig.create(
+        args.task, opt.task_settings(args), x64=args.x64, checkpoint_every=args.checkpoint_every, **settings
+    )
+    task = config.make_task()
+    check_memory(task, config.train, x64=config.x64)
+    for note in notes(task, config.train):
+        print(f"stablebptt {args.command}: note: {note}", file=sys.stderr)
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..runs import RunFolder
+    from .progress import EpochProgress
+
+    config = _config(args)
+    t = config.train
+    out = args.out
+    if out is None:
+        base = Path("runs") / f"{task_label(args.task)}-{t.method}-seed{t.seed}"
+        out = _folder_for(base, config)
+        if out != base:
+            print(f"stablebptt train: {base} holds another run; this one goes to {out}", file=sys.stderr)
+    with RunFolder(out).start(config, force=args.force) as session, EpochProgress() as progress:
+        result = session.run(progress.run(t.method, t.epochs))
+    return _report(args.command, t.method, out, result)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from ..runs import RunFolder
+    from ..training.budget import check_memory
+    from .progress import EpochProgress
+
+    folder = RunFolder(args.run_dir)
+    config = folder.read_config()
+    check_memory(config.make_task(), config.train, x64=config.x64)
+    session = folder.resume(epochs=args.epochs, from_scratch=args.from_scratch)
+    if session is None:
+        epochs = folder.read_config().train.epochs if args.epochs is None else args.epochs
+        print(f"{args.run_dir}: already complete ({plural(epochs, 'epoch')}); nothing to do")
+        return 0
+    method = session.config.train.method
+    with session, EpochProgress() as progress:
+        result = session.run(progress.run(method, session.epochs))
+    return _report(args.command, method, args.run_dir, result)
+
+
+def _report(command: str, method: str, out: Path, result: TrainResult) -> int:
+    """One line for the finished run; exit 0, or DIVERGED_EXIT with one line on stderr if it diverged."""
+    from ..runs.folder import diverged_message
+
+    good = [r for r in result.metrics if not r.get("diverged")]
+    updates = len(good) * result.updates_per_epoch
+    skipped = f" ({result.skipped} of {updates} updates non-finite and skipped)" if result.skipped else ""
+    if result.status == "diverged":
+        last = result.metrics[-1]
+        if not last.get("diverged"):  # it ran to the end, but skipped most of its updates
+            print(
+                f"stablebptt {command}: not a success: {result.skipped} of {updates} updates were non-finite and "
+                f"skipped (--skip-nonfinite); final test loss {last['test_loss']:.4g} of what was left; files and "
+                f"status.json in {out}; try a smaller --lr or --clip norm",
+                file=sys.stderr,
+            )
+            return DIVERGED_EXIT
+        if good:
+            where = (
+                f"last finite loss {good[-1]['loss']:.4g} (epoch {len(good)}); last good checkpoint and "
+                f"status.json in {out}"
+            )
+        else:
+            where = f"no epoch before it finished (the initial parameters are in {out}, with status.json)"
+        reason = diverged_message(last, result.updates_per_epoch)
+        helps = not last.get("initial_nonfinite") and "skipped" not in reason
+        hint = "; try a smaller --lr, --clip norm or --skip-nonfinite" if helps else ""
+        print(f"stablebptt {command}: diverged: {reason}; {where}{hint}", file=sys.stderr)
+        return DIVERGED_EXIT
+    last = result.metrics[-1]
+    print(
+        f"{method}: final test loss {last['test_loss']:.4g}, train loss {last['train_loss']:.4g}{skipped}; "
+        f"files in {out}"
+    )
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..experiments.compare import compare, described, run_folder_name
+    from ..runs import CONFIG
+    from .progress import EpochProgress, print_table
+
+    settings = opt.train_settings(args, epochs=COMPARE_EPOCHS)
+    seeds = settings.pop("seed", None)
+    seeds = seeds if isinstance(seeds, list) else None if seeds is None else [seeds]
+    config = _config(args, settings, method=args.methods[0], **({"seed": seeds[0]} if seeds else {}))
+    seeds = seeds or [config.train.seed]
+    out = args.out
+    names = [run_folder_name(m, s, seeds) for m in args.methods for s in seeds]
+    if out is None:
+        out = _fresh_dir(Path("runs") / f"compare-{task_label(args.task)}")
+    elif any((out / n / CONFIG).exists() for n in names) and not args.force:
+        raise UsageError(f"--out {out} already holds a comparison; choose another folder or pass --force")
+    epochs = config.train.epochs
+    with EpochProgress() as progress:
+        table = compare(
+            out, config, args.methods, seeds=seeds, force=args.force, on_run=lambda label: progress.run(label, epochs)
+        )
+    over = f", {plural(len(seeds), 'seed')}" if len(seeds) > 1 else ""
+    print_table(table, title=f"{described(args.task, config.task_settings)}: after {plural(epochs, 'epoch')}{over}")
+    print(f"figure: {out / 'compare.png'}; tables: {out / 'compare.csv'}, {out / 'compare.md'}")
+    return 0
+
+
+def _folder_for(base: Path, config: RunConfig) -> Path:
+    """The default folder of `train`: `base`, or ``base-2``, ``base-3``, ... the first that is empty or holds
+    this same run (which `train` then continues or refuses as usual), so that no other run is replaced."""
+    from ..runs import RunFolder, same_run
+    from ..runs.lock import LOCK
+
+    candidate, i = base, 2
+    while candidate.is_dir() and any(p.name != LOCK for p in candidate.iterdir()):
+        try:
+            if same_run(RunFolder(candidate).read_record(), config):
+                return candidate
+        except BadInput:
+            pass
+        candidate, i = Path(f"{base}-{i}"), i + 1
+    return candidate
+
+
+def _fresh_dir(base: Path) -> Path:
+    if not base.exists():
+        return base
+    i = 2
+    while Path(f"{base}-{i}").exists():
+        i += 1
+    return Path(f"{base}-{i}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ..experiments.backends import default_workers
+    from ..experiments.grid import expand, paper_grid, unnamed_defaults
+    from ..experiments.sweep import prepare_folder, sweep
+    from ..runs.batch import default_batching
+
+    if args.address is not None and args.backend != "ray":
+        raise UsageError("--address needs --backend ray")
+    grid = paper_grid(args.task) if args.grid == "paper" else {}
+    grid.update(opt.train_settings(args))
+    given = opt.task_settings(args)
+    grid.update(given)
+    runs = expand(args.task, grid, x64=args.x64, checkpoint_every=args.checkpoint_every)  # checks every run
+    _check_budget(args, runs)
+    if unnamed := unnamed_defaults(args.task, given):
+        print(
+            f"stablebptt sweep: note: {', '.join(unnamed)} is the task's default, which run names leave out "
+            "(method, clip and seed are always named)",
+            file=sys.stderr,
+        )
+    out = args.out or Path("runs") / f"sweep-{task_label(args.task)}"
+    if args.dry_run:
+        for run in runs:
+            print(out / run.name)
+        print(plural(len(runs), "run"))
+        return 0
+    prepare_folder(out)
+    workers = args.workers or default_workers()
+    if workers > len(runs):
+        if args.workers is not None:
+            print(
+                f"{_prefix(args)}: note: --workers {args.workers} capped at {len(runs)}, the number of runs",
+                file=sys.stderr,
+            )
+        workers = len(runs)
+    if args.workers is not None and workers > default_workers() and args.backend == "local":
+        print(
+            f"{_prefix(args)}: note: {plural(workers, 'worker')} on {plural(default_workers(), 'core')}: the "
+            "runs share the cores and each is slower",
+            file=sys.stderr,
+        )
+    batching = default_batching(args.batch_runs) is not None
+    print(
+        f"sweep of {plural(len(runs), f'{args.task} run')} in {out} ({args.backend} backend, "
+        f"{plural(workers, 'worker')}{', batched' if batching else ''})",
+        flush=True,
+    )
+    results = sweep(
+        out,
+        runs,
+        backend=args.backend,
+        workers=workers,
+        address=args.address,
+        batch_runs=args.batch_runs,
+        log=lambda line: print(line, flush=True),
+    )
+    return 0 if all(r["status"] in ("complete", "diverged") for r in results) else 1
+
+
+def _prefix(args: argparse.Namespace) -> str:
+    return f"stablebptt {args.command}"
+
+
+def _check_budget(args: argparse.Namespace, runs: Sequence[Run]) -> None:
+    """`training.budget.check_memory` and its notes for every distinct shape of the sweep's runs."""
+    from ..training.budget import check_memory, notes
+
+    seen: set[str] = set()
+    for run in runs:
+        c, t = run.config, run.config.train
+        key = repr(
+            (c.task, c.task_settings, t.batch_size, t.n_train, t.n_test, t.remat, t.truncation, t.optimizer, c.x64)
+        )
+        if key in seen:
+            continue
+        seen.add(key)
+        task = c.make_task()
+        try:
+            check_memory(task, t, x64=c.x64)
+        except BadInput as e:
+            raise UsageError(f"run {run.name}: {e}") from None
+        for note in notes(task, t):
+            print(f"{_prefix(args)}: note: {note}", file=sys.stderr)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ..experiments.report import count_line, load_runs, write_report
+
+    figures = write_report(args.sweep_dir, args.out, window=args.smooth, allow_partial=args.allow_partial)
+    out = args.out or args.sweep_dir
+    print(
+        f"{count_line(load_runs(args.sweep_dir))}; figures: {', '.join(str(f) for f in figures)}; "
+        f"tables: {out / 'summary.csv'}, {out / 'summary.md'}"
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ..experiments.report import count_line, load_folder, status_rows
+    from .progress import print_status
+
+    runs = load_folder(args.dir)
+    print_status(status_rows(runs), title=f"{args.dir}: {count_line(runs)}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ..experiments import campaign
+    from .progress import console
+
+    stages = campaign.STAGES if args.stages is None else campaign.stage_named(args.stages)
+    if args.action == "report":
+        campaign.write_pages(args.records, args.figures, args.tables)
+        return 0
+    if args.action == "record":
+        new = campaign.record_finished(args.records, args.work)
+        print(f"recorded {plural(len(new), 'finished run')} of {args.work} in {args.records}")
+        campaign.write_pages(args.records, args.figures, args.tables)
+    elif args.action == "run":
+        done = campaign.train_missing(
+            args.records,
+            args.work,
+            stages,
+            workers=args.workers,
+            batch_runs=args.batch_runs,
+            max_groups=args.max_groups,
+        )
+        print(f"recorded {plural(done, 'run')} in {args.records}")
+    progress, unreadable, unmatched = campaign.progress(campaign.load_records(args.records), stages)
+    planned = sum(len(p.planned) for p in progress)
+    recorded = sum(len(p.recorded) for p in progress)
+    table = Table(
+        title=f"{args.records}: {recorded} of {planned} planned runs recorded "
+        f"({campaign.records_size(args.records) / 1e6:.1f} MB)"
+    )
+    rows = campaign.describe(progress)
+    following = next((f"{row['stage']} {row.pop('next')}" for row in rows if row["next"]), None)
+    for row in rows:
+        row.pop("next", None)
+    for column in rows[0]:
+        table.add_column(column, justify="right" if column in ("planned", "recorded", "missing") else "left")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console().print(table)
+    print(f"next: {following}" if following else "every planned run is recorded")
+    for record in unreadable:
+        print(f"not counted, unreadable: {record.problem}")
+    for record in unmatched:
+        print(f"not counted, no planned run has its configuration: {record.config.get('task')}/{record.name}")
+    return 0
+
+
+def cmd_toy(args: argparse.Namespace) -> int:
+    from ..experiments.toy import run_toy, summary
+
+    results = run_toy(args.out)
+    for line in summary(results):
+        print(line)
+    print(f"figures: {args.out / 'toy_recurrent.png'}, {args.out / 'toy_rotation.png'}")
+    return 0
+
+
+def cmd_animate(args: argparse.Namespace) -> int:
+    from ..experiments.animate import animate_run
+
+    path = animate_run(
+        args.run_dir,
+        args.out,
+        samples=args.samples,
+        fps=args.fps,
+        max_frames=args.frames,
+        log=lambda line: print(f"stablebptt {line}", file=sys.stderr),
+    )
+    print(f"animation: {path}")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "compare": cmd_compare,
+    "resume": cmd_resume,
+    "sweep": cmd_sweep,
+    "plot": cmd_plot,
+    "status": cmd_status,
+    "reproduce": cmd_reproduce,
+    "toy": cmd_toy,
+    "animate": cmd_animate,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -23,6 +23,7 @@ import datetime
 import math
 import os
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ STATUS = "status.json"
 CHECKPOINT = "checkpoint.eqx"
 FIGURE = "loss.png"
 # As written in status.json; "running" is read as "interrupted" when no live process holds the folder.
+STATUS_EVERY = 10.0  # s: status.json follows a running run's epochs at least this often (and at each checkpoint)
 STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
 
 __all__ = ["CHECKPOINT", "FIGURE", "STATUS", "STATUSES", "RunFolder", "RunLocked", "Session", "use_precision"]
@@ -349,6 +351,7 @@ class Session:
         self.rows: list[dict[str, float]] = []
         self.table = CsvTable(METRICS)  # self.rows, formatted
         self.saved = 0
+        self._status_time = -math.inf  # when status.json was last written (time.monotonic)
 
     @property
     def path(self) -> Path:
@@ -425,10 +428,12 @@ class Session:
         fault_point("epoch", epoch)
         self.rows.append(row)
         self.table.append(row)
-        if epoch % self.config.checkpoint_every == 0 or epoch == self.epochs:
+        saving = epoch % self.config.checkpoint_every == 0 or epoch == self.epochs
+        if saving:
             self._save(epoch, state)
         self.table.write(self.path / METRICS_CSV)
-        self._write_status("running", epoch=epoch, epochs=self.epochs, checkpoint_epoch=self.saved or None)
+        if saving or time.monotonic() - self._status_time >= STATUS_EVERY:  # an fsync'd write: not every epoch
+            self._write_status("running", epoch=epoch, epochs=self.epochs, checkpoint_epoch=self.saved or None)
         fault_point("between", epoch)
         if progress_fn is not None:
             progress_fn(epoch, row)
@@ -509,6 +514,7 @@ class Session:
         self.saved = epoch
 
     def _write_status(self, status: str, **fields: Any) -> None:
+        self._status_time = time.monotonic()
         record = {
             "status": status,
             "pid": os.getpid(),

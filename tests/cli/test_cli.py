@@ -69,6 +69,8 @@ def test_compare_writes_figure_and_table(tmp_path, capsys):
             "r,C",
             "--remat",
             "sqrt",
+            "--seed",
+            "7",
             "--out",
             str(tmp_path / "cmp"),
         )
@@ -114,15 +116,16 @@ def test_deprecated_checkpoint_option_is_remat_with_one_line(capsys):
 
 
 def test_compare_defaults_to_its_own_epochs_and_takes_seeds(tmp_path, monkeypatch, capsys):
-    """`compare` trains 250 epochs unless told otherwise (its help says so), and --seeds reaches compare()."""
+    """`compare` trains 250 epochs and 3 seeds unless told otherwise (its help says so), batched by default, and
+    --seeds, --seed and --batch-runs reach compare()."""
     import stablebptt.experiments.compare as compare_module
-    from stablebptt.cli.commands import COMPARE_EPOCHS
+    from stablebptt.cli.commands import COMPARE_EPOCHS, COMPARE_SEEDS
     from stablebptt.cli.main import main
 
     seen = {}
 
-    def fake_compare(out, config, methods, *, seeds, force, on_run):
-        seen.update(epochs=config.train.epochs, seeds=list(seeds), methods=list(methods))
+    def fake_compare(out, config, methods, *, seeds, force, batch_runs, on_run):
+        seen.update(epochs=config.train.epochs, seeds=list(seeds), methods=list(methods), batch=batch_runs)
         return [
             {
                 "method": m,
@@ -139,15 +142,21 @@ def test_compare_defaults_to_its_own_epochs_and_takes_seeds(tmp_path, monkeypatc
 
     monkeypatch.setattr(compare_module, "compare", fake_compare)
     assert main(["compare", "cartpole", "--out", str(tmp_path / "a")]) == 0
-    assert seen == {"epochs": COMPARE_EPOCHS, "seeds": [42], "methods": ["R", "M", "C", "S"]}
-    assert (
-        main(
-            ["compare", "cartpole", "--epochs", "7", "--seeds", "1,2", "--methods", "R,C", "--out", str(tmp_path / "b")]
-        )
-        == 0
-    )
-    assert seen == {"epochs": 7, "seeds": [1, 2], "methods": ["R", "C"]}
+    assert seen == {
+        "epochs": COMPARE_EPOCHS,
+        "seeds": list(COMPARE_SEEDS),
+        "methods": ["R", "M", "C", "S"],
+        "batch": "auto",
+    }
+    assert COMPARE_EPOCHS == 250 and len(COMPARE_SEEDS) == 3
+    assert "median over 3 seeds" in capsys.readouterr().out
+    args = ["compare", "cartpole", "--epochs", "7", "--methods", "R,C", "--batch-runs", "off"]
+    assert main([*args, "--seeds", "1,2", "--out", str(tmp_path / "b")]) == 0
+    assert seen == {"epochs": 7, "seeds": [1, 2], "methods": ["R", "C"], "batch": "off"}
     assert "median over 2 seeds" in capsys.readouterr().out
+    assert main([*args, "--seed", "5", "--out", str(tmp_path / "c")]) == 0
+    assert seen["seeds"] == [5]
+    assert "median over" not in capsys.readouterr().out
 
 
 def test_a_run_diverging_in_its_first_epoch_says_so(tmp_path, capsys):

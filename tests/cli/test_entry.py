@@ -42,3 +42,42 @@ def test_the_light_top_level_is_the_full_one(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["trian"])
     assert light == capsys.readouterr().err
+
+
+def _folder_of_runs(tmp_path):
+    """A sweep folder as `stablebptt sweep` leaves it: a complete run, a failed one and an unreadable one."""
+    import json
+
+    for name, status in (("a", "complete"), ("b", "failed"), ("c", None)):
+        run = tmp_path / "sweep" / name
+        run.mkdir(parents=True)
+        config = {"task": "cartpole", "task_settings": {"n_poles": 1}, "train": {"epochs": 2, "method": "R"}}
+        (run / "config.json").write_text(json.dumps(config))
+        (run / "metrics.csv").write_text("epoch,loss,test_loss\n1,2.0,2.5\n2,1.0,1.5\n")
+        (run / "status.json").write_text(
+            json.dumps({"status": status, "epoch": 2, "message": "boom"}) if status else "{not json"
+        )
+    return tmp_path / "sweep"
+
+
+@pytest.mark.parametrize(("where", "code"), [("sweep", 0), ("sweep/a", 0), ("nothing", 2)])
+def test_status_reads_folders_without_jax_and_says_what_the_full_parser_says(tmp_path, where, code):
+    """`status` only reads files: it answers without importing JAX, with the output of the full command."""
+    _folder_of_runs(tmp_path)
+    args = ["status", str(tmp_path / where)]
+    light = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True, timeout=120)
+    assert light.stdout.strip().splitlines()[-1] == f"jax not imported {code}", light.stdout + light.stderr
+    full = subprocess.run(
+        [sys.executable, "-c", f"from stablebptt.cli.commands import run; print(run({args!r}))"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert full.stdout.strip().splitlines()[-1] == str(code)
+    assert light.stdout.strip().splitlines()[:-1] == full.stdout.strip().splitlines()[:-1]
+    assert light.stderr == full.stderr
+    if where == "sweep":
+        assert "3 runs: 1 complete, 1 failed, 1 unreadable" in light.stdout
+        assert "boom" in light.stdout and "1.5" in light.stdout
+    if code == 2:
+        assert light.stderr.strip() == f"stablebptt status: error: {tmp_path / where} is not a folder"

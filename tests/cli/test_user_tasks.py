@@ -181,9 +181,10 @@ def test_factory_and_compare(project, capsys):
     assert (
         main(["compare", f"{name}:Puck", "--methods", "R,C", "--epochs", "1", "--n-train", "16", "--n-test", "16"]) == 0
     )
-    out = folder / "runs" / "compare-Puck"
-    assert [r["method"] for r in _table(out / "compare.csv")] == ["R", "C"]
-    assert _config(out / "C")["task_path"] == str(folder)
+    out = folder / "runs" / "compare-Puck"  # 3 seeds by default, trained together per method (a dict state)
+    assert [(r["method"], r["seeds"]) for r in _table(out / "compare.csv")] == [("R", "3"), ("C", "3")]
+    assert _config(out / "C-seed44")["task_path"] == str(folder)
+    assert _config(out / "C-seed44")["train"]["seed"] == 44
 
 
 def test_sweep_two_methods_two_seeds_and_plot(project, capsys):

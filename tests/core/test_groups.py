@@ -17,7 +17,7 @@ from systems import assert_close, toy_controller, toy_loss, toy_naive_loss, toy_
 
 import stablebptt as sb
 from stablebptt.core.adjoint import adjoint_gradients
-from stablebptt.core.combine import combine_stats, tree_norm
+from stablebptt.core.combination import combine_stats, tree_norm
 
 HORIZON = 7
 GROUPS = [("S", "N", "M", "R"), ("N", "M"), ("M", "R", "S"), ("R", "N"), ("S", "N"), ("S",), ("N",), ("M",)]

@@ -11,18 +11,16 @@ traceback with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import errno
-import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from ..core.checks import BadInput, Terminated, first_line, plural
+from ..core.checks import BadInput, plural
 from ..tasks import task_label
 from . import options as opt
+from .guard import UsageError, guarded
+from .light import add_debug, add_status_parser, cmd_status
 from .top import COMMAND_HELP, EPILOG, Parser, top_parser
 
 if TYPE_CHECKING:  # imported where used, for a fast start
@@ -38,16 +36,8 @@ TASK_EPILOG = (
     "task's own options; VALUE is JSON where it parses, else a string. " + EPILOG
 )
 COMPARE_EPOCHS = 250
+COMPARE_SEEDS = (42, 43, 44)
 DIVERGED_EXIT = 3
-
-
-class UsageError(BadInput):
-    """Bad input found after parsing: reported in one line with exit code 2."""
-
-
-def _add_debug(p: argparse.ArgumentParser) -> None:
-    """`--debug` also after the command (it is a global option before it)."""
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
 
 
 def _task_parsers(command: argparse.ArgumentParser, epilog: str = EPILOG) -> list[tuple[str, argparse.ArgumentParser]]:
@@ -74,12 +64,21 @@ def build_parser() -> Parser:
             help="run folder (default: runs/TASK-METHOD-seedN, with Name for module.path:Name)",
         )
         p.add_argument("--force", action="store_true", help="replace a run already in the output folder")
-        _add_debug(p)
+        add_debug(p)
 
     compare = commands.add_parser("compare", help=COMMAND_HELP["compare"], epilog=TASK_EPILOG)
     for name, p in _task_parsers(compare):
         opt.add_task_options(p, name)
-        opt.add_training_options(p, epochs=COMPARE_EPOCHS, method=False)
+        opt.add_training_options(p, epochs=COMPARE_EPOCHS, method=False, seeds=COMPARE_SEEDS)
+        p.add_argument(
+            "--batch-runs",
+            default="auto",
+            type=opt.choice(("auto", "on", "off")),
+            metavar="auto|on|off",
+            help="train the runs that can share one program together, as sweep does: on, off, or auto "
+            "(default: on a CPU the seeds of each method, on a GPU or TPU everything); results equal separate "
+            "runs up to float rounding",
+        )
         p.add_argument(
             "--methods",
             type=opt.method_list,
@@ -88,7 +87,7 @@ def build_parser() -> Parser:
         )
         p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-TASK[-N])")
         p.add_argument("--force", action="store_true", help="replace runs already in the output folder")
-        _add_debug(p)
+        add_debug(p)
 
     resume = commands.add_parser("resume", help=COMMAND_HELP["resume"])
     resume.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="the run folder given to train --out")
@@ -103,7 +102,7 @@ def build_parser() -> Parser:
         action="store_true",
         help="train a run whose checkpoint.eqx is lost again from epoch 0 (its metrics are replaced)",
     )
-    _add_debug(resume)
+    add_debug(resume)
 
     _add_sweep_parser(commands)
 
@@ -127,17 +126,9 @@ def build_parser() -> Parser:
         help="write the summary and figures even if some runs cannot be read (corrupt files); they are "
         "listed as unreadable and left out of the statistics (default: refuse, writing nothing)",
     )
-    _add_debug(plot)
+    add_debug(plot)
 
-    status = commands.add_parser(
-        "status",
-        help=COMMAND_HELP["status"],
-        description="A table of the runs in DIR by state (complete, running, interrupted, "
-        "diverged, failed, unreadable, pending) with epochs done and the last "
-        "test loss. Exit code 0 whatever the states; 2 if DIR holds no run.",
-    )
-    status.add_argument("dir", type=Path, metavar="DIR", help="a run folder (train --out) or a sweep folder")
-    _add_debug(status)
+    add_status_parser(commands)
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -189,11 +180,11 @@ def build_parser() -> Parser:
         default=Path("docs/reproduction-records.md"),
         help="record, report: the tables' Markdown file (default: docs/reproduction-records.md)",
     )
-    _add_debug(reproduce)
+    add_debug(reproduce)
 
     toy = commands.add_parser("toy", help=COMMAND_HELP["toy"])
     toy.add_argument("--out", type=Path, default=Path("runs/toy"), help="output folder (default: runs/toy)")
-    _add_debug(toy)
+    add_debug(toy)
 
     animate = commands.add_parser("animate", help=COMMAND_HELP["animate"])
     animate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder written by train")
@@ -208,7 +199,7 @@ def build_parser() -> Parser:
         default=40,
         help="at most this many frames; time steps are subsampled (default: 40)",
     )
-    _add_debug(animate)
+    add_debug(animate)
     return parser
 
 
@@ -268,100 +259,17 @@ def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
             "auto (default: on with a GPU or TPU; on a CPU groups of one method, up to 8 runs)",
         )
         g.add_argument("--dry-run", action="store_true", help="list the runs and exit")
-        _add_debug(p)
+        add_debug(p)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Run one command (`stablebptt.cli.main.main` comes here for every command); returns the exit code."""
+    """Run one command (`stablebptt.cli.main.main` comes here for every command that computes); returns the exit
+    code."""
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    prefix = f"stablebptt {args.command}"
     if unknown:
-        parser.exit(2, f"{prefix}: error: unrecognized arguments: {' '.join(unknown)}\n")
-    main_thread = threading.current_thread() is threading.main_thread()  # only it may handle signals
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
-    try:
-        return COMMANDS[args.command](args)
-    except Terminated:
-        print(f"{prefix}: stopped by SIGTERM; files written so far are complete{_resume_hint(args)}", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except BadInput as e:
-        if args.debug:
-            raise
-        print(f"{prefix}: error: {first_line(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prefix}: interrupted; files written so far are complete{_resume_hint(args)}", file=sys.stderr)
-        return 130
-    except OSError as e:
-        if args.debug:
-            raise
-        code = 1 if e.errno in MACHINE_ERRNOS else 2
-        print(f"{prefix}: error: {_os_error(args, e)}", file=sys.stderr)
-        return code
-    except Exception as e:
-        if args.debug:
-            raise
-        print(
-            f"{prefix}: error: {type(e).__name__}: {first_line(e)} (a failure, not bad input; rerun with --debug "
-            "for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _terminate(signum: int, frame: object) -> NoReturn:
-    raise Terminated()
-
-
-def _resume_hint(args: argparse.Namespace) -> str:
-    """How to go on after an interrupt: the command that continues what was stopped."""
-    if args.command in ("train", "resume"):
-        run = getattr(args, "run_dir", None) or getattr(args, "out", None)
-        return (
-            f" (continue the run with `stablebptt resume {run}`)"
-            if run
-            else " (continue a run with `stablebptt resume RUN_DIR`)"
-        )
-    if args.command in ("sweep", "compare"):
-        return f" (rerun the same `stablebptt {args.command}` command to go on)"
-    return ""
-
-
-# OS errors that are the machine's state, not a path the user gave (exit code 1).
-MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}
-PATH_OPTIONS = (("out", "--out"), ("run_dir", "RUN_DIR"), ("sweep_dir", "SWEEP_DIR"), ("dir", "DIR"))
-
-
-def _os_error(args: argparse.Namespace, error: OSError) -> str:
-    """One line for an `OSError`, naming the option whose path it concerns (when one does)."""
-    reason = error.strerror or type(error).__name__
-    name = error.filename if error.filename is not None else ""
-    target = Path(os.path.abspath(name)) if name != "" else None
-    for attr, option in PATH_OPTIONS:
-        value = getattr(args, attr, None)
-        given = Path(os.path.abspath(value)) if value is not None else None
-        if (
-            given is not None
-            and target is not None
-            and (target == given or target in given.parents or given in target.parents)
-        ):
-            at = f" (at {_short(name)})" if target != given else ""
-            allowed = (
-                "a path in a folder you can write, names of at most 255 bytes"
-                if option == "--out"
-                else "an existing folder written by stablebptt"
-            )
-            return f"{option} {_short(value)}: {reason}{at}; allowed: {allowed}"
-    return f"{name + ': ' if name else ''}{reason}"
-
-
-def _short(path: object, limit: int = 80) -> str:
-    text = str(path)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        parser.exit(2, f"stablebptt {args.command}: error: unrecognized arguments: {' '.join(unknown)}\n")
+    return guarded(COMMANDS[args.command], args)
 
 
 def _config(args: argparse.Namespace, settings: dict[str, Any] | None = None, **train: object) -> RunConfig:
@@ -464,8 +372,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     settings = opt.train_settings(args, epochs=COMPARE_EPOCHS)
     seeds = settings.pop("seed", None)
     seeds = seeds if isinstance(seeds, list) else None if seeds is None else [seeds]
-    config = _config(args, settings, method=args.methods[0], **({"seed": seeds[0]} if seeds else {}))
-    seeds = seeds or [config.train.seed]
+    seeds = seeds or list(COMPARE_SEEDS)
+    config = _config(args, settings, method=args.methods[0], seed=seeds[0])
     out = args.out
     names = [run_folder_name(m, s, seeds) for m in args.methods for s in seeds]
     if out is None:
@@ -475,7 +383,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     epochs = config.train.epochs
     with EpochProgress() as progress:
         table = compare(
-            out, config, args.methods, seeds=seeds, force=args.force, on_run=lambda label: progress.run(label, epochs)
+            out,
+            config,
+            args.methods,
+            seeds=seeds,
+            force=args.force,
+            batch_runs=args.batch_runs,
+            on_run=lambda label: progress.run(label, epochs),
         )
     over = f", {plural(len(seeds), 'seed')}" if len(seeds) > 1 else ""
     print_table(table, title=f"{described(args.task, config.task_settings)}: after {plural(epochs, 'epoch')}{over}")
@@ -603,15 +517,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
         f"{count_line(load_runs(args.sweep_dir))}; figures: {', '.join(str(f) for f in figures)}; "
         f"tables: {out / 'summary.csv'}, {out / 'summary.md'}"
     )
-    return 0
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from ..experiments.report import count_line, load_folder, status_rows
-    from .progress import print_status
-
-    runs = load_folder(args.dir)
-    print_status(status_rows(runs), title=f"{args.dir}: {count_line(runs)}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The `stablebptt` command's entry point, light enough to answer at once.
 
 ``--version``, ``--help`` without a command, a missing or unknown command: the top level of the parser
-answers these without importing JAX or the rest of the package (a fraction of a second instead of seconds);
-every command goes on to `stablebptt.cli.commands`. The top level (`stablebptt.cli.top`) is declared once, and
+answers these without importing JAX or the rest of the package (a fraction of a second instead of seconds), and
+so do the commands that only read files (`stablebptt.cli.light`: ``status``); every other command goes on to
+`stablebptt.cli.commands`. The top level (`stablebptt.cli.top`) is declared once, and
 the full parser (`commands.build_parser`) is built on it.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from .light import LIGHT_COMMANDS
 from .top import COMMAND_HELP, top_parser
 
 
@@ -23,6 +25,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, text in COMMAND_HELP.items():
             commands.add_parser(name, help=text)
         parser.parse_args(args)
+    if command in LIGHT_COMMANDS:
+        from .guard import guarded
+
+        add_parser, handler = LIGHT_COMMANDS[command]
+        parser, commands = top_parser()
+        add_parser(commands)
+        return guarded(handler, parser.parse_args(args))
     from .commands import run
 
     return run(args)

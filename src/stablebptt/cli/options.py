@@ -324,11 +324,17 @@ DEPRECATED = "--checkpoint"
 
 
 def add_training_options(
-    parser: argparse.ArgumentParser, *, lists: bool = False, epochs: int | None = None, method: bool = True
+    parser: argparse.ArgumentParser,
+    *,
+    lists: bool = False,
+    epochs: int | None = None,
+    method: bool = True,
+    seeds: Sequence[int] | None = None,
 ) -> None:
     """The training options (every field of `TrainSettings`), then ``--checkpoint-every``, ``--x64``; in a
     sweep (`lists`) each training option takes a comma-separated list. `epochs`: another default for
-    ``--epochs``; `method=False` leaves ``--method`` out (compare has ``--methods``)."""
+    ``--epochs``; `method=False` leaves ``--method`` out and adds ``--seeds`` (compare has ``--methods``), whose
+    default is `seeds`."""
     g = parser.add_argument_group("training (comma-separated lists)" if lists else "training")
     for o in TRAIN_OPTIONS:
         if o.name == "method" and not method:
@@ -340,13 +346,16 @@ def add_training_options(
                 *flags, dest=o.name, action="store_const", const=[True] if lists else True, default=None, help=o.help
             )
             continue
+        shown = f"default: {_shown(default)}"
+        if o.name == "seed" and not lists and not method:
+            shown = "train with this one seed only; default: --seeds"
         g.add_argument(
             *flags,
             dest=o.name,
             type=list_of(o.type) if lists else o.type,
             default=None,
             metavar="LIST" if lists else o.metavar,
-            help=f"{o.help} (default: {_shown(default)})",
+            help=f"{o.help} ({shown})",
         )
     g.add_argument(
         DEPRECATED,
@@ -361,7 +370,8 @@ def add_training_options(
             type=list_of(nonnegative_int),
             default=None,
             metavar="LIST",
-            help="train every method with each of these seeds (e.g. 42,43,44): medians and min-max bands",
+            help="train every method with each of these seeds: medians and min-max bands "
+            f"(default: {','.join(map(str, seeds)) if seeds else _shown(DEFAULTS.seed)})",
         )
     g.add_argument(
         "--checkpoint-every",

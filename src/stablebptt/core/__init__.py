@@ -1,10 +1,42 @@
-"""Core of the method: rollout, gradient-flow modes and the combined update."""
+"""Core of the method: rollout, gradient-flow modes and the combined update.
 
-from .checks import BadInput, BadType, check_backward, check_param_vjp, check_remat, check_truncation
-from .combine import combine, combine_stats, sign_agreement, tree_norm
-from .gradients import combined_update, value_and_grad, value_and_grads
-from .methods import METHODS, canonical_method
-from .rollout import rollout
+The names below are imported on first use, so that `stablebptt.core.checks` (errors and argument checks) and
+`stablebptt.core.methods` can be used without importing JAX (the command line's `status` does).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .checks import BadInput, BadType, check_backward, check_param_vjp, check_remat, check_truncation
+    from .combination import combine, combine_stats, sign_agreement, tree_norm
+    from .gradients import combined_update, value_and_grad, value_and_grads
+    from .methods import METHODS, canonical_method
+    from .unroll import rollout
+
+_HOME = {
+    "checks": ("BadInput", "BadType", "check_backward", "check_param_vjp", "check_remat", "check_truncation"),
+    "combination": ("combine", "combine_stats", "sign_agreement", "tree_norm"),
+    "gradients": ("combined_update", "value_and_grad", "value_and_grads"),
+    "methods": ("METHODS", "canonical_method"),
+    "unroll": ("rollout",),
+}
+_MODULE = {name: module for module, names in _HOME.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE:
+        value = getattr(importlib.import_module(f".{_MODULE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "METHODS",

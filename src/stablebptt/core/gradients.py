@@ -27,9 +27,9 @@ from jax.flatten_util import ravel_pytree
 from . import trees
 from .adjoint import adjoint_gradients, choose_param_vjp, remat_segment
 from .checks import BadInput, check_backward, check_param_vjp, check_truncation
-from .combine import combine, combine_stats, tree_norm
+from .combination import combine, combine_stats, tree_norm
 from .methods import canonical_method
-from .rollout import Controller, Step, _check_horizon, rollout, scan_body
+from .unroll import Controller, Step, _check_horizon, rollout, scan_body
 
 PyTree = Any
 Loss = Callable[[PyTree, PyTree], jax.Array]

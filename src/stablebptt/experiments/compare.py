@@ -10,8 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from ..core.checks import BadInput
 from ..runs import RunConfig, RunFolder
+from ..runs.batch import train_sessions
 from ..runs.io import atomic_write_bytes, write_csv
+from ..training.train import TrainResult
 from .report import RunRecord, plot_sweep
 
 COMPARE_COLUMNS = (
@@ -38,6 +41,7 @@ def compare(
     *,
     seeds: Sequence[int] | None = None,
     force: bool = False,
+    batch_runs: str = "auto",
     on_run: Callable[[str], Callable[[int, dict[str, float]], None] | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train `config` with each method and seed into ``out/<method>/`` (one seed) or ``out/<method>-seed<S>/``
@@ -45,9 +49,11 @@ def compare(
     ``compare.csv`` and ``compare.md``.
 
     Every folder is claimed before any training (so a folder that cannot take its run fails before any work);
-    `force` replaces runs already there. `seeds`: default the seed of `config`. `on_run(label)` may return a
-    progress callback for that run (label: the folder name). Returns one table row per method: the median over
-    seeds of the final and best test loss and the final train loss, the range of the final test loss, the
+    `force` replaces runs already there. `seeds`: default the seed of `config`. `batch_runs` ("auto", "on",
+    "off"; `runs.default_batching`): train the runs that can share one program together (on a CPU, the seeds of
+    one method), as `stablebptt sweep` does; results equal separate runs up to float rounding. `on_run(label)`
+    may return a progress callback for that run (label: the folder name). Returns one table row per method: the
+    median over seeds of the final and best test loss and the final train loss, the range of the final test loss, the
     number of seeds and the median seconds per epoch.
     """
     out = Path(out)
@@ -60,11 +66,21 @@ def compare(
             key: stack.enter_context(RunFolder(out / run_folder_name(*key, seeds)).start(c, force=force))
             for key, c in configs.items()
         }
-        results = {}
-        for key, session in sessions.items():
-            label = run_folder_name(*key, seeds)
-            results[key] = session.run(on_run(label) if on_run else None)
-            records.append(RunRecord(label, configs[key].to_json(), results[key].status, results[key].metrics))
+        keys = list(sessions)
+        labels = [run_folder_name(*k, seeds) for k in keys]
+        by_path = {sessions[k].path: label for k, label in zip(keys, labels, strict=True)}
+        done = train_sessions(
+            [sessions[k] for k in keys],
+            batch_runs=batch_runs,
+            progress=(lambda session: on_run(by_path[session.path])) if on_run else None,
+        )
+    results: dict[tuple[str, int], TrainResult] = {}
+    for key, label, result in zip(keys, labels, done, strict=True):
+        if isinstance(result, str):  # could not begin; the reason is in its status.json
+            status = RunFolder(out / label).status() or {}
+            raise BadInput(f"{out / label}: {status.get('message', 'failed')}")
+        results[key] = result
+        records.append(RunRecord(label, configs[key].to_json(), result.status, result.metrics))
     for m in methods:
         runs = [results[(m, s)].metrics for s in seeds]
         final = np.asarray([r[-1]["test_loss"] for r in runs])

@@ -29,9 +29,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ..core.checks import BadInput, first_line, plural
-from ..runs import CONFIG, METRICS_CSV, RunFolder
-from ..runs.io import atomic_write_bytes, check_names, read_csv, read_json
-from .grid import COMPLEXITY, HARDER_WHEN_SMALLER
+from ..runs.io import CONFIG, METRICS_CSV, atomic_write_bytes, check_names, read_csv, read_json
+from ..runs.state import read_status
 
 LINESTYLES = {"none": "-", "value": "--", "norm": ":"}
 # The published figures (docs/reproduction.md): a 30-epoch trailing mean padded with the first value, and these
@@ -124,7 +123,7 @@ def read_run(path: str | Path, planned: dict[str, Any] | None = None) -> RunReco
         config = read_json(path / CONFIG)
         if not isinstance(config, dict) or not isinstance(config.get("train"), dict):
             raise BadInput(f"{path / CONFIG} is not a stablebptt run config")
-        record = RunFolder(path).status()
+        record = read_status(path)
         rows = _rows(path / METRICS_CSV)
     except (BadInput, OSError) as e:
         problem = _one_line(e).replace(f"{path}{os.sep}", "")  # the run is named in the row
@@ -352,6 +351,8 @@ def smooth(values: np.ndarray, window: int, *, pad_first: bool = True) -> np.nda
 
 
 def _panel_key(task: str, runs: Sequence[RunRecord]) -> str | None:
+    from .grid import COMPLEXITY  # here: reading runs (`stablebptt status`) does not need the tasks
+
     keys = varying(runs)
     key = COMPLEXITY.get(task)
     if key in keys:
@@ -381,6 +382,7 @@ def plot_sweep(
     import matplotlib.pyplot as plt
 
     from ..runs.plotting import METHOD_COLORS, save_figure
+    from .grid import COMPLEXITY, HARDER_WHEN_SMALLER
 
     runs = [r for r in runs if r.rows]
     if not runs:

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core.checks import BadInput, check_choice, check_layer_widths, check_positive_int, layer_widths
-from ..core.rollout import rollout
+from ..core.unroll import rollout
 from ..nn import MLP
 from ..tasks.base import Task
 

@@ -4,14 +4,78 @@ checkpoints, the folder lock, atomic writes and fault points for tests.
     config = RunConfig.create("cartpole", {"n_poles": 2}, method="C", epochs=100)
     result = RunFolder("runs/c").start(config).run()    # a new run
     RunFolder("runs/c").resume(epochs=200).run()         # extend it (after a kill: resume())
+
+The names below are imported on first use, so that reading a folder's state (`runs.state`, `stablebptt status`)
+does not import JAX.
 """
 
-from .batch import default_batching, ensure_batch, plan_groups
-from .checkpoint import BadCheckpoint, Checkpoint, load_checkpoint, read_header, save_checkpoint
-from .config import RunConfig, config_hash, same_run
-from .folder import CHECKPOINT, FIGURE, STATUS, RunFolder, Session, use_precision
-from .io import CONFIG, METRICS_CSV, PARAMS
-from .lock import RunLocked
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .batch import default_batching, ensure_batch, plan_groups, train_sessions, train_together
+    from .checkpoint import BadCheckpoint, Checkpoint, load_checkpoint, read_header, save_checkpoint
+    from .config import RunConfig, config_hash, same_run
+    from .folder import RunFolder, Session, use_precision
+    from .io import CONFIG, METRICS_CSV, PARAMS
+    from .lock import RunLocked
+    from .state import CHECKPOINT, FIGURE, STATUS, read_record, read_status
+
+_HOME = {
+    "batch": (
+        "default_batching",
+        "ensure_batch",
+        "plan_groups",
+        "train_sessions",
+        "train_together",
+    ),
+    "checkpoint": (
+        "BadCheckpoint",
+        "Checkpoint",
+        "load_checkpoint",
+        "read_header",
+        "save_checkpoint",
+    ),
+    "config": (
+        "RunConfig",
+        "config_hash",
+        "same_run",
+    ),
+    "folder": (
+        "RunFolder",
+        "Session",
+        "use_precision",
+    ),
+    "io": (
+        "CONFIG",
+        "METRICS_CSV",
+        "PARAMS",
+    ),
+    "lock": ("RunLocked",),
+    "state": (
+        "CHECKPOINT",
+        "FIGURE",
+        "STATUS",
+        "read_record",
+        "read_status",
+    ),
+}
+_MODULE = {name: module for module, names in _HOME.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE:
+        value = getattr(importlib.import_module(f".{_MODULE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "CHECKPOINT",
@@ -32,7 +96,11 @@ __all__ = [
     "load_checkpoint",
     "plan_groups",
     "read_header",
+    "read_record",
+    "read_status",
     "same_run",
     "save_checkpoint",
+    "train_sessions",
+    "train_together",
     "use_precision",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ..core.checks import BadInput
 from ..core.methods import METHODS
 from ..training.group import GroupSpec, make_group_epoch, restructure, shared_key, stack, traceable_fields
-from ..training.train import Trainer, TrainState
+from ..training.train import ProgressFn, Trainer, TrainResult, TrainState
 from .config import RunConfig
 from .folder import RunFolder, Session, use_precision
 
@@ -34,11 +34,12 @@ BATCH_MODES = ("auto", "on", "off")
 
 
 class _Member(NamedTuple):
-    run_dir: str
+    slot: int
     session: Session
     trainer: Trainer
     state: TrainState
     start: int
+    progress: ProgressFn | None
 
 
 def _is_number(value: Any) -> bool:
@@ -146,7 +147,24 @@ def ensure_batch(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> dict[
         BadInput: if the runs cannot share one program, a folder cannot be written or holds another run (see
             `RunFolder.ensure`).
     """
-    configs = list(configs)
+    _group_fields(list(configs))  # before any folder is touched
+    statuses: dict[str, str] = {}
+    with contextlib.ExitStack() as stack_:
+        opened: list[tuple[str, Session]] = []
+        for run_dir, config in zip(run_dirs, configs, strict=True):
+            session = RunFolder(run_dir)._open(config)
+            if isinstance(session, str):
+                statuses[run_dir] = session
+            else:
+                opened.append((run_dir, stack_.enter_context(session)))
+        results = train_together([session for _, session in opened])
+        for (run_dir, _), result in zip(opened, results, strict=True):
+            statuses[run_dir] = result if isinstance(result, str) else result.status
+    return statuses
+
+
+def _group_fields(configs: Sequence[RunConfig]) -> tuple[str, ...]:
+    """The task settings that vary within the group of `configs`; `BadInput` if they cannot share a program."""
     if len({_coarse_key(c) for c in configs}) > 1:
         raise BadInput(
             "these runs cannot be trained as one group: they differ in a setting that changes the "
@@ -159,42 +177,79 @@ def ensure_batch(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> dict[
             "these runs cannot be trained as one group: a task setting that differs between them is "
             "used for a shape or in Python control flow"
         )
-    statuses: dict[str, str] = {}
-    with contextlib.ExitStack() as stack_:
-        sessions: list[tuple[str, Session]] = []
-        for run_dir, config in zip(run_dirs, configs, strict=True):
-            session = RunFolder(run_dir)._open(config)
-            if isinstance(session, str):
-                statuses[run_dir] = session
-            else:
-                sessions.append((run_dir, stack_.enter_context(session)))
-        if not sessions:
-            return statuses
-        first = sessions[0][1].config
-        use_precision(first)
-        members = []
-        for run_dir, session in sessions:
-            try:
-                trainer = Trainer(session.config.make_task(), session.config.train)
-                state, start = session.begin(trainer)
-            except Exception as e:  # noqa: BLE001 - e.g. a corrupt checkpoint: this run fails, the others go on
-                session.fail(e)
-                statuses[run_dir] = "failed"
-                continue
-            members.append(_Member(run_dir, session, trainer, state, start))
-        unfinished = {m.run_dir for m in members}
+    return varying
+
+
+def train_together(
+    sessions: Sequence[Session], progress: Callable[[Session], ProgressFn | None] | None = None
+) -> list[TrainResult | str]:
+    """Train opened sessions (one group of `plan_groups`, e.g. from `RunFolder.start`) with one `jax.vmap`ped
+    epoch program, each from its own checkpoint; the batched counterpart of `Session.run`.
+
+    `progress(session)` may return a progress callback ``fn(epoch, row)`` for that session's run. Returns, per
+    session, its `TrainResult` (``status`` complete or diverged), or ``"failed"`` for a run that could not begin
+    (e.g. a corrupt checkpoint: recorded in its folder, the others go on). An error while training is recorded
+    in every unfinished folder and raised.
+
+    Raises:
+        BadInput: if the runs cannot share one program (nothing is trained or written).
+    """
+    results: dict[int, TrainResult | str] = {}
+    if not sessions:
+        return []
+    varying = _group_fields([s.config for s in sessions])
+    use_precision(sessions[0].config)
+    members = []
+    for i, session in enumerate(sessions):
         try:
-            for start in sorted({m.start for m in members}):
-                group = [m for m in members if m.start == start]
-                for m, status in zip(group, _train_group(group, varying), strict=True):
-                    statuses[m.run_dir] = status
-                    unfinished.discard(m.run_dir)
-        except BaseException as e:
-            for m in members:
-                if m.run_dir in unfinished:
-                    m.session.fail(e)
-            raise
-    return statuses
+            trainer = Trainer(session.config.make_task(), session.config.train)
+            state, start = session.begin(trainer)
+        except Exception as e:  # noqa: BLE001 - e.g. a corrupt checkpoint: this run fails, the others go on
+            session.fail(e)
+            results[i] = "failed"
+            continue
+        fn = progress(session) if progress is not None else None
+        members.append(_Member(i, session, trainer, state, start, fn))
+    unfinished = {m.slot for m in members}
+    try:
+        for start in sorted({m.start for m in members}):
+            group = [m for m in members if m.start == start]
+            for m, result in zip(group, _train_group(group, varying), strict=True):
+                results[m.slot] = result
+                unfinished.discard(m.slot)
+    except BaseException as e:
+        for m in members:
+            if m.slot in unfinished:
+                m.session.fail(e)
+        raise
+    return [results[i] for i in range(len(sessions))]
+
+
+def train_sessions(
+    sessions: Sequence[Session],
+    *,
+    batch_runs: str = "auto",
+    progress: Callable[[Session], ProgressFn | None] | None = None,
+) -> list[TrainResult | str]:
+    """Train opened sessions (e.g. from `RunFolder.start`), each to its end: in groups of `plan_groups` with one
+    program each (`train_together`) as `default_batching(batch_runs)` says, else one at a time (`Session.run`).
+    Returns what `train_together` returns, per session in order."""
+    batching = default_batching(batch_runs)
+    configs = [s.config for s in sessions]
+    groups = (
+        [[i] for i in range(len(sessions))]
+        if batching is None
+        else plan_groups(configs, mixed=batching[0], max_size=batching[1])
+    )
+    results: dict[int, TrainResult | str] = {}
+    for group in groups:
+        members = [sessions[i] for i in group]
+        if len(members) == 1:
+            done: list[TrainResult | str] = [members[0].run(progress(members[0]) if progress else None)]
+        else:
+            done = train_together(members, progress)
+        results.update(zip(group, done, strict=True))
+    return [results[i] for i in range(len(sessions))]
 
 
 def _shard(tree: Any, n: int) -> Any:
@@ -203,7 +258,7 @@ def _shard(tree: Any, n: int) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("runs")))
 
 
-def _train_group(group: Sequence[_Member], varying: tuple[str, ...]) -> list[str]:
+def _train_group(group: Sequence[_Member], varying: tuple[str, ...]) -> list[TrainResult]:
     """Train members that start at the same epoch until each is complete or diverged."""
     settings = group[0].session.config.train
     methods = tuple(m for m in METHODS if any(g.session.config.train.method == m for g in group))
@@ -247,13 +302,13 @@ def _train_group(group: Sequence[_Member], varying: tuple[str, ...]) -> list[str
         if devices > 1:
             states = _shard(states, devices)
         for i, row in rows.items():
-            group[i].session.record_epoch(epoch, restructure(_index(states, i), group[i].trainer.initial), row)
-    statuses = []
+            m = group[i]
+            m.session.record_epoch(epoch, restructure(_index(states, i), m.trainer.initial), row, m.progress)
+    results = []
     for i, m in enumerate(group):
         final = restructure(_index(states, i), m.trainer.initial)
-        m.session.finish(final, len(m.session.rows), diverged.get(i))
-        statuses.append("diverged" if i in diverged else "complete")
-    return statuses
+        results.append(m.session.finish(final, len(m.session.rows), diverged.get(i), m.progress))
+    return results
 
 
 def _keep(mask: jax.Array, new: Any, old: Any) -> Any:

@@ -45,17 +45,13 @@ from .checkpoint import BadCheckpoint, Checkpoint, check_header, load_checkpoint
 from .config import RunConfig, same_run
 from .faults import fault_point
 from .io import CONFIG, METRICS_CSV, PARAMS, CsvTable, check_names, probe_writable, read_json, save_params, write_json
-from .lock import LOCK, RunLock, RunLocked, locked
+from .lock import LOCK, RunLock, RunLocked
+from .state import CHECKPOINT, FIGURE, STATUS, STATUSES, read_record, read_status
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
 
-STATUS = "status.json"
-CHECKPOINT = "checkpoint.eqx"
-FIGURE = "loss.png"
-# As written in status.json; "running" is read as "interrupted" when no live process holds the folder.
 STATUS_EVERY = 10.0  # s: status.json follows a running run's epochs at least this often (and at each checkpoint)
-STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
 
 __all__ = ["CHECKPOINT", "FIGURE", "STATUS", "STATUSES", "RunFolder", "RunLocked", "Session", "use_precision"]
 
@@ -73,12 +69,7 @@ class RunFolder:
 
     def read_record(self) -> dict[str, Any]:
         """``config.json`` as written (the JSON form of the run's `RunConfig`, of this or an earlier version)."""
-        if not self.path.is_dir():
-            raise BadInput(f"run folder {self.path} does not exist")
-        record = read_json(self.path / CONFIG)
-        if not isinstance(record, dict) or not {"task", "task_settings", "train"} <= set(record):
-            raise BadInput(f"{self.path / CONFIG} is not a stablebptt run config")
-        return record
+        return read_record(self.path)
 
     def read_config(self, record: Mapping[str, Any] | None = None) -> RunConfig:
         """The run's configuration (from `record`, its config.json as read, if given), checked: its task is
@@ -92,22 +83,7 @@ class RunFolder:
     def status(self) -> dict[str, Any] | None:
         """The run's status record (None if it has none). A ``running`` run whose writer is gone (killed: its
         lock is free) is reported as ``"interrupted"``, with ``"stale": True`` (``False`` while it runs)."""
-        path = self.path / STATUS
-        if not path.exists():
-            return None
-        status = read_json(path)
-        if not isinstance(status, dict) or status.get("status") not in STATUSES:
-            raise BadInput(f"{path} is not a stablebptt status file")
-        if status["status"] == "running":
-            status["stale"] = not locked(self.path)
-            if status["stale"]:
-                status["status"] = "interrupted"
-                status.setdefault(
-                    "message",
-                    f"its process (pid {status.get('pid')}) ended without finishing; "
-                    f"continue it with `stablebptt resume {self.path}`",
-                )
-        return status
+        return read_status(self.path)
 
     def finished(self, config: RunConfig) -> str | None:
         """``"complete"`` or ``"diverged"`` if the run of `config` here has nothing left to do (complete with

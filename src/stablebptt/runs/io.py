@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import equinox as eqx
-
 from ..core.checks import BadInput
 
 CONFIG = "config.json"
@@ -124,6 +122,9 @@ def _cell(value: Any) -> Any:
 
 
 def save_params(path: str | os.PathLike[str], params: Any) -> None:
+    """`params` (a pytree of arrays) written atomically with Equinox's serialisation."""
+    import equinox as eqx  # here: reading a run folder's JSON and CSV files does not need JAX
+
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, params)
     atomic_write_bytes(path, buffer.getvalue())
@@ -131,6 +132,8 @@ def save_params(path: str | os.PathLike[str], params: Any) -> None:
 
 def load_params(path: str | os.PathLike[str], like: Any) -> Any:
     """Parameters saved by `save_params`, into the structure of `like`."""
+    import equinox as eqx
+
     path = Path(path)
     try:
         with open(path, "rb") as f:

@@ -1,0 +1,115 @@
+"""How every command ends: its errors in one line, ``stablebptt COMMAND: error: ...``, and its exit code.
+
+Bad input (`BadInput`: a bad flag or setting, a missing or corrupt file, a misbehaving simulator) exits with code
+2, and so does a path the system refuses (an `OSError` such as a name too long or a folder that cannot be
+written, reported with the option it came from); any other exception (a failure inside JAX or a bug, a full disk)
+exits with code 1 and a one-line summary, the traceback with ``--debug``. Ctrl-C and SIGTERM stop a command with
+one line saying how to go on (exit codes 130 and 143). Light: no JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from ..core.checks import BadInput, Terminated, first_line
+
+
+class UsageError(BadInput):
+    """Bad input found after parsing: reported in one line with exit code 2."""
+
+
+def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``command(args)``, its errors reported in one line; returns the exit code."""
+    prefix = f"stablebptt {args.command}"
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may handle signals
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        return command(args)
+    except Terminated:
+        print(f"{prefix}: stopped by SIGTERM; files written so far are complete{_resume_hint(args)}", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except BadInput as e:
+        if args.debug:
+            raise
+        print(f"{prefix}: error: {first_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted; files written so far are complete{_resume_hint(args)}", file=sys.stderr)
+        return 130
+    except OSError as e:
+        if args.debug:
+            raise
+        code = 1 if e.errno in MACHINE_ERRNOS else 2
+        print(f"{prefix}: error: {_os_error(args, e)}", file=sys.stderr)
+        return code
+    except Exception as e:
+        if args.debug:
+            raise
+        print(
+            f"{prefix}: error: {type(e).__name__}: {first_line(e)} (a failure, not bad input; rerun with --debug "
+            "for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise Terminated()
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to go on after an interrupt: the command that continues what was stopped."""
+    if args.command in ("train", "resume"):
+        run = getattr(args, "run_dir", None) or getattr(args, "out", None)
+        return (
+            f" (continue the run with `stablebptt resume {run}`)"
+            if run
+            else " (continue a run with `stablebptt resume RUN_DIR`)"
+        )
+    if args.command in ("sweep", "compare"):
+        return f" (rerun the same `stablebptt {args.command}` command to go on)"
+    return ""
+
+
+# OS errors that are the machine's state, not a path the user gave (exit code 1).
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}
+PATH_OPTIONS = (("out", "--out"), ("run_dir", "RUN_DIR"), ("sweep_dir", "SWEEP_DIR"), ("dir", "DIR"))
+
+
+def _os_error(args: argparse.Namespace, error: OSError) -> str:
+    """One line for an `OSError`, naming the option whose path it concerns (when one does)."""
+    reason = error.strerror or type(error).__name__
+    name = error.filename if error.filename is not None else ""
+    target = Path(os.path.abspath(name)) if name != "" else None
+    for attr, option in PATH_OPTIONS:
+        value = getattr(args, attr, None)
+        given = Path(os.path.abspath(value)) if value is not None else None
+        if (
+            given is not None
+            and target is not None
+            and (target == given or target in given.parents or given in target.parents)
+        ):
+            at = f" (at {_short(name)})" if target != given else ""
+            allowed = (
+                "a path in a folder you can write, names of at most 255 bytes"
+                if option == "--out"
+                else "an existing folder written by stablebptt"
+            )
+            return f"{option} {_short(value)}: {reason}{at}; allowed: {allowed}"
+    return f"{name + ': ' if name else ''}{reason}"
+
+
+def _short(path: object, limit: int = 80) -> str:
+    text = str(path)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,51 @@
+"""Reading a run folder's state without the training stack (and without JAX): the file names, `read_record`
+(config.json as written) and `read_status` (status.json, with a dead writer's "running" read as interrupted).
+`RunFolder` (the only writer) reads through these; `stablebptt status` uses them alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..core.checks import BadInput
+from .io import CONFIG, read_json
+from .lock import locked
+
+STATUS = "status.json"
+CHECKPOINT = "checkpoint.eqx"
+FIGURE = "loss.png"
+# As written in status.json; "running" is read as "interrupted" when no live process holds the folder.
+STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """``config.json`` of the run folder `path` as written (the JSON form of the run's `RunConfig`, of this or
+    an earlier version); `BadInput` if there is none or it is not a run config."""
+    if not path.is_dir():
+        raise BadInput(f"run folder {path} does not exist")
+    record = read_json(path / CONFIG)
+    if not isinstance(record, dict) or not {"task", "task_settings", "train"} <= set(record):
+        raise BadInput(f"{path / CONFIG} is not a stablebptt run config")
+    return record
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    """The status record of the run folder `path` (None if it has none). A ``running`` run whose writer is gone
+    (killed: its lock is free) is reported as ``"interrupted"``, with ``"stale": True`` (``False`` while it
+    runs)."""
+    file = path / STATUS
+    if not file.exists():
+        return None
+    status = read_json(file)
+    if not isinstance(status, dict) or status.get("status") not in STATUSES:
+        raise BadInput(f"{file} is not a stablebptt status file")
+    if status["status"] == "running":
+        status["stale"] = not locked(path)
+        if status["stale"]:
+            status["status"] = "interrupted"
+            status.setdefault(
+                "message",
+                f"its process (pid {status.get('pid')}) ended without finishing; "
+                f"continue it with `stablebptt resume {path}`",
+            )
+    return status

@@ -1,0 +1,57 @@
+"""`experiments.compare`: the seeds of each method trained together (`runs.train_together`) give the results of
+runs trained one at a time, the same folders and the same progress calls."""
+
+import csv
+
+import pytest
+
+from stablebptt.experiments.compare import compare, run_folder_name
+from stablebptt.runs import RunConfig
+
+
+def _config():
+    return RunConfig.create(
+        "cartpole", {"n_poles": 1, "horizon": 10}, method="R", epochs=2, n_train=16, n_test=16, batch_size=8
+    )
+
+
+def _metrics(folder):
+    with open(folder / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "epoch_time"} for row in csv.DictReader(f)]
+
+
+def test_batched_seeds_equal_separate_runs(tmp_path):
+    calls = {}
+
+    def on_run(label):
+        calls[label] = []
+        return lambda epoch, row: calls[label].append(epoch)
+
+    tables = {}
+    for mode in ("on", "off"):
+        tables[mode] = compare(tmp_path / mode, _config(), ["R", "C"], seeds=[1, 2], batch_runs=mode, on_run=on_run)
+        labels = [run_folder_name(m, s, [1, 2]) for m in ("R", "C") for s in (1, 2)]
+        assert calls == {label: [1, 2] for label in labels}, mode
+        calls.clear()
+    for label in ("R-seed1", "R-seed2", "C-seed1", "C-seed2"):
+        on, off = _metrics(tmp_path / "on" / label), _metrics(tmp_path / "off" / label)
+        assert len(on) == len(off) == 2
+        for a, b in zip(on, off):
+            for k in ("loss", "train_loss", "test_loss", "grad_norm"):
+                assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-5), (label, k)
+        assert sorted(p.name for p in (tmp_path / "on" / label).iterdir()) == sorted(
+            p.name for p in (tmp_path / "off" / label).iterdir()
+        )
+    for a, b in zip(tables["on"], tables["off"]):
+        assert a["method"] == b["method"] and a["seeds"] == b["seeds"] == 2
+        assert a["final_test_loss"] == pytest.approx(b["final_test_loss"], rel=1e-5)
+    # different seeds are different runs, so the band is not empty
+    assert tables["on"][0]["final_test_min"] < tables["on"][0]["final_test_max"]
+    assert (tmp_path / "on" / "compare.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unknown_batching_mode_is_refused_before_training(tmp_path):
+    from stablebptt.core.checks import BadInput
+
+    with pytest.raises(BadInput, match="auto, on, off"):
+        compare(tmp_path / "x", _config(), ["R"], seeds=[1, 2], batch_runs="maybe")

@@ -16,18 +16,20 @@ if TYPE_CHECKING:
 
 
 class EpochProgress:
-    """Context manager showing one bar per training run."""
+    """Context manager showing one bar per training run: name, bar, epochs done, last training and test loss,
+    time elapsed and time left (about 80 columns for a run name of 8 characters, so nothing is cut on a
+    terminal; wide when not on one, as `console`)."""
 
-    def __init__(self, console: Console | None = None):
+    def __init__(self, out: Console | None = None):
         self.progress = Progress(
             TextColumn("[bold]{task.description:>3}"),
-            BarColumn(),
+            BarColumn(bar_width=16),
             MofNCompleteColumn(),
-            TextColumn("epochs  loss {task.fields[loss]}  test {task.fields[test]}"),
+            TextColumn("loss {task.fields[loss]:<9} test {task.fields[test]:<9}"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
+            TextColumn("left"),
             TimeRemainingColumn(),
-            console=console,
+            console=out if out is not None else console(),
         )
 
     def __enter__(self) -> Self:

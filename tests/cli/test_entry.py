@@ -60,24 +60,34 @@ def _folder_of_runs(tmp_path):
     return tmp_path / "sweep"
 
 
-@pytest.mark.parametrize(("where", "code"), [("sweep", 0), ("sweep/a", 0), ("nothing", 2)])
-def test_status_reads_folders_without_jax_and_says_what_the_full_parser_says(tmp_path, where, code):
+@pytest.mark.parametrize(
+    ("where", "extra", "code"), [("sweep", [], 0), ("sweep/a", [], 0), ("nothing", [], 2), ("sweep", ["b"], 2)]
+)
+def test_status_reads_folders_without_jax_and_says_what_the_full_parser_says(tmp_path, where, extra, code):
     """`status` only reads files: it answers without importing JAX, with the output of the full command."""
     _folder_of_runs(tmp_path)
-    args = ["status", str(tmp_path / where)]
+    args = ["status", str(tmp_path / where), *extra]
     light = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True, timeout=120)
     assert light.stdout.strip().splitlines()[-1] == f"jax not imported {code}", light.stdout + light.stderr
     full = subprocess.run(
-        [sys.executable, "-c", f"from stablebptt.cli.commands import run; print(run({args!r}))"],
+        [
+            sys.executable,
+            "-c",
+            PROBE.replace("from stablebptt.cli import main", "from stablebptt.cli.commands import run as main").format(
+                args=args
+            ),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert full.stdout.strip().splitlines()[-1] == str(code)
+    assert full.stdout.strip().splitlines()[-1] == f"jax imported {code}"
     assert light.stdout.strip().splitlines()[:-1] == full.stdout.strip().splitlines()[:-1]
     assert light.stderr == full.stderr
-    if where == "sweep":
+    if extra:
+        assert light.stderr.strip() == "stablebptt status: error: unrecognized arguments: b"
+    elif where == "sweep":
         assert "3 runs: 1 complete, 1 failed, 1 unreadable" in light.stdout
         assert "boom" in light.stdout and "1.5" in light.stdout
-    if code == 2:
+    if where == "nothing":
         assert light.stderr.strip() == f"stablebptt status: error: {tmp_path / where} is not a folder"

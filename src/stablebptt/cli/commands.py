@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.checks import BadInput, plural
 from ..tasks import task_label
 from . import options as opt
-from .guard import UsageError, guarded
+from .guard import UsageError, guarded, parse
 from .light import add_debug, add_status_parser, cmd_status
 from .top import COMMAND_HELP, EPILOG, Parser, top_parser
 
@@ -265,10 +265,7 @@ def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run one command (`stablebptt.cli.main.main` comes here for every command that computes); returns the exit
     code."""
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        parser.exit(2, f"stablebptt {args.command}: error: unrecognized arguments: {' '.join(unknown)}\n")
+    args = parse(build_parser(), sys.argv[1:] if argv is None else argv)
     return guarded(COMMANDS[args.command], args)
 
 

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -24,6 +24,14 @@ from ..core.checks import BadInput, Terminated, first_line
 
 class UsageError(BadInput):
     """Bad input found after parsing: reported in one line with exit code 2."""
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """The arguments of a command line; an argument no option takes is an error naming the command."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.exit(2, f"stablebptt {args.command}: error: unrecognized arguments: {' '.join(unknown)}\n")
+    return args
 
 
 def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

@@ -26,12 +26,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             commands.add_parser(name, help=text)
         parser.parse_args(args)
     if command in LIGHT_COMMANDS:
-        from .guard import guarded
+        from .guard import guarded, parse
 
         add_parser, handler = LIGHT_COMMANDS[command]
         parser, commands = top_parser()
         add_parser(commands)
-        return guarded(handler, parser.parse_args(args))
+        return guarded(handler, parse(parser, args))
     from .commands import run
 
     return run(args)

@@ -11,16 +11,38 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .checks import BadInput, BadType, check_backward, check_param_vjp, check_remat, check_truncation
-    from .combination import combine, combine_stats, sign_agreement, tree_norm
-    from .gradients import combined_update, value_and_grad, value_and_grads
-    from .methods import METHODS, canonical_method
+    from .combination import combine, combine_stats, combined_update, sign_agreement, tree_norm
+    from .gradients import value_and_grad, value_and_grads
+    from .methods import (
+        COMBINED,
+        METHODS,
+        MODIFIED,
+        NETWORK,
+        REGULAR,
+        RULES,
+        STOPPED,
+        Method,
+        as_method,
+        canonical_method,
+    )
     from .unroll import rollout
 
 _HOME = {
     "checks": ("BadInput", "BadType", "check_backward", "check_param_vjp", "check_remat", "check_truncation"),
-    "combination": ("combine", "combine_stats", "sign_agreement", "tree_norm"),
-    "gradients": ("combined_update", "value_and_grad", "value_and_grads"),
-    "methods": ("METHODS", "canonical_method"),
+    "combination": ("combine", "combine_stats", "combined_update", "sign_agreement", "tree_norm"),
+    "gradients": ("value_and_grad", "value_and_grads"),
+    "methods": (
+        "COMBINED",
+        "METHODS",
+        "MODIFIED",
+        "NETWORK",
+        "REGULAR",
+        "RULES",
+        "STOPPED",
+        "Method",
+        "as_method",
+        "canonical_method",
+    ),
     "unroll": ("rollout",),
 }
 _MODULE = {name: module for module, names in _HOME.items() for name in names}
@@ -39,9 +61,17 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "COMBINED",
     "METHODS",
+    "MODIFIED",
+    "NETWORK",
+    "REGULAR",
+    "RULES",
+    "STOPPED",
     "BadInput",
     "BadType",
+    "Method",
+    "as_method",
     "canonical_method",
     "check_backward",
     "check_param_vjp",

@@ -8,8 +8,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 PyTree = Any
+Info = dict[str, jax.Array]
 
 
 def _is_none(x: Any) -> bool:
@@ -73,6 +75,21 @@ def combine_stats(modified: PyTree, regular: PyTree) -> dict[str, jax.Array]:
     bad = sum((jnp.sum(~jnp.isfinite(r)) for r in r_leaves), zero)
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(m)) for m in m_leaves])) if m_leaves else jnp.array(True)
     return {"cosine": cosine, "kept_fraction": kept / total, "regular_nonfinite": bad, "modified_finite": finite}
+
+
+def combined_update(g_m: PyTree, g_r: PyTree) -> tuple[PyTree, Info]:
+    """The update of C from g_M and g_R and its `info` (``grad_norm`` and `combine_stats`): `combine` and its
+    statistics. When every leaf has one dtype they run on the gradients raveled into one
+    vector each: the same numbers (up to the order of float sums), from a few fused operations instead of a
+    dozen small ones per leaf, which costs as much as the second mode's sweep on a small network."""
+    leaves = jax.tree.leaves(g_m)
+    if len(leaves) > 1 and len({leaf.dtype for leaf in leaves}) == 1:
+        flat_m, unravel = ravel_pytree(g_m)
+        flat_r, _ = ravel_pytree(g_r)
+        flat = combine(flat_m, flat_r)
+        return unravel(flat), {"grad_norm": tree_norm(flat), **combine_stats(flat_m, flat_r)}
+    update = combine(g_m, g_r)
+    return update, {"grad_norm": tree_norm(update), **combine_stats(g_m, g_r)}
 
 
 class SignAgreementState(NamedTuple):

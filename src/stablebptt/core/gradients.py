@@ -1,4 +1,4 @@
-"""Loss value and update of any gradient-flow mode, including the combined update C.
+"""Loss value and update of any gradient rule (`methods.Method`), including the combined update C.
 
 How to differentiate a rollout is a parameter (the strategy is an option, as in Diffrax):
 
@@ -22,13 +22,11 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
 
 from . import trees
 from .adjoint import adjoint_gradients, choose_param_vjp, remat_segment
 from .checks import BadInput, check_backward, check_param_vjp, check_truncation
-from .combination import combine, combine_stats, tree_norm
-from .methods import canonical_method
+from .methods import Method, as_method
 from .unroll import Controller, Step, _check_horizon, rollout, scan_body
 
 PyTree = Any
@@ -42,7 +40,7 @@ def value_and_grad(
     step: Step,
     controller: Controller,
     horizon: int,
-    method: str = "C",
+    method: str | Method = "C",
     *,
     backward: str = "auto",
     truncation: int | None = None,
@@ -62,7 +60,7 @@ def value_and_grad(
         controller: ``(params, x) -> c``. The adjoint backward passes also call it on a time-stacked batch
             through `jax.vmap`, so it must be vmappable (any pure JAX function is).
         horizon: number of unrolled steps.
-        method: R, M, S, N or C (or regular, modified, stopped, network, combined).
+        method: R, M, S, N or C (or regular, modified, stopped, network, combined), or a `methods.Method`.
         backward: "autodiff" (single modes only), "joint", "two_pass" or "auto": "joint" for C and with
             truncation; for a single mode "joint" when the batched parameter VJP is chosen (small controllers on
             small batches, such as every task at its published batch of 8: faster than autodiff), else
@@ -83,7 +81,7 @@ def value_and_grad(
     Returns:
         A pure, jit-able function. `value` is the loss, a scalar; `update` has the structure of `params`
         (`None` at leaves that are not inexact arrays, as Equinox's filtered gradients). For C it is
-        ``combine(g_M, g_R)``. `info` holds scalars: ``grad_norm`` (L2 norm of `update`), and for C
+        ``combine(g_M, g_R)`` (`Method.update`). `info` holds scalars: ``grad_norm`` (L2 norm of `update`), and for C
         ``cosine`` (of g_M and g_R) and ``kept_fraction`` (share of entries kept by the sign test).
 
     Raises:
@@ -101,18 +99,18 @@ def value_and_grad(
             stacklevel=2,
         )
         remat = checkpoint
-    method = canonical_method(method)
+    rule = as_method(method)
     horizon = _check_horizon(horizon)
     backward = check_backward(backward)
     truncation = check_truncation(truncation)
     segment = remat_segment(remat, horizon)
-    if backward == "autodiff" and method == "C":
-        raise BadInput("method C needs backward='joint' or 'two_pass' (it combines two modes)")
+    if backward == "autodiff" and rule.combines:
+        raise BadInput(f"method {rule} needs backward='joint' or 'two_pass' (it combines {len(rule.modes)} modes)")
     if backward == "autodiff" and truncation is not None:
         raise BadInput("truncation needs backward='joint' or 'two_pass'")
     param_vjp = check_param_vjp(param_vjp)
 
-    modes = ("M", "R") if method == "C" else (method,)
+    modes = rule.modes
     step, controller = trees.checked(step, controller)  # errors name the user's functions
     loss = trees.checked_loss(loss)
 
@@ -129,10 +127,10 @@ def value_and_grad(
         if how == "auto":
             # The adjoint sweep pays off for C (shared sweep), truncation, and wherever the batched parameter
             # VJP is the better choice; otherwise a single mode is plain autodiff of the rollout.
-            single = method != "C" and truncation is None
+            single = not rule.combines and truncation is None
             how = "autodiff" if single and vjp == "per_step" else "joint"
         if how == "autodiff":
-            value, grad = _autodiff(loss, step, controller, horizon, method, diff, static, x0, segment)
+            value, grad = _autodiff(loss, step, controller, horizon, modes[0], diff, static, x0, segment)
             grads = [grad]
         else:
             groups = (modes,) if how == "joint" else tuple((m,) for m in modes)
@@ -148,29 +146,10 @@ def value_and_grad(
                 segment=segment,
                 param_vjp=vjp,
             )
-        if method == "C":
-            update, info = combined_update(*grads)
-        else:
-            update = grads[0]
-            info = {"grad_norm": tree_norm(update)}
+        update, info = rule.update(grads)
         return value, update, info
 
     return value_and_update
-
-
-def combined_update(g_m: PyTree, g_r: PyTree) -> tuple[PyTree, Info]:
-    """The update of C from g_M and g_R and its `info` (``grad_norm`` and `combine_stats`): `combine` and its
-    statistics. When every leaf has one dtype they run on the gradients raveled into one
-    vector each: the same numbers (up to the order of float sums), from a few fused operations instead of a
-    dozen small ones per leaf, which costs as much as the second mode's sweep on a small network."""
-    leaves = jax.tree.leaves(g_m)
-    if len(leaves) > 1 and len({leaf.dtype for leaf in leaves}) == 1:
-        flat_m, unravel = ravel_pytree(g_m)
-        flat_r, _ = ravel_pytree(g_r)
-        flat = combine(flat_m, flat_r)
-        return unravel(flat), {"grad_norm": tree_norm(flat), **combine_stats(flat_m, flat_r)}
-    update = combine(g_m, g_r)
-    return update, {"grad_norm": tree_norm(update), **combine_stats(g_m, g_r)}
 
 
 def _autodiff(
@@ -241,9 +220,10 @@ def value_and_grads(
     Raises:
         BadInput: for a bad option or mode (C is not a single mode), at once.
     """
-    modes = tuple(dict.fromkeys(canonical_method(m) for m in modes))
-    if not modes or "C" in modes:
+    rules = [as_method(m) for m in modes]
+    if not rules or any(r.combines for r in rules):
         raise BadInput(f"value_and_grads needs single modes (R, M, S, N), got {modes!r}")
+    modes = tuple(dict.fromkeys(r.modes[0] for r in rules))
     horizon = _check_horizon(horizon)
     truncation = check_truncation(truncation)
     segment = remat_segment(remat, horizon)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import optax
 from jax.tree_util import PyTreeDef
 
-from ..core import combined_update, tree_norm, value_and_grad, value_and_grads
+from ..core import as_method, value_and_grad, value_and_grads
 from ..core.checks import BadInput
 from ..core.gradients import ValueAndGrad
 from ..tasks import Task
@@ -139,7 +139,8 @@ def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> ValueAndGrad
         return value_and_grad(
             user_loss(task), task.step, task.controller, task.horizon, spec.methods[0], **settings.gradient_options
         )
-    modes = tuple(dict.fromkeys(m for meth in spec.methods for m in (("M", "R") if meth == "C" else (meth,))))
+    rules = [as_method(m) for m in spec.methods]
+    modes = tuple(dict.fromkeys(mode for rule in rules for mode in rule.modes))
     grads_fn = value_and_grads(
         user_loss(task),
         task.step,
@@ -149,14 +150,15 @@ def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> ValueAndGrad
         truncation=settings.truncation,
         remat=settings.remat,
     )
-    combined = "C" in spec.methods
 
     def vg(params: PyTree, x0: PyTree) -> tuple[jax.Array, PyTree, dict[str, jax.Array]]:
         value, grads = grads_fn(params, x0)
-        c_update, c_info = combined_update(grads["M"], grads["R"]) if combined else (None, {})
-        candidates = [c_update if m == "C" else grads[m] for m in spec.methods]
-        update = _pick(method, candidates)
-        info = {**c_info, "grad_norm": tree_norm(update)}
+        updates, infos = zip(*(rule.update([grads[m] for m in rule.modes]) for rule in rules), strict=True)
+        update = _pick(method, updates)
+        # every member's info has every rule's statistics (a rule's own where it is the member's, else zeros)
+        names = dict.fromkeys(k for info in infos for k in info)
+        like = {k: next(info[k] for info in infos if k in info) for k in names}
+        info = _pick(method, [{k: info.get(k, jnp.zeros_like(like[k])) for k in names} for info in infos])
         return value, update, info
 
     return vg
@@ -179,7 +181,7 @@ def make_group_epoch(
     a `jax.vmap` over the leading (run) axis of every argument. `static` is the non-array part of the
     parameters (shared)."""
     settings = spec.settings
-    c_index = spec.methods.index("C") if "C" in spec.methods else -1
+    combines = jnp.asarray([as_method(m).combines for m in spec.methods])
 
     def one_epoch(knobs: Knobs, state: TrainState, data: Data) -> tuple[TrainState, dict[str, jax.Array]]:
         member = with_values(task, knobs.task_values)
@@ -192,7 +194,7 @@ def make_group_epoch(
             static,
             settings.batch_size,
             skip_nonfinite=settings.skip_nonfinite,
-            combined=knobs.method == c_index,
+            combined=combines[knobs.method],
             stop_regular=knobs.stop_regular,
         )
         return epoch(state, data)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..core import canonical_method, rollout, trees, value_and_grad
+from ..core import as_method, rollout, trees, value_and_grad
 from ..core.checks import BadInput, BadType
 from ..core.gradients import ValueAndGrad
 from ..tasks import Task
@@ -193,7 +193,7 @@ def make_epoch(
     means.
     """
     vg = value_and_grad(user_loss(task), task.step, task.controller, task.horizon, method, **gradient_options)
-    combined = canonical_method(method) == "C"
+    combined = as_method(method).combines
     return epoch_program(
         task,
         vg,

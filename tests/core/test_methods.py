@@ -79,6 +79,7 @@ def test_a_rule_of_ones_own_is_differentiated_like_the_built_in_ones(toy, backwa
     g_m = jax.grad(toy_naive_loss)(params, x0, "M", HORIZON)
     g_r = jax.grad(toy_naive_loss)(params, x0, "R", HORIZON)
     assert_trees_close(update, jax.tree.map(lambda a, b: (a + b) / 2, g_m, g_r))
+    assert float(value) == pytest.approx(float(toy_naive_loss(params, x0, "R", HORIZON)), rel=1e-12)
     assert set(info) == {"grad_norm"}
     with pytest.raises(BadInput, match="method A needs backward='joint' or 'two_pass' \\(it combines 2 modes\\)"):
         sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, rule, backward="autodiff")

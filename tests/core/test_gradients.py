@@ -126,3 +126,65 @@ def test_method_names_are_aliases(problem, name, letter):
     by_name = sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, name)(params, x0)[1]
     by_letter = sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, letter)(params, x0)[1]
     assert_trees_close(by_name, by_letter, rtol=0, atol=0)
+
+
+def _naive_final_state(params, x0, horizon):
+    x = x0
+    for _ in range(horizon):
+        x = toy_step(x, toy_controller(params, x))
+    return x
+
+
+def _loss_with_aux(states, controls):
+    per_sample = jnp.mean(states[-1] ** 2, axis=-1)
+    return toy_loss(states, controls), {"per_sample": per_sample, "steps": jnp.asarray(states.shape[0] - 1)}
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("R", {"backward": "autodiff"}),
+        ("M", {"backward": "joint"}),
+        ("C", {"backward": "joint"}),
+        ("C", {"backward": "two_pass", "remat": "sqrt"}),
+        ("R", {"backward": "autodiff", "remat": 2}),
+        ("C", {"truncation": 3}),
+    ],
+)
+def test_final_state_and_aux_are_returned_and_change_nothing_else(problem, method, options):
+    """`final_state` is the naive rollout's last state; `aux` is the loss's second output, not differentiated:
+    value and update equal those without either."""
+    params, x0 = problem
+    plain = jax.jit(sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, method, **options))
+    extra = jax.jit(
+        sb.value_and_grad(
+            _loss_with_aux, toy_step, toy_controller, HORIZON, method, has_aux=True, final_state=True, **options
+        )
+    )
+    value, update, info = plain(params, x0)
+    value_x, update_x, info_x = extra(params, x0)
+    assert float(value_x) == float(value)
+    assert_trees_close(update_x, update, rtol=1e-13)
+    assert set(info_x) == set(info) | {"aux", "final_state"}
+    np.testing.assert_allclose(info_x["final_state"], _naive_final_state(params, x0, HORIZON), rtol=1e-12)
+    np.testing.assert_allclose(info_x["aux"]["per_sample"], np.mean(np.asarray(info_x["final_state"]) ** 2, -1))
+    assert int(info_x["aux"]["steps"]) == HORIZON
+
+
+def test_windows_carried_by_the_final_state_continue_the_trajectory(problem):
+    """Two windows of H steps, the second from the first's final state, end where one rollout of 2H ends."""
+    params, x0 = problem
+    window = jax.jit(sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, "C", final_state=True))
+    _, _, first = window(params, x0)
+    _, _, second = window(params, first["final_state"])
+    np.testing.assert_allclose(second["final_state"], _naive_final_state(params, x0, 2 * HORIZON), rtol=1e-12)
+
+
+def test_a_loss_without_its_aux_is_refused_in_one_line(problem):
+    params, x0 = problem
+    vg = sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, "C", has_aux=True)
+    with pytest.raises(
+        sb.BadInput,
+        match=r"the loss `toy_loss` returned .*float.*; with has_aux=True it must return a pair \(value, aux\)",
+    ):
+        vg(params, x0)

@@ -113,7 +113,7 @@ def _unhoist(varying: Sequence[jax.Array], invariants: Sequence[jax.Array], spec
 
 
 def adjoint_gradients(
-    loss: Callable[[PyTree, PyTree], jax.Array],
+    loss: Callable[[PyTree, PyTree], Any],
     step: Callable[[PyTree, PyTree], PyTree],
     net: Net,
     diff: PyTree,
@@ -124,7 +124,8 @@ def adjoint_gradients(
     truncation: int | None = None,
     segment: int | None = None,
     param_vjp: str = "auto",
-) -> tuple[jax.Array, list[PyTree]]:
+    has_aux: bool = False,
+) -> tuple[Any, list[PyTree]]:
     """Loss value and one parameter gradient per mode, after ONE forward sweep.
 
     States and controls are pytrees; the adjoints λ_n and a_n have the structure of their floating-point
@@ -146,6 +147,8 @@ def adjoint_gradients(
         param_vjp: how the parameter gradient is formed: "batched" (one VJP of the network over all steps
             of a segment, after the sweep), "per_step" (each step's full network VJP inside the sweep, all
             modes `vmap`ped, accumulated in the carry) or "auto" (`choose_param_vjp`).
+        has_aux: `loss` returns ``(value, aux)``; then the first output is ``(value, aux)``, as with
+            ``jax.value_and_grad(..., has_aux=True)``.
 
     Returns:
         ``(value, grads)`` with one gradient pytree per mode, in the order of the flattened `groups`.
@@ -196,9 +199,14 @@ def adjoint_gradients(
     _, (xs, controls, stored) = jax.lax.scan(forward, x0, None, length=horizon)
     states = trees.prepend(x0, xs)
     (states_f, states_i), (controls_f, controls_i) = trees.split(states), trees.split(controls)
-    value, loss_vjp = jax.vjp(
-        lambda s, c: loss(trees.merge(s, states_i), trees.merge(c, controls_i)), states_f, controls_f
-    )
+
+    def on_floats(s: PyTree, c: PyTree) -> Any:
+        return loss(trees.merge(s, states_i), trees.merge(c, controls_i))
+
+    if has_aux:
+        value, loss_vjp, aux = jax.vjp(on_floats, states_f, controls_f, has_aux=True)
+    else:
+        value, loss_vjp = jax.vjp(on_floats, states_f, controls_f)
     dl_dx, dl_dc = loss_vjp(jnp.ones_like(value))
 
     def net_float(d: PyTree, x: PyTree) -> PyTree:
@@ -225,7 +233,7 @@ def adjoint_gradients(
         else:
             group_grads = _segmented(sweep, lam, block, horizon, segment)
         grads.extend(group_grads)
-    return value, grads
+    return ((value, aux) if has_aux else value), grads
 
 
 def _segmented(sweep: Sweep, lam: PyTree, block: Block, horizon: int, segment: int) -> list[PyTree]:

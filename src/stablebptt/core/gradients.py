@@ -47,6 +47,8 @@ def value_and_grad(
     remat: int | str | None = None,
     param_vjp: str = "auto",
     checkpoint: int | str | None = None,
+    has_aux: bool = False,
+    final_state: bool = False,
 ) -> ValueAndGrad:
     """Build ``(params, x0) -> (value, update, info)`` for one gradient-flow mode.
 
@@ -77,12 +79,19 @@ def value_and_grad(
             from XLA's flop count of one controller call per parameter; see `adjoint.choose_param_vjp`).
             Only speed differs.
         checkpoint: deprecated name of `remat` (same values; a `DeprecationWarning`). Giving both is an error.
+        has_aux: the loss returns ``(value, aux)`` (any pytree `aux`, e.g. per-sample losses or the final
+            state's error), as with ``jax.value_and_grad(..., has_aux=True)``; `aux` is returned as
+            ``info["aux"]`` and is not differentiated.
+        final_state: also return the last state of the rollout, ``info["final_state"]`` (the structure of `x0`),
+            so that a training loop can carry states from one update to the next (windows of a longer
+            trajectory). It costs nothing: the forward pass computes it anyway.
 
     Returns:
         A pure, jit-able function. `value` is the loss, a scalar; `update` has the structure of `params`
         (`None` at leaves that are not inexact arrays, as Equinox's filtered gradients). For C it is
         ``combine(g_M, g_R)`` (`Method.update`). `info` holds scalars: ``grad_norm`` (L2 norm of `update`), and for C
-        ``cosine`` (of g_M and g_R) and ``kept_fraction`` (share of entries kept by the sign test).
+        ``cosine`` (of g_M and g_R) and ``kept_fraction`` (share of entries kept by the sign test); with
+        `has_aux` and `final_state` also ``aux`` and ``final_state``.
 
     Raises:
         BadInput: a bad option (named in the message), at once; a step or controller whose output does not fit
@@ -112,7 +121,7 @@ def value_and_grad(
 
     modes = rule.modes
     step, controller = trees.checked(step, controller)  # errors name the user's functions
-    loss = trees.checked_loss(loss)
+    loss = trees.loss_with_extras(loss, has_aux)  # (value, (aux, final state)), the value checked
 
     def value_and_update(params: PyTree, x0: PyTree) -> tuple[jax.Array, PyTree, Info]:
         diff, static = eqx.partition(params, eqx.is_inexact_array)
@@ -130,11 +139,11 @@ def value_and_grad(
             single = not rule.combines and truncation is None
             how = "autodiff" if single and vjp == "per_step" else "joint"
         if how == "autodiff":
-            value, grad = _autodiff(loss, step, controller, horizon, modes[0], diff, static, x0, segment)
+            (value, extras), grad = _autodiff(loss, step, controller, horizon, modes[0], diff, static, x0, segment)
             grads = [grad]
         else:
             groups = (modes,) if how == "joint" else tuple((m,) for m in modes)
-            value, grads = adjoint_gradients(
+            (value, extras), grads = adjoint_gradients(
                 loss,
                 step,
                 net,
@@ -145,15 +154,18 @@ def value_and_grad(
                 truncation=truncation,
                 segment=segment,
                 param_vjp=vjp,
+                has_aux=True,
             )
         update, info = rule.update(grads)
+        aux, last = extras
+        info = {**info, **({"aux": aux} if has_aux else {}), **({"final_state": last} if final_state else {})}
         return value, update, info
 
     return value_and_update
 
 
 def _autodiff(
-    loss: Loss,
+    loss: Callable[[PyTree, PyTree], Any],
     step: Step,
     controller: Controller,
     horizon: int,
@@ -162,8 +174,10 @@ def _autodiff(
     static: PyTree,
     x0: PyTree,
     segment: int | None,
-) -> tuple[jax.Array, PyTree]:
-    def objective(d: PyTree) -> jax.Array:
+) -> tuple[tuple[jax.Array, Any], PyTree]:
+    """``((value, extras), grad)`` of a loss that returns ``(value, extras)`` (`trees.loss_with_extras`)."""
+
+    def objective(d: PyTree) -> tuple[jax.Array, Any]:
         params = eqx.combine(d, static)
         if segment is None or segment >= horizon:
             states, controls = rollout(step, controller, params, x0, horizon, method)
@@ -171,7 +185,7 @@ def _autodiff(
             states, controls = _remat_rollout(step, controller, params, x0, horizon, method, segment)
         return loss(states, controls)
 
-    return jax.value_and_grad(objective)(diff)
+    return jax.value_and_grad(objective, has_aux=True)(diff)
 
 
 def _remat_rollout(

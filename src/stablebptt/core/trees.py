@@ -233,6 +233,29 @@ def checked_loss(loss: Binary) -> Binary:
     return scalar_loss
 
 
+def loss_with_extras(loss: Binary, has_aux: bool) -> Binary:
+    """`loss` as ``(states, controls) -> (value, (aux, final_state))``, its value checked (`check_loss`):
+    `aux` is the loss's second output with `has_aux` (the loss then returns ``(value, aux)``), else None;
+    `final_state` is the last state of the trajectory (time-major `states`)."""
+
+    def extended(states: PyTree, controls: PyTree) -> tuple[Any, tuple[Any, PyTree]]:
+        out = loss(states, controls)
+        if has_aux:
+            if not (isinstance(out, tuple | list) and len(out) == 2):
+                got = describe(out) if isinstance(out, jax.Array | np.ndarray) else type(out).__name__
+                raise BadInput(
+                    f"the loss `{name_of(loss)}` returned {got}; with has_aux=True it must return a pair (value, aux)"
+                )
+            value, aux = out
+        else:
+            value, aux = out, None
+        check_loss(loss, value)
+        return value, (aux, at(states, -1))
+
+    extended.__wrapped__ = loss  # type: ignore[attr-defined]
+    return extended
+
+
 def checked(step: Binary, controller: Binary) -> tuple[Binary, Binary]:
     """`step` and `controller` wrapped so that their outputs are checked whenever they are traced, and so that
     an error they raise becomes a one-line `SimulatorFault` naming them (see `guard`).

@@ -261,6 +261,26 @@ def test_mixed_group_equals_separate_runs(mixed_group):
     assert before == [(b / "metrics.csv").read_bytes() for b in batched]
 
 
+def test_a_small_mixed_group_equals_separate_runs(tmp_path):
+    """The fast check of the slow test above, in the default suite: R, C and S with different clipping and
+    seeds, as one program, give the metrics of the runs trained one at a time (C's statistics only for C)."""
+    grid = {**TINY, "method": ["R", "C", "S"], "n_poles": [1], "n_train": [16], "n_test": [8], "batch_size": [8]}
+    every = {
+        (r.config.train.method, r.config.train.clip, r.config.train.seed): r
+        for r in expand("cartpole", {**grid, "clip": ["none", "norm"], "seed": [0, 1]})
+    }
+    runs = [every[k] for k in (("R", "none", 0), ("C", "norm", 1), ("S", "none", 1), ("C", "none", 0))]
+    assert plan_groups([r.config for r in runs]) == [[0, 1, 2, 3]]
+    dirs = [str(tmp_path / "batched" / r.name) for r in runs]
+    assert ensure_batch(dirs, [r.config for r in runs]) == dict.fromkeys(dirs, "complete")
+    for run, d in zip(runs, dirs):
+        single = tmp_path / "single" / run.name
+        assert run_job(str(single), run.config)[0]["status"] == "complete"
+        batched = _metrics(Path(d))
+        _assert_same_metrics(batched, _metrics(single), run.name)
+        assert np.isnan(batched[0]["cosine"]) == (run.config.train.method != "C")
+
+
 @pytest.mark.slow  # 16 single runs plus the group (about 35 s): run by .ci/run
 def test_group_sharded_over_two_devices_equals_one_device(mixed_group, tmp_path):
     """The run axis of a group sharded over 2 (host) devices: 3 runs (padded to 4) give the metrics of the

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+import optax.tree_utils as otu
 from jax.flatten_util import ravel_pytree
 
 PyTree = Any
@@ -48,13 +49,13 @@ def _leaves(tree: PyTree) -> list[jax.Array]:
 
 
 def tree_dot(a: PyTree, b: PyTree) -> jax.Array:
-    """Sum over all leaves of the elementwise product (None leaves skipped)."""
-    terms = [jnp.vdot(x, y) for x, y in zip(_leaves(a), _leaves(b), strict=True)]
-    return sum(terms, jnp.zeros(()))
+    """Sum over all leaves of the elementwise product (None leaves skipped): `optax.tree_utils.tree_vdot`."""
+    return jnp.asarray(otu.tree_vdot(a, b))
 
 
 def tree_norm(tree: PyTree) -> jax.Array:
-    """Global L2 norm of a pytree (None leaves skipped)."""
+    """Global L2 norm of a pytree (None leaves skipped). (`optax.tree_utils.tree_norm` from optax 0.2.5 on;
+    ``tree_l2_norm`` before.)"""
     return jnp.sqrt(tree_dot(tree, tree))
 
 

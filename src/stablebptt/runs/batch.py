@@ -25,7 +25,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..core.checks import BadInput
 from ..core.methods import METHODS
-from ..training.group import GroupSpec, make_group_epoch, restructure, shared_key, stack, traceable_fields
+from ..core.trees import stack
+from ..training.group import GroupSpec, make_group_epoch, restructure, shared_key, traceable_fields
 from ..training.train import ProgressFn, Trainer, TrainResult, TrainState
 from .config import RunConfig
 from .folder import RunFolder, Session, use_precision

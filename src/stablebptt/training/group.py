@@ -202,11 +202,6 @@ def make_group_epoch(
     return jax.vmap(one_epoch)
 
 
-def stack(trees: Sequence[PyTree]) -> PyTree:
-    """Stack pytrees of one structure along a new leading axis."""
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
-
-
 def restructure(state: TrainState, like: TrainState) -> TrainState:
     """`state`'s leaves in the structure of `like` (e.g. optax's Adam state as the group's Adam state: both
     hold count, mu, nu in that order)."""

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import optax.tree_utils as otu
 
 from ..core import as_method, rollout, trees, value_and_grad
 from ..core.checks import BadInput, BadType
@@ -239,7 +240,7 @@ def epoch_program(
             ok = ok & ~(combined & (~info["modified_finite"] | bad_regular))
         new = TrainState(params, opt_state)
         if skip_nonfinite:
-            new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+            new = otu.tree_where(ok, new, state)
         return new, (value, info, ok)
 
     def epoch(state: TrainState, data: Data) -> tuple[TrainState, dict[str, jax.Array]]:

@@ -280,7 +280,7 @@ def test_animate_draws_a_dict_state_with_the_tasks_own_draw(project, capsys):
         capsys,
         ["animate", "Puck"],
         f"{name}:Puck cannot draw itself",
-        "(define draw(axes, states, controls) on the Task)",
+        "define draw(axes, states, controls) on the Task",
     )
     assert sorted(p.name for p in (folder / "Puck").iterdir()) == before
     assert main(["animate", "DrawnPuck", "--samples", "2", "--frames", "3"]) == 0

@@ -166,7 +166,41 @@ def test_every_bad_spec_is_one_line(module, spec, settings, message):
 
 
 def test_optional_builtin_is_lazy():
-    """`mjx-cartpole` is registered by module path: importing the tasks imports no MuJoCo."""
-    assert isinstance(TASKS["mjx-cartpole"], str)
+    """`mjx-cartpole` imports MuJoCo only when the task is built: importing the tasks imports no MuJoCo."""
+    assert TASKS["mjx-cartpole"].options and TASKS["mjx-cartpole"].can_draw()
     code = "import sys, stablebptt.tasks; assert 'mujoco' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_every_builtin_task_describes_itself_and_the_tables_follow(name):
+    """A built-in task's description lives on its class; the command line, the grids and the report read it."""
+    from stablebptt.cli.commands import build_parser
+    from stablebptt.cli.options import task_settings
+    from stablebptt.experiments.grid import COMPLEXITY, PAPER_GRIDS
+    from stablebptt.tasks import SHORT_NAMES, TASK_HELP, TASK_OPTIONS, task_fields
+
+    cls = TASKS[name]
+    fields = task_fields(name)
+    assert cls.name == name and cls.summary and TASK_HELP[name] == cls.summary
+    assert TASK_OPTIONS[name] == cls.options and all(o.name in fields for o in cls.options)
+    assert all(SHORT_NAMES[o.name] == o.short for o in cls.options)
+    assert cls.complexity in fields and COMPLEXITY[name] == cls.complexity
+    assert set(cls.paper_grid) <= set(fields)
+    if cls.paper_grid:
+        assert PAPER_GRIDS[name][cls.complexity] == list(cls.paper_grid[cls.complexity])
+    assert cls.can_draw()
+    args = build_parser().parse_args(
+        ["train", name, *(a for o in cls.options if o.kind != "choice" for a in (f"--{o.short}", "2"))]
+    )
+    settings = task_settings(args)  # each option reaches its field
+    assert all(settings[o.name] == 2 for o in cls.options if o.kind != "choice")
+
+
+def test_an_option_of_an_unknown_kind_fails_when_it_is_declared():
+    from stablebptt.tasks import Option
+
+    with pytest.raises(ValueError, match="Option x: kind must be one of positive_int"):
+        Option("x", "x", "int", "help")
+    with pytest.raises(ValueError, match="Option y: choices are given exactly when kind is 'choice'"):
+        Option("y", "y", "choice", "help")

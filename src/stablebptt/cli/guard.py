@@ -52,6 +52,10 @@ def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted; files written so far are complete{_resume_hint(args)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as Unix tools do on SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that flushing stdout at exit does not fail again
+        return 128 + signal.SIGPIPE
     except OSError as e:
         if args.debug:
             raise

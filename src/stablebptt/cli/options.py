@@ -14,6 +14,7 @@ from typing import Any
 from ..core import canonical_method, check_remat
 from ..core.checks import BACKWARDS, BadInput
 from ..tasks import TASK_HELP, task_fields, task_options
+from ..tasks import TASKS as BUILTIN_TASKS
 from ..training import CLIP_MODES, OPTIMIZERS
 from ..training.optim import ADAM_EPS_FORMS
 from ..training.settings import DEFAULTS, FIELDS, REGULAR_NONFINITE
@@ -139,7 +140,7 @@ SET_LIST_HELP = (
     "values of the task's field NAME for the grid: a JSON list ([1,2]) or comma-separated "
     "values, each JSON or a string (1,2 or a,b); repeatable; applied after the task's own options"
 )
-TASKS = ("cartpole", "repulsion", "quantum", "mjx-cartpole")
+TASKS = tuple(BUILTIN_TASKS)  # the built-in tasks, each with its own parser
 
 
 class TaskChoices(dict):

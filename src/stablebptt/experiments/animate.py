@@ -12,7 +12,6 @@ The panels, one per sample, lie in a roughly square grid (`grid_shape`); unused 
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import tempfile
@@ -33,14 +32,12 @@ from ..core.checks import BadInput, check_positive_int
 from ..runs import CHECKPOINT, PARAMS, RunConfig, RunFolder, use_precision
 from ..runs.checkpoint import load_checkpoint
 from ..runs.io import load_params, probe_writable
-from ..runs.plotting import METHOD_COLORS
 from ..tasks import TASKS, Task
 from ..training.train import Trainer, make_data
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
 
-    from ..tasks import CartPole, Quantum, Repulsion
 
 Update = Callable[[int], Iterable["Artist"]]  # time index n -> the artists it changed
 Drawer = Callable[[Sequence[Axes], Any, Any], Update]  # (axes, states, controls) -> update
@@ -204,127 +201,12 @@ def animate_run(
 
 
 def drawer_of(task: Task, spec: str) -> Drawer:
-    """``draw(axes, states, controls) -> update`` for `task` (named `spec` in its run): its own `draw` method,
-    else the built-in animation of its kind; a one-line `ValueError` if it has neither."""
-    own = getattr(task, "draw", None)
-    if callable(own):
-        return own
-    builtin = TASKS.get(task.name)
-    if task.name in DRAWERS and isinstance(builtin, type) and isinstance(task, builtin):
-        return functools.partial(DRAWERS[task.name], task)
+    """``draw(axes, states, controls) -> update`` for `task` (named `spec` in its run): its `Task.draw`; a
+    one-line `BadInput` if it defines none."""
+    if type(task).can_draw():
+        return task.draw
+    drawn = ", ".join(name for name, cls in TASKS.items() if cls.can_draw())
     raise BadInput(
-        f"task {spec} cannot draw itself: it has no draw method and is none of the tasks with a "
-        f"built-in animation ({', '.join(DRAWERS)}) (define draw(axes, states, controls) on the Task)"
+        f"task {spec} cannot draw itself: it defines no draw method (the built-in tasks {drawn} do); define "
+        "draw(axes, states, controls) on the Task"
     )
-
-
-def _draw_cartpole(task: CartPole, axes: Sequence[Axes], states: np.ndarray, controls: np.ndarray) -> Update:
-    """Each panel follows its cart (a window of ``2 * HALF_WIDTH`` around it) over a track with a mark every
-    half unit, so that the poles are drawn large and the cart's motion shows as the track moving; the force
-    and the mean cos θ of the poles (1: all upright) are the panel's title."""
-    length = 1.0  # the full pole (twice the half-length of docs/tasks.md, cartpole)
-    half_width = 1.6
-    cart_x = states[:, :, 0, 0]
-    reach = float(np.abs(cart_x).max()) + half_width + 1.0
-    marks = np.arange(-math.ceil(reach), math.ceil(reach) + 0.5, 0.5)
-    artists = []
-    for ax in axes:
-        ax.set_ylim(-1.25, 1.25)
-        ax.set_aspect("equal")
-        ax.axhline(0, color="0.6", lw=1.0)
-        ax.vlines(marks, -0.06, 0.0, color="0.6", lw=0.8)
-        ax.vlines(marks[marks == np.round(marks)], -0.12, 0.0, color="0.4", lw=1.0)  # whole units longer
-        ax.axhline(length, color="0.85", lw=0.8, ls=":")  # the height of an upright pole
-        cart = plt.Rectangle((0, -0.08), 0.36, 0.16, color="0.25", zorder=3)
-        ax.add_patch(cart)
-        poles = [
-            ax.plot([], [], "-o", color=METHOD_COLORS["R"], lw=3, ms=4, zorder=4)[0] for _ in range(states.shape[2] - 1)
-        ]
-        ax.set_xticks([])
-        ax.set_yticks([])
-        artists.append((ax, cart, poles))
-
-    def update(n: int) -> list[Artist]:
-        for i, (ax, cart, poles) in enumerate(artists):
-            x = states[n, i, 0, 0]
-            ax.set_xlim(x - half_width, x + half_width)
-            cart.set_x(x - 0.18)
-            for p, line in enumerate(poles):
-                theta = states[n, i, 1 + p, 0]
-                line.set_data([x, x + length * np.sin(theta)], [0, length * np.cos(theta)])
-            force = controls[min(n, controls.shape[0] - 1), i]
-            upright = np.mean(np.cos(states[n, i, 1:, 0]))
-            ax.set_title(f"x {x:+.2f}  force {force:+.2f}  cos θ {upright:+.2f}", fontsize=8)
-        return []
-
-    return update
-
-
-def _draw_repulsion(task: Repulsion, axes: Sequence[Axes], states: np.ndarray, controls: np.ndarray) -> Update:
-    nd = task.n_drivers
-    pos = states[:, :, :, 0]  # (time, sample, object, xy)
-    target = np.asarray(task.target, dtype=float)
-    artists = []
-    for i, ax in enumerate(axes):
-        lim = max(4.5, float(np.abs(pos[:, i]).max()) + 0.5)
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_aspect("equal")
-        ax.plot(*target, "x", color="k", ms=9, mew=2)
-        trails = [
-            ax.plot([], [], "-", color=METHOD_COLORS["S" if j < nd else "R"], lw=0.8, alpha=0.6)[0]
-            for j in range(pos.shape[2])
-        ]
-        drivers = ax.plot([], [], "o", color=METHOD_COLORS["S"], ms=7, label="drivers")[0]
-        evaders = ax.plot([], [], "o", color=METHOD_COLORS["R"], ms=5, label="evaders")[0]
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if i == 0:
-            ax.legend(loc="lower left", fontsize=7)
-        artists.append((trails, drivers, evaders))
-
-    def update(n: int) -> list[Artist]:
-        for i, (trails, drivers, evaders) in enumerate(artists):
-            for j, trail in enumerate(trails):
-                trail.set_data(pos[: n + 1, i, j, 0], pos[: n + 1, i, j, 1])
-            drivers.set_data(pos[n, i, :nd, 0], pos[n, i, :nd, 1])
-            evaders.set_data(pos[n, i, nd:, 0], pos[n, i, nd:, 1])
-        return []
-
-    return update
-
-
-def _draw_quantum(task: Quantum, axes: Sequence[Axes], states: np.ndarray, controls: np.ndarray) -> Update:
-    x = np.asarray(task.grid())
-    density = np.sum(states**2, axis=-1)  # (time, sample, points)
-    target_amplitude = np.asarray(task.eigenstate(task.target), dtype=float)
-    target = target_amplitude**2
-    top = max(float(density.max()), float(target.max())) * 1.1
-    artists = []
-    for i, ax in enumerate(axes):
-        ax.plot(x, target, "--", color="k", lw=1, label=f"|e{task.target}|²")
-        line = ax.plot(x, density[0, i], "-", color=METHOD_COLORS["C"], lw=2, label="|ψ|²")[0]
-        text = ax.text(0.02, 0.96, "", transform=ax.transAxes, va="top", fontsize=8)
-        ax.set_xlim(0, 2)
-        ax.set_ylim(0, top)
-        ax.set_xlabel("x")
-        if i == 0:
-            ax.legend(loc="upper right", fontsize=7)
-        artists.append((line, text))
-
-    def update(n: int) -> list[Artist]:
-        overlap = np.sum(np.einsum("j,sjk->sk", target_amplitude, states[n]) ** 2, axis=-1)
-        for i, (line, text) in enumerate(artists):
-            line.set_ydata(density[n, i])
-            c = controls[min(n, controls.shape[0] - 1), i]
-            text.set_text(f"c {c:+.2f}\n|<e,ψ>|² {overlap[i]:.2f}")
-        return []
-
-    return update
-
-
-DRAWERS: dict[str, Callable[[Any, Sequence[Axes], np.ndarray, np.ndarray], Update]] = {
-    "cartpole": _draw_cartpole,
-    "repulsion": _draw_repulsion,
-    "quantum": _draw_quantum,
-}

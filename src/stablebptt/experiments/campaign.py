@@ -33,6 +33,7 @@ import numpy as np
 from ..core.checks import BadInput, first_line, plural
 from ..runs import same_run
 from ..runs.io import atomic_write_bytes
+from ..tasks import SHORT_NAMES, TASKS
 from .grid import COMPLEXITY, HARDER_WHEN_SMALLER, Run, expand
 from .report import RunRecord, markdown, plot_sweep, read_run
 
@@ -59,39 +60,41 @@ class Stage:
         return expand(self.task, {**self.grid, "epochs": [self.epochs]}, checkpoint_every=CHECKPOINT_EVERY)
 
 
-def _grid(level: str, levels: Sequence[Any], **more: Sequence[Any]) -> dict[str, Sequence[Any]]:
-    return {level: list(levels), "method": list(METHODS), "clip": ["none"], **more, "seed": list(SEEDS)}
+def _grid(task: str, levels: Sequence[Any] | None = None) -> dict[str, Sequence[Any]]:
+    """The runs of `task` at its complexity `levels` (default: the published ones, `Task.paper_grid`) with every
+    method of the paper, no clipping and the campaign's seeds."""
+    cls = TASKS[task]
+    level = cls.complexity or ""
+    chosen = list(cls.paper_grid[level] if levels is None else levels)
+    return {level: chosen, "method": list(METHODS), "clip": ["none"], "seed": list(SEEDS)}
 
 
+PAPER_TASKS = ("quantum", "cartpole", "repulsion")  # in the order of the report
 STAGES: tuple[Stage, ...] = (
-    Stage("a", "quantum control, target 3, 4, 5", "quantum", _grid("target", [3, 4, 5])),
-    Stage("b", "cart pole, 1-4 poles", "cartpole", _grid("n_poles", [1, 2, 3, 4])),
-    Stage("c", "guidance by repulsion, rc 1 ... 0.001", "repulsion", _grid("rc", [1.0, 0.1, 0.01, 0.001])),
+    Stage("a", "quantum control, target 3, 4, 5", "quantum", _grid("quantum")),
+    Stage("b", "cart pole, 1-4 poles", "cartpole", _grid("cartpole")),
+    Stage("c", "guidance by repulsion, rc 1 ... 0.001", "repulsion", _grid("repulsion")),
     Stage(
         "d1",
         "learning rate 1e-4 and 1e-2, cart pole 2 poles",
         "cartpole",
-        {**_grid("n_poles", [2]), "method": ["R", "C"], "lr": [1e-4, 1e-2]},
+        {**_grid("cartpole", [2]), "method": ["R", "C"], "lr": [1e-4, 1e-2]},
     ),
     Stage(
         "d2",
         "learning rate 1e-4 and 1e-2, repulsion rc 0.001",
         "repulsion",
-        {**_grid("rc", [0.001]), "method": ["R", "C"], "lr": [1e-4, 1e-2]},
+        {**_grid("repulsion", [0.001]), "method": ["R", "C"], "lr": [1e-4, 1e-2]},
     ),
     *(
         Stage(
             f"e{i}-{task}",
             f"clipping by value and by norm, {task}, seed{'s' if len(seeds) > 1 else ''} " + ", ".join(map(str, seeds)),
             task,
-            {**_grid(level, levels), "clip": ["value", "norm"], "seed": list(seeds)},
+            {**_grid(task), "clip": ["value", "norm"], "seed": list(seeds)},
         )
         for i, seeds in ((1, SEEDS[:1]), (2, SEEDS[1:]))
-        for task, level, levels in (
-            ("quantum", "target", [3, 4, 5]),
-            ("cartpole", "n_poles", [1, 2, 3, 4]),
-            ("repulsion", "rc", [1.0, 0.1, 0.01, 0.001]),
-        )
+        for task in PAPER_TASKS
     ),
 )
 
@@ -294,7 +297,7 @@ def train_missing(
 
 # The report ----------------------------------------------------------------------------------------------
 
-LEVEL_NAMES = {"target": "target", "n_poles": "poles", "rc": "rc"}
+LEVEL_NAMES = SHORT_NAMES  # the column of a complexity level in the tables (n_poles: poles)
 
 
 def _level(record: RunRecord) -> Any:
@@ -480,7 +483,7 @@ def write_pages(
             + ".",
             "",
         ]
-    for task in ("quantum", "cartpole", "repulsion"):
+    for task in PAPER_TASKS:
         task_records = [r for r in good if r.config.get("task") == task]
         main = [r for r in task_records if r.settings().get("clip") == "none" and r.settings().get("lr") == 0.001]
         if not main:

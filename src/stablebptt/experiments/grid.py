@@ -19,19 +19,23 @@ from typing import Any
 
 from ..core.checks import BadInput
 from ..runs import RunConfig
-from ..tasks import recorded_settings, task_fields, task_options
+from ..tasks import TASKS, recorded_settings, task_fields, task_options
+from ..training import CLIP_MODES
 from ..training.settings import ADDED, DEFAULTS, FIELDS
 
-# The setting each task's paper figure has one panel per value of (docs/tasks.md).
-COMPLEXITY = {"cartpole": "n_poles", "repulsion": "rc", "quantum": "target", "mjx-cartpole": "n_poles"}
-# Settings whose smaller values make the task harder (panels are drawn from easy to hard).
-HARDER_WHEN_SMALLER = ("rc",)
-
-# The published grids (docs/tasks.md and docs/concepts.md, training protocol); seed 42 and 1000 epochs as published.
+# What each built-in task declares (`tasks.Task`): the setting its paper figure has one panel per value of, whether
+# smaller values are harder (panels go from easy to hard), and its published grid (docs/tasks.md and
+# docs/concepts.md, training protocol; the methods and clipping modes are the paper's for every task, seed 42 and
+# 1000 epochs as published).
+COMPLEXITY: dict[str, str] = {name: cls.complexity for name, cls in TASKS.items() if cls.complexity}
+HARDER_WHEN_SMALLER: tuple[str, ...] = tuple(
+    dict.fromkeys(cls.complexity for cls in TASKS.values() if cls.complexity and cls.harder_when_smaller)
+)
+PAPER_METHODS = ["R", "M", "C", "S"]
 PAPER_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "cartpole": {"n_poles": [1, 2, 3, 4], "method": ["R", "M", "C", "S"], "clip": ["none", "value", "norm"]},
-    "repulsion": {"rc": [1.0, 0.1, 0.01, 0.001], "method": ["R", "M", "C", "S"], "clip": ["none", "value", "norm"]},
-    "quantum": {"target": [3, 4, 5], "method": ["R", "M", "C", "S"], "clip": ["none", "value", "norm"]},
+    name: {**{k: list(v) for k, v in cls.paper_grid.items()}, "method": PAPER_METHODS, "clip": list(CLIP_MODES)}
+    for name, cls in TASKS.items()
+    if cls.paper_grid
 }
 
 _ALWAYS_NAMED = ("method", "clip", "seed")

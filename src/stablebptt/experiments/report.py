@@ -36,7 +36,6 @@ LINESTYLES = {"none": "-", "value": "--", "norm": ":"}
 # The published figures (docs/reproduction.md): a 30-epoch trailing mean padded with the first value, and these
 # y-limits.
 PUBLISHED_WINDOW = 30
-PUBLISHED_YLIM = {"cartpole": (1e-6, 3.0), "repulsion": (0.4, 6.0), "quantum": (16.5, 135.0)}
 RUN_COLUMNS = (
     "status",
     "epochs_done",
@@ -403,7 +402,9 @@ def plot_sweep(
     longest = max(len(r.rows) for r in runs)
     window = window if window is not None else default_window(longest)
     if ylim == "published":
-        ylim = PUBLISHED_YLIM.get(task) if key == "test_loss" else None
+        from ..tasks import TASKS
+
+        ylim = TASKS[task].published_ylim if key == "test_loss" and task in TASKS else None
     lowest, highest = math.inf, -math.inf
     n = len(panels)
     cols = min(n, 4)
@@ -489,11 +490,11 @@ def _order(value: Any) -> tuple[int, Any]:
     return (0, value) if isinstance(value, (int, float)) else (1, str(value))
 
 
-_SHORT = {"n_poles": "poles", "method": "", "clip": "clip", "n_drivers": "drivers", "n_evaders": "evaders"}
-
-
 def _label(key: str, value: Any) -> str:
-    short = _SHORT.get(key, key)
+    """``poles=2`` for a setting (its short name, `tasks.SHORT_NAMES`), ``R`` for a method."""
+    from ..tasks import SHORT_NAMES  # here: reading runs (`stablebptt status`) does not need the tasks
+
+    short = {**SHORT_NAMES, "method": ""}.get(key, key)
     value = f"{value:g}" if isinstance(value, float) else value
     return f"{value}" if not short else f"{short}={value}"
 

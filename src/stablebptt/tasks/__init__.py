@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from .base import Task
 from .cartpole import CartPole
-from .options import TASK_HELP, TASK_OPTIONS, Option, recorded_settings, task_options
+from .options import SHORT_NAMES, TASK_HELP, TASK_OPTIONS, Option, recorded_settings, task_options
 from .quantum import Quantum
 from .registry import TASKS, is_builtin, load_task, make_task, module_root, task_fields, task_label
 from .repulsion import Repulsion
 
 __all__ = [
+    "SHORT_NAMES",
     "TASKS",
     "TASK_HELP",
     "TASK_OPTIONS",

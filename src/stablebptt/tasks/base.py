@@ -1,14 +1,45 @@
-"""The task interface every control problem implements."""
+"""The task interface every control problem implements, and how a task describes itself (`Option`, the class
+variables of `Task`): the command line, the paper grids, the report and ``animate`` read a task's description
+from its class, so a built-in task is one module plus one line in `registry.TASKS`."""
 
 from __future__ import annotations
 
 import abc
-from typing import Any
+import dataclasses
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
 import jax
 
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
+
 PyTree = Any
+OPTION_KINDS = ("positive_int", "positive_float", "nonnegative_float", "choice")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """Field `name` of a task, set on the command line by ``--short`` (`short` also names it in run folders and
+    figure labels).
+
+    `kind` is the form of its values: ``positive_int``, ``positive_float``, ``nonnegative_float`` or
+    ``choice`` (one of `choices`)."""
+
+    name: str
+    short: str
+    kind: str
+    help: str
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in OPTION_KINDS:
+            raise ValueError(f"Option {self.name}: kind must be one of {', '.join(OPTION_KINDS)}, got {self.kind!r}")
+        if (self.kind == "choice") != bool(self.choices):
+            raise ValueError(f"Option {self.name}: choices are given exactly when kind is 'choice'")
 
 
 class Task(eqx.Module):
@@ -23,6 +54,20 @@ class Task(eqx.Module):
 
     name: eqx.AbstractClassVar[str]
     horizon: eqx.AbstractVar[int]
+
+    # How the task describes itself (defaults: nothing to say). A built-in task sets what applies to it.
+    summary: ClassVar[str] = ""
+    """One line: what the task is (the help of TASK on the command line)."""
+    options: ClassVar[tuple[Option, ...]] = ()
+    """Its main settings: command-line options, recorded in every run's configuration (built-in tasks)."""
+    complexity: ClassVar[str | None] = None
+    """The setting that makes the task harder (the panels of the paper's figure; the reproduction's levels)."""
+    harder_when_smaller: ClassVar[bool] = False
+    """Whether smaller values of `complexity` are harder (figures go from easy to hard)."""
+    paper_grid: ClassVar[Mapping[str, Sequence[Any]]] = types.MappingProxyType({})
+    """The published values of the task's settings (the methods and clipping modes are added by the grid)."""
+    published_ylim: ClassVar[tuple[float, float] | None] = None
+    """The y-range of the paper's test-loss figure for this task, if it has one."""
 
     @abc.abstractmethod
     def step(self, x: PyTree, c: PyTree) -> PyTree:
@@ -83,8 +128,18 @@ class Task(eqx.Module):
         del x0
         return params
 
+    def draw(self, axes: Sequence[Axes], states: Any, controls: Any) -> Callable[[int], list[Artist]]:
+        """Draw trajectories for ``stablebptt animate`` (optional: a task that does not override it cannot be
+        animated). `axes`: one matplotlib Axes per sample; `states` and `controls`: NumPy arrays (or pytrees of
+        them) of one rollout, time-major, ``(horizon + 1, samples, ...)`` and ``(horizon, samples, ...)``.
+        Returns ``update(n)``, which draws time index `n` (and may return the artists it changed)."""
+        raise NotImplementedError(f"task {self.name} does not define draw(axes, states, controls)")
+
+    @classmethod
+    def can_draw(cls) -> bool:
+        """Whether the task defines its own `draw`."""
+        return cls.draw is not Task.draw
+
     def config(self) -> dict[str, Any]:
         """The task's settings as JSON-ready values (to rebuild it with ``type(task)(**config)``)."""
-        import dataclasses
-
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -11,7 +13,11 @@ import jax.numpy as jnp
 
 from ..core.checks import check_choice, check_layer_widths, check_positive_int, check_positive_number, layer_widths
 from ..nn import MLP
-from .base import Task
+from .base import Option, Task
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
 
 GRAVITY = 9.8
 POLE_MASS = 0.1
@@ -29,6 +35,15 @@ class CartPole(Task):
     """
 
     name: ClassVar[str] = "cartpole"
+    summary: ClassVar[str] = "swing-up of 1-4 poles on a cart (docs/tasks.md, cartpole)"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("n_poles", "poles", "positive_int", "number of poles on the cart: 1 or more (1-4 in the paper)"),
+        Option("loss_mode", "loss", "choice", "loss on the final state or every state", ("final", "continuous")),
+        Option("horizon", "horizon", "positive_int", "unrolled steps Nt (dt = 1.0 / Nt)"),
+    )
+    complexity: ClassVar[str | None] = "n_poles"
+    paper_grid: ClassVar[Mapping[str, Sequence[Any]]] = types.MappingProxyType({"n_poles": (1, 2, 3, 4)})
+    published_ylim: ClassVar[tuple[float, float] | None] = (1e-6, 3.0)
     n_poles: int = eqx.field(static=True, default=2)
     duration: float = eqx.field(static=True, default=1.0)
     horizon: int = eqx.field(static=True, default=100)
@@ -82,3 +97,47 @@ class CartPole(Task):
 
     def controller(self, params: MLP, x: jax.Array) -> jax.Array:
         return jax.vmap(params)(x)[:, 0]
+
+    def draw(self, axes: Sequence[Axes], states: Any, controls: Any) -> Callable[[int], list[Artist]]:
+        """Each panel follows its cart (a window of ``2 * HALF_WIDTH`` around it) over a track with a mark every
+        half unit, so that the poles are drawn large and the cart's motion shows as the track moving; the force
+        and the mean cos θ of the poles (1: all upright) are the panel's title."""
+        import numpy as np
+        from matplotlib.patches import Rectangle
+
+        length = 1.0  # the full pole (twice the half-length of docs/tasks.md, cartpole)
+        half_width = 1.6
+        cart_x = states[:, :, 0, 0]
+        reach = float(np.abs(cart_x).max()) + half_width + 1.0
+        marks = np.arange(-math.ceil(reach), math.ceil(reach) + 0.5, 0.5)
+        artists = []
+        for ax in axes:
+            ax.set_ylim(-1.25, 1.25)
+            ax.set_aspect("equal")
+            ax.axhline(0, color="0.6", lw=1.0)
+            ax.vlines(marks, -0.06, 0.0, color="0.6", lw=0.8)
+            ax.vlines(marks[marks == np.round(marks)], -0.12, 0.0, color="0.4", lw=1.0)  # whole units longer
+            ax.axhline(length, color="0.85", lw=0.8, ls=":")  # the height of an upright pole
+            cart = Rectangle((0, -0.08), 0.36, 0.16, color="0.25", zorder=3)
+            ax.add_patch(cart)
+            poles = [
+                ax.plot([], [], "-o", color="tab:blue", lw=3, ms=4, zorder=4)[0] for _ in range(states.shape[2] - 1)
+            ]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            artists.append((ax, cart, poles))
+
+        def update(n: int) -> list[Artist]:
+            for i, (ax, cart, poles) in enumerate(artists):
+                x = states[n, i, 0, 0]
+                ax.set_xlim(x - half_width, x + half_width)
+                cart.set_x(x - 0.18)
+                for p, line in enumerate(poles):
+                    theta = states[n, i, 1 + p, 0]
+                    line.set_data([x, x + length * np.sin(theta)], [0, length * np.cos(theta)])
+                force = controls[min(n, controls.shape[0] - 1), i]
+                upright = np.mean(np.cos(states[n, i, 1:, 0]))
+                ax.set_title(f"x {x:+.2f}  force {force:+.2f}  cos θ {upright:+.2f}", fontsize=8)
+            return []
+
+        return update

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from ..core.checks import BadInput, check_layer_widths, check_positive_int, check_positive_number, layer_widths
 from ..nn import MLP
-from .base import Task
+from .base import Option, Task
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -135,6 +135,13 @@ class MJXCartPole(Task):
     """
 
     name: ClassVar[str] = "mjx-cartpole"
+    summary: ClassVar[str] = "cart pole with 1-3 poles simulated by MuJoCo MJX (needs pip install 'stablebptt[mjx]')"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("n_poles", "poles", "positive_int", "number of poles on the cart (1-3)"),
+        Option("horizon", "horizon", "positive_int", "unrolled simulator steps"),
+        Option("dt", "dt", "positive_float", "time step in seconds"),
+    )
+    complexity: ClassVar[str | None] = "n_poles"
     n_poles: int = eqx.field(static=True, default=2)
     horizon: int = eqx.field(static=True, default=50)
     dt: float = eqx.field(static=True, default=0.02)

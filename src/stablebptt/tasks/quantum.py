@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -12,7 +14,11 @@ from jax.typing import DTypeLike
 
 from ..core.checks import BadInput, check_positive_int, check_positive_number
 from ..nn import CNN
-from .base import Task
+from .base import Option, Task
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
 
 LENGTH = 2.0  # the box is [0, LENGTH] with zero (Dirichlet) boundaries
 MIN_POINTS = 7  # the smallest grid the CNN controller accepts
@@ -29,6 +35,14 @@ class Quantum(Task):
     """
 
     name: ClassVar[str] = "quantum"
+    summary: ClassVar[str] = "drive a particle in a box into an eigenstate (docs/tasks.md, quantum)"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("target", "target", "positive_int", "target eigenstate, 1..32 (3, 4, 5 in the paper)"),
+        Option("horizon", "horizon", "positive_int", "unrolled Crank-Nicolson steps Nt (dt = 0.0625)"),
+    )
+    complexity: ClassVar[str | None] = "target"
+    paper_grid: ClassVar[Mapping[str, Sequence[Any]]] = types.MappingProxyType({"target": (3, 4, 5)})
+    published_ylim: ClassVar[tuple[float, float] | None] = (16.5, 135.0)
     target: int = eqx.field(static=True, default=3)
     n_points: int = eqx.field(static=True, default=32)
     dt: float = eqx.field(static=True, default=0.0625)
@@ -107,3 +121,34 @@ class Quantum(Task):
 
     def controller(self, params: CNN, psi: jax.Array) -> jax.Array:
         return jax.vmap(params)(psi)[:, 0]
+
+    def draw(self, axes: Sequence[Axes], states: Any, controls: Any) -> Callable[[int], list[Artist]]:
+        """The density |ψ|² against the target eigenstate's, with the control and the overlap."""
+        import numpy as np
+
+        x = np.asarray(self.grid())
+        density = np.sum(states**2, axis=-1)  # (time, sample, points)
+        target_amplitude = np.asarray(self.eigenstate(self.target), dtype=float)
+        target = target_amplitude**2
+        top = max(float(density.max()), float(target.max())) * 1.1
+        artists = []
+        for i, ax in enumerate(axes):
+            ax.plot(x, target, "--", color="k", lw=1, label=f"|e{self.target}|²")
+            line = ax.plot(x, density[0, i], "-", color="tab:green", lw=2, label="|ψ|²")[0]
+            text = ax.text(0.02, 0.96, "", transform=ax.transAxes, va="top", fontsize=8)
+            ax.set_xlim(0, 2)
+            ax.set_ylim(0, top)
+            ax.set_xlabel("x")
+            if i == 0:
+                ax.legend(loc="upper right", fontsize=7)
+            artists.append((line, text))
+
+        def update(n: int) -> list[Artist]:
+            overlap = np.sum(np.einsum("j,sjk->sk", target_amplitude, states[n]) ** 2, axis=-1)
+            for i, (line, text) in enumerate(artists):
+                line.set_ydata(density[n, i])
+                c = controls[min(n, controls.shape[0] - 1), i]
+                text.set_text(f"c {c:+.2f}\n|<e,ψ>|² {overlap[i]:.2f}")
+            return []
+
+        return update

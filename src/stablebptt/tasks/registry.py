@@ -27,16 +27,13 @@ from typing import Any
 from ..core.checks import BadInput, BadType, first_line
 from .base import Task
 from .cartpole import CartPole
+from .mjx_cartpole import MJXCartPole  # MuJoCo itself is imported when the task is built
 from .quantum import Quantum
 from .repulsion import Repulsion
 
-# Built-in tasks: a class, or ``"module:Name"`` for one imported on first use (optional dependencies).
-TASKS: dict[str, type[Task] | str] = {
-    "cartpole": CartPole,
-    "repulsion": Repulsion,
-    "quantum": Quantum,
-    "mjx-cartpole": "stablebptt.tasks.mjx_cartpole:MJXCartPole",
-}
+# Built-in tasks by name. Each describes itself (`Task.summary`, `options`, `complexity`, `paper_grid`,
+# `published_ylim`, `draw`): a new built-in task is its module and one line here.
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CartPole, Repulsion, Quantum, MJXCartPole)}
 # Families of tasks named ``prefix:NAME``: the class (``"module:Name"``, imported on first use) and its field that
 # NAME sets (``brax:hopper`` is ``BraxTask(env="hopper")``); that field is not a setting of its own.
 FAMILIES: dict[str, tuple[str, str]] = {
@@ -155,8 +152,7 @@ def resolve(spec: str, path: str | None = None) -> type[Task] | Factory | Task:
             a missing name, or an object that is none of these.
     """
     if isinstance(spec, str) and spec in TASKS:
-        target = TASKS[spec]
-        return target if not isinstance(target, str) else _import_builtin(spec, target)
+        return TASKS[spec]
     if parts := family(spec):
         prefix, name = parts
         if not name:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+import types
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
 import jax
@@ -18,7 +20,11 @@ from ..core.checks import (
     layer_widths,
 )
 from ..nn import MLP
-from .base import Task
+from .base import Option, Task
+
+if TYPE_CHECKING:
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
 
 EPSILON = 0.1  # dist(r) = EPSILON + |r|: forces stay finite when objects coincide
 DRIVER_DAMPING = 1.0
@@ -62,6 +68,24 @@ class Repulsion(Task):
     """
 
     name: ClassVar[str] = "repulsion"
+    summary: ClassVar[str] = "drivers guide evaders to a target by repulsion (docs/tasks.md, repulsion)"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("n_drivers", "drivers", "positive_int", "number of controlled drivers"),
+        Option("n_evaders", "evaders", "positive_int", "number of evaders to guide to the target"),
+        Option("rc", "rc", "nonnegative_float", "weight of the control regularisation rc*mean(c^2)"),
+        Option("horizon", "horizon", "positive_int", "unrolled steps Nt (dt = 4.0 / Nt)"),
+        Option(
+            "centre",
+            "centre",
+            "choice",
+            "driver control axis relative to the sum (published quirk) or the mean of the evader positions",
+            ("sum", "mean"),
+        ),
+    )
+    complexity: ClassVar[str | None] = "rc"
+    harder_when_smaller: ClassVar[bool] = True
+    paper_grid: ClassVar[Mapping[str, Sequence[Any]]] = types.MappingProxyType({"rc": (1.0, 0.1, 0.01, 0.001)})
+    published_ylim: ClassVar[tuple[float, float] | None] = (0.4, 6.0)
     n_drivers: int = eqx.field(static=True, default=2)
     n_evaders: int = eqx.field(static=True, default=4)
     duration: float = eqx.field(static=True, default=4.0)
@@ -142,3 +166,39 @@ class Repulsion(Task):
 
     def controller(self, params: MLP, x: jax.Array) -> jax.Array:
         return jax.vmap(params)(x).reshape(x.shape[0], self.n_drivers, 2)
+
+    def draw(self, axes: Sequence[Axes], states: Any, controls: Any) -> Callable[[int], list[Artist]]:
+        """Drivers (red) and evaders (blue) with their trails, and the target (x)."""
+        import numpy as np
+
+        nd = self.n_drivers
+        pos = states[:, :, :, 0]  # (time, sample, object, xy)
+        target = np.asarray(self.target, dtype=float)
+        artists = []
+        for i, ax in enumerate(axes):
+            lim = max(4.5, float(np.abs(pos[:, i]).max()) + 0.5)
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+            ax.set_aspect("equal")
+            ax.plot(*target, "x", color="k", ms=9, mew=2)
+            trails = [
+                ax.plot([], [], "-", color="tab:red" if j < nd else "tab:blue", lw=0.8, alpha=0.6)[0]
+                for j in range(pos.shape[2])
+            ]
+            drivers = ax.plot([], [], "o", color="tab:red", ms=7, label="drivers")[0]
+            evaders = ax.plot([], [], "o", color="tab:blue", ms=5, label="evaders")[0]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.legend(loc="lower left", fontsize=7)
+            artists.append((trails, drivers, evaders))
+
+        def update(n: int) -> list[Artist]:
+            for i, (trails, drivers, evaders) in enumerate(artists):
+                for j, trail in enumerate(trails):
+                    trail.set_data(pos[: n + 1, i, j, 0], pos[: n + 1, i, j, 1])
+                drivers.set_data(pos[n, i, :nd, 0], pos[n, i, :nd, 1])
+                evaders.set_data(pos[n, i, nd:, 0], pos[n, i, nd:, 1])
+            return []
+
+        return update

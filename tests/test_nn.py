@@ -55,7 +55,7 @@ def test_cnn_equals_the_equinox_convolutions(x64, key):
 def test_cnn_other_sizes(key):
     cnn = CNN(9, out_size=2, filters=4, key=key)
     assert eqx.filter_eval_shape(cnn, jnp.zeros((9, 2))).shape == (2,)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="the CNN needs at least 7 points, got 6"):
         CNN(6, key=key)
 
 

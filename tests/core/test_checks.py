@@ -60,20 +60,20 @@ def test_checks_return_the_normal_form():
 
 
 @pytest.mark.parametrize(
-    "options",
+    ("options", "message"),
     [
-        {"method": "X"},
-        {"backward": "sideways"},
-        {"truncation": 0},
-        {"remat": "half"},
-        {"param_vjp": "dense"},
-        {"method": "C", "backward": "autodiff"},
-        {"method": "R", "backward": "autodiff", "truncation": 2},
+        ({"method": "X"}, "unknown method 'X'"),
+        ({"backward": "sideways"}, "unknown backward 'sideways'; allowed: auto, autodiff, joint, two_pass"),
+        ({"truncation": 0}, "truncation must be None or a positive integer, got 0"),
+        ({"remat": "half"}, "remat must be None, 'none', 'sqrt', 'states' or a positive segment length, got 'half'"),
+        ({"param_vjp": "dense"}, "unknown param_vjp 'dense'; allowed: auto, batched, per_step"),
+        ({"method": "C", "backward": "autodiff"}, "method C needs backward='joint' or 'two_pass'"),
+        ({"method": "R", "backward": "autodiff", "truncation": 2}, "truncation needs backward='joint' or 'two_pass'"),
     ],
 )
-def test_value_and_grad_options_are_bad_input(options):
+def test_value_and_grad_options_are_bad_input(options, message):
     method = options.pop("method", "C")
-    with pytest.raises(sb.BadInput):
+    with pytest.raises(sb.BadInput, match=message):
         sb.value_and_grad(loss, step, controller, HORIZON, method, **options)
 
 

@@ -24,7 +24,7 @@ def test_pytrees_with_none_leaves():
 
 
 def test_mismatched_structures_fail():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="pytree structure"):
         sb.combine({"a": jnp.ones(2)}, {"b": jnp.ones(2)})
 
 
@@ -41,5 +41,5 @@ def test_optax_transform_in_a_chain():
 
 def test_optax_transform_requires_regular():
     tx = sb.sign_agreement()
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'regular'"):
         tx.update({"w": jnp.ones(1)}, tx.init(None), None)

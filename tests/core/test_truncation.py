@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -68,7 +70,7 @@ def test_truncation_with_remat(problem, remat):
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_bad_truncation_is_a_value_error(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=re.escape(f"truncation must be None or a positive integer, got {bad!r}")):
         sb.value_and_grad(loss, step, controller, HORIZON, "C", truncation=bad)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -105,5 +106,6 @@ def test_controller_quirk_and_switch(key):
 
 @pytest.mark.parametrize("settings", [{"n_poles": 0}, {"horizon": -1}, {"duration": 0.0}, {"loss_mode": "mean"}])
 def test_bad_settings(settings):
-    with pytest.raises(ValueError):
+    ((name, value),) = settings.items()  # the message names the setting and the value given
+    with pytest.raises(ValueError, match=rf"\b{name}\b.*{re.escape(repr(value))}"):
         CartPole(**settings)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import equinox as eqx
 import jax
@@ -163,5 +164,6 @@ def test_short_combined_training_lowers_test_loss(key):
     "settings", [{"target": 0}, {"target": 33}, {"n_points": 5}, {"horizon": 0}, {"dt": 0.0}, {"target": 2.5}]
 )
 def test_bad_settings(settings):
-    with pytest.raises(ValueError):
+    ((name, value),) = settings.items()  # the message names the setting and the value given
+    with pytest.raises(ValueError, match=rf"\b{name}\b.*{re.escape(repr(value))}"):
         Quantum(**settings)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import equinox as eqx
 import jax
@@ -155,7 +156,8 @@ def test_short_combined_training_lowers_test_loss(key):
     ],
 )
 def test_bad_settings(settings):
-    with pytest.raises(ValueError):
+    ((name, value),) = settings.items()  # the message names the setting and the value given
+    with pytest.raises(ValueError, match=rf"\b{name}\b.*{re.escape(repr(value))}"):
         Repulsion(**settings)
 
 

@@ -54,12 +54,20 @@ def test_progress_callback_and_starting_params(small_task):
 
 
 @pytest.mark.parametrize(
-    "bad", [{"epochs": 0}, {"batch_size": 17}, {"optimizer": "lbfgs"}, {"clip": "both"}, {"lr": -1.0}, {"method": "Q"}]
+    ("bad", "message"),
+    [
+        ({"epochs": 0}, "epochs must be a positive integer, got 0"),
+        ({"batch_size": 17}, r"batch size 17 is larger than the training set \(16 states\)"),
+        ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'; allowed: adam, sgd"),
+        ({"clip": "both"}, "unknown clip mode 'both'; allowed: none, value, norm"),
+        ({"lr": -1.0}, "learning rate must be a positive number, got -1.0"),
+        ({"method": "Q"}, "unknown method 'Q'; allowed: R, M, S, N, C"),
+    ],
 )
-def test_bad_arguments(small_task, bad):
+def test_bad_arguments(small_task, bad, message):
     kwargs = {"epochs": 1, "n_train": 16, "n_test": 8, **bad}
     method = kwargs.pop("method", "C")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         train(small_task, method, **kwargs)
 
 

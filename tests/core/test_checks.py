@@ -156,3 +156,38 @@ def test_bad_task_field_is_bad_input(task, settings, message):
 def test_too_small_cnn_is_bad_input(key):
     with pytest.raises(sb.BadInput, match="^the CNN needs at least 7 points, got 5$"):
         sb.nn.CNN(n_points=5, key=key)
+
+
+def test_a_bad_argument_speaks_python_to_python_and_flags_to_the_command_line(tmp_path):
+    """The library names its arguments as Python writes them; the command line renders the same error with its
+    flags (`cli.guard.cli_argument`); other `$` signs stay; across processes it travels as a plain BadInput."""
+    import pickle
+
+    from stablebptt.cli.guard import cli_argument, shown
+    from stablebptt.core.checks import BadArgument, Either
+
+    error = BadArgument(
+        "$path: costs $$5 (a $note); pass $force or a smaller $lr, or $hint",
+        path=tmp_path / "run",
+        force=True,
+        lr=None,
+        hint=Either("f(x=1)", "`stablebptt f --x 1`"),
+    )
+    assert str(error) == f"path='{tmp_path / 'run'}': costs $5 (a $note); pass force=True or a smaller lr, or f(x=1)"
+    assert shown(error) == error.render(cli_argument)
+    assert (
+        shown(error)
+        == f"--out {tmp_path / 'run'}: costs $5 (a $note); pass --force or a smaller --lr, or `stablebptt f --x 1`"
+    )
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is sb.BadInput and str(again) == str(error)
+
+
+def test_run_folders_speak_python_to_python_callers(tmp_path):
+    from stablebptt.runs import RunConfig, RunFolder
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    config = RunConfig.create("cartpole", {"n_poles": 1, "horizon": 5}, epochs=1)
+    with pytest.raises(sb.BadInput, match=r"^path='.*mine': the folder is not empty and holds no stablebptt run"):
+        RunFolder(tmp_path / "mine").start(config)

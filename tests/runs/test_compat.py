@@ -92,7 +92,7 @@ def test_old_sweep_is_recognised_and_extended(legacy):
     }
     # With this version's defaults (Keras' Adam epsilon, C going on past a non-finite g_R) these are other runs:
     # refused, with the settings that continue them.
-    with pytest.raises(BadInput, match="--adam-eps optax --regular-nonfinite stop"):
+    with pytest.raises(BadInput, match="adam_eps='optax' regular_nonfinite='stop'"):
         sweep(out, expand("cartpole", grid), workers=1, log=None, report=False)
     runs = expand("cartpole", {**grid, "adam_eps": ["optax"], "regular_nonfinite": ["stop"]})
     assert sorted(r.name for r in runs) == sorted(p.name for p in out.iterdir() if p.is_dir())

@@ -47,7 +47,7 @@ def test_ctrl_c_leaves_an_interrupted_run_that_resumes_to_the_end(tmp_path):
     with pytest.raises(
         ValueError,
         match=r"holds this run \(interrupted, 3 epochs configured\); continue it with "
-        r"`stablebptt resume [^`]*run`",
+        r"RunFolder\('[^']*run'\)\.resume\(\)",
     ):
         RunFolder(run).start(config)
     result = RunFolder(run).resume().run()

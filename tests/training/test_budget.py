@@ -21,6 +21,7 @@ import time
 import jax
 import pytest
 
+from stablebptt.cli.guard import shown
 from stablebptt.core.checks import BadInput
 from stablebptt.tasks import CartPole, make_task
 from stablebptt.training import budget
@@ -76,7 +77,8 @@ def test_a_run_that_cannot_fit_is_refused_in_one_line_suggesting_remat_sqrt():
     with pytest.raises(BadInput) as error:
         budget.check_memory(task, TrainSettings(), limit=100 * GB, where="test memory")
     message = str(error.value)
-    assert "\n" not in message and "--remat sqrt" in message and "100 GB of test memory" in message
+    assert "\n" not in message and "remat='sqrt'" in message and "100 GB of test memory" in message
+    assert "--remat sqrt" in shown(error.value) and "--batch-size" in shown(error.value)  # the command line's words
     assert "143 GB" in message
     budget.check_memory(task, TrainSettings(remat="sqrt"), limit=100 * GB)  # fits: nothing raised
 
@@ -86,7 +88,8 @@ def test_with_remat_already_the_refusal_suggests_a_smaller_horizon():
     with pytest.raises(BadInput) as error:  # the loss of 256 states of 10**7 steps alone: 61 GB
         budget.check_memory(task, TrainSettings(remat="sqrt"), limit=25 * GB)
     message = str(error.value)
-    assert "smaller --horizon (at most about 4,000,000)" in message and "--n-train/--n-test" in message
+    assert "smaller horizon (at most about 4,000,000)" in message and "n_train/n_test" in message
+    assert "smaller --horizon (at most about 4,000,000) or --n-train/--n-test" in shown(error.value)
     budget.check_memory(task, TrainSettings(remat="sqrt", n_train=8, n_test=8), limit=25 * GB)
 
 
@@ -94,7 +97,7 @@ def test_the_default_limit_is_the_machine_memory():
     limit, where = budget.memory_limit()
     assert 10**8 < limit < 2**50 and "memory" in where
     budget.check_memory(make_task("cartpole"), TrainSettings())  # the defaults fit anywhere
-    with pytest.raises(BadInput, match="--remat sqrt"):
+    with pytest.raises(BadInput, match="remat='sqrt'"):
         budget.check_memory(make_task("cartpole", horizon=10**9), TrainSettings())  # 14 TB
 
 

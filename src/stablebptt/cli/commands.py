@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.checks import BadInput, plural
 from ..tasks import task_label
 from . import options as opt
-from .guard import UsageError, guarded, parse
+from .guard import UsageError, guarded, parse, shown
 from .light import add_debug, add_status_parser, cmd_status
 from .top import COMMAND_HELP, EPILOG, Parser, top_parser
 
@@ -500,7 +500,7 @@ def _check_budget(args: argparse.Namespace, runs: Sequence[Run]) -> None:
         try:
             check_memory(task, t, x64=c.x64)
         except BadInput as e:
-            raise UsageError(f"run {run.name}: {e}") from None
+            raise UsageError(f"run {run.name}: {shown(e)}") from None
         for note in notes(task, t):
             print(f"{_prefix(args)}: note: {note}", file=sys.stderr)
 

@@ -17,9 +17,29 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from ..core.checks import BadInput, Terminated, first_line
+from ..core.checks import BadArgument, BadInput, Either, Terminated, first_line
+
+# Python arguments whose command-line flag is not ``--`` + the name with dashes.
+FLAGS = {"path": "--out", "n_poles": "--poles", "n_drivers": "--drivers", "n_evaders": "--evaders"}
+
+
+def cli_argument(name: str, value: Any) -> str:
+    """An argument of a `BadArgument` as the command line writes it: ``--out runs/x``, ``--force``, ``--lr``."""
+    if isinstance(value, Either):
+        return value.cli
+    flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+    return (
+        flag
+        if value is None or value is True
+        else f"{flag} {os.fspath(value) if isinstance(value, os.PathLike) else value}"
+    )
+
+
+def shown(error: BaseException) -> str:
+    """An error's message as the command line shows it (a `BadArgument` with flags, not Python arguments)."""
+    return error.render(cli_argument) if isinstance(error, BadArgument) else str(error)
 
 
 class UsageError(BadInput):
@@ -47,7 +67,8 @@ def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
     except BadInput as e:
         if args.debug:
             raise
-        print(f"{prefix}: error: {first_line(e)}", file=sys.stderr)
+        line = next((line.strip() for line in shown(e).splitlines() if line.strip()), type(e).__name__)
+        print(f"{prefix}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted; files written so far are complete{_resume_hint(args)}", file=sys.stderr)

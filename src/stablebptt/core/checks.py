@@ -8,9 +8,12 @@ a failure of the program. `BadType` is the same for a value of the wrong type, a
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 import operator
-from collections.abc import Sequence
+import os
+import string
+from collections.abc import Callable, Sequence
 from typing import Any
 
 BACKWARDS = ("auto", "autodiff", "joint", "two_pass")
@@ -21,6 +24,45 @@ REMAT_NAMES = ("sqrt", "states")
 class BadInput(ValueError):
     """A value given by the user (setting, file, simulator) is wrong; the message names it and says what is
     allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Either:
+    """A hint written one way for Python callers and another for the command line (e.g. a call and a command)."""
+
+    python: str
+    cli: str
+
+
+def python_argument(name: str, value: Any) -> str:
+    """An argument as Python writes it: ``out='runs/x'``, ``force=True``; just ``lr`` for a value of None."""
+    if isinstance(value, Either):
+        return value.python
+    if value is None:
+        return name
+    return f"{name}={os.fspath(value)!r}" if isinstance(value, os.PathLike) else f"{name}={value!r}"
+
+
+class BadArgument(BadInput):
+    """Bad input about arguments of a library call. Its message is a `string.Template` whose fields (``$path``)
+    are arguments by their Python names, shown as Python writes them (``path='runs/x'``, ``force=True``;
+    `python_argument`); the command line shows its own flags instead (``--out runs/x``, ``--force``) with
+    `render`. Other ``$`` signs are left as they are.
+
+        raise BadArgument(f"$path: holds another run; pass $force to replace it", path=out, force=True)
+    """
+
+    def __init__(self, template: str, **arguments: Any) -> None:
+        self.template, self.arguments = template, arguments
+        super().__init__(self.render(python_argument))
+
+    def render(self, show: Callable[[str, Any], str]) -> str:
+        """The message with each argument shown by ``show(name, value)``."""
+        shown = {name: show(name, value) for name, value in self.arguments.items()}
+        return string.Template(self.template).safe_substitute(shown)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # across processes (sweep workers, Ray) as a plain BadInput
+        return (BadInput, (str(self),))
 
 
 class Terminated(KeyboardInterrupt):

@@ -28,7 +28,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..core import rollout
-from ..core.checks import BadInput, check_positive_int
+from ..core.checks import BadArgument, BadInput, check_positive_int
 from ..runs import CHECKPOINT, PARAMS, RunConfig, RunFolder, use_precision
 from ..runs.checkpoint import load_checkpoint
 from ..runs.io import load_params, probe_writable
@@ -157,18 +157,18 @@ def animate_run(
     drawer = drawer_of(task, config.task)
     out = Path(out) if out is not None else Path(run_dir) / "animation.gif"
     if out.is_dir():
-        raise BadInput(f"--out {out} is a folder; give a file name such as {out / 'animation.gif'}")
+        raise BadArgument(f"$out is a folder; give a file name such as {out / 'animation.gif'}", out=out)
     if out.suffix.lower() != ".gif":
-        raise BadInput(
-            f"--out {out}: animate writes a GIF; give a file name ending in .gif, e.g. {out.with_suffix('.gif')}"
+        raise BadArgument(
+            f"$out: animate writes a GIF; give a file name ending in .gif, e.g. {out.with_suffix('.gif')}", out=out
         )
     if not out.parent.is_dir():
-        raise BadInput(f"the folder of --out {out} does not exist")
+        raise BadArgument("the folder of $out does not exist", out=out)
     try:
         probe_writable(out.parent)
     except OSError as e:
-        raise BadInput(
-            f"--out {out}: cannot write in {out.parent} ({e.strerror}); allowed: a file in a folder you can write"
+        raise BadArgument(
+            f"$out: cannot write in {out.parent} ({e.strerror}); allowed: a file in a folder you can write", out=out
         ) from None
     if n < samples and log is not None:
         log(f"animate: drawing {n} of the {samples} samples asked for (at most {MAX_SAMPLES})")

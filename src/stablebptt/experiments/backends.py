@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..core.checks import BadInput, first_line
+from ..core.checks import BadArgument, BadInput, first_line
 from ..runs.faults import fault_env
 
 BACKENDS = ("local", "ray")
@@ -122,7 +122,7 @@ def _run_ray(
     try:
         import ray
     except ImportError:
-        raise BadInput("--backend ray needs Ray: pip install 'stablebptt[ray]'") from None
+        raise BadArgument("$backend needs Ray: pip install 'stablebptt[ray]'", backend="ray") from None
     started = False
     if not ray.is_initialized():
         if address is None:

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..core.checks import BadInput, first_line, plural
+from ..core.checks import BadArgument, BadInput, Either, first_line, plural
 from ..runs.io import CONFIG, METRICS_CSV, atomic_write_bytes, check_names, read_csv, read_json
 from ..runs.state import read_status
 
@@ -63,7 +63,7 @@ CONFIG_COLUMNS = (
 STATES = ("complete", "running", "interrupted", "diverged", "failed", "unreadable", "pending")
 
 
-class Unreadable(BadInput):
+class Unreadable(BadArgument):
     """Runs of a sweep whose files cannot be read."""
 
 
@@ -298,8 +298,12 @@ def load_folder(path: str | Path) -> list[RunRecord]:
     if path.is_dir() and (path / CONFIG).is_file():
         return [read_run(path)]
     if path.is_dir() and not (path / "sweep.json").exists() and not any((p / CONFIG).is_file() for p in path.iterdir()):
-        raise BadInput(
-            f"{path} holds no stablebptt run: give a run folder (train --out) or a sweep folder (sweep --out)"
+        raise BadArgument(
+            f"{path} holds no stablebptt run: give $which",
+            which=Either(
+                "a run folder (RunFolder) or a sweep folder (experiments.sweep)",
+                "a run folder (train --out) or a sweep folder (sweep --out)",
+            ),
         )
     return load_runs(path)
 
@@ -516,8 +520,9 @@ def write_report(
         more = f" (and {plural(len(unreadable) - 1, 'other run')})" if len(unreadable) > 1 else ""
         raise Unreadable(
             f"{plural(len(unreadable), 'run')} of {len(runs)} cannot be read: {first.name}: "
-            f"{first.problem}{more}; nothing was written; pass --allow-partial to write the summary "
-            "and figures without them"
+            f"{first.problem}{more}; nothing was written; pass $allow_partial to write the summary "
+            "and figures without them",
+            allow_partial=True,
         )
     out = Path(out) if out is not None else Path(sweep_dir)
     check_names(out)

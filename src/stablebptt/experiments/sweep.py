@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import BadInput, first_line, plural
+from ..core.checks import BadArgument, BadInput, first_line, plural
 from ..runs import CONFIG, RunConfig, RunFolder, ensure_batch, same_run
 from ..runs.batch import default_batching, plan_groups
 from ..runs.io import check_names, read_json, write_json
@@ -106,15 +106,20 @@ def check_folders(out: Path, runs: Sequence[Run]) -> None:
         if path.exists():
             existing = read_json(path)
             if not isinstance(existing, dict) or not same_run(existing, run.config):
-                hint = "choose another --out or remove that folder"
+                hint = "choose another $out or remove that folder"
                 train = existing.get("train") if isinstance(existing, dict) else None
                 if isinstance(train, dict) and not any(k in train for k in ADDED):  # an earlier version's run
                     hint = (
                         f"it was written by stablebptt {existing.get('version', '0.1.0')}, whose Adam epsilon "
-                        "and C defaults were --adam-eps optax --regular-nonfinite stop: give those to continue "
+                        "and C defaults were $adam_eps $regular_nonfinite: give those to continue "
                         f"it, or {hint}"
                     )
-                raise BadInput(f"{out / run.name} holds a run with other settings than this sweep's; {hint}")
+                raise BadArgument(
+                    f"{out / run.name} holds a run with other settings than this sweep's; {hint}",
+                    out=None,
+                    adam_eps="optax",
+                    regular_nonfinite="stop",
+                )
 
 
 def prepare_folder(out: str | Path) -> Path:
@@ -122,7 +127,7 @@ def prepare_folder(out: str | Path) -> Path:
     `OSError` for a folder the system refuses); returns its absolute path."""
     out = Path(out).resolve()
     if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out} exists and is not a folder")
+        raise BadArgument("$out exists and is not a folder", out=out)
     check_names(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -133,7 +138,9 @@ def write_manifest(out: Path, task: str, runs: Sequence[Run]) -> None:
     path = out / MANIFEST
     manifest: dict[str, Any] = read_json(path) if path.exists() else {"task": task, "runs": {}}
     if manifest.get("task") != task:
-        raise BadInput(f"{out} holds a sweep of task {manifest.get('task')!r}, not {task!r}; choose another --out")
+        raise BadArgument(
+            f"{out} holds a sweep of task {manifest.get('task')!r}, not {task!r}; choose another $out", out=None
+        )
     manifest["runs"].update({run.name: run.config.to_json() for run in runs})
     write_json(path, manifest)
 

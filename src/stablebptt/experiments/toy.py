@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 from ..core import combine, value_and_grad
-from ..core.checks import BadInput
+from ..core.checks import BadArgument
 from ..runs.plotting import METHOD_COLORS, save_figure
 from ..training.optim import make_optimizer
 
@@ -266,7 +266,7 @@ def run_toy(out: str | os.PathLike[str], *, n: int = 41) -> dict[str, dict[str, 
     """Write ``toy_recurrent.png`` and ``toy_rotation.png`` into `out`; return the Adam paths of each."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise BadInput(f"--out {out} exists and is not a folder; choose another path")
+        raise BadArgument("$out exists and is not a folder; choose another path", out=out)
     out.mkdir(parents=True, exist_ok=True)
     return {
         "recurrent": plot_recurrent(out / "toy_recurrent.png", n=n),

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ..core.checks import BadInput
+from ..core.checks import BadArgument, BadInput
 from ..core.methods import METHODS
 from ..core.trees import stack
 from ..training.group import GroupSpec, make_group_epoch, restructure, shared_key, traceable_fields
@@ -132,7 +132,7 @@ def default_batching(mode: str = "auto") -> tuple[bool, int | None] | None:
     if mode == "on":
         return True, None
     if mode != "auto":
-        raise BadInput(f"--batch-runs must be one of {', '.join(BATCH_MODES)}, got {mode!r}")
+        raise BadArgument(f"$batch_runs: must be one of {', '.join(BATCH_MODES)}", batch_runs=mode)
     return (True, None) if jax.default_backend() != "cpu" else (False, CPU_GROUP_SIZE)
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from ..core.checks import BadInput, BadType, Terminated, check_positive_int, first_line, plural
+from ..core.checks import BadArgument, BadInput, BadType, Either, Terminated, check_positive_int, first_line, plural
 from ..training.train import (
     METRICS,
     SKIPPED_LIMIT,
@@ -140,30 +140,38 @@ class RunFolder:
             done = self.checkpoint_epoch()
             if status.get("status") == "diverged":
                 if status.get("diverged_epoch") is None:  # ran to the end, skipping most updates
-                    raise BadInput(
+                    raise BadArgument(
                         f"{self.path} is not a success: {status.get('message', 'it diverged')}; resuming would not "
-                        "change that; start a new run with a smaller --lr or --clip norm"
+                        "change that; start a new run with a smaller $lr or $clip",
+                        lr=None,
+                        clip="norm",
                     )
                 message = str(status.get("message", ""))
                 if message.startswith(("the simulator", "every update")):  # `diverged_message`: no setting helps
                     raise BadInput(f"{self.path} diverged: {message}")
-                raise BadInput(
+                raise BadArgument(
                     f"{self.path} diverged at epoch {status.get('diverged_epoch')}; resuming would "
-                    "diverge again; start a new run with a smaller --lr or with --skip-nonfinite"
+                    "diverge again; start a new run with a smaller $lr or with $skip_nonfinite",
+                    lr=None,
+                    skip_nonfinite=True,
                 )
             if done:  # a checkpoint of another run says so before anything about epochs
                 check_header(self.path / CHECKPOINT, record)
             saved = status.get("checkpoint_epoch")  # what status.json says was saved last
             if not done and isinstance(saved, int) and saved > 0 and not from_scratch:
-                raise BadInput(
+                raise BadArgument(
                     f"{self.path} has no {CHECKPOINT} though its run saved one at epoch {saved} (deleted?), so it "
-                    f"cannot continue; `stablebptt resume {self.path} --from-scratch` trains it again from epoch 0, "
-                    "replacing its metrics"
+                    "cannot continue; $again trains it again from epoch 0, replacing its metrics",
+                    again=Either(
+                        f"RunFolder({str(self.path)!r}).resume(from_scratch=True)",
+                        f"`stablebptt resume {self.path} --from-scratch`",
+                    ),
                 )
             target = config.train.epochs if epochs is None else epochs
             if target < done:
-                raise BadInput(
-                    f"--epochs {target}: the run already has {plural(done, 'epoch')}; allowed: {done} or more"
+                raise BadArgument(
+                    "$epochs: " + f"the run already has {plural(done, 'epoch')}; allowed: {done} or more",
+                    epochs=target,
                 )
             if status.get("status") == "complete" and target == done:
                 lock.__exit__(None, None, None)
@@ -226,22 +234,27 @@ class RunFolder:
         """Make sure a run folder can be created or written at `path`, and create it."""
         out = self.path
         if out.exists() and not out.is_dir():
-            raise BadInput(f"--out {out}: exists and is not a folder; allowed: a new folder or a run folder")
+            raise BadArgument("$path: exists and is not a folder; allowed: a new folder or a run folder", path=out)
         ancestor = out
         while not ancestor.exists() and ancestor != ancestor.parent:
             ancestor = ancestor.parent
         if not ancestor.is_dir():
-            raise BadInput(f"--out {out}: {ancestor} is a file, not a folder; allowed: a path in a writable folder")
-        check_names(out, ancestor)
+            raise BadArgument(
+                "$path: " + f"{ancestor} is a file, not a folder; allowed: a path in a writable folder", path=out
+            )
+        check_names(out, ancestor, argument="path")
         try:
             probe_writable(ancestor)
         except OSError as e:
-            raise BadInput(
-                f"--out {out}: cannot write in {ancestor} ({e.strerror}); allowed: a path in a writable folder"
+            raise BadArgument(
+                "$path: " + f"cannot write in {ancestor} ({e.strerror}); allowed: a path in a writable folder",
+                path=out,
             ) from None
         # A folder with files but no run in it is refused, even with force: it may be the user's own folder.
         if out.is_dir() and not (out / CONFIG).exists() and any(p.name != LOCK for p in out.iterdir()):
-            raise BadInput(f"--out {out}: the folder is not empty and holds no stablebptt run; choose another folder")
+            raise BadArgument(
+                "$path: the folder is not empty and holds no stablebptt run; choose another folder", path=out
+            )
         out.mkdir(parents=True, exist_ok=True)
 
     def _claim(self, config: RunConfig, force: bool) -> None:
@@ -257,26 +270,38 @@ class RunFolder:
         try:
             record = self.read_record()
         except BadInput as e:
-            raise BadInput(
-                f"--out {out}: holds a run whose config cannot be read ({e}); "
-                "choose another folder or pass --force to replace it"
+            raise BadArgument(
+                "$path: " + f"holds a run whose config cannot be read ({e}); " + "choose another folder or "
+                "pass $force to replace it",
+                path=out,
+                force=True,
             ) from None
         if not same_run(record, config):
-            raise BadInput(
-                f"--out {out}: already holds a different run; choose another folder or pass --force to replace it"
+            raise BadArgument(
+                "$path: already holds a different run; choose another folder or pass $force to replace it",
+                path=out,
+                force=True,
             )
         status = (self.status() or {}).get("status", "running")
         if status == "running":  # we hold its lock: the process that wrote "running" is gone
             status = "interrupted"
         epochs, had = config.train.epochs, record["train"].get("epochs")
         if status == "complete" and epochs == had:
-            raise BadInput(f"--out {out}: already holds this run, complete; pass --force to train it again")
+            raise BadArgument(
+                "$path: already holds this run, complete; pass $force to train it again", path=out, force=True
+            )
         if status == "diverged":
-            raise BadInput(f"--out {out}: holds this run, diverged; pass --force to train it again")
+            raise BadArgument("$path: holds this run, diverged; pass $force to train it again", path=out, force=True)
         more = f" --epochs {epochs}" if epochs != had else ""
-        raise BadInput(
-            f"--out {out}: holds this run ({status}, {plural(had, 'epoch')} configured); continue it with "
-            f"`stablebptt resume {out}{more}` or pass --force to start again"
+        raise BadArgument(
+            "$path: " + f"holds this run ({status}, {plural(had, 'epoch')} configured); " + "continue it with "
+            "$resume or pass $force to start again",
+            path=out,
+            resume=Either(
+                f"RunFolder({str(out)!r}).resume({f'epochs={epochs}' if more else ''})",
+                f"`stablebptt resume {out}{more}`",
+            ),
+            force=True,
         )
 
     def _never_trained(self) -> bool:

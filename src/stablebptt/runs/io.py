@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import BadInput
+from ..core.checks import BadArgument, BadInput
 
 CONFIG = "config.json"
 METRICS_CSV = "metrics.csv"
@@ -151,9 +151,10 @@ def probe_writable(folder: Path) -> None:
     os.unlink(probe)
 
 
-def check_names(out: Path, ancestor: Path | None = None, option: str = "--out") -> None:
-    """Refuse (`BadInput` naming `option`) a path `out` whose names below its existing `ancestor` (default: the
-    nearest existing one) are longer than the file system allows, before any folder is created."""
+def check_names(out: Path, ancestor: Path | None = None, argument: str = "out") -> None:
+    """Refuse (a `BadArgument` naming `argument`, the caller's name for `out`) a path `out` whose names below its
+    existing `ancestor` (default: the nearest existing one) are longer than the file system allows, before any
+    folder is created."""
     if ancestor is None:
         ancestor = out
         while not ancestor.exists() and ancestor != ancestor.parent:
@@ -165,7 +166,8 @@ def check_names(out: Path, ancestor: Path | None = None, option: str = "--out") 
     for part in out.relative_to(ancestor).parts if out != ancestor else ():
         if len(os.fsencode(part)) > name_max:
             shown = part if len(part) <= 40 else part[:37] + "..."
-            raise BadInput(
-                f"{option}: the folder name {shown!r} is {len(os.fsencode(part))} bytes long, more than the "
-                f"{name_max} this file system allows; choose a shorter {option}"
+            raise BadArgument(
+                f"${argument}: the folder name {shown!r} is {len(os.fsencode(part))} bytes long, more than the "
+                f"{name_max} this file system allows; choose a shorter ${argument}",
+                **{argument: None},
             )

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import importlib
 import inspect
+import json
 import os
 import re
 import sys
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import BadInput, BadType, first_line
+from ..core.checks import BadArgument, BadInput, BadType, Either, first_line
 from .base import Task
 from .cartpole import CartPole
 from .mjx_cartpole import MJXCartPole  # MuJoCo itself is imported when the task is built
@@ -294,10 +295,10 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
     except Exception as e:  # noqa: BLE001 - the user's code: its one-line reason
         if (is_builtin(spec) or family(spec)) and isinstance(e, BadInput):
             # the built-in tasks' own messages name the setting and what is allowed
-            raise BadInput(f"{first_line(e)}{_sweep_hint(cls, given, spec)}") from None
+            raise _with_sweep_hint(first_line(e), cls, given, spec) from None
         text = ", ".join(f"{k}={v!r}" for k, v in settings.items())
-        raise BadInput(
-            f"task {spec} cannot be built{f' with {text}' if text else ''}: {_reason(e)}{_sweep_hint(cls, given, spec)}"
+        raise _with_sweep_hint(
+            f"task {spec} cannot be built{f' with {text}' if text else ''}: {_reason(e)}", cls, given, spec
         ) from None
     check_types(cls, given, spec)  # what the task's own checks let through
     return built
@@ -350,17 +351,30 @@ def check_types(cls: type, settings: Mapping[str, Any], spec: str) -> None:
     for name, value in settings.items():
         wrong = _expected(hints[name], value) if name in hints else None
         if wrong is not None:
-            raise BadInput(f"task {spec}: {name} takes {wrong}, got {value!r}{_sweep_hint(cls, {name: value}, spec)}")
+            raise _with_sweep_hint(f"task {spec}: {name} takes {wrong}, got {value!r}", cls, {name: value}, spec)
 
 
-def _sweep_hint(cls: type, settings: Mapping[str, Any], spec: str) -> str:
-    """``; several values are for a sweep: ...`` when a setting is comma-separated text for a field that takes
-    no text: sweep syntax given outside a sweep."""
+def _parsed(text: str) -> Any:
+    """`text` as JSON where it parses (``0.5`` is a number), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _with_sweep_hint(message: str, cls: type, settings: Mapping[str, Any], spec: str) -> BadInput:
+    """`message` as a `BadInput`, with ``; several values are for a sweep: ...`` when a setting is
+    comma-separated text for a field that takes no text (sweep syntax given outside a sweep)."""
     hints = _hints(cls)
     for name, value in settings.items():
         if isinstance(value, str) and "," in value and name in hints and _expected(hints[name], value) is not None:
-            return f"; several values are for a sweep: `stablebptt sweep {spec} --set {name}={value}`"
-    return ""
+            values = [_parsed(v.strip()) for v in value.split(",")]
+            sweep = Either(
+                f"stablebptt.experiments.grid.expand({spec!r}, {{{name!r}: {values!r}}})",
+                f"`stablebptt sweep {spec} --set {name}={value}`",
+            )
+            return BadArgument(message.replace("$", "$$") + "; several values are for a sweep: $sweep", sweep=sweep)
+    return BadInput(message)
 
 
 def module_root(spec: str) -> str | None:

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from ..core import trees
 from ..core.adjoint import remat_segment
-from ..core.checks import BadInput, plural
+from ..core.checks import BadArgument, Either, plural
 from ..tasks import Task
 from .optim import optimizer
 from .settings import TrainSettings
@@ -176,35 +176,43 @@ def _largest_horizon(size: Sizes, remat: Any, limit: int, horizon: int) -> int:
     return low
 
 
-def _refusal(task: Task, settings: TrainSettings, size: Sizes, limit: int, where: str) -> str:
+def _refusal(task: Task, settings: TrainSettings, size: Sizes, limit: int, where: str) -> BadArgument:
+    """Why a run of `task` with `settings` cannot fit in `limit` bytes, and which arguments would make it fit."""
     horizon = task.horizon
     segment = remat_segment(settings.remat, horizon)
     update, evaluation = size.update(horizon, segment), size.evaluation(horizon)
-    remat = "" if segment is None else f" with --remat {settings.remat}"
+    current = Either(f"remat={settings.remat!r}", f"--remat {settings.remat}")
+    remat = "" if segment is None else " with $current"
     head = (
         f"horizon {horizon}{remat} needs at least {_gb(size.total(horizon, segment))} of memory (estimated: "
         f"{_gb(update)} for an update, {_gb(evaluation)} for the loss of "
         f"{max(settings.n_train, settings.n_test)} states), more than the {_gb(limit)} of {where}"
     )
+    names = {"current": current, "horizon": None, "batch_size": None, "n_train": None, "n_test": None}
     option: Literal["sqrt", "states"]
     for option in ("sqrt", "states"):  # a remat that saves more than the current one and fits
         seg = remat_segment(option, horizon)
         if (segment is None or seg < segment) and size.total(horizon, seg) <= limit:
-            return (
-                f"{head}; use --remat {option} (at least {_gb(size.total(horizon, seg))}) or a smaller --horizon "
-                "or --batch-size"
+            return BadArgument(
+                f"{head}; use $remat (at least {_gb(size.total(horizon, seg))}) or a smaller $horizon or $batch_size",
+                remat=option,
+                **names,
             )
     best = settings.remat if segment is not None and segment <= remat_segment("sqrt", horizon) else "sqrt"
     segment = remat_segment(best, horizon)
     largest = _largest_horizon(size, best, limit, horizon)
-    smaller = f"--horizon (at most about {_round_down(largest):,})" if largest else "--horizon"
+    smaller = f"$horizon (at most about {_round_down(largest):,})" if largest else "$horizon"
     if size.evaluation(horizon) > limit:
-        smaller += " or --n-train/--n-test"
+        smaller += " or $n_train/$n_test"
     elif size.update(horizon, segment) > limit:
-        smaller += " or --batch-size"
+        smaller += " or $batch_size"
     if best == settings.remat:
-        return f"{head}; use a smaller {smaller}"
-    return f"{head}; even with --remat {best} it needs {_gb(size.total(horizon, segment))}: use a smaller {smaller}"
+        return BadArgument(f"{head}; use a smaller {smaller}", **names)
+    return BadArgument(
+        f"{head}; even with $remat it needs {_gb(size.total(horizon, segment))}: use a smaller {smaller}",
+        remat=best,
+        **names,
+    )
 
 
 def _round_down(n: int) -> int:
@@ -241,7 +249,7 @@ def check_memory(
     except Exception:  # noqa: BLE001 - the task's own error, reported by training with its own message
         return
     if size.total(task.horizon, remat_segment(settings.remat, task.horizon)) > limit:
-        raise BadInput(_refusal(task, settings, size, limit, where or "memory"))
+        raise _refusal(task, settings, size, limit, where or "memory")
 
 
 def notes(task: Task, settings: TrainSettings) -> list[str]:

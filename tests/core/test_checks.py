@@ -191,3 +191,18 @@ def test_run_folders_speak_python_to_python_callers(tmp_path):
     config = RunConfig.create("cartpole", {"n_poles": 1, "horizon": 5}, epochs=1)
     with pytest.raises(sb.BadInput, match=r"^path='.*mine': the folder is not empty and holds no stablebptt run"):
         RunFolder(tmp_path / "mine").start(config)
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (ValueError("bad\nmore"), "ValueError: bad"),
+        (KeyError("k"), "KeyError: 'k'"),
+        (RuntimeError(), "RuntimeError"),
+        (ZeroDivisionError("  \n  division by zero"), "ZeroDivisionError: division by zero"),
+    ],
+)
+def test_one_way_to_tell_a_failure_in_one_line(error, text):
+    from stablebptt.core.checks import described
+
+    assert described(error) == text

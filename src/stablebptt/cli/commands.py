@@ -476,7 +476,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         batch_runs=args.batch_runs,
         log=lambda line: print(line, flush=True),
     )
-    return 0 if all(r["status"] in ("complete", "diverged") for r in results) else 1
+    from ..runs.state import FINISHED
+
+    return 0 if all(r["status"] in FINISHED for r in results) else 1
 
 
 def _prefix(args: argparse.Namespace) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..core.checks import BadArgument, BadInput, Either, Terminated, first_line
+from ..core.checks import BadArgument, BadInput, Either, Terminated, described
 
 # Python arguments whose command-line flag is not ``--`` + the name with dashes.
 FLAGS = {"path": "--out", "n_poles": "--poles", "n_drivers": "--drivers", "n_evaders": "--evaders"}
@@ -87,8 +87,7 @@ def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
         if args.debug:
             raise
         print(
-            f"{prefix}: error: {type(e).__name__}: {first_line(e)} (a failure, not bad input; rerun with --debug "
-            "for the traceback)",
+            f"{prefix}: error: {described(e)} (a failure, not bad input; rerun with --debug for the traceback)",
             file=sys.stderr,
         )
         return 1

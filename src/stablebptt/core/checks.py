@@ -159,6 +159,13 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def described(error: BaseException) -> str:
+    """``Type: first line`` of `error` (just ``Type`` when its message is empty or is the type's name): how an
+    error that is not bad input is told in one line everywhere (status.json, sweep logs, the command line)."""
+    line = first_line(error)
+    return type(error).__name__ if line == type(error).__name__ else f"{type(error).__name__}: {line}"
+
+
 def layer_widths(value: Any) -> Any:
     """Converter of a ``hidden`` field: a list or tuple becomes a tuple; anything else is kept as it is, for
     `check_layer_widths` to refuse (``tuple("wide")`` would be four letters)."""

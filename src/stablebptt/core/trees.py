@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import PyTreeDef
 
-from .checks import BadInput, BadType, SimulatorFault, first_line
+from .checks import BadInput, BadType, SimulatorFault, described
 
 PyTree = Any
 Binary = Callable[[PyTree, PyTree], PyTree]  # a step (x, c) -> x_next or a controller (params, x) -> c
@@ -132,9 +132,7 @@ def name_of(fn: Callable[..., Any]) -> str:
 
 def fault_message(role: str, fn: Callable[..., Any], error: BaseException, inputs: str | None = None) -> str:
     """``the ROLE `NAME` raised TYPE: FIRST LINE (INPUTS)``: one line naming a user function that failed."""
-    line = first_line(error)
-    text = f"the {role} `{name_of(fn)}` raised {type(error).__name__}"
-    text += "" if line == type(error).__name__ else f": {line}"
+    text = f"the {role} `{name_of(fn)}` raised {described(error)}"
     return f"{text} ({inputs})" if inputs else text
 
 

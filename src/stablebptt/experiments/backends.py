@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..core.checks import BadArgument, BadInput, first_line
+from ..core.checks import BadArgument, BadInput, described
 from ..runs.faults import fault_env
 
 BACKENDS = ("local", "ray")
@@ -158,8 +158,5 @@ def _lost_message(error: Exception) -> str:
     """One line on a Ray task that failed for good: its job raised, or its worker died on every try."""
     cause = getattr(error, "cause", None)  # RayTaskError: the job's own exception
     if isinstance(cause, BaseException):
-        return f"the job raised {type(cause).__name__}: {first_line(cause)}"
-    return (
-        f"Ray task lost after {RAY_MAX_RETRIES} retries ({type(error).__name__}: {first_line(error)}); "
-        "rerunning the sweep resumes it"
-    )
+        return f"the job raised {described(cause)}"
+    return f"Ray task lost after {RAY_MAX_RETRIES} retries ({described(error)}); rerunning the sweep resumes it"

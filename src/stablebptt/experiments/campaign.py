@@ -33,6 +33,7 @@ import numpy as np
 from ..core.checks import BadInput, first_line, plural
 from ..runs import same_run
 from ..runs.io import atomic_write_bytes
+from ..runs.state import FINISHED
 from ..tasks import SHORT_NAMES, TASKS
 from .grid import COMPLEXITY, HARDER_WHEN_SMALLER, Run, expand
 from .report import RunRecord, markdown, plot_sweep, read_run
@@ -42,7 +43,6 @@ EPOCHS = 1000
 METHODS = ("R", "M", "C", "S")
 CHECKPOINT_EVERY = 25  # in the work folders; not part of a run's identity
 RECORD_FORMAT = "stablebptt-record/1"
-FINISHED = ("complete", "diverged")
 Log = Callable[[str], None]
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..core.checks import BadArgument, BadInput, Either, first_line, plural
 from ..runs.io import CONFIG, METRICS_CSV, atomic_write_bytes, check_names, read_csv, read_json
-from ..runs.state import read_status
+from ..runs.state import MANIFEST, STATES, read_status
 
 LINESTYLES = {"none": "-", "value": "--", "norm": ":"}
 # The published figures (docs/reproduction.md): a 30-epoch trailing mean padded with the first value, and these
@@ -60,7 +60,6 @@ CONFIG_COLUMNS = (
     "best_test_min",
 )
 # Every state a run of a sweep can be in (RunRecord.status), in the order summaries list them.
-STATES = ("complete", "running", "interrupted", "diverged", "failed", "unreadable", "pending")
 
 
 class Unreadable(BadArgument):
@@ -99,7 +98,7 @@ def load_runs(sweep_dir: str | Path) -> list[RunRecord]:
     if not sweep_dir.is_dir():
         raise BadInput(f"{sweep_dir} is not a folder")
     planned: dict[str, dict[str, Any]] = {}
-    manifest = sweep_dir / "sweep.json"
+    manifest = sweep_dir / MANIFEST
     if manifest.exists():
         planned = dict(read_json(manifest).get("runs", {}))
     records = {
@@ -297,7 +296,7 @@ def load_folder(path: str | Path) -> list[RunRecord]:
     path = Path(path)
     if path.is_dir() and (path / CONFIG).is_file():
         return [read_run(path)]
-    if path.is_dir() and not (path / "sweep.json").exists() and not any((p / CONFIG).is_file() for p in path.iterdir()):
+    if path.is_dir() and not (path / MANIFEST).exists() and not any((p / CONFIG).is_file() for p in path.iterdir()):
         raise BadArgument(
             f"{path} holds no stablebptt run: give $which",
             which=Either(

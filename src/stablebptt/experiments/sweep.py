@@ -20,16 +20,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import BadArgument, BadInput, first_line, plural
+from ..core.checks import BadArgument, BadInput, described, plural
 from ..runs import CONFIG, RunConfig, RunFolder, ensure_batch, same_run
 from ..runs.batch import default_batching, plan_groups
 from ..runs.io import check_names, read_json, write_json
 from ..runs.lock import locked
+from ..runs.state import MANIFEST, STATUSES
 from ..training.settings import ADDED
 from .backends import Job, run_jobs
 from .grid import Run
 
-MANIFEST = "sweep.json"
 Log = Callable[[str], None]
 
 
@@ -96,7 +96,7 @@ def _lost(jobs: Sequence[Job]) -> Callable[[int, str], list[dict[str, Any]]]:
 
 
 def _one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {first_line(error)}"
+    return described(error)
 
 
 def check_folders(out: Path, runs: Sequence[Run]) -> None:
@@ -213,7 +213,7 @@ def sweep(
 
         write_report(out, allow_partial=True)
     if log is not None:
-        counts = {s: sum(r["status"] == s for r in ordered) for s in ("complete", "diverged", "failed", "interrupted")}
+        counts = {s: sum(r["status"] == s for r in ordered) for s in STATUSES if s != "running"}
         already = sum(r["already"] for r in ordered)
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         log(

@@ -30,7 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 
-from ..core.checks import BadArgument, BadInput, BadType, Either, Terminated, check_positive_int, first_line, plural
+from ..core.checks import (
+    BadArgument,
+    BadInput,
+    BadType,
+    Either,
+    Terminated,
+    check_positive_int,
+    described,
+    plural,
+)
 from ..training.train import (
     METRICS,
     SKIPPED_LIMIT,
@@ -46,7 +55,7 @@ from .config import RunConfig, same_run
 from .faults import fault_point
 from .io import CONFIG, METRICS_CSV, PARAMS, CsvTable, check_names, probe_writable, read_json, save_params, write_json
 from .lock import LOCK, RunLock, RunLocked
-from .state import CHECKPOINT, FIGURE, STATUS, STATUSES, read_record, read_status
+from .state import CHECKPOINT, FIGURE, FINISHED, STATUS, STATUSES, read_record, read_status
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11
@@ -495,15 +504,14 @@ class Session:
         """Record `error` in status.json: ``interrupted`` for Ctrl-C, else ``failed`` with its first line (best
         effort: the error is what matters). A failure before the first new epoch of a run that was complete
         changes nothing (it still is)."""
-        if not self.began and self.previous in ("complete", "diverged"):
+        if not self.began and self.previous in FINISHED:
             return
         if isinstance(error, Terminated):
             status, message = "interrupted", "stopped by SIGTERM"
         elif isinstance(error, KeyboardInterrupt):
             status, message = "interrupted", "stopped by Ctrl-C (KeyboardInterrupt)"
         else:
-            line = first_line(error)
-            status, message = "failed", type(error).__name__ + ("" if line == type(error).__name__ else f": {line}")
+            status, message = "failed", described(error)
         try:
             where = {"epoch": self.saved, "epochs": self.epochs, "checkpoint_epoch": self.saved or None}
             self._write_status(status, **(where if self.began else {}), message=message)

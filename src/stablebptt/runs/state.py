@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..core.checks import BadInput
 from .io import CONFIG, read_json
@@ -14,8 +14,15 @@ from .lock import locked
 STATUS = "status.json"
 CHECKPOINT = "checkpoint.eqx"
 FIGURE = "loss.png"
-# As written in status.json; "running" is read as "interrupted" when no live process holds the folder.
-STATUSES = ("running", "complete", "diverged", "failed", "interrupted")
+MANIFEST = "sweep.json"  # a sweep folder's list of every run planned in it (`experiments.sweep`)
+
+# The run statuses, declared once. As written in status.json (`STATUSES`); "running" is read as "interrupted" when
+# no live process holds the folder. A folder read for a report can also be "unreadable" or "pending" (planned in a
+# sweep, not started); `STATES` is their order in tables. A run is `FINISHED` when nothing is left to train.
+RunStatus = Literal["running", "complete", "diverged", "failed", "interrupted"]
+STATUSES: tuple[RunStatus, ...] = ("running", "complete", "diverged", "failed", "interrupted")
+STATES: tuple[str, ...] = ("complete", "running", "interrupted", "diverged", "failed", "unreadable", "pending")
+FINISHED: tuple[RunStatus, ...] = ("complete", "diverged")
 
 
 def read_record(path: Path) -> dict[str, Any]:

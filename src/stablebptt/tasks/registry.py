@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import BadArgument, BadInput, BadType, Either, first_line
+from ..core.checks import BadArgument, BadInput, BadType, Either, described, first_line
 from .base import Task
 from .cartpole import CartPole
 from .mjx_cartpole import MJXCartPole  # MuJoCo itself is imported when the task is built
@@ -119,8 +119,7 @@ def _missing(error: ModuleNotFoundError, module: str) -> bool:
 
 
 def _reason(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return described(error)
 
 
 def import_module(module: str, path: str | None = None) -> Any:

@@ -28,33 +28,33 @@ def toy_loss(states, controls):
     return jnp.mean(states[-1] ** 2) + 0.3 * jnp.mean(jnp.sin(states[1:, :, 0])) + 0.01 * jnp.mean(controls**2)
 
 
-def toy_naive_loss(params, x0, method, horizon, truncation=None):
-    """The toy system's loss by a Python-loop unroll with the stop_gradients of `method` (method.md §1), and with
-    `truncation` K the state x_n also stopped where n % K == 0: the independent reference of the gradient tests."""
+def naive_loss(loss, step, controller, params, x0, method, horizon, truncation=None):
+    """THE reference of the gradient tests: the loss of a `lax.scan` unroll with the explicit stop_gradients of
+    a single mode (`method` R, M, S or N: docs/concepts.md, the five modes) and, with `truncation` K, one on the
+    whole state x_n where n % K == 0. States and controls may be pytrees; the loss gets time-major trajectories,
+    as from `stablebptt.rollout`. Independent of the library's rollout and adjoint code."""
     net_input, sim_input = PATHS[method]
-    x, states, controls = x0, [x0], []
-    for n in range(horizon):
-        x_in = jax.lax.stop_gradient(x) if truncation is not None and n % truncation == 0 else x
-        c = toy_controller(params, x_in if net_input else jax.lax.stop_gradient(x_in))
-        x = toy_step(x_in if sim_input else jax.lax.stop_gradient(x_in), c)
-        states.append(x)
-        controls.append(c)
-    return toy_loss(jnp.stack(states), jnp.stack(controls))
+
+    def body(x, n):
+        if truncation is not None:
+            x = jax.lax.cond(n % truncation == 0, jax.lax.stop_gradient, lambda y: y, x)
+        c = controller(params, x if net_input else jax.lax.stop_gradient(x))
+        x_next = step(x if sim_input else jax.lax.stop_gradient(x), c)
+        return x_next, (x_next, c)
+
+    _, (xs, cs) = jax.lax.scan(body, x0, jnp.arange(horizon))
+    states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, xs)
+    return loss(states, cs)
+
+
+def toy_naive_loss(params, x0, method, horizon, truncation=None):
+    """`naive_loss` of the toy system."""
+    return naive_loss(toy_loss, toy_step, toy_controller, params, x0, method, horizon, truncation)
 
 
 def task_naive_loss(task, params, x0, method):
-    """Any task's loss by a `lax.scan` unroll with the stop_gradients of `method` (method.md §1): the independent
-    reference of the gradient tests of tasks with pytree states (MJX, Brax)."""
-    net_input, sim_input = PATHS[method]
-
-    def body(x, _):
-        c = task.controller(params, x if net_input else jax.lax.stop_gradient(x))
-        x = task.step(x if sim_input else jax.lax.stop_gradient(x), c)
-        return x, (x, c)
-
-    _, (xs, cs) = jax.lax.scan(body, x0, None, length=task.horizon)
-    states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, xs)
-    return task.loss(states, cs)
+    """`naive_loss` of any task (pytree states: MJX, Brax)."""
+    return naive_loss(task.loss, task.step, task.controller, params, x0, method, task.horizon)
 
 
 def flat(tree) -> np.ndarray:

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from systems import PATHS, assert_close
+from systems import assert_close, naive_loss
 
 import stablebptt as sb
 
@@ -52,23 +52,12 @@ def loss(states, controls):
     )
 
 
-def naive_loss(params, x0, method, truncation=None):
-    """`lax.scan` unroll with the mode's stop_gradients and, every `truncation` steps, one on the whole state."""
-    net_input, sim_input = PATHS[method]
-
-    def body(x, n):
-        if truncation is not None:
-            x = jax.lax.cond(n % truncation == 0, jax.lax.stop_gradient, lambda y: y, x)
-        c = controller(params, x if net_input else jax.lax.stop_gradient(x))
-        x_next = step(x if sim_input else jax.lax.stop_gradient(x), c)
-        return x_next, (x_next, c)
-
-    _, (xs, cs) = jax.lax.scan(body, x0, jnp.arange(HORIZON))
-    states = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, xs)
-    return loss(states, cs)
+def pytree_naive_loss(params, x0, method, truncation=None):
+    """`systems.naive_loss` of this pytree system."""
+    return naive_loss(loss, step, controller, params, x0, method, HORIZON, truncation)
 
 
-naive_grad = jax.jit(jax.grad(naive_loss), static_argnums=(2, 3))  # compiled once per mode and truncation
+naive_grad = jax.jit(jax.grad(pytree_naive_loss), static_argnums=(2, 3))  # compiled once per mode and truncation
 
 
 def naive_update(params, x0, method, truncation=None):
@@ -145,7 +134,7 @@ def check_against_naive(params, x0, method, backward, options):
     value, update, info = jax.jit(vg)(params, x0)
     truncation = options.get("truncation")
     expected = naive_update(params, x0, method, truncation)
-    np.testing.assert_allclose(value, naive_loss(params, x0, "R"), rtol=1e-12)
+    np.testing.assert_allclose(value, pytree_naive_loss(params, x0, "R"), rtol=1e-12)
     assert jax.tree.structure(update) == jax.tree.structure(params)
     assert_close(update, expected, rtol=1e-9)
     stats = {"grad_norm": sb.core.tree_norm(expected)}

@@ -9,12 +9,9 @@ metrics) and include their compilation, as a sweep would.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
 

@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 import time
-from pathlib import Path
 
+import _common
 import equinox as eqx
 import jax
 import optax
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
 
 import stablebptt as sb
 

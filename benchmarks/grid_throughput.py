@@ -47,8 +47,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 # The parent process only asks JAX which device it has: it must not take the GPU's memory from the variants' processes,
 # which get the environment as it was given (`measure`).
 _PREALLOCATE = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")

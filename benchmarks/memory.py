@@ -23,9 +23,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CONFIGS = [  # (label, method, backward)
     ("R", "R", "auto"),

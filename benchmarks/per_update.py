@@ -20,16 +20,12 @@ MuJoCo) is skipped with a note.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
+import _common
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
 
 import stablebptt as sb
 

@@ -37,10 +37,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
+import numpy as np
 
 ENVS = ("inverted_pendulum", "inverted_double_pendulum", "reacher", "hopper")
 VARIANTS = ("APG", "R", "C", "C-trunc")

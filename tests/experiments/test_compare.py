@@ -53,5 +53,6 @@ def test_batched_seeds_equal_separate_runs(tmp_path):
 def test_unknown_batching_mode_is_refused_before_training(tmp_path):
     from stablebptt.core.checks import BadInput
 
-    with pytest.raises(BadInput, match="auto, on, off"):
+    with pytest.raises(BadInput, match="batch_runs='maybe': must be one of auto, on, off"):
         compare(tmp_path / "x", _config(), ["R"], seeds=[1, 2], batch_runs="maybe")
+    assert not (tmp_path / "x").exists()  # nothing claimed or written

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..core.checks import BadInput
 from ..runs import RunConfig, RunFolder
-from ..runs.batch import train_sessions
+from ..runs.batch import default_batching, train_sessions
 from ..runs.io import atomic_write_bytes, write_csv
 from ..training.train import TrainResult
 from .report import RunRecord, plot_sweep
@@ -57,6 +57,7 @@ def compare(
     number of seeds and the median seconds per epoch.
     """
     out = Path(out)
+    default_batching(batch_runs)  # a bad mode is refused before any folder is claimed
     seeds = list(dict.fromkeys(seeds if seeds is not None else [config.train.seed]))
     configs = {(m, s): config.replace(method=m, seed=s) for m in methods for s in seeds}
     records: list[RunRecord] = []

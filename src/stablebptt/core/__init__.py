@@ -6,8 +6,9 @@ The names below are imported on first use, so that `stablebptt.core.checks` (err
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import lazy_names
 
 if TYPE_CHECKING:
     from .checks import BadInput, BadType, check_backward, check_param_vjp, check_remat, check_truncation
@@ -45,20 +46,7 @@ _HOME = {
     ),
     "unroll": ("rollout",),
 }
-_MODULE = {name: module for module, names in _HOME.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MODULE:
-        value = getattr(importlib.import_module(f".{_MODULE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+__getattr__, __dir__ = lazy_names(__name__, globals(), _HOME)
 
 __all__ = [
     "COMBINED",

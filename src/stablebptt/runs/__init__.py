@@ -11,8 +11,9 @@ does not import JAX.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from .batch import default_batching, ensure_batch, plan_groups, train_sessions, train_together
@@ -62,20 +63,7 @@ _HOME = {
         "read_status",
     ),
 }
-_MODULE = {name: module for module, names in _HOME.items() for name in names}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MODULE:
-        value = getattr(importlib.import_module(f".{_MODULE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
+__getattr__, __dir__ = lazy_names(__name__, globals(), _HOME)
 
 __all__ = [
     "CHECKPOINT",

@@ -1,10 +1,27 @@
-"""Helpers shared by the benchmark scripts: machine description, interleaved timing, tables and JSON."""
+"""Helpers shared by the benchmark scripts: machine description, interleaved timing, tables and the one JSON
+schema every script writes (`result`, `check_result`).
+
+Every result file is one JSON object with at least these keys (`SCHEMA`, version 1):
+
+- ``schema``: ``"stablebptt-benchmark/1"``;
+- ``benchmark``: the script's name (``per_update``);
+- ``quick``: whether it was the ``--quick`` smoke run;
+- ``argv``: the script's command-line arguments;
+- ``machine``: what it ran on (`machine`);
+- ``settings``: what was measured and how often (a flat object: sizes, rounds, repeats, tasks, seeds);
+- ``rows``: a list of objects, one per measured case, each naming its case (task, method, horizon...) and its
+  figures (times in seconds, memory in bytes, ratios measured in the same process).
+
+A script may add keys of its own (a summary, a figure's data). Run ``python benchmarks/_common.py FILE...`` to
+check files against the schema (`.ci/run` does, after running every script with ``--quick``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -84,6 +101,60 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+SCHEMA = "stablebptt-benchmark/1"
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "schema": str,
+    "benchmark": str,
+    "quick": bool,
+    "argv": list,
+    "machine": dict,
+    "settings": dict,
+    "rows": list,
+}
+
+
+def result(
+    benchmark: str, *, quick: bool, settings: dict[str, Any], rows: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    """A result in the shared schema (module docstring); `extra` adds the script's own keys. Checked here."""
+    payload = {
+        "schema": SCHEMA,
+        "benchmark": benchmark,
+        "quick": quick,
+        "argv": sys.argv[1:],
+        "machine": machine(),
+        "settings": settings,
+        "rows": rows,
+        **extra,
+    }
+    problems = check_result(payload)
+    if problems:
+        raise ValueError(f"benchmark {benchmark} built a result outside the schema: {problems[0]}")
+    return payload
+
+
+def check_result(payload: Any) -> list[str]:
+    """What is wrong with `payload` as a result of the shared schema (empty if nothing): missing keys, wrong
+    types, an empty list of rows, rows that are not objects."""
+    if not isinstance(payload, dict):
+        return [f"a result is a JSON object, got {type(payload).__name__}"]
+    problems = [
+        f"key {key!r} missing"
+        if key not in payload
+        else f"key {key!r} must be {kind.__name__}, got {payload[key]!r:.60}"
+        for key, kind in REQUIRED.items()
+        if not isinstance(payload.get(key), kind)
+    ]
+    if payload.get("schema", SCHEMA) != SCHEMA:
+        problems.append(f"schema {payload['schema']!r} is not {SCHEMA!r}")
+    rows = payload.get("rows")
+    if isinstance(rows, list):
+        if not rows:
+            problems.append("rows is empty: nothing was measured")
+        problems += [f"row {i} is not an object" for i, row in enumerate(rows) if not isinstance(row, dict)]
+    return problems
+
+
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +164,27 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def default_output(script: str, quick: bool) -> Path:
+    """``benchmarks/results/<script>[_quick].json``."""
     here = Path(script).resolve().parent
     stem = Path(script).stem
     return here / "results" / f"{stem}{'_quick' if quick else ''}.json"
+
+
+def _check_files(paths: list[str]) -> int:
+    """Check result files against the schema; print one line per file; 1 if any fails."""
+    failed = 0
+    for path in paths:
+        try:
+            problems = check_result(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as e:
+            problems = [f"cannot read it: {e}"]
+        failed += bool(problems)
+        print(f"{path}: {'ok' if not problems else '; '.join(problems)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        print("usage: python benchmarks/_common.py RESULT.json...", file=sys.stderr)
+        raise SystemExit(2)
+    raise SystemExit(_check_files(sys.argv[1:]))

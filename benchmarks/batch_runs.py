@@ -3,7 +3,7 @@ same runs trained one at a time, in the same process. Both paths write complete 
 metrics) and include their compilation, as a sweep would.
 
     python benchmarks/batch_runs.py            # cart pole 2 poles, C, 8 seeds x 20 epochs
-    python benchmarks/batch_runs.py --quick    # 4 seeds x 3 epochs, horizon 20
+    python benchmarks/batch_runs.py --quick    # 2 seeds x 2 epochs, horizon 20
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="C,R")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    runs = args.runs or (4 if args.quick else 8)
-    epochs = args.epochs or (3 if args.quick else 20)
+    runs = args.runs or (2 if args.quick else 8)
+    epochs = args.epochs or (2 if args.quick else 20)
     horizon = 20 if args.quick else 100
     results = [bench(runs, epochs, horizon, m) for m in args.methods.split(",")]
     _common.print_table(
@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     out = args.out or _common.default_output(__file__, args.quick)
-    _common.write_json(out, {"benchmark": "batch_runs", "machine": _common.machine(), "results": results})
+    settings = {"runs": runs, "epochs": epochs, "horizon": horizon, "methods": args.methods.split(",")}
+    _common.write_json(out, _common.result("batch_runs", quick=args.quick, settings=settings, rows=results))
     return 0
 
 

@@ -139,9 +139,8 @@ def main(argv=None) -> int:
             if k in result:
                 print(f"  {k}: {result[k]}")
     out = args.out or _common.default_output(__file__, args.quick)
-    _common.write_json(
-        out, {"benchmark": "epoch_overhead", "machine": _common.machine(), "repeats": repeats, "results": results}
-    )
+    settings = {"repeats": repeats, "methods": [r["method"] for r in results]}
+    _common.write_json(out, _common.result("epoch_overhead", quick=args.quick, settings=settings, rows=results))
     return 0
 
 

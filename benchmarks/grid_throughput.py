@@ -26,7 +26,7 @@ order rotated from round to round, so that load from other processes hits all al
 
     python benchmarks/grid_throughput.py                  # poles 2 (12 runs) x 20 epochs, 2 rounds
     python benchmarks/grid_throughput.py --poles 1,2,3,4  # all 48 runs (about 4x longer)
-    python benchmarks/grid_throughput.py --quick          # 2 poles, 2 epochs, horizon 20, n_train 64, 1 round
+    python benchmarks/grid_throughput.py --quick          # proc:1 and mixed:1, 2 poles, 2 epochs, horizon 20, 1 round
 
 On an accelerator the defaults are all 48 runs (poles 1-4) and one more variant, mixed:4: the 4 groups of 12 (one
 per pole count; poles change the array shapes, so they cannot share one program) all in flight at once.
@@ -278,7 +278,9 @@ def summarize(name: str, samples: list[dict[str, Any]], full_runs: int, full_epo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 poles, 2 epochs, horizon 20, n_train 64, 1 round")
+    parser.add_argument(
+        "--quick", action="store_true", help="proc:1 and mixed:1; 2 poles, 2 epochs, horizon 20, n_train 64, 1 round"
+    )
     parser.add_argument("--poles", default=None, help="pole counts of the grid (default 2; 1,2,3,4 on an accelerator)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default 20; quick 2)")
     parser.add_argument("--horizon", type=int, default=None, help="default: the task's (100); quick 20")
@@ -308,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 2)
     if args.variants:
         specs = args.variants.split(",")
+    elif args.quick:
+        specs = ["proc:1", "mixed:1"]
     else:
         specs = ["proc:1", "proc:2", "mixed:1", "mixed:2", "method:1", "method:2"]
         if len(poles) == 1:
@@ -422,36 +426,39 @@ def main(argv: list[str] | None = None) -> int:
 
     for name, messages in errors.items():
         print(f"ERROR {name}: {messages[0]}")
+    if not results:
+        print("every variant failed: nothing written")
+        return 1
     out = args.out or _common.default_output(__file__, args.quick)
-    _common.write_json(
-        out,
-        {
-            "benchmark": "grid_throughput",
-            "machine": _common.machine(),
-            "device": {
-                "backend": jax.default_backend(),
-                "device_count": jax.device_count(),
-                "devices": [str(d) for d in jax.devices()],
-            },
-            "grid": {
-                "task": "cartpole",
-                "poles": poles,
-                "runs": len(runs),
-                "epochs": epochs,
-                "horizon": horizon,
-                "n_train": n_train,
-                "updates_per_epoch": configs[0].train.n_train // configs[0].train.batch_size,
-                "full_grid": {"runs": FULL_RUNS, "epochs": FULL_EPOCHS},
-            },
-            "rounds": rounds,
-            "total_s": total_s,
-            "load_average_1min": {"min": min(one), "max": max(one)},
-            "loads": loads,
-            "results": results,
-            "errors": errors,
+    settings = {
+        "task": "cartpole",
+        "poles": poles,
+        "runs": len(runs),
+        "epochs": epochs,
+        "horizon": horizon,
+        "n_train": n_train,
+        "updates_per_epoch": configs[0].train.n_train // configs[0].train.batch_size,
+        "full_grid": {"runs": FULL_RUNS, "epochs": FULL_EPOCHS},
+        "rounds": rounds,
+        "variants": specs,
+    }
+    payload = _common.result(
+        "grid_throughput",
+        quick=args.quick,
+        settings=settings,
+        rows=results,
+        device={
+            "backend": jax.default_backend(),
+            "device_count": jax.device_count(),
+            "devices": [str(d) for d in jax.devices()],
         },
+        total_s=total_s,
+        load_average_1min={"min": min(one), "max": max(one)},
+        loads=loads,
+        errors=errors,
     )
-    return 0
+    _common.write_json(out, payload)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ the ratios (C/R, M/R, S/R, N/R, C-joint/C-two-pass, R/plain) come from the same 
 C/R <= 1.2, and M, S, N no slower than R.
 
     python benchmarks/per_update.py                      # all tasks, batch 8, 200 rounds
-    python benchmarks/per_update.py --quick              # smoke run: 5 rounds
+    python benchmarks/per_update.py --quick              # smoke run: the cart pole, 3 rounds
     python benchmarks/per_update.py --batch-sizes 8,1024 # benchmark 4 (GPU or whatever device JAX has)
     python benchmarks/per_update.py --tasks mjx-cartpole # MuJoCo MJX cart pole (needs stablebptt[mjx])
 
@@ -113,14 +113,15 @@ def bench_task(name: str, batch: int, repeats: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 5 rounds")
+    parser.add_argument("--quick", action="store_true", help="smoke run: the cart pole only (unless --tasks), 3 rounds")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per variant (default 200)")
     default_tasks = ",".join(sb.tasks.TASKS)
-    parser.add_argument("--tasks", default=default_tasks, help="comma-separated task names")
+    parser.add_argument("--tasks", default=None, help="comma-separated task names (default: all; quick: cartpole)")
     parser.add_argument("--batch-sizes", default="8", help="comma-separated batch sizes, e.g. 8,1024")
     parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/per_update*.json)")
     args = parser.parse_args(argv)
-    repeats = args.repeats or (5 if args.quick else 200)
+    repeats = args.repeats or (3 if args.quick else 200)
+    args.tasks = args.tasks or ("cartpole" if args.quick else default_tasks)
     results = []
     names = args.tasks.split(",")
     for name in list(names):
@@ -158,9 +159,8 @@ def main(argv=None) -> int:
             for k, v in result["ratios"].items():
                 print(f"  {k}: {v:.2f}")
     out = args.out or _common.default_output(__file__, args.quick)
-    _common.write_json(
-        out, {"benchmark": "per_update", "machine": _common.machine(), "repeats": repeats, "results": results}
-    )
+    settings = {"repeats": repeats, "tasks": names, "batch_sizes": [int(b) for b in args.batch_sizes.split(",")]}
+    _common.write_json(out, _common.result("per_update", quick=args.quick, settings=settings, rows=results))
     return 0
 
 

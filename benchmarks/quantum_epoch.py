@@ -13,7 +13,7 @@ leaf's largest entry): the change must be float32 rounding, not a different comp
 
     python benchmarks/quantum_epoch.py                 # R, M, C, S; 10 rounds; both cores
     python benchmarks/quantum_epoch.py --cpus 1        # pinned to one core (as the campaign's processes run)
-    python benchmarks/quantum_epoch.py --quick         # R and C, 2 rounds
+    python benchmarks/quantum_epoch.py --quick         # C, 1 round
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ def max_relative_difference(a: Any, b: Any) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", default=BASELINE, help=f"git revision to compare with (default {BASELINE})")
-    parser.add_argument("--methods", default=None, help="comma-separated (default R,M,C,S; quick R,C)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 10; quick 2)")
+    parser.add_argument("--methods", default=None, help="comma-separated (default R,M,C,S; quick C)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 10; quick 1)")
     parser.add_argument("--cpus", type=int, default=None, help="pin the process to this many cores (default: all)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=None)
@@ -112,12 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= args.cpus <= len(available):
             parser.error(f"--cpus must be 1..{len(available)}, got {args.cpus}")
         os.sched_setaffinity(0, available[-args.cpus :])
-    methods = (args.methods or ("R,C" if args.quick else "R,M,C,S")).split(",")
-    rounds = args.rounds or (2 if args.quick else 10)
+    methods = (args.methods or ("C" if args.quick else "R,M,C,S")).split(",")
+    rounds = args.rounds or (1 if args.quick else 10)
 
-    import jax
-
-    sys.path.insert(0, str(HERE))
     import _common
 
     import stablebptt as new
@@ -150,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
                     fns[f"{label} | {tag}"] = lambda fn=fn, fn_args=fn_args: fn(*fn_args)
         timings = _common.time_interleaved(fns, rounds, warmup=1)
 
-    rows, summary = [], {}
+    rows, summary = [], []
     for name in dict.fromkeys(k.split(" | ")[0] for k in fns):
         old_t, new_t = timings[f"{name} | old"], timings[f"{name} | new"]
         ratio = {stat: old_t[stat] / new_t[stat] for stat in ("median_s", "min_s", "cpu_median_s")}
-        summary[name] = {"old": old_t, "new": new_t, "old/new": ratio}
+        summary.append({"part": name, "old": old_t, "new": new_t, "old/new": ratio})
         rows.append(
             [
                 name,
@@ -179,18 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or _common.default_output(__file__, args.quick)
     if args.cpus is not None and args.out is None:
         out = Path(str(out).replace(".json", f"_cpus{args.cpus}.json"))
+    settings = {"baseline": args.baseline, "cores": cores, "rounds": rounds, "methods": methods}
     _common.write_json(
-        out,
-        {
-            "benchmark": "quantum_epoch",
-            "baseline": args.baseline,
-            "cores": cores,
-            "rounds": rounds,
-            "machine": _common.machine(),
-            "jax": jax.__version__,
-            "timings": summary,
-            "agreement": agreement,
-        },
+        out, _common.result("quantum_epoch", quick=args.quick, settings=settings, rows=summary, agreement=agreement)
     )
     return 0
 

@@ -281,8 +281,10 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_outputs(payload: dict[str, Any], args: argparse.Namespace) -> None:
-    payload["summary"] = summarize(payload["runs"])
+def write_outputs(settings: dict[str, Any], runs: list[dict[str, Any]], args: argparse.Namespace, **extra: Any) -> None:
+    """The table, the JSON (the shared schema: one row per run), the curves as CSV and the figure."""
+    payload = _common.result("vs_brax_apg", quick=args.quick, settings=settings, rows=runs, **extra)
+    payload["summary"] = summarize(runs)
     _common.print_table(
         [
             "env",
@@ -317,7 +319,7 @@ def write_outputs(payload: dict[str, Any], args: argparse.Namespace) -> None:
     with open(curves, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["env", "variant", "seed", "env_steps", "wall_s", "reward"])
-        for r in payload["runs"]:
+        for r in runs:
             for p in r["curve"]:
                 writer.writerow(
                     [r["env"], r["variant"], r["seed"], p["env_steps"], f"{p['wall_s']:.3f}", f"{p['reward']:.4f}"]
@@ -332,7 +334,7 @@ def plot(payload: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = payload["runs"]
+    runs = payload["rows"]
     names = list(dict.fromkeys(r["env"] for r in runs))
     colours = {"APG": "tab:gray", "R": "tab:blue", "C": "tab:red", "C-trunc": "tab:orange"}
     fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 6.4), squeeze=False)
@@ -389,7 +391,8 @@ def merge(args: argparse.Namespace) -> None:
     for path in args.merge:
         try:
             part = json.loads(Path(path).read_text())
-            runs += [{"backend": part["settings"]["backend"], **r} for r in part["runs"]]
+            rows = part["rows"] if "rows" in part else part["runs"]  # "runs": files written before the schema
+            runs += [{"backend": part["settings"]["backend"], **r} for r in rows]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise Refused(f"cannot read {path} as this benchmark's JSON: {e}") from None
         settings = settings or part.get("settings")
@@ -398,7 +401,7 @@ def merge(args: argparse.Namespace) -> None:
         for r in runs:
             r["brax_env"], r["env"] = r["env"], f"{r['env']} ({r['backend']})"
     settings = {**settings, "backend": ", ".join(dict.fromkeys(r["backend"] for r in runs))}
-    write_outputs({"settings": settings, "machines": machines, "runs": runs}, args)
+    write_outputs(settings, runs, args, machines=machines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     settings.update(budget(args))
     print(json.dumps(settings))
-    payload: dict[str, Any] = {"machine": _common.machine(), "settings": settings, "runs": []}
+    runs: list[dict[str, Any]] = []
+    partial = {"machine": _common.machine(), "settings": settings, "rows": runs}  # what is done so far
     for name in args.envs:
         for seed in args.seeds:
             for variant in args.variants:
@@ -448,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                     **result,
                     "elapsed_s": time.perf_counter() - begin,
                 }
-                payload["runs"].append(run)
+                runs.append(run)
                 last = run["curve"][-1]
                 print(
                     f"{name} {variant} seed {seed}: reward {run['curve'][0]['reward']:.1f} -> {last['reward']:.1f} "
@@ -456,8 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{run['elapsed_s']:.0f} s in all ({run['status']})",
                     flush=True,
                 )
-                _common.write_json(args.out.with_suffix(".partial.json"), payload)  # what is done so far
-    write_outputs(payload, args)
+                _common.write_json(args.out.with_suffix(".partial.json"), partial)
+    write_outputs(settings, runs, args)
     args.out.with_suffix(".partial.json").unlink(missing_ok=True)
     return 0
 

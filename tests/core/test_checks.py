@@ -42,8 +42,6 @@ def test_bad_type_is_bad_input_and_type_error():
         ),
         (checks.check_truncation, 0, "^truncation must be None or a positive integer, got 0$"),
         (checks.check_truncation, "2", "^truncation must be None or a positive integer, got '2'$"),
-        (checks.check_backward, "sideways", "^unknown backward 'sideways'; allowed: auto, autodiff, joint, two_pass$"),
-        (checks.check_param_vjp, "dense", "^unknown param_vjp 'dense'; allowed: auto, batched, per_step$"),
     ],
 )
 def test_checks_raise_bad_input_naming_the_value(check, value, message):
@@ -56,7 +54,6 @@ def test_checks_return_the_normal_form():
     assert checks.check_positive_number("dt", 2) == 2.0
     assert checks.check_choice("clip", "norm", ("none", "norm")) == "norm"
     assert checks.check_truncation(None) is None and checks.check_truncation(np.int32(5)) == 5
-    assert checks.check_backward("joint") == "joint" and checks.check_param_vjp("auto") == "auto"
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ import numpy as np
 import optax
 import pytest
 
+from stablebptt.core.checks import BadInput
 from stablebptt.tasks import CartPole
-from stablebptt.training import METRICS, make_optimizer, train
+from stablebptt.training import METRICS, TrainSettings, make_optimizer, train
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +186,23 @@ def test_train_needs_a_task_instance():
         train("cartpole", epochs=1)
     with pytest.raises(BadInput, match="got the class CartPole; call it: CartPole()"):
         train(CartPole, epochs=1)
+
+
+def test_settings_store_strategy_objects_as_their_spellings():
+    from stablebptt.core import Joint, Segments
+
+    settings = TrainSettings(backward=Joint(), remat=Segments(3))
+    assert settings == TrainSettings(backward="joint", remat="3")
+    assert settings.backward == "joint" and settings.remat == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "truncation", "message"),
+    [
+        ("C", None, r"^method C needs backward='joint' or 'two_pass' \(it combines 2 modes\)$"),
+        ("R", 2, r"^truncation needs backward='joint' or 'two_pass'$"),
+    ],
+)
+def test_settings_refuse_a_backward_that_cannot_work(method, truncation, message):
+    with pytest.raises(BadInput, match=message):
+        TrainSettings(method=method, backward="autodiff", truncation=truncation)

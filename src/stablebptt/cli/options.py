@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core import canonical_method, check_remat
-from ..core.checks import BACKWARDS, BadInput
+from ..core.checks import BadInput
+from ..core.strategies import BACKWARDS
 from ..tasks import TASK_HELP, task_fields, task_options
 from ..tasks import TASKS as BUILTIN_TASKS
 from ..training import CLIP_MODES, OPTIMIZERS

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from .lazy import lazy_names
 
 if TYPE_CHECKING:
-    from .checks import BadInput, BadType, check_backward, check_param_vjp, check_remat, check_truncation
+    from .checks import BadInput, BadType, check_truncation
     from .combination import combine, combine_stats, combined_update, sign_agreement, tree_norm
     from .gradients import value_and_grad, value_and_grads
     from .methods import (
@@ -26,10 +26,32 @@ if TYPE_CHECKING:
         as_method,
         canonical_method,
     )
+    from .strategies import (
+        AutoBackward,
+        Autodiff,
+        AutoVJP,
+        Backward,
+        BatchedVJP,
+        Joint,
+        NoRemat,
+        ParamVJP,
+        PerStepVJP,
+        Remat,
+        Segments,
+        SqrtRemat,
+        StatesRemat,
+        TwoPass,
+        as_backward,
+        as_param_vjp,
+        as_remat,
+        check_backward,
+        check_param_vjp,
+        check_remat,
+    )
     from .unroll import rollout
 
 _HOME = {
-    "checks": ("BadInput", "BadType", "check_backward", "check_param_vjp", "check_remat", "check_truncation"),
+    "checks": ("BadInput", "BadType", "check_truncation"),
     "combination": ("combine", "combine_stats", "combined_update", "sign_agreement", "tree_norm"),
     "gradients": ("value_and_grad", "value_and_grads"),
     "methods": (
@@ -44,6 +66,28 @@ _HOME = {
         "as_method",
         "canonical_method",
     ),
+    "strategies": (
+        "AutoBackward",
+        "Autodiff",
+        "AutoVJP",
+        "Backward",
+        "BatchedVJP",
+        "Joint",
+        "NoRemat",
+        "ParamVJP",
+        "PerStepVJP",
+        "Remat",
+        "Segments",
+        "SqrtRemat",
+        "StatesRemat",
+        "TwoPass",
+        "as_backward",
+        "as_param_vjp",
+        "as_remat",
+        "check_backward",
+        "check_param_vjp",
+        "check_remat",
+    ),
     "unroll": ("rollout",),
 }
 __getattr__, __dir__ = lazy_names(__name__, globals(), _HOME)
@@ -56,10 +100,27 @@ __all__ = [
     "REGULAR",
     "RULES",
     "STOPPED",
+    "AutoBackward",
+    "AutoVJP",
+    "Autodiff",
+    "Backward",
     "BadInput",
     "BadType",
+    "BatchedVJP",
+    "Joint",
     "Method",
+    "NoRemat",
+    "ParamVJP",
+    "PerStepVJP",
+    "Remat",
+    "Segments",
+    "SqrtRemat",
+    "StatesRemat",
+    "TwoPass",
+    "as_backward",
     "as_method",
+    "as_param_vjp",
+    "as_remat",
     "canonical_method",
     "check_backward",
     "check_param_vjp",

@@ -36,17 +36,16 @@ steps, so peak memory is ``horizon x state + segment x activations`` instead of 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, overload
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.tree_util import PyTreeDef
 
 from . import trees
-from .checks import check_param_vjp, check_remat
 from .methods import PATHS
+from .strategies import PARAM_VJP_STRATEGIES, AutoVJP, ParamVJP, PerStepVJP, as_param_vjp, as_remat
 
 PyTree = Any
 Net = Callable[[PyTree, PyTree], PyTree]  # (differentiable params, x) -> c
@@ -71,30 +70,14 @@ def _copies(a: jax.Array, k: int) -> jax.Array:
     return jnp.broadcast_to(a, (k, *a.shape))
 
 
-@overload
-def remat_segment(remat: Literal["sqrt", "states"], horizon: int) -> int: ...
-@overload
-def remat_segment(remat: Any, horizon: int) -> int | None: ...
 def remat_segment(remat: Any, horizon: int) -> int | None:
-    """Segment length for a `remat` option, or None for no rematerialisation.
-
-    Args:
-        remat: None, False or "none" (store every step's residuals); "sqrt" (segments of
-            ``ceil(sqrt(horizon))`` steps); "states" (store only states, re-linearise each step alone: segments
-            of 1 step); a positive int or a string of one (that segment length, capped at `horizon`).
-        horizon: number of steps.
+    """Segment length for a `remat` option (`strategies.as_remat`: None, "none", False, "sqrt", "states", a
+    segment length or a `strategies.Remat`), capped at `horizon`; None for no rematerialisation.
 
     Raises:
-        BadInput: for any other value (see `checks.check_remat`).
+        BadInput: for any other value.
     """
-    value = check_remat(remat)
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return min(value, horizon)
-    if value == "sqrt":
-        return max(1, math.isqrt(horizon - 1) + 1) if horizon > 1 else 1
-    return 1  # "states"
+    return as_remat(remat).segment(horizon)
 
 
 def _hoist(closure: PyTree, invariants: Sequence[jax.Array]) -> tuple[list[jax.Array], Spec]:
@@ -123,7 +106,7 @@ def adjoint_gradients(
     *,
     truncation: int | None = None,
     segment: int | None = None,
-    param_vjp: str = "auto",
+    param_vjp: str | ParamVJP = "auto",
     has_aux: bool = False,
 ) -> tuple[Any, list[PyTree]]:
     """Loss value and one parameter gradient per mode, after ONE forward sweep.
@@ -146,17 +129,15 @@ def adjoint_gradients(
         segment: None to store every step's residuals; else re-linearise `segment` steps at a time.
         param_vjp: how the parameter gradient is formed: "batched" (one VJP of the network over all steps
             of a segment, after the sweep), "per_step" (each step's full network VJP inside the sweep, all
-            modes `vmap`ped, accumulated in the carry) or "auto" (`choose_param_vjp`).
+            modes `vmap`ped, accumulated in the carry), "auto" (`choose_param_vjp`) or a
+            `strategies.ParamVJP`.
         has_aux: `loss` returns ``(value, aux)``; then the first output is ``(value, aux)``, as with
             ``jax.value_and_grad(..., has_aux=True)``.
 
     Returns:
         ``(value, grads)`` with one gradient pytree per mode, in the order of the flattened `groups`.
     """
-    if param_vjp == "auto":
-        param_vjp = choose_param_vjp(net, diff, x0)
-    check_param_vjp(param_vjp)
-    per_step = param_vjp == "per_step"
+    per_step = isinstance(resolve_param_vjp(param_vjp, net, diff, x0), PerStepVJP)
     invariants = list(jax.tree.leaves(diff))
     any_net = per_step or any(PATHS[m][0] for group in groups for m in group)
     specs: dict[str, Spec] = {}
@@ -381,3 +362,12 @@ def choose_param_vjp(net: Net, diff: PyTree, x0: PyTree, threshold: float | None
     batch = leaves[0].shape[0] if leaves and leaves[0].ndim else 1
     threshold = PER_STEP_THRESHOLD if threshold is None else threshold
     return "per_step" if flops / (2 * n_params) > threshold or batch > PER_STEP_BATCH else "batched"
+
+
+def resolve_param_vjp(param_vjp: str | ParamVJP, net: Net, diff: PyTree, x0: PyTree) -> ParamVJP:
+    """The concrete `strategies.ParamVJP` (`BatchedVJP` or `PerStepVJP`) of an option for this network,
+    parameters and initial state: an `AutoVJP` is decided by `choose_param_vjp` with its threshold."""
+    vjp = as_param_vjp(param_vjp)
+    if isinstance(vjp, AutoVJP):
+        return PARAM_VJP_STRATEGIES[choose_param_vjp(net, diff, x0, vjp.threshold)]
+    return vjp

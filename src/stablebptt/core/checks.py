@@ -1,5 +1,5 @@
-"""Checks of user input: one exception class for a bad value, shared argument checks, and the forms of
-`value_and_grad`'s gradient options (so that a configuration can be checked before anything is built).
+"""Checks of user input: one exception class for a bad value, and shared argument checks
+(the forms of `value_and_grad`'s gradient options are in `strategies`).
 
 `BadInput` means "a value given by the user (a setting, a file, a simulator) is wrong": its message names the
 value and says what is allowed. The command line maps exactly this class to exit code 2; any other exception is
@@ -15,10 +15,6 @@ import os
 import string
 from collections.abc import Callable, Sequence
 from typing import Any
-
-BACKWARDS = ("auto", "autodiff", "joint", "two_pass")
-PARAM_VJPS = ("batched", "per_step")
-REMAT_NAMES = ("sqrt", "states")
 
 
 class BadInput(ValueError):
@@ -102,25 +98,6 @@ def check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
     return value
 
 
-def check_remat(value: Any) -> int | str | None:
-    """The normal form of a `remat` option: None (None, False or "none": store every step's residuals),
-    "sqrt", "states", or a segment length (a positive int, or a string of digits, as an int).
-
-    Raises:
-        BadInput: for any other value.
-    """
-    if value is None or value is False or (isinstance(value, str) and value == "none"):
-        return None
-    if isinstance(value, str) and value in REMAT_NAMES:
-        return value
-    length = value
-    if isinstance(length, str) and length.strip().isdecimal():
-        length = int(length)
-    if isinstance(length, numbers.Integral) and not isinstance(length, bool) and int(length) >= 1:
-        return int(length)
-    raise BadInput(f"remat must be None, 'none', 'sqrt', 'states' or a positive segment length, got {value!r}")
-
-
 def check_positive_index(name: str, value: Any, allowed: str = "a positive integer") -> int:
     """`value` as an int if it is an integer >= 1 (any `__index__` type, not a bool); `BadInput` naming `name`
     and saying what is `allowed` otherwise."""
@@ -136,16 +113,6 @@ def check_positive_index(name: str, value: Any, allowed: str = "a positive integ
 def check_truncation(value: Any) -> int | None:
     """`value` as an int if it is a positive integer (not a bool), None for None; `BadInput` otherwise."""
     return None if value is None else check_positive_index("truncation", value, "None or a positive integer")
-
-
-def check_backward(value: Any) -> str:
-    """`value` if it is one of `BACKWARDS`; `BadInput` otherwise."""
-    return check_choice("backward", value, BACKWARDS)
-
-
-def check_param_vjp(value: Any) -> str:
-    """`value` if it is "auto" or one of `PARAM_VJPS`; `BadInput` otherwise."""
-    return check_choice("param_vjp", value, ("auto", *PARAM_VJPS))
 
 
 def plural(n: int, word: str) -> str:

@@ -1,15 +1,19 @@
 """Loss value and update of any gradient rule (`methods.Method`), including the combined update C.
 
-How to differentiate a rollout is a parameter (the strategy is an option, as in Diffrax):
+How to differentiate a rollout is a parameter, a strategy object of `strategies` (as in Diffrax) or its name:
 
-- ``"autodiff"``: `jax.value_and_grad` of `rollout` with the mode's `stop_gradient`s. Single modes only.
-- ``"joint"``: one forward `lax.scan`, then ONE reverse sweep that carries one adjoint per requested mode side by
-  side, so R and M share every step's work (see `adjoint`). The default for C, for truncation, and for single
-  modes whose controller calls are small enough that the batched parameter VJP wins (``backward="auto"``).
-- ``"two_pass"``: the same single forward, then one reverse sweep per mode (the published cost model of C).
+- `Autodiff` (``"autodiff"``): `jax.value_and_grad` of `rollout` with the mode's `stop_gradient`s. Single
+  modes only.
+- `Joint` (``"joint"``): one forward `lax.scan`, then ONE reverse sweep that carries one adjoint per requested
+  mode side by side, so R and M share every step's work (see `adjoint`). The default for C, for truncation,
+  and for single modes whose controller calls are small enough that the batched parameter VJP wins
+  (`AutoBackward`, ``"auto"``).
+- `TwoPass` (``"two_pass"``): the same single forward, then one reverse sweep per mode (the published cost
+  model of C).
 
-Orthogonal options: ``truncation=K`` (cut gradient flow along time every K steps) and ``remat`` (rematerialise:
-store only states, recompute the rest in segments, for long horizons; formerly ``checkpoint``).
+Orthogonal options: ``truncation=K`` (cut gradient flow along time every K steps), ``remat`` (a
+`strategies.Remat`: store only states, recompute the rest in segments, for long horizons; formerly
+``checkpoint``) and ``param_vjp`` (a `strategies.ParamVJP`: only speed differs).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ import jax
 import jax.numpy as jnp
 
 from . import trees
-from .adjoint import adjoint_gradients, choose_param_vjp, remat_segment
-from .checks import BadInput, check_backward, check_param_vjp, check_truncation
+from .adjoint import adjoint_gradients, resolve_param_vjp
+from .checks import BadInput, check_truncation
 from .methods import Method, as_method
+from .strategies import AutoBackward, Backward, ParamVJP, Remat, as_backward, as_param_vjp, as_remat
 from .unroll import Controller, Step, _check_horizon, rollout, scan_body
 
 PyTree = Any
@@ -42,10 +47,10 @@ def value_and_grad(
     horizon: int,
     method: str | Method = "C",
     *,
-    backward: str = "auto",
+    backward: str | Backward = "auto",
     truncation: int | None = None,
-    remat: int | str | None = None,
-    param_vjp: str = "auto",
+    remat: int | str | Remat | None = None,
+    param_vjp: str | ParamVJP = "auto",
     checkpoint: int | str | None = None,
     has_aux: bool = False,
     final_state: bool = False,
@@ -63,21 +68,22 @@ def value_and_grad(
             through `jax.vmap`, so it must be vmappable (any pure JAX function is).
         horizon: number of unrolled steps.
         method: R, M, S, N or C (or regular, modified, stopped, network, combined), or a `methods.Method`.
-        backward: "autodiff" (single modes only), "joint", "two_pass" or "auto": "joint" for C and with
-            truncation; for a single mode "joint" when the batched parameter VJP is chosen (small controllers on
-            small batches, such as every task at its published batch of 8: faster than autodiff), else
-            "autodiff".
+        backward: a `strategies.Backward` or its name: "autodiff" (single modes only), "joint", "two_pass" or
+            "auto": "joint" for C and with truncation; for a single mode "joint" when the batched parameter VJP
+            is chosen (small controllers on small batches, such as every task at its published batch of 8:
+            faster than autodiff), else "autodiff".
         truncation: if given, a positive int K: cut all gradient flow along time at the steps n with
             ``n % K == 0`` (truncated BPTT: windows of K steps), independently of the method. Needs an adjoint
             backward ("auto", "joint" or "two_pass").
-        remat: rematerialisation, memory for long horizons. None, False or "none": store every step's
-            residuals (fastest); "sqrt": store only states and recompute segments of ``ceil(sqrt(horizon))``
-            steps in the backward pass; "states": the same with segments of one step (least memory); a positive
-            int (or a string of one): that segment length. Works with every method and every backward.
-        param_vjp: for the adjoint backwards, how parameter gradients are formed: "batched" (one VJP of the
-            network over all steps after the reverse sweep), "per_step" (inside the sweep) or "auto" (chosen
-            from XLA's flop count of one controller call per parameter; see `adjoint.choose_param_vjp`).
-            Only speed differs.
+        remat: rematerialisation, memory for long horizons, a `strategies.Remat` or its spelling. None, False
+            or "none": store every step's residuals (fastest); "sqrt": store only states and recompute segments
+            of ``ceil(sqrt(horizon))`` steps in the backward pass; "states": the same with segments of one step
+            (least memory); a positive int (or a string of one): that segment length (`Segments`). Works with
+            every method and every backward.
+        param_vjp: for the adjoint backwards, how parameter gradients are formed, a `strategies.ParamVJP` or
+            its name: "batched" (one VJP of the network over all steps after the reverse sweep), "per_step"
+            (inside the sweep) or "auto" (chosen from XLA's flop count of one controller call per parameter;
+            see `adjoint.choose_param_vjp`). Only speed differs.
         checkpoint: deprecated name of `remat` (same values; a `DeprecationWarning`). Giving both is an error.
         has_aux: the loss returns ``(value, aux)`` (any pytree `aux`, e.g. per-sample losses or the final
             state's error), as with ``jax.value_and_grad(..., has_aux=True)``; `aux` is returned as
@@ -110,14 +116,11 @@ def value_and_grad(
         remat = checkpoint
     rule = as_method(method)
     horizon = _check_horizon(horizon)
-    backward = check_backward(backward)
+    how = as_backward(backward)
     truncation = check_truncation(truncation)
-    segment = remat_segment(remat, horizon)
-    if backward == "autodiff" and rule.combines:
-        raise BadInput(f"method {rule} needs backward='joint' or 'two_pass' (it combines {len(rule.modes)} modes)")
-    if backward == "autodiff" and truncation is not None:
-        raise BadInput("truncation needs backward='joint' or 'two_pass'")
-    param_vjp = check_param_vjp(param_vjp)
+    segment = as_remat(remat).segment(horizon)
+    vjp = as_param_vjp(param_vjp)
+    how.check(rule, truncation)  # an impossible combination fails here, not when called
 
     modes = rule.modes
     step, controller = trees.checked(step, controller)  # errors name the user's functions
@@ -130,19 +133,15 @@ def value_and_grad(
         def net(d: PyTree, x: PyTree) -> PyTree:
             return controller(eqx.combine(d, static), x)
 
-        how, vjp = backward, param_vjp
-        if how == "auto" or vjp == "auto":
-            vjp = choose_param_vjp(net, diff, x0) if vjp == "auto" else vjp
-        if how == "auto":
-            # The adjoint sweep pays off for C (shared sweep), truncation, and wherever the batched parameter
-            # VJP is the better choice; otherwise a single mode is plain autodiff of the rollout.
-            single = not rule.combines and truncation is None
-            how = "autodiff" if single and vjp == "per_step" else "joint"
-        if how == "autodiff":
+        chosen = resolve_param_vjp(vjp, net, diff, x0)
+        # The adjoint sweep pays off for C (shared sweep), truncation, and wherever the batched parameter VJP is
+        # the better choice; otherwise a single mode is plain autodiff of the rollout.
+        concrete = how.resolve(rule, truncation, chosen) if isinstance(how, AutoBackward) else how
+        groups = concrete.sweeps(modes)
+        if groups is None:
             (value, extras), grad = _autodiff(loss, step, controller, horizon, modes[0], diff, static, x0, segment)
             grads = [grad]
         else:
-            groups = (modes,) if how == "joint" else tuple((m,) for m in modes)
             (value, extras), grads = adjoint_gradients(
                 loss,
                 step,
@@ -153,7 +152,7 @@ def value_and_grad(
                 groups,
                 truncation=truncation,
                 segment=segment,
-                param_vjp=vjp,
+                param_vjp=chosen,
                 has_aux=True,
             )
         update, info = rule.update(grads)
@@ -222,8 +221,8 @@ def value_and_grads(
     modes: tuple[str, ...],
     *,
     truncation: int | None = None,
-    remat: int | str | None = None,
-    param_vjp: str = "auto",
+    remat: int | str | Remat | None = None,
+    param_vjp: str | ParamVJP = "auto",
 ) -> Callable[[PyTree, PyTree], tuple[jax.Array, dict[str, PyTree]]]:
     """Build ``(params, x0) -> (value, {mode: gradient})`` for several single modes (R, M, S, N) at once: one
     forward sweep and ONE reverse sweep carrying one adjoint per mode (the ``"joint"`` backward of
@@ -240,8 +239,8 @@ def value_and_grads(
     modes = tuple(dict.fromkeys(r.modes[0] for r in rules))
     horizon = _check_horizon(horizon)
     truncation = check_truncation(truncation)
-    segment = remat_segment(remat, horizon)
-    param_vjp = check_param_vjp(param_vjp)
+    segment = as_remat(remat).segment(horizon)
+    param_vjp = as_param_vjp(param_vjp)
     step, controller = trees.checked(step, controller)
     loss = trees.checked_loss(loss)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from ..core import trees
 from ..core.adjoint import remat_segment
 from ..core.checks import BadArgument, Either, plural
+from ..core.strategies import SqrtRemat, StatesRemat
 from ..tasks import Task
 from .optim import optimizer
 from .settings import TrainSettings
@@ -189,16 +190,15 @@ def _refusal(task: Task, settings: TrainSettings, size: Sizes, limit: int, where
         f"{max(settings.n_train, settings.n_test)} states), more than the {_gb(limit)} of {where}"
     )
     names = {"current": current, "horizon": None, "batch_size": None, "n_train": None, "n_test": None}
-    option: Literal["sqrt", "states"]
-    for option in ("sqrt", "states"):  # a remat that saves more than the current one and fits
-        seg = remat_segment(option, horizon)
+    for strategy in (SqrtRemat(), StatesRemat()):  # a remat that saves more than the current one and fits
+        option, seg = strategy.spelling, strategy.segment(horizon)
         if (segment is None or seg < segment) and size.total(horizon, seg) <= limit:
             return BadArgument(
                 f"{head}; use $remat (at least {_gb(size.total(horizon, seg))}) or a smaller $horizon or $batch_size",
                 remat=option,
                 **names,
             )
-    best = settings.remat if segment is not None and segment <= remat_segment("sqrt", horizon) else "sqrt"
+    best = settings.remat if segment is not None and segment <= SqrtRemat().segment(horizon) else "sqrt"
     segment = remat_segment(best, horizon)
     largest = _largest_horizon(size, best, limit, horizon)
     smaller = f"$horizon (at most about {_round_down(largest):,})" if largest else "$horizon"

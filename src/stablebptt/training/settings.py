@@ -12,8 +12,9 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from ..core import canonical_method, check_backward, check_remat, check_truncation
+from ..core import as_backward, as_method, canonical_method, check_backward, check_remat, check_truncation
 from ..core.checks import BadInput, BadType, check_choice, check_positive_int
+from ..core.strategies import Backward, Remat
 from .optim import ADAM_EPS_FORMS, CLIP_MODES, OPTIMIZERS
 
 # Settings passed on to `core.value_and_grad`.
@@ -54,7 +55,9 @@ class TrainSettings:
         n_train, n_test: initial states sampled for training and for the test loss.
         skip_nonfinite: skip updates with a non-finite loss, gradient or result instead of stopping the run.
         backward, truncation, remat: passed to `core.value_and_grad` (remat: None, "sqrt", "states" or a
-            segment length K; recompute the forward pass in segments to save memory).
+            segment length K; recompute the forward pass in segments to save memory). Strategy objects
+            (`core.Joint()`, `core.Segments(4)`) are stored as their spellings, so configs and their hashes do
+            not depend on how an option was given.
         adam_eps: where Adam adds epsilon: "keras" (to the raw square root of v, as the published code;
             the default) or "optax" (to the bias-corrected one, `optax.adam`). See `optim.scale_by_keras_adam`.
         regular_nonfinite: for C, what a non-finite entry of g_R does: "zero" (it counts as disagreement, the
@@ -74,9 +77,9 @@ class TrainSettings:
     n_train: int = 256
     n_test: int = 256
     skip_nonfinite: bool = False
-    backward: str = "auto"
+    backward: str | Backward = "auto"
     truncation: int | None = None
-    remat: int | str | None = None
+    remat: int | str | Remat | None = None
     adam_eps: str = "keras"
     regular_nonfinite: str = "zero"
 
@@ -109,6 +112,8 @@ class TrainSettings:
                 f"batch size {self.batch_size} is larger than the training set ({self.n_train} states); "
                 f"allowed: 1..{self.n_train}"
             )
+        # a backward that cannot differentiate this method or truncation fails here, not when training starts
+        as_backward(converted["backward"]).check(as_method(converted["method"]), converted["truncation"])
         for name, value in converted.items():
             object.__setattr__(self, name, value)
 

@@ -349,3 +349,26 @@ def test_ensure_batch_refuses_runs_that_cannot_share_a_program(tmp_path):
     with pytest.raises(BadInput, match="cannot be trained as one group"):
         ensure_batch(dirs, [r.config for r in runs])
     assert not any(Path(d).exists() for d in dirs)
+
+
+def test_a_group_with_another_recipe_equals_separate_runs(tmp_path):
+    """Brax's APG recipe (exponential decay, Adam betas 0.7 / 0.95, clipping by norm then value) in a batched
+    group of R and C runs with different clipping modes and seeds gives the runs trained one at a time."""
+    recipe = {"schedule": ["exponential"], "decay_rate": [0.9], "adam_b1": [0.7], "adam_b2": [0.95], "clip_norm": [2.0]}
+    grid = {**TINY, **recipe, "n_poles": [1], "n_train": [16], "n_test": [8], "batch_size": [8], "lr": [0.01]}
+    runs = expand("cartpole", {**grid, "method": ["R", "C"], "clip": ["both", "value"], "seed": [0, 1]})
+    runs = [r for r in runs if (r.config.train.method == "C") == (r.config.train.seed == 1)][:3]
+    assert {r.config.train.clip for r in runs} == {"both", "value"} and len(runs) == 3
+    assert plan_groups([r.config for r in runs]) == [[0, 1, 2]]
+    dirs = [str(tmp_path / "batched" / r.name) for r in runs]
+    assert ensure_batch(dirs, [r.config for r in runs]) == dict.fromkeys(dirs, "complete")
+    for run, d in zip(runs, dirs, strict=True):
+        single = tmp_path / "single" / run.name
+        assert run_job(str(single), run.config)[0]["status"] == "complete"
+        _assert_same_metrics(_metrics(Path(d)), _metrics(single), run.name)
+    config = json.loads((Path(dirs[0]) / "config.json").read_text())
+    assert {k: config["train"][k] for k in ("schedule", "adam_b1", "adam_b2")} == {
+        "schedule": "exponential",
+        "adam_b1": 0.7,
+        "adam_b2": 0.95,
+    }

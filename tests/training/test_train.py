@@ -60,7 +60,7 @@ def test_progress_callback_and_starting_params(small_task):
         ({"epochs": 0}, "epochs must be a positive integer, got 0"),
         ({"batch_size": 17}, r"batch size 17 is larger than the training set \(16 states\)"),
         ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'; allowed: adam, sgd"),
-        ({"clip": "both"}, "unknown clip mode 'both'; allowed: none, value, norm"),
+        ({"clip": "all"}, "unknown clip mode 'all'; allowed: none, value, norm, both"),
         ({"lr": -1.0}, "learning rate must be a positive number, got -1.0"),
         ({"method": "Q"}, "unknown method 'Q'; allowed: R, M, S, N, C"),
     ],

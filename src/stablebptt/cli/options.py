@@ -17,7 +17,7 @@ from ..core.strategies import BACKWARDS
 from ..tasks import TASK_HELP, task_fields, task_options
 from ..tasks import TASKS as BUILTIN_TASKS
 from ..training import CLIP_MODES, OPTIMIZERS
-from ..training.optim import ADAM_EPS_FORMS
+from ..training.optim import ADAM_EPS_FORMS, SCHEDULES
 from ..training.settings import DEFAULTS, FIELDS, REGULAR_NONFINITE
 
 # ------------------------------------------------------------------------------------------ value types
@@ -85,6 +85,11 @@ def method_list(text: str) -> list[str]:
     if not methods:
         raise argparse.ArgumentTypeError("expected a comma-separated list of methods such as R,M,C,S")
     return methods
+
+
+def optional_positive_int(text: str) -> int | None:
+    """``none`` or a positive integer."""
+    return None if text.strip().lower() == "none" else positive_int(text)
 
 
 def remat(text: str) -> int | str | None:
@@ -276,8 +281,15 @@ TRAIN_OPTIONS = (
     TrainOption("batch_size", ("--batch-size",), positive_int, "mini-batch size"),
     TrainOption("lr", ("--lr",), positive_float, "learning rate"),
     TrainOption("optimizer", ("--optimizer",), choice(tuple(OPTIMIZERS)), f"{', '.join(OPTIMIZERS)} (Keras eps)"),
-    TrainOption("clip", ("--clip",), choice(CLIP_MODES), "clipping of the update: none, value, norm"),
-    TrainOption("clip_value", ("--clip-value",), positive_float, "clipping threshold"),
+    TrainOption(
+        "clip",
+        ("--clip",),
+        choice(CLIP_MODES),
+        "clipping of the update: none, value (each entry), norm (global norm), both (global norm to --clip-norm, "
+        "then each entry to --clip-value, as Brax's APG)",
+    ),
+    TrainOption("clip_value", ("--clip-value",), positive_float, "clipping threshold (value and norm; value of both)"),
+    TrainOption("clip_norm", ("--clip-norm",), positive_float, "global-norm threshold of --clip both"),
     TrainOption("seed", ("--seed",), nonnegative_int, "data and initialisation seed"),
     TrainOption("n_train", ("--n-train",), positive_int, "training initial states"),
     TrainOption("n_test", ("--n-test",), positive_int, "test initial states"),
@@ -319,6 +331,28 @@ TRAIN_OPTIONS = (
         "C only: a non-finite entry of g_R counts as disagreement, update 0 there (zero, as published) or "
         "stops the run as diverged (stop)",
     ),
+    TrainOption(
+        "schedule",
+        ("--schedule",),
+        choice(SCHEDULES),
+        "learning rate over updates: constant (the paper's), exponential (lr * decay-rate^(update / "
+        "transition-steps), Brax's APG: 0.997 per update) or cosine (to final-lr-fraction * lr over decay-steps "
+        "updates), each after --warmup-steps",
+    ),
+    TrainOption("decay_rate", ("--decay-rate",), positive_float, "exponential schedule: factor per transition"),
+    TrainOption("transition_steps", ("--transition-steps",), positive_int, "exponential schedule: updates per factor"),
+    TrainOption("warmup_steps", ("--warmup-steps",), nonnegative_int, "linear warmup from 0 over this many updates"),
+    TrainOption(
+        "decay_steps",
+        ("--decay-steps",),
+        optional_positive_int,
+        "cosine schedule: updates to decay over (none: the run's updates after the warmup)",
+        "N|none",
+    ),
+    TrainOption("final_lr_fraction", ("--final-lr-fraction",), nonnegative_float, "cosine schedule: final lr / lr"),
+    TrainOption("adam_b1", ("--adam-b1",), nonnegative_float, "Adam's beta 1 (Keras 0.9; Brax's APG 0.7)"),
+    TrainOption("adam_b2", ("--adam-b2",), nonnegative_float, "Adam's beta 2 (Keras 0.999; Brax's APG 0.95)"),
+    TrainOption("adam_epsilon", ("--adam-epsilon",), positive_float, "Adam's epsilon (see --adam-eps for where)"),
 )
 assert {o.name for o in TRAIN_OPTIONS} == set(FIELDS), "every training setting has a command-line option"
 LIST_FLAGS = {"method": ("--methods", "--method"), "seed": ("--seeds", "--seed")}

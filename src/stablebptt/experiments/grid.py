@@ -20,7 +20,7 @@ from typing import Any
 from ..core.checks import BadInput
 from ..runs import RunConfig
 from ..tasks import TASKS, recorded_settings, task_fields, task_options
-from ..training import CLIP_MODES
+from ..training.optim import PAPER_CLIP_MODES
 from ..training.settings import ADDED, DEFAULTS, FIELDS
 
 # What each built-in task declares (`tasks.Task`): the setting its paper figure has one panel per value of, whether
@@ -33,7 +33,7 @@ HARDER_WHEN_SMALLER: tuple[str, ...] = tuple(
 )
 PAPER_METHODS = ["R", "M", "C", "S"]
 PAPER_GRIDS: dict[str, dict[str, list[Any]]] = {
-    name: {**{k: list(v) for k, v in cls.paper_grid.items()}, "method": PAPER_METHODS, "clip": list(CLIP_MODES)}
+    name: {**{k: list(v) for k, v in cls.paper_grid.items()}, "method": PAPER_METHODS, "clip": list(PAPER_CLIP_MODES)}
     for name, cls in TASKS.items()
     if cls.paper_grid
 }

@@ -35,7 +35,6 @@ from ..core.adjoint import remat_segment
 from ..core.checks import BadArgument, Either, plural
 from ..core.strategies import SqrtRemat, StatesRemat
 from ..tasks import Task
-from .optim import optimizer
 from .settings import TrainSettings
 
 PyTree = Any
@@ -124,7 +123,7 @@ def sizes(task: Task, settings: TrainSettings, *, x64: bool = False) -> Sizes:
         return control, [leaf for leaf in jax.tree.leaves(vjp) if id(leaf) not in invariant]
 
     control, residual = jax.eval_shape(one_step, diff, batch)
-    tx = optimizer(settings.optimizer, settings.lr, settings.clip, settings.clip_value, settings.adam_eps)
+    tx = settings.transform()
     opt_state = jax.eval_shape(tx.init, diff)
     data = round(per_state * (settings.n_train + settings.n_test))
     return Sizes(

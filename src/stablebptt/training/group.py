@@ -28,7 +28,7 @@ from ..core import as_method, value_and_grad, value_and_grads
 from ..core.checks import BadInput
 from ..core.gradients import ValueAndGrad
 from ..tasks import Task
-from .optim import CLIP_MODES, OPTIMIZERS, keras_adam
+from .optim import CLIP_MODES
 from .settings import TrainSettings
 from .train import Data, TrainState, epoch_program, evaluate, user_loss
 
@@ -38,8 +38,10 @@ GROUP_VARYING = ("method", "clip", "clip_value", "lr", "seed", "adam_eps", "regu
 
 
 def shared_key(settings: TrainSettings) -> tuple[tuple[str, Any], ...]:
-    """The training settings every member of a group shares (as a hashable key)."""
-    return tuple((k, v) for k, v in settings.values().items() if k not in GROUP_VARYING)
+    """The training settings every member of a group shares (as a hashable key): all but `GROUP_VARYING`, and
+    the number of epochs too where the learning-rate schedule depends on it."""
+    varying = set(GROUP_VARYING) - ({"epochs"} if settings.schedule_needs_epochs else set())
+    return tuple((k, v) for k, v in settings.values().items() if k not in varying)
 
 
 class Knobs(NamedTuple):
@@ -116,20 +118,6 @@ def _pick(index: jax.Array, trees: Sequence[PyTree]) -> PyTree:
     return jax.tree.map(lambda *xs: jnp.stack(xs)[index], *trees)
 
 
-def clip_by_mode(mode: jax.Array, value: jax.Array) -> optax.GradientTransformation:
-    """Clipping chosen by a traced index into `optim.CLIP_MODES` (none, value, norm) with threshold `value`."""
-    by_value, by_norm = optax.clip(value), optax.clip_by_global_norm(value)
-
-    def update_fn(
-        updates: optax.Updates, state: optax.OptState, params: optax.Params | None = None
-    ) -> tuple[optax.Updates, optax.OptState]:
-        del params
-        candidates = [updates, by_value.update(updates, state)[0], by_norm.update(updates, state)[0]]
-        return _pick(mode, candidates), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
-
-
 def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> ValueAndGrad:
     """``(params, x0) -> (value, update, info)`` of `core.value_and_grad` for the run whose method is
     ``spec.methods[method]``: one value_and_grad when the group has one method, else one joint reverse sweep
@@ -166,12 +154,8 @@ def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> ValueAndGrad
 
 def group_optimizer(settings: TrainSettings, knobs: Knobs) -> optax.GradientTransformation:
     """The optimizer of one member (the group's optimizer, with the member's clipping, learning rate and Adam
-    epsilon form as traced values); its state has the structure of `optim.optimizer`'s."""
-    if settings.optimizer == "adam":
-        base = keras_adam(knobs.lr, keras=knobs.keras)
-    else:
-        base = OPTIMIZERS[settings.optimizer](knobs.lr)
-    return optax.chain(clip_by_mode(knobs.clip, knobs.clip_value), base)
+    epsilon form as traced values); its state has the structure of `TrainSettings.transform`'s."""
+    return settings.transform(lr=knobs.lr, clip=knobs.clip, clip_value=knobs.clip_value, keras=knobs.keras)
 
 
 def make_group_epoch(

@@ -1,4 +1,6 @@
-"""Optimizers and clipping of the published code, with Keras defaults (docs/concepts.md, training protocol)."""
+"""Optimizers, clipping and learning-rate schedules: the published code's (Keras defaults, constant learning
+rate; docs/concepts.md, training protocol) and what other recipes use (Brax's APG: Adam's betas (0.7, 0.95), an
+exponentially decaying learning rate, clipping by global norm and by value)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,12 @@ import optax
 from ..core.checks import check_choice, check_positive_number
 
 KERAS_EPS = 1e-7
-CLIP_MODES = ("none", "value", "norm")
+# none; value: each entry to [-clip_value, clip_value]; norm: global norm to clip_value; both: global norm to
+# clip_norm, then each entry to clip_value (Brax's APG: optax.clip after its own global-norm clip)
+CLIP_MODES = ("none", "value", "norm", "both")
+PAPER_CLIP_MODES = ("none", "value", "norm")  # the paper's grid
+# Learning-rate schedules over update counts (`learning_rate`), each optionally after a linear warmup.
+SCHEDULES = ("constant", "exponential", "cosine")
 # Where Adam adds epsilon: "keras" to the raw square root of v (the published code: an effective epsilon of
 # eps / sqrt(1 - b2^t), 3e-6 at the first step), "optax" to the bias-corrected one (optax.adam).
 ADAM_EPS_FORMS = ("keras", "optax")
@@ -57,10 +64,45 @@ def scale_by_keras_adam(
     return optax.GradientTransformation(init_fn, update_fn)  # type: ignore[arg-type]
 
 
-def keras_adam(lr: Any, *, keras: Any = True) -> optax.GradientTransformation:
-    """Adam with Keras' defaults (b1 0.9, b2 0.999, eps 1e-7) and Keras' placement of epsilon (see
-    `scale_by_keras_adam`)."""
-    return optax.chain(scale_by_keras_adam(keras=keras), optax.scale_by_learning_rate(lr))
+def keras_adam(
+    lr: Any, *, keras: Any = True, b1: float = 0.9, b2: float = 0.999, eps: float = KERAS_EPS
+) -> optax.GradientTransformation:
+    """Adam (by default with Keras' defaults b1 0.9, b2 0.999, eps 1e-7) with Keras' placement of epsilon, or
+    optax's where `keras` is False (see `scale_by_keras_adam`); `lr` a number, a traced array or a schedule."""
+    return optax.chain(scale_by_keras_adam(b1, b2, eps, keras=keras), optax.scale_by_learning_rate(lr))
+
+
+def learning_rate(
+    lr: Any,
+    schedule: str = "constant",
+    *,
+    decay_rate: float = 0.997,
+    transition_steps: int = 1,
+    warmup_steps: int = 0,
+    decay_steps: int = 1,
+    final_lr_fraction: float = 0.0,
+) -> optax.ScalarOrSchedule:
+    """The learning rate `lr` (a number or a traced array) as Optax schedules it over update counts.
+
+    - "constant": `lr` itself (then the program is the one of a plain number);
+    - "exponential": ``lr * decay_rate ** (count / transition_steps)`` (`optax.exponential_decay`; Brax's APG
+      uses decay_rate 0.997 per update);
+    - "cosine": from `lr` down to ``final_lr_fraction * lr`` over `decay_steps` updates
+      (`optax.cosine_decay_schedule`).
+
+    With ``warmup_steps > 0`` the rate first rises linearly from 0 to `lr` over that many updates, and the
+    schedule starts after it (`optax.join_schedules`). Arguments are not checked here (`TrainSettings` does).
+    """
+    if schedule == "constant" and not warmup_steps:
+        return lr
+    main = {
+        "constant": lambda: optax.constant_schedule(lr),
+        "exponential": lambda: optax.exponential_decay(lr, transition_steps, decay_rate),
+        "cosine": lambda: optax.cosine_decay_schedule(lr, decay_steps, alpha=final_lr_fraction),
+    }[schedule]()
+    if not warmup_steps:
+        return main
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup_steps), main], [warmup_steps])
 
 
 Optimizer = Callable[[optax.ScalarOrSchedule], optax.GradientTransformation]  # learning rate -> optimizer
@@ -83,27 +125,77 @@ OPTIMIZERS: dict[str, Optimizer] = {
 
 
 def make_optimizer(
-    name: str = "adam", lr: float = 1e-3, clip: str = "none", clip_value: float = 1.0, adam_eps: str = "keras"
+    name: str = "adam",
+    lr: float = 1e-3,
+    clip: str = "none",
+    clip_value: float = 1.0,
+    adam_eps: str = "keras",
+    *,
+    clip_norm: float = 1.0,
 ) -> optax.GradientTransformation:
-    """Clipping of the update (``none``, ``value``: each entry to [-v, v], ``norm``: global norm to v), then
-    the named optimizer with learning rate `lr`; for Adam, `adam_eps` is where epsilon is added (one of
-    `ADAM_EPS_FORMS`). Every argument is checked."""
+    """Clipping of the update (``none``, ``value``: each entry to [-v, v], ``norm``: global norm to v,
+    ``both``: global norm to `clip_norm`, then each entry to v), then the named optimizer with learning rate
+    `lr`; for Adam, `adam_eps` is where epsilon is added (one of `ADAM_EPS_FORMS`). Every argument is checked.
+    For schedules and Adam's betas, see `TrainSettings` (`TrainSettings.optimizer`)."""
     check_choice("optimizer", name, tuple(OPTIMIZERS))
     check_choice("clip mode", clip, CLIP_MODES)
     check_choice("adam eps form", adam_eps, ADAM_EPS_FORMS)
     check_positive_number("learning rate", lr)
     check_positive_number("clip value", clip_value)
-    return optimizer(name, lr, clip, clip_value, adam_eps)
+    check_positive_number("clip norm", clip_norm)
+    return optimizer(name, lr, clip, clip_value, adam_eps, clip_norm=clip_norm)
 
 
-def optimizer(name: str, lr: Any, clip: str, clip_value: Any, adam_eps: str = "keras") -> optax.GradientTransformation:
-    """`make_optimizer` without the checks, for settings checked already; `lr` and `clip_value` may be traced
-    arrays (one per run of a `jax.vmap`ped batch of runs)."""
-    clipping = {
+def clipping(mode: str | jax.Array, value: Any, norm: Any = 1.0) -> optax.GradientTransformation:
+    """Clipping of the update by `mode`, one of `CLIP_MODES` or a traced index into it (one per run of a batch
+    of runs: then every mode is computed and the run's is selected). `value` and `norm` may be traced."""
+    by_norm, by_value = optax.clip_by_global_norm(norm), optax.clip(value)
+
+    def both(updates: optax.Updates, params: optax.Params | None = None) -> optax.Updates:
+        clipped = by_norm.update(updates, optax.EmptyState())[0]
+        return by_value.update(clipped, optax.EmptyState())[0]
+
+    # every mode is stateless with an EmptyState, so that the optimizer state has one structure whatever the mode
+    # (a run of a batched group and the same run alone read each other's checkpoints)
+    modes = {
         "none": optax.identity,
-        "value": lambda: optax.clip(clip_value),
-        "norm": lambda: optax.clip_by_global_norm(clip_value),
-    }[clip]()
-    if name == "adam" and adam_eps == "keras":
-        return optax.chain(clipping, keras_adam(lr))
-    return optax.chain(clipping, OPTIMIZERS[name](lr))
+        "value": lambda: optax.clip(value),
+        "norm": lambda: optax.clip_by_global_norm(value),
+        "both": lambda: optax.stateless(both),
+    }
+    if isinstance(mode, str):
+        return modes[mode]()
+    candidates = [modes[m]() for m in CLIP_MODES]
+
+    def update_fn(
+        updates: optax.Updates, state: optax.OptState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, optax.OptState]:
+        del params
+        clipped = [tx.update(updates, optax.EmptyState())[0] for tx in candidates]
+        return jax.tree.map(lambda *xs: jnp.stack(xs)[mode], *clipped), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def optimizer(
+    name: str,
+    lr: Any,
+    clip: str | jax.Array,
+    clip_value: Any,
+    adam_eps: str | jax.Array = "keras",
+    *,
+    clip_norm: Any = 1.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = KERAS_EPS,
+) -> optax.GradientTransformation:
+    """`make_optimizer` without the checks, for settings checked already. `lr` is a number, a traced array or
+    a schedule (`learning_rate`); `clip` a mode or a traced index (`clipping`); `adam_eps` a form of
+    `ADAM_EPS_FORMS` or a traced bool (True: Keras'); `b1`, `b2`, `eps` are Adam's (ignored by the others)."""
+    clip_tx = clipping(clip, clip_value, clip_norm)
+    keras = adam_eps == "keras" if isinstance(adam_eps, str) else adam_eps
+    if name == "adam" and not (isinstance(keras, bool) and not keras):
+        return optax.chain(clip_tx, keras_adam(lr, keras=keras, b1=b1, b2=b2, eps=eps))
+    if name == "adam":
+        return optax.chain(clip_tx, optax.adam(lr, b1=b1, b2=b2, eps=eps))
+    return optax.chain(clip_tx, OPTIMIZERS[name](lr))

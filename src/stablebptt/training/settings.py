@@ -12,10 +12,12 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
+import optax
+
 from ..core import as_backward, as_method, canonical_method, check_backward, check_remat, check_truncation
-from ..core.checks import BadInput, BadType, check_choice, check_positive_int
+from ..core.checks import BadArgument, BadInput, BadType, Either, check_choice, check_positive_int
 from ..core.strategies import Backward, Remat
-from .optim import ADAM_EPS_FORMS, CLIP_MODES, OPTIMIZERS
+from .optim import ADAM_EPS_FORMS, CLIP_MODES, KERAS_EPS, OPTIMIZERS, SCHEDULES, learning_rate, optimizer
 
 # Settings passed on to `core.value_and_grad`.
 GRADIENT_FIELDS = ("backward", "truncation", "remat")
@@ -23,10 +25,47 @@ GRADIENT_FIELDS = ("backward", "truncation", "remat")
 # run's JSON records them only where they differ from that value, so the JSON (and hash) of a run that behaves
 # as before is the same as before, and a ``config.json`` without them reads as the earlier behaviour.
 ADDED = {"adam_eps": "optax", "regular_nonfinite": "stop"}  # added in 0.2.0
-EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED}
+ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's APG); defaults = earlier behaviour
+    "schedule": "constant",
+    "decay_rate": 0.997,
+    "transition_steps": 1,
+    "warmup_steps": 0,
+    "decay_steps": None,
+    "final_lr_fraction": 0.0,
+    "adam_b1": 0.9,
+    "adam_b2": 0.999,
+    "adam_epsilon": KERAS_EPS,
+    "clip_norm": 1.0,
+}
+EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}
 REGULAR_NONFINITE = ("zero", "stop")
 # Earlier name of `remat` in run configurations (read, never written).
 LEGACY_NAMES = {"checkpoint": "remat"}
+
+
+def _check_in(
+    name: str, value: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+) -> float:
+    """`value` as a float if it is a real number in the interval from `low` to `high` (open where said; `high`
+    may be infinite); the error names the setting `name` (its flag on the command line)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+    if not ok:
+        what = (
+            "a positive finite number"
+            if (low, low_open, high) == (0.0, True, math.inf)
+            else f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        )
+        raise BadArgument(f"$name must be {what}, got {value!r}", name=Either(name, "--" + name.replace("_", "-")))
+    return float(value)
+
+
+def _check_count(name: str, value: Any, least: int = 0) -> int:
+    """`value` as an int if it is an integer >= `least` (not a bool); the error names the setting `name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        what = "a non-negative integer" if least == 0 else "a positive integer"
+        raise BadArgument(f"$name must be {what}, got {value!r}", name=Either(name, "--" + name.replace("_", "-")))
+    return int(value)
 
 
 def _check_positive_finite(name: str, value: Any) -> float:
@@ -49,7 +88,8 @@ class TrainSettings:
         batch_size: initial states per update; at most `n_train`.
         lr: learning rate.
         optimizer: one of `optim.OPTIMIZERS` (Keras defaults).
-        clip: clipping of the update: none, value (each entry to [-clip_value, clip_value]), norm (global norm).
+        clip: clipping of the update: none, value (each entry to [-clip_value, clip_value]), norm (global norm
+            to clip_value), both (global norm to `clip_norm`, then each entry to clip_value, as Brax's APG).
         clip_value: the clipping threshold.
         seed: data and initialisation seed, an integer in [0, 2**32).
         n_train, n_test: initial states sampled for training and for the test loss.
@@ -64,6 +104,14 @@ class TrainSettings:
             update is 0 there and the run goes on, as the published code; counted per epoch in the metric
             ``regular_nonfinite``; the default) or "stop" (the run stops as diverged). A non-finite g_M, loss or
             update always stops the run (unless `skip_nonfinite`).
+        schedule: the learning rate over updates (`optim.learning_rate`): "constant" (the paper's),
+            "exponential" (``lr * decay_rate ** (update / transition_steps)``) or "cosine" (down to
+            ``final_lr_fraction * lr`` over `decay_steps` updates; None: the run's updates after the warmup);
+            each after a linear warmup of `warmup_steps` updates from 0 (0: none).
+        decay_rate, transition_steps, warmup_steps, decay_steps, final_lr_fraction: the schedule's parameters.
+        adam_b1, adam_b2, adam_epsilon: Adam's betas and epsilon (Keras' defaults 0.9, 0.999, 1e-7; Brax's APG
+            uses betas 0.7, 0.95); other optimizers keep their own.
+        clip_norm: the global-norm threshold of clip "both".
     """
 
     method: str = "C"
@@ -82,6 +130,16 @@ class TrainSettings:
     remat: int | str | Remat | None = None
     adam_eps: str = "keras"
     regular_nonfinite: str = "zero"
+    schedule: str = "constant"
+    decay_rate: float = 0.997
+    transition_steps: int = 1
+    warmup_steps: int = 0
+    decay_steps: int | None = None
+    final_lr_fraction: float = 0.0
+    adam_b1: float = 0.9
+    adam_b2: float = 0.999
+    adam_epsilon: float = KERAS_EPS
+    clip_norm: float = 1.0
 
     def __post_init__(self) -> None:
         method = self.method.upper() if isinstance(self.method, str) and len(self.method) == 1 else self.method
@@ -100,6 +158,16 @@ class TrainSettings:
             "remat": check_remat(self.remat),
             "adam_eps": check_choice("adam eps form", self.adam_eps, ADAM_EPS_FORMS),
             "regular_nonfinite": check_choice("regular_nonfinite", self.regular_nonfinite, REGULAR_NONFINITE),
+            "schedule": check_choice("schedule", self.schedule, SCHEDULES),
+            "decay_rate": _check_in("decay_rate", self.decay_rate, 0.0, 1.0, low_open=True),
+            "transition_steps": _check_count("transition_steps", self.transition_steps, 1),
+            "warmup_steps": _check_count("warmup_steps", self.warmup_steps),
+            "decay_steps": None if self.decay_steps is None else _check_count("decay_steps", self.decay_steps, 1),
+            "final_lr_fraction": _check_in("final_lr_fraction", self.final_lr_fraction, 0.0, 1.0),
+            "adam_b1": _check_in("adam_b1", self.adam_b1, 0.0, 1.0, high_open=True),
+            "adam_b2": _check_in("adam_b2", self.adam_b2, 0.0, 1.0, high_open=True),
+            "adam_epsilon": _check_in("adam_epsilon", self.adam_epsilon, 0.0, math.inf, low_open=True),
+            "clip_norm": _check_in("clip_norm", self.clip_norm, 0.0, math.inf, low_open=True),
         }
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
@@ -116,6 +184,50 @@ class TrainSettings:
         as_backward(converted["backward"]).check(as_method(converted["method"]), converted["truncation"])
         for name, value in converted.items():
             object.__setattr__(self, name, value)
+
+    @property
+    def updates(self) -> int:
+        """Updates of the whole run: epochs x (n_train // batch_size)."""
+        return self.epochs * (self.n_train // self.batch_size)
+
+    @property
+    def schedule_needs_epochs(self) -> bool:
+        """Whether the learning rate at an update depends on the number of epochs (a cosine schedule over the
+        whole run)."""
+        return self.schedule == "cosine" and self.decay_steps is None
+
+    def learning_rate(self, lr: Any = None) -> Any:
+        """The learning rate as `optim.learning_rate` schedules it; `lr` (e.g. a traced array, one per run of a
+        group) replaces ``self.lr``."""
+        decay_steps = self.decay_steps or max(1, self.updates - self.warmup_steps)
+        return learning_rate(
+            self.lr if lr is None else lr,
+            self.schedule,
+            decay_rate=self.decay_rate,
+            transition_steps=self.transition_steps,
+            warmup_steps=self.warmup_steps,
+            decay_steps=decay_steps,
+            final_lr_fraction=self.final_lr_fraction,
+        )
+
+    def transform(
+        self, *, lr: Any = None, clip: Any = None, clip_value: Any = None, keras: Any = None
+    ) -> optax.GradientTransformation:
+        """The Optax transformation these settings train with: clipping, then the optimizer with the scheduled
+        learning rate. The keyword arguments (traced values, one per run of a `jax.vmap`ped group: a learning
+        rate, an index into `optim.CLIP_MODES`, a threshold, a bool for Keras' epsilon form) replace the
+        settings' own."""
+        return optimizer(
+            self.optimizer,
+            self.learning_rate(lr),
+            self.clip if clip is None else clip,
+            self.clip_value if clip_value is None else clip_value,
+            self.adam_eps if keras is None else keras,
+            clip_norm=self.clip_norm,
+            b1=self.adam_b1,
+            b2=self.adam_b2,
+            eps=self.adam_epsilon,
+        )
 
     @property
     def gradient_options(self) -> dict[str, Any]:

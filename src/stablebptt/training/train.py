@@ -17,7 +17,6 @@ from ..core import as_method, rollout, trees, value_and_grad
 from ..core.checks import BadInput, BadType
 from ..core.gradients import ValueAndGrad
 from ..tasks import Task
-from .optim import optimizer
 from .settings import DEFAULTS, TrainSettings, from_mapping
 
 PyTree = Any
@@ -318,7 +317,7 @@ class Trainer:
         if params is None:
             params = init
         diff, self.static = eqx.partition(params, eqx.is_inexact_array)
-        tx = optimizer(settings.optimizer, settings.lr, settings.clip, settings.clip_value, settings.adam_eps)
+        tx = settings.transform()
         self.initial = TrainState(diff, tx.init(diff))
         self._epoch = make_epoch(
             task,

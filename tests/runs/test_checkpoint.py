@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from stablebptt.core.checks import BadInput
 from stablebptt.runs import CHECKPOINT, Checkpoint, RunConfig, RunFolder, load_checkpoint, save_checkpoint
 from stablebptt.tasks import make_task
 from stablebptt.training import Trainer, TrainSettings
@@ -58,6 +59,26 @@ def test_hash_ignores_epochs_and_checkpoint_frequency_only():
     assert config_for(2).hash() != config_for(2, task={"n_poles": 1, "horizon": 11}).hash()
     assert config_for(2).hash() != config_for(2, remat="sqrt").hash()
     assert config_for(2).hash() == config_for(2, remat=None, backward="auto").hash()  # defaults spelled out
+
+
+def test_a_cosine_schedule_over_the_run_ties_its_epochs(tmp_path):
+    """Its learning rate at an update depends on the run's length: the epochs are hashed, and the run is not
+    extended (a fixed `decay_steps` lifts both)."""
+    assert config_for(2, schedule="cosine").hash() != config_for(3, schedule="cosine").hash()
+    assert (
+        config_for(2, schedule="cosine", decay_steps=50).hash()
+        == config_for(3, schedule="cosine", decay_steps=50).hash()
+    )
+    run = tmp_path / "cosine"
+    new_run(run, config_for(1, schedule="cosine"))
+    with pytest.raises(
+        BadInput,
+        match=r"cosine learning-rate schedule spans its 1 epoch, so the run cannot be changed to 2; .*decay_steps",
+    ):
+        RunFolder(run).resume(epochs=2)
+    fixed = tmp_path / "fixed"
+    new_run(fixed, config_for(1, schedule="cosine", decay_steps=50))
+    assert RunFolder(fixed).resume(epochs=2).run().status == "complete"
 
 
 def test_extending_a_finished_run_equals_training_longer(finished, tmp_path):

@@ -136,17 +136,20 @@ class RunConfig:
 
 def config_hash(record: Mapping[str, Any]) -> str:
     """SHA-256 of a run configuration in its JSON form (`RunConfig.to_json` or a ``config.json`` as read),
-    leaving out the number of epochs, the version, the checkpoint frequency and ``task_path``; training
+    leaving out the number of epochs (unless a cosine schedule spans the run: `TrainSettings.schedule_needs_epochs`),
+    the version, the checkpoint frequency and ``task_path``; training
     settings left out count as their defaults, or for those of `training.settings.EARLIER` as their earlier
     behaviour; settings added later (`training.settings.ADDED`) at their earlier behaviour are left out (so a
     ``config.json`` written by earlier versions hashes as it did)."""
     core = {k: v for k, v in record.items() if k not in UNHASHED_TOP}
     filled = {k: v for k, v in DEFAULTS.to_json().items() if k not in EARLIER}
     train = {**filled, **record.get("train", {})}
+    # a cosine schedule over the whole run changes with its length: there the epochs are part of the run
+    spans_run = train.get("schedule") == "cosine" and train.get("decay_steps") is None
     core["train"] = {
         HASH_NAMES.get(k, k): v
         for k, v in train.items()
-        if k not in UNHASHED_TRAIN and not (k in ADDED and v == ADDED[k])
+        if (k not in UNHASHED_TRAIN or spans_run) and not (k in ADDED and v == ADDED[k])
     }
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=_json_default).encode()).hexdigest()
 

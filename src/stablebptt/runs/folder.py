@@ -143,6 +143,13 @@ class RunFolder:
         config = self.read_config(record)
         if epochs is not None:
             check_positive_int("epochs", epochs)
+            if epochs != config.train.epochs and config.train.schedule_needs_epochs:
+                raise BadArgument(
+                    f"{self.path}: its cosine learning-rate schedule spans its {plural(config.train.epochs, 'epoch')}, so the "
+                    f"run cannot be changed to {epochs}; train a new run (give $decay_steps for a schedule of fixed "
+                    "length that runs can extend)",
+                    decay_steps=None,
+                )
         lock = _acquire(self.path)
         try:
             status = self.status() or {}

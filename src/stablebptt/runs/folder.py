@@ -145,9 +145,9 @@ class RunFolder:
             check_positive_int("epochs", epochs)
             if epochs != config.train.epochs and config.train.schedule_needs_epochs:
                 raise BadArgument(
-                    f"{self.path}: its cosine learning-rate schedule spans its {plural(config.train.epochs, 'epoch')}, so the "
-                    f"run cannot be changed to {epochs}; train a new run (give $decay_steps for a schedule of fixed "
-                    "length that runs can extend)",
+                    f"{self.path}: its cosine learning-rate schedule spans its "
+                    f"{plural(config.train.epochs, 'epoch')}, so the run cannot be changed to {epochs}; train a new "
+                    "run (give $decay_steps for a schedule of fixed length that runs can extend)",
                     decay_steps=None,
                 )
         lock = _acquire(self.path)

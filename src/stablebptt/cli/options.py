@@ -18,7 +18,7 @@ from ..tasks import TASK_HELP, task_fields, task_options
 from ..tasks import TASKS as BUILTIN_TASKS
 from ..training import CLIP_MODES, OPTIMIZERS
 from ..training.optim import ADAM_EPS_FORMS, SCHEDULES
-from ..training.settings import DEFAULTS, FIELDS, REGULAR_NONFINITE
+from ..training.settings import DEFAULTS, FIELDS, PROTOCOLS, REGULAR_NONFINITE
 
 # ------------------------------------------------------------------------------------------ value types
 
@@ -353,6 +353,22 @@ TRAIN_OPTIONS = (
     TrainOption("adam_b1", ("--adam-b1",), nonnegative_float, "Adam's beta 1 (Keras 0.9; Brax's APG 0.7)"),
     TrainOption("adam_b2", ("--adam-b2",), nonnegative_float, "Adam's beta 2 (Keras 0.999; Brax's APG 0.95)"),
     TrainOption("adam_epsilon", ("--adam-epsilon",), positive_float, "Adam's epsilon (see --adam-eps for where)"),
+    TrainOption(
+        "protocol",
+        ("--protocol",),
+        choice(PROTOCOLS),
+        "dataset (the paper's: each update unrolls the horizon from fixed initial states) or stream (as Brax's "
+        "APG: environments run on, each update unrolls --window steps from where the last one stopped, episodes "
+        "of --episode-length steps restart from fresh states)",
+    ),
+    TrainOption("window", ("--window",), optional_positive_int, "stream: steps per update (none: the horizon)", "K"),
+    TrainOption(
+        "episode_length",
+        ("--episode-length",),
+        optional_positive_int,
+        "stream: steps of an episode (none: the horizon)",
+        "N",
+    ),
 )
 assert {o.name for o in TRAIN_OPTIONS} == set(FIELDS), "every training setting has a command-line option"
 LIST_FLAGS = {"method": ("--methods", "--method"), "seed": ("--seeds", "--seed")}

@@ -27,7 +27,7 @@ from ..core.checks import BadArgument, BadInput
 from ..core.methods import METHODS
 from ..core.trees import stack
 from ..training.group import GroupSpec, make_group_epoch, restructure, shared_key, traceable_fields
-from ..training.train import ProgressFn, Trainer, TrainResult, TrainState
+from ..training.train import ProgressFn, RunState, Trainer, TrainResult
 from .config import RunConfig
 from .folder import RunFolder, Session, use_precision
 
@@ -38,7 +38,7 @@ class _Member(NamedTuple):
     slot: int
     session: Session
     trainer: Trainer
-    state: TrainState
+    state: RunState
     start: int
     progress: ProgressFn | None
 
@@ -99,8 +99,8 @@ def plan_groups(configs: Sequence[RunConfig], *, mixed: bool = True, max_size: i
         max_size: split groups into parts of at most this many runs (None: no limit).
     """
     coarse: dict[tuple[Any, ...], list[int]] = {}
-    for i, config in enumerate(configs):
-        coarse.setdefault(_coarse_key(config), []).append(i)
+    for i, config in enumerate(configs):  # a stream-protocol run is trained alone (no group program for it yet)
+        coarse.setdefault(("alone", i) if config.train.protocol == "stream" else _coarse_key(config), []).append(i)
     groups: list[list[int]] = []
     for members in coarse.values():
         fixed = set(configs[members[0]].task_settings) - set(batchable_fields([configs[i] for i in members]))

@@ -20,7 +20,7 @@ import equinox as eqx
 import jax
 
 from ..core.checks import BadInput
-from ..training import TrainState
+from ..training.train import RunState
 from .config import RunConfig, config_hash
 from .faults import fault_point
 from .io import atomic_write_bytes
@@ -38,7 +38,7 @@ class Checkpoint(NamedTuple):
     """The state after `epoch` epochs, the PRNG key the run's randomness comes from, and metrics so far."""
 
     epoch: int
-    state: TrainState
+    state: RunState
     key: jax.Array
     metrics: list[dict[str, float]]
 
@@ -112,7 +112,7 @@ def check_header(path: str | Path, config: Config) -> tuple[dict[str, Any], byte
     return header, payload
 
 
-def load_checkpoint(path: str | Path, config: Config, template: tuple[jax.Array, TrainState]) -> Checkpoint:
+def load_checkpoint(path: str | Path, config: Config, template: tuple[jax.Array, RunState]) -> Checkpoint:
     """Read the checkpoint at `path` of the run of `config`, into `template` ``(key, TrainState)``.
 
     Raises:

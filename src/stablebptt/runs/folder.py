@@ -44,9 +44,9 @@ from ..training.train import (
     METRICS,
     SKIPPED_LIMIT,
     ProgressFn,
+    RunState,
     Trainer,
     TrainResult,
-    TrainState,
     skipped_updates,
     too_many_skipped,
 )
@@ -415,7 +415,7 @@ class Session:
         finally:
             self.close()
 
-    def begin(self, trainer: Trainer) -> tuple[TrainState, int]:
+    def begin(self, trainer: Trainer) -> tuple[RunState, int]:
         """Where training starts: the state and epoch of the run's checkpoint (the trainer's initial state and
         0 without one); the status becomes ``running``."""
         for tmp in self.path.glob(".*.tmp"):  # left by a writer killed mid-write; we hold the lock
@@ -439,7 +439,7 @@ class Session:
         return state, start
 
     def record_epoch(
-        self, epoch: int, state: TrainState, row: dict[str, float], progress_fn: ProgressFn | None = None
+        self, epoch: int, state: RunState, row: dict[str, float], progress_fn: ProgressFn | None = None
     ) -> None:
         """Record a finished epoch: its metrics, and the checkpoint when one is due."""
         fault_point("epoch", epoch)
@@ -457,7 +457,7 @@ class Session:
 
     def finish(
         self,
-        state: TrainState,
+        state: RunState,
         epoch: int,
         diverged_row: dict[str, float] | None,
         progress_fn: ProgressFn | None = None,
@@ -525,7 +525,7 @@ class Session:
         except OSError:
             pass
 
-    def _save(self, epoch: int, state: TrainState) -> None:
+    def _save(self, epoch: int, state: RunState) -> None:
         save_checkpoint(self.path / CHECKPOINT, self.record, Checkpoint(epoch, state, self._trainer.key, self.rows))
         self.saved = epoch
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,7 @@ from .settings import TrainSettings
 from .train import Data, TrainState, epoch_program, evaluate, user_loss
 
 PyTree = Any
+State = TypeVar("State")
 # Training settings in which the members of a group may differ (all others are shared).
 GROUP_VARYING = ("method", "clip", "clip_value", "lr", "seed", "adam_eps", "regular_nonfinite", "epochs")
 
@@ -186,7 +187,7 @@ def make_group_epoch(
     return jax.vmap(one_epoch)
 
 
-def restructure(state: TrainState, like: TrainState) -> TrainState:
+def restructure(state: PyTree, like: State) -> State:
     """`state`'s leaves in the structure of `like` (e.g. optax's Adam state as the group's Adam state: both
     hold count, mu, nu in that order)."""
     leaves = jax.tree.leaves(state)

@@ -36,7 +36,11 @@ ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's 
     "adam_b2": 0.999,
     "adam_epsilon": KERAS_EPS,
     "clip_norm": 1.0,
+    "protocol": "dataset",
+    "window": None,
+    "episode_length": None,
 }
+PROTOCOLS = ("dataset", "stream")
 EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}
 REGULAR_NONFINITE = ("zero", "stop")
 # Earlier name of `remat` in run configurations (read, never written).
@@ -112,6 +116,15 @@ class TrainSettings:
         adam_b1, adam_b2, adam_epsilon: Adam's betas and epsilon (Keras' defaults 0.9, 0.999, 1e-7; Brax's APG
             uses betas 0.7, 0.95); other optimizers keep their own.
         clip_norm: the global-norm threshold of clip "both".
+        protocol: how updates see the simulator (`training.stream`): "dataset" (the paper's: every update
+            unrolls the task's horizon from a mini-batch of fixed initial states; epochs pass over them) or
+            "stream" (as Brax's APG: `batch_size` environments run on; each update unrolls `window` steps from
+            where the previous one stopped, and an environment whose episode reached `episode_length` steps
+            starts a new one, from a fresh `Task.sample`, at the next window; an epoch is
+            ``n_train // batch_size`` updates, as in the dataset protocol, and the losses of an epoch's end are
+            those of the dataset protocol, over the task's horizon).
+        window, episode_length: the stream protocol's steps per update and per episode (None: the task's
+            horizon); not used by the dataset protocol.
     """
 
     method: str = "C"
@@ -140,6 +153,9 @@ class TrainSettings:
     adam_b2: float = 0.999
     adam_epsilon: float = KERAS_EPS
     clip_norm: float = 1.0
+    protocol: str = "dataset"
+    window: int | None = None
+    episode_length: int | None = None
 
     def __post_init__(self) -> None:
         method = self.method.upper() if isinstance(self.method, str) and len(self.method) == 1 else self.method
@@ -168,7 +184,20 @@ class TrainSettings:
             "adam_b2": _check_in("adam_b2", self.adam_b2, 0.0, 1.0, high_open=True),
             "adam_epsilon": _check_in("adam_epsilon", self.adam_epsilon, 0.0, math.inf, low_open=True),
             "clip_norm": _check_in("clip_norm", self.clip_norm, 0.0, math.inf, low_open=True),
+            "protocol": check_choice("protocol", self.protocol, PROTOCOLS),
+            "window": None if self.window is None else _check_count("window", self.window, 1),
+            "episode_length": None
+            if self.episode_length is None
+            else _check_count("episode_length", self.episode_length, 1),
         }
+        if converted["protocol"] == "dataset":
+            given = [name for name in ("window", "episode_length") if converted[name] is not None]
+            if given:
+                raise BadArgument(
+                    f"${given[0]} applies to the stream protocol only; give $protocol or leave it out",
+                    **{given[0]: None},
+                    protocol="stream",
+                )
         seed = self.seed
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
             raise BadInput(f"seed must be an integer in [0, 2**32), got {seed!r}")

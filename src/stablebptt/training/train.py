@@ -8,16 +8,28 @@ from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
-import optax.tree_utils as otu
 
-from ..core import as_method, rollout, trees, value_and_grad
-from ..core.checks import BadInput, BadType
-from ..core.gradients import ValueAndGrad
+from ..core import trees
+from ..core.checks import BadType
 from ..tasks import Task
+from .epoch import (  # re-exported: the names of the dataset protocol's epoch lived here before
+    Data,
+    Epoch,
+    TrainState,
+    apply_update,
+    check_data,
+    epoch_metrics,
+    epoch_program,
+    evaluate,
+    make_data,
+    make_epoch,
+    minibatches,
+    sample_states,
+    user_loss,
+)
 from .settings import DEFAULTS, TrainSettings, from_mapping
+from .stream import StreamState, initial_stream, make_stream_epoch
 
 PyTree = Any
 METRICS = (
@@ -36,25 +48,39 @@ METRICS = (
 # A run with `skip_nonfinite` that skipped more than this share of its updates is not a success: its status is
 # "diverged" (and so is an epoch in which every update was skipped: nothing changed, every later epoch repeats it).
 SKIPPED_LIMIT = 0.5
+RunState = TrainState | StreamState  # what a run's epochs carry: the dataset protocol's or the stream's
+STREAM_KEY = 0x5743  # folded into the seed's key for the stream protocol's environments (`training.stream`)
 ProgressFn = Callable[[int, dict[str, float]], None]
-EpochFn = Callable[[int, "TrainState", dict[str, float]], None]
-# One epoch: (state, data) -> (state, metrics), the metrics scalars
-Epoch = Callable[["TrainState", "Data"], tuple["TrainState", dict[str, jax.Array]]]
+EpochFn = Callable[[int, "RunState", dict[str, float]], None]
 
-
-class Data(NamedTuple):
-    """Initial states, pytrees as `Task.sample` returns them: every leaf of `train` has leading axis
-    ``n_train``, every leaf of `test` ``n_test``."""
-
-    train: PyTree
-    test: PyTree
-
-
-class TrainState(NamedTuple):
-    """What changes from epoch to epoch: the differentiable parameters and the optimizer state."""
-
-    params: PyTree
-    opt_state: optax.OptState
+__all__ = [  # this module's names, and those of the dataset protocol's epoch that lived here before
+    "METRICS",
+    "SKIPPED_LIMIT",
+    "Data",
+    "Epoch",
+    "EpochFn",
+    "Outcome",
+    "ProgressFn",
+    "RunState",
+    "TrainResult",
+    "TrainState",
+    "Trainer",
+    "apply_update",
+    "check_data",
+    "check_task",
+    "epoch_metrics",
+    "epoch_program",
+    "evaluate",
+    "finite",
+    "make_data",
+    "make_epoch",
+    "minibatches",
+    "sample_states",
+    "skipped_updates",
+    "too_many_skipped",
+    "train",
+    "user_loss",
+]
 
 
 class TrainResult(NamedTuple):
@@ -97,177 +123,9 @@ def too_many_skipped(rows: Sequence[Mapping[str, float]], updates_per_epoch: int
 class Outcome(NamedTuple):
     """What `Trainer.run` ends with: the last good state, its epoch, and the row of a diverged epoch."""
 
-    state: TrainState
+    state: RunState
     epoch: int
     diverged_row: dict[str, float] | None
-
-
-def make_data(task: Task, key: jax.Array, n_train: int = 256, n_test: int = 256) -> Data:
-    """``n_train`` and ``n_test`` initial states from `task.sample`; an error it raises, or a result that is not
-    a pytree of arrays, is a one-line `BadInput` naming it."""
-    key_train, key_test = jax.random.split(key)
-    return Data(sample_states(task, key_train, n_train), sample_states(task, key_test, n_test))
-
-
-def sample_states(task: Task, key: jax.Array, n: int) -> PyTree:
-    """``task.sample(key, n)``, checked to be a pytree of arrays (`SimulatorFault` if it raises, `BadType` for a
-    leaf that is not an array, e.g. a list of numbers)."""
-    what = f"{type(task).__name__}.sample(key, {n})"
-    states = trees.guard("sampler", task.sample, lambda key, n: f"called as {what}")(key, n)
-    leaves = jax.tree_util.tree_flatten_with_path(states)[0]
-    if not leaves:
-        raise BadInput(
-            f"{what} returned no arrays (got {states!r:.100}); allowed: a pytree of arrays with leading axis {n}"
-        )
-    for path, leaf in leaves:
-        if not isinstance(leaf, jax.Array | np.ndarray):
-            where = jax.tree_util.keystr(path) or "the root"
-            raise BadType(
-                f"{what} returned a leaf at {where} that is not an array ({type(leaf).__name__}); "
-                f"allowed: a pytree of arrays with leading axis {n} (e.g. jnp.asarray(...))"
-            )
-    return states
-
-
-def user_loss(task: Task) -> Callable[[PyTree, PyTree], jax.Array]:
-    """`task.loss` wrapped so that an error it raises is a one-line `SimulatorFault` naming it (trace time
-    only)."""
-    return trees.guard("loss", task.loss, trees.loss_inputs)
-
-
-def check_data(task: Task, data: Data, n_train: int, n_test: int) -> None:
-    """Every leaf of the sampled states must have the requested number of states on its leading axis."""
-    for part, n in (("train", n_train), ("test", n_test)):
-        what = f"{type(task).__name__}.sample(key, {n})"
-        size = trees.leading_size(getattr(data, part), what)
-        if size != n:
-            raise BadInput(
-                f"{what} returned {size} states on the leading axis instead of {n}; "
-                f"got {trees.describe(getattr(data, part))}"
-            )
-
-
-def minibatches(states: PyTree, batch_size: int) -> PyTree:
-    """The first ``n // batch_size * batch_size`` states as ``(n // batch_size, batch_size, ...)`` per leaf."""
-    n_batches = trees.leading_size(states, "the training states") // batch_size
-    return jax.tree.map(lambda a: a[: n_batches * batch_size].reshape(n_batches, batch_size, *a.shape[1:]), states)
-
-
-def evaluate(task: Task, params: PyTree, x0: PyTree) -> jax.Array:
-    """The task's loss of `params` on the initial states `x0`, all at once."""
-    states, controls = rollout(task.step, task.controller, params, x0, task.horizon)
-    return user_loss(task)(states, controls)
-
-
-def _all_finite(tree: PyTree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if eqx.is_inexact_array(x)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
-
-
-def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean of `values` where `mask` (NaN when nothing is masked in)."""
-    return jnp.sum(jnp.where(mask, values, 0)) / jnp.sum(mask)
-
-
-def make_epoch(
-    task: Task,
-    method: str,
-    tx: optax.GradientTransformation,
-    static: PyTree,
-    batch_size: int,
-    *,
-    skip_nonfinite: bool = False,
-    regular_nonfinite: str = "zero",
-    **gradient_options: Any,
-) -> Epoch:
-    """A pure function for one epoch: updates on mini-batches in fixed order (a `lax.scan`, no host round
-    trips), then the loss on the whole training and test sets. `static` holds the non-array part of the
-    parameters. Remainder states that do not fill a mini-batch are not used for updates.
-
-    The metrics include ``nonfinite``, the number of updates whose loss, update, new parameters or (for C)
-    g_M were not finite, or (for C with ``regular_nonfinite="stop"``) g_R; ``regular_nonfinite``, for C, the
-    number of entries of g_R that were not finite, summed over the epoch's updates (with "zero" they count as
-    disagreement and the run goes on); ``grad_size``, the squared L2 norm of the update averaged over the
-    epoch's updates (the published ``grad_size``). With `skip_nonfinite` updates that are not finite leave
-    parameters and optimizer state unchanged (like `optax.apply_if_finite`) and are left out of the epoch's
-    means.
-    """
-    vg = value_and_grad(user_loss(task), task.step, task.controller, task.horizon, method, **gradient_options)
-    combined = as_method(method).combines
-    return epoch_program(
-        task,
-        vg,
-        tx,
-        static,
-        batch_size,
-        skip_nonfinite=skip_nonfinite,
-        combined=combined,
-        stop_regular=regular_nonfinite == "stop",
-    )
-
-
-def epoch_program(
-    task: Task,
-    vg: ValueAndGrad,
-    tx: optax.GradientTransformation,
-    static: PyTree,
-    batch_size: int,
-    *,
-    skip_nonfinite: bool,
-    combined: bool | jax.Array,
-    stop_regular: bool | jax.Array,
-) -> Epoch:
-    """`make_epoch` for an update function `vg` (``(params, x0) -> (value, update, info)`` as
-    `core.value_and_grad` returns it). `combined` and `stop_regular` may be traced booleans (one per run of a
-    batch of runs with different methods): the C diagnostics in `info` (``cosine``, ``kept_fraction``,
-    ``regular_nonfinite``, ``modified_finite``) are used only where `combined`. After each optimizer step the
-    parameters go through `Task.observe` where the task defines it."""
-
-    observes = type(task).observe is not Task.observe  # a task's own non-gradient update after each step
-
-    def update(
-        state: TrainState, batch: PyTree
-    ) -> tuple[TrainState, tuple[jax.Array, dict[str, jax.Array], jax.Array]]:
-        value, grads, info = vg(eqx.combine(state.params, static), batch)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        if observes:
-            params = eqx.partition(task.observe(eqx.combine(params, static), batch), eqx.is_inexact_array)[0]
-        ok = _all_finite((value, grads, params, info["grad_norm"]))
-        if "modified_finite" in info:
-            bad_regular = stop_regular & (info["regular_nonfinite"] > 0)
-            ok = ok & ~(combined & (~info["modified_finite"] | bad_regular))
-        new = TrainState(params, opt_state)
-        if skip_nonfinite:
-            new = otu.tree_where(ok, new, state)
-        return new, (value, info, ok)
-
-    def epoch(state: TrainState, data: Data) -> tuple[TrainState, dict[str, jax.Array]]:
-        state, (values, infos, ok) = jax.lax.scan(update, state, minibatches(data.train, batch_size))
-        used = ok if skip_nonfinite else jnp.ones_like(ok)
-        params = eqx.combine(state.params, static)
-        nan = jnp.full((), jnp.nan, values.dtype)
-        c_stats = dict.fromkeys(("cosine", "kept_fraction", "regular_nonfinite"), nan)
-        if "cosine" in infos:  # C's diagnostics, for the runs that are C
-            c_stats = {
-                "cosine": _masked_mean(infos["cosine"], used),
-                "kept_fraction": _masked_mean(infos["kept_fraction"], used),
-                "regular_nonfinite": jnp.sum(infos["regular_nonfinite"]).astype(values.dtype),
-            }
-            c_stats = {k: jnp.where(combined, v, nan) for k, v in c_stats.items()}
-        metrics = {
-            "loss": _masked_mean(values, used),
-            "train_loss": evaluate(task, params, data.train),
-            "test_loss": evaluate(task, params, data.test),
-            "grad_norm": _masked_mean(infos["grad_norm"], used),
-            "grad_size": _masked_mean(infos["grad_norm"] ** 2, used),
-            **c_stats,
-            "nonfinite": jnp.sum(~ok),
-            "skipped": jnp.sum(~used),
-        }
-        return state, metrics
-
-    return epoch
 
 
 @eqx.filter_jit
@@ -318,20 +176,27 @@ class Trainer:
             params = init
         diff, self.static = eqx.partition(params, eqx.is_inexact_array)
         tx = settings.transform()
-        self.initial = TrainState(diff, tx.init(diff))
-        self._epoch = make_epoch(
-            task,
-            settings.method,
-            tx,
-            self.static,
-            settings.batch_size,
-            skip_nonfinite=settings.skip_nonfinite,
-            regular_nonfinite=settings.regular_nonfinite,
-            **settings.gradient_options,
-        )
+        self.initial: RunState = TrainState(diff, tx.init(diff))
+        self._epoch: Callable[[Any, Data], tuple[Any, dict[str, jax.Array]]]
+        if settings.protocol == "stream":
+            # the stream's environments and key come from the seed too, apart from the data's and the network's
+            stream_key = jax.random.fold_in(self.key, STREAM_KEY)
+            self.initial = eqx.filter_jit(initial_stream)(task, settings, stream_key, self.initial)
+            self._epoch = make_stream_epoch(task, settings, tx, self.static, self.updates_per_epoch)
+        else:
+            self._epoch = make_epoch(
+                task,
+                settings.method,
+                tx,
+                self.static,
+                settings.batch_size,
+                skip_nonfinite=settings.skip_nonfinite,
+                regular_nonfinite=settings.regular_nonfinite,
+                **settings.gradient_options,
+            )
         self._compiled: jax.stages.Compiled | None = None
 
-    def params(self, state: TrainState) -> PyTree:
+    def params(self, state: RunState) -> PyTree:
         """The full parameters (arrays and the rest) of `state`."""
         return eqx.combine(state.params, self.static)
 
@@ -356,7 +221,7 @@ class Trainer:
         first = jax.tree.map(lambda a: a[: self.settings.batch_size], self.data.train)
         return bool(np.isfinite(eqx.filter_jit(evaluate)(self.task, params, first)))
 
-    def run(self, state: TrainState, *, start: int = 0, epochs: int, on_epoch: EpochFn | None = None) -> Outcome:
+    def run(self, state: RunState, *, start: int = 0, epochs: int, on_epoch: EpochFn | None = None) -> Outcome:
         """Run epochs ``start + 1 .. epochs`` from `state`, calling ``on_epoch(epoch, state, row)`` after each.
 
         Stops at the first epoch that diverges (see `diverged`), returning the state before it and its row
@@ -415,7 +280,7 @@ def train(
     trainer = Trainer(task, config, params=params)
     metrics: list[dict[str, float]] = []
 
-    def on_epoch(epoch: int, state: TrainState, row: dict[str, float]) -> None:
+    def on_epoch(epoch: int, state: RunState, row: dict[str, float]) -> None:
         metrics.append(row)
         if progress_fn is not None:
             progress_fn(epoch, row)

@@ -1,0 +1,128 @@
+"""The stream protocol (training/stream.py): windows that carry on from one update to the next, episodes that
+restart from fresh states, against a hand-written loop of the same protocol (float64); its state in checkpoints
+(a resumed run continues bit for bit); and its settings."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from systems import assert_trees_close, naive_loss
+
+from stablebptt.core.checks import BadInput
+from stablebptt.runs import RunConfig, RunFolder
+from stablebptt.tasks import CartPole
+from stablebptt.training import Trainer, TrainSettings
+from stablebptt.training.stream import StreamState
+
+WINDOW, EPISODE, BATCH = 3, 5, 4
+
+
+def _reference(task, settings, state: StreamState, static, updates: int, method: str) -> tuple[StreamState, int]:
+    """The protocol written out: for each update a `lax.scan` unroll of WINDOW steps (the method's
+    stop_gradients), an SGD step, then environments past EPISODE steps replaced by fresh samples."""
+    params, env, steps, key = state.params, state.env, state.steps, state.key
+    restarts = 0
+    for _ in range(updates):
+
+        def loss(d, env=env):
+            return naive_loss(task.loss, task.step, task.controller, eqx.combine(d, static), env, method, WINDOW)
+
+        grads = jax.grad(loss)(params)
+        full = eqx.combine(params, static)
+        last = env
+        for _ in range(WINDOW):  # the window's last state, forward only
+            last = task.step(last, task.controller(full, last))
+        params = jax.tree.map(lambda p, g: p - settings.lr * g, params, grads)
+        key, fresh_key = jax.random.split(key)
+        steps = steps + WINDOW
+        done = steps >= EPISODE
+        restarts += int(jnp.sum(done))
+        fresh = task.sample(fresh_key, BATCH)
+        env = jnp.where(done.reshape(-1, *[1] * (fresh.ndim - 1)), fresh, last)
+        steps = jnp.where(done, 0, steps)
+    return StreamState(params, state.opt_state, env, steps, key), restarts
+
+
+@pytest.mark.parametrize("method", ["R", "M"])
+def test_stream_epochs_equal_the_protocol_written_out(x64, method):
+    task = CartPole(n_poles=1, horizon=10, hidden=(8,), zero_final_kernel=False)
+    settings = TrainSettings(
+        method=method,
+        protocol="stream",
+        window=WINDOW,
+        episode_length=EPISODE,
+        batch_size=BATCH,
+        n_train=8,  # 2 updates an epoch
+        n_test=4,
+        optimizer="sgd",
+        lr=0.05,
+        epochs=3,
+    )
+    trainer = Trainer(task, settings)
+    start = trainer.initial
+    assert isinstance(start, StreamState) and start.steps.shape == (BATCH,)
+    assert np.all((start.steps >= 0) & (start.steps < EPISODE))
+    outcome = trainer.run(start, epochs=3)
+    expected, restarts = _reference(task, settings, start, trainer.static, 6, method)
+    assert_trees_close(outcome.state.params, expected.params, rtol=1e-9, atol=1e-12)
+    assert_trees_close(outcome.state.env, expected.env, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(outcome.state.steps, expected.steps)
+    np.testing.assert_array_equal(jax.random.key_data(outcome.state.key), jax.random.key_data(expected.key))
+    assert restarts >= BATCH  # 18 steps in episodes of 5: every environment restarted at least once
+
+
+def test_a_stream_run_resumed_from_its_checkpoint_continues_bit_for_bit(tmp_path):
+    def config(epochs):
+        return RunConfig.create(
+            "cartpole",
+            {"n_poles": 1, "horizon": 10},
+            method="C",
+            protocol="stream",
+            window=4,
+            episode_length=7,
+            n_train=16,
+            n_test=8,
+            epochs=epochs,
+        )
+
+    straight = RunFolder(tmp_path / "straight").start(config(4)).run()
+    RunFolder(tmp_path / "resumed").start(config(2)).run()
+    resumed = RunFolder(tmp_path / "resumed").resume(epochs=4).run()
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "epoch_time"} for r in rows]  # noqa: E731
+    assert drop(resumed.metrics) == drop(straight.metrics) and len(straight.metrics) == 4
+    assert (tmp_path / "resumed" / "params.eqx").read_bytes() == (tmp_path / "straight" / "params.eqx").read_bytes()
+
+
+def test_the_protocols_are_different_runs():
+    dataset = RunConfig.create("cartpole", {"n_poles": 1}, method="C")
+    stream = RunConfig.create("cartpole", {"n_poles": 1}, method="C", protocol="stream")
+    assert dataset.hash() != stream.hash() and stream.hash() == stream.replace(epochs=3).hash()
+    assert "protocol" not in dataset.to_json()["train"]  # configs of the dataset protocol read as before
+
+
+def test_stream_runs_are_trained_alone_in_a_sweep():
+    from stablebptt.runs import plan_groups
+
+    configs = [
+        RunConfig.create("cartpole", {"n_poles": 1}, method=m, seed=s, protocol=p)
+        for p in ("dataset", "stream")
+        for m, s in (("C", 1), ("C", 2))
+    ]
+    assert plan_groups(configs) == [[0, 1], [2], [3]]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"window": 8}, "^window applies to the stream protocol only; give protocol='stream' or leave it out$"),
+        ({"episode_length": 8}, "^episode_length applies to the stream protocol only"),
+        ({"protocol": "online"}, "^unknown protocol 'online'; allowed: dataset, stream$"),
+        ({"protocol": "stream", "window": 0}, "^window must be a positive integer, got 0$"),
+    ],
+)
+def test_bad_stream_settings(settings, message):
+    with pytest.raises(BadInput, match=message):
+        TrainSettings(**settings)

@@ -287,3 +287,39 @@ def test_command_line_trains_resumes_and_plots(tmp_path):
     )
     assert bad.returncode == 2 and "unknown Brax environment 'inverted_double_pendulm'" in bad.stderr
     assert "Traceback" not in bad.stderr and not (tmp_path / "x").exists()
+
+
+def test_apg_network_equals_braxs_own(key):
+    """`APGNetwork` with the weights of Brax's APG policy network gives its outputs, and `BraxPolicy` its
+    deterministic action (the mode of the tanh-normal: tanh of the location); at initialisation both draw kernels
+    of the same size (orthogonal, scale 0.01)."""
+    from brax.training.agents.apg import networks as apg_networks
+
+    from stablebptt.integrations.brax import APGNetwork
+
+    brax_net = apg_networks.make_apg_networks(5, 2, hidden_layer_sizes=(8, 8))
+    theirs = brax_net.policy_network.init(jax.random.PRNGKey(3))
+    p = theirs["params"]
+    ours = APGNetwork(5, 2, (8, 8), key=key)
+    assert np.allclose(np.linalg.norm(ours.layers[0].weight), np.linalg.norm(p["hidden_0"]["kernel"]), rtol=0.3)
+    for i in range(2):  # LayerNorm parameters away from their initial 1 and 0, so that a mix-up shows
+        p[f"LayerNorm_{i}"] = {"scale": jnp.linspace(0.5, 1.5, 8), "bias": jnp.linspace(-0.2, 0.3, 8)}
+    layers = tuple(
+        eqx.tree_at(lambda m: (m.weight, m.bias), layer, (p[f"hidden_{i}"]["kernel"].T, p[f"hidden_{i}"]["bias"]))
+        for i, layer in enumerate(ours.layers)
+    )
+    norms = tuple(
+        eqx.tree_at(lambda m: (m.weight, m.bias), norm, (p[f"LayerNorm_{i}"]["scale"], p[f"LayerNorm_{i}"]["bias"]))
+        for i, norm in enumerate(ours.norms)
+    )
+    ours = eqx.tree_at(lambda n: (n.layers, n.norms), ours, (layers, norms))
+    obs = jax.random.normal(key, (6, 5)) * 3.0
+    expected = brax_net.policy_network.apply(None, theirs, obs)
+    np.testing.assert_allclose(jax.vmap(ours)(obs), expected, rtol=1e-5, atol=1e-7)
+    mode = apg_networks.make_inference_fn(brax_net)((None, theirs), deterministic=True)(obs, key)[0]
+    np.testing.assert_allclose(jax.vmap(BraxPolicy(ours))(obs), mode, rtol=1e-5, atol=1e-7)
+
+
+def test_apg_network_and_zero_final_kernel_are_refused_together():
+    with pytest.raises(sb.BadInput, match="^zero_final_kernel applies to network='mlp'"):
+        BraxTask(env="inverted_double_pendulum", network="apg", zero_final_kernel=True)

@@ -27,6 +27,7 @@ from ..nn import MLP
 from ..tasks.base import Task
 
 BACKENDS = ("mjx", "generalized", "positional", "spring")
+NETWORKS = ("mlp", "apg")  # BraxTask.network: stablebptt's tanh MLP, or Brax APG's (`APGNetwork`)
 INSTALL_HINT = "Brax environments need Brax: pip install 'stablebptt[brax]'"
 NORMALIZER_STD_RANGE = (1e-6, 1e6)  # the clip of Brax's running_statistics.normalize
 
@@ -95,16 +96,50 @@ class Normalizer(eqx.Module):
         return Normalizer(mean, m2 / total, total)
 
 
-class BraxPolicy(eqx.Module):
-    """``action = tanh(mlp(normalizer(obs)))`` for one observation ``(obs_size,)``; the action ``(action_size,)``
-    lies in [-1, 1], Brax's convention (APG's policy in its deterministic mode is the tanh of its network's
-    output too). `normalizer` is None without observation normalisation."""
+class APGNetwork(eqx.Module):
+    """Brax APG's policy network (`brax.training.agents.apg.networks.make_apg_networks`): dense layers, each
+    hidden one followed by ELU and a layer norm (flax's: epsilon 1e-6, learned scale and offset), kernels drawn
+    orthogonal with scale 0.01, zero biases. The output ``(2 * action_size,)`` holds the location and the
+    pre-softplus scale of APG's tanh-normal action distribution; its mode (the deterministic action) is
+    ``tanh(location)``."""
 
-    mlp: MLP
+    layers: tuple[eqx.nn.Linear, ...]
+    norms: tuple[eqx.nn.LayerNorm, ...]
+
+    def __init__(self, in_size: int, action_size: int, hidden: tuple[int, ...], *, key: jax.Array) -> None:
+        sizes = (in_size, *hidden, 2 * action_size)
+        keys = jax.random.split(key, len(sizes) - 1)
+        orthogonal = jax.nn.initializers.orthogonal(0.01)
+
+        def dense(a: int, b: int, k: jax.Array) -> eqx.nn.Linear:
+            layer = eqx.nn.Linear(a, b, key=k)
+            kernel = orthogonal(k, (a, b), jnp.result_type(float)).T  # flax's kernel is (in, out)
+            return eqx.tree_at(lambda m: (m.weight, m.bias), layer, (kernel, jnp.zeros((b,), kernel.dtype)))
+
+        self.layers = tuple(dense(a, b, k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True))
+        self.norms = tuple(eqx.nn.LayerNorm(size, eps=1e-6) for size in hidden)
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        h = obs
+        for layer, norm in zip(self.layers[:-1], self.norms, strict=True):
+            h = norm(jax.nn.elu(layer(h)))
+        return self.layers[-1](h)
+
+
+class BraxPolicy(eqx.Module):
+    """``action = tanh(net(normalizer(obs)))`` for one observation ``(obs_size,)``; the action
+    ``(action_size,)`` lies in [-1, 1], Brax's convention. `net` is a `stablebptt.nn.MLP` with one output per
+    action, or an `APGNetwork`, of whose output the first half (the location of APG's tanh-normal distribution)
+    is used: APG's policy in its deterministic mode. `normalizer` is None without observation normalisation."""
+
+    mlp: MLP | APGNetwork
     normalizer: Normalizer | None = None
 
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return jnp.tanh(self.mlp(obs if self.normalizer is None else self.normalizer(obs)))
+        out = self.mlp(obs if self.normalizer is None else self.normalizer(obs))
+        if isinstance(self.mlp, APGNetwork):
+            out = out[: out.shape[-1] // 2]
+        return jnp.tanh(out)
 
 
 class BraxTask(Task):
@@ -129,7 +164,9 @@ class BraxTask(Task):
     solver gave NaN gradients on inverted_double_pendulum, only in XLA's optimised build); with
     `normalize_observations` the observations are standardised with running statistics of every observation of
     the mini-batches' rollouts, updated after each optimizer step (`observe`), as Brax's APG does with
-    ``normalize_observations=True``.
+    ``normalize_observations=True``. With ``network="apg"`` the net is APG's own (`APGNetwork`: ELU and layer
+    norm, orthogonal kernels of scale 0.01, `hidden` as its widths) and the action its deterministic mode; APG's
+    sampled actions in training are not offered yet.
 
     Backends: ``"generalized"`` (default, Brax's own default) is Brax's generalized-coordinates pipeline,
     differentiable as is. ``"mjx"`` is MuJoCo MJX, 1.5-2.8x faster per step here; its constraint solver runs in
@@ -150,6 +187,7 @@ class BraxTask(Task):
     zero_final_kernel: bool = eqx.field(static=True, default=False)
     normalize_observations: bool = eqx.field(static=True, default=False)
     mask_done: bool = eqx.field(static=True, default=True)
+    network: str = eqx.field(static=True, default="mlp")
 
     def __check_init__(self) -> None:
         if importlib.util.find_spec("brax") is None:
@@ -168,6 +206,9 @@ class BraxTask(Task):
                 f"which reverse mode cannot differentiate on mjx), got {self.solver_iterations!r}"
             )
         check_layer_widths("hidden", self.hidden)
+        check_choice("network", self.network, NETWORKS)
+        if self.network == "apg" and self.zero_final_kernel:
+            raise BadInput("zero_final_kernel applies to network='mlp'; APG's network has its own initialisation")
         for flag in ("zero_final_kernel", "normalize_observations", "mask_done"):
             if not isinstance(getattr(self, flag), bool):
                 raise BadInput(f"{flag} must be true or false, got {getattr(self, flag)!r}")
@@ -207,9 +248,13 @@ class BraxTask(Task):
         return jax.vmap(self.brax_env.reset)(jax.random.split(key, n))
 
     def init_controller(self, key: jax.Array) -> BraxPolicy:
-        mlp = MLP(
-            self.observation_size, self.action_size, self.hidden, key=key, zero_final_kernel=self.zero_final_kernel
-        )
+        mlp: MLP | APGNetwork
+        if self.network == "apg":
+            mlp = APGNetwork(self.observation_size, self.action_size, self.hidden, key=key)
+        else:
+            mlp = MLP(
+                self.observation_size, self.action_size, self.hidden, key=key, zero_final_kernel=self.zero_final_kernel
+            )
         return BraxPolicy(mlp, Normalizer.empty(self.observation_size) if self.normalize_observations else None)
 
     def controller(self, params: BraxPolicy, x: Any) -> jax.Array:

@@ -36,7 +36,8 @@ def _reference(task, settings, state: StreamState, static, updates: int, method:
         for _ in range(WINDOW):  # the window's last state, forward only
             last = task.step(last, task.controller(full, last))
         params = jax.tree.map(lambda p, g: p - settings.lr * g, params, grads)
-        key, fresh_key = jax.random.split(key)
+        key, update_key = jax.random.split(key)
+        fresh_key = jax.random.fold_in(update_key, 1)
         steps = steps + WINDOW
         done = steps >= EPISODE
         restarts += int(jnp.sum(done))

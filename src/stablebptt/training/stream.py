@@ -30,6 +30,7 @@ from .epoch import Data, TrainState, apply_update, epoch_metrics, sample_states,
 from .settings import TrainSettings
 
 PyTree = Any
+RESET_FOLD = 1  # folded into an update's key for the environments that start a new episode
 StreamEpoch = Callable[["StreamState", Data], tuple["StreamState", dict[str, jax.Array]]]
 
 
@@ -107,7 +108,10 @@ def make_stream_epoch(
             combined=method.combines,
             stop=stop,
         )
-        key, key_fresh = jax.random.split(state.key)
+        # as Brax's APG splits its carried key once per update (``key, key_grad = split(key)``); the update's
+        # key draws the new episodes here (and will draw a stochastic policy's actions, as APG's does)
+        key, key_update = jax.random.split(state.key)
+        key_fresh = jax.random.fold_in(key_update, RESET_FOLD)
         steps = state.steps + window
         done = steps >= episode
         fresh = sample_states(task, key_fresh, settings.batch_size)

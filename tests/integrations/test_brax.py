@@ -289,10 +289,9 @@ def test_command_line_trains_resumes_and_plots(tmp_path):
     assert "Traceback" not in bad.stderr and not (tmp_path / "x").exists()
 
 
-def test_apg_network_equals_braxs_own(key):
-    """`APGNetwork` with the weights of Brax's APG policy network gives its outputs, and `BraxPolicy` its
-    deterministic action (the mode of the tanh-normal: tanh of the location); at initialisation both draw kernels
-    of the same size (orthogonal, scale 0.01)."""
+def _apg_networks(key):
+    """Brax's APG network (initialised) and an `APGNetwork` with its weights; the layer norms' scale and offset
+    moved away from 1 and 0, so that a mix-up of the two shows."""
     from brax.training.agents.apg import networks as apg_networks
 
     from stablebptt.integrations.brax import APGNetwork
@@ -302,7 +301,7 @@ def test_apg_network_equals_braxs_own(key):
     p = theirs["params"]
     ours = APGNetwork(5, 2, (8, 8), key=key)
     assert np.allclose(np.linalg.norm(ours.layers[0].weight), np.linalg.norm(p["hidden_0"]["kernel"]), rtol=0.3)
-    for i in range(2):  # LayerNorm parameters away from their initial 1 and 0, so that a mix-up shows
+    for i in range(2):
         p[f"LayerNorm_{i}"] = {"scale": jnp.linspace(0.5, 1.5, 8), "bias": jnp.linspace(-0.2, 0.3, 8)}
     layers = tuple(
         eqx.tree_at(lambda m: (m.weight, m.bias), layer, (p[f"hidden_{i}"]["kernel"].T, p[f"hidden_{i}"]["bias"]))
@@ -312,7 +311,16 @@ def test_apg_network_equals_braxs_own(key):
         eqx.tree_at(lambda m: (m.weight, m.bias), norm, (p[f"LayerNorm_{i}"]["scale"], p[f"LayerNorm_{i}"]["bias"]))
         for i, norm in enumerate(ours.norms)
     )
-    ours = eqx.tree_at(lambda n: (n.layers, n.norms), ours, (layers, norms))
+    return brax_net, theirs, eqx.tree_at(lambda n: (n.layers, n.norms), ours, (layers, norms))
+
+
+def test_apg_network_equals_braxs_own(key):
+    """`APGNetwork` with the weights of Brax's APG policy network gives its outputs, and `BraxPolicy` its
+    deterministic action (the mode of the tanh-normal: tanh of the location); at initialisation both draw kernels
+    of the same size (orthogonal, scale 0.01)."""
+    from brax.training.agents.apg import networks as apg_networks
+
+    brax_net, theirs, ours = _apg_networks(key)
     obs = jax.random.normal(key, (6, 5)) * 3.0
     expected = brax_net.policy_network.apply(None, theirs, obs)
     np.testing.assert_allclose(jax.vmap(ours)(obs), expected, rtol=1e-5, atol=1e-7)
@@ -320,6 +328,31 @@ def test_apg_network_equals_braxs_own(key):
     np.testing.assert_allclose(jax.vmap(BraxPolicy(ours))(obs), mode, rtol=1e-5, atol=1e-7)
 
 
+def test_sampled_actions_are_apgs_with_its_key_sequence(key):
+    """APG's unroll splits its key at every step and samples the batch's actions with the split-off key: the
+    noise of `apg_noise` at step n, through `BraxPolicy.sample`, gives Brax's sampled action of that step."""
+    from brax.training.agents.apg import networks as apg_networks
+
+    from stablebptt.integrations.brax import apg_noise
+
+    brax_net, theirs, ours = _apg_networks(key)
+    sample = apg_networks.make_inference_fn(brax_net)((None, theirs), deterministic=False)
+    obs = jax.random.normal(key, (6, 5))
+    noise = apg_noise(jax.random.PRNGKey(11), 3, 6, 2)
+    assert noise.shape == (6, 3, 2)
+    k = jax.random.PRNGKey(11)
+    for n in range(3):
+        k, k_sample = jax.random.split(k)
+        ours_n = jax.vmap(BraxPolicy(ours).sample)(obs, noise[:, n])
+        np.testing.assert_allclose(ours_n, sample(obs, k_sample)[0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(ours_n, jax.vmap(BraxPolicy(ours))(obs), atol=1e-3)  # the noise matters
+
+
 def test_apg_network_and_zero_final_kernel_are_refused_together():
     with pytest.raises(sb.BadInput, match="^zero_final_kernel applies to network='mlp'"):
         BraxTask(env="inverted_double_pendulum", network="apg", zero_final_kernel=True)
+
+
+def test_sampled_actions_need_apgs_network():
+    with pytest.raises(sb.BadInput, match="^actions='sampled' needs network='apg'"):
+        BraxTask(env="inverted_double_pendulum", actions="sampled")

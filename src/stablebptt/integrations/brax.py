@@ -27,7 +27,25 @@ from ..nn import MLP
 from ..tasks.base import Task
 
 BACKENDS = ("mjx", "generalized", "positional", "spring")
-NETWORKS = ("mlp", "apg")  # BraxTask.network: stablebptt's tanh MLP, or Brax APG's (`APGNetwork`)
+NETWORKS = ("mlp", "apg")
+ACTIONS = ("deterministic", "sampled")  # BraxTask.actions: in training windows of the stream protocol
+APG_MIN_STD, APG_VAR_SCALE = 0.001, 0.1  # APG's NormalTanhDistribution(event_size, var_scale=0.1)
+NOISE = "policy_noise"  # the key of `State.info` that holds a window's action noise (`BraxTask.explore`)
+
+
+def apg_noise(key: jax.Array, steps: int, batch: int, size: int) -> jax.Array:
+    """The standard normal noise of APG's sampled actions over `steps` steps, ``(batch, steps, size)``: APG's
+    unroll splits its key at every step (``key, key_sample = split(key)``) and samples the whole batch's
+    actions with ``key_sample``."""
+
+    def one(k: jax.Array, _: None) -> tuple[jax.Array, jax.Array]:
+        k, k_sample = jax.random.split(k)
+        return k, jax.random.normal(k_sample, (batch, size))
+
+    _, noise = jax.lax.scan(one, key, None, length=steps)
+    return jnp.swapaxes(noise, 0, 1)  # BraxTask.network: stablebptt's tanh MLP, or Brax APG's (`APGNetwork`)
+
+
 INSTALL_HINT = "Brax environments need Brax: pip install 'stablebptt[brax]'"
 NORMALIZER_STD_RANGE = (1e-6, 1e6)  # the clip of Brax's running_statistics.normalize
 
@@ -141,6 +159,18 @@ class BraxPolicy(eqx.Module):
             out = out[: out.shape[-1] // 2]
         return jnp.tanh(out)
 
+    def sample(self, obs: jax.Array, noise: jax.Array) -> jax.Array:
+        """APG's sampled action for one observation and standard normal `noise` ``(action_size,)``:
+        ``tanh(loc + scale * noise)`` with ``scale = (softplus(raw) + 0.001) * 0.1`` (Brax's
+        `NormalTanhDistribution(var_scale=0.1)`), differentiable in the parameters (reparameterisation). Needs
+        an `APGNetwork`."""
+        if not isinstance(self.mlp, APGNetwork):
+            raise BadInput("sampled actions need APG's network (network='apg'): its output holds their scale")
+        out = self.mlp(obs if self.normalizer is None else self.normalizer(obs))
+        loc, raw = jnp.split(out, 2, axis=-1)
+        scale = (jax.nn.softplus(raw) + APG_MIN_STD) * APG_VAR_SCALE
+        return jnp.tanh(loc + scale * noise)
+
 
 class BraxTask(Task):
     """A Brax environment as a control task.
@@ -165,8 +195,10 @@ class BraxTask(Task):
     `normalize_observations` the observations are standardised with running statistics of every observation of
     the mini-batches' rollouts, updated after each optimizer step (`observe`), as Brax's APG does with
     ``normalize_observations=True``. With ``network="apg"`` the net is APG's own (`APGNetwork`: ELU and layer
-    norm, orthogonal kernels of scale 0.01, `hidden` as its widths) and the action its deterministic mode; APG's
-    sampled actions in training are not offered yet.
+    norm, orthogonal kernels of scale 0.01, `hidden` as its widths) and the action its deterministic mode; with
+    ``actions="sampled"`` the actions of the stream protocol's training windows are sampled from its tanh-normal
+    as APG's are (`explore`: the noise drawn with APG's key sequence, differentiated by reparameterisation), and
+    evaluation acts by the mode.
 
     Backends: ``"generalized"`` (default, Brax's own default) is Brax's generalized-coordinates pipeline,
     differentiable as is. ``"mjx"`` is MuJoCo MJX, 1.5-2.8x faster per step here; its constraint solver runs in
@@ -188,6 +220,7 @@ class BraxTask(Task):
     normalize_observations: bool = eqx.field(static=True, default=False)
     mask_done: bool = eqx.field(static=True, default=True)
     network: str = eqx.field(static=True, default="mlp")
+    actions: str = eqx.field(static=True, default="deterministic")
 
     def __check_init__(self) -> None:
         if importlib.util.find_spec("brax") is None:
@@ -207,6 +240,9 @@ class BraxTask(Task):
             )
         check_layer_widths("hidden", self.hidden)
         check_choice("network", self.network, NETWORKS)
+        check_choice("actions", self.actions, ACTIONS)
+        if self.actions == "sampled" and self.network != "apg":
+            raise BadInput("actions='sampled' needs network='apg' (APG's network outputs the actions' scale)")
         if self.network == "apg" and self.zero_final_kernel:
             raise BadInput("zero_final_kernel applies to network='mlp'; APG's network has its own initialisation")
         for flag in ("zero_final_kernel", "normalize_observations", "mask_done"):
@@ -232,7 +268,10 @@ class BraxTask(Task):
 
         def one(state: Any, a: jax.Array) -> Any:
             # Brax's environments update `metrics` in place; a copy keeps the caller's state untouched.
-            return env.step(state.replace(metrics=dict(state.metrics), info=dict(state.info)), a)
+            new = env.step(state.replace(metrics=dict(state.metrics), info=dict(state.info)), a)
+            if NOISE in state.info:  # the next step's noise first (`explore`)
+                new = new.replace(info={**new.info, NOISE: jnp.roll(state.info[NOISE], -1, axis=0)})
+            return new
 
         return jax.vmap(one)(x, action)
 
@@ -258,7 +297,18 @@ class BraxTask(Task):
         return BraxPolicy(mlp, Normalizer.empty(self.observation_size) if self.normalize_observations else None)
 
     def controller(self, params: BraxPolicy, x: Any) -> jax.Array:
+        if NOISE in x.info:  # states of a training window with a sampled policy (`explore`)
+            return jax.vmap(params.sample)(x.obs, x.info[NOISE][:, 0])
         return jax.vmap(params)(x.obs)
+
+    def explore(self, x: Any, key: jax.Array, steps: int) -> Any:
+        """With ``actions="sampled"``: the states with the noise of APG's sampled actions for the next `steps`
+        steps (`apg_noise` from `key`) in ``info["policy_noise"]``, ``(batch, steps, action_size)``; each step
+        moves the next step's noise to the front. Otherwise `x`."""
+        if self.actions != "sampled":
+            return x
+        batch = x.obs.shape[0]
+        return x.replace(info={**x.info, NOISE: apg_noise(key, steps, batch, self.action_size)})
 
     def observe(self, params: BraxPolicy, x0: Any) -> BraxPolicy:
         """With observation normalisation: the statistics updated with every observation of a rollout of the

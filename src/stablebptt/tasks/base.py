@@ -128,6 +128,15 @@ class Task(eqx.Module):
         del x0
         return params
 
+    def explore(self, x: PyTree, key: jax.Array, steps: int) -> PyTree:
+        """States that act stochastically for the next `steps` steps, drawn with `key` (the stream protocol calls
+        it at the start of every window, on the carried states and on fresh ones): a task with a stochastic
+        policy puts the noise of those steps into the state, and its `controller` samples where it finds noise
+        and acts deterministically (the evaluation's states) where it does not. Returns `x`'s structure plus
+        what it adds. The default adds nothing: the controller is deterministic."""
+        del key, steps
+        return x
+
     def draw(self, axes: Sequence[Axes], states: Any, controls: Any) -> Callable[[int], list[Artist]]:
         """Draw trajectories for ``stablebptt animate`` (optional: a task that does not override it cannot be
         animated). `axes`: one matplotlib Axes per sample; `states` and `controls`: NumPy arrays (or pytrees of

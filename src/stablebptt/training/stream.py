@@ -61,7 +61,7 @@ def initial_stream(task: Task, settings: TrainSettings, key: jax.Array, state: T
     uniformly over ``[0, episode_length)``, around the parameters and optimizer state of `state`."""
     _, episode = window_length(task, settings)
     key_env, key_clock, key_next = jax.random.split(key, 3)
-    env = sample_states(task, key_env, settings.batch_size)
+    env = task.explore(sample_states(task, key_env, settings.batch_size), key_clock, window_length(task, settings)[0])
     steps = jax.random.randint(key_clock, (settings.batch_size,), 0, episode, dtype=jnp.int32)
     return StreamState(state.params, state.opt_state, env, steps, key_next)
 
@@ -93,14 +93,18 @@ def make_stream_epoch(
     stop = settings.regular_nonfinite == "stop"
 
     def update(state: StreamState, _: None) -> tuple[StreamState, tuple[jax.Array, dict[str, jax.Array], jax.Array]]:
-        value, grads, info = vg(eqx.combine(state.params, static), state.env)
+        # as Brax's APG splits its carried key once per update (``key, key_grad = split(key)``); the update's
+        # key draws a stochastic policy's actions (`Task.explore`, as APG's) and the new episodes
+        key, key_update = jax.random.split(state.key)
+        start = task.explore(state.env, key_update, window)
+        value, grads, info = vg(eqx.combine(state.params, static), start)
         last = info.pop("final_state")
         trained, ok = apply_update(
             task,
             tx,
             static,
             TrainState(state.params, state.opt_state),
-            state.env,
+            start,
             value,
             grads,
             info,
@@ -108,13 +112,10 @@ def make_stream_epoch(
             combined=method.combines,
             stop=stop,
         )
-        # as Brax's APG splits its carried key once per update (``key, key_grad = split(key)``); the update's
-        # key draws the new episodes here (and will draw a stochastic policy's actions, as APG's does)
-        key, key_update = jax.random.split(state.key)
         key_fresh = jax.random.fold_in(key_update, RESET_FOLD)
         steps = state.steps + window
         done = steps >= episode
-        fresh = sample_states(task, key_fresh, settings.batch_size)
+        fresh = task.explore(sample_states(task, key_fresh, settings.batch_size), key_fresh, window)
         env = _where_done(done, fresh, last)
         steps = jnp.where(done, 0, steps).astype(jnp.int32)
         return StreamState(trained.params, trained.opt_state, env, steps, key), (value, info, ok)

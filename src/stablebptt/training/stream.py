@@ -59,9 +59,9 @@ def window_length(task: Task, settings: TrainSettings) -> tuple[int, int]:
 def initial_stream(task: Task, settings: TrainSettings, key: jax.Array, state: TrainState) -> StreamState:
     """The stream's first state: `batch_size` fresh environments from `key`, their episode clocks spread
     uniformly over ``[0, episode_length)``, around the parameters and optimizer state of `state`."""
-    _, episode = window_length(task, settings)
-    key_env, key_clock, key_next = jax.random.split(key, 3)
-    env = task.explore(sample_states(task, key_env, settings.batch_size), key_clock, window_length(task, settings)[0])
+    window, episode = window_length(task, settings)
+    key_env, key_noise, key_clock, key_next = jax.random.split(key, 4)
+    env = task.explore(sample_states(task, key_env, settings.batch_size), key_noise, window)
     steps = jax.random.randint(key_clock, (settings.batch_size,), 0, episode, dtype=jnp.int32)
     return StreamState(state.params, state.opt_state, env, steps, key_next)
 

@@ -5,7 +5,8 @@ environment states, each one's step in its episode, and a PRNG key. Each update 
 carried states with the run's gradient rule (R: APG's gradient; C combines g_M and g_R of the window), takes an
 optimizer step on the task's loss of the window, and carries the window's last states on. An environment whose
 episode has reached `episode_length` steps at the end of a window starts a new episode from a fresh
-`Task.sample` (drawn with the carried key) at the next window; at the start the episodes' clocks are spread
+`Task.sample` (drawn with the carried key) at the next window, and a stochastic policy draws its actions' noise
+with it (`Task.explore`); at the start the episodes' clocks are spread
 uniformly over ``[0, episode_length)`` (as APG scrambles its environments' step counters), so that the batch
 does not reset all at once. The losses at an epoch's end are those of the dataset protocol: the task's loss over
 its horizon from the fixed training and test states, so that the two protocols are evaluated alike.
@@ -41,7 +42,7 @@ class StreamState(NamedTuple):
         params, opt_state: as in `TrainState`.
         env: the environments' states, a pytree as `Task.sample` returns it (leading axis `batch_size`).
         steps: ``(batch_size,)`` int32, each environment's step in its current episode.
-        key: the PRNG key that draws new episodes.
+        key: the PRNG key that draws new episodes and a stochastic policy's noise (`Task.explore`).
     """
 
     params: PyTree

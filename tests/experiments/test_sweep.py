@@ -372,3 +372,19 @@ def test_a_group_with_another_recipe_equals_separate_runs(tmp_path):
         "adam_b1": 0.7,
         "adam_b2": 0.95,
     }
+
+
+def test_a_group_of_stream_runs_equals_separate_runs(tmp_path):
+    """Stream-protocol runs of R and C (different seeds, learning rates and clipping) as one batched program give
+    the runs trained one at a time: the carried environments, clocks and keys of each member stay its own."""
+    grid = {**TINY, "protocol": ["stream"], "window": [4], "episode_length": [7], "n_poles": [1], "n_train": [16]}
+    grid = {**grid, "n_test": [8], "batch_size": [8], "method": ["R", "C"], "lr": [0.01, 0.003], "clip": ["none"]}
+    runs = expand("cartpole", {**grid, "seed": [0, 1]})
+    runs = [r for r in runs if (r.config.train.method == "C") == (r.config.train.seed == 1)][:3]
+    assert len(runs) == 3 and plan_groups([r.config for r in runs]) == [[0, 1, 2]]
+    dirs = [str(tmp_path / "batched" / r.name) for r in runs]
+    assert ensure_batch(dirs, [r.config for r in runs]) == dict.fromkeys(dirs, "complete")
+    for run, d in zip(runs, dirs, strict=True):
+        single = tmp_path / "single" / run.name
+        assert run_job(str(single), run.config)[0]["status"] == "complete"
+        _assert_same_metrics(_metrics(Path(d)), _metrics(single), run.name)

@@ -104,15 +104,15 @@ def test_the_protocols_are_different_runs():
     assert "protocol" not in dataset.to_json()["train"]  # configs of the dataset protocol read as before
 
 
-def test_stream_runs_are_trained_alone_in_a_sweep():
+def test_runs_group_by_protocol():
     from stablebptt.runs import plan_groups
 
     configs = [
         RunConfig.create("cartpole", {"n_poles": 1}, method=m, seed=s, protocol=p)
         for p in ("dataset", "stream")
-        for m, s in (("C", 1), ("C", 2))
+        for m, s in (("C", 1), ("R", 2))
     ]
-    assert plan_groups(configs) == [[0, 1], [2], [3]]
+    assert plan_groups(configs) == [[0, 1], [2, 3]]
 
 
 @pytest.mark.parametrize(

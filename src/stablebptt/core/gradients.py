@@ -223,12 +223,13 @@ def value_and_grads(
     truncation: int | None = None,
     remat: int | str | Remat | None = None,
     param_vjp: str | ParamVJP = "auto",
-) -> Callable[[PyTree, PyTree], tuple[jax.Array, dict[str, PyTree]]]:
+    final_state: bool = False,
+) -> Callable[[PyTree, PyTree], tuple[Any, ...]]:
     """Build ``(params, x0) -> (value, {mode: gradient})`` for several single modes (R, M, S, N) at once: one
     forward sweep and ONE reverse sweep carrying one adjoint per mode (the ``"joint"`` backward of
     `value_and_grad`). Used to train runs of different methods in one program (C is ``combine(g["M"],
     g["R"])``). Arguments as for `value_and_grad`; gradients have the structure of `params` (`None` at leaves
-    that are not inexact arrays).
+    that are not inexact arrays). With `final_state` it returns ``(value, {mode: gradient}, last state)``.
 
     Raises:
         BadInput: for a bad option or mode (C is not a single mode), at once.
@@ -242,18 +243,29 @@ def value_and_grads(
     segment = as_remat(remat).segment(horizon)
     param_vjp = as_param_vjp(param_vjp)
     step, controller = trees.checked(step, controller)
-    loss = trees.checked_loss(loss)
+    loss = trees.loss_with_extras(loss, False)  # (value, (None, final state)), the value checked
 
-    def values_and_grads(params: PyTree, x0: PyTree) -> tuple[jax.Array, dict[str, PyTree]]:
+    def values_and_grads(params: PyTree, x0: PyTree) -> tuple[Any, ...]:
         diff, static = eqx.partition(params, eqx.is_inexact_array)
         x0 = trees.as_arrays(x0, "the initial state x0")
 
         def net(d: PyTree, x: PyTree) -> PyTree:
             return controller(eqx.combine(d, static), x)
 
-        value, grads = adjoint_gradients(
-            loss, step, net, diff, x0, horizon, (modes,), truncation=truncation, segment=segment, param_vjp=param_vjp
+        (value, (_, last)), grads = adjoint_gradients(
+            loss,
+            step,
+            net,
+            diff,
+            x0,
+            horizon,
+            (modes,),
+            truncation=truncation,
+            segment=segment,
+            param_vjp=param_vjp,
+            has_aux=True,
         )
-        return value, dict(zip(modes, grads, strict=True))
+        by_mode = dict(zip(modes, grads, strict=True))
+        return (value, by_mode, last) if final_state else (value, by_mode)
 
     return values_and_grads

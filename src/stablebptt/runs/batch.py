@@ -99,8 +99,8 @@ def plan_groups(configs: Sequence[RunConfig], *, mixed: bool = True, max_size: i
         max_size: split groups into parts of at most this many runs (None: no limit).
     """
     coarse: dict[tuple[Any, ...], list[int]] = {}
-    for i, config in enumerate(configs):  # a stream-protocol run is trained alone (no group program for it yet)
-        coarse.setdefault(("alone", i) if config.train.protocol == "stream" else _coarse_key(config), []).append(i)
+    for i, config in enumerate(configs):
+        coarse.setdefault(_coarse_key(config), []).append(i)
     groups: list[list[int]] = []
     for members in coarse.values():
         fixed = set(configs[members[0]].task_settings) - set(batchable_fields([configs[i] for i in members]))

@@ -30,7 +30,8 @@ from ..core.gradients import ValueAndGrad
 from ..tasks import Task
 from .optim import CLIP_MODES
 from .settings import TrainSettings
-from .train import Data, TrainState, epoch_program, evaluate, user_loss
+from .stream import stream_program, window_length
+from .train import Data, epoch_program, evaluate, user_loss
 
 PyTree = Any
 State = TypeVar("State")
@@ -122,11 +123,20 @@ def _pick(index: jax.Array, trees: Sequence[PyTree]) -> PyTree:
 def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> ValueAndGrad:
     """``(params, x0) -> (value, update, info)`` of `core.value_and_grad` for the run whose method is
     ``spec.methods[method]``: one value_and_grad when the group has one method, else one joint reverse sweep
-    over every mode the group needs (`core.value_and_grads`) and a selection."""
+    over every mode the group needs (`core.value_and_grads`) and a selection. Under the stream protocol it
+    unrolls one window and returns the last state as ``info["final_state"]``."""
     settings = spec.settings
+    stream = settings.protocol == "stream"
+    horizon = window_length(task, settings)[0] if stream else task.horizon
     if len(spec.methods) == 1:
         return value_and_grad(
-            user_loss(task), task.step, task.controller, task.horizon, spec.methods[0], **settings.gradient_options
+            user_loss(task),
+            task.step,
+            task.controller,
+            horizon,
+            spec.methods[0],
+            final_state=stream,
+            **settings.gradient_options,
         )
     rules = [as_method(m) for m in spec.methods]
     modes = tuple(dict.fromkeys(mode for rule in rules for mode in rule.modes))
@@ -134,21 +144,22 @@ def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> ValueAndGrad
         user_loss(task),
         task.step,
         task.controller,
-        task.horizon,
+        horizon,
         modes,
         truncation=settings.truncation,
         remat=settings.remat,
+        final_state=True,
     )
 
     def vg(params: PyTree, x0: PyTree) -> tuple[jax.Array, PyTree, dict[str, jax.Array]]:
-        value, grads = grads_fn(params, x0)
+        value, grads, last = grads_fn(params, x0)
         updates, infos = zip(*(rule.update([grads[m] for m in rule.modes]) for rule in rules), strict=True)
         update = _pick(method, updates)
         # every member's info has every rule's statistics (a rule's own where it is the member's, else zeros)
         names = dict.fromkeys(k for info in infos for k in info)
         like = {k: next(info[k] for info in infos if k in info) for k in names}
         info = _pick(method, [{k: info.get(k, jnp.zeros_like(like[k])) for k in names} for info in infos])
-        return value, update, info
+        return value, update, {**info, "final_state": last} if stream else info
 
     return vg
 
@@ -161,17 +172,31 @@ def group_optimizer(settings: TrainSettings, knobs: Knobs) -> optax.GradientTran
 
 def make_group_epoch(
     task: Task, spec: GroupSpec, static: PyTree
-) -> Callable[[Knobs, TrainState, Data], tuple[TrainState, dict[str, jax.Array]]]:
-    """One epoch of `make_epoch` for every member of a group: ``(knobs, states, data) -> (states, metrics)``,
+) -> Callable[[Knobs, Any, Data], tuple[Any, dict[str, jax.Array]]]:
+    """One epoch of `make_epoch` (or of `stream.make_stream_epoch`, by the group's protocol) for every member of
+    a group: ``(knobs, states, data) -> (states, metrics)``,
     a `jax.vmap` over the leading (run) axis of every argument. `static` is the non-array part of the
     parameters (shared)."""
     settings = spec.settings
     combines = jnp.asarray([as_method(m).combines for m in spec.methods])
 
-    def one_epoch(knobs: Knobs, state: TrainState, data: Data) -> tuple[TrainState, dict[str, jax.Array]]:
+    def one_epoch(knobs: Knobs, state: Any, data: Data) -> tuple[Any, dict[str, jax.Array]]:
         member = with_values(task, knobs.task_values)
         vg = group_update(member, spec, knobs.method)
         tx = group_optimizer(settings, knobs)
+        if settings.protocol == "stream":
+            updates = settings.n_train // settings.batch_size
+            stream = stream_program(
+                member,
+                settings,
+                vg,
+                tx,
+                static,
+                updates,
+                combined=combines[knobs.method],
+                stop_regular=knobs.stop_regular,
+            )
+            return stream(state, data)
         epoch = epoch_program(
             member,
             vg,

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from ..core import as_method, value_and_grad
+from ..core.gradients import ValueAndGrad
 from ..tasks import Task
 from .epoch import Data, TrainState, apply_update, epoch_metrics, sample_states, user_loss
 from .settings import TrainSettings
@@ -86,12 +87,30 @@ def make_stream_epoch(
     """One epoch of the stream protocol: ``(StreamState, Data) -> (StreamState, metrics)``, `updates` window
     updates in a `lax.scan`, then the losses on the training and test states over the task's horizon (the
     metrics of `train.make_epoch`). `static` is the non-array part of the parameters."""
-    window, episode = window_length(task, settings)
+    window, _ = window_length(task, settings)
     method = as_method(settings.method)
     vg = value_and_grad(
         user_loss(task), task.step, task.controller, window, method, final_state=True, **settings.gradient_options
     )
     stop = settings.regular_nonfinite == "stop"
+    return stream_program(task, settings, vg, tx, static, updates, combined=method.combines, stop_regular=stop)
+
+
+def stream_program(
+    task: Task,
+    settings: TrainSettings,
+    vg: ValueAndGrad,
+    tx: optax.GradientTransformation,
+    static: PyTree,
+    updates: int,
+    *,
+    combined: bool | jax.Array,
+    stop_regular: bool | jax.Array,
+) -> StreamEpoch:
+    """`make_stream_epoch` for an update function `vg` over one window (``(params, x0) -> (value, update,
+    info)`` with ``info["final_state"]``, as `core.value_and_grad(..., final_state=True)` returns it);
+    `combined` and `stop_regular` may be traced (one per run of a batched group, as in `epoch.epoch_program`)."""
+    window, episode = window_length(task, settings)
 
     def update(state: StreamState, _: None) -> tuple[StreamState, tuple[jax.Array, dict[str, jax.Array], jax.Array]]:
         # as Brax's APG splits its carried key once per update (``key, key_grad = split(key)``); the update's
@@ -110,8 +129,8 @@ def make_stream_epoch(
             grads,
             info,
             settings.skip_nonfinite,
-            combined=method.combines,
-            stop=stop,
+            combined=combined,
+            stop=stop_regular,
         )
         key_fresh = jax.random.fold_in(key_update, RESET_FOLD)
         steps = state.steps + window
@@ -124,6 +143,6 @@ def make_stream_epoch(
     def epoch(state: StreamState, data: Data) -> tuple[StreamState, dict[str, jax.Array]]:
         state, (values, infos, ok) = jax.lax.scan(update, state, None, length=updates)
         params = eqx.combine(state.params, static)
-        return state, epoch_metrics(task, params, data, values, infos, ok, settings.skip_nonfinite, method.combines)
+        return state, epoch_metrics(task, params, data, values, infos, ok, settings.skip_nonfinite, combined)
 
     return epoch

@@ -351,6 +351,19 @@ def test_ensure_batch_refuses_runs_that_cannot_share_a_program(tmp_path):
     assert not any(Path(d).exists() for d in dirs)
 
 
+def _one_group_equals_separate_runs(tmp_path, runs) -> list[str]:
+    """`runs` are planned as one group; trained as one, each run's metrics equal those of the run trained alone.
+    Returns the group's run folders."""
+    assert plan_groups([r.config for r in runs]) == [list(range(len(runs)))]
+    dirs = [str(tmp_path / "batched" / r.name) for r in runs]
+    assert ensure_batch(dirs, [r.config for r in runs]) == dict.fromkeys(dirs, "complete")
+    for run, d in zip(runs, dirs, strict=True):
+        single = tmp_path / "single" / run.name
+        assert run_job(str(single), run.config)[0]["status"] == "complete"
+        _assert_same_metrics(_metrics(Path(d)), _metrics(single), run.name)
+    return dirs
+
+
 def test_a_group_with_another_recipe_equals_separate_runs(tmp_path):
     """Brax's APG recipe (exponential decay, Adam betas 0.7 / 0.95, clipping by norm then value) in a batched
     group of R and C runs with different clipping modes and seeds gives the runs trained one at a time."""
@@ -359,13 +372,7 @@ def test_a_group_with_another_recipe_equals_separate_runs(tmp_path):
     runs = expand("cartpole", {**grid, "method": ["R", "C"], "clip": ["both", "value"], "seed": [0, 1]})
     runs = [r for r in runs if (r.config.train.method == "C") == (r.config.train.seed == 1)][:3]
     assert {r.config.train.clip for r in runs} == {"both", "value"} and len(runs) == 3
-    assert plan_groups([r.config for r in runs]) == [[0, 1, 2]]
-    dirs = [str(tmp_path / "batched" / r.name) for r in runs]
-    assert ensure_batch(dirs, [r.config for r in runs]) == dict.fromkeys(dirs, "complete")
-    for run, d in zip(runs, dirs, strict=True):
-        single = tmp_path / "single" / run.name
-        assert run_job(str(single), run.config)[0]["status"] == "complete"
-        _assert_same_metrics(_metrics(Path(d)), _metrics(single), run.name)
+    dirs = _one_group_equals_separate_runs(tmp_path, runs)
     config = json.loads((Path(dirs[0]) / "config.json").read_text())
     assert {k: config["train"][k] for k in ("schedule", "adam_b1", "adam_b2")} == {
         "schedule": "exponential",
@@ -375,16 +382,11 @@ def test_a_group_with_another_recipe_equals_separate_runs(tmp_path):
 
 
 def test_a_group_of_stream_runs_equals_separate_runs(tmp_path):
-    """Stream-protocol runs of R and C (different seeds, learning rates and clipping) as one batched program give
+    """Stream-protocol runs of R and C (different seeds and learning rates) as one batched program give
     the runs trained one at a time: the carried environments, clocks and keys of each member stay its own."""
     grid = {**TINY, "protocol": ["stream"], "window": [4], "episode_length": [7], "n_poles": [1], "n_train": [16]}
     grid = {**grid, "n_test": [8], "batch_size": [8], "method": ["R", "C"], "lr": [0.01, 0.003], "clip": ["none"]}
     runs = expand("cartpole", {**grid, "seed": [0, 1]})
     runs = [r for r in runs if (r.config.train.method == "C") == (r.config.train.seed == 1)][:3]
-    assert len(runs) == 3 and plan_groups([r.config for r in runs]) == [[0, 1, 2]]
-    dirs = [str(tmp_path / "batched" / r.name) for r in runs]
-    assert ensure_batch(dirs, [r.config for r in runs]) == dict.fromkeys(dirs, "complete")
-    for run, d in zip(runs, dirs, strict=True):
-        single = tmp_path / "single" / run.name
-        assert run_job(str(single), run.config)[0]["status"] == "complete"
-        _assert_same_metrics(_metrics(Path(d)), _metrics(single), run.name)
+    assert len(runs) == 3
+    _one_group_equals_separate_runs(tmp_path, runs)

@@ -127,3 +127,16 @@ def test_runs_group_by_protocol():
 def test_bad_stream_settings(settings, message):
     with pytest.raises(BadInput, match=message):
         TrainSettings(**settings)
+
+
+def test_a_task_that_samples_its_actions_needs_the_stream_protocol():
+    class Noisy(CartPole):
+        @property
+        def explores(self) -> bool:
+            return True
+
+    task = Noisy(n_poles=1, horizon=10)
+    message = r"^Noisy samples its actions in training, which only the stream protocol does .*protocol='stream'"
+    with pytest.raises(BadInput, match=message):
+        Trainer(task, TrainSettings(n_train=8, n_test=8))
+    assert isinstance(Trainer(task, TrainSettings(n_train=8, n_test=8, protocol="stream")).initial, StreamState)

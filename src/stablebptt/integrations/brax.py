@@ -301,6 +301,10 @@ class BraxTask(Task):
             return jax.vmap(params.sample)(x.obs, x.info[NOISE][:, 0])
         return jax.vmap(params)(x.obs)
 
+    @property
+    def explores(self) -> bool:
+        return self.actions == "sampled"
+
     def explore(self, x: Any, key: jax.Array, steps: int) -> Any:
         """With ``actions="sampled"``: the states with the noise of APG's sampled actions for the next `steps`
         steps (`apg_noise` from `key`) in ``info["policy_noise"]``, ``(batch, steps, action_size)``; each step

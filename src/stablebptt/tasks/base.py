@@ -128,6 +128,12 @@ class Task(eqx.Module):
         del x0
         return params
 
+    @property
+    def explores(self) -> bool:
+        """Whether `explore` adds noise (a stochastic policy in training): such a task trains with the stream
+        protocol only, which calls `explore`. The default is False."""
+        return False
+
     def explore(self, x: PyTree, key: jax.Array, steps: int) -> PyTree:
         """States that act stochastically for the next `steps` steps, drawn with `key` (the stream protocol calls
         it at the start of every window, on the carried states and on fresh ones): a task with a stochastic

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from ..core import trees
-from ..core.checks import BadType
+from ..core.checks import BadArgument, BadType
 from ..tasks import Task
 from .epoch import (  # re-exported: the names of the dataset protocol's epoch lived here before
     Data,
@@ -165,6 +165,12 @@ class Trainer:
         check_task(task)
         if not isinstance(settings, TrainSettings):
             raise BadType(f"settings must be a TrainSettings, got {type(settings).__name__}")
+        if task.explores and settings.protocol != "stream":
+            raise BadArgument(
+                f"{type(task).__name__} samples its actions in training, which only the stream protocol does "
+                "(`Task.explore`); give $protocol or make the task's actions deterministic",
+                protocol="stream",
+            )
         self.task = task
         self.settings = settings
         self.skip_nonfinite = settings.skip_nonfinite

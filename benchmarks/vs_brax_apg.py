@@ -2,19 +2,31 @@
 
 For each environment and seed it trains
 - ``APG``: Brax's own ``brax.training.agents.apg.train`` with its defaults (4 x 32 ELU network with layer norm,
-  Adam 1e-4 with decay 0.997 per update and betas (0.7, 0.95), every gradient entry clipped to 1) and windows of
-  `--window` steps: every update backpropagates through one window of `--num-envs` environments that carry on
-  from where the last window ended (with Brax's automatic reset at the episode's end or on termination);
-- ``R``, ``C``: stablebptt (`stablebptt.integrations.brax.BraxTask`, library defaults: 4 x 32 tanh network,
-  Adam 1e-3) on whole episodes of `--episode-length` steps from reset states, `--num-envs` per update;
-- ``C-trunc``: C with truncation windows of `--window` steps (gradient flow along time cut every window, as APG).
+  tanh-normal policy sampled in training, Adam `--lr-stream` with decay 0.997 per update and betas (0.7, 0.95),
+  every gradient entry clipped to 1) and windows of `--window` steps: every update backpropagates through one
+  window of `--num-envs` environments that carry on from where the last window ended (with Brax's automatic
+  reset at the episode's end or on termination);
+- ``stream-R``, ``stream-M``, ``stream-C``: APG's recipe in stablebptt (the stream protocol, `BraxTask` with
+  APG's network, sampled actions, APG's loss and Brax's training wrapper, APG's optimizer, clipping, schedule
+  and key scheme), with the gradient of R (APG's own: the same run as ``APG``, seed for seed), M or C;
+- ``R``, ``C``: the paper's recipe in stablebptt (library defaults: 4 x 32 tanh network, Adam `--lr-paper`,
+  constant) on whole episodes of `--episode-length` steps from reset states, `--num-envs` per update;
+- ``C-trunc``: the paper's recipe with C and truncation windows of `--window` steps (gradient flow along time
+  cut every window, as APG).
 
-Every variant gets the same number of environment steps (``--apg-updates x num_envs x window``; stablebptt makes
-``window / episode_length`` as many updates, each over a whole episode) and is evaluated the same way: Brax's
-``acting.Evaluator`` on `--eval-envs` episodes of `--episode-length` steps from reset states, deterministic
-policy (APG: ``deterministic_eval=True``), reward summed until termination. Wall time is training time without
-compilation (stablebptt: its epochs' ``epoch_time``, which also includes the epoch's train and test loss; APG:
-its ``training/walltime`` with the first epoch, which compiles, counted as the median of the others).
+Every variant gets the same number of environment steps (``--apg-updates x num_envs x window``; the paper's
+recipe makes ``window / episode_length`` as many updates, each over a whole episode) and is evaluated the same
+way: Brax's ``acting.Evaluator`` with APG's evaluation key for the seed (so every variant of a seed meets the
+same evaluation episodes as APG's own evaluation) on `--eval-envs` episodes of `--episode-length` steps from
+reset states, deterministic policy (APG: ``deterministic_eval=True``), reward summed until termination. Non-finite
+values are handled alike: no variant skips an update (C's sign test does not zero a non-finite g_R either:
+``regular_nonfinite="stop"``), a run whose update turns non-finite stops there. Wall time is training time
+without compilation (stablebptt: its epochs' ``epoch_time``, which also includes the epoch's train and test
+loss; APG: its ``training/walltime`` with the first epoch, which compiles, counted as the median of the others).
+With ``APG`` and ``stream-R`` both run, each row of ``stream-R`` records how far its evaluation curve is from
+APG's of the same seed and learning rate (``reproduction``). ``--lrs`` runs every variant at several learning
+rates (the tuning sweep, on a seed kept out of the report): the stream variants and APG take the rates as they
+are, the paper's recipe ten times them (its default is ten times APG's).
 
     python benchmarks/vs_brax_apg.py                     # the docs/brax.md run (long; see there)
     python benchmarks/vs_brax_apg.py --quick             # smoke run: 1 seed, tiny budget
@@ -41,8 +53,15 @@ import _common
 import numpy as np
 
 ENVS = ("inverted_pendulum", "inverted_double_pendulum", "reacher", "hopper")
-VARIANTS = ("APG", "R", "C", "C-trunc")
-METHODS = {"R": ("R", False), "C": ("C", False), "C-trunc": ("C", True)}
+VARIANTS = ("APG", "stream-R", "stream-M", "stream-C", "R", "C", "C-trunc")
+METHODS = {  # variant: (method, recipe, truncated)
+    "stream-R": ("R", "stream", False),
+    "stream-M": ("M", "stream", False),
+    "stream-C": ("C", "stream", False),
+    "R": ("R", "paper", False),
+    "C": ("C", "paper", False),
+    "C-trunc": ("C", "paper", True),
+}
 
 
 class Refused(Exception):
@@ -52,7 +71,15 @@ class Refused(Exception):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--envs", default=",".join(ENVS), help="comma-separated Brax environments (default: %(default)s)")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated of APG, R, C, C-trunc")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated of " + ", ".join(VARIANTS))
+    p.add_argument("--lr-stream", type=float, default=1e-4, help="learning rate of APG and stream-* (APG's 1e-4)")
+    p.add_argument("--lr-paper", type=float, default=1e-3, help="learning rate of R, C, C-trunc (the library's)")
+    p.add_argument(
+        "--lrs",
+        default=None,
+        help="comma-separated: run every variant at each of these stream learning rates "
+        "(the paper's recipe at ten times each); the tuning sweep",
+    )
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
     p.add_argument("--backend", default="mjx", help="Brax backend (default: mjx with opt.iterations = 1)")
     p.add_argument("--episode-length", type=int, default=100, help="steps per episode = stablebptt's horizon")
@@ -75,6 +102,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seeds = [int(s) for s in args.seeds.split(",") if s]
     except ValueError:
         p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    try:
+        given = [float(v) for v in args.lrs.split(",") if v] if args.lrs else None
+    except ValueError:
+        p.error(f"--lrs must be comma-separated numbers, got {args.lrs!r}")
+    # (stream's, paper's) learning rate per sweep point
+    args.lrs = [(v, 10 * v) for v in given] if given else [(args.lr_stream, args.lr_paper)]
+    if not all(np.isfinite(v) and v > 0 for pair in args.lrs for v in pair):
+        p.error("learning rates must be positive numbers")
     if args.quick:
         args.seeds, args.apg_updates, args.evals = args.seeds[:1], 20, 3
     for name in ("episode_length", "num_envs", "window", "apg_updates", "eval_envs"):
@@ -112,9 +147,11 @@ def budget(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def evaluator(env: Any, policy_fn: Any, args: argparse.Namespace, seed: int) -> Any:
-    import jax
+    """Brax's evaluator as ``apg.train(seed=seed)`` builds its own: the same wrapper, episodes and key."""
     from brax import envs
     from brax.training import acting
+
+    from stablebptt.training.stream import apg_eval_key
 
     wrapped = envs.training.wrap(env, episode_length=args.episode_length)
     return acting.Evaluator(
@@ -123,35 +160,58 @@ def evaluator(env: Any, policy_fn: Any, args: argparse.Namespace, seed: int) -> 
         num_eval_envs=args.eval_envs,
         episode_length=args.episode_length,
         action_repeat=1,
-        key=jax.random.PRNGKey(10_000 + seed),
+        key=apg_eval_key(seed),
     )
 
 
-def run_stablebptt(name: str, variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def stablebptt_setup(name: str, variant: str, seed: int, lr: float, args: argparse.Namespace) -> tuple[Any, Any, int]:
+    """The task, the settings and the environment steps per epoch of a stablebptt variant."""
+    from stablebptt.experiments.apg import apg_recipe
     from stablebptt.integrations.brax import BraxTask
-    from stablebptt.training import Trainer
     from stablebptt.training.settings import from_mapping
 
+    method, recipe, truncated = METHODS[variant]
+    common = {"method": method, "batch_size": args.num_envs, "n_test": args.num_envs, "seed": seed}
+    common.update(regular_nonfinite="stop", skip_nonfinite=False)  # every variant meets a NaN alike: it stops
+    if recipe == "stream":  # APG's recipe, as apg.train runs it with these arguments
+        task, settings = apg_recipe(
+            name,
+            episode_length=args.episode_length,
+            policy_updates=args.apg_updates,
+            horizon_length=args.window,
+            num_envs=args.num_envs,
+            num_evals=args.evals,
+            learning_rate=lr,
+            seed=seed,
+            backend=args.backend,
+            method=method,
+            regular_nonfinite="stop",
+        )
+        per_epoch = settings.n_train // settings.batch_size
+        return task, settings, per_epoch * args.num_envs * args.window
     plan = budget(args)
-    method, truncated = METHODS[variant]
     task = BraxTask(env=name, backend=args.backend, horizon=args.episode_length)
     settings = from_mapping(
         {
-            "method": method,
+            **common,
             "epochs": plan["epochs"],
-            "batch_size": args.num_envs,
             "n_train": args.num_envs * plan["updates_per_epoch"],
-            "n_test": args.num_envs,
-            "seed": seed,
+            "lr": lr,
             "truncation": args.window if truncated else None,
         }
     )
+    return task, settings, plan["updates_per_epoch"] * args.num_envs * args.episode_length
+
+
+def run_stablebptt(name: str, variant: str, seed: int, lr: float, args: argparse.Namespace) -> dict[str, Any]:
+    from stablebptt.training import Trainer
+
+    task, settings, per_epoch_steps = stablebptt_setup(name, variant, seed, lr, args)
     trainer = Trainer(task, settings)
     begin = time.perf_counter()
     trainer.compile()
     compile_s = time.perf_counter() - begin
-    evaluate = evaluator(task.brax_env, task.policy, args, seed)
-    per_epoch_steps = plan["updates_per_epoch"] * args.num_envs * args.episode_length
+    evaluate = evaluator(task.brax_env, lambda params, deterministic=True: task.policy(params), args, seed)
     curve = [
         {
             "env_steps": 0,
@@ -163,13 +223,12 @@ def run_stablebptt(name: str, variant: str, seed: int, args: argparse.Namespace)
 
     def on_epoch(epoch: int, state: Any, row: dict[str, float]) -> None:
         wall[0] += row["epoch_time"]
-        if epoch % plan["eval_every_epochs"] == 0 or epoch == plan["epochs"]:
-            reward = evaluate.run_evaluation(trainer.params(state), {})["eval/episode_reward"]
-            curve.append(
-                {"env_steps": epoch * per_epoch_steps, "wall_s": wall[0], "reward": float(reward), "loss": row["loss"]}
-            )
+        reward = evaluate.run_evaluation(trainer.params(state), {})["eval/episode_reward"]
+        curve.append(
+            {"env_steps": epoch * per_epoch_steps, "wall_s": wall[0], "reward": float(reward), "loss": row["loss"]}
+        )
 
-    outcome = trainer.run(trainer.initial, epochs=plan["epochs"], on_epoch=on_epoch)
+    outcome = trainer.run(trainer.initial, epochs=settings.epochs, on_epoch=on_epoch)
     status = "complete" if outcome.diverged_row is None else f"diverged at epoch {outcome.diverged_row['epoch']}"
     return {"compile_s": compile_s, "curve": curve, "status": status}
 
@@ -188,7 +247,7 @@ def check_apg_runs() -> None:
         raise Refused(
             f"Brax's apg.train needs jax.device_put_replicated, which JAX {jax.__version__} no longer has; on one "
             "device this benchmark supplies it, on several run it with jax<0.8 (docs/brax.md) or leave APG out: "
-            "--variants R,C,C-trunc"
+            "--variants stream-R,stream-M,stream-C,R,C,C-trunc"
         )
 
     def device_put_replicated(tree: Any, devices: Any) -> Any:
@@ -198,7 +257,7 @@ def check_apg_runs() -> None:
     print(f"note: JAX {jax.__version__} has no device_put_replicated; supplied for Brax's apg.train (one device)")
 
 
-def run_apg(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_apg(name: str, seed: int, lr: float, args: argparse.Namespace) -> dict[str, Any]:
     from brax.training.agents.apg import train as apg
 
     from stablebptt.integrations.brax import environment
@@ -233,6 +292,7 @@ def run_apg(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
             num_evals=args.evals,
             num_eval_envs=args.eval_envs,
             seed=seed,
+            learning_rate=lr,
             deterministic_eval=True,
             progress_fn=progress,
         )
@@ -260,9 +320,10 @@ def run_apg(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for name in dict.fromkeys(r["env"] for r in runs):
-        for variant in dict.fromkeys(r["variant"] for r in runs if r["env"] == name):
-            group = [r for r in runs if r["env"] == name and r["variant"] == variant]
+    for name, variant, lr in dict.fromkeys((r["env"], r["variant"], r.get("lr")) for r in runs):
+        if True:
+            group = [r for r in runs if (r["env"], r["variant"], r.get("lr")) == (name, variant, lr)]
+            gaps = [r["reproduction"]["max_abs_reward_diff"] for r in group if "reproduction" in r]
             # A run that diverged ends at its last finite evaluation (stablebptt) or at a NaN reward (APG):
             # statistics are over the finite rewards, `diverged` counts the runs and `statuses` says what happened.
             final = np.array([r["curve"][-1]["reward"] for r in group])
@@ -278,7 +339,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 {
                     "env": name,
                     "variant": variant,
+                    "lr": lr,
                     "seeds": len(group),
+                    "reproduction_max_abs_reward_diff": max(gaps) if gaps else None,
                     "diverged": sum(r["status"].startswith("diverged") for r in group),
                     "initial_median": float(np.median(initial)),
                     **stats,
@@ -301,6 +364,7 @@ def write_outputs(settings: dict[str, Any], runs: list[dict[str, Any]], args: ar
         [
             "env",
             "variant",
+            "lr",
             "seeds",
             "diverged",
             "final (median [min, max])",
@@ -309,11 +373,13 @@ def write_outputs(settings: dict[str, Any], runs: list[dict[str, Any]], args: ar
             "train s",
             "compile s",
             "status",
+            "vs APG",
         ],
         [
             [
                 s["env"],
                 s["variant"],
+                "" if s["lr"] is None else f"{s['lr']:g}",
                 s["seeds"],
                 s["diverged"],
                 f"{s['final_median']:.1f} [{s['final_min']:.1f}, {s['final_max']:.1f}]",
@@ -322,6 +388,7 @@ def write_outputs(settings: dict[str, Any], runs: list[dict[str, Any]], args: ar
                 round(s["train_wall_s_median"], 1),
                 round(s["compile_s_median"], 1),
                 ", ".join(s["statuses"]),
+                "" if s["reproduction_max_abs_reward_diff"] is None else f"{s['reproduction_max_abs_reward_diff']:.2g}",
             ]
             for s in payload["summary"]
         ],
@@ -330,11 +397,19 @@ def write_outputs(settings: dict[str, Any], runs: list[dict[str, Any]], args: ar
     curves = args.out.with_suffix(".csv")
     with open(curves, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["env", "variant", "seed", "env_steps", "wall_s", "reward"])
+        writer.writerow(["env", "variant", "lr", "seed", "env_steps", "wall_s", "reward"])
         for r in runs:
             for p in r["curve"]:
                 writer.writerow(
-                    [r["env"], r["variant"], r["seed"], p["env_steps"], f"{p['wall_s']:.3f}", f"{p['reward']:.4f}"]
+                    [
+                        r["env"],
+                        r["variant"],
+                        r.get("lr", ""),
+                        r["seed"],
+                        p["env_steps"],
+                        f"{p['wall_s']:.3f}",
+                        f"{p['reward']:.4f}",
+                    ]
                 )
     print(f"wrote {curves}")
     plot(payload, args.figure)
@@ -348,11 +423,22 @@ def plot(payload: dict[str, Any], path: Path) -> None:
 
     runs = payload["rows"]
     names = list(dict.fromkeys(r["env"] for r in runs))
-    colours = {"APG": "tab:gray", "R": "tab:blue", "C": "tab:red", "C-trunc": "tab:orange"}
+    colours = {
+        "APG": "tab:gray",
+        "stream-R": "tab:cyan",
+        "stream-M": "tab:green",
+        "stream-C": "tab:purple",
+        "R": "tab:blue",
+        "C": "tab:red",
+        "C-trunc": "tab:orange",
+    }
+    styles = {"APG": ":", "stream-R": "--"}  # APG and stream-R coincide where the reproduction holds
+    several = len({r.get("lr") for r in runs}) > 1
     fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 6.4), squeeze=False)
     for j, name in enumerate(names):
-        for variant in dict.fromkeys(r["variant"] for r in runs if r["env"] == name):
-            group = [r["curve"] for r in runs if r["env"] == name and r["variant"] == variant]
+        for variant, lr in dict.fromkeys((r["variant"], r.get("lr")) for r in runs if r["env"] == name):
+            group = [r["curve"] for r in runs if (r["env"], r["variant"], r.get("lr")) == (name, variant, lr)]
+            label = f"{variant} lr {lr:g}" if several and lr is not None else variant
             n = min(len(c) for c in group)
             steps = np.array([[p["env_steps"] for p in c[:n]] for c in group])
             wall = np.array([[p["wall_s"] for p in c[:n]] for c in group])
@@ -361,7 +447,15 @@ def plot(payload: dict[str, Any], path: Path) -> None:
                 ax = axes[i, j]
                 with np.errstate(all="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # all-NaN columns of diverged runs
-                    ax.plot(x, np.nanmedian(reward, 0), "-o", ms=2.5, color=colours.get(variant), label=variant)
+                    ax.plot(
+                        x,
+                        np.nanmedian(reward, 0),
+                        styles.get(variant, "-"),
+                        marker="o",
+                        ms=2.5,
+                        color=colours.get(variant),
+                        label=label,
+                    )
                     ax.fill_between(
                         x, np.nanmin(reward, 0), np.nanmax(reward, 0), color=colours.get(variant), alpha=0.15, lw=0
                     )
@@ -416,6 +510,37 @@ def merge(args: argparse.Namespace) -> None:
     write_outputs(settings, runs, args, machines=machines)
 
 
+def compare_with_apg(runs: list[dict[str, Any]]) -> None:
+    """Where the last run and one before it are ``APG`` and ``stream-R`` of the same environment, seed and
+    learning rate: the largest difference of their evaluation rewards along training, recorded with stream-R
+    (its ``reproduction``) and printed."""
+    last = runs[-1]
+    pair = {"APG", "stream-R"}
+    if last["variant"] not in pair:
+        return
+    key = (last["env"], last["seed"], last["lr"])
+    partner = pair - {last["variant"]}
+    other = next((r for r in runs[:-1] if (r["env"], r["seed"], r["lr"]) == key and r["variant"] in partner), None)
+    if other is None:
+        return
+    apg, ours = (other, last) if other["variant"] == "APG" else (last, other)
+    a = np.array([p["reward"] for p in apg["curve"]])
+    b = np.array([p["reward"] for p in ours["curve"]])
+    n = min(len(a), len(b))
+    diff = np.abs(a[:n] - b[:n])
+    ours["reproduction"] = {
+        "points": int(n),
+        "max_abs_reward_diff": float(np.max(diff)),
+        "max_rel_reward_diff": float(np.max(diff / np.maximum(np.abs(a[:n]), 1e-12))),
+        "same_length": len(a) == len(b),
+    }
+    print(
+        f"reproduction: {key[0]} seed {key[1]} lr {key[2]:g}: stream-R's evaluation rewards differ from APG's by "
+        f"at most {ours['reproduction']['max_abs_reward_diff']:.3g} over {n} evaluations",
+        flush=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.merge:
@@ -445,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
             "seeds",
             "envs",
             "variants",
+            "lrs",
         )
     }
     settings.update(budget(args))
@@ -453,26 +579,33 @@ def main(argv: list[str] | None = None) -> int:
     partial = {"machine": _common.machine(), "settings": settings, "rows": runs}  # what is done so far
     for name in args.envs:
         for seed in args.seeds:
-            for variant in args.variants:
-                begin = time.perf_counter()
-                result = run_apg(name, seed, args) if variant == "APG" else run_stablebptt(name, variant, seed, args)
-                run = {
-                    "env": name,
-                    "backend": args.backend,
-                    "variant": variant,
-                    "seed": seed,
-                    **result,
-                    "elapsed_s": time.perf_counter() - begin,
-                }
-                runs.append(run)
-                last = run["curve"][-1]
-                print(
-                    f"{name} {variant} seed {seed}: reward {run['curve'][0]['reward']:.1f} -> {last['reward']:.1f} "
-                    f"after {last['env_steps']} steps, {last['wall_s']:.1f} s training, "
-                    f"{run['elapsed_s']:.0f} s in all ({run['status']})",
-                    flush=True,
-                )
-                _common.write_json(args.out.with_suffix(".partial.json"), partial)
+            for lr_stream, lr_paper in args.lrs:
+                for variant in args.variants:
+                    lr = lr_stream if variant == "APG" or variant.startswith("stream") else lr_paper
+                    begin = time.perf_counter()
+                    if variant == "APG":
+                        result = run_apg(name, seed, lr, args)
+                    else:
+                        result = run_stablebptt(name, variant, seed, lr, args)
+                    run = {
+                        "env": name,
+                        "backend": args.backend,
+                        "variant": variant,
+                        "seed": seed,
+                        "lr": lr,
+                        **result,
+                        "elapsed_s": time.perf_counter() - begin,
+                    }
+                    runs.append(run)
+                    compare_with_apg(runs)
+                    last = run["curve"][-1]
+                    print(
+                        f"{name} {variant} lr {run['lr']:g} seed {seed}: reward {run['curve'][0]['reward']:.1f} -> "
+                        f"{last['reward']:.1f} after {last['env_steps']} steps, {last['wall_s']:.1f} s training, "
+                        f"{run['elapsed_s']:.0f} s in all ({run['status']})",
+                        flush=True,
+                    )
+                    _common.write_json(args.out.with_suffix(".partial.json"), partial)
     write_outputs(settings, runs, args)
     args.out.with_suffix(".partial.json").unlink(missing_ok=True)
     return 0

@@ -356,3 +356,69 @@ def test_apg_network_and_zero_final_kernel_are_refused_together():
 def test_sampled_actions_need_apgs_network():
     with pytest.raises(sb.BadInput, match="^actions='sampled' needs network='apg'"):
         BraxTask(env="inverted_double_pendulum", actions="sampled")
+
+
+def test_apg_network_is_initialised_as_braxs_for_the_same_key(key):
+    """Drawn by Brax's own initialiser: for the same key, `APGNetwork` is ``apg.train``'s initial network (the
+    kernels of the two are equal, not only of equal size), and `brax_params` puts given weights in."""
+    from brax.training.agents.apg import networks as apg_networks
+
+    from stablebptt.integrations.brax import APGNetwork
+
+    brax_net = apg_networks.make_apg_networks(5, 2, hidden_layer_sizes=(8, 8))
+    theirs = brax_net.policy_network.init(key)
+    obs = jax.random.normal(jax.random.PRNGKey(1), (6, 5)) * 3.0
+    expected = brax_net.policy_network.apply(None, theirs, obs)
+    drawn = APGNetwork(5, 2, (8, 8), key=key)
+    np.testing.assert_allclose(jax.vmap(drawn)(obs), expected, rtol=1e-5, atol=1e-7)
+    other = APGNetwork(5, 2, (8, 8), key=jax.random.PRNGKey(2))
+    assert not np.allclose(jax.vmap(other)(obs), expected, atol=1e-6)
+    given = APGNetwork(5, 2, (8, 8), key=jax.random.PRNGKey(2), brax_params=theirs)
+    np.testing.assert_array_equal(given.layers[0].weight, theirs["params"]["hidden_0"]["kernel"].T)
+    with pytest.raises(BadInput, match="^brax_params hold kernels of shapes"):
+        APGNetwork(5, 2, (8, 4), key=key, brax_params=theirs)
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, True, "10"])
+def test_bad_episode_length_is_refused(value):
+    with pytest.raises(BadInput, match="^episode_length must be an integer >= 0"):
+        BraxTask(env="inverted_double_pendulum", episode_length=value)
+
+
+def test_apg_objective_is_minus_the_mean_reward_of_every_step():
+    """``objective="apg"``: every step's reward counts (done or not) and the mean is over steps and batch."""
+    task = BraxTask(env="inverted_double_pendulum", objective="apg")
+    rewards = jnp.array([[0.0, 0.0], [1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # (horizon + 1, batch)
+    done = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
+    states = types.SimpleNamespace(reward=rewards, done=done)
+    assert float(task.loss(states, None)) == pytest.approx(-3.5)
+    assert float(BraxTask(env="inverted_double_pendulum").loss(states, None)) == pytest.approx(-(1 + 2 + 4 + 6) / 2)
+    with pytest.raises(BadInput, match="objective"):
+        BraxTask(env="inverted_double_pendulum", objective="mean")
+
+
+@pytest.mark.slow
+def test_episode_length_wraps_the_environment_as_apg_trains_it(key):
+    """With an `episode_length` the task steps Brax's training wrapper: the clock of `start_stream` (spread, then
+    one zero-action step), done at the episode's end, and the step after restarts from the episode's first state
+    (auto-reset); the caller's state is left as it was."""
+    task = BraxTask(env="inverted_double_pendulum", backend="generalized", episode_length=6, horizon=6)
+    assert task.resets and not BraxTask(env="inverted_double_pendulum").resets
+    x = task.sample(key, 3)
+    first = x.info["first_obs"]
+    x = task.start_stream(x, jax.random.PRNGKey(2))  # spreads the clocks of this key over 2, 5 and 6
+    clocks = np.asarray(x.info["steps"])
+    assert set(clocks) <= set(range(1, 8)) and len(set(clocks)) > 1
+    before = jax.tree.map(np.asarray, x)
+    states, _ = sb.rollout(task.step, task.controller, task.init_controller(key), x, 8)
+    jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, x))  # untouched
+    steps, done, obs = (np.asarray(a) for a in (states.info["steps"], states.done, states.obs))
+    restarted = 0
+    for b in range(3):
+        ends = [n for n in range(1, 9) if done[n, b] == 1]
+        assert ends and steps[ends[0], b] >= 6 and all(done[n, b] == 0 for n in range(1, ends[0]))
+        if ends[0] < 8:  # auto-reset: the done step returns the episode's first observation, the clock restarts
+            np.testing.assert_array_equal(obs[ends[0], b], first[b])
+            assert steps[ends[0] + 1, b] == 1
+            restarted += 1
+    assert restarted > 0

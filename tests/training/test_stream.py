@@ -4,6 +4,8 @@ restart from fresh states, against a hand-written loop of the same protocol (flo
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -13,7 +15,7 @@ from systems import assert_trees_close, naive_loss
 
 from stablebptt.core.checks import BadInput
 from stablebptt.runs import RunConfig, RunFolder
-from stablebptt.tasks import CartPole
+from stablebptt.tasks import CartPole, Task
 from stablebptt.training import Trainer, TrainSettings
 from stablebptt.training.stream import StreamState
 
@@ -122,6 +124,8 @@ def test_runs_group_by_protocol():
         ({"episode_length": 8}, "^episode_length applies to the stream protocol only"),
         ({"protocol": "online"}, "^unknown protocol 'online'; allowed: dataset, stream$"),
         ({"protocol": "stream", "window": 0}, "^window must be a positive integer, got 0$"),
+        ({"key_scheme": "apg"}, "^key_scheme='apg' draws the keys of the stream protocol; give protocol='stream'"),
+        ({"protocol": "stream", "key_scheme": "jax"}, "^unknown key scheme 'jax'; allowed: stablebptt, apg$"),
     ],
 )
 def test_bad_stream_settings(settings, message):
@@ -140,3 +144,55 @@ def test_a_task_that_samples_its_actions_needs_the_stream_protocol():
     with pytest.raises(BadInput, match=message):
         Trainer(task, TrainSettings(n_train=8, n_test=8))
     assert isinstance(Trainer(task, TrainSettings(n_train=8, n_test=8, protocol="stream")).initial, StreamState)
+
+
+class Clocked(Task):
+    """A task that resets its own episodes (`Task.resets`): a damped point driven by a linear controller, with
+    a clock ``t`` in the state; at ``t == EPISODE`` the step returns the episode's first state ``x0``."""
+
+    name: ClassVar[str] = "clocked"
+    horizon: int = eqx.field(static=True, default=6)
+
+    def step(self, x, c):
+        t = x["t"] + 1
+        moved = x["x"] + 0.1 * jnp.stack([x["x"][:, 1], c - 0.5 * x["x"][:, 1]], axis=1)
+        done = (t >= EPISODE)[:, None]
+        return {"x": jnp.where(done, x["x0"], moved), "x0": x["x0"], "t": jnp.where(t >= EPISODE, 0, t)}
+
+    def loss(self, states, controls):
+        return jnp.mean(jnp.sum(states["x"][1:] ** 2, axis=(0, 2)))
+
+    def sample(self, key, n):
+        x = jax.random.normal(key, (n, 2))
+        return {"x": x, "x0": x, "t": jnp.zeros((n,), jnp.int32)}
+
+    def init_controller(self, key):
+        return jax.random.normal(key, (2,)) * 0.1
+
+    def controller(self, params, x):
+        return x["x"] @ params
+
+    @property
+    def resets(self):
+        return True
+
+    def start_stream(self, x, key):
+        return {**x, "t": jax.random.randint(key, x["t"].shape, 0, EPISODE)}
+
+
+def test_a_task_that_resets_itself_keeps_its_clock_and_is_never_reset_by_the_protocol():
+    """The protocol neither resets nor samples fresh states for a task that `resets`: the carried environments
+    keep their first states ``x0`` and their clocks advance by the task's own rule; the clocks start where
+    `start_stream` put them; the protocol's own `episode_length` is refused for such a task."""
+    task = Clocked()
+    settings = TrainSettings(method="C", protocol="stream", window=WINDOW, batch_size=BATCH, n_train=8, n_test=4)
+    trainer = Trainer(task, settings)
+    start = trainer.initial
+    clocks = np.asarray(start.env["t"])
+    assert len(set(clocks.tolist())) > 1 and np.all(start.steps == 0)
+    outcome = trainer.run(start, epochs=3)  # 6 updates of WINDOW steps
+    np.testing.assert_array_equal(outcome.state.env["x0"], start.env["x0"])
+    np.testing.assert_array_equal(outcome.state.env["t"], (clocks + 6 * WINDOW) % EPISODE)
+    assert np.all(outcome.state.steps == 0)
+    with pytest.raises(BadInput, match="^Clocked resets its own episodes .*leave episode_length=5 out"):
+        Trainer(task, TrainSettings(protocol="stream", episode_length=EPISODE, n_train=8, n_test=4))

@@ -18,7 +18,7 @@ from ..tasks import TASK_HELP, task_fields, task_options
 from ..tasks import TASKS as BUILTIN_TASKS
 from ..training import CLIP_MODES, OPTIMIZERS
 from ..training.optim import ADAM_EPS_FORMS, SCHEDULES
-from ..training.settings import DEFAULTS, FIELDS, PROTOCOLS, REGULAR_NONFINITE
+from ..training.settings import DEFAULTS, FIELDS, KEY_SCHEMES, PROTOCOLS, REGULAR_NONFINITE
 
 # ------------------------------------------------------------------------------------------ value types
 
@@ -368,6 +368,13 @@ TRAIN_OPTIONS = (
         optional_positive_int,
         "stream: steps of an episode (none: the horizon)",
         "N",
+    ),
+    TrainOption(
+        "key_scheme",
+        ("--key-scheme",),
+        choice(KEY_SCHEMES),
+        "stream: how the seed becomes the run's keys: stablebptt's own, or apg (as Brax's apg.train(seed=...): "
+        "with brax:NAME --set network=apg, its initial network, environments and action noise)",
     ),
 )
 assert {o.name for o in TRAIN_OPTIONS} == set(FIELDS), "every training setting has a command-line option"

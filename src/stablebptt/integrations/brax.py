@@ -13,6 +13,7 @@ import contextlib
 import functools
 import importlib.util
 import io
+import itertools
 import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -29,6 +30,7 @@ from ..tasks.base import Task
 BACKENDS = ("mjx", "generalized", "positional", "spring")
 NETWORKS = ("mlp", "apg")
 ACTIONS = ("deterministic", "sampled")  # BraxTask.actions: in training windows of the stream protocol
+OBJECTIVES = ("episode", "apg")  # BraxTask.objective: minus the episode's summed reward, or APG's mean reward
 APG_MIN_STD, APG_VAR_SCALE = 0.001, 0.1  # APG's NormalTanhDistribution(event_size, var_scale=0.1)
 NOISE = "policy_noise"  # the key of `State.info` that holds a window's action noise (`BraxTask.explore`)
 
@@ -59,6 +61,14 @@ def _brax_envs() -> Any:
     return envs
 
 
+def _quiet_import(module: str) -> Any:
+    """`module` of Brax, imported with `_brax_envs`'s care (its import-time output and warnings swallowed)."""
+    _brax_envs()
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(module)
+
+
 def environment_names() -> list[str]:
     """The names `brax.envs.get_environment` knows (Brax's own and any registered in this process)."""
     envs = _brax_envs()
@@ -83,6 +93,20 @@ def environment(name: str, backend: str, solver_iterations: int) -> Any:
         if backend == "mjx" and solver_iterations > 0:
             env.sys = env.sys.tree_replace({"opt.iterations": solver_iterations})
     return env
+
+
+@functools.lru_cache(maxsize=32)
+def wrapped_environment(name: str, backend: str, solver_iterations: int, episode_length: int) -> Any:
+    """`environment` in Brax's training wrapper (`brax.envs.training.wrap`, as ``apg.train`` wraps it): batched
+    by `jax.vmap`, an episode clock in ``info["steps"]``, done at `episode_length` steps or on termination, and
+    reset to the episode's first state at the step after (cached per setting)."""
+    envs = _brax_envs()
+    with jax.ensure_compile_time_eval():
+        return envs.training.wrap(environment(name, backend, solver_iterations), episode_length=episode_length)
+
+
+def _without(info: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in info.items() if k != key}
 
 
 class Normalizer(eqx.Module):
@@ -124,18 +148,33 @@ class APGNetwork(eqx.Module):
     layers: tuple[eqx.nn.Linear, ...]
     norms: tuple[eqx.nn.LayerNorm, ...]
 
-    def __init__(self, in_size: int, action_size: int, hidden: tuple[int, ...], *, key: jax.Array) -> None:
+    def __init__(
+        self, in_size: int, action_size: int, hidden: tuple[int, ...], *, key: jax.Array, brax_params: Any = None
+    ) -> None:
+        """Initialised by Brax's own initialiser from `key` (``apg.train``'s network for the same key), or with
+        the weights `brax_params` of a Brax APG policy network of these sizes (``policy_network.init``'s or
+        ``apg.train``'s parameters, ``{"params": {"hidden_i": ..., "LayerNorm_i": ...}}``)."""
+        if brax_params is None:
+            networks = _quiet_import("brax.training.agents.apg.networks")
+            brax_net = networks.make_apg_networks(in_size, action_size, hidden_layer_sizes=tuple(hidden))
+            brax_params = brax_net.policy_network.init(key)
+        p = brax_params["params"]
         sizes = (in_size, *hidden, 2 * action_size)
-        keys = jax.random.split(key, len(sizes) - 1)
-        orthogonal = jax.nn.initializers.orthogonal(0.01)
+        kernels = [p[f"hidden_{i}"]["kernel"] for i in range(len(sizes) - 1)]
+        if [k.shape for k in kernels] != list(itertools.pairwise(sizes)):
+            raise BadInput(f"brax_params hold kernels of shapes {[k.shape for k in kernels]}, not of sizes {sizes}")
 
-        def dense(a: int, b: int, k: jax.Array) -> eqx.nn.Linear:
-            layer = eqx.nn.Linear(a, b, key=k)
-            kernel = orthogonal(k, (a, b), jnp.result_type(float)).T  # flax's kernel is (in, out)
-            return eqx.tree_at(lambda m: (m.weight, m.bias), layer, (kernel, jnp.zeros((b,), kernel.dtype)))
+        def dense(i: int) -> eqx.nn.Linear:
+            layer = eqx.nn.Linear(sizes[i], sizes[i + 1], key=key)
+            return eqx.tree_at(lambda m: (m.weight, m.bias), layer, (kernels[i].T, p[f"hidden_{i}"]["bias"]))
 
-        self.layers = tuple(dense(a, b, k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True))
-        self.norms = tuple(eqx.nn.LayerNorm(size, eps=1e-6) for size in hidden)
+        def norm(i: int) -> eqx.nn.LayerNorm:
+            ln = eqx.nn.LayerNorm(hidden[i], eps=1e-6)
+            scale, bias = p[f"LayerNorm_{i}"]["scale"], p[f"LayerNorm_{i}"]["bias"]
+            return eqx.tree_at(lambda m: (m.weight, m.bias), ln, (scale, bias))
+
+        self.layers = tuple(dense(i) for i in range(len(sizes) - 1))
+        self.norms = tuple(norm(i) for i in range(len(hidden)))
 
     def __call__(self, obs: jax.Array) -> jax.Array:
         h = obs
@@ -200,6 +239,15 @@ class BraxTask(Task):
     as APG's are (`explore`: the noise drawn with APG's key sequence, differentiated by reparameterisation), and
     evaluation acts by the mode.
 
+    Episodes (`episode_length`): 0 (default) steps the environment as is; N > 0 steps it inside Brax's training
+    wrapper, as ``apg.train`` does (`wrapped_environment`): every state counts its episode's steps, is done at N
+    or on termination, and the step after starts again from that environment's first state (auto-reset), so
+    that the stream protocol (``--protocol stream``) carries the environments on indefinitely (`resets`), their
+    clocks spread at the start as APG spreads them (`start_stream`). With ``objective="apg"`` the loss is APG's,
+    ``-mean`` of every step's reward over the window and the batch (episodes that ended and restarted included,
+    `mask_done` not applied). Together with ``network="apg"``, ``actions="sampled"`` and the settings
+    ``key_scheme="apg"``, APG's optimizer and clipping, this trains as ``apg.train`` (docs/brax.md).
+
     Backends: ``"generalized"`` (default, Brax's own default) is Brax's generalized-coordinates pipeline,
     differentiable as is. ``"mjx"`` is MuJoCo MJX, 1.5-2.8x faster per step here; its constraint solver runs in
     a `lax.while_loop`, which reverse mode cannot differentiate, so with ``solver_iterations=1`` (the default)
@@ -221,6 +269,8 @@ class BraxTask(Task):
     mask_done: bool = eqx.field(static=True, default=True)
     network: str = eqx.field(static=True, default="mlp")
     actions: str = eqx.field(static=True, default="deterministic")
+    episode_length: int = eqx.field(static=True, default=0)
+    objective: str = eqx.field(static=True, default="episode")
 
     def __check_init__(self) -> None:
         if importlib.util.find_spec("brax") is None:
@@ -241,6 +291,12 @@ class BraxTask(Task):
         check_layer_widths("hidden", self.hidden)
         check_choice("network", self.network, NETWORKS)
         check_choice("actions", self.actions, ACTIONS)
+        check_choice("objective", self.objective, OBJECTIVES)
+        if isinstance(self.episode_length, bool) or not isinstance(self.episode_length, int) or self.episode_length < 0:
+            raise BadInput(
+                "episode_length must be an integer >= 0 (0: no episode clock; N: Brax's training wrapper, "
+                f"episodes of N steps restarted automatically), got {self.episode_length!r}"
+            )
         if self.actions == "sampled" and self.network != "apg":
             raise BadInput("actions='sampled' needs network='apg' (APG's network outputs the actions' scale)")
         if self.network == "apg" and self.zero_final_kernel:
@@ -256,6 +312,28 @@ class BraxTask(Task):
         return environment(self.env, self.backend, self.solver_iterations)
 
     @property
+    def training_env(self) -> Any:
+        """The environment `step` and `sample` use: with an `episode_length`, Brax's training wrapper around
+        `brax_env` (`brax.envs.training.wrap`: batched, episode clock, auto-reset), else None (the environment
+        is stepped as is, batched by `jax.vmap`)."""
+        if not self.episode_length:
+            return None
+        return wrapped_environment(self.env, self.backend, self.solver_iterations, self.episode_length)
+
+    @property
+    def resets(self) -> bool:
+        return self.episode_length > 0
+
+    def start_stream(self, x: Any, key: jax.Array) -> Any:
+        """With an `episode_length`: as APG starts its environments, each episode's step counter drawn
+        uniformly from ``[0, episode_length]`` (rounded) with `key`, then one step with zero actions."""
+        if not self.episode_length:
+            return x
+        steps = jnp.round(jax.random.uniform(key, x.info["steps"].shape, maxval=self.episode_length))
+        x = x.replace(info={**x.info, "steps": steps.astype(x.info["steps"].dtype)})
+        return self.step(x, jnp.zeros((x.obs.shape[0], self.action_size), x.obs.dtype))
+
+    @property
     def observation_size(self) -> int:
         return int(self.brax_env.observation_size)
 
@@ -264,6 +342,14 @@ class BraxTask(Task):
         return int(self.brax_env.action_size)
 
     def step(self, x: Any, action: jax.Array) -> Any:
+        wrapped = self.training_env
+        if wrapped is not None:
+            noise = x.info.get(NOISE)
+            # the wrappers update `info` and its `episode_metrics` in place: a rebuilt pytree keeps the caller's
+            new = wrapped.step(jax.tree.map(lambda a: a, x.replace(info=_without(x.info, NOISE))), action)
+            if noise is not None:  # the next step's noise first (`explore`)
+                new = new.replace(info={**new.info, NOISE: jnp.roll(noise, -1, axis=1)})
+            return new
         env = self.brax_env
 
         def one(state: Any, a: jax.Array) -> Any:
@@ -278,13 +364,17 @@ class BraxTask(Task):
     def loss(self, states: Any, controls: Any) -> jax.Array:
         del controls
         rewards = states.reward[1:]  # (horizon, batch): the reward of each step
+        if self.objective == "apg":
+            return -jnp.mean(rewards)
         if self.mask_done:
             alive = jax.lax.stop_gradient(jnp.cumprod(1.0 - states.done[:-1], axis=0))
             rewards = rewards * alive
         return -jnp.mean(jnp.sum(rewards, axis=0))
 
     def sample(self, key: jax.Array, n: int) -> Any:
-        return jax.vmap(self.brax_env.reset)(jax.random.split(key, n))
+        keys = jax.random.split(key, n)
+        wrapped = self.training_env
+        return jax.vmap(self.brax_env.reset)(keys) if wrapped is None else wrapped.reset(keys)
 
     def init_controller(self, key: jax.Array) -> BraxPolicy:
         mlp: MLP | APGNetwork

@@ -143,6 +143,20 @@ class Task(eqx.Module):
         del key, steps
         return x
 
+    @property
+    def resets(self) -> bool:
+        """Whether `step` itself starts a new episode where one ends (as Brax's training wrapper does: an
+        episode clock in the state, auto-reset at its end or on termination): the stream protocol then never
+        resets the environments it carries, and starts them with `start_stream`. The default is False."""
+        return False
+
+    def start_stream(self, x: PyTree, key: jax.Array) -> PyTree:
+        """The stream protocol's first environments from the fresh states `x` of `sample` (each leaf
+        ``(batch, ...)``), drawn with `key`: a task that `resets` itself spreads its episodes' clocks here, so
+        that the batch does not reset all at once. Returns `x`'s structure. The default returns `x`."""
+        del key
+        return x
+
     def draw(self, axes: Sequence[Axes], states: Any, controls: Any) -> Callable[[int], list[Artist]]:
         """Draw trajectories for ``stablebptt animate`` (optional: a task that does not override it cannot be
         animated). `axes`: one matplotlib Axes per sample; `states` and `controls`: NumPy arrays (or pytrees of

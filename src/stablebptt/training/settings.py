@@ -39,8 +39,10 @@ ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's 
     "protocol": "dataset",
     "window": None,
     "episode_length": None,
+    "key_scheme": "stablebptt",
 }
 PROTOCOLS = ("dataset", "stream")
+KEY_SCHEMES = ("stablebptt", "apg")  # how a stream run's seed becomes its keys (`training.stream.apg_keys`)
 EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}
 REGULAR_NONFINITE = ("zero", "stop")
 # Earlier name of `remat` in run configurations (read, never written).
@@ -124,7 +126,13 @@ class TrainSettings:
             ``n_train // batch_size`` updates, as in the dataset protocol, and the losses of an epoch's end are
             those of the dataset protocol, over the task's horizon).
         window, episode_length: the stream protocol's steps per update and per episode (None: the task's
-            horizon); not used by the dataset protocol.
+            horizon); not used by the dataset protocol. A task that resets its episodes itself (`Task.resets`,
+            e.g. `BraxTask` with its own `episode_length`) refuses the protocol's `episode_length`.
+        key_scheme: how the stream protocol draws the network's initialisation, the first environments, their
+            clocks and the key it carries from `seed`: "stablebptt" (its own) or "apg" (as Brax's
+            ``apg.train(seed=seed)`` does: with `BraxTask`'s APG network, the same initial network,
+            environments and action noise; `training.stream.apg_keys`). The data of the epochs' losses come
+            from the seed either way.
     """
 
     method: str = "C"
@@ -156,6 +164,7 @@ class TrainSettings:
     protocol: str = "dataset"
     window: int | None = None
     episode_length: int | None = None
+    key_scheme: str = "stablebptt"
 
     def __post_init__(self) -> None:
         method = self.method.upper() if isinstance(self.method, str) and len(self.method) == 1 else self.method
@@ -189,9 +198,16 @@ class TrainSettings:
             "episode_length": None
             if self.episode_length is None
             else _check_count("episode_length", self.episode_length, 1),
+            "key_scheme": check_choice("key scheme", self.key_scheme, KEY_SCHEMES),
         }
         if converted["protocol"] == "dataset":
             given = [name for name in ("window", "episode_length") if converted[name] is not None]
+            if converted["key_scheme"] != "stablebptt":
+                raise BadArgument(
+                    "$key_scheme draws the keys of the stream protocol; give $protocol or leave it out",
+                    key_scheme="apg",
+                    protocol="stream",
+                )
             if given:
                 raise BadArgument(
                     f"${given[0]} applies to the stream protocol only; give $protocol or leave it out",

@@ -29,7 +29,7 @@ from .epoch import (  # re-exported: the names of the dataset protocol's epoch l
     user_loss,
 )
 from .settings import DEFAULTS, TrainSettings, from_mapping
-from .stream import StreamState, initial_stream, make_stream_epoch
+from .stream import StreamState, apg_keys, initial_stream, make_stream_epoch, stream_keys
 
 PyTree = Any
 METRICS = (
@@ -175,19 +175,29 @@ class Trainer:
         self.settings = settings
         self.skip_nonfinite = settings.skip_nonfinite
         self.updates_per_epoch = settings.n_train // settings.batch_size
+        if settings.protocol == "stream" and task.resets and settings.episode_length is not None:
+            raise BadArgument(
+                f"{type(task).__name__} resets its own episodes (`Task.resets`); leave $episode_length out and set "
+                "the task's episode length instead",
+                episode_length=settings.episode_length,
+            )
         self.key = jax.random.PRNGKey(settings.seed)
-        self.data, init = _draw(task, self.key, settings.n_train, settings.n_test, params is None)
+        apg = settings.key_scheme == "apg"
+        self.data, init = _draw(task, self.key, settings.n_train, settings.n_test, params is None and not apg)
         check_data(task, self.data, settings.n_train, settings.n_test)
+        keys = apg_keys(settings.seed) if apg else None
         if params is None:
-            params = init
+            init_apg = eqx.filter_jit(trees.guard("controller initialiser", task.init_controller))
+            params = init_apg(keys.init) if keys is not None else init
         diff, self.static = eqx.partition(params, eqx.is_inexact_array)
         tx = settings.transform()
         self.initial: RunState = TrainState(diff, tx.init(diff))
         self._epoch: Callable[[Any, Data], tuple[Any, dict[str, jax.Array]]]
         if settings.protocol == "stream":
             # the stream's environments and key come from the seed too, apart from the data's and the network's
-            stream_key = jax.random.fold_in(self.key, STREAM_KEY)
-            self.initial = eqx.filter_jit(initial_stream)(task, settings, stream_key, self.initial)
+            if keys is None:
+                keys = stream_keys(jax.random.fold_in(self.key, STREAM_KEY), jax.random.PRNGKey(0))
+            self.initial = eqx.filter_jit(initial_stream)(task, settings, keys, self.initial)
             self._epoch = make_stream_epoch(task, settings, tx, self.static, self.updates_per_epoch)
         else:
             self._epoch = make_epoch(

@@ -88,6 +88,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--apg-updates", type=int, default=300, help="APG policy updates; sets the step budget")
     p.add_argument("--evals", type=int, default=11, help="evaluations per run, the first before training")
     p.add_argument("--eval-envs", type=int, default=64, help="episodes per evaluation")
+    p.add_argument("--x64", action="store_true", help="every variant in float64 (jax_enable_x64)")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="JAX's persistent compilation cache in this folder: runs that differ only in their seed share "
+        "compiled programs (each Brax gradient program takes minutes to compile here)",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: first seed, 20 APG updates, 3 evaluations")
     p.add_argument("--out", type=Path, default=None, help="JSON (default benchmarks/results/vs_brax_apg.json)")
     p.add_argument("--figure", type=Path, default=None, help="figure (default: the JSON's path with .png)")
@@ -555,6 +563,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [e for e in args.envs if e not in known]
     if unknown:
         raise Refused(f"unknown Brax environment {unknown[0]!r}; allowed: {', '.join(known)}")
+    if args.x64 or args.cache:
+        import jax
+
+        jax.config.update("jax_enable_x64", args.x64)
+        if args.cache:
+            jax.config.update("jax_compilation_cache_dir", str(args.cache))
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     if "APG" in args.variants:
         check_apg_runs()
     settings = {
@@ -571,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
             "envs",
             "variants",
             "lrs",
+            "x64",
         )
     }
     settings.update(budget(args))

@@ -105,6 +105,11 @@ CASES = [
         ["mine", "not empty"],
     ),
     ("unknown command", ["fly"], None, ["fly", "train"]),
+    ("diagnose zero horizon", ["diagnose", "cartpole", "--horizons", "0,5"], None, ["--horizons", "'0'"]),
+    ("diagnose bad precision", ["diagnose", "cartpole", "--precision", "16"], None, ["--precision", "16", "both"]),
+    ("diagnose missing run folder", ["diagnose", "runs/nowhere"], None, ["runs/nowhere", "not a run folder"]),
+    ("diagnose folder without run", ["diagnose", "mine"], _user_folder, ["mine", "not a run folder"]),
+    ("diagnose unknown task", ["diagnose", "pendulum"], None, ["pendulum", "cartpole"]),
     ("compare unknown method", ["compare", "cartpole", "--methods", "R,Z"], None, ["--methods", "'Z'"]),
     ("resume missing folder", ["resume", "nowhere"], None, ["nowhere", "does not exist"]),
     ("resume corrupt config", ["resume", "run"], _corrupt_config, ["config.json", "not valid JSON"]),
@@ -192,7 +197,7 @@ def test_bad_input_is_refused_in_one_line(outcomes, name, words, capsys):
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
-    command = args[0] if args[0] in ("train", "compare", "resume", "sweep") else ""
+    command = args[0] if args[0] in ("train", "compare", "resume", "sweep", "diagnose") else ""
     assert lines[0].startswith(f"stablebptt {command}: ".replace(" :", ":")) and "error" in lines[0]
     for word in words:
         assert word in lines[0], (word, lines[0])

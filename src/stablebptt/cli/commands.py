@@ -1,5 +1,6 @@
-"""The commands of `stablebptt` (train, compare, resume, sweep, plot, status, reproduce, toy, animate): the full
-parser (`build_parser`) and what each command does (`run`); `stablebptt.cli.main` is the entry point.
+"""The commands of `stablebptt` (train, compare, resume, sweep, plot, status, reproduce, toy, animate,
+diagnose): the full parser (`build_parser`) and what each command does (`run`); `stablebptt.cli.main` is the
+entry point.
 
 Errors are one line, ``stablebptt COMMAND: error: ...``: bad input (`BadInput`: a bad flag or setting, a
 missing or corrupt file, a misbehaving simulator) exits with code 2, and so does a path the system refuses (an
@@ -40,14 +41,20 @@ COMPARE_SEEDS = (42, 43, 44)
 DIVERGED_EXIT = 3
 
 
-def _task_parsers(command: argparse.ArgumentParser, epilog: str = EPILOG) -> list[tuple[str, argparse.ArgumentParser]]:
-    """One parser per built-in task and one for every ``module.path:Name``."""
+def _task_parsers(
+    command: argparse.ArgumentParser, epilog: str = EPILOG, *, run_dir: str | None = None
+) -> list[tuple[str, argparse.ArgumentParser]]:
+    """One parser per built-in task and one for every ``module.path:Name``; with `run_dir` (its help) also one
+    for a run folder in TASK's place (`opt.RUN_DIR`)."""
     tasks = command.add_subparsers(
         dest="task", required=True, metavar="TASK", parser_class=Parser, action=opt.TaskSubparsers
     )
-    return [
+    parsers: list[tuple[str, argparse.ArgumentParser]] = [
         (name, tasks.add_parser(name, help=opt.task_help(name), epilog=epilog)) for name in [*opt.TASKS, opt.USER_TASK]
     ]
+    if run_dir is not None:
+        parsers.append((opt.RUN_DIR, tasks.add_parser(opt.RUN_DIR, help=run_dir)))
+    return parsers
 
 
 def build_parser() -> Parser:
@@ -200,6 +207,37 @@ def build_parser() -> Parser:
         help="at most this many frames; time steps are subsampled (default: 40)",
     )
     add_debug(animate)
+
+    diagnose = commands.add_parser("diagnose", help=COMMAND_HELP["diagnose"], epilog=TASK_EPILOG)
+    run_help = "a run folder written by train: the measures at its initial and at its trained controller"
+    for name, p in _task_parsers(diagnose, TASK_EPILOG, run_dir=run_help):
+        if name == opt.RUN_DIR:
+            p.set_defaults(run_dir=True)
+        else:
+            opt.add_task_options(p, name)
+        g = p.add_argument_group("diagnosis")
+        g.add_argument("--batch", type=opt.positive_int, default=16, help="initial states (default: 16)")
+        g.add_argument("--seed", type=opt.nonnegative_int, default=0, help="draws states and controller (default: 0)")
+        g.add_argument(
+            "--horizons",
+            type=opt.list_of(opt.positive_int),
+            default=None,
+            help="comma-separated horizons (default: about 8, geometric from 1 to the task's horizon)",
+        )
+        g.add_argument(
+            "--directions", type=opt.positive_int, default=4, help="random perturbation directions (default: 4)"
+        )
+        g.add_argument(
+            "--precision",
+            type=opt.choice(("32", "64", "both")),
+            default="32",
+            metavar="32|64|both",
+            help="float32, float64 (the same states and controller, cast up) or both (default: 32)",
+        )
+        g.add_argument(
+            "--out", type=Path, default=None, help="output folder (default: runs/diagnose-TASK, RUN_DIR/diagnosis)"
+        )
+        add_debug(p)
     return parser
 
 
@@ -592,6 +630,62 @@ def cmd_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    import jax
+
+    from ..experiments.diagnose import HEADER, diagnose_task, draw, reading, table_rows, to_float64, write_diagnosis
+
+    stages, task, title, out = _diagnosis_subjects(args)
+    jax.config.update("jax_enable_x64", False)
+    x0 = draw(task, args.batch, args.seed)[1]
+    results = []
+    for precision in ("32", "64") if args.precision == "both" else (args.precision,):
+        if precision == "64":
+            jax.config.update("jax_enable_x64", True)
+        for stage, drawn in stages:
+            params, x = (to_float64(drawn), to_float64(x0)) if precision == "64" else (drawn, x0)
+            result = diagnose_task(task, params, x, seed=args.seed, horizons=args.horizons, directions=args.directions)
+            result["label"] = ", ".join(p for p in (stage, result["precision"]) if p)
+            results.append(result)
+            print(
+                f"{title}, {result['label']}: {result['batch']} states, compiled in {result['compile_s']:.1f} s, "
+                f"measured in {result['run_s']:.2f} s"
+            )
+            print("  " + "  ".join(HEADER))
+            for row in table_rows(result):
+                print("  " + "  ".join(row))
+            for line in reading(result):
+                print(f"- {line}")
+    paths = write_diagnosis(results, out, title)
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _diagnosis_subjects(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], Any, str, Path]:
+    """``(stages, task, title, out)`` of ``diagnose``: for a TASK its initial controller; for a run folder its
+    initial controller (drawn from the run's seed as training drew it) and its trained one."""
+    import jax
+
+    from ..experiments.diagnose import draw
+    from ..tasks import load_task
+
+    if getattr(args, "run_dir", False):
+        from ..experiments.animate import load_run
+
+        run_dir = Path(args.task)
+        if not (run_dir / "config.json").is_file():
+            raise BadInput(f"{run_dir} is not a run folder (no config.json); give a TASK or a folder written by train")
+        config, task, trained = load_run(run_dir, log=lambda line: print(f"stablebptt {line}", file=sys.stderr))
+        initial = task.init_controller(jax.random.split(jax.random.PRNGKey(config.train.seed))[1])
+        title = f"{run_dir.name} ({config.task}, method {config.train.method})"
+        return [("initial", initial), ("trained", trained)], task, title, args.out or run_dir / "diagnosis"
+    task = load_task(args.task, opt.task_settings(args))
+    given = ", ".join(f"{k}={v}" for k, v in opt.task_settings(args).items()) or "defaults"
+    params = draw(task, args.batch, args.seed)[0]
+    out = args.out or Path("runs") / f"diagnose-{task_label(args.task)}"
+    return [("", params)], task, f"{task_label(args.task)} ({given})", out
+
+
 COMMANDS = {
     "train": cmd_train,
     "compare": cmd_compare,
@@ -602,6 +696,7 @@ COMMANDS = {
     "reproduce": cmd_reproduce,
     "toy": cmd_toy,
     "animate": cmd_animate,
+    "diagnose": cmd_diagnose,
 }
 
 

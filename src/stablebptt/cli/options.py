@@ -7,8 +7,10 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..core import canonical_method, check_remat
@@ -149,15 +151,29 @@ SET_LIST_HELP = (
 TASKS = tuple(BUILTIN_TASKS)  # the built-in tasks, each with its own parser
 
 
+RUN_DIR = "RUN_DIR"  # the parser of a run folder given where a TASK may stand (``diagnose RUN_DIR``)
+
+
 class TaskChoices(dict):
-    """Parsers by TASK name; any name with a ``:`` (``module.path:Name``) gets the parser of `USER_TASK`."""
+    """Parsers by TASK name; any name with a ``:`` (``module.path:Name``) gets the parser of `USER_TASK`, and
+    where a command takes a run folder instead (`RUN_DIR`, as ``diagnose`` does) a path gets its parser."""
+
+    def _route(self, key: object) -> str | None:
+        if not isinstance(key, str) or super().__contains__(key):
+            return None
+        if ":" in key and super().__contains__(USER_TASK):
+            return USER_TASK
+        if super().__contains__(RUN_DIR) and ("/" in key or os.sep in key or Path(key).is_dir()):
+            return RUN_DIR
+        return None
 
     def __contains__(self, key: object) -> bool:
-        return super().__contains__(key) or (isinstance(key, str) and ":" in key and super().__contains__(USER_TASK))
+        return super().__contains__(key) or self._route(key) is not None
 
     def __missing__(self, key: object) -> argparse.ArgumentParser:
-        if isinstance(key, str) and ":" in key and super().__contains__(USER_TASK):
-            return self[USER_TASK]
+        route = self._route(key)
+        if route is not None:
+            return self[route]
         raise KeyError(key)
 
 

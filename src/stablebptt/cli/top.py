@@ -21,6 +21,7 @@ COMMAND_HELP = {
     "reproduce": "the paper's grids at full scale, trained across stops of work and kept as compact records",
     "toy": "draw the toy examples (recurrent toy problem, rotation) as PNGs",
     "animate": "write a GIF of a trained controller on a few test states",
+    "diagnose": "measure where a task's gradients explode or vanish, before training, and whether C may help",
 }
 
 

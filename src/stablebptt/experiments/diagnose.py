@@ -1,0 +1,265 @@
+"""``stablebptt diagnose``: where a task's gradients explode or vanish, and whether C is likely to help.
+
+`diagnose_task` measures `core.diagnostics.gradient_diagnostics` for a task (its initial controller or given
+parameters, a batch of its initial states) and returns the numbers as NumPy arrays with the growth rates they
+imply; `reading` says in plain words what they mean; `write_diagnosis` writes the figure, the table (CSV and
+Markdown) and the JSON. docs/diagnose.md holds the measures of the built-in tasks against what training found.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from ..core.checks import check_positive_int
+from ..core.diagnostics import MODES, check_horizons, gradient_diagnostics, horizon_ladder
+from ..runs.io import atomic_write_bytes, write_json
+from ..tasks import Task
+
+SCHEMA = "stablebptt-diagnosis/1"
+CURVES = ("R", "M", "S", "N", "C")
+CHANCE = 0.5  # the share of entries two unrelated gradients agree on in sign
+
+
+def draw(task: Task, batch: int = 16, seed: int = 0) -> tuple[Any, Any]:
+    """``(params, x0)``: the task's initial controller and `batch` initial states, drawn from `seed` as
+    `diagnose_task` draws them."""
+    batch = check_positive_int("batch", batch)
+    key_data, key_init, _ = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return eqx.filter_jit(task.init_controller)(key_init), eqx.filter_jit(task.sample)(key_data, batch)
+
+
+def to_float64(tree: Any) -> Any:
+    """`tree` with its float32 arrays cast to float64 (under ``jax_enable_x64``): the same values, measured in
+    double precision."""
+    return jax.tree.map(lambda a: a.astype(np.float64) if eqx.is_array(a) and a.dtype == np.float32 else a, tree)
+
+
+def diagnose_task(
+    task: Task,
+    params: Any = None,
+    x0: Any = None,
+    *,
+    batch: int = 16,
+    seed: int = 0,
+    horizons: Sequence[int] | None = None,
+    directions: int = 4,
+) -> dict[str, Any]:
+    """The diagnostics of `task` for the controller `params` and the initial states `x0` (None: `draw`'s, `batch`
+    states from `seed`), on the ladder `horizons` (None: `horizon_ladder` of the task's horizon). Returns a
+    JSON-ready dict: the measures as lists (`core.diagnostics.Diagnostics`' fields), the growth per step fitted
+    to them (`growth`), the precision, and the seconds spent compiling and running."""
+    directions = check_positive_int("directions", directions)
+    ladder = horizon_ladder(task.horizon) if horizons is None else check_horizons(horizons)
+    drawn_params, drawn_x0 = draw(task, batch, seed) if params is None or x0 is None else (None, None)
+    params = drawn_params if params is None else params
+    x0 = drawn_x0 if x0 is None else x0
+    batch = int(jax.tree.leaves(x0)[0].shape[0])
+    key_dirs = jax.random.split(jax.random.PRNGKey(seed), 3)[2]
+
+    @eqx.filter_jit
+    def measure(p: Any, x: Any, key: jax.Array) -> Any:
+        return gradient_diagnostics(task.loss, task.step, task.controller, p, x, ladder, key, directions=directions)
+
+    begin = time.perf_counter()
+    compiled = measure.lower(params, x0, key_dirs).compile()  # type: ignore[attr-defined]
+    compile_s = time.perf_counter() - begin
+    begin = time.perf_counter()
+    result = jax.block_until_ready(compiled(params, x0, key_dirs))
+    run_s = time.perf_counter() - begin
+    numbers = jax.tree.map(lambda a: np.asarray(a, np.float64), result._asdict())
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "task": type(task).__name__,
+        "task_settings": task.config(),
+        "batch": batch,
+        "seed": seed,
+        "directions": directions,
+        "precision": "float64" if jax.config.jax_enable_x64 else "float32",  # type: ignore[attr-defined]
+        "horizons": [int(h) for h in numbers["horizons"]],
+        "loss": numbers["loss"].tolist(),
+        "grad_norm": {m: numbers["grad_norm"][m].tolist() for m in CURVES},
+        "cosine": numbers["cosine"].tolist(),
+        "kept": numbers["kept"].tolist(),
+        "step_norm": {m: numbers["step_norm"][m].tolist() for m in ("R", "M")},
+        "closed_loop": numbers["closed_loop"].tolist(),
+        "open_loop": numbers["open_loop"].tolist(),
+        "compile_s": compile_s,
+        "run_s": run_s,
+    }
+    out["growth"] = {
+        **{m: growth_per_step(out["horizons"], out["grad_norm"][m]) for m in CURVES},
+        "closed_loop": growth_per_step(range(len(out["closed_loop"])), out["closed_loop"]),
+        "open_loop": growth_per_step(range(len(out["open_loop"])), out["open_loop"]),
+    }
+    return out
+
+
+def growth_per_step(steps: Sequence[int], norms: Sequence[float]) -> float:
+    """The factor per step of a geometric fit (least squares of log norm against step) to the finite, non-zero
+    `norms`; NaN with fewer than two such points."""
+    pairs = [(s, math.log(n)) for s, n in zip(steps, norms, strict=True) if math.isfinite(n) and n > 0]
+    if len(pairs) < 2:
+        return math.nan
+    s, y = np.array(pairs).T
+    slope = np.polyfit(s, y, 1)[0]
+    return float(math.exp(slope))
+
+
+def _span(first: float, last: float) -> str:
+    """`last / first` as a factor in words ("1e+15 times", "1e-03 times", "the same")."""
+    if not (math.isfinite(first) and math.isfinite(last)) or first <= 0 or last <= 0:
+        return "to a non-finite or zero value"
+    ratio = last / first
+    return "about the same" if 0.5 < ratio < 2 else f"{ratio:.0e} times"
+
+
+def reading(result: dict[str, Any]) -> list[str]:
+    """The diagnosis in plain words: a few sentences, each about one measure, then what they suggest for C
+    (a heuristic: training decides)."""
+    h = result["horizons"]
+    g = result["grad_norm"]
+    lines = []
+    first = next((i for i, v in enumerate(g["R"]) if math.isfinite(v) and v > 0), None)
+    if first is None:
+        lines.append("R's gradient is zero (or not finite) at every horizon: nothing to measure along the horizon.")
+    elif first < len(h) - 1:
+        since = "" if first == 0 else " (the first with a non-zero gradient)"
+        lines.append(
+            f"From horizon {h[first]}{since} to {h[-1]}, R's gradient norm changes "
+            f"{_span(g['R'][first], g['R'][-1])} ({result['growth']['R']:.3g}x per step), M's "
+            f"{_span(g['M'][first], g['M'][-1])} ({result['growth']['M']:.3g}x per step)."
+        )
+    closed, opened = result["closed_loop"], result["open_loop"]
+    lines.append(
+        f"A perturbation of the initial state grows {_span(closed[0], closed[-1])} over {len(closed) - 1} steps "
+        f"through simulator and controller ({result['growth']['closed_loop']:.3g}x per step), "
+        f"{_span(opened[0], opened[-1])} through the simulator alone ({result['growth']['open_loop']:.3g}x)."
+    )
+    explodes = _ratio(g["R"][-1], g["M"][-1])
+    feedback = _ratio(closed[-1], opened[-1])
+    if explodes > 1e3 and feedback > 1e3:
+        lines.append("The feedback through the controller explodes: R grows far faster than M and the simulator.")
+    elif explodes < 1e-3:
+        lines.append("R's gradient is far smaller than M's at the longest horizon: the feedback damps it.")
+    cos, kept = result["cosine"][-1], result["kept"][-1]
+    carries = "carries much of" if cos > 0.5 else "carries some of" if cos > 0.1 else "carries little of"
+    kept_note = " (chance)" if abs(kept - CHANCE) < 0.05 else ""
+    lines.append(
+        f"At horizon {h[-1]}, cos(g_M, g_R) = {cos:.2f} and the sign test keeps {kept:.0%} of M's entries"
+        f"{kept_note}: M {carries} R's direction."
+    )
+    if not all(math.isfinite(v) for v in g["R"]):
+        lines.append("R's gradient is not finite at some horizons: plain BPTT cannot train there without clipping.")
+    if explodes > 1e3 and cos > 0.1:
+        verdict = "C is likely to help: R explodes while M stays moderate and still points R's way."
+    elif explodes > 1e3:
+        verdict = "R explodes, but M points elsewhere: C keeps little; expect C close to M, not to a tamed R."
+    elif cos > 0.5:
+        verdict = "R does not explode and M agrees with it: C is likely to track R (a tie)."
+    else:
+        verdict = "R does not explode and M points elsewhere: C has little to add and may lose to R."
+    lines.append(f"Suggestion (a heuristic; training decides): {verdict}")
+    return lines
+
+
+def _ratio(a: float, b: float) -> float:
+    if not math.isfinite(a):
+        return math.inf
+    if not math.isfinite(b) or b == 0:
+        return math.inf if a > 0 else 1.0
+    return a / b
+
+
+def table_rows(result: dict[str, Any]) -> list[list[str]]:
+    """One row per horizon: the norms of every mode, the cosine and the share kept."""
+    rows = []
+    for i, h in enumerate(result["horizons"]):
+        norms = [f"{result['grad_norm'][m][i]:.4g}" for m in CURVES]
+        rows.append(
+            [str(h), f"{result['loss'][i]:.5g}", *norms, f"{result['cosine'][i]:.3f}", f"{result['kept'][i]:.3f}"]
+        )
+    return rows
+
+
+HEADER = ["horizon", "loss", *(f"|g_{m}|" for m in CURVES), "cos(g_M, g_R)", "kept"]
+
+
+def write_diagnosis(results: Sequence[dict[str, Any]], out: Path, title: str) -> list[Path]:
+    """``diagnosis.json`` (every result), ``diagnosis.csv`` and ``diagnosis.md`` (the table of each precision,
+    with the reading), ``diagnosis.png`` (one panel per measure, each precision in its own line style) in the
+    folder `out`. Returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "diagnosis.json", out / "diagnosis.csv", out / "diagnosis.md", out / "diagnosis.png"]
+    write_json(paths[0], {"schema": SCHEMA, "title": title, "results": list(results)})
+    csv_lines = [",".join(["measured", *HEADER])]
+    md = [f"# Diagnosis: {title}", ""]
+    for r in results:
+        csv_lines += [",".join([_label(r), *row]) for row in table_rows(r)]
+        md += [f"## {_label(r)}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+        md += ["| " + " | ".join(row) + " |" for row in table_rows(r)]
+        md += ["", *(f"- {line}" for line in reading(r)), ""]
+    atomic_write_bytes(paths[1], ("\n".join(csv_lines) + "\n").encode())
+    atomic_write_bytes(paths[2], ("\n".join(md) + "\n").encode())
+    _figure(results, paths[3], title)
+    return paths
+
+
+def _figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"R": "tab:blue", "M": "tab:green", "S": "tab:gray", "N": "tab:olive", "C": "tab:red"}
+    styles = ("-", "--", ":", "-.")
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
+    for i, r in enumerate(results):
+        ls = styles[i % len(styles)]
+        tag = f" ({_label(r)})" if len(results) > 1 else ""
+        h = np.array(r["horizons"])
+        for m in CURVES:
+            axes[0].plot(h, _positive(r["grad_norm"][m]), ls, marker="o", ms=3, color=colours[m], label=f"{m}{tag}")
+        for m in ("R", "M"):
+            t = np.arange(len(r["step_norm"][m]))
+            axes[1].plot(t, _positive(r["step_norm"][m]), ls, color=colours[m], label=f"{m}{tag}")
+        t = np.arange(len(r["closed_loop"]))
+        axes[2].plot(t, _positive(r["closed_loop"]), ls, color="tab:purple", label=f"closed loop{tag}")
+        axes[2].plot(t, _positive(r["open_loop"]), ls, color="tab:brown", label=f"simulator alone{tag}")
+        axes[3].plot(h, r["cosine"], ls, marker="o", ms=3, color="tab:red", label=f"cos(g_M, g_R){tag}")
+        axes[3].plot(h, r["kept"], ls, marker="s", ms=3, color="tab:green", label=f"share kept by C{tag}")
+    axes[0].set(xscale="log", yscale="log", xlabel="horizon", ylabel="gradient norm", title="gradient norm vs horizon")
+    axes[1].set(yscale="log", xlabel="time step t", ylabel="norm of step t's contribution")
+    axes[1].set_title("contributions at the longest horizon")
+    axes[2].set(yscale="log", xlabel="time step t", ylabel="|δx_t| / |δx_0|", title="perturbation growth")
+    axes[3].set(xscale="log", xlabel="horizon", ylim=(-1.05, 1.05), title="does M point R's way?")
+    axes[3].axhline(CHANCE, color="0.6", lw=0.8, ls=":")
+    axes[3].axhline(0, color="0.6", lw=0.8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _label(result: dict[str, Any]) -> str:
+    """What a result measured: its ``label`` (e.g. "trained, float64") or its precision."""
+    return str(result.get("label") or result["precision"])
+
+
+def _positive(values: Sequence[float]) -> np.ndarray:
+    """NaN where a value cannot be drawn on a log scale (zero, negative, not finite)."""
+    a = np.asarray(values, float)
+    return np.where(np.isfinite(a) & (a > 0), a, np.nan)
+
+
+__all__ = ["MODES", "diagnose_task", "growth_per_step", "reading", "write_diagnosis"]

@@ -26,6 +26,7 @@ from ..tasks import Task
 SCHEMA = "stablebptt-diagnosis/1"
 CURVES = ("R", "M", "S", "N", "C")
 CHANCE = 0.5  # the share of entries two unrelated gradients agree on in sign
+FEEDBACK = 100.0  # how much more than the simulator alone (or than M) counts as the feedback exploding
 
 
 def draw(task: Task, batch: int = 16, seed: int = 0) -> tuple[Any, Any]:
@@ -145,9 +146,14 @@ def reading(result: dict[str, Any]) -> list[str]:
     )
     explodes = _ratio(g["R"][-1], g["M"][-1])
     feedback = _ratio(closed[-1], opened[-1])
-    if explodes > 1e3 and feedback > 1e3:
-        lines.append("The feedback through the controller explodes: R grows far faster than M and the simulator.")
-    elif explodes < 1e-3:
+    if feedback > FEEDBACK:
+        lines.append(
+            f"The feedback through the controller amplifies perturbations {feedback:.0e} times more than the "
+            "simulator alone does: the closed loop explodes."
+        )
+    if explodes > FEEDBACK:
+        lines.append(f"R's gradient is {explodes:.0e} times M's at the longest horizon.")
+    elif explodes < 1 / FEEDBACK:
         lines.append("R's gradient is far smaller than M's at the longest horizon: the feedback damps it.")
     cos, kept = result["cosine"][-1], result["kept"][-1]
     carries = "carries much of" if cos > 0.5 else "carries some of" if cos > 0.1 else "carries little of"
@@ -158,10 +164,11 @@ def reading(result: dict[str, Any]) -> list[str]:
     )
     if not all(math.isfinite(v) for v in g["R"]):
         lines.append("R's gradient is not finite at some horizons: plain BPTT cannot train there without clipping.")
-    if explodes > 1e3 and cos > 0.1:
-        verdict = "C is likely to help: R explodes while M stays moderate and still points R's way."
-    elif explodes > 1e3:
-        verdict = "R explodes, but M points elsewhere: C keeps little; expect C close to M, not to a tamed R."
+    unstable = explodes > FEEDBACK or feedback > FEEDBACK
+    if unstable and cos > 0.1:
+        verdict = "C is likely to help: the feedback explodes while M stays moderate and still points R's way."
+    elif unstable:
+        verdict = "the feedback explodes, but M points elsewhere: C keeps little; expect C close to M."
     elif cos > 0.5:
         verdict = "R does not explode and M agrees with it: C is likely to track R (a tie)."
     else:

@@ -90,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-envs", type=int, default=64, help="episodes per evaluation")
     p.add_argument("--x64", action="store_true", help="every variant in float64 (jax_enable_x64)")
     p.add_argument(
+        "--backward",
+        default="auto",
+        choices=("auto", "autodiff", "joint", "two_pass"),
+        help="stablebptt's backward pass (the same gradient in another float order; rows are labelled with it)",
+    )
+    p.add_argument(
         "--cache",
         type=Path,
         default=None,
@@ -123,6 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("episode_length", "num_envs", "window", "apg_updates", "eval_envs"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.backward == "autodiff" and any(METHODS.get(v, ("",))[0] == "C" for v in args.variants):
+        p.error("--backward autodiff cannot compute C (it needs joint or two_pass); leave the C variants out")
     if args.evals < 2:
         p.error("--evals must be at least 2 (before and after training)")
     if args.episode_length % args.window and "C-trunc" in args.variants:
@@ -194,6 +202,7 @@ def stablebptt_setup(name: str, variant: str, seed: int, lr: float, args: argpar
             backend=args.backend,
             method=method,
             regular_nonfinite="stop",
+            backward=args.backward,
         )
         per_epoch = settings.n_train // settings.batch_size
         return task, settings, per_epoch * args.num_envs * args.window
@@ -206,6 +215,7 @@ def stablebptt_setup(name: str, variant: str, seed: int, lr: float, args: argpar
             "n_train": args.num_envs * plan["updates_per_epoch"],
             "lr": lr,
             "truncation": args.window if truncated else None,
+            "backward": args.backward,
         }
     )
     return task, settings, plan["updates_per_epoch"] * args.num_envs * args.episode_length
@@ -442,7 +452,7 @@ def plot(payload: dict[str, Any], path: Path) -> None:
     }
     styles = {"APG": ":", "stream-R": "--"}  # APG and stream-R coincide where the reproduction holds
     several = len({r.get("lr") for r in runs}) > 1
-    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 6.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(names), figsize=(max(4.2 * len(names), 7.5), 6.4), squeeze=False)
     for j, name in enumerate(names):
         for variant, lr in dict.fromkeys((r["variant"], r.get("lr")) for r in runs if r["env"] == name):
             group = [r["curve"] for r in runs if (r["env"], r["variant"], r.get("lr")) == (name, variant, lr)]
@@ -587,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
             "variants",
             "lrs",
             "x64",
+            "backward",
         )
     }
     settings.update(budget(args))
@@ -603,10 +614,11 @@ def main(argv: list[str] | None = None) -> int:
                         result = run_apg(name, seed, lr, args)
                     else:
                         result = run_stablebptt(name, variant, seed, lr, args)
+                    label = variant if variant == "APG" or args.backward == "auto" else f"{variant} ({args.backward})"
                     run = {
                         "env": name,
                         "backend": args.backend,
-                        "variant": variant,
+                        "variant": label,
                         "seed": seed,
                         "lr": lr,
                         **result,

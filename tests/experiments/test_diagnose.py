@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 
+import jax
 import numpy as np
 import pytest
 
@@ -92,6 +93,7 @@ def test_the_command_line_diagnoses_a_task_and_a_run_folder(tmp_path, capsys):
         ]
     )
     assert code == 0
+    assert not jax.config.jax_enable_x64  # the command leaves the process's precision as it found it
     printed = capsys.readouterr().out
     assert "float32" in printed and "float64" in printed and "Suggestion" in printed
     saved = json.loads((out / "diagnosis.json").read_text())["results"]

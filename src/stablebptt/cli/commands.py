@@ -633,10 +633,26 @@ def cmd_animate(args: argparse.Namespace) -> int:
 def cmd_diagnose(args: argparse.Namespace) -> int:
     import jax
 
-    from ..experiments.diagnose import HEADER, diagnose_task, draw, reading, table_rows, to_float64, write_diagnosis
+    from ..experiments.diagnose import write_diagnosis
 
     stages, task, title, out = _diagnosis_subjects(args)
+    before = bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]  # set at run time
     jax.config.update("jax_enable_x64", False)
+    try:
+        results = _diagnoses(args, stages, task, title)
+    finally:  # the precision as it was (the command may run inside a longer process, e.g. a test)
+        jax.config.update("jax_enable_x64", before)
+    paths = write_diagnosis(results, out, title)
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _diagnoses(args: argparse.Namespace, stages: list[tuple[str, Any]], task: Any, title: str) -> list[dict[str, Any]]:
+    """The diagnosis of every stage in every precision asked for, each printed as it is measured."""
+    import jax
+
+    from ..experiments.diagnose import HEADER, diagnose_task, draw, reading, table_rows, to_float64
+
     x0 = draw(task, args.batch, args.seed)[1]
     results = []
     for precision in ("32", "64") if args.precision == "both" else (args.precision,):
@@ -656,9 +672,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                 print("  " + "  ".join(row))
             for line in reading(result):
                 print(f"- {line}")
-    paths = write_diagnosis(results, out, title)
-    print(f"wrote {', '.join(str(p) for p in paths)}")
-    return 0
+    return results
 
 
 def _diagnosis_subjects(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], Any, str, Path]:

@@ -100,6 +100,7 @@ def test_the_command_line_diagnoses_a_task_and_a_run_folder(tmp_path, capsys):
     assert [r["precision"] for r in saved] == ["float32", "float64"]
     # the same states and controller, measured in both precisions: equal to float32's accuracy
     np.testing.assert_allclose(saved[0]["grad_norm"]["R"], saved[1]["grad_norm"]["R"], rtol=1e-4)
+    np.testing.assert_allclose(saved[0]["closed_loop"], saved[1]["closed_loop"], rtol=1e-4)  # the same directions
     run_dir = tmp_path / "run"
     assert (
         run(

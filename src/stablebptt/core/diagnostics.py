@@ -188,7 +188,10 @@ def _perturbation_growth(
     keys = jax.random.split(key, directions * max(len(leaves), 1)).reshape(directions, max(len(leaves), 1), -1)
 
     def direction(k: jax.Array) -> PyTree:
-        v = jax.tree.unflatten(tree, [jax.random.normal(k[i], a.shape, a.dtype) for i, a in enumerate(leaves)])
+        # drawn in float32 and cast: the same directions in either precision
+        v = jax.tree.unflatten(
+            tree, [jax.random.normal(k[i], a.shape, jnp.float32).astype(a.dtype) for i, a in enumerate(leaves)]
+        )
         return jax.tree.map(lambda a: a / tree_norm(v), v)
 
     def growth(f: Callable[[PyTree], PyTree], k: jax.Array) -> jax.Array:

@@ -121,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError:
         p.error(f"--lrs must be comma-separated numbers, got {args.lrs!r}")
     # (stream's, paper's) learning rate per sweep point
-    args.lrs = [(v, 10 * v) for v in given] if given else [(args.lr_stream, args.lr_paper)]
+    args.lrs = [(v, float(f"{10 * v:.6g}")) for v in given] if given else [(args.lr_stream, args.lr_paper)]
     if not all(np.isfinite(v) and v > 0 for pair in args.lrs for v in pair):
         p.error("learning rates must be positive numbers")
     if args.quick:

@@ -72,6 +72,10 @@ class DrawnPuck(Puck):
         return update
 
 
+class WindowedPuck(Puck):
+    window: int = eqx.field(static=True, default=3)  # also the name of a training setting
+
+
 def slow_puck():
     return Puck(dt=0.05)
 
@@ -329,6 +333,18 @@ def test_a_value_of_another_type_than_the_field_is_refused_when_the_task_is_buil
     )
     _refused(capsys, ["train", f"{name}:Puck", "--set", "hidden=true"], "hidden takes an integer, got True")
     _refused(capsys, ["compare", f"{name}:Puck", "--set", "dt=[0.1]"], "dt must be a positive number")
+
+
+def test_a_sweep_refuses_a_task_field_named_like_a_training_setting(project, capsys):
+    """In a sweep's grid task fields and training settings share one namespace: a field called `window` would be
+    set as both (train and compare keep them apart)."""
+    _, name = project
+    _refused(
+        capsys,
+        ["sweep", f"{name}:WindowedPuck", "--set", "window=4"],
+        "--set window=...: window is both a field of task",
+        "a training setting",
+    )
 
 
 def test_train_help_names_module_path(capsys):

@@ -28,7 +28,7 @@ ENV = "inverted_double_pendulum"
 def test_the_recipe_is_apgs_task_protocol_and_counts():
     task, settings = apg_recipe(ENV, episode_length=20, policy_updates=6, horizon_length=8, num_envs=4, num_evals=3)
     assert isinstance(task, BraxTask)
-    assert (task.network, task.actions, task.objective, task.episode_length) == ("apg", "sampled", "apg", 20)
+    assert (task.network, task.actions, task.objective, task.auto_reset) == ("apg", "sampled", "apg", 20)
     assert (settings.protocol, settings.window, settings.key_scheme, settings.method) == ("stream", 8, "apg", "R")
     assert (settings.epochs, settings.n_train // settings.batch_size, settings.batch_size) == (2, 3, 4)
     _, other = apg_recipe(ENV, episode_length=20, policy_updates=6, method="C", regular_nonfinite="stop")

@@ -380,9 +380,9 @@ def test_apg_network_is_initialised_as_braxs_for_the_same_key(key):
 
 
 @pytest.mark.parametrize("value", [-1, 2.5, True, "10"])
-def test_bad_episode_length_is_refused(value):
-    with pytest.raises(BadInput, match="^episode_length must be an integer >= 0"):
-        BraxTask(env="inverted_double_pendulum", episode_length=value)
+def test_bad_auto_reset_is_refused(value):
+    with pytest.raises(BadInput, match="^auto_reset must be an integer >= 0"):
+        BraxTask(env="inverted_double_pendulum", auto_reset=value)
 
 
 def test_apg_objective_is_minus_the_mean_reward_of_every_step():
@@ -398,11 +398,11 @@ def test_apg_objective_is_minus_the_mean_reward_of_every_step():
 
 
 @pytest.mark.slow
-def test_episode_length_wraps_the_environment_as_apg_trains_it(key):
-    """With an `episode_length` the task steps Brax's training wrapper: the clock of `start_stream` (spread, then
+def test_auto_reset_wraps_the_environment_as_apg_trains_it(key):
+    """With `auto_reset` the task steps Brax's training wrapper: the clock of `start_stream` (spread, then
     one zero-action step), done at the episode's end, and the step after restarts from the episode's first state
     (auto-reset); the caller's state is left as it was."""
-    task = BraxTask(env="inverted_double_pendulum", backend="generalized", episode_length=6, horizon=6)
+    task = BraxTask(env="inverted_double_pendulum", backend="generalized", auto_reset=6, horizon=6)
     assert task.resets and not BraxTask(env="inverted_double_pendulum").resets
     x = task.sample(key, 3)
     first = x.info["first_obs"]

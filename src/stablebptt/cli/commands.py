@@ -463,12 +463,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ..experiments.grid import expand, paper_grid, unnamed_defaults
     from ..experiments.sweep import prepare_folder, sweep
     from ..runs.batch import default_batching
+    from ..training.settings import FIELDS
 
     if args.address is not None and args.backend != "ray":
         raise UsageError("--address needs --backend ray")
     grid = paper_grid(args.task) if args.grid == "paper" else {}
     grid.update(opt.train_settings(args))
     given = opt.task_settings(args)
+    clash = sorted(set(given) & set(FIELDS))
+    if clash:  # a sweep's grid is one set of names: the run would take the value as both
+        raise BadInput(
+            f"--set {clash[0]}=...: {clash[0]} is both a field of task {args.task} and a training setting, "
+            "which a sweep cannot tell apart; sweep it with the training option, or rename the task's field"
+        )
     grid.update(given)
     runs = expand(args.task, grid, x64=args.x64, checkpoint_every=args.checkpoint_every)  # checks every run
     _check_budget(args, runs)

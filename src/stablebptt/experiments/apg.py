@@ -95,7 +95,7 @@ def apg_recipe(
         solver_iterations=solver_iterations,
         horizon=episode_length,
         hidden=hidden,
-        episode_length=episode_length,
+        auto_reset=episode_length,
         network="apg",
         actions="sampled",
         objective="apg",

@@ -239,7 +239,7 @@ class BraxTask(Task):
     as APG's are (`explore`: the noise drawn with APG's key sequence, differentiated by reparameterisation), and
     evaluation acts by the mode.
 
-    Episodes (`episode_length`): 0 (default) steps the environment as is; N > 0 steps it inside Brax's training
+    Episodes (`auto_reset`): 0 (default) steps the environment as is; N > 0 steps it inside Brax's training
     wrapper, as ``apg.train`` does (`wrapped_environment`): every state counts its episode's steps, is done at N
     or on termination, and the step after starts again from that environment's first state (auto-reset), so
     that the stream protocol (``--protocol stream``) carries the environments on indefinitely (`resets`), their
@@ -269,7 +269,7 @@ class BraxTask(Task):
     mask_done: bool = eqx.field(static=True, default=True)
     network: str = eqx.field(static=True, default="mlp")
     actions: str = eqx.field(static=True, default="deterministic")
-    episode_length: int = eqx.field(static=True, default=0)
+    auto_reset: int = eqx.field(static=True, default=0)
     objective: str = eqx.field(static=True, default="episode")
 
     def __check_init__(self) -> None:
@@ -292,10 +292,10 @@ class BraxTask(Task):
         check_choice("network", self.network, NETWORKS)
         check_choice("actions", self.actions, ACTIONS)
         check_choice("objective", self.objective, OBJECTIVES)
-        if isinstance(self.episode_length, bool) or not isinstance(self.episode_length, int) or self.episode_length < 0:
+        if isinstance(self.auto_reset, bool) or not isinstance(self.auto_reset, int) or self.auto_reset < 0:
             raise BadInput(
-                "episode_length must be an integer >= 0 (0: no episode clock; N: Brax's training wrapper, "
-                f"episodes of N steps restarted automatically), got {self.episode_length!r}"
+                "auto_reset must be an integer >= 0 (0: no episode clock; N: Brax's training wrapper, "
+                f"episodes of N steps restarted automatically), got {self.auto_reset!r}"
             )
         if self.actions == "sampled" and self.network != "apg":
             raise BadInput("actions='sampled' needs network='apg' (APG's network outputs the actions' scale)")
@@ -313,23 +313,23 @@ class BraxTask(Task):
 
     @property
     def training_env(self) -> Any:
-        """The environment `step` and `sample` use: with an `episode_length`, Brax's training wrapper around
+        """The environment `step` and `sample` use: with `auto_reset`, Brax's training wrapper around
         `brax_env` (`brax.envs.training.wrap`: batched, episode clock, auto-reset), else None (the environment
         is stepped as is, batched by `jax.vmap`)."""
-        if not self.episode_length:
+        if not self.auto_reset:
             return None
-        return wrapped_environment(self.env, self.backend, self.solver_iterations, self.episode_length)
+        return wrapped_environment(self.env, self.backend, self.solver_iterations, self.auto_reset)
 
     @property
     def resets(self) -> bool:
-        return self.episode_length > 0
+        return self.auto_reset > 0
 
     def start_stream(self, x: Any, key: jax.Array) -> Any:
-        """With an `episode_length`: as APG starts its environments, each episode's step counter drawn
-        uniformly from ``[0, episode_length]`` (rounded) with `key`, then one step with zero actions."""
-        if not self.episode_length:
+        """With `auto_reset` N: as APG starts its environments, each episode's step counter drawn uniformly
+        from ``[0, N]`` (rounded) with `key`, then one step with zero actions."""
+        if not self.auto_reset:
             return x
-        steps = jnp.round(jax.random.uniform(key, x.info["steps"].shape, maxval=self.episode_length))
+        steps = jnp.round(jax.random.uniform(key, x.info["steps"].shape, maxval=self.auto_reset))
         x = x.replace(info={**x.info, "steps": steps.astype(x.info["steps"].dtype)})
         return self.step(x, jnp.zeros((x.obs.shape[0], self.action_size), x.obs.dtype))
 

@@ -127,7 +127,7 @@ class TrainSettings:
             those of the dataset protocol, over the task's horizon).
         window, episode_length: the stream protocol's steps per update and per episode (None: the task's
             horizon); not used by the dataset protocol. A task that resets its episodes itself (`Task.resets`,
-            e.g. `BraxTask` with its own `episode_length`) refuses the protocol's `episode_length`.
+            e.g. `BraxTask` with `auto_reset`) refuses the protocol's `episode_length`.
         key_scheme: how the stream protocol draws the network's initialisation, the first environments, their
             clocks and the key it carries from `seed`: "stablebptt" (its own) or "apg" (as Brax's
             ``apg.train(seed=seed)`` does: with `BraxTask`'s APG network, the same initial network,

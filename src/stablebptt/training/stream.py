@@ -8,7 +8,7 @@ the task's loss of the window, and carries the window's last states on. An envir
 carried key) at the next window, and a stochastic policy draws its actions' noise with it (`Task.explore`); at the
 start the episodes' clocks are spread uniformly over ``[0, episode_length)`` (as APG scrambles its environments'
 step counters), so that the batch does not reset all at once. A task that `resets` its episodes itself inside `step`
-(`BraxTask` with an `episode_length`: Brax's training wrapper, which APG trains with) keeps its own clocks and
+(`BraxTask` with `auto_reset`: Brax's training wrapper, which APG trains with) keeps its own clocks and
 starts them with `Task.start_stream`; the protocol then resets nothing. The losses at an epoch's end are those of
 the dataset protocol: the task's loss over its horizon from the fixed training and test states, so that the two
 protocols are evaluated alike.

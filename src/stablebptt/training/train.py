@@ -178,7 +178,7 @@ class Trainer:
         if settings.protocol == "stream" and task.resets and settings.episode_length is not None:
             raise BadArgument(
                 f"{type(task).__name__} resets its own episodes (`Task.resets`); leave $episode_length out and set "
-                "the task's episode length instead",
+                "the task's own episode length instead (BraxTask: auto_reset)",
                 episode_length=settings.episode_length,
             )
         self.key = jax.random.PRNGKey(settings.seed)

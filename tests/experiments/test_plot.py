@@ -16,7 +16,9 @@ from stablebptt.experiments.report import default_window, load_runs, plot_sweep,
 from stablebptt.training.train import METRICS
 
 
-def _write_run(out: Path, run, epochs: int, status: str | None, *, diverge_at: int | None = None) -> None:
+def _write_run(
+    out: Path, run, epochs: int, status: str | None, *, diverge_at: int | None = None, sign: float = 1.0
+) -> None:
     d = out / run.name
     d.mkdir(parents=True)
     (d / "config.json").write_text(json.dumps(run.config.to_json()))
@@ -25,7 +27,7 @@ def _write_run(out: Path, run, epochs: int, status: str | None, *, diverge_at: i
         scale = {"R": 1.0, "M": 0.7, "C": 0.3, "S": 2.0}[method]
         rows = []
         for e in range(1, epochs + 1):
-            loss = scale * (1 + 0.1 * seed) / e
+            loss = sign * scale * (1 + 0.1 * seed) / e
             if diverge_at is not None and e == diverge_at:
                 loss = math.nan
             rows.append(
@@ -144,6 +146,24 @@ def test_sweep_figure_uses_the_published_y_limits(tmp_path, grid, monkeypatch):
     limits.clear()
     plot_sweep(load_runs(tmp_path), tmp_path / "sweep.png", ylim=None)
     assert limits and not any(np.allclose(lim, (1e-6, 3.0)) for lim in limits)
+
+
+def test_negative_losses_are_drawn_on_a_linear_scale(tmp_path, grid, monkeypatch):
+    """A loss that is minus a reward (Brax) is negative: drawn as it is on a linear scale, not dropped as a log
+    scale would (the figure once failed with "Data cannot be log-scaled")."""
+    import stablebptt.runs.plotting as plotting
+
+    for run in grid:
+        _write_run(tmp_path, run, 20, "complete", sign=-1.0)
+    drawn = []
+
+    def capture(fig, path):
+        drawn.extend((ax.get_yscale(), ax.get_ylim()) for ax in fig.axes if ax.has_data())
+        plotting.plt.close(fig)
+
+    monkeypatch.setattr(plotting, "save_figure", capture)
+    plot_sweep(load_runs(tmp_path), tmp_path / "sweep.png", ylim=None)
+    assert drawn and all(scale == "linear" and low < -0.3 for scale, (low, _) in drawn)
 
 
 CORRUPTIONS = {

@@ -409,6 +409,9 @@ def plot_sweep(
 
         ylim = TASKS[task].published_ylim if key == "test_loss" and task in TASKS else None
     lowest, highest = math.inf, -math.inf
+    values = np.concatenate([np.ravel(r.curve(key)) for r in runs] or [np.zeros(0)])
+    # a log scale unless some loss is negative (minus a reward); on it zeros (a float32 floor) are left out
+    log = not np.any(values[np.isfinite(values)] < 0)
     n = len(panels)
     cols = min(n, 4)
     rows_n = math.ceil(n / cols)
@@ -425,7 +428,7 @@ def plot_sweep(
             curves = np.full((len(group), max(len(r.rows) for r in group)), np.nan)
             for i, r in enumerate(group):
                 y = r.curve(key)
-                curves[i, : y.size] = smooth(np.where(y > 0, y, np.nan), window)
+                curves[i, : y.size] = smooth(np.where(y > 0, y, np.nan) if log else y, window)
             x = np.arange(1, curves.shape[1] + 1)
             with np.errstate(all="ignore"), _quiet():
                 median = np.nanmedian(curves, axis=0)
@@ -452,7 +455,7 @@ def plot_sweep(
         ax.grid(True, which="both", alpha=0.3)
         ax.set_xlabel("epoch")
     for ax in axes.flat[:n]:
-        ax.set_yscale("log" if lowest > 0 else "linear")  # linear for losses that are not positive (-reward)
+        ax.set_yscale("log" if log and lowest > 0 else "linear")  # linear for losses that are negative (-reward)
     if ylim is not None and ylim[0] <= lowest and highest <= ylim[1]:
         for ax in axes.flat[:n]:
             ax.set_ylim(*ylim)

@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated: run every variant at each of these stream learning rates "
         "(the paper's recipe at ten times each); the tuning sweep",
     )
+    p.add_argument(
+        "--lr-for",
+        default="",
+        help="comma-separated VARIANT=LR: a variant's own learning rate (the tuned ones, e.g. "
+        "stream-C=3e-4,R=3e-3), in place of --lr-stream / --lr-paper",
+    )
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
     p.add_argument("--backend", default="mjx", help="Brax backend (default: mjx with opt.iterations = 1)")
     p.add_argument("--episode-length", type=int, default=100, help="steps per episode = stablebptt's horizon")
@@ -120,6 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         given = [float(v) for v in args.lrs.split(",") if v] if args.lrs else None
     except ValueError:
         p.error(f"--lrs must be comma-separated numbers, got {args.lrs!r}")
+    args.lr_for = parse_lr_for(p, args.lr_for)
     # (stream's, paper's) learning rate per sweep point
     args.lrs = [(v, float(f"{10 * v:.6g}")) for v in given] if given else [(args.lr_stream, args.lr_paper)]
     if not all(np.isfinite(v) and v > 0 for pair in args.lrs for v in pair):
@@ -141,6 +148,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.out = args.out or _common.default_output(__file__, args.quick)
     args.figure = args.figure or args.out.with_suffix(".png")
     return args
+
+
+def parse_lr_for(p: argparse.ArgumentParser, text: str) -> dict[str, float]:
+    """``VARIANT=LR,...`` as a dict, each variant known and each rate a positive number."""
+    rates: dict[str, float] = {}
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        variant, _, value = item.partition("=")
+        if variant not in VARIANTS:
+            p.error(f"--lr-for: unknown variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+        try:
+            rates[variant] = float(value)
+        except ValueError:
+            p.error(f"--lr-for {item!r}: expected VARIANT=LR with LR a number")
+        if not (np.isfinite(rates[variant]) and rates[variant] > 0):
+            p.error(f"--lr-for {item!r}: the learning rate must be a positive number")
+    return rates
 
 
 def budget(args: argparse.Namespace) -> dict[str, Any]:
@@ -596,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             "envs",
             "variants",
             "lrs",
+            "lr_for",
             "x64",
             "backward",
         )
@@ -609,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
             for lr_stream, lr_paper in args.lrs:
                 for variant in args.variants:
                     lr = lr_stream if variant == "APG" or variant.startswith("stream") else lr_paper
+                    lr = args.lr_for.get(variant, lr)
                     begin = time.perf_counter()
                     if variant == "APG":
                         result = run_apg(name, seed, lr, args)

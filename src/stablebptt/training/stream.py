@@ -66,18 +66,18 @@ class StreamKeys(NamedTuple):
     environments (`Task.sample`), `clock` their episodes' clocks (`Task.start_stream`), `noise` the first
     window's action noise (`Task.explore`; every update draws its own), `carry` the key the stream carries on."""
 
-    init: jax.Array
+    init: jax.Array | None
     env: jax.Array
     clock: jax.Array
     noise: jax.Array
     carry: jax.Array
 
 
-def stream_keys(seed_key: jax.Array, init: jax.Array) -> StreamKeys:
-    """stablebptt's keys of a stream run: the network's `init` key (the dataset protocol's), the others split
-    from `seed_key` (the seed's key with `train.STREAM_KEY` folded in)."""
+def stream_keys(seed_key: jax.Array) -> StreamKeys:
+    """stablebptt's keys of a stream run, split from `seed_key` (the seed's key with `train.STREAM_KEY` folded
+    in); `init` is None: the network is drawn as under the dataset protocol."""
     env, noise, clock, carry = jax.random.split(seed_key, 4)
-    return StreamKeys(init, env, clock, noise, carry)
+    return StreamKeys(None, env, clock, noise, carry)
 
 
 def apg_keys(seed: int) -> StreamKeys:

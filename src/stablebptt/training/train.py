@@ -196,7 +196,7 @@ class Trainer:
         if settings.protocol == "stream":
             # the stream's environments and key come from the seed too, apart from the data's and the network's
             if keys is None:
-                keys = stream_keys(jax.random.fold_in(self.key, STREAM_KEY), jax.random.PRNGKey(0))
+                keys = stream_keys(jax.random.fold_in(self.key, STREAM_KEY))
             self.initial = eqx.filter_jit(initial_stream)(task, settings, keys, self.initial)
             self._epoch = make_stream_epoch(task, settings, tx, self.static, self.updates_per_epoch)
         else:

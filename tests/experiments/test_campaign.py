@@ -215,3 +215,15 @@ def test_cli_reproduce(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no stage q" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_level_table_one_row_per_level_the_best_median_in_bold():
+    finals = {("R", 1): [0.4, 0.6, 0.8], ("C", 1): [0.1, 0.2, 0.3], ("R", 2): [1.0, 2.0, 3.0], ("C", 2): [4.0, 5.0]}
+    records = [_synthetic(m, p, s, v) for (m, p), vs in finals.items() for s, v in enumerate(vs)]
+    records.append(_synthetic("C", 2, 7, 1e-9, clip="norm"))  # other clipping modes are left out
+    lines = campaign.level_table(records).splitlines()
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == ["poles", "R", "C", "seeds"]
+    assert set(lines[1]) <= set("|-: ")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert rows[0] == ["1", "0.6 [0.4, 0.8]", "**0.2 [0.1, 0.3]**", "3/3"]
+    assert rows[1] == ["2", "**2 [1, 3]**", "4.5 [4, 5]", "3/2"]

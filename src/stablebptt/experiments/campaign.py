@@ -331,6 +331,32 @@ def _ordered_levels(task: str, levels: Iterable[Any]) -> list[Any]:
     return sorted(set(levels), reverse=COMPLEXITY.get(task) in HARDER_WHEN_SMALLER)
 
 
+def level_table(records: Sequence[RunRecord], methods: str = "RMCS") -> str:
+    """The published comparison at a glance (clip none, lr 0.001): one row per complexity level, easy to hard, one
+    column per method with its final test loss as ``median [min, max]`` over the seeds; the lowest median of a
+    row in bold."""
+    main = [r for r in records if r.settings().get("clip") == "none" and r.settings().get("lr") == 0.001]
+    if not main:
+        return "(no records)\n"
+    task = main[0].config["task"]
+    present = [m for m in methods if any(r.settings().get("method") == m for r in main)]
+    rows = []
+    for level in _ordered_levels(task, (_level(r) for r in main)):
+        finals = {
+            m: [_final(r) for r in main if _level(r) == level and r.settings().get("method") == m] for m in present
+        }
+        finite = {m: [x for x in v if math.isfinite(x)] for m, v in finals.items()}
+        medians = {m: float(np.median(v)) for m, v in finite.items() if v}
+        best = min(medians, key=lambda m: medians[m]) if medians else None
+        row: dict[str, Any] = {LEVEL_NAMES.get(COMPLEXITY.get(task, ""), "level"): level}
+        for m in present:
+            cell = _spread(finals[m]) if finals[m] else "-"
+            row[m] = f"**{cell}**" if m == best else cell
+        row["seeds"] = "/".join(str(len(finals[m])) for m in present)
+        rows.append(row)
+    return markdown(list(rows[0]), rows)
+
+
 def config_table(records: Sequence[RunRecord]) -> str:
     """Per complexity level and method (and clipping, learning rate where they vary): runs, final and best test
     loss as ``median [min, max]`` over the seeds, seconds per epoch (median), as a Markdown table."""
@@ -493,7 +519,8 @@ def write_pages(
         path = figures / f"repro_{task}.png"
         plot_sweep(main, path, window=30, title=f"{task}: test loss, no clipping (median over {seeds} seeds, min-max)")
         written.append(path)
-        lines += [f"## {name}", "", "### No clipping, learning rate 0.001", "", config_table(main)]
+        lines += [f"## {name}", "", "### Final test loss per complexity level (no clipping, lr 0.001)", ""]
+        lines += [level_table(main), "### No clipping, learning rate 0.001", "", config_table(main)]
         lines += ["### R against C per complexity level (the more so as the task gets harder?)", "", ratio_table(main)]
         clipped = [r for r in task_records if r.settings().get("lr") == 0.001]
         if len({r.settings().get("clip") for r in clipped}) > 1:

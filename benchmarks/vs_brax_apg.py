@@ -108,6 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JAX's persistent compilation cache in this folder: runs that differ only in their seed share "
         "compiled programs (each Brax gradient program takes minutes to compile here)",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the runs of the output's .partial.json (written after every run) with the same settings: "
+        "runs recorded there are not trained again",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: first seed, 20 APG updates, 3 evaluations")
     p.add_argument("--out", type=Path, default=None, help="JSON (default benchmarks/results/vs_brax_apg.json)")
     p.add_argument("--figure", type=Path, default=None, help="figure (default: the JSON's path with .png)")
@@ -582,6 +588,28 @@ def compare_with_apg(runs: list[dict[str, Any]]) -> None:
     )
 
 
+def resumed(args: argparse.Namespace, settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs recorded in the output's .partial.json, if it exists and was written with `settings`."""
+    path = args.out.with_suffix(".partial.json")
+    if not path.exists():
+        print(f"--resume: no {path}; starting from the first run")
+        return []
+    try:
+        earlier = json.loads(path.read_text())
+        rows, before = earlier["rows"], earlier["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise Refused(f"--resume: cannot read {path} ({e}); delete it to start again") from None
+    now = json.loads(json.dumps(settings))  # as JSON would give it back (tuples as lists)
+    differ = sorted(k for k in set(now) | set(before) if now.get(k) != before.get(k))
+    if differ:
+        raise Refused(
+            f"--resume: {path} was written with other settings ({', '.join(differ[:4])}"
+            f"{', ...' if len(differ) > 4 else ''}); use the same ones"
+        )
+    print(f"--resume: {len(rows)} runs recorded in {path} are kept")
+    return list(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.merge:
@@ -626,20 +654,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     settings.update(budget(args))
     print(json.dumps(settings))
-    runs: list[dict[str, Any]] = []
+    runs = resumed(args, settings) if args.resume else []
     partial = {"machine": _common.machine(), "settings": settings, "rows": runs}  # what is done so far
+    done = {(r["env"], r["variant"], r["seed"], r["lr"]) for r in runs}
     for name in args.envs:
         for seed in args.seeds:
             for lr_stream, lr_paper in args.lrs:
                 for variant in args.variants:
                     lr = lr_stream if variant == "APG" or variant.startswith("stream") else lr_paper
                     lr = args.lr_for.get(variant, lr)
+                    label = variant if variant == "APG" or args.backward == "auto" else f"{variant} ({args.backward})"
+                    if (name, label, seed, lr) in done:
+                        continue
                     begin = time.perf_counter()
                     if variant == "APG":
                         result = run_apg(name, seed, lr, args)
                     else:
                         result = run_stablebptt(name, variant, seed, lr, args)
-                    label = variant if variant == "APG" or args.backward == "auto" else f"{variant} ({args.backward})"
                     run = {
                         "env": name,
                         "backend": args.backend,

@@ -127,3 +127,31 @@ def test_the_command_line_diagnoses_a_task_and_a_run_folder(tmp_path, capsys):
     saved = json.loads((run_dir / "diagnosis" / "diagnosis.json").read_text())["results"]
     assert [r["label"] for r in saved] == ["initial, float32", "trained, float32"]
     assert saved[0]["grad_norm"]["R"] != saved[1]["grad_norm"]["R"]
+    assert not (run_dir / "diagnosis" / "diagnosis_along.png").exists()
+
+
+def test_a_run_with_snapshots_is_diagnosed_along_training(tmp_path, capsys):
+    from stablebptt.runs import snapshots
+    from stablebptt.runs.io import load_params
+
+    small = ["cartpole", "--poles", "1", "--horizon", "8", "--n-train", "8", "--n-test", "8"]
+    run_dir, short = tmp_path / "run", tmp_path / "short"
+    assert run(["train", *small, "--epochs", "5", "--snapshot-every", "2", "--out", str(run_dir)]) == 0
+    assert [e for e, _ in snapshots(run_dir)] == [2, 4]
+    # the snapshot of epoch 4 is the controller a run of 4 epochs ends with
+    assert run(["train", *small, "--epochs", "4", "--out", str(short)]) == 0
+    like = CartPole(n_poles=1, horizon=8).init_controller(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(
+        np.concatenate([np.ravel(a) for a in jax.tree.leaves(load_params(snapshots(run_dir)[1][1], like))]),
+        np.concatenate([np.ravel(a) for a in jax.tree.leaves(load_params(short / "params.eqx", like))]),
+    )
+    capsys.readouterr()
+    assert run(["diagnose", str(run_dir), "--horizons", "2,8", "--batch", "2"]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((run_dir / "diagnosis" / "diagnosis.json").read_text())["results"]
+    labels = ["initial", "epoch 2", "epoch 4", "trained, epoch 5"]
+    assert [r["label"] for r in saved] == [f"{label}, float32" for label in labels]
+    assert [r["compile_s"] == 0 for r in saved] == [False, True, True, True]  # one program for all four
+    assert len({json.dumps(r["grad_norm"]["R"]) for r in saved}) == 4  # four different controllers
+    assert "epoch 4, float32" in printed
+    assert (run_dir / "diagnosis" / "diagnosis_along.png").stat().st_size > 0

@@ -20,7 +20,7 @@ def record(task=GOOD_TASK, name="cartpole", **changes):
     """A config.json record with `changes` to its top level (x64, checkpoint_every) or training settings."""
     r = RunConfig.create(name, task, method="C", epochs=2, n_train=16, n_test=16).to_json()
     for key, value in changes.items():
-        if key in ("x64", "checkpoint_every", "task_path"):
+        if key in ("x64", "checkpoint_every", "snapshot_every", "task_path"):
             r[key] = value
         else:
             r["train"][key] = value
@@ -57,6 +57,7 @@ BAD_CONFIGS = [
     (record(truncation=0), BadInput, "truncation must be None or a positive integer, got 0"),
     (record(momentum=0.9), BadInput, "unknown training settings: momentum"),
     (record(checkpoint_every=0), BadInput, "checkpoint_every must be a positive integer, got 0"),
+    (record(snapshot_every=0), BadInput, "snapshot_every must be a positive integer, got 0"),
     (record(x64="yes"), BadType, "x64 must be True or False"),
     (record(task_path=3), BadType, "task_path must be a folder name"),
     ({"task": "cartpole"}, BadInput, "not a stablebptt run configuration"),
@@ -100,6 +101,10 @@ def test_json_round_trip_keeps_everything_and_the_hash():
     assert config.task_settings == {"n_poles": 1, "loss_mode": "final", "horizon": 10}  # main settings recorded
     train_json = config.to_json()["train"]
     assert train_json["remat"] == 4 and "backward" not in train_json  # gradient options only when set
+    assert "snapshot_every" not in config.to_json()  # written only when asked for: earlier configs stay as they were
+    kept = config.replace(snapshot_every=5)
+    back = RunConfig.from_json(json.loads(json.dumps(kept.to_json())))
+    assert back.snapshot_every == 5 and back.hash() == config.hash()  # how often to keep is not the run's identity
 
 
 def test_every_default_comes_from_one_place():

@@ -317,7 +317,12 @@ def _config(args: argparse.Namespace, settings: dict[str, Any] | None = None, **
 
     settings = {**(opt.train_settings(args) if settings is None else settings), **train}
     config = RunConfig.create(
-        args.task, opt.task_settings(args), x64=args.x64, checkpoint_every=args.checkpoint_every, **settings
+        args.task,
+        opt.task_settings(args),
+        x64=args.x64,
+        checkpoint_every=args.checkpoint_every,
+        snapshot_every=args.snapshot_every,
+        **settings,
     )
     task = config.make_task()
     check_memory(task, config.train, x64=config.x64)
@@ -477,7 +482,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "which a sweep cannot tell apart; sweep it with the training option, or rename the task's field"
         )
     grid.update(given)
-    runs = expand(args.task, grid, x64=args.x64, checkpoint_every=args.checkpoint_every)  # checks every run
+    runs = expand(  # checks every run
+        args.task, grid, x64=args.x64, checkpoint_every=args.checkpoint_every, snapshot_every=args.snapshot_every
+    )
     _check_budget(args, runs)
     if unnamed := unnamed_defaults(args.task, given):
         print(
@@ -662,12 +669,15 @@ def _diagnoses(args: argparse.Namespace, stages: list[tuple[str, Any]], task: An
 
     x0 = draw(task, args.batch, args.seed)[1]
     results = []
+    compiled: dict[Any, Any] = {}  # one program serves every controller of a precision
     for precision in ("32", "64") if args.precision == "both" else (args.precision,):
         if precision == "64":
             jax.config.update("jax_enable_x64", True)
         for stage, drawn in stages:
             params, x = (to_float64(drawn), to_float64(x0)) if precision == "64" else (drawn, x0)
-            result = diagnose_task(task, params, x, seed=args.seed, horizons=args.horizons, directions=args.directions)
+            result = diagnose_task(
+                task, params, x, seed=args.seed, horizons=args.horizons, directions=args.directions, compiled=compiled
+            )
             result["label"] = ", ".join(p for p in (stage, result["precision"]) if p)
             results.append(result)
             print(
@@ -684,10 +694,13 @@ def _diagnoses(args: argparse.Namespace, stages: list[tuple[str, Any]], task: An
 
 def _diagnosis_subjects(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], Any, str, Path]:
     """``(stages, task, title, out)`` of ``diagnose``: for a TASK its initial controller; for a run folder its
-    initial controller (drawn from the run's seed as training drew it) and its trained one."""
+    initial controller (drawn from the run's seed as training drew it), the snapshots it kept along training
+    (``--snapshot-every``) and its trained one."""
     import jax
 
     from ..experiments.diagnose import draw
+    from ..runs import RunFolder, snapshots
+    from ..runs.io import load_params
     from ..tasks import load_task
 
     if getattr(args, "run_dir", False):
@@ -699,7 +712,11 @@ def _diagnosis_subjects(args: argparse.Namespace) -> tuple[list[tuple[str, Any]]
         config, task, trained = load_run(run_dir, log=lambda line: print(f"stablebptt {line}", file=sys.stderr))
         initial = task.init_controller(jax.random.split(jax.random.PRNGKey(config.train.seed))[1])
         title = f"{run_dir.name} ({config.task}, method {config.train.method})"
-        return [("initial", initial), ("trained", trained)], task, title, args.out or run_dir / "diagnosis"
+        kept = snapshots(run_dir)
+        done = int((RunFolder(run_dir).status() or {}).get("epoch") or 0)
+        along = [(f"epoch {epoch}", load_params(path, initial)) for epoch, path in kept if epoch != done]
+        stages = [("initial", initial), *along, (f"trained, epoch {done}" if kept else "trained", trained)]
+        return stages, task, title, args.out or run_dir / "diagnosis"
     task = load_task(args.task, opt.task_settings(args))
     given = ", ".join(f"{k}={v}" for k, v in opt.task_settings(args).items()) or "defaults"
     params = draw(task, args.batch, args.seed)[0]

@@ -406,7 +406,8 @@ def add_training_options(
     method: bool = True,
     seeds: Sequence[int] | None = None,
 ) -> None:
-    """The training options (every field of `TrainSettings`), then ``--checkpoint-every``, ``--x64``; in a
+    """The training options (every field of `TrainSettings`), then ``--checkpoint-every``, ``--snapshot-every``,
+    ``--x64``; in a
     sweep (`lists`) each training option takes a comma-separated list. `epochs`: another default for
     ``--epochs``; `method=False` leaves ``--method`` out and adds ``--seeds`` (compare has ``--methods``), whose
     default is `seeds`."""
@@ -453,6 +454,14 @@ def add_training_options(
         type=positive_int,
         default=1,
         help="write the run's checkpoint every K epochs (default: 1)",
+    )
+    g.add_argument(
+        "--snapshot-every",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="also keep the controller's parameters every K epochs, in RUN/snapshots/ "
+        "(`stablebptt diagnose RUN` measures each; default: none)",
     )
     g.add_argument("--x64", action="store_true", help="compute in float64")
 

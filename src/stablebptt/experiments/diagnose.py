@@ -52,11 +52,14 @@ def diagnose_task(
     seed: int = 0,
     horizons: Sequence[int] | None = None,
     directions: int = 4,
+    compiled: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """The diagnostics of `task` for the controller `params` and the initial states `x0` (None: `draw`'s, `batch`
     states from `seed`), on the ladder `horizons` (None: `horizon_ladder` of the task's horizon). Returns a
     JSON-ready dict: the measures as lists (`core.diagnostics.Diagnostics`' fields), the growth per step fitted
-    to them (`growth`), the precision, and the seconds spent compiling and running."""
+    to them (`growth`), the precision, and the seconds spent compiling and running. `compiled`: a dict the caller
+    keeps to measure several controllers of one task with one compiled program (e.g. the snapshots of a run);
+    ``compile_s`` is 0 where it served."""
     directions = check_positive_int("directions", directions)
     ladder = horizon_ladder(task.horizon) if horizons is None else check_horizons(horizons)
     drawn_params, drawn_x0 = draw(task, batch, seed) if params is None or x0 is None else (None, None)
@@ -69,11 +72,17 @@ def diagnose_task(
     def measure(p: Any, x: Any, key: jax.Array) -> Any:
         return gradient_diagnostics(task.loss, task.step, task.controller, p, x, ladder, key, directions=directions)
 
+    shapes = jax.tree.map(lambda a: (a.shape, a.dtype) if hasattr(a, "shape") else a, (params, x0))
+    signature = (id(task), tuple(ladder), directions, str(jax.tree.structure(shapes)), str(jax.tree.leaves(shapes)))
+    program, compile_s = None if compiled is None else compiled.get(signature), 0.0
+    if program is None:
+        begin = time.perf_counter()
+        program = measure.lower(params, x0, key_dirs).compile()  # type: ignore[attr-defined]
+        compile_s = time.perf_counter() - begin
+        if compiled is not None:
+            compiled[signature] = program
     begin = time.perf_counter()
-    compiled = measure.lower(params, x0, key_dirs).compile()  # type: ignore[attr-defined]
-    compile_s = time.perf_counter() - begin
-    begin = time.perf_counter()
-    result = jax.block_until_ready(compiled(params, x0, key_dirs))
+    result = jax.block_until_ready(program(params, x0, key_dirs))
     run_s = time.perf_counter() - begin
     numbers = jax.tree.map(lambda a: np.asarray(a, np.float64), result._asdict())
     out: dict[str, Any] = {
@@ -216,7 +225,51 @@ def write_diagnosis(results: Sequence[dict[str, Any]], out: Path, title: str) ->
     atomic_write_bytes(paths[1], ("\n".join(csv_lines) + "\n").encode())
     atomic_write_bytes(paths[2], ("\n".join(md) + "\n").encode())
     _figure(results, paths[3], title)
+    if len(results) > 2 * len({r["precision"] for r in results}):  # a run's snapshots: the measures along training
+        paths.append(out / "diagnosis_along.png")
+        _along_figure(results, paths[-1], title)
     return paths
+
+
+def _along_figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """The measures at the longest horizon for each controller measured (a run's initial, snapshot and trained
+    ones, in that order), one line per precision."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for precision, ls in zip(sorted({r["precision"] for r in results}), ("-", "--")):
+        rs = [r for r in results if r["precision"] == precision]
+        names = [str(r.get("label", "")).replace(f", {precision}", "") for r in rs]
+        x = np.arange(len(rs))
+        for m, colour in (("R", "tab:blue"), ("M", "tab:green")):
+            axes[0].plot(
+                x,
+                _positive([r["grad_norm"][m][-1] for r in rs]),
+                ls,
+                marker="o",
+                color=colour,
+                label=f"|g_{m}| ({precision})",
+            )
+            axes[1].plot(x, [r["growth"][m] for r in rs], ls, marker="o", color=colour, label=f"{m} ({precision})")
+        axes[2].plot(x, [r["cosine"][-1] for r in rs], ls, marker="o", color="tab:red", label=f"cos ({precision})")
+        axes[2].plot(x, [r["kept"][-1] for r in rs], ls, marker="s", color="tab:green", label=f"kept ({precision})")
+        for ax in axes:
+            ax.set_xticks(x, names, rotation=30, ha="right", fontsize=7)
+    axes[0].set(yscale="log", ylabel="gradient norm at the longest horizon", title="gradient norm along training")
+    axes[1].set(ylabel="growth per step (fitted over the ladder)", title="growth along training")
+    axes[1].axhline(1, color="0.6", lw=0.8)
+    axes[2].set(ylim=(-1.05, 1.05), title="does M point R's way? (longest horizon)")
+    axes[2].axhline(CHANCE, color="0.6", lw=0.8, ls=":")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:

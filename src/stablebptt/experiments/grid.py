@@ -121,7 +121,14 @@ def unnamed_defaults(task: str, task_settings: Mapping[str, Sequence[Any]]) -> l
     ]
 
 
-def expand(task: str, grid: Mapping[str, Sequence[Any]], *, x64: bool = False, checkpoint_every: int = 1) -> list[Run]:
+def expand(
+    task: str,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    x64: bool = False,
+    checkpoint_every: int = 1,
+    snapshot_every: int | None = None,
+) -> list[Run]:
     """All runs of the product of `grid` (setting -> values), task settings first, seeds last. Every run's
     configuration is made (and so checked) here.
 
@@ -152,6 +159,7 @@ def expand(task: str, grid: Mapping[str, Sequence[Any]], *, x64: bool = False, c
             task_settings,
             x64=x64,
             checkpoint_every=checkpoint_every,
+            snapshot_every=snapshot_every,
             **{k: v for k, v in chosen.items() if k in FIELDS},
         )
         name = run_name(task, task_settings, config.train.values(), x64, defaults=defaults, varied=varied)

@@ -26,8 +26,8 @@ from ..core.checks import BadInput, BadType, check_positive_int
 from ..tasks import Task, is_builtin, load_task, module_root, recorded_settings
 from ..training.settings import ADDED, DEFAULTS, EARLIER, TrainSettings
 
-TOP_KEYS = ("task", "task_settings", "task_path", "train", "x64", "checkpoint_every", "version")
-UNHASHED_TOP = ("version", "checkpoint_every", "task_path")
+TOP_KEYS = ("task", "task_settings", "task_path", "train", "x64", "checkpoint_every", "snapshot_every", "version")
+UNHASHED_TOP = ("version", "checkpoint_every", "snapshot_every", "task_path")
 UNHASHED_TRAIN = ("epochs",)
 # Names in the hashed form (kept from the first format, so that hashes of older runs stay the same).
 HASH_NAMES = {"remat": "checkpoint"}
@@ -38,6 +38,8 @@ class RunConfig:
     """One run: the task (a built-in name or ``module.path:Name``) and its settings (for a built-in task its
     main settings, `tasks.TASK_OPTIONS`, are always recorded: those not given at their defaults), the training
     settings, the precision and how often the run's checkpoint is written (every `checkpoint_every` epochs).
+    `snapshot_every`: also keep the controller's parameters every that many epochs, each in its own file
+    (``snapshots/epoch-NNNNNN.eqx``; `stablebptt diagnose RUN_DIR` measures the gradients at each); None: none.
 
     Everything is checked when a `RunConfig` is made, the task included (it is built once, which checks its
     settings and the gradient options against its horizon): a bad value is one `BadInput` naming it.
@@ -50,6 +52,7 @@ class RunConfig:
     checkpoint_every: int = 1
     task_path: str | None = None
     version: str = __version__
+    snapshot_every: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str):
@@ -67,6 +70,8 @@ class RunConfig:
         if not isinstance(self.x64, bool):
             raise BadType(f"x64 must be True or False, got {self.x64!r}")
         check_positive_int("checkpoint_every", self.checkpoint_every)
+        if self.snapshot_every is not None:
+            check_positive_int("snapshot_every", self.snapshot_every)
         if self.task_path is not None and not isinstance(self.task_path, str):
             raise BadType(f"task_path must be a folder name, got {self.task_path!r}")
         if not isinstance(self.version, str):
@@ -86,12 +91,15 @@ class RunConfig:
         *,
         x64: bool = False,
         checkpoint_every: int = 1,
+        snapshot_every: int | None = None,
         **train: Any,
     ) -> RunConfig:
         """A configuration from keyword training settings (any field of `TrainSettings`)."""
         from ..training.settings import from_mapping
 
-        return cls(task, dict(task_settings or {}), from_mapping(train), x64, checkpoint_every)
+        return cls(
+            task, dict(task_settings or {}), from_mapping(train), x64, checkpoint_every, snapshot_every=snapshot_every
+        )
 
     def make_task(self) -> Task:
         """The task (its module found through `task_path` when it is not on the Python path)."""
@@ -113,6 +121,7 @@ class RunConfig:
             "train": self.train.to_json(),
             "x64": self.x64,
             "checkpoint_every": self.checkpoint_every,
+            **({} if self.snapshot_every is None else {"snapshot_every": self.snapshot_every}),
             "version": self.version,
         }
 
@@ -126,7 +135,9 @@ class RunConfig:
             raise BadInput(f"unknown run configuration keys: {', '.join(unknown)}; allowed: {', '.join(TOP_KEYS)}")
         if not isinstance(record["train"], Mapping):
             raise BadType(f"train must be a mapping of training settings, got {record['train']!r}")
-        fields = {k: record[k] for k in ("x64", "checkpoint_every", "task_path", "version") if k in record}
+        fields = {
+            k: record[k] for k in ("x64", "checkpoint_every", "snapshot_every", "task_path", "version") if k in record
+        }
         return cls(record["task"], record["task_settings"], TrainSettings.from_json(record["train"]), **fields)
 
     def hash(self) -> str:

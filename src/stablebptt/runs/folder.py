@@ -3,6 +3,7 @@
 A run folder holds ``config.json`` (the `RunConfig`, everything needed to rerun), ``status.json`` (running,
 complete, diverged, failed or interrupted, with the epoch and a message), ``metrics.csv`` (rewritten each
 epoch), ``checkpoint.eqx`` (state, PRNG key and metrics, every `checkpoint_every` epochs and at the end),
+``snapshots/epoch-NNNNNN.eqx`` (the parameters every `snapshot_every` epochs, where the config asks for them),
 ``params.eqx`` and ``loss.png`` at the end, and ``.lock`` while a process writes the folder (removed when it
 ends; one left by a killed process is free, and its run reads as interrupted). Every file is written
 atomically (temporary file, fsync, rename).
@@ -53,7 +54,18 @@ from ..training.train import (
 from .checkpoint import BadCheckpoint, Checkpoint, check_header, load_checkpoint, read_header, save_checkpoint
 from .config import RunConfig, same_run
 from .faults import fault_point
-from .io import CONFIG, METRICS_CSV, PARAMS, CsvTable, check_names, probe_writable, read_json, save_params, write_json
+from .io import (
+    CONFIG,
+    METRICS_CSV,
+    PARAMS,
+    CsvTable,
+    check_names,
+    probe_writable,
+    read_json,
+    save_params,
+    snapshot_path,
+    write_json,
+)
 from .lock import LOCK, RunLock, RunLocked
 from .state import CHECKPOINT, FIGURE, FINISHED, STATUS, STATUSES, read_record, read_status
 
@@ -446,6 +458,10 @@ class Session:
         self.rows.append(row)
         self.table.append(row)
         saving = epoch % self.config.checkpoint_every == 0 or epoch == self.epochs
+        if self.config.snapshot_every is not None and epoch % self.config.snapshot_every == 0:
+            snapshot = snapshot_path(self.path, epoch)
+            snapshot.parent.mkdir(exist_ok=True)
+            save_params(snapshot, self._trainer.params(state))
         if saving:
             self._save(epoch, state)
         self.table.write(self.path / METRICS_CSV)

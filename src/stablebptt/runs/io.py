@@ -16,6 +16,23 @@ from ..core.checks import BadArgument, BadInput
 CONFIG = "config.json"
 METRICS_CSV = "metrics.csv"
 PARAMS = "params.eqx"
+SNAPSHOTS = "snapshots"  # the parameters every `RunConfig.snapshot_every` epochs: epoch-NNNNNN.eqx
+
+
+def snapshot_path(run_dir: str | os.PathLike[str], epoch: int) -> Path:
+    """Where a run keeps its parameters of `epoch` (`RunConfig.snapshot_every`)."""
+    return Path(run_dir) / SNAPSHOTS / f"epoch-{epoch:06d}.eqx"
+
+
+def snapshots(run_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """``(epoch, path)`` of every parameter snapshot a run folder holds, by epoch; files of other names in
+    ``snapshots/`` are left out."""
+    found = []
+    for path in (Path(run_dir) / SNAPSHOTS).glob("epoch-*.eqx"):
+        digits = path.stem.removeprefix("epoch-")
+        if digits.isdigit():
+            found.append((int(digits), path))
+    return sorted(found)
 
 
 def _umask() -> int:

@@ -4,6 +4,7 @@ your own as ``module.path:Name`` (see `registry`)."""
 from __future__ import annotations
 
 from .base import Task
+from .burgers import Burgers
 from .cartpole import CartPole
 from .options import SHORT_NAMES, TASK_HELP, TASK_OPTIONS, Option, recorded_settings, task_options
 from .quantum import Quantum
@@ -15,6 +16,7 @@ __all__ = [
     "TASKS",
     "TASK_HELP",
     "TASK_OPTIONS",
+    "Burgers",
     "CartPole",
     "Option",
     "Quantum",

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..core.checks import BadArgument, BadInput, BadType, Either, described, first_line
 from .base import Task
+from .burgers import Burgers  # PhiFlow itself is imported when a step is traced
 from .cartpole import CartPole
 from .mjx_cartpole import MJXCartPole  # MuJoCo itself is imported when the task is built
 from .quantum import Quantum
@@ -34,7 +35,7 @@ from .repulsion import Repulsion
 
 # Built-in tasks by name. Each describes itself (`Task.summary`, `options`, `complexity`, `paper_grid`,
 # `published_ylim`, `draw`): a new built-in task is its module and one line here.
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CartPole, Repulsion, Quantum, MJXCartPole)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CartPole, Repulsion, Quantum, MJXCartPole, Burgers)}
 # Families of tasks named ``prefix:NAME``: the class (``"module:Name"``, imported on first use) and its field that
 # NAME sets (``brax:hopper`` is ``BraxTask(env="hopper")``); that field is not a setting of its own.
 FAMILIES: dict[str, tuple[str, str]] = {

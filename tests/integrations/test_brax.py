@@ -212,10 +212,11 @@ def test_contacts_differentiate_on_mjx_with_one_solver_iteration():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("env", ["inverted_double_pendulum", "reacher", "hopper"])
+@pytest.mark.parametrize("env", ["reacher", "hopper"])
 def test_default_backend_gives_finite_updates(env):
     """The default backend (generalized) on the benchmark's environments, 20 steps from reset states and the
-    default controller: R and C updates are finite and not zero (mjx gave NaN on reacher here)."""
+    default controller: R and C updates are finite and not zero (mjx gave NaN on reacher here).
+    inverted_double_pendulum on generalized is covered by `every_mode` (every mode against a naive unroll)."""
     task = BraxTask(env=env, horizon=20)
     key = jax.random.PRNGKey(0)
     assert_updates_finite_and_nonzero(task, task.init_controller(key), task.sample(key, 4), methods="RC")

@@ -263,13 +263,7 @@ def _along_figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> 
     axes[1].axhline(1, color="0.6", lw=0.8)
     axes[2].set(ylim=(-1.05, 1.05), title="does M point R's way? (longest horizon)")
     axes[2].axhline(CHANCE, color="0.6", lw=0.8, ls=":")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, axes, path, title)
 
 
 def _figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
@@ -302,6 +296,13 @@ def _figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     axes[3].set(xscale="log", xlabel="horizon", ylim=(-1.05, 1.05), title="does M point R's way?")
     axes[3].axhline(CHANCE, color="0.6", lw=0.8, ls=":")
     axes[3].axhline(0, color="0.6", lw=0.8)
+    _finish(fig, axes, path, title)
+
+
+def _finish(fig: Any, axes: Any, path: Path, title: str) -> None:
+    """Grid and legend on every panel, the title, and the figure written to `path` and closed."""
+    import matplotlib.pyplot as plt
+
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

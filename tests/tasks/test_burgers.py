@@ -63,8 +63,9 @@ def test_data_loss_and_settings():
     assert load_task("burgers", {"n_points": 8}).n_points == 8
     for bad, message in (
         ({"n_points": 0}, "n_points must be a positive integer"),
-        ({"viscosity": -1.0}, "viscosity must be a non-negative number"),
-        ({"control_cost": "a lot"}, "control_cost must be a non-negative number"),
+        ({"viscosity": -1.0}, "viscosity must be a non-negative finite number"),
+        ({"viscosity": math.inf}, "viscosity must be a non-negative finite number"),
+        ({"control_cost": "a lot"}, "control_cost must be a non-negative finite number"),
     ):
         with pytest.raises(BadInput, match=message):
             Burgers(**bad)

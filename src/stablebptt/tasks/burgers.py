@@ -121,8 +121,8 @@ class Burgers(Task):
         check_positive_number("dt", self.dt)
         for name in ("viscosity", "control_cost"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise BadInput(f"{name} must be a non-negative number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+                raise BadInput(f"{name} must be a non-negative finite number, got {value!r}")
         check_layer_widths("hidden", self.hidden)
         if importlib.util.find_spec("phi") is None:
             raise BadInput(INSTALL_HINT)

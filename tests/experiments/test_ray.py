@@ -38,6 +38,7 @@ def _files(run_dir: Path) -> list[str]:
     return sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))
 
 
+@pytest.mark.slow  # a sweep through Ray workers: 1-3 minutes on 2 cores (worker start-up and compiling)
 def test_ray_backend_gives_the_metrics_of_the_local_backend(tmp_path, local_ray):
     runs = expand("cartpole", {"method": ["R", "C"], "horizon": [10], "epochs": [2], "n_poles": [1]})
     local = sweep(tmp_path / "local", runs, backend="local", workers=1, log=None)

@@ -231,7 +231,8 @@ def compute_gradients(n_poles, variants, naive_modes):
 
 @pytest.fixture(scope="module")
 def combined_joint():
-    """C with the joint backward and the naive g_M and g_R, one link (the cheapest program, for the fast set)."""
+    """C with the joint backward and the naive g_M and g_R, one link (the cheapest
+    program; still over a minute to compile)."""
     return compute_gradients(1, [("C", "joint")], "MR")
 
 
@@ -262,6 +263,7 @@ def test_modes_differ_on_this_system(every_variant):
                 assert np.max(np.abs(grads[a] - grads[b])) > 1e-2 * scale, (a, b)
 
 
+@pytest.mark.slow  # compiling MJX's reverse pass: over a minute on 2 cores
 def test_combined_joint_equals_combine_of_naive_gradients(combined_joint):
     ours, naive = combined_joint
     check_combined(ours[("C", "joint")], naive)

@@ -23,7 +23,8 @@ chosen from a sweep over 1e-4, 1e-3, 1e-2 on seed 100 (phase ``tune``), the repo
 nothing twice:
 
     python benchmarks/recipes_paper_tasks.py              # train what is missing (tune, then report) and tabulate
-    python benchmarks/recipes_paper_tasks.py --phase none # only the table and figure from the records
+    python benchmarks/recipes_paper_tasks.py --phase none --figure docs/figures/recipes_paper_tasks.png
+                                                          # only the table and figure from the records
     python benchmarks/recipes_paper_tasks.py --quick      # smoke run: one setting, 2 epochs, 2 variants
 
 Writes the JSON (`--out`), a CSV of every median curve next to it and a figure (the JSON's path with .png).
@@ -144,6 +145,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="smoke run: cart pole 2 poles, 2 epochs, R and stream-C, 1 seed"
     )
     p.add_argument("--out", type=Path, default=None, help="JSON (default benchmarks/results/recipes_paper_tasks.json)")
+    p.add_argument("--figure", type=Path, default=None, help="figure (default: the JSON's path with .png)")
     args = p.parse_args(argv)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in args.variants if v not in VARIANTS]
@@ -250,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         w.writerow(["curve", "epoch", "median_test_loss"])
         for name, c in curves.items():
             w.writerows([name, e + 1, float(v)] for e, v in enumerate(c))
-    _figure(curves, settings, out.with_suffix(".png"), epochs)
+    _figure(curves, settings, args.figure or out.with_suffix(".png"), epochs)
     return 0
 
 

@@ -407,8 +407,7 @@ def add_training_options(
     seeds: Sequence[int] | None = None,
 ) -> None:
     """The training options (every field of `TrainSettings`), then ``--checkpoint-every``, ``--snapshot-every``,
-    ``--x64``; in a
-    sweep (`lists`) each training option takes a comma-separated list. `epochs`: another default for
+    ``--x64``; in a sweep (`lists`) each training option takes a comma-separated list. `epochs`: another default for
     ``--epochs``; `method=False` leaves ``--method`` out and adds ``--seeds`` (compare has ``--methods``), whose
     default is `seeds`."""
     g = parser.add_argument_group("training (comma-separated lists)" if lists else "training")

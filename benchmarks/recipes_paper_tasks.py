@@ -191,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             st = stage("report", task, level_key, level, variant, [lr], seeds, epochs)
             if args.phase in ("all", "report"):
                 train_missing(args.records, args.work, [st], batch_runs=args.batch_runs, log=log)
-            got = _records_of(load_records(args.records), st)
+            got = dict(
+                sorted(_records_of(load_records(args.records), st).items(), key=lambda kv: kv[1].settings()["seed"])
+            )
             finals = [_final(r) for r in got.values()]
             finite = [x for x in finals if math.isfinite(x)]
             row = {

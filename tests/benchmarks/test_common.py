@@ -22,12 +22,29 @@ def common():
     return module
 
 
-@pytest.mark.parametrize("path", sorted(BENCHMARKS.glob("results/*.json")), ids=lambda p: p.name)
+RESULTS = sorted(BENCHMARKS.glob("results/*.json"))
+PARTIAL = [p for p in RESULTS if p.name.endswith(".partial.json")]
+
+
+@pytest.mark.parametrize("path", [p for p in RESULTS if p not in PARTIAL], ids=lambda p: p.name)
 def test_every_committed_result_follows_the_schema(common, path):
     payload = json.loads(path.read_text())
     assert common.check_result(payload) == []
     assert path.stem.startswith(payload["benchmark"])
     assert payload["quick"] == ("_quick" in path.stem)
+
+
+@pytest.mark.parametrize("path", PARTIAL, ids=lambda p: p.name)
+def test_every_committed_partial_result_can_be_resumed(path):
+    """A study's .partial.json (kept so that `--resume` carries it across stops of work) is not a result yet: it
+    holds the settings it was written with and the runs done so far, each complete."""
+    payload = json.loads(path.read_text())
+    assert set(payload) >= {"machine", "settings", "rows"}
+    assert not path.with_name(path.name.replace(".partial.json", ".json")).exists(), "a finished study left its partial"
+    assert payload["rows"], "a partial result with no runs"
+    for row in payload["rows"]:
+        assert {"env", "variant", "seed", "lr", "curve", "status"} <= set(row)
+        assert row["curve"] and row["seed"] in payload["settings"]["seeds"]
 
 
 def test_every_script_writes_through_the_schema():

@@ -32,6 +32,7 @@ def test_the_plan_is_the_issues():
     assert sizes["a"] == 36 and sizes["b"] == 48 and sizes["c"] == 48  # levels x R, M, C, S x 3 seeds
     assert sizes["d1"] == sizes["d2"] == 12  # R, C x lr 1e-4, 1e-2 x 3 seeds
     assert sizes["e1-quantum"] == 24 and sizes["e2-cartpole"] == 64
+    assert sizes["f1"] == 18 and sizes["f2"] == 2  # 5, 6 poles x R, M, C x 3 seeds; target 6 x R, C x seed 42
     for stage in STAGES:
         runs = stage.runs()
         assert len({r.name for r in runs}) == len(runs)
@@ -210,7 +211,7 @@ def test_cli_reproduce(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["reproduce", "status", "--records", str(tmp_path / "none")]) == 0
     out = capsys.readouterr().out
-    assert "0 of 420 planned runs recorded" in out and "next: a method=R_target=3_clip=none_seed=42" in out
+    assert "0 of 440 planned runs recorded" in out and "next: a method=R_target=3_clip=none_seed=42" in out
     assert main(["reproduce", "run", "--stages", "q", "--records", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no stage q" in err

@@ -5,7 +5,8 @@ compact **records**, one file per finished run, ``RECORDS/<task>/<run name>.json
 status and its per-epoch metrics (float32 values written in their shortest exact form, epoch times to 4
 significant digits), gzipped; about 50 kB for 1000 epochs. Checkpoints and parameters are not kept.
 
-- `STAGES`: the runs, in priority order (each stage complete before the next starts);
+- `STAGES`: the runs, in priority order (each stage complete before the next starts); a-e are the paper's grids,
+  f the harder levels beyond them (cart pole 5 and 6 poles, quantum target 6);
 - `progress`: per stage, which planned runs are recorded and which are missing;
 - `train_missing`: trains the next missing runs with `sweep` in a work folder and records each group of seeds
   as soon as it has finished, so that a stop loses at most the runs in progress (which the next start trains
@@ -95,6 +96,19 @@ STAGES: tuple[Stage, ...] = (
         )
         for i, seeds in ((1, SEEDS[:1]), (2, SEEDS[1:]))
         for task in PAPER_TASKS
+    ),
+    # Beyond the paper (the issue "Beyond the paper's tasks"): harder levels, recorded and reported the same way.
+    Stage(
+        "f1",
+        "harder than the paper: cart pole 5 and 6 poles, R, M, C",
+        "cartpole",
+        {**_grid("cartpole", [5, 6]), "method": ["R", "M", "C"]},
+    ),
+    Stage(
+        "f2",
+        "harder than the paper: quantum target 6, R and C, seed 42",
+        "quantum",
+        {**_grid("quantum", [6]), "method": ["R", "C"], "seed": list(SEEDS[:1])},
     ),
 )
 

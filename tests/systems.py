@@ -164,3 +164,36 @@ def _dict_task_class():
 def dict_task(**settings):
     """A `DictPendulums` task (a Task with pytree states and controls) with the given settings."""
     return _dict_task_class()(**settings)
+
+
+VARIANTS = (("R", "auto"), ("M", "auto"), ("S", "auto"), ("N", "auto"), ("C", "joint"), ("C", "two_pass"))
+
+
+def task_mode_gradients(task, params, x0, variants=VARIANTS, naive_modes="RMSN", *, one_program=True):
+    """Every `(mode, backward)` variant's ``(value, update, info)`` from `sb.value_and_grad` and every naive mode's
+    ``(value, gradient)`` (`task_naive_loss`): ``(ours, naive)`` keyed by variant and by mode. The gradients are of
+    the inexact leaves of `params` (an Equinox module or any pytree). One compiled program for all, or with
+    `one_program=False` one per variant (PhiFlow's pressure solve caches its gradient per trace and fails when one
+    trace holds several of its backward passes)."""
+    import equinox as eqx
+
+    import stablebptt as sb
+
+    diff, static = eqx.partition(params, eqx.is_inexact_array)
+
+    def ours(variant, diff, x0):
+        m, b = variant
+        p = eqx.combine(diff, static)
+        return sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, m, backward=b)(p, x0)
+
+    def naive(m, diff, x0):
+        return jax.value_and_grad(lambda d: task_naive_loss(task, eqx.combine(d, static), x0, m))(diff)
+
+    if one_program:
+        return jax.jit(lambda d, x: ({v: ours(v, d, x) for v in variants}, {m: naive(m, d, x) for m in naive_modes}))(
+            diff, x0
+        )
+    return (
+        {v: jax.jit(lambda d, x, v=v: ours(v, d, x))(diff, x0) for v in variants},
+        {m: jax.jit(lambda d, x, m=m: naive(m, d, x))(diff, x0) for m in naive_modes},
+    )

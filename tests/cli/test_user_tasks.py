@@ -191,6 +191,7 @@ def test_factory_and_compare(project, capsys):
     assert _config(out / "C-seed44")["train"]["seed"] == 44
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_sweep_two_methods_two_seeds_and_plot(project, capsys):
     folder, name = project
     common = ["--methods", "R,C", "--seeds", "0,1", *SMALL, "--workers", "1", "--out", "sw"]

@@ -33,7 +33,10 @@ def joint(params, x0, groups, **options):
     )(params, x0)
 
 
-@pytest.mark.parametrize(("param_vjp", "segment"), [("batched", None), ("per_step", None), ("batched", 3)])
+@pytest.mark.parametrize(
+    ("param_vjp", "segment"),
+    [("batched", None), ("per_step", None), pytest.param("batched", 3, marks=pytest.mark.slow)],
+)
 def test_any_group_equals_naive(problem, param_vjp, segment):
     params, x0 = problem
     naive = {m: naive_grad(params, x0, m) for m in "RMSN"}
@@ -44,7 +47,7 @@ def test_any_group_equals_naive(problem, param_vjp, segment):
             assert_close(grad, naive[mode])
 
 
-@pytest.mark.parametrize("param_vjp", ["batched", "per_step"])
+@pytest.mark.parametrize("param_vjp", ["batched", pytest.param("per_step", marks=pytest.mark.slow)])
 def test_group_with_truncation_equals_one_sweep_per_mode(problem, param_vjp):
     params, x0 = problem
     for group in GROUPS[:4]:

@@ -99,7 +99,11 @@ def _system(name, key):
     return task.loss, task.step, task.controller, task.horizon, params, task.sample(k2, 3)
 
 
-SYSTEMS = ["toy", "vector", "module", "cartpole"] + [t for t in ("repulsion", "quantum") if t in sb.tasks.TASKS]
+SYSTEMS = ["toy", "cartpole"] + [
+    pytest.param(t, marks=pytest.mark.slow)  # 5-18 s each: .ci/run's slow lane
+    for t in ("vector", "module", "repulsion", "quantum")
+    if t in ("vector", "module") or t in sb.tasks.TASKS
+]
 
 
 def rel_close(a, b, rtol=RTOL):

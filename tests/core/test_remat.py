@@ -20,7 +20,11 @@ from stablebptt.core.adjoint import remat_segment
 HORIZON = 10
 
 
-CASES = [(m, b) for m in "RMSN" for b in ("autodiff", "joint")] + [("C", "joint"), ("C", "two_pass")]
+CASES = [
+    (m, b) if m == "R" else pytest.param(m, b, marks=pytest.mark.slow)  # M, S, N: .ci/run's slow lane
+    for m in "RMSN"
+    for b in ("autodiff", "joint")
+] + [("C", "joint"), ("C", "two_pass")]
 
 
 @pytest.mark.parametrize("method,backward", CASES)
@@ -41,6 +45,7 @@ def test_remat_equals_stored(problem, method, backward):
         assert_close(info, reference[2])
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_remat_cartpole_with_equinox_controller(x64, key):
     task = sb.tasks.CartPole(n_poles=2, horizon=12, loss_mode="continuous", zero_final_kernel=False, hidden=(8, 8))
     params = task.init_controller(key)
@@ -78,7 +83,7 @@ def test_bad_remat_is_bad_input(bad):
         sb.value_and_grad(loss, step, controller, HORIZON, "C", remat=bad)
 
 
-@pytest.mark.parametrize("method", ["R", "C"])
+@pytest.mark.parametrize("method", [pytest.param("R", marks=pytest.mark.slow), "C"])
 def test_remat_bounds_compiled_memory(key, method):
     """XLA's own account of the temporary buffers: with "sqrt", 16x the horizon costs far less than 16x the
     memory of storing everything (which stores the network's activations at every step)."""

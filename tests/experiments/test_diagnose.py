@@ -53,6 +53,18 @@ def test_the_reading_names_what_the_numbers_show():
     assert silent[0].startswith("R's gradient is zero")
 
 
+def test_the_reading_says_when_the_simulator_itself_explodes():
+    """Brax's halfcheetah over 100 steps: R, M and both perturbations are infinite at the end. Ratios of two
+    infinities mean nothing: compared where both are finite, and C is not suggested, since M explodes too."""
+    both = reading(_result([1.0, 1e15, math.inf], [1.0, 1e12, math.inf], 0.5, 0.4, closed=math.inf, opened=math.inf))
+    assert any("The simulator itself explodes" in line for line in both)
+    assert any("R's gradient is 1e+03 times M's at horizon 10, the last where both are finite" in line for line in both)
+    assert not any("inf times" in line for line in both)
+    assert "C cannot help" in both[-1] and "shorter windows" in both[-1]
+    only_r = reading(_result([1.0, 1e5, math.inf], [1.0, 10.0, 1e3], 0.4, 0.7))
+    assert not any("simulator itself explodes" in line for line in only_r) and "C is likely to help" in only_r[-1]
+
+
 def test_a_small_cart_pole_is_diagnosed_and_written(tmp_path):
     task = CartPole(n_poles=1, horizon=12, hidden=(8,), zero_final_kernel=False)
     result = diagnose_task(task, batch=4, horizons=(1, 3, 12))
@@ -72,6 +84,7 @@ def test_a_small_cart_pole_is_diagnosed_and_written(tmp_path):
     assert "| horizon |" in paths[2].read_text() and paths[3].stat().st_size > 10_000
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_the_command_line_diagnoses_a_task_and_a_run_folder(tmp_path, capsys):
     out = tmp_path / "d"
     code = run(

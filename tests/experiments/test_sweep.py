@@ -94,6 +94,7 @@ def _run_cli(args: list[str]) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_kill_and_rerun_finishes_the_grid(tmp_path):
     """2 methods x 2 settings x 3 epochs: SIGKILL the whole process group mid-way, rerun, check every run."""
     out = tmp_path / "sweep"
@@ -364,6 +365,7 @@ def _one_group_equals_separate_runs(tmp_path, runs) -> list[str]:
     return dirs
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_a_group_with_another_recipe_equals_separate_runs(tmp_path):
     """Brax's APG recipe (exponential decay, Adam betas 0.7 / 0.95, clipping by norm then value) in a batched
     group of R and C runs with different clipping modes and seeds gives the runs trained one at a time."""
@@ -381,6 +383,7 @@ def test_a_group_with_another_recipe_equals_separate_runs(tmp_path):
     }
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_a_group_of_stream_runs_equals_separate_runs(tmp_path):
     """Stream-protocol runs of R and C (different seeds and learning rates) as one batched program give
     the runs trained one at a time: the carried environments, clocks and keys of each member stay its own."""

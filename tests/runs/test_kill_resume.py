@@ -117,7 +117,14 @@ KILLS = [
 ]
 
 
-@pytest.mark.parametrize("point, extra, saved, partial", KILLS, ids=[k[0] + " ".join(k[1]) for k in KILLS])
+FAST_KILLS = ("epoch:3", "checkpoint:3")  # the others in .ci/run's slow lane (5-7 s each)
+
+
+@pytest.mark.parametrize(
+    "point, extra, saved, partial",
+    [pytest.param(*k, marks=() if k[0] in FAST_KILLS else pytest.mark.slow) for k in KILLS],
+    ids=[k[0] + " ".join(k[1]) for k in KILLS],
+)
 def test_sigkill_and_resume_is_bit_identical(reference, tmp_path, point, extra, saved, partial):
     proc = start_paused("train", "cartpole", *TINY, *extra, "--out", "run", cwd=tmp_path, point=point)
     kill(proc)
@@ -138,6 +145,7 @@ def test_sigkill_and_resume_is_bit_identical(reference, tmp_path, point, extra, 
     assert not (run / ".lock").exists()  # a clean finish leaves no lock behind
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_lock_refuses_a_second_writer_and_is_taken_over_after_a_kill(reference, tmp_path):
     proc = start_paused("train", "cartpole", *TINY, "--out", "run", cwd=tmp_path, point="between:1")
     try:

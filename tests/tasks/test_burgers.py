@@ -14,9 +14,8 @@ import pytest
 
 pytest.importorskip("phi")
 
-from systems import flat, task_naive_loss
+from systems import flat, task_mode_gradients
 
-import stablebptt as sb
 from stablebptt.cli.commands import run
 from stablebptt.core.checks import BadInput
 from stablebptt.tasks import Burgers, load_task
@@ -95,23 +94,8 @@ def gradients():
         params = task.init_controller(k1)
         params = eqx.tree_at(lambda p: p.layers[-1].weight, params, 5.0 * params.layers[-1].weight)
         params = jax.tree.map(lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, params)
-        diff, static = eqx.partition(params, eqx.is_inexact_array)
         x0 = jax.tree.map(lambda a: a.astype(jnp.float64), task.sample(k2, 3))
-        variants = [("R", "auto"), ("M", "auto"), ("S", "auto"), ("N", "auto"), ("C", "joint"), ("C", "two_pass")]
-
-        def everything(diff, x0):
-            p = eqx.combine(diff, static)
-            ours = {
-                (m, b): sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, m, backward=b)(p, x0)
-                for m, b in variants
-            }
-            naive = {
-                m: jax.value_and_grad(lambda d, m=m: task_naive_loss(task, eqx.combine(d, static), x0, m))(diff)
-                for m in "RMSN"
-            }
-            return ours, naive
-
-        yield jax.jit(everything)(diff, x0)
+        yield task_mode_gradients(task, params, x0)
     finally:
         jax.config.update("jax_enable_x64", previous)
 

@@ -151,6 +151,7 @@ def test_updates_finite_and_nonzero(key):
     assert_updates_finite_and_nonzero(task, params, x0)
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_short_combined_training_lowers_test_loss(key):
     task = Quantum(horizon=16, filters=8)
     params, held_out = _setup(task, key, 64)

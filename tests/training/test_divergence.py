@@ -224,6 +224,7 @@ class NanSimulator(CartPole):
         return super().step(x, c) * jnp.nan
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_a_run_that_skipped_most_updates_is_not_a_success(tmp_path, monkeypatch):
     sizes = {"n_train": 32, "n_test": 16}
     mostly = train(MostlyPoisoned(**TINY), "R", epochs=2, skip_nonfinite=True, **sizes)

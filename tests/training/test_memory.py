@@ -7,6 +7,8 @@ import ctypes
 import gc
 import os
 
+import pytest
+
 from stablebptt.runs import RunConfig, RunFolder
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -22,6 +24,7 @@ def rss() -> int:
         return int(f.read().split()[1]) * PAGE
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_rss_is_flat_over_200_epochs(tmp_path):
     config = RunConfig.create(
         "cartpole", {"n_poles": 1, "horizon": 5}, method="C", epochs=200, n_train=8, n_test=8, batch_size=8

@@ -19,6 +19,7 @@ def small_task():
     return CartPole(n_poles=1, horizon=20, duration=0.2)
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_c_lowers_the_loss_on_one_pole():
     result = train(CartPole(n_poles=1), "C", epochs=20, n_test=64)
     test = [row["test_loss"] for row in result.metrics]

@@ -153,17 +153,27 @@ def reading(result: dict[str, Any]) -> list[str]:
         f"through simulator and controller ({result['growth']['closed_loop']:.3g}x per step), "
         f"{_span(opened[0], opened[-1])} through the simulator alone ({result['growth']['open_loop']:.3g}x)."
     )
-    explodes = _ratio(g["R"][-1], g["M"][-1])
-    feedback = _ratio(closed[-1], opened[-1])
+    explodes, at_h = _last_ratio(g["R"], g["M"], h)
+    feedback, at_step = _last_ratio(closed, opened, list(range(len(closed))))
+    # The simulator alone explodes: M (the physics path only) and the open loop are not finite at the end.
+    physics = not (math.isfinite(g["M"][-1]) and math.isfinite(opened[-1]))
+    if physics:
+        lines.append(
+            "The simulator itself explodes over this horizon: M's gradient (the physics path alone) or a perturbation "
+            "through the simulator alone is not finite at the end, so C, which takes M's entries, cannot repair it."
+        )
     if feedback > FEEDBACK:
         lines.append(
             f"The feedback through the controller amplifies perturbations {feedback:.0e} times more than the "
-            "simulator alone does: the closed loop explodes."
+            "simulator alone does"
+            + ("" if at_step == len(closed) - 1 else f" (at step {at_step}, the last where both are finite)")
+            + ": the closed loop explodes."
         )
+    at = "at the longest horizon" if at_h == h[-1] else f"at horizon {at_h}, the last where both are finite"
     if explodes > FEEDBACK:
-        lines.append(f"R's gradient is {explodes:.0e} times M's at the longest horizon.")
+        lines.append(f"R's gradient is {explodes:.0e} times M's {at}.")
     elif explodes < 1 / FEEDBACK:
-        lines.append("R's gradient is far smaller than M's at the longest horizon: the feedback damps it.")
+        lines.append(f"R's gradient is far smaller than M's {at}: the feedback damps it.")
     cos, kept = result["cosine"][-1], result["kept"][-1]
     carries = "carries much of" if cos > 0.5 else "carries some of" if cos > 0.1 else "carries little of"
     kept_note = " (chance)" if abs(kept - CHANCE) < 0.05 else ""
@@ -174,7 +184,12 @@ def reading(result: dict[str, Any]) -> list[str]:
     if not all(math.isfinite(v) for v in g["R"]):
         lines.append("R's gradient is not finite at some horizons: plain BPTT cannot train there without clipping.")
     unstable = explodes > FEEDBACK or feedback > FEEDBACK
-    if unstable and cos > 0.1:
+    if physics:
+        verdict = (
+            "the physics explodes over this horizon, for M as for R: C cannot help; train on shorter windows "
+            "(--protocol stream, truncation) or clip."
+        )
+    elif unstable and cos > 0.1:
         verdict = "C is likely to help: the feedback explodes while M stays moderate and still points R's way."
     elif unstable:
         verdict = "the feedback explodes, but M points elsewhere: C keeps little; expect C close to M."
@@ -186,12 +201,13 @@ def reading(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _ratio(a: float, b: float) -> float:
-    if not math.isfinite(a):
-        return math.inf
-    if not math.isfinite(b) or b == 0:
-        return math.inf if a > 0 else 1.0
-    return a / b
+def _last_ratio(a: Sequence[float], b: Sequence[float], at: Sequence[Any]) -> tuple[float, Any]:
+    """``a / b`` at the last index where both are finite and positive, and that index's label in `at`; (1, the
+    last label) where there is none (nothing to compare)."""
+    for i in reversed(range(len(a))):
+        if all(math.isfinite(v) and v > 0 for v in (a[i], b[i])):
+            return a[i] / b[i], at[i]
+    return 1.0, at[-1]
 
 
 def table_rows(result: dict[str, Any]) -> list[list[str]]:

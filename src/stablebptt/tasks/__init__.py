@@ -10,6 +10,7 @@ from .options import SHORT_NAMES, TASK_HELP, TASK_OPTIONS, Option, recorded_sett
 from .quantum import Quantum
 from .registry import TASKS, is_builtin, load_task, make_task, module_root, task_fields, task_label
 from .repulsion import Repulsion
+from .smoke import Smoke
 
 __all__ = [
     "SHORT_NAMES",
@@ -21,6 +22,7 @@ __all__ = [
     "Option",
     "Quantum",
     "Repulsion",
+    "Smoke",
     "Task",
     "is_builtin",
     "load_task",

@@ -32,10 +32,11 @@ from .cartpole import CartPole
 from .mjx_cartpole import MJXCartPole  # MuJoCo itself is imported when the task is built
 from .quantum import Quantum
 from .repulsion import Repulsion
+from .smoke import Smoke  # PhiFlow too
 
 # Built-in tasks by name. Each describes itself (`Task.summary`, `options`, `complexity`, `paper_grid`,
 # `published_ylim`, `draw`): a new built-in task is its module and one line here.
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CartPole, Repulsion, Quantum, MJXCartPole, Burgers)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CartPole, Repulsion, Quantum, MJXCartPole, Burgers, Smoke)}
 # Families of tasks named ``prefix:NAME``: the class (``"module:Name"``, imported on first use) and its field that
 # NAME sets (``brax:hopper`` is ``BraxTask(env="hopper")``); that field is not a setting of its own.
 FAMILIES: dict[str, tuple[str, str]] = {

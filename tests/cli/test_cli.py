@@ -85,6 +85,7 @@ def test_compare_writes_figure_and_table(tmp_path, capsys):
     assert json.loads((tmp_path / "cmp" / "R" / "config.json").read_text())["train"]["remat"] == "sqrt"
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_remat_and_truncation_options(tmp_path):
     """--remat only changes memory use, not results; --truncation changes the update and is recorded."""
     base = ["train", "cartpole", "--poles", "1", *TINY, "--n-train", "16", "--n-test", "16"]

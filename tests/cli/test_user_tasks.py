@@ -159,6 +159,7 @@ def test_train_records_the_spec_and_resume_works_from_another_folder(project, ca
     assert config_hash({**config, "task_path": "/moved"}) == config_hash(config)  # moving keeps checkpoints
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_factory_and_compare(project, capsys):
     folder, name = project
     assert (

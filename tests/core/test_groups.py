@@ -35,7 +35,11 @@ def joint(params, x0, groups, **options):
 
 @pytest.mark.parametrize(
     ("param_vjp", "segment"),
-    [("batched", None), ("per_step", None), pytest.param("batched", 3, marks=pytest.mark.slow)],
+    [
+        ("batched", None),
+        pytest.param("per_step", None, marks=pytest.mark.slow),
+        pytest.param("batched", 3, marks=pytest.mark.slow),
+    ],
 )
 def test_any_group_equals_naive(problem, param_vjp, segment):
     params, x0 = problem

@@ -169,6 +169,7 @@ def test_joint_pass_does_not_stack_the_weights(key):
     assert temp < 0.5 * task.horizon * weights
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_param_vjp_choice(key):
     """The published MLP on the published batch 8: batched over time; larger batches, and the quantum CNN from
     batch 4 on (its row-block convolutions made per-step products cheap): per step."""

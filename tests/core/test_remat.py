@@ -21,10 +21,10 @@ HORIZON = 10
 
 
 CASES = [
-    (m, b) if m == "R" else pytest.param(m, b, marks=pytest.mark.slow)  # M, S, N: .ci/run's slow lane
+    (m, b) if (m, b) == ("R", "joint") else pytest.param(m, b, marks=pytest.mark.slow)  # the rest: .ci/run
     for m in "RMSN"
     for b in ("autodiff", "joint")
-] + [("C", "joint"), ("C", "two_pass")]
+] + [("C", "joint"), pytest.param("C", "two_pass", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("method,backward", CASES)
@@ -125,6 +125,7 @@ def test_check_remat_refuses(bad):
         sb.core.check_remat(bad)
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_deprecated_checkpoint_gives_the_same_update_and_one_warning(problem):
     params, x0 = problem
     reference = sb.value_and_grad(loss, step, controller, HORIZON, "C", remat="sqrt")(params, x0)

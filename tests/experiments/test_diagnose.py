@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from stablebptt.cli.commands import run
+from stablebptt.core.checks import BadInput
 from stablebptt.experiments.diagnose import diagnose_task, growth_per_step, reading, write_diagnosis
 from stablebptt.tasks import CartPole
 
@@ -168,3 +169,12 @@ def test_a_run_with_snapshots_is_diagnosed_along_training(tmp_path, capsys):
     assert len({json.dumps(r["grad_norm"]["R"]) for r in saved}) == 4  # four different controllers
     assert "epoch 4, float32" in printed
     assert (run_dir / "diagnosis" / "diagnosis_along.png").stat().st_size > 0
+
+
+def test_a_step_without_forward_mode_is_refused_in_one_line():
+    """PhiFlow's pressure solve is a custom VJP: no jvp, so no perturbation growth; said as bad input, not a crash."""
+    pytest.importorskip("phi")
+    from stablebptt.tasks import Smoke
+
+    with pytest.raises(BadInput, match="diagnose cannot measure task smoke: its step holds a custom VJP"):
+        diagnose_task(Smoke(n_points=4, horizon=2, hidden=(4,)), batch=2, horizons=(1, 2))

@@ -262,6 +262,7 @@ def test_mixed_group_equals_separate_runs(mixed_group):
     assert before == [(b / "metrics.csv").read_bytes() for b in batched]
 
 
+@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_a_small_mixed_group_equals_separate_runs(tmp_path):
     """The fast check of the slow test above, in the default suite: R, C and S with different clipping and
     seeds, as one program, give the metrics of the runs trained one at a time (C's statistics only for C)."""

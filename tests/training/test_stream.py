@@ -49,7 +49,7 @@ def _reference(task, settings, state: StreamState, static, updates: int, method:
     return StreamState(params, state.opt_state, env, steps, key), restarts
 
 
-@pytest.mark.parametrize("method", ["R", "M"])
+@pytest.mark.parametrize("method", ["R", pytest.param("M", marks=pytest.mark.slow)])
 def test_stream_epochs_equal_the_protocol_written_out(x64, method):
     task = CartPole(n_poles=1, horizon=10, hidden=(8,), zero_final_kernel=False)
     settings = TrainSettings(

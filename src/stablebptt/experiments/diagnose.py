@@ -18,7 +18,7 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ..core.checks import check_positive_int
+from ..core.checks import BadInput, check_positive_int
 from ..core.diagnostics import MODES, check_horizons, gradient_diagnostics, horizon_ladder
 from ..runs.io import atomic_write_bytes, write_json
 from ..tasks import Task
@@ -77,7 +77,15 @@ def diagnose_task(
     program, compile_s = None if compiled is None else compiled.get(signature), 0.0
     if program is None:
         begin = time.perf_counter()
-        program = measure.lower(params, x0, key_dirs).compile()  # type: ignore[attr-defined]
+        try:
+            program = measure.lower(params, x0, key_dirs).compile()  # type: ignore[attr-defined]
+        except TypeError as error:
+            if "custom_vjp" not in str(error):
+                raise
+            raise BadInput(
+                f"diagnose cannot measure task {task.name}: its step holds a custom VJP (e.g. PhiFlow's pressure "
+                "solve), which has no forward-mode derivative for the perturbation growth; train and compare it instead"
+            ) from error
         compile_s = time.perf_counter() - begin
         if compiled is not None:
             compiled[signature] = program

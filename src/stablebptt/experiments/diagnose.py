@@ -298,6 +298,12 @@ def _figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
 
     colours = {"R": "tab:blue", "M": "tab:green", "S": "tab:gray", "N": "tab:olive", "C": "tab:red"}
     styles = ("-", "--", ":", "-.")
+    # A run's snapshots would make every panel unreadable: here its initial and trained controllers only, the
+    # snapshots in diagnosis_along.png.
+    shown = [r for r in results if not _label(r).startswith("epoch ")]
+    if len(shown) < len(results):
+        title = f"{title}: initial and trained (every snapshot: diagnosis_along.png)"
+    results = shown
     fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
     for i, r in enumerate(results):
         ls = styles[i % len(styles)]

@@ -73,7 +73,8 @@ def diagnose_task(
         return gradient_diagnostics(task.loss, task.step, task.controller, p, x, ladder, key, directions=directions)
 
     shapes = jax.tree.map(lambda a: (a.shape, a.dtype) if hasattr(a, "shape") else a, (params, x0))
-    signature = (id(task), tuple(ladder), directions, str(jax.tree.structure(shapes)), str(jax.tree.leaves(shapes)))
+    # The tree structure itself, not its string: MJX's Data prints its static arrays by address, a new one each time.
+    signature = (id(task), tuple(ladder), directions, jax.tree.structure(shapes), tuple(jax.tree.leaves(shapes)))
     program, compile_s = None if compiled is None else compiled.get(signature), 0.0
     if program is None:
         begin = time.perf_counter()

@@ -10,12 +10,13 @@ one line saying how to go on (exit codes 130 and 143). Light: no JAX.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -57,10 +58,9 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
 def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """``command(args)``, its errors reported in one line; returns the exit code."""
     prefix = f"stablebptt {args.command}"
-    main_thread = threading.current_thread() is threading.main_thread()  # only it may handle signals
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        return command(args)
+        with interrupts_raised():
+            return command(args)
     except Terminated:
         print(f"{prefix}: stopped by SIGTERM; files written so far are complete{_resume_hint(args)}", file=sys.stderr)
         return 128 + signal.SIGTERM
@@ -91,19 +91,81 @@ def guarded(command: Callable[[argparse.Namespace], int], args: argparse.Namespa
             file=sys.stderr,
         )
         return 1
+
+
+# The interrupts (SIGINT, SIGTERM) raised into the main thread while a command runs. Signals belong to the process,
+# so this is process state, kept by the handler below and read by `raise_pending` only.
+_PENDING: set[int] = set()
+
+
+@contextlib.contextmanager
+def interrupts_raised() -> Iterator[None]:
+    """Inside, SIGTERM raises `Terminated` and Ctrl-C (SIGINT, where not ignored) `KeyboardInterrupt` in the main
+    thread, and both are remembered for `raise_pending`; the previous handlers come back on leaving. Nested, and
+    outside the main thread (only it may handle signals), it changes nothing."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is _interrupt:
+        yield
+        return
+    _PENDING.clear()
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _interrupt)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored (nohup, a job: &)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt)
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = lambda info: None if isinstance(info.exc_value, KeyboardInterrupt) else unraisable(info)
+    try:
+        yield
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+        sys.unraisablehook = unraisable
+        _PENDING.clear()
 
 
-def _terminate(signum: int, frame: object) -> NoReturn:
-    raise Terminated()
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Inside `interrupts_raised`, an interrupt is only remembered, and raised on leaving: for what must not be
+    interrupted half-way, such as importing JAX (an exception inside its C++ extension's initialisation aborts
+    the process). Elsewhere it changes nothing."""
+    if signal.getsignal(signal.SIGTERM) is not _interrupt:
+        yield
+        return
+    raised = [signum for signum in (signal.SIGTERM, signal.SIGINT) if signal.getsignal(signum) is _interrupt]
+    for signum in raised:
+        signal.signal(signum, _remember)
+    try:
+        yield
+    finally:
+        for signum in raised:
+            signal.signal(signum, _interrupt)
+    raise_pending()
+
+
+def _remember(signum: int, frame: object) -> None:
+    _PENDING.add(signum)
+
+
+def _interrupt(signum: int, frame: object) -> NoReturn:
+    _PENDING.add(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def raise_pending() -> None:
+    """Raise again an interrupt that was raised once and lost: Python drops an exception raised inside a garbage
+    collector callback or a ``__del__`` ("Exception ignored in ..."; JAX has such a callback), so a Ctrl-C or
+    SIGTERM landing there would otherwise leave the command running. Progress callbacks call it after every epoch;
+    it does nothing when no interrupt came."""
+    if signal.SIGTERM in _PENDING:
+        raise Terminated()
+    if signal.SIGINT in _PENDING:
+        raise KeyboardInterrupt()
 
 
 def _resume_hint(args: argparse.Namespace) -> str:
     """How to go on after an interrupt: the command that continues what was stopped."""
     if args.command in ("train", "resume"):
         run = getattr(args, "run_dir", None) or getattr(args, "out", None)
+        if run and args.command == "train" and not (Path(run) / "config.json").is_file():
+            return f" (the run had not started: nothing was written to {run}; start it again with the same command)"
         return (
             f" (continue the run with `stablebptt resume {run}`)"
             if run

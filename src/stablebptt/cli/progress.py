@@ -10,6 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from .guard import raise_pending
+
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
     from typing_extensions import Self  # typing.Self from Python 3.11
@@ -43,6 +45,7 @@ class EpochProgress:
         bar = self.progress.add_task(name, total=epochs, loss="-", test="-")
 
         def update(epoch: int, row: dict[str, float]) -> None:
+            raise_pending()  # an interrupt that landed where Python drops exceptions stops the run here
             self.progress.update(bar, completed=epoch, loss=f"{row['loss']:.4g}", test=f"{row['test_loss']:.4g}")
 
         return update

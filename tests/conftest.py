@@ -43,13 +43,43 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
+    _group_module_fixture_users(items)
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --runslow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def _group_module_fixture_users(items) -> None:
+    """Mark the tests that use a module-scoped fixture with one xdist group per module and fixture parameter, so
+    that under ``--dist loadgroup`` (.ci/run's slow lane) each such fixture is built by one worker, once (the
+    MJX and Brax gradient programs take minutes to compile). Without ``loadgroup`` the marks do nothing."""
+    for item in items:
+        info, module = getattr(item, "_fixtureinfo", None), getattr(item, "module", None)
+        if info is None or module is None:
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        used = [
+            f"{name}={params[name]}" if name in params else name
+            for name in info.names_closure
+            if (defs := info.name2fixturedefs.get(name)) and defs[-1].scope == "module"
+        ]
+        if used:
+            item.add_marker(pytest.mark.xdist_group(f"{module.__name__}:{'+'.join(sorted(used))}"))
+
+
+def pytest_configure(config):
+    """Refuse the slow lane's ``--dist loadgroup`` under pytest 9.2: pytest-xdist 3.8 then ignores every
+    xdist_group mark, silently (pytest-dev/pytest-xdist#1386), and each worker compiles the shared fixtures again."""
+    if config.getoption("dist", None) == "loadgroup" and tuple(map(int, pytest.__version__.split(".")[:2])) >= (9, 2):
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} with --dist loadgroup ignores xdist_group marks (pytest-xdist#1386): "
+            "install the test extra's pytest with pip install -e '.[test]'"
+        )
 
 
 def _rss_mb() -> int:

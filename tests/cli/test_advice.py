@@ -119,17 +119,24 @@ def test_status_json_follows_the_epochs(tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_is_an_interrupt_like_ctrl_c(tmp_path, sig):
+def test_sigterm_is_an_interrupt_like_ctrl_c(tmp_path, sig, ctrl_c_reaches_children):
     out = tmp_path / "run"
     args = ["train", *ONE[:-2], "--epochs", "100000", "--n-train", "16", "--n-test", "16", "--out", str(out)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stablebptt", *args], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "stablebptt", *args],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 240
     while not (out / "metrics.csv").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"signal {sig!r} during training: still running 120 s later")
     assert proc.returncode == (143 if sig == signal.SIGTERM else 130), err
     lines = [line for line in err.splitlines() if line.strip() and "━" not in line]
     assert len(lines) == 1 and "Traceback" not in err, err

@@ -87,7 +87,7 @@ MOMENTS = [0.2, 0.6, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupt_at_any_moment_ends_the_command_with_one_line(tmp_path, sig):
+def test_an_interrupt_at_any_moment_ends_the_command_with_one_line(tmp_path, sig, ctrl_c_reaches_children):
     for i, moment in enumerate(MOMENTS):
         out = tmp_path / f"run{i}"
         args = ["train", "cartpole", "--poles", "1", "--horizon", "10", "--epochs", "100000"]

@@ -171,6 +171,7 @@ def test_a_run_with_snapshots_is_diagnosed_along_training(tmp_path, capsys):
     assert (run_dir / "diagnosis" / "diagnosis_along.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # tracing PhiFlow's smoke step takes about 25 s on 2 cores
 def test_a_step_without_forward_mode_is_refused_in_one_line():
     """PhiFlow's pressure solve is a custom VJP: no jvp, so no perturbation growth; said as bad input, not a crash."""
     pytest.importorskip("phi")

@@ -167,12 +167,9 @@ def compute_gradients(env, backend, methods="RMSN", combined=True):
     return jax.jit(everything).lower(diff, x0).compile(compiler_options=FAST_COMPILE)(diff, x0)
 
 
-# One xdist group per backend: `.ci/run` runs this file with `--dist loadgroup`, so the two fixtures (each minutes of
-# compiling) are built by different workers at the same time, and the other tests spread over both.
-BACKEND_GROUPS = [pytest.param(b, marks=pytest.mark.xdist_group(f"every-mode-{b}")) for b in ("generalized", "mjx")]
-
-
-@pytest.fixture(scope="module", params=BACKEND_GROUPS)
+# Under `.ci/run`'s `--dist loadgroup` the tests of each backend run on one worker (tests/conftest.py groups the
+# users of a module fixture), so the two fixtures (minutes of compiling each) are built once, on two workers.
+@pytest.fixture(scope="module", params=["generalized", "mjx"])
 def every_mode(request):
     """R, M, S, N and C (the automatic backward) and the naive R, M, S, N on inverted_double_pendulum."""
     return compute_gradients("inverted_double_pendulum", request.param)

@@ -243,7 +243,6 @@ def every_variant():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("mjx-every-variant")
 @pytest.mark.parametrize("method,backward", [v for v in VARIANTS if v[0] != "C"])
 def test_single_modes_equal_naive_unroll(every_variant, method, backward):
     ours, naive = every_variant
@@ -251,7 +250,6 @@ def test_single_modes_equal_naive_unroll(every_variant, method, backward):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("mjx-every-variant")
 def test_modes_differ_on_this_system(every_variant):
     """Guards the test above: a misplaced stop_gradient would show as a mismatch only if the modes differ."""
     _, naive = every_variant
@@ -270,7 +268,6 @@ def test_combined_joint_equals_combine_of_naive_gradients(combined_joint):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("mjx-every-variant")
 def test_combined_two_pass_equals_combine_of_naive_gradients(every_variant):
     ours, naive = every_variant
     check_combined(ours[("C", "two_pass")], naive)

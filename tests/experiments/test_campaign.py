@@ -188,6 +188,7 @@ def test_report_from_records_alone(tmp_path):
     assert "R/C of medians" in text
 
 
+@pytest.mark.slow  # 6-18 s; the README's test command keeps under 6 minutes
 def test_the_committed_tables_are_rebuilt_from_the_committed_records(tmp_path, monkeypatch):
     """docs/reproduction-records.md is what `stablebptt reproduce report` makes of results/paper."""
     monkeypatch.chdir(ROOT)

@@ -20,6 +20,7 @@ def _metrics(folder):
         return [{k: v for k, v in row.items() if k != "epoch_time"} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow  # 6-18 s; the README's test command keeps under 6 minutes
 def test_batched_seeds_equal_separate_runs(tmp_path):
     calls = {}
 

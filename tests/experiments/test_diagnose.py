@@ -144,6 +144,7 @@ def test_the_command_line_diagnoses_a_task_and_a_run_folder(tmp_path, capsys):
     assert not (run_dir / "diagnosis" / "diagnosis_along.png").exists()
 
 
+@pytest.mark.slow  # 6-18 s; the README's test command keeps under 6 minutes
 def test_a_run_with_snapshots_is_diagnosed_along_training(tmp_path, capsys):
     from stablebptt.runs import snapshots
     from stablebptt.runs.io import load_params

@@ -155,6 +155,7 @@ def test_kill_and_rerun_finishes_the_grid(tmp_path):
         assert _epochs(r) == [1, 2, 3]
 
 
+@pytest.mark.slow  # 6-18 s; the README's test command keeps under 6 minutes
 def test_failed_and_diverged_runs_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     from stablebptt import tasks
     from stablebptt.tasks.cartpole import CartPole
@@ -320,6 +321,7 @@ def test_plan_groups_splits_by_shape_and_by_method_on_request():
     assert plan_groups([r.config for r in rep]) == [[0, 1, 2, 3]]
 
 
+@pytest.mark.slow  # 6-18 s; the README's test command keeps under 6 minutes
 def test_batch_runs_through_the_sweep_resume_and_diverge(tmp_path):
     """--batch-runs in a sweep: a diverging member is frozen and recorded, the others of its group go on; a
     group continues from its checkpoints."""

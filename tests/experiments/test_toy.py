@@ -73,6 +73,7 @@ def test_rotation_illustration_matches_the_published_description():
     assert paths["divergence"].thetas.shape == (201, 2)
 
 
+@pytest.mark.slow  # 6-18 s; the README's test command keeps under 6 minutes
 def test_toy_command_writes_its_pngs(tmp_path, capsys):
     out = tmp_path / "toy"
     assert main(["toy", "--out", str(out)]) == 0

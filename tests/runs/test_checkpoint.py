@@ -61,6 +61,7 @@ def test_hash_ignores_epochs_and_checkpoint_frequency_only():
     assert config_for(2).hash() == config_for(2, remat=None, backward="auto").hash()  # defaults spelled out
 
 
+@pytest.mark.slow  # 6-18 s; the README's test command keeps under 6 minutes
 def test_a_cosine_schedule_over_the_run_ties_its_epochs(tmp_path):
     """Its learning rate at an update depends on the run's length: the epochs are hashed, and the run is not
     extended (a fixed `decay_steps` lifts both)."""

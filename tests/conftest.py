@@ -35,6 +35,7 @@ import contextlib
 
 import jax
 import pytest
+from packaging.version import Version  # a dependency of pytest
 
 CLEAR_ABOVE_MB = 1024
 
@@ -75,7 +76,7 @@ def _group_module_fixture_users(items) -> None:
 def pytest_configure(config):
     """Refuse the slow lane's ``--dist loadgroup`` under pytest 9.2: pytest-xdist 3.8 then ignores every
     xdist_group mark, silently (pytest-dev/pytest-xdist#1386), and each worker compiles the shared fixtures again."""
-    if config.getoption("dist", None) == "loadgroup" and tuple(map(int, pytest.__version__.split(".")[:2])) >= (9, 2):
+    if config.getoption("dist", None) == "loadgroup" and Version(pytest.__version__).release[:2] >= (9, 2):
         raise pytest.UsageError(
             f"pytest {pytest.__version__} with --dist loadgroup ignores xdist_group marks (pytest-xdist#1386): "
             "install the test extra's pytest with pip install -e '.[test]'"

@@ -61,7 +61,8 @@ def bench(method: str, repeats: int, train_epochs: int) -> dict:
 
     update_jit = jax.jit(update)
     scan_jit = jax.jit(lambda s, b: jax.lax.scan(update, s, b))
-    epoch_jit = jax.jit(training.make_epoch(task, method, tx, static, batch))
+    settings = training.TrainSettings(method=method, batch_size=batch)
+    epoch_jit = jax.jit(training.make_epoch(task, settings, static, protocol=training.Dataset(), tx=tx))
     forward_jit = jax.jit(lambda d, x: training.evaluate(task, eqx.combine(d, static), x))
     vg_jit = jax.jit(lambda d, x: vg(eqx.combine(d, static), x))
     opt_jit = jax.jit(optimizer)

@@ -105,7 +105,7 @@ def bench_task(name: str, batch: int, repeats: int) -> dict:
         "settings": task.config(),
         "batch": batch,
         "horizon": task.horizon,
-        "param_vjp_auto": auto,
+        "param_vjp_auto": auto.spelling,
         "timings": timings,
         "ratios": ratios,
     }

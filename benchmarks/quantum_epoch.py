@@ -60,7 +60,9 @@ def build(pkg: ModuleType, method: str) -> dict[str, Any]:
     import jax
     import optax
 
-    train = importlib.import_module(pkg.__name__ + ".training.train")
+    training = importlib.import_module(pkg.__name__ + ".training")
+    new_api = hasattr(training, "UpdateStep")  # one epoch builder, from settings (issue 42)
+    train = importlib.import_module(pkg.__name__ + (".training.epoch" if new_api else ".training.train"))
     optim = importlib.import_module(pkg.__name__ + ".training.optim")
     task = pkg.tasks.Quantum(target=3)
     key = jax.random.PRNGKey(42)
@@ -69,7 +71,11 @@ def build(pkg: ModuleType, method: str) -> dict[str, Any]:
     diff, static = eqx.partition(params, eqx.is_inexact_array)
     tx = optim.optimizer("adam", 1e-3, "none", 1.0, "keras")
     state = train.TrainState(diff, tx.init(diff))
-    epoch = jax.jit(train.make_epoch(task, method, tx, static, 8))
+    if new_api:
+        settings = training.TrainSettings(method=method, batch_size=8)
+        epoch = jax.jit(train.make_epoch(task, settings, static, protocol=train.Dataset(), tx=tx))
+    else:
+        epoch = jax.jit(train.make_epoch(task, method, tx, static, 8))
     vg = pkg.value_and_grad(train.user_loss(task), task.step, task.controller, task.horizon, method)
 
     def update(state: Any, batch: Any) -> Any:

@@ -126,7 +126,7 @@ CASES = [
     ("autodiff for C", ["train", "cartpole", "--backward", "autodiff"], None, ["method C", "joint"]),
     ("unknown backward", ["train", "cartpole", "--backward", "sideways"], None, ["--backward", "sideways"]),
     ("sweep zero truncation", ["sweep", "cartpole", "--truncation", "2,0"], None, ["--truncation", "'0'"]),
-    ("sweep lowercase method list", ["sweep", "cartpole", "--methods", "r,q"], None, ["--methods", "'Q'"]),
+    ("sweep lowercase method list", ["sweep", "cartpole", "--methods", "r,q"], None, ["--methods", "'q'"]),
     ("compare unknown remat", ["compare", "cartpole", "--remat", "x"], None, ["--remat", "'x'"]),
     ("compare batch larger than data", ["compare", "cartpole", *TINY, "--batch-size", "32"], None, ["batch size 32"]),
     # 1.4 TB at least (an update of 10**8 steps): more than any machine; refused before compiling

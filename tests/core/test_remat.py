@@ -1,9 +1,7 @@
 """`remat=` gives the same update as storing everything, for every method and backward (float64), and bounds the
-compiled program's memory; `checkpoint=`, its deprecated name, still works."""
+compiled program's memory; `checkpoint=`, its old name, is gone (0.4.0)."""
 
 from __future__ import annotations
-
-import warnings
 
 import equinox as eqx
 import jax
@@ -15,7 +13,7 @@ from systems import toy_loss as loss
 from systems import toy_step as step
 
 import stablebptt as sb
-from stablebptt.core.adjoint import remat_segment
+from stablebptt.core.strategies import as_remat
 
 HORIZON = 10
 
@@ -74,7 +72,7 @@ def test_remat_cartpole_with_equinox_controller(x64, key):
     ],
 )
 def test_remat_segments(value, horizon, expected):
-    assert remat_segment(value, horizon) == expected
+    assert as_remat(value).segment(horizon) == expected
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "half", "", "0"])
@@ -125,36 +123,6 @@ def test_check_remat_refuses(bad):
         sb.core.check_remat(bad)
 
 
-@pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
-def test_deprecated_checkpoint_gives_the_same_update_and_one_warning(problem):
-    params, x0 = problem
-    reference = sb.value_and_grad(loss, step, controller, HORIZON, "C", remat="sqrt")(params, x0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        vg = sb.value_and_grad(loss, step, controller, HORIZON, "C", checkpoint="sqrt")
-    assert [w.category for w in caught] == [DeprecationWarning]
-    message = str(caught[0].message)
-    assert "checkpoint" in message and "remat" in message and "\n" not in message
-    assert caught[0].filename == __file__  # stacklevel: the caller's line
-    value, update, info = vg(params, x0)
-    np.testing.assert_allclose(value, reference[0], rtol=1e-12)
-    assert_close(update, reference[1])
-    assert_close(info, reference[2])
-
-
-def test_no_warning_without_checkpoint():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        sb.value_and_grad(loss, step, controller, HORIZON, "C", remat="sqrt")
-        sb.value_and_grad(loss, step, controller, HORIZON, "C")
-
-
-@pytest.mark.parametrize("remat", ["sqrt", "none", False, 3])
-def test_remat_and_deprecated_checkpoint_together_are_bad_input(remat):
-    with pytest.raises(sb.BadInput, match="both remat= and checkpoint="):
-        sb.value_and_grad(loss, step, controller, HORIZON, "C", remat=remat, checkpoint="sqrt")
-
-
-def test_deprecated_bad_checkpoint_names_remat():
-    with pytest.warns(DeprecationWarning), pytest.raises(sb.BadInput, match="^remat must be"):
-        sb.value_and_grad(loss, step, controller, HORIZON, "C", checkpoint=0)
+def test_the_removed_checkpoint_argument_is_refused():
+    with pytest.raises(TypeError, match="checkpoint"):
+        sb.value_and_grad(loss, step, controller, HORIZON, "C", checkpoint="sqrt")  # type: ignore[call-arg]

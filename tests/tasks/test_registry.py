@@ -177,7 +177,7 @@ def test_every_builtin_task_describes_itself_and_the_tables_follow(name):
     """A built-in task's description lives on its class; the command line, the grids and the report read it."""
     from stablebptt.cli.commands import build_parser
     from stablebptt.cli.options import task_settings
-    from stablebptt.experiments.grid import COMPLEXITY, PAPER_GRIDS
+    from stablebptt.experiments.grid import COMPLEXITY, PAPER, PAPER_GRIDS
     from stablebptt.tasks import SHORT_NAMES, TASK_HELP, TASK_OPTIONS, task_fields
 
     cls = TASKS[name]
@@ -186,9 +186,9 @@ def test_every_builtin_task_describes_itself_and_the_tables_follow(name):
     assert TASK_OPTIONS[name] == cls.options and all(o.name in fields for o in cls.options)
     assert all(SHORT_NAMES[o.name] == o.short for o in cls.options)
     assert cls.complexity in fields and COMPLEXITY[name] == cls.complexity
-    assert set(cls.paper_grid) <= set(fields)
-    if cls.paper_grid:
-        assert PAPER_GRIDS[name][cls.complexity] == list(cls.paper_grid[cls.complexity])
+    if name in PAPER:  # what the paper published of it: its complexity's levels, settings of the task
+        assert set(PAPER[name].grid) == {cls.complexity} <= set(fields)
+        assert PAPER_GRIDS[name][cls.complexity] == list(PAPER[name].grid[cls.complexity])
     assert cls.can_draw()
     args = build_parser().parse_args(
         ["train", name, *(a for o in cls.options if o.kind != "choice" for a in (f"--{o.short}", "2"))]

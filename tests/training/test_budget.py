@@ -74,7 +74,7 @@ def test_the_estimate_is_below_what_xla_allocates():
 
 def test_a_run_that_cannot_fit_is_refused_in_one_line_suggesting_remat_sqrt():
     task = make_task("cartpole", horizon=10**7)  # 143 GB at least without remat, 61 GB with remat sqrt
-    with pytest.raises(BadInput) as error:
+    with pytest.raises(BadInput, match="100 GB of test memory") as error:
         budget.check_memory(task, TrainSettings(), limit=100 * GB, where="test memory")
     message = str(error.value)
     assert "\n" not in message and "remat='sqrt'" in message and "100 GB of test memory" in message
@@ -85,7 +85,9 @@ def test_a_run_that_cannot_fit_is_refused_in_one_line_suggesting_remat_sqrt():
 
 def test_with_remat_already_the_refusal_suggests_a_smaller_horizon():
     task = make_task("cartpole", horizon=10**7)
-    with pytest.raises(BadInput) as error:  # the loss of 256 states of 10**7 steps alone: 61 GB
+    with pytest.raises(
+        BadInput, match=r"smaller horizon \(at most about 4,000,000\)"
+    ) as error:  # the loss alone: 61 GB
         budget.check_memory(task, TrainSettings(remat="sqrt"), limit=25 * GB)
     message = str(error.value)
     assert "smaller horizon (at most about 4,000,000)" in message and "n_train/n_test" in message

@@ -207,3 +207,37 @@ def test_settings_store_strategy_objects_as_their_spellings():
 def test_settings_refuse_a_backward_that_cannot_work(method, truncation, message):
     with pytest.raises(BadInput, match=message):
         TrainSettings(method=method, backward="autodiff", truncation=truncation)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"protocol": "stream", "window": 5},
+        {"protocol": "stream", "window": 5, "key_scheme": "apg"},
+    ],
+    ids=["dataset", "stream", "stream-apg"],
+)
+def test_one_seed_derivation_gives_the_runs_epoch_0_controller(settings):
+    """`initial_params` (what `diagnose RUN_DIR` labels "initial" and `animate` loads into) is the controller a
+    run starts from, under every key scheme; the data's key is the same one under every protocol."""
+    from stablebptt.training.train import Trainer, initial_params, seed_keys
+
+    task = CartPole(n_poles=1, horizon=10)
+    config = TrainSettings(seed=7, n_train=16, n_test=16, **settings)
+    trainer = Trainer(task, config)
+    drawn = initial_params(task, config)
+    for a, b in zip(jax.tree.leaves(drawn), jax.tree.leaves(trainer.params(trainer.initial)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.array_equal(seed_keys(config).data, seed_keys(TrainSettings(seed=7)).data)
+    other = initial_params(task, config.replace(seed=8))
+    assert not np.array_equal(jax.tree.leaves(other)[0], jax.tree.leaves(drawn)[0])  # the seed matters
+
+
+def test_the_apg_scheme_draws_another_controller_than_the_dataset_scheme():
+    from stablebptt.training.train import initial_params
+
+    task = CartPole(n_poles=1, horizon=10)
+    base = TrainSettings(seed=7, protocol="stream", window=5, n_train=16, n_test=16)
+    ours, apg = initial_params(task, base), initial_params(task, base.replace(key_scheme="apg"))
+    assert not np.array_equal(jax.tree.leaves(ours)[0], jax.tree.leaves(apg)[0])

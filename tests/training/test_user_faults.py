@@ -182,7 +182,7 @@ def test_guard_names_and_passes_bad_input():
     def checks(x):
         raise BadInput("already one line")
 
-    with pytest.raises(BadInput) as info:
+    with pytest.raises(BadInput, match="^already one line$") as info:
         trees.guard("loss", checks)(1)
     assert type(info.value) is BadInput and str(info.value) == "already one line"
 

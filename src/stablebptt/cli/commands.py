@@ -344,8 +344,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if out != base:
             print(f"stablebptt train: {base} holds another run; this one goes to {out}", file=sys.stderr)
     with RunFolder(out).start(config, force=args.force) as session, EpochProgress() as progress:
-        result = session.run(progress.run(t.method, t.epochs))
-    return _report(args.command, t.method, out, result)
+        result = session.run(progress.run(str(t.method), t.epochs))
+    return _report(args.command, str(t.method), out, result)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -361,7 +361,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         epochs = folder.read_config().train.epochs if args.epochs is None else args.epochs
         print(f"{args.run_dir}: already complete ({plural(epochs, 'epoch')}); nothing to do")
         return 0
-    method = session.config.train.method
+    method = str(session.config.train.method)
     with session, EpochProgress() as progress:
         result = session.run(progress.run(method, session.epochs))
     return _report(args.command, method, args.run_dir, result)
@@ -696,12 +696,11 @@ def _diagnosis_subjects(args: argparse.Namespace) -> tuple[list[tuple[str, Any]]
     """``(stages, task, title, out)`` of ``diagnose``: for a TASK its initial controller; for a run folder its
     initial controller (drawn from the run's seed as training drew it), the snapshots it kept along training
     (``--snapshot-every``) and its trained one."""
-    import jax
-
     from ..experiments.diagnose import draw
     from ..runs import RunFolder, snapshots
     from ..runs.io import load_params
     from ..tasks import load_task
+    from ..training.train import initial_params
 
     if getattr(args, "run_dir", False):
         from ..experiments.animate import load_run
@@ -710,7 +709,7 @@ def _diagnosis_subjects(args: argparse.Namespace) -> tuple[list[tuple[str, Any]]
         if not (run_dir / "config.json").is_file():
             raise BadInput(f"{run_dir} is not a run folder (no config.json); give a TASK or a folder written by train")
         config, task, trained = load_run(run_dir, log=lambda line: print(f"stablebptt {line}", file=sys.stderr))
-        initial = task.init_controller(jax.random.split(jax.random.PRNGKey(config.train.seed))[1])
+        initial = initial_params(task, config.train)  # the run's epoch-0 controller, under every key scheme
         title = f"{run_dir.name} ({config.task}, method {config.train.method})"
         kept = snapshots(run_dir)
         done = int((RunFolder(run_dir).status() or {}).get("epoch") or 0)

@@ -74,10 +74,10 @@ def nonnegative_float(text: str) -> float:
 
 
 def method(text: str) -> str:
-    """A method letter in either case (r, R) or name (regular, Combined), as its paper letter."""
-    text = text.strip()
+    """A method letter in either case (r, R) or name (regular, Combined), as its paper letter; or
+    ``module.path:Name``, a rule of one's own (imported now, so that a wrong one fails before any work)."""
     try:
-        return canonical_method(text.upper() if len(text) == 1 else text.lower())
+        return canonical_method(text.strip())
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -292,7 +292,13 @@ class TrainOption:
 
 
 TRAIN_OPTIONS = (
-    TrainOption("method", ("--method",), method, "R, M, S, N or C (either case)"),
+    TrainOption(
+        "method",
+        ("--method",),
+        method,
+        "R, M, S, N or C (either case), or module.path:Name, a gradient rule of your own (a stablebptt.core.Method "
+        "instance or subclass, imported with the current directory first on the Python path)",
+    ),
     TrainOption("epochs", ("--epochs",), positive_int, "epochs"),
     TrainOption("batch_size", ("--batch-size",), positive_int, "mini-batch size"),
     TrainOption("lr", ("--lr",), positive_float, "learning rate"),

@@ -44,8 +44,8 @@ import jax.numpy as jnp
 from jax.tree_util import PyTreeDef
 
 from . import trees
-from .methods import PATHS
-from .strategies import PARAM_VJP_STRATEGIES, AutoVJP, ParamVJP, PerStepVJP, as_param_vjp, as_remat
+from .methods import Mode, as_mode
+from .strategies import AutoVJP, BatchedVJP, ParamVJP, PerStepVJP, as_param_vjp
 
 PyTree = Any
 Net = Callable[[PyTree, PyTree], PyTree]  # (differentiable params, x) -> c
@@ -70,16 +70,6 @@ def _copies(a: jax.Array, k: int) -> jax.Array:
     return jnp.broadcast_to(a, (k, *a.shape))
 
 
-def remat_segment(remat: Any, horizon: int) -> int | None:
-    """Segment length for a `remat` option (`strategies.as_remat`: None, "none", False, "sqrt", "states", a
-    segment length or a `strategies.Remat`), capped at `horizon`; None for no rematerialisation.
-
-    Raises:
-        BadInput: for any other value.
-    """
-    return as_remat(remat).segment(horizon)
-
-
 def _hoist(closure: PyTree, invariants: Sequence[jax.Array]) -> tuple[list[jax.Array], Spec]:
     """Split a VJP closure into its per-step leaves and a spec; leaves that ARE one of `invariants` (the
     parameters, by identity) are left out and re-inserted by `_unhoist`."""
@@ -102,7 +92,7 @@ def adjoint_gradients(
     diff: PyTree,
     x0: PyTree,
     horizon: int,
-    groups: Sequence[Sequence[str]],
+    groups: Sequence[Sequence[str | Mode]],
     *,
     truncation: int | None = None,
     segment: int | None = None,
@@ -137,9 +127,10 @@ def adjoint_gradients(
     Returns:
         ``(value, grads)`` with one gradient pytree per mode, in the order of the flattened `groups`.
     """
+    sweeps = tuple(tuple(as_mode(m) for m in group) for group in groups)
     per_step = isinstance(resolve_param_vjp(param_vjp, net, diff, x0), PerStepVJP)
     invariants = list(jax.tree.leaves(diff))
-    any_net = per_step or any(PATHS[m][0] for group in groups for m in group)
+    any_net = per_step or any(m.network for group in sweeps for m in group)
     specs: dict[str, Spec] = {}
 
     def linearize(x: PyTree, c: PyTree = None) -> tuple[PyTree, PyTree, Residuals]:
@@ -195,7 +186,7 @@ def adjoint_gradients(
 
     steps = jnp.arange(horizon)
     grads: list[PyTree] = []
-    for modes in groups:
+    for modes in sweeps:
         sweep = functools.partial(
             _sweep,
             modes=tuple(modes),
@@ -265,7 +256,7 @@ def _sweep(
     block: Block,
     stored: Residuals | None,
     *,
-    modes: tuple[str, ...],
+    modes: tuple[Mode, ...],
     net: Net,
     diff: PyTree,
     invariants: Sequence[jax.Array],
@@ -281,8 +272,8 @@ def _sweep(
     if stored is None:
         stored = jax.vmap(linearize)(xs, cs)[2]  # one batched re-linearisation of the block
     k = len(modes)
-    via_net = [i for i, m in enumerate(modes) if PATHS[m][0]]
-    via_sim = [i for i, m in enumerate(modes) if PATHS[m][1]]
+    via_net = [i for i, m in enumerate(modes) if m.network]
+    via_sim = [i for i, m in enumerate(modes) if m.simulator]
 
     def backward(
         carry: tuple[PyTree, PyTree], inputs: tuple[jax.Array, PyTree, PyTree, Residuals]
@@ -332,8 +323,8 @@ def _sweep(
     return lam, [trees.at(acc, i) for i in range(k)]
 
 
-def choose_param_vjp(net: Net, diff: PyTree, x0: PyTree, threshold: float | None = None) -> str:
-    """Pick "per_step" when one network call does many operations per parameter, else "batched".
+def choose_param_vjp(net: Net, diff: PyTree, x0: PyTree, threshold: float | None = None) -> ParamVJP:
+    """Pick `PerStepVJP` when one network call does many operations per parameter, else `BatchedVJP`.
 
     Many operations per parameter (large batches): the per-step products are big enough to be efficient inside
     the sweep, and "batched" would pay for recomputing the forward pass and the regular mode's
@@ -350,18 +341,18 @@ def choose_param_vjp(net: Net, diff: PyTree, x0: PyTree, threshold: float | None
     """
     n_params = sum(leaf.size for leaf in jax.tree.leaves(diff))
     if n_params == 0:
-        return "batched"
+        return BatchedVJP()
     try:
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), (diff, x0))
         cost: Any = jax.jit(net).lower(*abstract).cost_analysis()  # a dict, a list of one, or None (fails here)
         cost = cost[0] if isinstance(cost, list | tuple) else cost
         flops = float(cost["flops"])
     except Exception:  # noqa: BLE001 -- no cost model on this backend: the choice that never recomputes
-        return "per_step"
+        return PerStepVJP()
     leaves = jax.tree.leaves(x0)
     batch = leaves[0].shape[0] if leaves and leaves[0].ndim else 1
     threshold = PER_STEP_THRESHOLD if threshold is None else threshold
-    return "per_step" if flops / (2 * n_params) > threshold or batch > PER_STEP_BATCH else "batched"
+    return PerStepVJP() if flops / (2 * n_params) > threshold or batch > PER_STEP_BATCH else BatchedVJP()
 
 
 def resolve_param_vjp(param_vjp: str | ParamVJP, net: Net, diff: PyTree, x0: PyTree) -> ParamVJP:
@@ -369,5 +360,5 @@ def resolve_param_vjp(param_vjp: str | ParamVJP, net: Net, diff: PyTree, x0: PyT
     parameters and initial state: an `AutoVJP` is decided by `choose_param_vjp` with its threshold."""
     vjp = as_param_vjp(param_vjp)
     if isinstance(vjp, AutoVJP):
-        return PARAM_VJP_STRATEGIES[choose_param_vjp(net, diff, x0, vjp.threshold)]
+        return choose_param_vjp(net, diff, x0, vjp.threshold)
     return vjp

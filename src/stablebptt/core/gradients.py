@@ -12,14 +12,13 @@ How to differentiate a rollout is a parameter, a strategy object of `strategies`
   model of C).
 
 Orthogonal options: ``truncation=K`` (cut gradient flow along time every K steps), ``remat`` (a
-`strategies.Remat`: store only states, recompute the rest in segments, for long horizons; formerly
-``checkpoint``) and ``param_vjp`` (a `strategies.ParamVJP`: only speed differs).
+`strategies.Remat`: store only states, recompute the rest in segments, for long horizons) and ``param_vjp`` (a
+`strategies.ParamVJP`: only speed differs).
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +29,7 @@ import jax.numpy as jnp
 from . import trees
 from .adjoint import adjoint_gradients, resolve_param_vjp
 from .checks import BadInput, check_truncation
-from .methods import Method, as_method
+from .methods import Method, Mode, as_method, as_mode
 from .strategies import AutoBackward, Backward, ParamVJP, Remat, as_backward, as_param_vjp, as_remat
 from .unroll import Controller, Step, _check_horizon, rollout, scan_body
 
@@ -51,7 +50,6 @@ def value_and_grad(
     truncation: int | None = None,
     remat: int | str | Remat | None = None,
     param_vjp: str | ParamVJP = "auto",
-    checkpoint: int | str | None = None,
     has_aux: bool = False,
     final_state: bool = False,
 ) -> ValueAndGrad:
@@ -67,7 +65,8 @@ def value_and_grad(
         controller: ``(params, x) -> c``. The adjoint backward passes also call it on a time-stacked batch
             through `jax.vmap`, so it must be vmappable (any pure JAX function is).
         horizon: number of unrolled steps.
-        method: R, M, S, N or C (or regular, modified, stopped, network, combined), or a `methods.Method`.
+        method: R, M, S, N or C (either case, or regular, modified, stopped, network, combined), a
+            `methods.Method` (a rule of your own too), or ``module.path:Name`` naming one.
         backward: a `strategies.Backward` or its name: "autodiff" (single modes only), "joint", "two_pass" or
             "auto": "joint" for C and with truncation; for a single mode "joint" when the batched parameter VJP
             is chosen (small controllers on small batches, such as every task at its published batch of 8:
@@ -84,7 +83,6 @@ def value_and_grad(
             its name: "batched" (one VJP of the network over all steps after the reverse sweep), "per_step"
             (inside the sweep) or "auto" (chosen from XLA's flop count of one controller call per parameter;
             see `adjoint.choose_param_vjp`). Only speed differs.
-        checkpoint: deprecated name of `remat` (same values; a `DeprecationWarning`). Giving both is an error.
         has_aux: the loss returns ``(value, aux)`` (any pytree `aux`, e.g. per-sample losses or the final
             state's error), as with ``jax.value_and_grad(..., has_aux=True)``; `aux` is returned as
             ``info["aux"]`` and is not differentiated.
@@ -103,17 +101,6 @@ def value_and_grad(
         BadInput: a bad option (named in the message), at once; a step or controller whose output does not fit
             (see `rollout`), when the returned function is traced.
     """
-    if checkpoint is not None:
-        if remat is not None:
-            raise BadInput(
-                "value_and_grad got both remat= and checkpoint=; give only remat= (checkpoint= is its deprecated name)"
-            )
-        warnings.warn(
-            "value_and_grad(checkpoint=...) is deprecated; use remat=... (same values)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        remat = checkpoint
     rule = as_method(method)
     horizon = _check_horizon(horizon)
     how = as_backward(backward)
@@ -156,6 +143,7 @@ def value_and_grad(
                 has_aux=True,
             )
         update, info = rule.update(grads)
+        rule.check_update(update, diff)  # a rule of one's own with a wrong update fails here, in one line
         aux, last = extras
         info = {**info, **({"aux": aux} if has_aux else {}), **({"final_state": last} if final_state else {})}
         return value, update, info
@@ -168,7 +156,7 @@ def _autodiff(
     step: Step,
     controller: Controller,
     horizon: int,
-    method: str,
+    mode: Mode,
     diff: PyTree,
     static: PyTree,
     x0: PyTree,
@@ -179,20 +167,20 @@ def _autodiff(
     def objective(d: PyTree) -> tuple[jax.Array, Any]:
         params = eqx.combine(d, static)
         if segment is None or segment >= horizon:
-            states, controls = rollout(step, controller, params, x0, horizon, method)
+            states, controls = rollout(step, controller, params, x0, horizon, mode)
         else:
-            states, controls = _remat_rollout(step, controller, params, x0, horizon, method, segment)
+            states, controls = _remat_rollout(step, controller, params, x0, horizon, mode, segment)
         return loss(states, controls)
 
     return jax.value_and_grad(objective, has_aux=True)(diff)
 
 
 def _remat_rollout(
-    step: Step, controller: Controller, params: PyTree, x0: PyTree, horizon: int, method: str, segment: int
+    step: Step, controller: Controller, params: PyTree, x0: PyTree, horizon: int, mode: Mode, segment: int
 ) -> tuple[PyTree, PyTree]:
     """`rollout` as an outer scan over segments of `segment` steps, each under `jax.checkpoint`: the backward
     pass keeps the segments' first states and recomputes the inside of one segment at a time."""
-    body = scan_body(step, controller, params, method)
+    body = scan_body(step, controller, params, mode)
 
     @functools.partial(jax.checkpoint, static_argnums=(1,))
     def run(x: PyTree, length: int) -> tuple[PyTree, tuple[PyTree, PyTree]]:
@@ -218,7 +206,7 @@ def value_and_grads(
     step: Step,
     controller: Controller,
     horizon: int,
-    modes: tuple[str, ...],
+    modes: tuple[str | Mode, ...],
     *,
     truncation: int | None = None,
     remat: int | str | Remat | None = None,
@@ -227,17 +215,17 @@ def value_and_grads(
 ) -> Callable[[PyTree, PyTree], tuple[Any, ...]]:
     """Build ``(params, x0) -> (value, {mode: gradient})`` for several single modes (R, M, S, N) at once: one
     forward sweep and ONE reverse sweep carrying one adjoint per mode (the ``"joint"`` backward of
-    `value_and_grad`). Used to train runs of different methods in one program (C is ``combine(g["M"],
-    g["R"])``). Arguments as for `value_and_grad`; gradients have the structure of `params` (`None` at leaves
-    that are not inexact arrays). With `final_state` it returns ``(value, {mode: gradient}, last state)``.
+    `value_and_grad`). Used to train runs of different methods in one program (C is ``combine(g[MODE_M],
+    g[MODE_R])``). Arguments as for `value_and_grad` (`modes`: `methods.Mode`s or their letters); gradients have
+    the structure of `params` (`None` at leaves that are not inexact arrays), keyed by `methods.Mode`. With
+    `final_state` it returns ``(value, {mode: gradient}, last state)``.
 
     Raises:
         BadInput: for a bad option or mode (C is not a single mode), at once.
     """
-    rules = [as_method(m) for m in modes]
-    if not rules or any(r.combines for r in rules):
-        raise BadInput(f"value_and_grads needs single modes (R, M, S, N), got {modes!r}")
-    modes = tuple(dict.fromkeys(r.modes[0] for r in rules))
+    if not modes:
+        raise BadInput("value_and_grads needs at least one single mode (R, M, S, N), got none")
+    modes = tuple(dict.fromkeys(as_mode(m) for m in modes))
     horizon = _check_horizon(horizon)
     truncation = check_truncation(truncation)
     segment = as_remat(remat).segment(horizon)

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from .checks import BadInput
 
 if TYPE_CHECKING:
-    from .methods import Method
+    from .methods import Method, Mode
 
 PyTree = Any
-Groups = tuple[tuple[str, ...], ...]
+Groups = tuple[tuple["Mode", ...], ...]
 Strategy = TypeVar("Strategy")
 
 
@@ -51,7 +51,7 @@ class Backward:
     def check(self, method: Method, truncation: int | None) -> None:
         """Refuse, at build time, a method or truncation this backward cannot differentiate (`BadInput`)."""
 
-    def sweeps(self, modes: tuple[str, ...]) -> Groups | None:
+    def sweeps(self, modes: tuple[Mode, ...]) -> Groups | None:
         """The modes of each reverse sweep (`adjoint.adjoint_gradients`'s groups), or None for autodiff."""
         raise NotImplementedError(f"{type(self).__name__} is resolved by value_and_grad, it has no sweeps")
 
@@ -86,7 +86,7 @@ class Autodiff(Backward):
         if truncation is not None:
             raise BadInput("truncation needs backward='joint' or 'two_pass'")
 
-    def sweeps(self, modes: tuple[str, ...]) -> Groups | None:
+    def sweeps(self, modes: tuple[Mode, ...]) -> Groups | None:
         return None
 
 
@@ -96,7 +96,7 @@ class Joint(Backward):
 
     spelling: ClassVar[str] = "joint"
 
-    def sweeps(self, modes: tuple[str, ...]) -> Groups | None:
+    def sweeps(self, modes: tuple[Mode, ...]) -> Groups | None:
         return (tuple(modes),)
 
 
@@ -106,7 +106,7 @@ class TwoPass(Backward):
 
     spelling: ClassVar[str] = "two_pass"
 
-    def sweeps(self, modes: tuple[str, ...]) -> Groups | None:
+    def sweeps(self, modes: tuple[Mode, ...]) -> Groups | None:
         return tuple((m,) for m in modes)
 
 
@@ -252,7 +252,6 @@ class AutoVJP(ParamVJP):
 
 
 PARAM_VJP_STRATEGIES: dict[str, ParamVJP] = {p.spelling: p for p in (AutoVJP(), BatchedVJP(), PerStepVJP())}
-PARAM_VJPS: tuple[str, ...] = ("batched", "per_step")
 
 
 def as_param_vjp(value: str | ParamVJP) -> ParamVJP:

@@ -9,7 +9,7 @@ import jax
 
 from . import trees
 from .checks import check_positive_index
-from .methods import PATHS, canonical_method
+from .methods import MODE_R, Method, Mode, as_method, as_mode
 
 PyTree = Any
 Step = Callable[[PyTree, PyTree], PyTree]
@@ -23,7 +23,7 @@ def rollout(
     params: PyTree,
     x0: PyTree,
     horizon: int,
-    method: str = "R",
+    method: str | Method | Mode = "R",
 ) -> tuple[PyTree, PyTree]:
     """Unroll `controller` and `step` for `horizon` steps with `lax.scan`.
 
@@ -42,25 +42,35 @@ def rollout(
         params: controller parameters, any pytree.
         x0: initial state, any pytree of arrays (batching is up to the task).
         horizon: number of steps Nt >= 1.
-        method: R, M, S, N or C (or their names).
+        method: R, M, S, N or C (or their names), a `methods.Method` or a `methods.Mode`.
 
     Returns:
         ``(states, controls)``, time-major: `states` has the structure of `x0`, each leaf of shape
         ``(horizon + 1, *leaf.shape)`` with ``states[0] == x0``; `controls` has the structure of `c`, each leaf
         of shape ``(horizon, *leaf.shape)``.
     """
-    method = canonical_method(method)
+    mode = forward_mode(method)
     horizon = _check_horizon(horizon)
     x0 = trees.as_arrays(x0, "the initial state x0")
     step, controller = trees.checked(step, controller)
-    _, (xs, cs) = jax.lax.scan(scan_body(step, controller, params, method), x0, None, length=horizon)
+    _, (xs, cs) = jax.lax.scan(scan_body(step, controller, params, mode), x0, None, length=horizon)
     return trees.prepend(x0, xs), cs
 
 
-def scan_body(step: Step, controller: Controller, params: PyTree, method: str) -> ScanBody:
-    """The `lax.scan` body of one step, ``x -> (x_next, (x_next, c))``, with the `stop_gradient`s of `method`
-    (none for C: its forward values are R's)."""
-    through_net, through_sim = PATHS.get(method, (True, True))
+def forward_mode(method: str | Method | Mode) -> Mode:
+    """The mode whose `stop_gradient`s a rollout for `method` places: a single mode's own; R's (none) for a rule
+    that combines modes, whose gradients `value_and_grad` computes from its modes' sweeps."""
+    if isinstance(method, Mode):
+        return method
+    if isinstance(method, str) and len(method.strip()) == 1 and method.strip().upper() in "RMSN":
+        return as_mode(method.strip())
+    rule = as_method(method)
+    return MODE_R if rule.combines else rule.modes[0]
+
+
+def scan_body(step: Step, controller: Controller, params: PyTree, mode: Mode) -> ScanBody:
+    """The `lax.scan` body of one step, ``x -> (x_next, (x_next, c))``, with the `stop_gradient`s of `mode`."""
+    through_net, through_sim = mode.network, mode.simulator
 
     def body(x: PyTree, _: None) -> tuple[PyTree, tuple[PyTree, PyTree]]:
         c = controller(params, x if through_net else jax.lax.stop_gradient(x))

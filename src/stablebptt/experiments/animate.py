@@ -33,7 +33,8 @@ from ..runs import CHECKPOINT, PARAMS, RunConfig, RunFolder, use_precision
 from ..runs.checkpoint import load_checkpoint
 from ..runs.io import load_params, probe_writable
 from ..tasks import TASKS, Task
-from ..training.train import Trainer, make_data
+from ..training.epoch import make_data
+from ..training.train import Trainer, initial_params, seed_keys
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -63,9 +64,7 @@ def load_run(run_dir: str | os.PathLike[str], *, log: Log | None = None) -> tupl
     use_precision(config)
     task = config.make_task()
     if (path / PARAMS).exists():
-        _, key_init = jax.random.split(jax.random.PRNGKey(config.train.seed))
-        like = eqx.filter_jit(task.init_controller)(key_init)  # compiled: eager initialisation is slow
-        return config, task, load_params(path / PARAMS, like)
+        return config, task, load_params(path / PARAMS, initial_params(task, config.train))
     state = (folder.status() or {}).get("status", "not started")
     if not (path / CHECKPOINT).exists():
         raise BadInput(
@@ -86,9 +85,8 @@ def test_states(task: Task, config: RunConfig, n: int) -> Any:
     """The first `n` states of the run's test set (the same data as in training), a pytree like the task's
     states."""
     t = config.train
-    key_data, _ = jax.random.split(jax.random.PRNGKey(t.seed))
     sizes = t.n_train, max(t.n_test, n)
-    data = eqx.filter_jit(make_data)(task, key_data, *sizes)
+    data = eqx.filter_jit(make_data)(task, seed_keys(t).data, *sizes)
     return jax.tree.map(lambda leaf: leaf[:n], data.test)
 
 

@@ -36,7 +36,7 @@ from ..runs import same_run
 from ..runs.io import atomic_write_bytes
 from ..runs.state import FINISHED
 from ..tasks import SHORT_NAMES, TASKS
-from .grid import COMPLEXITY, HARDER_WHEN_SMALLER, Run, expand
+from .grid import COMPLEXITY, HARDER_WHEN_SMALLER, PAPER, Run, expand
 from .report import RunRecord, markdown, plot_sweep, read_run
 
 SEEDS = (42, 43, 44)
@@ -62,11 +62,11 @@ class Stage:
 
 
 def _grid(task: str, levels: Sequence[Any] | None = None) -> dict[str, Sequence[Any]]:
-    """The runs of `task` at its complexity `levels` (default: the published ones, `Task.paper_grid`) with every
+    """The runs of `task` at its complexity `levels` (default: the published ones, `grid.PAPER`) with every
     method of the paper, no clipping and the campaign's seeds."""
     cls = TASKS[task]
     level = cls.complexity or ""
-    chosen = list(cls.paper_grid[level] if levels is None else levels)
+    chosen = list(PAPER[task].grid[level] if levels is None else levels)
     return {level: chosen, "method": list(METHODS), "clip": ["none"], "seed": list(SEEDS)}
 
 

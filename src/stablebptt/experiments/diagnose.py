@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core.checks import BadInput, check_positive_int
 from ..core.diagnostics import MODES, check_horizons, gradient_diagnostics, horizon_ladder
+from ..core.methods import METHOD_COLORS
 from ..runs.io import atomic_write_bytes, write_json
 from ..tasks import Task
 
@@ -269,7 +270,7 @@ def _along_figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> 
         rs = [r for r in results if r["precision"] == precision]
         names = [str(r.get("label", "")).replace(f", {precision}", "") for r in rs]
         x = np.arange(len(rs))
-        for m, colour in (("R", "tab:blue"), ("M", "tab:green")):
+        for m, colour in ((m, METHOD_COLORS[m]) for m in ("R", "M")):
             axes[0].plot(
                 x,
                 _positive([r["grad_norm"][m][-1] for r in rs]),
@@ -279,8 +280,10 @@ def _along_figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> 
                 label=f"|g_{m}| ({precision})",
             )
             axes[1].plot(x, [r["growth"][m] for r in rs], ls, marker="o", color=colour, label=f"{m} ({precision})")
-        axes[2].plot(x, [r["cosine"][-1] for r in rs], ls, marker="o", color="tab:red", label=f"cos ({precision})")
-        axes[2].plot(x, [r["kept"][-1] for r in rs], ls, marker="s", color="tab:green", label=f"kept ({precision})")
+        axes[2].plot(x, [r["cosine"][-1] for r in rs], ls, marker="o", color="black", label=f"cos ({precision})")
+        axes[2].plot(
+            x, [r["kept"][-1] for r in rs], ls, marker="s", color=METHOD_COLORS["C"], label=f"kept ({precision})"
+        )
         for ax in axes:
             ax.set_xticks(x, names, rotation=30, ha="right", fontsize=7)
     axes[0].set(yscale="log", ylabel="gradient norm at the longest horizon", title="gradient norm along training")
@@ -297,7 +300,7 @@ def _figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"R": "tab:blue", "M": "tab:green", "S": "tab:gray", "N": "tab:olive", "C": "tab:red"}
+    colours = METHOD_COLORS  # the rules' own colours, as in every figure of the project
     styles = ("-", "--", ":", "-.")
     # A run's snapshots would make every panel unreadable: here its initial and trained controllers only, the
     # snapshots in diagnosis_along.png.
@@ -316,10 +319,10 @@ def _figure(results: Sequence[dict[str, Any]], path: Path, title: str) -> None:
             t = np.arange(len(r["step_norm"][m]))
             axes[1].plot(t, _positive(r["step_norm"][m]), ls, color=colours[m], label=f"{m}{tag}")
         t = np.arange(len(r["closed_loop"]))
-        axes[2].plot(t, _positive(r["closed_loop"]), ls, color="tab:purple", label=f"closed loop{tag}")
+        axes[2].plot(t, _positive(r["closed_loop"]), ls, color="tab:cyan", label=f"closed loop{tag}")
         axes[2].plot(t, _positive(r["open_loop"]), ls, color="tab:brown", label=f"simulator alone{tag}")
-        axes[3].plot(h, r["cosine"], ls, marker="o", ms=3, color="tab:red", label=f"cos(g_M, g_R){tag}")
-        axes[3].plot(h, r["kept"], ls, marker="s", ms=3, color="tab:green", label=f"share kept by C{tag}")
+        axes[3].plot(h, r["cosine"], ls, marker="o", ms=3, color="black", label=f"cos(g_M, g_R){tag}")
+        axes[3].plot(h, r["kept"], ls, marker="s", ms=3, color=colours["C"], label=f"share kept by C{tag}")
     axes[0].set(xscale="log", yscale="log", xlabel="horizon", ylabel="gradient norm", title="gradient norm vs horizon")
     axes[1].set(yscale="log", xlabel="time step t", ylabel="norm of step t's contribution")
     axes[1].set_title("contributions at the longest horizon")

@@ -23,19 +23,33 @@ from ..tasks import TASKS, recorded_settings, task_fields, task_options
 from ..training.optim import PAPER_CLIP_MODES
 from ..training.settings import ADDED, DEFAULTS, FIELDS
 
-# What each built-in task declares (`tasks.Task`): the setting its paper figure has one panel per value of, whether
-# smaller values are harder (panels go from easy to hard), and its published grid (docs/tasks.md and
-# docs/concepts.md, training protocol; the methods and clipping modes are the paper's for every task, seed 42 and
-# 1000 epochs as published).
+# What each built-in task declares (`tasks.Task`): the setting that makes it harder, and whether smaller values are
+# harder (panels go from easy to hard).
 COMPLEXITY: dict[str, str] = {name: cls.complexity for name, cls in TASKS.items() if cls.complexity}
 HARDER_WHEN_SMALLER: tuple[str, ...] = tuple(
     dict.fromkeys(cls.complexity for cls in TASKS.values() if cls.complexity and cls.harder_when_smaller)
 )
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the paper published of a task: the values of its settings in the figures (`grid`; the methods and
+    clipping modes are the paper's for every task, seed 42 and 1000 epochs as published; docs/tasks.md and
+    docs/concepts.md, training protocol) and the y-range of its test-loss figure (`ylim`)."""
+
+    grid: Mapping[str, Sequence[Any]]
+    ylim: tuple[float, float]
+
+
+PAPER: dict[str, Published] = {
+    "cartpole": Published({"n_poles": (1, 2, 3, 4)}, (1e-6, 3.0)),
+    "repulsion": Published({"rc": (1.0, 0.1, 0.01, 0.001)}, (0.4, 6.0)),
+    "quantum": Published({"target": (3, 4, 5)}, (16.5, 135.0)),
+}
 PAPER_METHODS = ["R", "M", "C", "S"]
 PAPER_GRIDS: dict[str, dict[str, list[Any]]] = {
-    name: {**{k: list(v) for k, v in cls.paper_grid.items()}, "method": PAPER_METHODS, "clip": list(PAPER_CLIP_MODES)}
-    for name, cls in TASKS.items()
-    if cls.paper_grid
+    name: {**{k: list(v) for k, v in paper.grid.items()}, "method": PAPER_METHODS, "clip": list(PAPER_CLIP_MODES)}
+    for name, paper in PAPER.items()
 }
 
 _ALWAYS_NAMED = ("method", "clip", "seed")

@@ -383,8 +383,8 @@ def plot_sweep(
     built-in task when they hold every curve's median (else matplotlib's), None for matplotlib's."""
     import matplotlib.pyplot as plt
 
-    from ..runs.plotting import METHOD_COLORS, save_figure
-    from .grid import COMPLEXITY, HARDER_WHEN_SMALLER
+    from ..runs.plotting import method_style, save_figure
+    from .grid import COMPLEXITY, HARDER_WHEN_SMALLER, PAPER
 
     runs = [r for r in runs if r.rows]
     if not runs:
@@ -405,9 +405,7 @@ def plot_sweep(
     longest = max(len(r.rows) for r in runs)
     window = window if window is not None else default_window(longest)
     if ylim == "published":
-        from ..tasks import TASKS
-
-        ylim = TASKS[task].published_ylim if key == "test_loss" and task in TASKS else None
+        ylim = PAPER[task].ylim if key == "test_loss" and task in PAPER else None
     lowest, highest = math.inf, -math.inf
     values = np.concatenate([np.ravel(r.curve(key)) for r in runs] or [np.zeros(0)])
     # a log scale unless some loss is negative (minus a reward); on it zeros (a float32 floor) are left out
@@ -437,7 +435,7 @@ def plot_sweep(
                 lowest, highest = min(lowest, float(finite.min())), max(highest, float(finite.max()))
             method: Any = s.get("method")
             clip: Any = s.get("clip")
-            color = METHOD_COLORS.get(method)
+            color = method_style(method)[0] if isinstance(method, str) else None
             label = " ".join(_label(k, s.get(k)) for k in line_keys) or str(s.get("method"))
             ax.plot(x, median, LINESTYLES.get(clip, "-"), color=color, label=label, lw=1.2)
             if len(group) > 1:

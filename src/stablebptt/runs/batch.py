@@ -262,8 +262,12 @@ def _shard(tree: Any, n: int) -> Any:
 def _train_group(group: Sequence[_Member], varying: tuple[str, ...]) -> list[TrainResult]:
     """Train members that start at the same epoch until each is complete or diverged."""
     settings = group[0].session.config.train
-    methods = tuple(m for m in METHODS if any(g.session.config.train.method == m for g in group))
-    spec = GroupSpec(methods, settings, varying)
+    rules = {g.session.config.train.rule for g in group}
+    # the built-in rules in the paper's order (R, M, S, N, C), then rules of one's own
+    order = {letter: i for i, letter in enumerate(METHODS)}
+    spec = GroupSpec(
+        tuple(sorted(rules, key=lambda r: (order.get(r.spelling, len(order)), repr(r)))), settings, varying
+    )
     lead = group[0].trainer
     program = jax.jit(make_group_epoch(lead.task, spec, lead.static))
     knobs = [spec.knobs(m.session.config.train, {k: m.session.config.task_settings[k] for k in varying}) for m in group]

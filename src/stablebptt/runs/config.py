@@ -78,9 +78,10 @@ class RunConfig:
             raise BadType(f"version must be a string, got {self.version!r}")
         if self.task_path is None and not is_builtin(self.task) and ":" in self.task:
             object.__setattr__(self, "task_path", module_root(self.task))
+        _ = self.train.rule.spelling  # a rule of one's own must be importable to be recorded (and resumed)
         task = self.make_task()
         value_and_grad(
-            task.loss, task.step, task.controller, task.horizon, self.train.method, **self.train.gradient_options
+            task.loss, task.step, task.controller, task.horizon, self.train.rule, **self.train.gradient_options
         )  # builds nothing; checks the options against the task
 
     @classmethod

@@ -41,8 +41,8 @@ from ..core.checks import (
     described,
     plural,
 )
+from ..training.epoch import metric_names
 from ..training.train import (
-    METRICS,
     SKIPPED_LIMIT,
     ProgressFn,
     RunState,
@@ -378,7 +378,7 @@ class Session:
         self.began = False
         self.trainer: Trainer | None = None
         self.rows: list[dict[str, float]] = []
-        self.table = CsvTable(METRICS)  # self.rows, formatted
+        self.table = CsvTable(metric_names(config.train.rule))  # self.rows, formatted
         self.saved = 0
         self._status_time = -math.inf  # when status.json was last written (time.monotonic)
 
@@ -442,7 +442,7 @@ class Session:
                     f"checkpoint {self.path / CHECKPOINT} has {plural(start, 'epoch')}, more than "
                     f"the {self.epochs} configured; it was left untouched"
                 )
-        self.table = CsvTable(METRICS, self.rows)
+        self.table = CsvTable(metric_names(self.config.train.rule), self.rows)
         self.saved = start
         if read_json(self.path / CONFIG) != self.record:  # a new number of epochs, now that the checkpoint fits
             write_json(self.path / CONFIG, self.record)
@@ -560,7 +560,7 @@ class Session:
 
         config = self.config
         settings = ", ".join(f"{k}={v}" for k, v in config.task_settings.items())
-        curves = {config.train.method: {k: [r[k] for r in rows] for k in ("test_loss", "train_loss")}}
+        curves = {str(config.train.method): {k: [r[k] for r in rows] for k in ("test_loss", "train_loss")}}
         task = f"{config.task} ({settings})" if settings else config.task
         plot_curves(
             curves, self.path / FIGURE, title=f"{task}, method {config.train.method}", keys=("test_loss", "train_loss")

@@ -12,10 +12,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..core.checks import BadInput
+from ..core.methods import METHOD_COLORS, as_method
 from .io import atomic_write_bytes
 
-# One colour per paper letter, fixed across every figure of the project.
-METHOD_COLORS = {"R": "tab:blue", "M": "tab:orange", "C": "tab:green", "S": "tab:red", "N": "tab:purple"}
+__all__ = ["METHOD_COLORS", "loss_scale", "method_style", "plot_curves", "save_figure"]
+
+
+def method_style(key: str) -> tuple[str | None, str]:
+    """Colour and legend label of a curve keyed by a rule's spelling, as the rule declares them (``R``:
+    ``("tab:blue", "R regular")``); a key that names no rule keeps its name, in matplotlib's next colour."""
+    try:
+        rule = as_method(key)
+    except BadInput:
+        return None, key
+    return rule.colour, rule.label
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike[str]) -> None:
@@ -44,7 +55,7 @@ def plot_curves(
     fig, ax = plt.subplots(figsize=(6, 4))
     drawn = []
     for method, series in curves.items():
-        color = METHOD_COLORS.get(method)
+        color, name = method_style(method)
         for key, style in zip(keys, ("-", "--", ":")):
             y = np.asarray(series[key], dtype=float)
             if y.size == 0:
@@ -55,7 +66,7 @@ def plot_curves(
                 y,
                 style,
                 color=color,
-                label=f"{method} {key.replace('_', ' ')}" if len(keys) > 1 else method,
+                label=f"{name} {key.replace('_', ' ')}" if len(keys) > 1 else name,
             )
     ax.set_yscale(loss_scale(np.concatenate(drawn)) if drawn else "log")
     ax.set_xlabel("epoch")

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
@@ -64,10 +63,6 @@ class Task(eqx.Module):
     """The setting that makes the task harder (the panels of the paper's figure; the reproduction's levels)."""
     harder_when_smaller: ClassVar[bool] = False
     """Whether smaller values of `complexity` are harder (figures go from easy to hard)."""
-    paper_grid: ClassVar[Mapping[str, Sequence[Any]]] = types.MappingProxyType({})
-    """The published values of the task's settings (the methods and clipping modes are added by the grid)."""
-    published_ylim: ClassVar[tuple[float, float] | None] = None
-    """The y-range of the paper's test-loss figure for this task, if it has one."""
 
     @abc.abstractmethod
     def step(self, x: PyTree, c: PyTree) -> PyTree:

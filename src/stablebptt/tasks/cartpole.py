@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
@@ -42,8 +41,6 @@ class CartPole(Task):
         Option("horizon", "horizon", "positive_int", "unrolled steps Nt (dt = 1.0 / Nt)"),
     )
     complexity: ClassVar[str | None] = "n_poles"
-    paper_grid: ClassVar[Mapping[str, Sequence[Any]]] = types.MappingProxyType({"n_poles": (1, 2, 3, 4)})
-    published_ylim: ClassVar[tuple[float, float] | None] = (1e-6, 3.0)
     n_poles: int = eqx.field(static=True, default=2)
     duration: float = eqx.field(static=True, default=1.0)
     horizon: int = eqx.field(static=True, default=100)

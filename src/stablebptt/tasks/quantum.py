@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
@@ -41,8 +40,6 @@ class Quantum(Task):
         Option("horizon", "horizon", "positive_int", "unrolled Crank-Nicolson steps Nt (dt = 0.0625)"),
     )
     complexity: ClassVar[str | None] = "target"
-    paper_grid: ClassVar[Mapping[str, Sequence[Any]]] = types.MappingProxyType({"target": (3, 4, 5)})
-    published_ylim: ClassVar[tuple[float, float] | None] = (16.5, 135.0)
     target: int = eqx.field(static=True, default=3)
     n_points: int = eqx.field(static=True, default=32)
     dt: float = eqx.field(static=True, default=0.0625)

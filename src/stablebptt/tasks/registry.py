@@ -11,21 +11,20 @@ imported with the current directory first on the Python path, then, if it is not
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib
 import inspect
 import json
-import os
 import re
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..core.checks import BadArgument, BadInput, BadType, Either, described, first_line
+from ..core.imports import import_module
 from .base import Task
 from .burgers import Burgers  # PhiFlow itself is imported when a step is traced
 from .cartpole import CartPole
@@ -34,8 +33,9 @@ from .quantum import Quantum
 from .repulsion import Repulsion
 from .smoke import Smoke  # PhiFlow too
 
-# Built-in tasks by name. Each describes itself (`Task.summary`, `options`, `complexity`, `paper_grid`,
-# `published_ylim`, `draw`): a new built-in task is its module and one line here.
+# Built-in tasks by name. Each describes itself (`Task.summary`, `options`, `complexity`, `draw`): a new built-in
+# task is its module and one line here. What the paper published of a task (its grid, its figures' y-range) is
+# the experiments' (`experiments.grid.PAPER`).
 TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (CartPole, Repulsion, Quantum, MJXCartPole, Burgers, Smoke)}
 # Families of tasks named ``prefix:NAME``: the class (``"module:Name"``, imported on first use) and its field that
 # NAME sets (``brax:hopper`` is ``BraxTask(env="hopper")``); that field is not a setting of its own.
@@ -78,7 +78,7 @@ def _import_builtin(spec: str, target: str) -> type[Task]:
     try:
         return getattr(importlib.import_module(module), attribute)
     except Exception as e:  # noqa: BLE001 - an optional task whose module is missing or broken
-        raise BadInput(f"task {spec} is not available ({target}): {_reason(e)}") from None
+        raise BadInput(f"task {spec} is not available ({target}): {described(e)}") from None
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -99,51 +99,6 @@ def task_label(spec: str) -> str:
         return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(parts)).strip("-.") or "task"
     name = spec.rpartition(":")[2].rpartition(".")[2] if ":" in spec else spec
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "task"
-
-
-@contextlib.contextmanager
-def _first_on_path(entries: list[str]) -> Iterator[None]:
-    """`entries` at the front of `sys.path` for the duration of an import."""
-    added = [e for e in entries if e not in sys.path]
-    sys.path[:0] = added
-    try:
-        yield
-    finally:
-        for e in added:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(e)
-
-
-def _missing(error: ModuleNotFoundError, module: str) -> bool:
-    """Whether `error` says `module` itself (or a package above it) is missing, not something it imports."""
-    parts = module.split(".")
-    return error.name in {".".join(parts[: i + 1]) for i in range(len(parts))}
-
-
-def _reason(error: BaseException) -> str:
-    return described(error)
-
-
-def import_module(module: str, path: str | None = None) -> Any:
-    """Import `module` with the current directory first on the Python path, else from folder `path`."""
-    tries = [[os.getcwd()]] + ([[path]] if path else [])
-    for i, entries in enumerate(tries):
-        try:
-            with _first_on_path(entries):
-                importlib.invalidate_caches()
-                return importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if not _missing(e, module):
-                raise BadInput(f"module {module!r} does not import: {_reason(e)}") from None
-            if i == len(tries) - 1:
-                where = f"the current directory {os.getcwd()}" + (f", {path}" if path else "") + " or the Python path"
-                raise BadInput(
-                    f"module {module!r} not found in {where}; check the spelling, or run from the "
-                    f"folder that holds {module.split('.')[0]}.py"
-                ) from None
-        except (Exception, SystemExit) as e:  # noqa: BLE001 -- the module's own code failed: its one-line reason
-            raise BadInput(f"module {module!r} does not import: {_reason(e)}") from None
-    raise AssertionError("unreachable")
 
 
 def resolve(spec: str, path: str | None = None) -> type[Task] | Factory | Task:
@@ -241,7 +196,7 @@ def _call(factory: Factory, spec: str) -> Task:
     try:
         task = factory()
     except Exception as e:  # noqa: BLE001 - the user's code: its one-line reason
-        raise BadInput(f"{spec}() raised {_reason(e)}") from None
+        raise BadInput(f"{spec}() raised {described(e)}") from None
     if not isinstance(task, Task):
         raise BadType(
             f"{spec}() returned {_kind(task)}, not a Task; allowed: a callable returning an instance "
@@ -299,7 +254,7 @@ def load_task(spec: str, settings: Mapping[str, Any] | None = None, *, path: str
             raise _with_sweep_hint(first_line(e), cls, given, spec) from None
         text = ", ".join(f"{k}={v!r}" for k, v in settings.items())
         raise _with_sweep_hint(
-            f"task {spec} cannot be built{f' with {text}' if text else ''}: {_reason(e)}", cls, given, spec
+            f"task {spec} cannot be built{f' with {text}' if text else ''}: {described(e)}", cls, given, spec
         ) from None
     check_types(cls, given, spec)  # what the task's own checks let through
     return built

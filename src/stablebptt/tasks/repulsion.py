@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
@@ -84,8 +83,6 @@ class Repulsion(Task):
     )
     complexity: ClassVar[str | None] = "rc"
     harder_when_smaller: ClassVar[bool] = True
-    paper_grid: ClassVar[Mapping[str, Sequence[Any]]] = types.MappingProxyType({"rc": (1.0, 0.1, 0.01, 0.001)})
-    published_ylim: ClassVar[tuple[float, float] | None] = (0.4, 6.0)
     n_drivers: int = eqx.field(static=True, default=2)
     n_evaders: int = eqx.field(static=True, default=4)
     duration: float = eqx.field(static=True, default=4.0)

@@ -9,7 +9,7 @@ refuses such a run in one line, in well under a second: `estimate` traces one st
 - an update stores, per step of the horizon, the mini-batch's states and controls and their loss cotangents
   (``2 (s + c)``), and the values the reverse pass needs from one step of controller and simulator (``r``: the
   leaves of their VJP closure, the parameters excluded). Without rematerialisation that is ``H (r + 2 (s + c))``;
-  with segments of K steps (``remat``, see `core.adjoint.remat_segment`) ``H 2 (s + c) + K r``;
+  with segments of K steps (``remat``, see `core.strategies.Remat.segment`) ``H 2 (s + c) + K r``;
 - the epoch's losses on the training and test sets store the states of a whole rollout of the larger set,
   ``(H + 1) s_eval``;
 - the data, the parameters, their update and the optimizer state, for the whole epoch.
@@ -31,9 +31,8 @@ import jax
 import jax.numpy as jnp
 
 from ..core import trees
-from ..core.adjoint import remat_segment
 from ..core.checks import BadArgument, Either, plural
-from ..core.strategies import SqrtRemat, StatesRemat
+from ..core.strategies import SqrtRemat, StatesRemat, as_remat
 from ..tasks import Task
 from .settings import TrainSettings
 
@@ -138,7 +137,7 @@ def sizes(task: Task, settings: TrainSettings, *, x64: bool = False) -> Sizes:
 def estimate(task: Task, settings: TrainSettings, *, x64: bool = False) -> Estimate:
     """At least the bytes one epoch of `task` with `settings` holds (see the module docstring)."""
     size = sizes(task, settings, x64=x64)
-    segment = remat_segment(settings.remat, task.horizon)
+    segment = as_remat(settings.remat).segment(task.horizon)
     return Estimate(size.update(task.horizon, segment), size.evaluation(task.horizon), size.fixed)
 
 
@@ -169,7 +168,7 @@ def _largest_horizon(size: Sizes, remat: Any, limit: int, horizon: int) -> int:
     low, high = 0, horizon  # fits(low) (0 by convention), not fits(high)
     while high - low > 1:
         mid = (low + high) // 2
-        if size.total(mid, remat_segment(remat, mid)) <= limit:
+        if size.total(mid, as_remat(remat).segment(mid)) <= limit:
             low = mid
         else:
             high = mid
@@ -179,7 +178,7 @@ def _largest_horizon(size: Sizes, remat: Any, limit: int, horizon: int) -> int:
 def _refusal(task: Task, settings: TrainSettings, size: Sizes, limit: int, where: str) -> BadArgument:
     """Why a run of `task` with `settings` cannot fit in `limit` bytes, and which arguments would make it fit."""
     horizon = task.horizon
-    segment = remat_segment(settings.remat, horizon)
+    segment = as_remat(settings.remat).segment(horizon)
     update, evaluation = size.update(horizon, segment), size.evaluation(horizon)
     current = Either(f"remat={settings.remat!r}", f"--remat {settings.remat}")
     remat = "" if segment is None else " with $current"
@@ -198,7 +197,7 @@ def _refusal(task: Task, settings: TrainSettings, size: Sizes, limit: int, where
                 **names,
             )
     best = settings.remat if segment is not None and segment <= SqrtRemat().segment(horizon) else "sqrt"
-    segment = remat_segment(best, horizon)
+    segment = as_remat(best).segment(horizon)
     largest = _largest_horizon(size, best, limit, horizon)
     smaller = f"$horizon (at most about {_round_down(largest):,})" if largest else "$horizon"
     if size.evaluation(horizon) > limit:
@@ -247,7 +246,7 @@ def check_memory(
         size = sizes(task, settings, x64=x64)
     except Exception:  # noqa: BLE001 - the task's own error, reported by training with its own message
         return
-    if size.total(task.horizon, remat_segment(settings.remat, task.horizon)) > limit:
+    if size.total(task.horizon, as_remat(settings.remat).segment(task.horizon)) > limit:
         raise _refusal(task, settings, size, limit, where or "memory")
 
 
@@ -263,7 +262,7 @@ def notes(task: Task, settings: TrainSettings) -> list[str]:
             f"truncation {settings.truncation} has no effect at horizon {horizon}: it cuts the gradient "
             f"every {settings.truncation} steps, so nothing is cut (full BPTT){below}"
         )
-    segment = remat_segment(settings.remat, horizon)
+    segment = as_remat(settings.remat).segment(horizon)
     if segment is not None and segment >= horizon:
         what = (
             f"remat {settings.remat}"

@@ -1,11 +1,21 @@
-"""One epoch of the dataset protocol (the paper's): updates on mini-batches of fixed initial states in a fixed
-order, then the losses on the training and test sets; and the parts every protocol shares (`apply_update`,
-`epoch_metrics`, the data). `train` runs these epochs; `stream` is the other protocol."""
+"""The parts of an epoch every training protocol shares, and the dataset protocol (the paper's).
+
+- `UpdateStep`: one optimizer step of a gradient rule: its gradient function, the Optax transformation, the rule
+  (`core.Method`: its update, its policy on non-finite statistics, its metric columns) and what happens to an
+  update that is not finite.
+- `Protocol`: how updates see the simulator (which initial states each update unrolls, what the training state
+  carries from one update to the next); one epoch is its updates, then `epoch_metrics`, the same for every
+  protocol. `Dataset` (here) is the paper's: updates on mini-batches of fixed initial states in a fixed order;
+  `stream.Stream` runs environments on from one update to the next.
+- `make_epoch`: the one epoch builder, for a run or (with a rule and an optimizer of traced values) for a member
+  of a batched group (`group`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -14,10 +24,14 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from ..core import as_method, rollout, trees, value_and_grad
+from ..core import rollout, trees, value_and_grad
 from ..core.checks import BadInput, BadType
 from ..core.gradients import ValueAndGrad
+from ..core.methods import RULES, Method
 from ..tasks import Task
+
+if TYPE_CHECKING:
+    from .settings import TrainSettings
 
 PyTree = Any
 # One epoch: (state, data) -> (state, metrics), the metrics scalars
@@ -106,139 +120,165 @@ def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(mask, values, 0)) / jnp.sum(mask)
 
 
-def make_epoch(
-    task: Task,
-    method: str,
-    tx: optax.GradientTransformation,
-    static: PyTree,
-    batch_size: int,
-    *,
-    skip_nonfinite: bool = False,
-    regular_nonfinite: str = "zero",
-    **gradient_options: Any,
-) -> Epoch:
-    """A pure function for one epoch: updates on mini-batches in fixed order (a `lax.scan`, no host round
-    trips), then the loss on the whole training and test sets. `static` holds the non-array part of the
-    parameters. Remainder states that do not fill a mini-batch are not used for updates.
+class Record(NamedTuple):
+    """What an epoch keeps of its updates (each with the updates on the leading axis once scanned): the loss
+    values, the rules' infos (``grad_norm`` and the rule's statistics) and whether each update was finite."""
 
-    The metrics include ``nonfinite``, the number of updates whose loss, update, new parameters or (for C)
-    g_M were not finite, or (for C with ``regular_nonfinite="stop"``) g_R; ``regular_nonfinite``, for C, the
-    number of entries of g_R that were not finite, summed over the epoch's updates (with "zero" they count as
-    disagreement and the run goes on); ``grad_size``, the squared L2 norm of the update averaged over the
-    epoch's updates (the published ``grad_size``). With `skip_nonfinite` updates that are not finite leave
-    parameters and optimizer state unchanged (like `optax.apply_if_finite`) and are left out of the epoch's
-    means.
+    values: jax.Array
+    infos: dict[str, jax.Array]
+    ok: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateStep:
+    """One optimizer step of a gradient rule, on any initial states.
+
+    Attributes:
+        gradient: ``(params, x0) -> (value, update, info)``, `core.value_and_grad` of `rule`.
+        tx: the Optax transformation (clipping, the optimizer, its learning rate).
+        rule: the gradient rule; its `accepts` decides, with the finiteness of the loss, the update and the new
+            parameters, whether the step was finite.
+        static: the non-array part of the parameters.
+        skip_nonfinite: a step that is not finite leaves parameters and optimizer state unchanged (like
+            `optax.apply_if_finite`) and is left out of the epoch's means; else it is recorded (the run stops).
+        observe: the task's non-gradient update of the parameters after each step (`Task.observe`), or None.
     """
-    vg = value_and_grad(user_loss(task), task.step, task.controller, task.horizon, method, **gradient_options)
-    combined = as_method(method).combines
-    return epoch_program(
-        task,
-        vg,
-        tx,
-        static,
-        batch_size,
-        skip_nonfinite=skip_nonfinite,
-        combined=combined,
-        stop_regular=regular_nonfinite == "stop",
-    )
+
+    gradient: ValueAndGrad
+    tx: optax.GradientTransformation
+    rule: Method
+    static: PyTree
+    skip_nonfinite: bool = False
+    observe: Callable[[PyTree, PyTree], PyTree] | None = None
+
+    def params(self, state: Any) -> PyTree:
+        """The full parameters (arrays and the rest) of a training state."""
+        return eqx.combine(state.params, self.static)
+
+    def __call__(self, state: TrainState, x0: PyTree) -> tuple[TrainState, Record, PyTree]:
+        """``(new state, record, last state)`` of one step from the initial states `x0` (the last state of the
+        rollout where `gradient` returns ``info["final_state"]``, else None)."""
+        value, grads, info = self.gradient(self.params(state), x0)
+        last = info.pop("final_state", None)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        if self.observe is not None:
+            params = eqx.partition(self.observe(eqx.combine(params, self.static), x0), eqx.is_inexact_array)[0]
+        ok = _all_finite((value, grads, params, info["grad_norm"])) & self.rule.accepts(info)
+        new = TrainState(params, opt_state)
+        if self.skip_nonfinite:
+            new = otu.tree_where(ok, new, state)
+        return new, Record(value, info, ok), last
 
 
-def epoch_program(
-    task: Task,
-    vg: ValueAndGrad,
-    tx: optax.GradientTransformation,
-    static: PyTree,
-    batch_size: int,
-    *,
-    skip_nonfinite: bool,
-    combined: bool | jax.Array,
-    stop_regular: bool | jax.Array,
-) -> Epoch:
-    """`make_epoch` for an update function `vg` (``(params, x0) -> (value, update, info)`` as
-    `core.value_and_grad` returns it). `combined` and `stop_regular` may be traced booleans (one per run of a
-    batch of runs with different methods): the C diagnostics in `info` (``cosine``, ``kept_fraction``,
-    ``regular_nonfinite``, ``modified_finite``) are used only where `combined`. After each optimizer step the
-    parameters go through `Task.observe` where the task defines it."""
-
-    def update(
-        state: TrainState, batch: PyTree
-    ) -> tuple[TrainState, tuple[jax.Array, dict[str, jax.Array], jax.Array]]:
-        value, grads, info = vg(eqx.combine(state.params, static), batch)
-        new, ok = apply_update(
-            task, tx, static, state, batch, value, grads, info, skip_nonfinite, combined=combined, stop=stop_regular
-        )
-        return new, (value, info, ok)
-
-    def epoch(state: TrainState, data: Data) -> tuple[TrainState, dict[str, jax.Array]]:
-        state, (values, infos, ok) = jax.lax.scan(update, state, minibatches(data.train, batch_size))
-        params = eqx.combine(state.params, static)
-        return state, epoch_metrics(task, params, data, values, infos, ok, skip_nonfinite, combined)
-
-    return epoch
+# The metric columns of the built-in rules: every run's metrics.csv has them (NaN where its rule has none), so
+# that the files of every method read alike; a rule of one's own adds its own columns after them.
+BUILTIN_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(c.name for r in RULES.values() for c in r.columns))
+BASE_METRICS = ("epoch", "loss", "train_loss", "test_loss", "grad_norm", "grad_size")
+END_METRICS = ("skipped", "epoch_time")
 
 
-def apply_update(
-    task: Task,
-    tx: optax.GradientTransformation,
-    static: PyTree,
-    state: TrainState,
-    batch: PyTree,
-    value: jax.Array,
-    grads: PyTree,
-    info: dict[str, jax.Array],
-    skip_nonfinite: bool,
-    *,
-    combined: bool | jax.Array,
-    stop: bool | jax.Array,
-) -> tuple[TrainState, jax.Array]:
-    """One optimizer step from an update (`core.value_and_grad`'s ``(value, grads, info)`` on the initial states
-    `batch`), then `Task.observe` where the task defines it. Returns the new state and whether the step was
-    finite (for C also g_M, and g_R where `stop`); with `skip_nonfinite` a step that was not leaves `state`
-    unchanged."""
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    if type(task).observe is not Task.observe:  # a task's own non-gradient update after each step
-        params = eqx.partition(task.observe(eqx.combine(params, static), batch), eqx.is_inexact_array)[0]
-    ok = _all_finite((value, grads, params, info["grad_norm"]))
-    if "modified_finite" in info:
-        bad_regular = stop & (info["regular_nonfinite"] > 0)
-        ok = ok & ~(combined & (~info["modified_finite"] | bad_regular))
-    new = TrainState(params, opt_state)
-    if skip_nonfinite:
-        new = otu.tree_where(ok, new, state)
-    return new, ok
+def metric_names(rule: Method | None = None) -> tuple[str, ...]:
+    """The columns of an epoch's row (a run's ``metrics.csv``): the losses and the update's norms, the built-in
+    rules' columns, `rule`'s own columns, then ``skipped`` and ``epoch_time``."""
+    own = tuple(c.name for c in rule.columns if c.name not in BUILTIN_COLUMNS) if rule is not None else ()
+    return (*BASE_METRICS, *BUILTIN_COLUMNS, *own, *END_METRICS)
 
 
-def epoch_metrics(
-    task: Task,
-    params: PyTree,
-    data: Data,
-    values: jax.Array,
-    infos: dict[str, jax.Array],
-    ok: jax.Array,
-    skip_nonfinite: bool,
-    combined: bool | jax.Array,
-) -> dict[str, jax.Array]:
-    """An epoch's metrics (`METRICS`, without epoch and epoch_time, plus ``nonfinite``) from its updates'
-    losses, infos and finiteness (each with the updates on the leading axis) and the losses of `params` on
-    the training and test states."""
-    used = ok if skip_nonfinite else jnp.ones_like(ok)
-    nan = jnp.full((), jnp.nan, values.dtype)
-    c_stats = dict.fromkeys(("cosine", "kept_fraction", "regular_nonfinite"), nan)
-    if "cosine" in infos:  # C's diagnostics, for the runs that are C
-        c_stats = {
-            "cosine": _masked_mean(infos["cosine"], used),
-            "kept_fraction": _masked_mean(infos["kept_fraction"], used),
-            "regular_nonfinite": jnp.sum(infos["regular_nonfinite"]).astype(values.dtype),
-        }
-        c_stats = {k: jnp.where(combined, v, nan) for k, v in c_stats.items()}
+def epoch_metrics(task: Task, step: UpdateStep, params: PyTree, data: Data, record: Record) -> dict[str, jax.Array]:
+    """An epoch's metrics (`metric_names`, without epoch and epoch_time, plus ``nonfinite``) from its updates'
+    `record` and the losses of `params` on the training and test states. The rule's columns come from
+    `core.Method.aggregate`; the built-in rules' columns it does not have are NaN."""
+    used = record.ok if step.skip_nonfinite else jnp.ones_like(record.ok)
+    nan = jnp.full((), jnp.nan, record.values.dtype)
+    columns = {**dict.fromkeys(BUILTIN_COLUMNS, nan), **step.rule.aggregate(record.infos, used)}
     return {
-        "loss": _masked_mean(values, used),
+        "loss": _masked_mean(record.values, used),
         "train_loss": evaluate(task, params, data.train),
         "test_loss": evaluate(task, params, data.test),
-        "grad_norm": _masked_mean(infos["grad_norm"], used),
-        "grad_size": _masked_mean(infos["grad_norm"] ** 2, used),
-        **c_stats,
-        "nonfinite": jnp.sum(~ok),
+        "grad_norm": _masked_mean(record.infos["grad_norm"], used),
+        "grad_size": _masked_mean(record.infos["grad_norm"] ** 2, used),
+        **{k: v.astype(record.values.dtype) for k, v in columns.items()},
+        "nonfinite": jnp.sum(~record.ok),
         "skipped": jnp.sum(~used),
     }
+
+
+class Protocol:
+    """How the updates of an epoch see the simulator. A protocol says how many steps each update unrolls
+    (`window`), whether its gradient returns the rollout's last state (`carries`), and how an epoch's updates
+    run (`updates`); `epoch` (the same for every protocol) runs them and computes `epoch_metrics`."""
+
+    name: ClassVar[str]
+    carries: ClassVar[bool] = False
+
+    def window(self, task: Task, settings: TrainSettings) -> int:
+        """Steps unrolled per update."""
+        return task.horizon
+
+    def updates(
+        self, task: Task, settings: TrainSettings, step: UpdateStep, state: Any, data: Data
+    ) -> tuple[Any, Record]:
+        """Run one epoch's updates from `state`: the new state and their `Record`."""
+        raise NotImplementedError
+
+    def epoch(self, task: Task, settings: TrainSettings, step: UpdateStep) -> Epoch:
+        """A pure function for one epoch: ``(state, data) -> (state, metrics)`` (no host round trips)."""
+
+        def epoch(state: Any, data: Data) -> tuple[Any, dict[str, jax.Array]]:
+            state, record = self.updates(task, settings, step, state, data)
+            return state, epoch_metrics(task, step, step.params(state), data, record)
+
+        return epoch
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Dataset(Protocol):
+    """The paper's protocol: each update unrolls the task's horizon from a mini-batch of the fixed training
+    states, in a fixed order (a `lax.scan`); states that do not fill a mini-batch are not used for updates."""
+
+    name: ClassVar[str] = "dataset"
+
+    def updates(
+        self, task: Task, settings: TrainSettings, step: UpdateStep, state: Any, data: Data
+    ) -> tuple[Any, Record]:
+        def update(state: TrainState, batch: PyTree) -> tuple[TrainState, Record]:
+            new, record, _ = step(state, batch)
+            return new, record
+
+        return jax.lax.scan(update, state, minibatches(data.train, settings.batch_size))
+
+
+def make_epoch(
+    task: Task,
+    settings: TrainSettings,
+    static: PyTree,
+    *,
+    protocol: Protocol,
+    rule: Method | None = None,
+    tx: optax.GradientTransformation | None = None,
+) -> Epoch:
+    """One epoch of `protocol` for a run of `settings`: ``(state, data) -> (state, metrics)``, a pure function.
+
+    `rule` (default: ``settings.rule``) and `tx` (default: ``settings.transform()``) replace the settings' own:
+    a batched group passes a member's rule and an optimizer of its traced values (`group`). The metrics include
+    ``nonfinite``, the number of updates that were not finite (`UpdateStep`), ``grad_size``, the squared L2
+    norm of the update averaged over the epoch's updates (the published ``grad_size``), and the rule's columns.
+    """
+    rule = settings.rule if rule is None else rule
+    gradient = value_and_grad(
+        user_loss(task),
+        task.step,
+        task.controller,
+        protocol.window(task, settings),
+        rule,
+        final_state=protocol.carries,
+        **settings.gradient_options,
+    )
+    observe = task.observe if type(task).observe is not Task.observe else None
+    step = UpdateStep(
+        gradient, settings.transform() if tx is None else tx, rule, static, settings.skip_nonfinite, observe
+    )
+    return protocol.epoch(task, settings, step)

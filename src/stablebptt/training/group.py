@@ -1,9 +1,10 @@
 """Groups: runs that share array shapes trained together as ONE compiled program, `jax.vmap`ped over the runs.
 
 The members of a group may differ in everything that does not change a shape or the program's structure:
-the method (R, M, S, N, C: one joint reverse sweep computes the adjoints of every mode the group needs and each
-run selects its update), the clipping mode and threshold, the learning rate, the seed, Adam's epsilon form,
-what C does with a non-finite g_R, and task settings that are plain numbers and that the task's code can take
+the gradient rule (R, M, S, N, C, C with another non-finite policy, a rule of one's own: one joint reverse sweep
+computes the adjoints of every mode the group needs and each run selects its rule's update, `Choice`), the
+clipping mode and threshold, the learning rate, the seed, Adam's epsilon form, and task settings that are plain
+numbers and that the task's code can take
 as traced values (repulsion's ``rc``, quantum's ``target``; see `traceable_fields`). They must share the task's
 other settings and every other training setting (`shared_key`).
 
@@ -24,14 +25,13 @@ import jax.numpy as jnp
 import optax
 from jax.tree_util import PyTreeDef
 
-from ..core import as_method, value_and_grad, value_and_grads
 from ..core.checks import BadInput
-from ..core.gradients import ValueAndGrad
+from ..core.methods import Info, Method, Mode
 from ..tasks import Task
+from .epoch import Data, evaluate, make_epoch
 from .optim import CLIP_MODES
+from .protocols import as_protocol
 from .settings import TrainSettings
-from .stream import stream_program, window_length
-from .train import Data, epoch_program, evaluate, user_loss
 
 PyTree = Any
 State = TypeVar("State")
@@ -49,39 +49,87 @@ def shared_key(settings: TrainSettings) -> tuple[tuple[str, Any], ...]:
 class Knobs(NamedTuple):
     """One run's settings as arrays (leading run axis when stacked): what its group program reads per run."""
 
-    method: jax.Array  # index into `GroupSpec.methods`
+    rule: jax.Array  # index into `GroupSpec.rules`
     clip: jax.Array  # index into `optim.CLIP_MODES`
     clip_value: jax.Array
     lr: jax.Array
     keras: jax.Array  # bool: Adam's Keras epsilon form
-    stop_regular: jax.Array  # bool: C stops on a non-finite g_R
     task_values: dict[str, jax.Array]  # the task settings that vary within the group
 
 
 @dataclasses.dataclass(frozen=True)
 class GroupSpec:
-    """What a group program is built from: the methods of its members (the order of `Knobs.method`), the
-    settings they share (those of any member), and the task fields that vary between members."""
+    """What a group program is built from: the rules of its members (`TrainSettings.rule`, the order of
+    `Knobs.rule`), the settings they share (those of any member), and the task fields that vary between
+    members."""
 
-    methods: tuple[str, ...]
+    rules: tuple[Method, ...]
     settings: TrainSettings
     varying: tuple[str, ...] = ()
 
     def knobs(self, settings: TrainSettings, task_values: Mapping[str, Any] | None = None) -> Knobs:
         """A member's `Knobs` (its settings must share `shared_key` with the group's)."""
-        if shared_key(settings) != shared_key(self.settings) or settings.method not in self.methods:
-            raise BadInput(f"run settings {settings.values()} do not fit this group of {self.methods} runs")
+        if shared_key(settings) != shared_key(self.settings) or settings.rule not in self.rules:
+            raise BadInput(f"run settings {settings.values()} do not fit this group of {self.rules} runs")
         dtype = jnp.result_type(float)
         values = dict(task_values or {})
         return Knobs(
-            method=jnp.asarray(self.methods.index(settings.method), jnp.int32),
+            rule=jnp.asarray(self.rules.index(settings.rule), jnp.int32),
             clip=jnp.asarray(CLIP_MODES.index(settings.clip), jnp.int32),
             clip_value=jnp.asarray(settings.clip_value, dtype),
             lr=jnp.asarray(settings.lr, dtype),
             keras=jnp.asarray(settings.adam_eps == "keras"),
-            stop_regular=jnp.asarray(settings.regular_nonfinite == "stop"),
             task_values={k: jnp.asarray(values[k], dtype) for k in self.varying},
         )
+
+    def rule(self, index: jax.Array) -> Method:
+        """The rule of the member whose `Knobs.rule` is `index`: the group's one rule, or a `Choice`."""
+        return self.rules[0] if len(self.rules) == 1 else Choice.of(self.rules, index)
+
+
+def _pick(index: jax.Array, trees: Sequence[PyTree]) -> PyTree:
+    """``trees[index]`` for a traced index (the trees share one structure)."""
+    if len(trees) == 1:
+        return trees[0]
+    return jax.tree.map(lambda *xs: jnp.stack(xs)[index], *trees)
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice(Method):
+    """The rule of one member of a group of several rules: every rule's update from one joint sweep over the
+    modes they need, and the member's selected by `index` (a traced int32 scalar into `rules`). Its info has
+    every rule's statistics (the member's own where it declares them, zeros elsewhere); its policy and its
+    columns are the member's rule's (the other rules' columns NaN). Made by `GroupSpec.rule` inside a traced
+    function only."""
+
+    rules: tuple[Method, ...] = ()
+    index: Any = None
+
+    __eq__ = object.__eq__  # holds a traced index: compared and hashed by identity
+    __hash__ = object.__hash__
+
+    @classmethod
+    def of(cls, rules: Sequence[Method], index: jax.Array) -> Choice:
+        modes = tuple(dict.fromkeys(mode for rule in rules for mode in rule.modes))
+        return cls("*", "group member", modes, rules=tuple(rules), index=index)
+
+    def update(self, grads: Sequence[PyTree]) -> tuple[PyTree, Info]:
+        by_mode: dict[Mode, PyTree] = dict(zip(self.modes, grads, strict=True))
+        updates, infos = zip(*(r.update([by_mode[m] for m in r.modes]) for r in self.rules), strict=True)
+        names = dict.fromkeys(k for info in infos for k in info)
+        like = {k: next(info[k] for info in infos if k in info) for k in names}
+        info = _pick(self.index, [{k: info.get(k, jnp.zeros_like(like[k])) for k in names} for info in infos])
+        return _pick(self.index, list(updates)), info
+
+    def accepts(self, info: Info) -> jax.Array:
+        return _pick(self.index, [r.accepts(info) for r in self.rules])
+
+    def aggregate(self, infos: Mapping[str, jax.Array], used: jax.Array) -> dict[str, jax.Array]:
+        out: dict[str, jax.Array] = {}
+        for i, rule in enumerate(self.rules):
+            for name, value in rule.aggregate(infos, used).items():
+                out[name] = jnp.where(self.index == i, value, out.get(name, jnp.full_like(value, jnp.nan)))
+        return out
 
 
 def with_values(task: Task, values: Mapping[str, Any]) -> Task:
@@ -113,57 +161,6 @@ def traceable_fields(task: Task, fields: Sequence[str], params: PyTree, x0: PyTr
     return tuple(ok)
 
 
-def _pick(index: jax.Array, trees: Sequence[PyTree]) -> PyTree:
-    """``trees[index]`` for a traced index (the trees share one structure)."""
-    if len(trees) == 1:
-        return trees[0]
-    return jax.tree.map(lambda *xs: jnp.stack(xs)[index], *trees)
-
-
-def group_update(task: Task, spec: GroupSpec, method: jax.Array) -> ValueAndGrad:
-    """``(params, x0) -> (value, update, info)`` of `core.value_and_grad` for the run whose method is
-    ``spec.methods[method]``: one value_and_grad when the group has one method, else one joint reverse sweep
-    over every mode the group needs (`core.value_and_grads`) and a selection. Under the stream protocol it
-    unrolls one window and returns the last state as ``info["final_state"]``."""
-    settings = spec.settings
-    stream = settings.protocol == "stream"
-    horizon = window_length(task, settings)[0] if stream else task.horizon
-    if len(spec.methods) == 1:
-        return value_and_grad(
-            user_loss(task),
-            task.step,
-            task.controller,
-            horizon,
-            spec.methods[0],
-            final_state=stream,
-            **settings.gradient_options,
-        )
-    rules = [as_method(m) for m in spec.methods]
-    modes = tuple(dict.fromkeys(mode for rule in rules for mode in rule.modes))
-    grads_fn = value_and_grads(
-        user_loss(task),
-        task.step,
-        task.controller,
-        horizon,
-        modes,
-        truncation=settings.truncation,
-        remat=settings.remat,
-        final_state=True,
-    )
-
-    def vg(params: PyTree, x0: PyTree) -> tuple[jax.Array, PyTree, dict[str, jax.Array]]:
-        value, grads, last = grads_fn(params, x0)
-        updates, infos = zip(*(rule.update([grads[m] for m in rule.modes]) for rule in rules), strict=True)
-        update = _pick(method, updates)
-        # every member's info has every rule's statistics (a rule's own where it is the member's, else zeros)
-        names = dict.fromkeys(k for info in infos for k in info)
-        like = {k: next(info[k] for info in infos if k in info) for k in names}
-        info = _pick(method, [{k: info.get(k, jnp.zeros_like(like[k])) for k in names} for info in infos])
-        return value, update, {**info, "final_state": last} if stream else info
-
-    return vg
-
-
 def group_optimizer(settings: TrainSettings, knobs: Knobs) -> optax.GradientTransformation:
     """The optimizer of one member (the group's optimizer, with the member's clipping, learning rate and Adam
     epsilon form as traced values); its state has the structure of `TrainSettings.transform`'s."""
@@ -173,41 +170,19 @@ def group_optimizer(settings: TrainSettings, knobs: Knobs) -> optax.GradientTran
 def make_group_epoch(
     task: Task, spec: GroupSpec, static: PyTree
 ) -> Callable[[Knobs, Any, Data], tuple[Any, dict[str, jax.Array]]]:
-    """One epoch of `make_epoch` (or of `stream.make_stream_epoch`, by the group's protocol) for every member of
-    a group: ``(knobs, states, data) -> (states, metrics)``,
-    a `jax.vmap` over the leading (run) axis of every argument. `static` is the non-array part of the
-    parameters (shared)."""
+    """One epoch (`epoch.make_epoch`, by the group's protocol) for every member of a group:
+    ``(knobs, states, data) -> (states, metrics)``, a `jax.vmap` over the leading (run) axis of every argument:
+    each member's rule (`GroupSpec.rule`), optimizer and task values are its own. `static` is the non-array
+    part of the parameters (shared)."""
     settings = spec.settings
-    combines = jnp.asarray([as_method(m).combines for m in spec.methods])
+    if len(spec.rules) > 1 and settings.backward == "autodiff":
+        settings = settings.replace(backward="joint")  # several rules share one joint reverse sweep
+    protocol = as_protocol(settings.protocol)
 
     def one_epoch(knobs: Knobs, state: Any, data: Data) -> tuple[Any, dict[str, jax.Array]]:
         member = with_values(task, knobs.task_values)
-        vg = group_update(member, spec, knobs.method)
         tx = group_optimizer(settings, knobs)
-        if settings.protocol == "stream":
-            updates = settings.n_train // settings.batch_size
-            stream = stream_program(
-                member,
-                settings,
-                vg,
-                tx,
-                static,
-                updates,
-                combined=combines[knobs.method],
-                stop_regular=knobs.stop_regular,
-            )
-            return stream(state, data)
-        epoch = epoch_program(
-            member,
-            vg,
-            tx,
-            static,
-            settings.batch_size,
-            skip_nonfinite=settings.skip_nonfinite,
-            combined=combines[knobs.method],
-            stop_regular=knobs.stop_regular,
-        )
-        return epoch(state, data)
+        return make_epoch(member, settings, static, protocol=protocol, rule=spec.rule(knobs.rule), tx=tx)(state, data)
 
     return jax.vmap(one_epoch)
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import optax
 
-from ..core import as_backward, as_method, canonical_method, check_backward, check_remat, check_truncation
+from ..core import as_backward, as_method, check_backward, check_remat, check_truncation
 from ..core.checks import BadArgument, BadInput, BadType, Either, check_choice, check_positive_int
+from ..core.methods import REGULAR_NONFINITE, Method, SignCombined
 from ..core.strategies import Backward, Remat
 from .optim import ADAM_EPS_FORMS, CLIP_MODES, KERAS_EPS, OPTIMIZERS, SCHEDULES, learning_rate, optimizer
 
@@ -44,7 +45,6 @@ ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's 
 PROTOCOLS = ("dataset", "stream")
 KEY_SCHEMES = ("stablebptt", "apg")  # how a stream run's seed becomes its keys (`training.stream.apg_keys`)
 EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}
-REGULAR_NONFINITE = ("zero", "stop")
 # Earlier name of `remat` in run configurations (read, never written).
 LEGACY_NAMES = {"checkpoint": "remat"}
 
@@ -88,8 +88,10 @@ class TrainSettings:
     """How a controller is trained: the protocol of docs/concepts.md, training protocol and the options of the gradient.
 
     Attributes:
-        method: R, M, S, N or C (a letter in either case, or regular, modified, stopped, network, combined);
-            stored as the paper letter.
+        method: the gradient rule: R, M, S, N or C (a letter in either case, or regular, modified, stopped,
+            network, combined), a `core.Method` (a rule of your own too), or ``module.path:Name`` naming one;
+            stored as its spelling (`core.Method.spelling`: the paper letter, or ``module.path:Name``). The
+            rule itself, with its non-finite policy, is `rule`.
         epochs: passes over the training set.
         batch_size: initial states per update; at most `n_train`.
         lr: learning rate.
@@ -106,7 +108,8 @@ class TrainSettings:
             not depend on how an option was given.
         adam_eps: where Adam adds epsilon: "keras" (to the raw square root of v, as the published code;
             the default) or "optax" (to the bias-corrected one, `optax.adam`). See `optim.scale_by_keras_adam`.
-        regular_nonfinite: for C, what a non-finite entry of g_R does: "zero" (it counts as disagreement, the
+        regular_nonfinite: for C, its non-finite policy (`core.SignCombined.regular_nonfinite`, recorded as a
+            setting of its own), what a non-finite entry of g_R does: "zero" (it counts as disagreement, the
             update is 0 there and the run goes on, as the published code; counted per epoch in the metric
             ``regular_nonfinite``; the default) or "stop" (the run stops as diverged). A non-finite g_M, loss or
             update always stops the run (unless `skip_nonfinite`).
@@ -135,7 +138,7 @@ class TrainSettings:
             from the seed either way.
     """
 
-    method: str = "C"
+    method: str | Method = "C"
     epochs: int = 1000
     batch_size: int = 8
     lr: float = 1e-3
@@ -167,9 +170,12 @@ class TrainSettings:
     key_scheme: str = "stablebptt"
 
     def __post_init__(self) -> None:
-        method = self.method.upper() if isinstance(self.method, str) and len(self.method) == 1 else self.method
+        rule = as_method(self.method)
+        nonfinite = self.regular_nonfinite
+        if isinstance(rule, SignCombined) and rule.regular_nonfinite != "zero" and nonfinite == "zero":
+            nonfinite = rule.regular_nonfinite  # a rule given with its policy
         converted = {
-            "method": canonical_method(method),
+            "method": _spelling(rule),
             "epochs": check_positive_int("epochs", self.epochs),
             "batch_size": check_positive_int("batch size", self.batch_size),
             "n_train": check_positive_int("n_train", self.n_train),
@@ -182,7 +188,7 @@ class TrainSettings:
             "truncation": check_truncation(self.truncation),
             "remat": check_remat(self.remat),
             "adam_eps": check_choice("adam eps form", self.adam_eps, ADAM_EPS_FORMS),
-            "regular_nonfinite": check_choice("regular_nonfinite", self.regular_nonfinite, REGULAR_NONFINITE),
+            "regular_nonfinite": check_choice("regular_nonfinite", nonfinite, REGULAR_NONFINITE),
             "schedule": check_choice("schedule", self.schedule, SCHEDULES),
             "decay_rate": _check_in("decay_rate", self.decay_rate, 0.0, 1.0, low_open=True),
             "transition_steps": _check_count("transition_steps", self.transition_steps, 1),
@@ -226,9 +232,18 @@ class TrainSettings:
                 f"allowed: 1..{self.n_train}"
             )
         # a backward that cannot differentiate this method or truncation fails here, not when training starts
-        as_backward(converted["backward"]).check(as_method(converted["method"]), converted["truncation"])
+        if isinstance(rule, SignCombined):
+            rule = dataclasses.replace(rule, regular_nonfinite=converted["regular_nonfinite"])
+        as_backward(converted["backward"]).check(rule, converted["truncation"])
         for name, value in converted.items():
             object.__setattr__(self, name, value)
+        object.__setattr__(self, "_rule", rule)
+
+    @property
+    def rule(self) -> Method:
+        """The gradient rule (`core.Method`), with C's non-finite policy `regular_nonfinite`."""
+        rule: Method = self._rule  # type: ignore[attr-defined]
+        return rule
 
     @property
     def updates(self) -> int:
@@ -280,8 +295,12 @@ class TrainSettings:
         return {name: getattr(self, name) for name in GRADIENT_FIELDS}
 
     def replace(self, **changes: Any) -> TrainSettings:
-        """A copy with `changes` (checked like a new one)."""
-        return from_mapping({**self.values(), **changes})
+        """A copy with `changes` (checked like a new one); the rule is kept as an object (a rule of one's own need
+        not be importable), its non-finite policy as the setting `regular_nonfinite`."""
+        rule = self.rule
+        if isinstance(rule, SignCombined):
+            rule = dataclasses.replace(rule, regular_nonfinite="zero")
+        return from_mapping({**self.values(), "method": rule, **changes})
 
     def values(self) -> dict[str, Any]:
         """Every setting by name."""
@@ -301,6 +320,15 @@ class TrainSettings:
             raise BadType(f"training settings must be a mapping of names to values, got {type(record).__name__}")
         given = {LEGACY_NAMES.get(k, k) for k in record}
         return from_mapping({**{k: v for k, v in EARLIER.items() if k not in given}, **record})
+
+
+def _spelling(rule: Method) -> str:
+    """The rule's spelling; a rule that cannot be recorded (defined in ``__main__``) is kept by its class's name
+    for training in memory, and refused where a run is recorded (`runs.config.RunConfig`)."""
+    try:
+        return rule.spelling
+    except BadInput:
+        return f"{type(rule).__module__}:{type(rule).__qualname__}"
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainSettings))

@@ -19,23 +19,18 @@ it) continues bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 
-from ..core import as_method, value_and_grad
-from ..core.gradients import ValueAndGrad
 from ..tasks import Task
-from .epoch import Data, TrainState, apply_update, epoch_metrics, sample_states, user_loss
+from .epoch import Data, Protocol, Record, TrainState, UpdateStep, sample_states
 from .settings import TrainSettings
 
 PyTree = Any
 RESET_FOLD = 1  # folded into an update's key for the environments that start a new episode
-StreamEpoch = Callable[["StreamState", Data], tuple["StreamState", dict[str, jax.Array]]]
 
 
 class StreamState(NamedTuple):
@@ -125,75 +120,38 @@ def _where_done(done: jax.Array, fresh: PyTree, carried: PyTree) -> PyTree:
     return jax.tree.map(pick, fresh, carried)
 
 
-def make_stream_epoch(
-    task: Task,
-    settings: TrainSettings,
-    tx: optax.GradientTransformation,
-    static: PyTree,
-    updates: int,
-) -> StreamEpoch:
-    """One epoch of the stream protocol: ``(StreamState, Data) -> (StreamState, metrics)``, `updates` window
-    updates in a `lax.scan`, then the losses on the training and test states over the task's horizon (the
-    metrics of `train.make_epoch`). `static` is the non-array part of the parameters."""
-    window, _ = window_length(task, settings)
-    method = as_method(settings.method)
-    vg = value_and_grad(
-        user_loss(task), task.step, task.controller, window, method, final_state=True, **settings.gradient_options
-    )
-    stop = settings.regular_nonfinite == "stop"
-    return stream_program(task, settings, vg, tx, static, updates, combined=method.combines, stop_regular=stop)
+class Stream(Protocol):
+    """The stream protocol (Brax's APG's): `batch_size` environments run on; each update unrolls `window` steps
+    from where the previous one stopped (the state is a `StreamState`), and an environment whose episode reached
+    `episode_length` steps starts a new one at the next window. An epoch is ``n_train // batch_size`` updates."""
 
+    name: ClassVar[str] = "stream"
+    carries: ClassVar[bool] = True
 
-def stream_program(
-    task: Task,
-    settings: TrainSettings,
-    vg: ValueAndGrad,
-    tx: optax.GradientTransformation,
-    static: PyTree,
-    updates: int,
-    *,
-    combined: bool | jax.Array,
-    stop_regular: bool | jax.Array,
-) -> StreamEpoch:
-    """`make_stream_epoch` for an update function `vg` over one window (``(params, x0) -> (value, update,
-    info)`` with ``info["final_state"]``, as `core.value_and_grad(..., final_state=True)` returns it);
-    `combined` and `stop_regular` may be traced (one per run of a batched group, as in `epoch.epoch_program`)."""
-    window, episode = window_length(task, settings)
+    def window(self, task: Task, settings: TrainSettings) -> int:
+        return window_length(task, settings)[0]
 
-    def update(state: StreamState, _: None) -> tuple[StreamState, tuple[jax.Array, dict[str, jax.Array], jax.Array]]:
-        # as Brax's APG splits its carried key once per update (``key, key_grad = split(key)``); the update's
-        # key draws a stochastic policy's actions (`Task.explore`, as APG's) and the new episodes
-        key, key_update = jax.random.split(state.key)
-        start = task.explore(state.env, key_update, window)
-        value, grads, info = vg(eqx.combine(state.params, static), start)
-        last = info.pop("final_state")
-        trained, ok = apply_update(
-            task,
-            tx,
-            static,
-            TrainState(state.params, state.opt_state),
-            start,
-            value,
-            grads,
-            info,
-            settings.skip_nonfinite,
-            combined=combined,
-            stop=stop_regular,
-        )
-        if task.resets:  # the task started new episodes inside the window itself
-            env, steps = last, state.steps
-        else:
-            key_fresh = jax.random.fold_in(key_update, RESET_FOLD)
-            steps = state.steps + window
-            done = steps >= episode
-            fresh = task.explore(sample_states(task, key_fresh, settings.batch_size), key_fresh, window)
-            env = _where_done(done, fresh, last)
-            steps = jnp.where(done, 0, steps).astype(jnp.int32)
-        return StreamState(trained.params, trained.opt_state, env, steps, key), (value, info, ok)
+    def updates(
+        self, task: Task, settings: TrainSettings, step: UpdateStep, state: StreamState, data: Data
+    ) -> tuple[StreamState, Record]:
+        del data  # the stream samples its own environments; the data serve the epoch's losses only
+        window, episode = window_length(task, settings)
 
-    def epoch(state: StreamState, data: Data) -> tuple[StreamState, dict[str, jax.Array]]:
-        state, (values, infos, ok) = jax.lax.scan(update, state, None, length=updates)
-        params = eqx.combine(state.params, static)
-        return state, epoch_metrics(task, params, data, values, infos, ok, settings.skip_nonfinite, combined)
+        def update(state: StreamState, _: None) -> tuple[StreamState, Record]:
+            # as Brax's APG splits its carried key once per update (``key, key_grad = split(key)``); the update's
+            # key draws a stochastic policy's actions (`Task.explore`, as APG's) and the new episodes
+            key, key_update = jax.random.split(state.key)
+            start = task.explore(state.env, key_update, window)
+            trained, record, last = step(TrainState(state.params, state.opt_state), start)
+            if task.resets:  # the task started new episodes inside the window itself
+                env, steps = last, state.steps
+            else:
+                key_fresh = jax.random.fold_in(key_update, RESET_FOLD)
+                steps = state.steps + window
+                done = steps >= episode
+                fresh = task.explore(sample_states(task, key_fresh, settings.batch_size), key_fresh, window)
+                env = _where_done(done, fresh, last)
+                steps = jnp.where(done, 0, steps).astype(jnp.int32)
+            return StreamState(trained.params, trained.opt_state, env, steps, key), record
 
-    return epoch
+        return jax.lax.scan(update, state, None, length=settings.n_train // settings.batch_size)

@@ -12,39 +12,15 @@ import numpy as np
 
 from ..core import trees
 from ..core.checks import BadArgument, BadType
+from ..core.methods import Method
 from ..tasks import Task
-from .epoch import (  # re-exported: the names of the dataset protocol's epoch lived here before
-    Data,
-    Epoch,
-    TrainState,
-    apply_update,
-    check_data,
-    epoch_metrics,
-    epoch_program,
-    evaluate,
-    make_data,
-    make_epoch,
-    minibatches,
-    sample_states,
-    user_loss,
-)
+from .epoch import Data, TrainState, check_data, evaluate, make_data, make_epoch, metric_names
+from .protocols import as_protocol
 from .settings import DEFAULTS, TrainSettings, from_mapping
-from .stream import StreamState, apg_keys, initial_stream, make_stream_epoch, stream_keys
+from .stream import StreamKeys, StreamState, apg_keys, initial_stream, stream_keys
 
 PyTree = Any
-METRICS = (
-    "epoch",
-    "loss",
-    "train_loss",
-    "test_loss",
-    "grad_norm",
-    "grad_size",
-    "cosine",
-    "kept_fraction",
-    "regular_nonfinite",
-    "skipped",
-    "epoch_time",
-)
+METRICS = metric_names()  # the columns of a run of a built-in rule (a rule of one's own adds its own columns)
 # A run with `skip_nonfinite` that skipped more than this share of its updates is not a success: its status is
 # "diverged" (and so is an epoch in which every update was skipped: nothing changed, every later epoch repeats it).
 SKIPPED_LIMIT = 0.5
@@ -53,33 +29,23 @@ STREAM_KEY = 0x5743  # folded into the seed's key for the stream protocol's envi
 ProgressFn = Callable[[int, dict[str, float]], None]
 EpochFn = Callable[[int, "RunState", dict[str, float]], None]
 
-__all__ = [  # this module's names, and those of the dataset protocol's epoch that lived here before
+__all__ = [
     "METRICS",
     "SKIPPED_LIMIT",
-    "Data",
-    "Epoch",
     "EpochFn",
     "Outcome",
     "ProgressFn",
     "RunState",
+    "SeedKeys",
     "TrainResult",
-    "TrainState",
     "Trainer",
-    "apply_update",
-    "check_data",
     "check_task",
-    "epoch_metrics",
-    "epoch_program",
-    "evaluate",
     "finite",
-    "make_data",
-    "make_epoch",
-    "minibatches",
-    "sample_states",
+    "initial_params",
+    "seed_keys",
     "skipped_updates",
     "too_many_skipped",
     "train",
-    "user_loss",
 ]
 
 
@@ -120,6 +86,39 @@ def too_many_skipped(rows: Sequence[Mapping[str, float]], updates_per_epoch: int
     return done > 0 and skipped_updates(rows) > SKIPPED_LIMIT * done
 
 
+class SeedKeys(NamedTuple):
+    """The keys a run draws from its seed, derived in one place (`seed_keys`) for training, `diagnose` and
+    `animate`: `data` the training and test states, `init` the controller's initialisation, `stream` the stream
+    protocol's (None under the dataset protocol)."""
+
+    data: jax.Array
+    init: jax.Array
+    stream: StreamKeys | None
+
+
+def seed_keys(settings: TrainSettings) -> SeedKeys:
+    """The keys of a run of `settings`: data and initialisation split from the seed's key; under the stream
+    protocol its keys (`stream.stream_keys` of the seed's key with `STREAM_KEY` folded in), or with
+    ``key_scheme="apg"`` Brax APG's keys (`stream.apg_keys`), whose `init` then draws the controller."""
+    key = jax.random.PRNGKey(settings.seed)
+    key_data, key_init = jax.random.split(key)
+    if settings.protocol != "stream":
+        return SeedKeys(key_data, key_init, None)
+    if settings.key_scheme == "apg":
+        keys = apg_keys(settings.seed)
+        assert keys.init is not None
+        return SeedKeys(key_data, keys.init, keys)
+    return SeedKeys(key_data, key_init, stream_keys(jax.random.fold_in(key, STREAM_KEY)))
+
+
+def initial_params(task: Task, settings: TrainSettings) -> PyTree:
+    """The controller a run of `settings` starts from (its epoch-0 parameters), drawn as `Trainer` draws it."""
+    keys = seed_keys(settings)
+    if settings.key_scheme == "apg" and settings.protocol == "stream":
+        return eqx.filter_jit(trees.guard("controller initialiser", task.init_controller))(keys.init)
+    return _draw(task, keys.data, keys.init, settings.n_train, settings.n_test)[1]
+
+
 class Outcome(NamedTuple):
     """What `Trainer.run` ends with: the last good state, its epoch, and the row of a diverged epoch."""
 
@@ -129,12 +128,13 @@ class Outcome(NamedTuple):
 
 
 @eqx.filter_jit
-def _draw(task: Task, key: jax.Array, n_train: int, n_test: int, init: bool) -> tuple[Data, PyTree]:
-    """Data and (if `init`) initial parameters from `key`, in one compiled program (eager, the many small
-    operations of sampling and initialisation take seconds to dispatch)."""
-    key_data, key_init = jax.random.split(key)
+def _draw(
+    task: Task, key_data: jax.Array, key_init: jax.Array | None, n_train: int, n_test: int
+) -> tuple[Data, PyTree]:
+    """Data and (with `key_init`) initial parameters, in one compiled program (eager, the many small operations
+    of sampling and initialisation take seconds to dispatch)."""
     init_controller = trees.guard("controller initialiser", task.init_controller)
-    return make_data(task, key_data, n_train, n_test), init_controller(key_init) if init else None
+    return make_data(task, key_data, n_train, n_test), init_controller(key_init) if key_init is not None else None
 
 
 def check_task(task: Any) -> None:
@@ -182,34 +182,21 @@ class Trainer:
                 episode_length=settings.episode_length,
             )
         self.key = jax.random.PRNGKey(settings.seed)
+        keys = seed_keys(settings)
         apg = settings.key_scheme == "apg"
-        self.data, init = _draw(task, self.key, settings.n_train, settings.n_test, params is None and not apg)
+        together = params is None and not apg  # the data and the controller drawn in one program
+        self.data, init = _draw(task, keys.data, keys.init if together else None, settings.n_train, settings.n_test)
         check_data(task, self.data, settings.n_train, settings.n_test)
-        keys = apg_keys(settings.seed) if apg else None
         if params is None:
-            init_apg = eqx.filter_jit(trees.guard("controller initialiser", task.init_controller))
-            params = init_apg(keys.init) if keys is not None else init
+            params = initial_params(task, settings) if apg else init
         diff, self.static = eqx.partition(params, eqx.is_inexact_array)
         tx = settings.transform()
         self.initial: RunState = TrainState(diff, tx.init(diff))
-        self._epoch: Callable[[Any, Data], tuple[Any, dict[str, jax.Array]]]
-        if settings.protocol == "stream":
-            # the stream's environments and key come from the seed too, apart from the data's and the network's
-            if keys is None:
-                keys = stream_keys(jax.random.fold_in(self.key, STREAM_KEY))
-            self.initial = eqx.filter_jit(initial_stream)(task, settings, keys, self.initial)
-            self._epoch = make_stream_epoch(task, settings, tx, self.static, self.updates_per_epoch)
-        else:
-            self._epoch = make_epoch(
-                task,
-                settings.method,
-                tx,
-                self.static,
-                settings.batch_size,
-                skip_nonfinite=settings.skip_nonfinite,
-                regular_nonfinite=settings.regular_nonfinite,
-                **settings.gradient_options,
-            )
+        protocol = as_protocol(settings.protocol)
+        if keys.stream is not None:  # the stream's environments and key come from the seed too
+            self.initial = eqx.filter_jit(initial_stream)(task, settings, keys.stream, self.initial)
+        self._epoch = make_epoch(task, settings, self.static, protocol=protocol, tx=tx)
+        self.metrics = metric_names(settings.rule)  # the columns of this run's rows
         self._compiled: jax.stages.Compiled | None = None
 
     def params(self, state: RunState) -> PyTree:
@@ -262,7 +249,7 @@ class Trainer:
 
 def train(
     task: Task,
-    method: str | None = None,
+    method: str | Method | None = None,
     *,
     params: PyTree | None = None,
     progress_fn: ProgressFn | None = None,
@@ -277,7 +264,8 @@ def train(
 
     Args:
         task: the control problem.
-        method: R, M, S, N or C (default: `TrainSettings.method`).
+        method: the gradient rule: R, M, S, N or C, a `core.Method` (a rule of your own too) or
+            ``module.path:Name`` (default: `TrainSettings.method`).
         params: start from these parameters instead of the task's default controller.
         progress_fn: called after each epoch as ``progress_fn(epoch, metrics)``.
         **settings: any field of `TrainSettings` (epochs, batch_size, lr, optimizer, clip, clip_value, seed,
@@ -285,9 +273,10 @@ def train(
             its defaults.
 
     Returns:
-        ``TrainResult(params, metrics)``; `metrics` has one dict per epoch with the keys of `METRICS` and
-        ``nonfinite`` (updates that were not finite); cosine, kept_fraction and regular_nonfinite are NaN for
-        methods other than C; epoch_time in seconds, without compilation.
+        ``TrainResult(params, metrics)``; `metrics` has one dict per epoch with the keys of `METRICS`, the
+        rule's own columns, and ``nonfinite`` (updates that were not finite); the built-in rules' columns that
+        the rule does not have (C's cosine, kept_fraction and regular_nonfinite for R) are NaN; epoch_time in
+        seconds, without compilation.
 
     Raises:
         BadInput: for a bad setting, before any work.

@@ -107,7 +107,7 @@ CASES = [
     ("unknown command", ["fly"], None, ["fly", "train"]),
     ("diagnose zero horizon", ["diagnose", "cartpole", "--horizons", "0,5"], None, ["--horizons", "'0'"]),
     ("diagnose bad precision", ["diagnose", "cartpole", "--precision", "16"], None, ["--precision", "16", "both"]),
-    ("diagnose missing run folder", ["diagnose", "runs/nowhere"], None, ["runs/nowhere", "not a run folder"]),
+    ("diagnose missing run folder", ["diagnose", "runs/nowhere"], None, ["runs/nowhere", "does not exist"]),
     ("diagnose folder without run", ["diagnose", "mine"], _user_folder, ["mine", "not a run folder"]),
     ("diagnose unknown task", ["diagnose", "pendulum"], None, ["pendulum", "cartpole"]),
     ("compare unknown method", ["compare", "cartpole", "--methods", "R,Z"], None, ["--methods", "'Z'"]),

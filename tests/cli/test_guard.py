@@ -16,7 +16,7 @@ import time
 import pytest
 
 from stablebptt.cli.guard import interrupts_raised, raise_pending
-from stablebptt.core.checks import Terminated
+from stablebptt.runs.state import Terminated
 
 
 def _lost_in_gc_callback(signum: int) -> None:

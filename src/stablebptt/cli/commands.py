@@ -645,82 +645,43 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    import jax
+    from ..experiments.diagnose import HEADER, diagnose_stages, draw, reading, run_stages, table_rows, write_diagnosis
+    from ..tasks import load_task
 
-    from ..experiments.diagnose import write_diagnosis
+    if getattr(args, "run_dir", False):
+        stages, task, title = run_stages(args.task, log=lambda line: print(f"stablebptt {line}", file=sys.stderr))
+        out = args.out or Path(args.task) / "diagnosis"
+    else:
+        task = load_task(args.task, opt.task_settings(args))
+        given = ", ".join(f"{k}={v}" for k, v in opt.task_settings(args).items()) or "defaults"
+        stages, title = [("", draw(task, args.batch, args.seed)[0])], f"{task_label(args.task)} ({given})"
+        out = args.out or Path("runs") / f"diagnose-{task_label(args.task)}"
 
-    stages, task, title, out = _diagnosis_subjects(args)
-    before = bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]  # set at run time
-    jax.config.update("jax_enable_x64", False)
-    try:
-        results = _diagnoses(args, stages, task, title)
-    finally:  # the precision as it was (the command may run inside a longer process, e.g. a test)
-        jax.config.update("jax_enable_x64", before)
+    def show(result: dict[str, Any]) -> None:
+        print(
+            f"{title}, {result['label']}: {result['batch']} states, compiled in {result['compile_s']:.1f} s, "
+            f"measured in {result['run_s']:.2f} s"
+        )
+        print("  " + "  ".join(HEADER))
+        for row in table_rows(result):
+            print("  " + "  ".join(row))
+        for line in reading(result):
+            print(f"- {line}")
+
+    precisions = ("32", "64") if args.precision == "both" else (args.precision,)
+    results = diagnose_stages(
+        task,
+        stages,
+        batch=args.batch,
+        seed=args.seed,
+        horizons=args.horizons,
+        directions=args.directions,
+        precisions=precisions,
+        on_result=show,
+    )
     paths = write_diagnosis(results, out, title)
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
-
-
-def _diagnoses(args: argparse.Namespace, stages: list[tuple[str, Any]], task: Any, title: str) -> list[dict[str, Any]]:
-    """The diagnosis of every stage in every precision asked for, each printed as it is measured."""
-    import jax
-
-    from ..experiments.diagnose import HEADER, diagnose_task, draw, reading, table_rows, to_float64
-
-    x0 = draw(task, args.batch, args.seed)[1]
-    results = []
-    compiled: dict[Any, Any] = {}  # one program serves every controller of a precision
-    for precision in ("32", "64") if args.precision == "both" else (args.precision,):
-        if precision == "64":
-            jax.config.update("jax_enable_x64", True)
-        for stage, drawn in stages:
-            params, x = (to_float64(drawn), to_float64(x0)) if precision == "64" else (drawn, x0)
-            result = diagnose_task(
-                task, params, x, seed=args.seed, horizons=args.horizons, directions=args.directions, compiled=compiled
-            )
-            result["label"] = ", ".join(p for p in (stage, result["precision"]) if p)
-            results.append(result)
-            print(
-                f"{title}, {result['label']}: {result['batch']} states, compiled in {result['compile_s']:.1f} s, "
-                f"measured in {result['run_s']:.2f} s"
-            )
-            print("  " + "  ".join(HEADER))
-            for row in table_rows(result):
-                print("  " + "  ".join(row))
-            for line in reading(result):
-                print(f"- {line}")
-    return results
-
-
-def _diagnosis_subjects(args: argparse.Namespace) -> tuple[list[tuple[str, Any]], Any, str, Path]:
-    """``(stages, task, title, out)`` of ``diagnose``: for a TASK its initial controller; for a run folder its
-    initial controller (drawn from the run's seed as training drew it), the snapshots it kept along training
-    (``--snapshot-every``) and its trained one."""
-    from ..experiments.diagnose import draw
-    from ..runs import RunFolder, snapshots
-    from ..runs.io import load_params
-    from ..tasks import load_task
-    from ..training.train import initial_params
-
-    if getattr(args, "run_dir", False):
-        from ..experiments.animate import load_run
-
-        run_dir = Path(args.task)
-        if not (run_dir / "config.json").is_file():
-            raise BadInput(f"{run_dir} is not a run folder (no config.json); give a TASK or a folder written by train")
-        config, task, trained = load_run(run_dir, log=lambda line: print(f"stablebptt {line}", file=sys.stderr))
-        initial = initial_params(task, config.train)  # the run's epoch-0 controller, under every key scheme
-        title = f"{run_dir.name} ({config.task}, method {config.train.method})"
-        kept = snapshots(run_dir)
-        done = int((RunFolder(run_dir).status() or {}).get("epoch") or 0)
-        along = [(f"epoch {epoch}", load_params(path, initial)) for epoch, path in kept if epoch != done]
-        stages = [("initial", initial), *along, (f"trained, epoch {done}" if kept else "trained", trained)]
-        return stages, task, title, args.out or run_dir / "diagnosis"
-    task = load_task(args.task, opt.task_settings(args))
-    given = ", ".join(f"{k}={v}" for k, v in opt.task_settings(args).items()) or "defaults"
-    params = draw(task, args.batch, args.seed)[0]
-    out = args.out or Path("runs") / f"diagnose-{task_label(args.task)}"
-    return [("", params)], task, f"{task_label(args.task)} ({given})", out
 
 
 COMMANDS = {

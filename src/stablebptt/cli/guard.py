@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..core.checks import BadArgument, BadInput, Either, Terminated, described
+from ..core.checks import BadArgument, BadInput, Either, described
+from ..runs.state import Terminated
 
 # Python arguments whose command-line flag is not ``--`` + the name with dashes.
 FLAGS = {"path": "--out", "n_poles": "--poles", "n_drivers": "--drivers", "n_evaders": "--evaders"}

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from ..core.checks import Terminated
+from ..runs.state import Terminated
 from .guard import interrupts_deferred, interrupts_raised
 from .light import LIGHT_COMMANDS
 from .top import COMMAND_HELP, top_parser

@@ -61,11 +61,6 @@ class BadArgument(BadInput):
         return (BadInput, (str(self),))
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is (the command line installs the handler): handled as Ctrl-C is, so
-    that a run stopped by ``kill`` or a job scheduler reads ``interrupted`` and leaves no lock behind."""
-
-
 class BadType(BadInput, TypeError):
     """A value given by the user has the wrong type (a `BadInput` that is also a `TypeError`)."""
 

@@ -9,8 +9,9 @@ Markdown) and the JSON. docs/diagnose.md holds the measures of the built-in task
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,69 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
 
 
 HEADER = ["horizon", "loss", *(f"|g_{m}|" for m in CURVES), "cos(g_M, g_R)", "kept"]
+
+
+Stage = tuple[str, Any]  # (label, controller parameters): what one diagnosis measures
+Log = Callable[[str], None]
+
+
+def run_stages(run_dir: str | os.PathLike[str], *, log: Log | None = None) -> tuple[list[Stage], Task, str]:
+    """``(stages, task, title)`` of a run folder: its initial controller (the run's epoch-0 parameters, drawn from
+    its seed under its key scheme, `training.train.initial_params`), the snapshots it kept along training
+    (``snapshot_every``) and its trained one (`animate.load_run`; `log` says where those come from).
+
+    Raises:
+        BadInput: for a path that is not a run folder, naming what it is.
+    """
+    from ..runs import RunFolder, snapshots
+    from ..runs.io import load_params
+    from ..training.train import initial_params
+    from .animate import load_run
+
+    path = Path(run_dir)
+    if not path.exists():
+        raise BadInput(f"{path} does not exist; give a TASK or a folder written by train")
+    if not (path / "config.json").is_file():
+        raise BadInput(f"{path} is not a run folder (no config.json); give a TASK or a folder written by train")
+    config, task, trained = load_run(path, log=log)
+    initial = initial_params(task, config.train)
+    title = f"{path.name} ({config.task}, method {config.train.method})"
+    kept = snapshots(path)
+    done = int((RunFolder(path).status() or {}).get("epoch") or 0)
+    along = [(f"epoch {epoch}", load_params(file, initial)) for epoch, file in kept if epoch != done]
+    return [("initial", initial), *along, (f"trained, epoch {done}" if kept else "trained", trained)], task, title
+
+
+def diagnose_stages(
+    task: Task,
+    stages: Sequence[Stage],
+    *,
+    batch: int = 16,
+    seed: int = 0,
+    horizons: Sequence[int] | None = None,
+    directions: int = 4,
+    precisions: Sequence[str] = ("32",),
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """`diagnose_task` of every stage's controller in every precision (``"32"``, ``"64"``), each under
+    `jax.enable_x64` as a context (the process's precision is left as it was), on `batch` states drawn from
+    `seed`. One compiled program serves every controller of a precision. Each result is labelled with its stage
+    and precision and passed to `on_result` as it is measured."""
+    x0 = draw(task, batch, seed)[1]
+    results: list[dict[str, Any]] = []
+    compiled: dict[Any, Any] = {}
+    for precision in precisions:
+        with jax.enable_x64(precision == "64"):
+            for stage, drawn in stages:
+                params, x = (to_float64(drawn), to_float64(x0)) if precision == "64" else (drawn, x0)
+                result = diagnose_task(
+                    task, params, x, seed=seed, horizons=horizons, directions=directions, compiled=compiled
+                )
+                result["label"] = ", ".join(p for p in (stage, result["precision"]) if p)
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+    return results
 
 
 def write_diagnosis(results: Sequence[dict[str, Any]], out: Path, title: str) -> list[Path]:

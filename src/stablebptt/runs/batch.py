@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ..core.checks import BadArgument, BadInput
 from ..core.methods import METHODS
 from ..core.trees import stack
-from ..training.group import GroupSpec, make_group_epoch, restructure, shared_key, traceable_fields
+from ..training.group import GroupSpec, group_program, restructure, shared_key, traceable_fields
 from ..training.train import ProgressFn, RunState, Trainer, TrainResult
 from .config import RunConfig
 from .folder import RunFolder, Session, use_precision
@@ -269,7 +269,7 @@ def _train_group(group: Sequence[_Member], varying: tuple[str, ...]) -> list[Tra
         tuple(sorted(rules, key=lambda r: (order.get(r.spelling, len(order)), repr(r)))), settings, varying
     )
     lead = group[0].trainer
-    program = jax.jit(make_group_epoch(lead.task, spec, lead.static))
+    program = jax.jit(group_program(lead.task, spec, lead.static))
     knobs = [spec.knobs(m.session.config.train, {k: m.session.config.task_settings[k] for k in varying}) for m in group]
     states = [restructure(m.state, lead.initial) for m in group]
     data = [m.trainer.data for m in group]

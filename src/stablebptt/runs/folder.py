@@ -36,7 +36,6 @@ from ..core.checks import (
     BadInput,
     BadType,
     Either,
-    Terminated,
     check_positive_int,
     described,
     plural,
@@ -67,7 +66,7 @@ from .io import (
     write_json,
 )
 from .lock import LOCK, RunLock, RunLocked
-from .state import CHECKPOINT, FIGURE, FINISHED, STATUS, STATUSES, read_record, read_status
+from .state import CHECKPOINT, FIGURE, FINISHED, STATUS, STATUSES, Terminated, read_record, read_status
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self from Python 3.11

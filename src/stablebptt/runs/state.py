@@ -11,6 +11,12 @@ from ..core.checks import BadInput
 from .io import CONFIG, read_json
 from .lock import locked
 
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (the command line installs the handler): handled as Ctrl-C is, so
+    that a run stopped by ``kill`` or a job scheduler reads ``interrupted`` and leaves no lock behind."""
+
+
 STATUS = "status.json"
 CHECKPOINT = "checkpoint.eqx"
 FIGURE = "loss.png"

@@ -167,7 +167,7 @@ def group_optimizer(settings: TrainSettings, knobs: Knobs) -> optax.GradientTran
     return settings.transform(lr=knobs.lr, clip=knobs.clip, clip_value=knobs.clip_value, keras=knobs.keras)
 
 
-def make_group_epoch(
+def group_program(
     task: Task, spec: GroupSpec, static: PyTree
 ) -> Callable[[Knobs, Any, Data], tuple[Any, dict[str, jax.Array]]]:
     """One epoch (`epoch.make_epoch`, by the group's protocol) for every member of a group:

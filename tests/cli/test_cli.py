@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -243,3 +244,24 @@ def test_version_prints_the_package_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out == f"stablebptt {__version__}\n"
+
+
+def test_training_options_are_made_from_what_the_settings_declare():
+    """One source for a training setting's help, default, kind and choices: the `TrainSettings` field."""
+    import dataclasses
+
+    from stablebptt.cli.options import TRAIN_OPTIONS
+    from stablebptt.training import TrainSettings
+    from stablebptt.training.settings import KINDS
+
+    fields = dataclasses.fields(TrainSettings)
+    assert [o.name for o in TRAIN_OPTIONS] == [f.name for f in fields]
+    for field, option in zip(fields, TRAIN_OPTIONS, strict=True):
+        kind = field.metadata["kind"]
+        assert kind in KINDS or (isinstance(kind, tuple) and field.default in kind), field.name
+        assert option.flags == ("--" + field.name.replace("_", "-"),) and option.help and "$" not in option.help
+    options = {o.name: o for o in TRAIN_OPTIONS}
+    assert "--clip-norm" in options["clip"].help  # a setting named in a help is shown as its flag
+    assert options["optimizer"].type("sgd") == "sgd"
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid choice 'sideways'"):
+        options["backward"].type("sideways")

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import string
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,12 +16,9 @@ from typing import Any
 
 from ..core import canonical_method, check_remat
 from ..core.checks import BadInput
-from ..core.strategies import BACKWARDS
 from ..tasks import TASK_HELP, task_fields, task_options
 from ..tasks import TASKS as BUILTIN_TASKS
-from ..training import CLIP_MODES, OPTIMIZERS
-from ..training.optim import ADAM_EPS_FORMS, SCHEDULES
-from ..training.settings import DEFAULTS, FIELDS, KEY_SCHEMES, PROTOCOLS, REGULAR_NONFINITE
+from ..training.settings import DEFAULTS, FIELDS, TrainSettings
 
 # ------------------------------------------------------------------------------------------ value types
 
@@ -291,114 +289,34 @@ class TrainOption:
     metavar: str | None = None
 
 
-TRAIN_OPTIONS = (
-    TrainOption(
-        "method",
-        ("--method",),
-        method,
-        "R, M, S, N or C (either case), or module.path:Name, a gradient rule of your own (a stablebptt.core.Method "
-        "instance or subclass, imported with the current directory first on the Python path)",
-    ),
-    TrainOption("epochs", ("--epochs",), positive_int, "epochs"),
-    TrainOption("batch_size", ("--batch-size",), positive_int, "mini-batch size"),
-    TrainOption("lr", ("--lr",), positive_float, "learning rate"),
-    TrainOption("optimizer", ("--optimizer",), choice(tuple(OPTIMIZERS)), f"{', '.join(OPTIMIZERS)} (Keras eps)"),
-    TrainOption(
-        "clip",
-        ("--clip",),
-        choice(CLIP_MODES),
-        "clipping of the update: none, value (each entry), norm (global norm), both (global norm to --clip-norm, "
-        "then each entry to --clip-value, as Brax's APG)",
-    ),
-    TrainOption("clip_value", ("--clip-value",), positive_float, "clipping threshold (value and norm; value of both)"),
-    TrainOption("clip_norm", ("--clip-norm",), positive_float, "global-norm threshold of --clip both"),
-    TrainOption("seed", ("--seed",), nonnegative_int, "data and initialisation seed"),
-    TrainOption("n_train", ("--n-train",), positive_int, "training initial states"),
-    TrainOption("n_test", ("--n-test",), positive_int, "test initial states"),
-    TrainOption(
-        "skip_nonfinite",
-        ("--skip-nonfinite",),
-        None,
-        "skip updates with a NaN/inf loss or gradient instead of stopping the run as diverged (counted in "
-        "metrics.csv's skipped; a run that skips more than half of its updates, or all of an epoch's, ends as "
-        "diverged)",
-    ),
-    TrainOption("backward", ("--backward",), choice(BACKWARDS), f"backward pass: {', '.join(BACKWARDS)}"),
-    TrainOption(
-        "truncation",
-        ("--truncation",),
-        positive_int,
-        "cut all gradient flow along time every K steps (truncated BPTT; K below the horizon, else nothing is cut)",
-        "K",
-    ),
-    TrainOption(
-        "remat",
-        ("--remat",),
-        remat,
-        "memory for long horizons: recompute the forward pass in segments of sqrt(horizon) steps, 1 step "
-        "(states), or K steps (K below the horizon) during the backward pass; a run estimated not to fit in "
-        "memory is refused before it starts",
-        "none|sqrt|states|K",
-    ),
-    TrainOption(
-        "adam_eps",
-        ("--adam-eps",),
-        choice(ADAM_EPS_FORMS),
-        "where Adam adds epsilon: keras (to sqrt(v), as the published code) or optax (to the bias-corrected sqrt(v))",
-    ),
-    TrainOption(
-        "regular_nonfinite",
-        ("--regular-nonfinite",),
-        choice(REGULAR_NONFINITE),
-        "C only: a non-finite entry of g_R counts as disagreement, update 0 there (zero, as published) or "
-        "stops the run as diverged (stop)",
-    ),
-    TrainOption(
-        "schedule",
-        ("--schedule",),
-        choice(SCHEDULES),
-        "learning rate over updates: constant (the paper's), exponential (lr * decay-rate^(update / "
-        "transition-steps), Brax's APG: 0.997 per update) or cosine (to final-lr-fraction * lr over decay-steps "
-        "updates), each after --warmup-steps",
-    ),
-    TrainOption("decay_rate", ("--decay-rate",), positive_float, "exponential schedule: factor per transition"),
-    TrainOption("transition_steps", ("--transition-steps",), positive_int, "exponential schedule: updates per factor"),
-    TrainOption("warmup_steps", ("--warmup-steps",), nonnegative_int, "linear warmup from 0 over this many updates"),
-    TrainOption(
-        "decay_steps",
-        ("--decay-steps",),
-        optional_positive_int,
-        "cosine schedule: updates to decay over (none: the run's updates after the warmup)",
-        "N|none",
-    ),
-    TrainOption("final_lr_fraction", ("--final-lr-fraction",), nonnegative_float, "cosine schedule: final lr / lr"),
-    TrainOption("adam_b1", ("--adam-b1",), nonnegative_float, "Adam's beta 1 (Keras 0.9; Brax's APG 0.7)"),
-    TrainOption("adam_b2", ("--adam-b2",), nonnegative_float, "Adam's beta 2 (Keras 0.999; Brax's APG 0.95)"),
-    TrainOption("adam_epsilon", ("--adam-epsilon",), positive_float, "Adam's epsilon (see --adam-eps for where)"),
-    TrainOption(
-        "protocol",
-        ("--protocol",),
-        choice(PROTOCOLS),
-        "dataset (the paper's: each update unrolls the horizon from fixed initial states) or stream (as Brax's "
-        "APG: environments run on, each update unrolls --window steps from where the last one stopped, episodes "
-        "of --episode-length steps restart from fresh states)",
-    ),
-    TrainOption("window", ("--window",), optional_positive_int, "stream: steps per update (none: the horizon)", "K"),
-    TrainOption(
-        "episode_length",
-        ("--episode-length",),
-        optional_positive_int,
-        "stream: steps of an episode (none: the horizon)",
-        "N",
-    ),
-    TrainOption(
-        "key_scheme",
-        ("--key-scheme",),
-        choice(KEY_SCHEMES),
-        "stream: how the seed becomes the run's keys: stablebptt's own, or apg (as Brax's apg.train(seed=...): "
-        "with brax:NAME --set network=apg, its initial network, environments and action noise)",
-    ),
-)
+# A parser for each kind of training setting (`training.settings.KINDS`; a tuple of allowed values is a choice).
+KIND_PARSERS: dict[str, Callable[[str], Any] | None] = {
+    "method": method,
+    "positive_int": positive_int,
+    "nonnegative_int": nonnegative_int,
+    "positive_float": positive_float,
+    "nonnegative_float": nonnegative_float,
+    "optional_positive_int": optional_positive_int,
+    "remat": remat,
+    "switch": None,
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _train_option(field: dataclasses.Field[Any]) -> TrainOption:
+    """The option of a `TrainSettings` field, from what the field declares (`training.settings._setting`): its
+    kind's parser (a tuple of values: a choice), its help with ``$name`` shown as that setting's flag, and its
+    placeholder. Its default is the field's."""
+    kind, text = field.metadata["kind"], field.metadata["help"]
+    parser = choice(kind) if isinstance(kind, tuple) else KIND_PARSERS[kind]
+    shown = string.Template(text).safe_substitute({f.name: _flag(f.name) for f in dataclasses.fields(TrainSettings)})
+    return TrainOption(field.name, (_flag(field.name),), parser, shown, field.metadata["metavar"])
+
+
+TRAIN_OPTIONS = tuple(_train_option(f) for f in dataclasses.fields(TrainSettings))
 assert {o.name for o in TRAIN_OPTIONS} == set(FIELDS), "every training setting has a command-line option"
 LIST_FLAGS = {"method": ("--methods", "--method"), "seed": ("--seeds", "--seed")}
 DEPRECATED = "--checkpoint"

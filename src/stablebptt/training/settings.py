@@ -17,7 +17,7 @@ import optax
 from ..core import as_backward, as_method, check_backward, check_remat, check_truncation
 from ..core.checks import BadArgument, BadInput, BadType, Either, check_choice, check_positive_int
 from ..core.methods import REGULAR_NONFINITE, Method, SignCombined
-from ..core.strategies import Backward, Remat
+from ..core.strategies import BACKWARDS, Backward, Remat
 from .optim import ADAM_EPS_FORMS, CLIP_MODES, KERAS_EPS, OPTIMIZERS, SCHEDULES, learning_rate, optimizer
 
 # Settings passed on to `core.value_and_grad`.
@@ -42,11 +42,34 @@ ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's 
     "episode_length": None,
     "key_scheme": "stablebptt",
 }
-PROTOCOLS = ("dataset", "stream")
+PROTOCOLS = ("dataset", "stream")  # the names of `training.protocols.PROTOCOL_OBJECTS`
 KEY_SCHEMES = ("stablebptt", "apg")  # how a stream run's seed becomes its keys (`training.stream.apg_keys`)
 EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}
 # Earlier name of `remat` in run configurations (read, never written).
 LEGACY_NAMES = {"checkpoint": "remat"}
+
+
+# How a setting is given as text (on the command line): a kind the command line has a parser for, or the tuple
+# of allowed values; with its help (``$name`` naming another setting, shown as the command line spells it) and
+# the placeholder of its value. Declared once, on the field (`_setting`); the command line's options are made
+# from these (`cli.options.TRAIN_OPTIONS`).
+KINDS = (
+    "method",
+    "positive_int",
+    "nonnegative_int",
+    "positive_float",
+    "nonnegative_float",
+    "optional_positive_int",
+    "remat",
+    "switch",
+)
+
+
+def _setting(default: Any, kind: str | tuple[str, ...], help: str, metavar: str | None = None) -> Any:
+    """A `TrainSettings` field: its default, and in its metadata how it is given as text (`KINDS` or the allowed
+    values), its help and its value's placeholder."""
+    assert kind in KINDS or isinstance(kind, tuple), kind
+    return dataclasses.field(default=default, metadata={"kind": kind, "help": help, "metavar": metavar})
 
 
 def _check_in(
@@ -138,36 +161,97 @@ class TrainSettings:
             from the seed either way.
     """
 
-    method: str | Method = "C"
-    epochs: int = 1000
-    batch_size: int = 8
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    clip: str = "none"
-    clip_value: float = 1.0
-    seed: int = 42
-    n_train: int = 256
-    n_test: int = 256
-    skip_nonfinite: bool = False
-    backward: str | Backward = "auto"
-    truncation: int | None = None
-    remat: int | str | Remat | None = None
-    adam_eps: str = "keras"
-    regular_nonfinite: str = "zero"
-    schedule: str = "constant"
-    decay_rate: float = 0.997
-    transition_steps: int = 1
-    warmup_steps: int = 0
-    decay_steps: int | None = None
-    final_lr_fraction: float = 0.0
-    adam_b1: float = 0.9
-    adam_b2: float = 0.999
-    adam_epsilon: float = KERAS_EPS
-    clip_norm: float = 1.0
-    protocol: str = "dataset"
-    window: int | None = None
-    episode_length: int | None = None
-    key_scheme: str = "stablebptt"
+    method: str | Method = _setting(
+        "C",
+        "method",
+        "R, M, S, N or C (either case), or module.path:Name, a gradient rule of your own (a stablebptt.core.Method "
+        "instance or subclass, imported with the current directory first on the Python path)",
+    )
+    epochs: int = _setting(1000, "positive_int", "epochs")
+    batch_size: int = _setting(8, "positive_int", "mini-batch size")
+    lr: float = _setting(1e-3, "positive_float", "learning rate")
+    optimizer: str = _setting("adam", tuple(OPTIMIZERS), f"{', '.join(OPTIMIZERS)} (Keras eps)")
+    clip: str = _setting(
+        "none",
+        CLIP_MODES,
+        "clipping of the update: none, value (each entry), norm (global norm), both (global norm to $clip_norm, "
+        "then each entry to $clip_value, as Brax's APG)",
+    )
+    clip_value: float = _setting(1.0, "positive_float", "clipping threshold (value and norm; value of both)")
+    seed: int = _setting(42, "nonnegative_int", "data and initialisation seed")
+    n_train: int = _setting(256, "positive_int", "training initial states")
+    n_test: int = _setting(256, "positive_int", "test initial states")
+    skip_nonfinite: bool = _setting(
+        False,
+        "switch",
+        "skip updates with a NaN/inf loss or gradient instead of stopping the run as diverged (counted in "
+        "metrics.csv's skipped; a run that skips more than half of its updates, or all of an epoch's, ends as "
+        "diverged)",
+    )
+    backward: str | Backward = _setting("auto", BACKWARDS, f"backward pass: {', '.join(BACKWARDS)}")
+    truncation: int | None = _setting(
+        None,
+        "positive_int",
+        "cut all gradient flow along time every K steps (truncated BPTT; K below the horizon, else nothing is cut)",
+        "K",
+    )
+    remat: int | str | Remat | None = _setting(
+        None,
+        "remat",
+        "memory for long horizons: recompute the forward pass in segments of sqrt(horizon) steps, 1 step "
+        "(states), or K steps (K below the horizon) during the backward pass; a run estimated not to fit in "
+        "memory is refused before it starts",
+        "none|sqrt|states|K",
+    )
+    adam_eps: str = _setting(
+        "keras",
+        ADAM_EPS_FORMS,
+        "where Adam adds epsilon: keras (to sqrt(v), as the published code) or optax (to the bias-corrected sqrt(v))",
+    )
+    regular_nonfinite: str = _setting(
+        "zero",
+        REGULAR_NONFINITE,
+        "C only: a non-finite entry of g_R counts as disagreement, update 0 there (zero, as published) or "
+        "stops the run as diverged (stop)",
+    )
+    schedule: str = _setting(
+        "constant",
+        SCHEDULES,
+        "learning rate over updates: constant (the paper's), exponential (lr * decay-rate^(update / "
+        "transition-steps), Brax's APG: 0.997 per update) or cosine (to final-lr-fraction * lr over decay-steps "
+        "updates), each after $warmup_steps",
+    )
+    decay_rate: float = _setting(0.997, "positive_float", "exponential schedule: factor per transition")
+    transition_steps: int = _setting(1, "positive_int", "exponential schedule: updates per factor")
+    warmup_steps: int = _setting(0, "nonnegative_int", "linear warmup from 0 over this many updates")
+    decay_steps: int | None = _setting(
+        None,
+        "optional_positive_int",
+        "cosine schedule: updates to decay over (none: the run's updates after the warmup)",
+        "N|none",
+    )
+    final_lr_fraction: float = _setting(0.0, "nonnegative_float", "cosine schedule: final lr / lr")
+    adam_b1: float = _setting(0.9, "nonnegative_float", "Adam's beta 1 (Keras 0.9; Brax's APG 0.7)")
+    adam_b2: float = _setting(0.999, "nonnegative_float", "Adam's beta 2 (Keras 0.999; Brax's APG 0.95)")
+    adam_epsilon: float = _setting(KERAS_EPS, "positive_float", "Adam's epsilon (see $adam_eps for where)")
+    clip_norm: float = _setting(1.0, "positive_float", "global-norm threshold of clip both")
+    protocol: str = _setting(
+        "dataset",
+        PROTOCOLS,
+        "dataset (the paper's: each update unrolls the horizon from fixed initial states) or stream (as Brax's "
+        "APG: environments run on, each update unrolls $window steps from where the last one stopped, episodes "
+        "of $episode_length steps restart from fresh states)",
+    )
+    window: int | None = _setting(None, "optional_positive_int", "stream: steps per update (none: the horizon)", "K")
+    episode_length: int | None = _setting(
+        None, "optional_positive_int", "stream: steps of an episode (none: the horizon)", "N"
+    )
+    key_scheme: str = _setting(
+        "stablebptt",
+        KEY_SCHEMES,
+        "stream: how the seed becomes the run's keys: stablebptt's own, or apg (as Brax's apg.train(seed=...): "
+        "with brax:NAME --set network=apg, its initial network, environments and action noise)",
+    )
 
     def __post_init__(self) -> None:
         rule = as_method(self.method)

@@ -117,12 +117,7 @@ CASES = [
     ("resume zero epochs", ["resume", "run", "--epochs", "0"], _not_a_config, ["--epochs", "'0'"]),
     ("zero truncation", ["train", "cartpole", "--truncation", "0"], None, ["--truncation", "'0'"]),
     ("unknown remat", ["train", "cartpole", "--remat", "halves"], None, ["--remat", "halves", "sqrt"]),
-    (
-        "remat and checkpoint",
-        ["train", "cartpole", "--remat", "4", "--checkpoint", "sqrt"],
-        None,
-        ["--checkpoint and --remat both given"],
-    ),
+    ("removed checkpoint", ["train", "cartpole", "--remat", "4", "--checkpoint", "sqrt"], None, ["--checkpoint"]),
     ("autodiff for C", ["train", "cartpole", "--backward", "autodiff"], None, ["method C", "joint"]),
     ("unknown backward", ["train", "cartpole", "--backward", "sideways"], None, ["--backward", "sideways"]),
     ("sweep zero truncation", ["sweep", "cartpole", "--truncation", "2,0"], None, ["--truncation", "'0'"]),

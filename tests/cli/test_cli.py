@@ -104,17 +104,12 @@ def test_remat_and_truncation_options(tmp_path):
     assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["train"]["remat"] == "sqrt"
 
 
-def test_deprecated_checkpoint_option_is_remat_with_one_line(capsys):
-    from stablebptt.cli.commands import build_parser
+def test_the_removed_checkpoint_option_is_refused(capsys):
     from stablebptt.cli.main import main
-    from stablebptt.cli.options import train_settings
 
-    args = build_parser().parse_args(["sweep", "cartpole", "--checkpoint", "sqrt,4"])
-    assert train_settings(args)["remat"] == ["sqrt", 4]
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--checkpoint is deprecated" in err[0] and "--remat" in err[0]
-    assert main(["train", "cartpole", "--checkpoint", "sqrt", "--remat", "4"]) == 2
-    assert "--checkpoint and --remat both given" in capsys.readouterr().err
+    assert main(["train", "cartpole", "--checkpoint", "sqrt"]) == 2  # deprecated in 0.2, removed: --remat
+    err = capsys.readouterr().err  # not read as an abbreviation of --checkpoint-every
+    assert err.count("\n") == 1 and "--checkpoint was removed" in err and "use --remat" in err
 
 
 def test_compare_defaults_to_its_own_epochs_and_takes_seeds(tmp_path, monkeypatch, capsys):

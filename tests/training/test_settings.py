@@ -7,15 +7,15 @@ from __future__ import annotations
 import pytest
 
 from stablebptt.core.checks import BadInput
+from stablebptt.runs.config import ADDED_0_3, train_from_json, train_to_json
 from stablebptt.training import TrainSettings
 from stablebptt.training.group import shared_key
-from stablebptt.training.settings import ADDED_0_3
 
 
 def test_defaults_write_the_json_of_earlier_releases():
-    assert not set(ADDED_0_3) & set(TrainSettings().to_json())
+    assert not set(ADDED_0_3) & set(train_to_json(TrainSettings()))
     recipe = TrainSettings(schedule="exponential", adam_b1=0.7, adam_b2=0.95, clip="both", clip_norm=1e9)
-    written = recipe.to_json()
+    written = train_to_json(recipe)
     assert {k: written[k] for k in ("schedule", "adam_b1", "adam_b2", "clip", "clip_norm")} == {
         "schedule": "exponential",
         "adam_b1": 0.7,
@@ -24,7 +24,7 @@ def test_defaults_write_the_json_of_earlier_releases():
         "clip_norm": 1e9,
     }
     assert "decay_rate" not in written  # the default rate of the exponential schedule
-    assert TrainSettings.from_json(written) == recipe
+    assert train_from_json(written) == recipe
 
 
 @pytest.mark.parametrize(

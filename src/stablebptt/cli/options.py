@@ -9,7 +9,6 @@ import json
 import math
 import os
 import string
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -319,7 +318,6 @@ def _train_option(field: dataclasses.Field[Any]) -> TrainOption:
 TRAIN_OPTIONS = tuple(_train_option(f) for f in dataclasses.fields(TrainSettings))
 assert {o.name for o in TRAIN_OPTIONS} == set(FIELDS), "every training setting has a command-line option"
 LIST_FLAGS = {"method": ("--methods", "--method"), "seed": ("--seeds", "--seed")}
-DEPRECATED = "--checkpoint"
 
 
 def add_training_options(
@@ -356,13 +354,8 @@ def add_training_options(
             metavar="LIST" if lists else o.metavar,
             help=f"{o.help} ({shown})",
         )
-    g.add_argument(
-        DEPRECATED,
-        dest="deprecated_checkpoint",
-        type=list_of(remat) if lists else remat,
-        default=None,
-        help=argparse.SUPPRESS,
-    )
+    # removed in 0.4 (deprecated since 0.2); kept as a name so that it is not read as --checkpoint-every
+    g.add_argument("--checkpoint", dest="removed_checkpoint", default=None, help=argparse.SUPPRESS)
     if not lists and not method:  # compare: several seeds
         g.add_argument(
             "--seeds",
@@ -394,22 +387,13 @@ def _shown(default: Any) -> str:
 
 
 def train_settings(args: argparse.Namespace, epochs: int | None = None) -> dict[str, Any]:
-    """The training settings given on the command line (lists in a sweep), by `TrainSettings` field name;
-    ``--checkpoint`` (deprecated) is taken as ``--remat`` with a one-line message on stderr."""
+    """The training settings given on the command line (lists in a sweep), by `TrainSettings` field name."""
     settings = {o.name: getattr(args, o.name, None) for o in TRAIN_OPTIONS}
     settings = {k: v for k, v in settings.items() if v is not None}
     if epochs is not None:
         settings.setdefault("epochs", epochs)
-    old = getattr(args, "deprecated_checkpoint", None)
-    if old is not None:
-        if "remat" in settings:
-            raise BadInput(f"{DEPRECATED} and --remat both given; keep --remat")
-        print(
-            f"stablebptt {args.command}: warning: {DEPRECATED} is deprecated and will be removed in the next "
-            "release; use --remat (same values)",
-            file=sys.stderr,
-        )
-        settings["remat"] = old
+    if getattr(args, "removed_checkpoint", None) is not None:
+        raise BadInput("--checkpoint was removed (deprecated since 0.2); use --remat, which takes the same values")
     seeds = getattr(args, "seeds", None) if not isinstance(getattr(args, "seed", None), list) else None
     if seeds is not None:  # compare --seeds LIST
         if "seed" in settings:

@@ -19,9 +19,10 @@ from typing import Any
 
 from ..core.checks import BadInput
 from ..runs import RunConfig
+from ..runs.config import ADDED
 from ..tasks import TASKS, recorded_settings, task_fields, task_options
 from ..training.optim import PAPER_CLIP_MODES
-from ..training.settings import ADDED, DEFAULTS, FIELDS
+from ..training.settings import DEFAULTS, FIELDS
 
 # What each built-in task declares (`tasks.Task`): the setting that makes it harder, and whether smaller values are
 # harder (panels go from easy to hard).
@@ -100,7 +101,7 @@ def run_name(
     """Folder name of a run: ``key=value`` parts joined by ``_`` (see the module docstring). `train` holds
     training settings by name (`TrainSettings` fields; missing ones are at their defaults); `defaults`: the
     task's field defaults (found from `task` when None). A training setting added after the first release
-    (`training.settings.ADDED`) at the value that means the earlier behaviour is named only when it is in
+    (`runs.config.ADDED`) at the value that means the earlier behaviour is named only when it is in
     `varied` (settings with several values in the grid), so that a sweep written by an earlier version keeps
     its folder names when it is continued with the earlier behaviour."""
     defaults = task_fields(task) if defaults is None else defaults

@@ -23,10 +23,10 @@ from typing import Any
 from ..core.checks import BadArgument, BadInput, described, plural
 from ..runs import CONFIG, RunConfig, RunFolder, ensure_batch, same_run
 from ..runs.batch import default_batching, plan_groups
+from ..runs.config import ADDED
 from ..runs.io import check_names, read_json, write_json
 from ..runs.lock import locked
 from ..runs.state import MANIFEST, STATUSES
-from ..training.settings import ADDED
 from .backends import Job, run_jobs
 from .grid import Run
 

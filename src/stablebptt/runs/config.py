@@ -24,7 +24,62 @@ from .. import __version__
 from ..core import value_and_grad
 from ..core.checks import BadInput, BadType, check_positive_int
 from ..tasks import Task, is_builtin, load_task, module_root, recorded_settings
-from ..training.settings import ADDED, DEFAULTS, EARLIER, TrainSettings
+from ..training.optim import KERAS_EPS
+from ..training.settings import DEFAULTS, FIELDS, TrainSettings, from_mapping
+
+# The history of the format, in one place (the writer and the reader of a run's configuration; nothing else knows
+# old spellings or old defaults). Training settings added after the first release, with the value that means
+# what runs did before they existed: a run's JSON records them only where they differ from that value, so the
+# JSON (and hash) of a run that behaves as before is the same as before, and a ``config.json`` without them
+# reads as the earlier behaviour.
+ADDED = {"adam_eps": "optax", "regular_nonfinite": "stop"}  # added in 0.2.0 (also left out of the hash there)
+ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's APG); defaults = earlier behaviour
+    "schedule": "constant",
+    "decay_rate": 0.997,
+    "transition_steps": 1,
+    "warmup_steps": 0,
+    "decay_steps": None,
+    "final_lr_fraction": 0.0,
+    "adam_b1": 0.9,
+    "adam_b2": 0.999,
+    "adam_epsilon": KERAS_EPS,
+    "clip_norm": 1.0,
+    "protocol": "dataset",
+    "window": None,
+    "episode_length": None,
+    "key_scheme": "stablebptt",
+}
+EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}
+LEGACY_NAMES = {"checkpoint": "remat"}  # earlier names of training settings (read, never written)
+
+
+def train_to_json(settings: TrainSettings) -> dict[str, Any]:
+    """A run's training settings as JSON values; those added after the first release (`EARLIER`) only where
+    they differ from the value that means the earlier behaviour."""
+    return {k: v for k, v in settings.values().items() if k not in EARLIER or v != EARLIER[k]}
+
+
+def train_from_json(record: Any) -> TrainSettings:
+    """Training settings from `train_to_json`'s dict (a ``config.json``'s ``train``, of this version or an earlier
+    one): missing settings of `EARLIER` mean the earlier behaviour, other missing ones take their defaults;
+    `LEGACY_NAMES` are read by their new names.
+
+    Raises:
+        BadInput: for a record that is not a mapping, an unknown setting or a bad value.
+    """
+    if not isinstance(record, Mapping):
+        raise BadType(f"training settings must be a mapping of names to values, got {type(record).__name__}")
+    record = dict(record)
+    for old, new in LEGACY_NAMES.items():
+        if old in record:
+            if new in record:
+                raise BadInput(f"training settings give both {old!r} and its new name {new!r}; keep {new!r}")
+            record[new] = record.pop(old)
+    unknown = sorted(set(record) - set(FIELDS))
+    if unknown:
+        raise BadInput(f"unknown training settings: {', '.join(unknown)}; allowed: {', '.join(FIELDS)}")
+    return from_mapping({**{k: v for k, v in EARLIER.items() if k not in record}, **record})
+
 
 TOP_KEYS = ("task", "task_settings", "task_path", "train", "x64", "checkpoint_every", "snapshot_every", "version")
 UNHASHED_TOP = ("version", "checkpoint_every", "snapshot_every", "task_path")
@@ -119,7 +174,7 @@ class RunConfig:
             record["task_path"] = self.task_path
         return {
             **record,
-            "train": self.train.to_json(),
+            "train": train_to_json(self.train),
             "x64": self.x64,
             "checkpoint_every": self.checkpoint_every,
             **({} if self.snapshot_every is None else {"snapshot_every": self.snapshot_every}),
@@ -139,7 +194,7 @@ class RunConfig:
         fields = {
             k: record[k] for k in ("x64", "checkpoint_every", "snapshot_every", "task_path", "version") if k in record
         }
-        return cls(record["task"], record["task_settings"], TrainSettings.from_json(record["train"]), **fields)
+        return cls(record["task"], record["task_settings"], train_from_json(record["train"]), **fields)
 
     def hash(self) -> str:
         """SHA-256 identifying the run (see `config_hash`)."""
@@ -150,11 +205,11 @@ def config_hash(record: Mapping[str, Any]) -> str:
     """SHA-256 of a run configuration in its JSON form (`RunConfig.to_json` or a ``config.json`` as read),
     leaving out the number of epochs (unless a cosine schedule spans the run: `TrainSettings.schedule_needs_epochs`),
     the version, the checkpoint frequency and ``task_path``; training
-    settings left out count as their defaults, or for those of `training.settings.EARLIER` as their earlier
-    behaviour; settings added later (`training.settings.ADDED`) at their earlier behaviour are left out (so a
+    settings left out count as their defaults, or for those of `EARLIER` as their earlier
+    behaviour; settings added in 0.2.0 (`ADDED`) at their earlier behaviour are left out (so a
     ``config.json`` written by earlier versions hashes as it did)."""
     core = {k: v for k, v in record.items() if k not in UNHASHED_TOP}
-    filled = {k: v for k, v in DEFAULTS.to_json().items() if k not in EARLIER}
+    filled = {k: v for k, v in train_to_json(DEFAULTS).items() if k not in EARLIER}
     train = {**filled, **record.get("train", {})}
     # a cosine schedule over the whole run changes with its length: there the epochs are part of the run
     spans_run = train.get("schedule") == "cosine" and train.get("decay_steps") is None

@@ -22,31 +22,8 @@ from .optim import ADAM_EPS_FORMS, CLIP_MODES, KERAS_EPS, OPTIMIZERS, SCHEDULES,
 
 # Settings passed on to `core.value_and_grad`.
 GRADIENT_FIELDS = ("backward", "truncation", "remat")
-# Settings added after the first release, with the value that means what runs did before they existed. A
-# run's JSON records them only where they differ from that value, so the JSON (and hash) of a run that behaves
-# as before is the same as before, and a ``config.json`` without them reads as the earlier behaviour.
-ADDED = {"adam_eps": "optax", "regular_nonfinite": "stop"}  # added in 0.2.0
-ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's APG); defaults = earlier behaviour
-    "schedule": "constant",
-    "decay_rate": 0.997,
-    "transition_steps": 1,
-    "warmup_steps": 0,
-    "decay_steps": None,
-    "final_lr_fraction": 0.0,
-    "adam_b1": 0.9,
-    "adam_b2": 0.999,
-    "adam_epsilon": KERAS_EPS,
-    "clip_norm": 1.0,
-    "protocol": "dataset",
-    "window": None,
-    "episode_length": None,
-    "key_scheme": "stablebptt",
-}
 PROTOCOLS = ("dataset", "stream")  # the names of `training.protocols.PROTOCOL_OBJECTS`
 KEY_SCHEMES = ("stablebptt", "apg")  # how a stream run's seed becomes its keys (`training.stream.apg_keys`)
-EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}
-# Earlier name of `remat` in run configurations (read, never written).
-LEGACY_NAMES = {"checkpoint": "remat"}
 
 
 # How a setting is given as text (on the command line): a kind the command line has a parser for, or the tuple
@@ -390,21 +367,6 @@ class TrainSettings:
         """Every setting by name."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
-    def to_json(self) -> dict[str, Any]:
-        """The settings as JSON values; those added after the first release (`EARLIER`) only where they differ
-        from the value that means the earlier behaviour."""
-        return {k: v for k, v in self.values().items() if k not in EARLIER or v != EARLIER[k]}
-
-    @classmethod
-    def from_json(cls, record: Mapping[str, Any]) -> TrainSettings:
-        """Settings from `to_json`'s dict (a ``config.json``): missing settings of `EARLIER` mean the earlier
-        behaviour, other missing ones take their defaults; ``checkpoint`` is read as ``remat``, its earlier
-        name."""
-        if not isinstance(record, Mapping):
-            raise BadType(f"training settings must be a mapping of names to values, got {type(record).__name__}")
-        given = {LEGACY_NAMES.get(k, k) for k in record}
-        return from_mapping({**{k: v for k, v in EARLIER.items() if k not in given}, **record})
-
 
 def _spelling(rule: Method) -> str:
     """The rule's spelling; a rule that cannot be recorded (defined in ``__main__``) is kept by its class's name
@@ -424,11 +386,6 @@ def from_mapping(settings: Mapping[str, Any]) -> TrainSettings:
     if not isinstance(settings, Mapping):
         raise BadType(f"training settings must be a mapping of names to values, got {type(settings).__name__}")
     settings = dict(settings)
-    for old, new in LEGACY_NAMES.items():
-        if old in settings:
-            if new in settings:
-                raise BadInput(f"training settings give both {old!r} and its new name {new!r}; keep {new!r}")
-            settings[new] = settings.pop(old)
     unknown = sorted(set(settings) - set(FIELDS))
     if unknown:
         raise BadInput(f"unknown training settings: {', '.join(unknown)}; allowed: {', '.join(FIELDS)}")

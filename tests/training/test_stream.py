@@ -122,7 +122,7 @@ def test_runs_group_by_protocol():
     [
         ({"window": 8}, "^window applies to the stream protocol only; give protocol='stream' or leave it out$"),
         ({"episode_length": 8}, "^episode_length applies to the stream protocol only"),
-        ({"protocol": "online"}, "^unknown protocol 'online'; allowed: dataset, stream$"),
+        ({"protocol": "online"}, "^unknown protocol 'online'; allowed: dataset, stream, shac$"),
         ({"protocol": "stream", "window": 0}, "^window must be a positive integer, got 0$"),
         ({"key_scheme": "apg"}, "^key_scheme='apg' draws the keys of the stream protocol; give protocol='stream'"),
         ({"protocol": "stream", "key_scheme": "jax"}, "^unknown key scheme 'jax'; allowed: stablebptt, apg$"),

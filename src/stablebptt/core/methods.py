@@ -147,17 +147,8 @@ class Method:
 
     def aggregate(self, infos: Mapping[str, jax.Array], used: jax.Array) -> dict[str, jax.Array]:
         """One epoch's value of each of `columns` from its updates' infos (each with the updates on the leading
-        axis) and `used` (bool, the updates that were used)."""
-        import jax.numpy as jnp
-
-        out = {}
-        for column in self.columns:
-            values = infos[column.name]
-            if column.reduce == "sum":
-                out[column.name] = jnp.sum(values).astype(jnp.result_type(float))
-            else:
-                out[column.name] = jnp.sum(jnp.where(used, values, 0)) / jnp.sum(used)
-        return out
+        axis) and `used` (bool, the updates that were used): `aggregate`."""
+        return aggregate(self.columns, infos, used)
 
     def check_update(self, update: PyTree, params: PyTree) -> None:
         """Refuse (one-line `BadInput` naming the rule and the first wrong leaf) an update whose tree structure,
@@ -206,6 +197,21 @@ class Method:
 
     def __str__(self) -> str:
         return self.letter
+
+
+def aggregate(columns: Sequence[Column], infos: Mapping[str, jax.Array], used: jax.Array) -> dict[str, jax.Array]:
+    """One epoch's value of each column from its updates' infos (each ``(updates, ...)``): the mean over the
+    updates that were `used` (bool ``(updates,)``), or the sum over all of them."""
+    import jax.numpy as jnp
+
+    out = {}
+    for column in columns:
+        values = infos[column.name]
+        if column.reduce == "sum":
+            out[column.name] = jnp.sum(values).astype(jnp.result_type(float))
+        else:
+            out[column.name] = jnp.sum(jnp.where(used, values, 0)) / jnp.sum(used)
+    return out
 
 
 def _shape(x: Any) -> str:

@@ -48,6 +48,13 @@ ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's 
     "window": None,
     "episode_length": None,
     "key_scheme": "stablebptt",
+    # the SHAC protocol's (issue 43)
+    "gamma": 0.99,
+    "lam": 0.95,
+    "critic_lr": 1e-3,
+    "critic_iterations": 16,
+    "critic_batches": 4,
+    "target_alpha": 0.2,
 }
 EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}
 LEGACY_NAMES = {"checkpoint": "remat"}  # earlier names of training settings (read, never written)

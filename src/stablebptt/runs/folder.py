@@ -40,13 +40,13 @@ from ..core.checks import (
     described,
     plural,
 )
-from ..training.epoch import metric_names
 from ..training.train import (
     SKIPPED_LIMIT,
     ProgressFn,
     RunState,
     Trainer,
     TrainResult,
+    run_metrics,
     skipped_updates,
     too_many_skipped,
 )
@@ -377,7 +377,7 @@ class Session:
         self.began = False
         self.trainer: Trainer | None = None
         self.rows: list[dict[str, float]] = []
-        self.table = CsvTable(metric_names(config.train.rule))  # self.rows, formatted
+        self.table = CsvTable(run_metrics(config.train))  # self.rows, formatted
         self.saved = 0
         self._status_time = -math.inf  # when status.json was last written (time.monotonic)
 
@@ -441,7 +441,7 @@ class Session:
                     f"checkpoint {self.path / CHECKPOINT} has {plural(start, 'epoch')}, more than "
                     f"the {self.epochs} configured; it was left untouched"
                 )
-        self.table = CsvTable(metric_names(self.config.train.rule), self.rows)
+        self.table = CsvTable(run_metrics(self.config.train), self.rows)
         self.saved = start
         if read_json(self.path / CONFIG) != self.record:  # a new number of epochs, now that the checkpoint fits
             write_json(self.path / CONFIG, self.record)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 
 if TYPE_CHECKING:
     from matplotlib.artist import Artist
@@ -151,6 +152,25 @@ class Task(eqx.Module):
         that the batch does not reset all at once. Returns `x`'s structure. The default returns `x`."""
         del key
         return x
+
+    def reward(self, x: PyTree, c: PyTree, x_next: PyTree) -> jax.Array:
+        """The reward of one step, ``(batch,)``, from the states `x`, the controls `c` and the next states
+        `x_next` (each leaf ``(batch, ...)``): what a learned critic's protocol (``protocol="shac"``) sums with
+        discounts. A task defines it so that the rewards of an episode of the task's horizon sum to minus its
+        `loss` (up to a constant that no parameter changes; docs/tasks.md, rewards). The default: none (such a
+        task refuses the SHAC protocol, `rewarded`)."""
+        raise NotImplementedError(f"task {self.name} does not define reward(x, c, x_next)")
+
+    @classmethod
+    def rewarded(cls) -> bool:
+        """Whether the task defines its own `reward`."""
+        return cls.reward is not Task.reward
+
+    def critic_input(self, x: PyTree) -> jax.Array:
+        """What a learned critic sees of the states `x` (each leaf ``(batch, ...)``): ``(batch, features)``. The
+        default: every floating-point leaf, flattened per state and concatenated."""
+        leaves = [leaf for leaf in jax.tree.leaves(x) if jnp.issubdtype(leaf.dtype, jnp.floating)]
+        return jnp.concatenate([leaf.reshape(leaf.shape[0], -1) for leaf in leaves], axis=1)
 
     def draw(self, axes: Sequence[Axes], states: Any, controls: Any) -> Callable[[int], list[Artist]]:
         """Draw trajectories for ``stablebptt animate`` (optional: a task that does not override it cannot be

@@ -83,6 +83,19 @@ class CartPole(Task):
         theta = states[-1:, :, 1:, 0] if self.loss_mode == "final" else states[1:, :, 1:, 0]
         return 1.0 - jnp.mean(jnp.cos(theta))
 
+    def reward(self, x: jax.Array, c: jax.Array, x_next: jax.Array) -> jax.Array:
+        """``(batch,)``. Loss on the final state: the fall of the potential ``1 - mean cos(theta)`` over the step,
+        so that an episode's rewards sum to the potential of its first state minus the loss (shaping that keeps
+        the optimum); on every state: minus that state's share of the loss."""
+        del c
+
+        def potential(x: jax.Array) -> jax.Array:
+            return 1.0 - jnp.mean(jnp.cos(x[:, 1:, 0]), axis=1)
+
+        if self.loss_mode == "final":
+            return potential(x) - potential(x_next)
+        return -potential(x_next) / self.horizon
+
     def sample(self, key: jax.Array, n: int) -> jax.Array:
         key_x, key_u = jax.random.split(key)
         x = jax.random.uniform(key_x, (n, 1 + self.n_poles, 2), minval=-1.0, maxval=1.0)

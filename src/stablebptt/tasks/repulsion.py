@@ -144,6 +144,15 @@ class Repulsion(Task):
         target = jnp.asarray(self.target, evaders.dtype).reshape(1, 1, 1, 2)
         return jnp.mean((evaders - target) ** 2) + self.rc * jnp.mean(controls**2)
 
+    def reward(self, x: jax.Array, c: jax.Array, x_next: jax.Array) -> jax.Array:
+        """``(batch,)``: minus the step's share of the loss (the evaders' squared distance to the target after
+        the step, and the control cost of the step), so that an episode's rewards sum to minus the loss."""
+        del x
+        evaders = x_next[:, self.n_drivers :, 0]
+        target = jnp.asarray(self.target, evaders.dtype).reshape(1, 1, 2)
+        distance = jnp.mean((evaders - target) ** 2, axis=(1, 2))
+        return -(distance + self.rc * jnp.mean(c**2, axis=tuple(range(1, c.ndim)))) / self.horizon
+
     def sample(self, key: jax.Array, n: int) -> jax.Array:
         k_rd, k_ad, k_rc, k_ac, k_off = jax.random.split(key, 5)
         nd, ne = self.n_drivers, self.n_evaders

@@ -27,7 +27,7 @@ import optax.tree_utils as otu
 from ..core import rollout, trees, value_and_grad
 from ..core.checks import BadInput, BadType
 from ..core.gradients import ValueAndGrad
-from ..core.methods import RULES, Method
+from ..core.methods import RULES, Column, Method, aggregate
 from ..tasks import Task
 
 if TYPE_CHECKING:
@@ -178,20 +178,28 @@ BASE_METRICS = ("epoch", "loss", "train_loss", "test_loss", "grad_norm", "grad_s
 END_METRICS = ("skipped", "epoch_time")
 
 
-def metric_names(rule: Method | None = None) -> tuple[str, ...]:
+def metric_names(rule: Method | None = None, protocol: Protocol | None = None) -> tuple[str, ...]:
     """The columns of an epoch's row (a run's ``metrics.csv``): the losses and the update's norms, the built-in
-    rules' columns, `rule`'s own columns, then ``skipped`` and ``epoch_time``."""
+    rules' columns, `rule`'s own columns, the `protocol`'s (SHAC's critic loss), then ``skipped`` and
+    ``epoch_time``."""
     own = tuple(c.name for c in rule.columns if c.name not in BUILTIN_COLUMNS) if rule is not None else ()
-    return (*BASE_METRICS, *BUILTIN_COLUMNS, *own, *END_METRICS)
+    extra = tuple(c.name for c in protocol.columns) if protocol is not None else ()
+    return (*BASE_METRICS, *BUILTIN_COLUMNS, *own, *extra, *END_METRICS)
 
 
-def epoch_metrics(task: Task, step: UpdateStep, params: PyTree, data: Data, record: Record) -> dict[str, jax.Array]:
+def epoch_metrics(
+    task: Task, step: UpdateStep, params: PyTree, data: Data, record: Record, extra: tuple[Column, ...] = ()
+) -> dict[str, jax.Array]:
     """An epoch's metrics (`metric_names`, without epoch and epoch_time, plus ``nonfinite``) from its updates'
     `record` and the losses of `params` on the training and test states. The rule's columns come from
-    `core.Method.aggregate`; the built-in rules' columns it does not have are NaN."""
+    `core.Method.aggregate`; the built-in rules' columns it does not have are NaN; `extra`: the protocol's."""
     used = record.ok if step.skip_nonfinite else jnp.ones_like(record.ok)
     nan = jnp.full((), jnp.nan, record.values.dtype)
-    columns = {**dict.fromkeys(BUILTIN_COLUMNS, nan), **step.rule.aggregate(record.infos, used)}
+    columns = {
+        **dict.fromkeys(BUILTIN_COLUMNS, nan),
+        **step.rule.aggregate(record.infos, used),
+        **aggregate(extra, record.infos, used),
+    }
     return {
         "loss": _masked_mean(record.values, used),
         "train_loss": evaluate(task, params, data.train),
@@ -211,10 +219,17 @@ class Protocol:
 
     name: ClassVar[str]
     carries: ClassVar[bool] = False
+    columns: ClassVar[tuple[Column, ...]] = ()  # metric columns of the protocol's own (its updates' infos)
 
     def window(self, task: Task, settings: TrainSettings) -> int:
         """Steps unrolled per update."""
         return task.horizon
+
+    def start(self, task: Task, settings: TrainSettings, keys: Any, state: TrainState) -> Any:
+        """The run's first state from the parameters and optimizer state of `state` and the seed's keys
+        (`train.SeedKeys`): `state` itself for the dataset protocol."""
+        del task, settings, keys
+        return state
 
     def updates(
         self, task: Task, settings: TrainSettings, step: UpdateStep, state: Any, data: Data
@@ -227,7 +242,7 @@ class Protocol:
 
         def epoch(state: Any, data: Data) -> tuple[Any, dict[str, jax.Array]]:
             state, record = self.updates(task, settings, step, state, data)
-            return state, epoch_metrics(task, step, step.params(state), data, record)
+            return state, epoch_metrics(task, step, step.params(state), data, record, self.columns)
 
         return epoch
 

@@ -1,13 +1,15 @@
-"""The training protocols by name (the spelling a run's configuration records): `epoch.Dataset` (the paper's)
-and `stream.Stream` (Brax's APG's). A protocol of one's own subclasses `epoch.Protocol`."""
+"""The training protocols by name (the spelling a run's configuration records): `epoch.Dataset` (the paper's),
+`stream.Stream` (Brax's APG's) and `shac.Shac` (a learned critic at the end of short windows). A protocol of
+one's own subclasses `epoch.Protocol`."""
 
 from __future__ import annotations
 
 from ..core.checks import BadInput
 from .epoch import Dataset, Protocol
+from .shac import Shac
 from .stream import Stream
 
-PROTOCOL_OBJECTS: dict[str, Protocol] = {p.name: p for p in (Dataset(), Stream())}
+PROTOCOL_OBJECTS: dict[str, Protocol] = {p.name: p for p in (Dataset(), Stream(), Shac())}
 
 
 def as_protocol(protocol: str | Protocol) -> Protocol:

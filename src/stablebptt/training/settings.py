@@ -22,7 +22,9 @@ from .optim import ADAM_EPS_FORMS, CLIP_MODES, KERAS_EPS, OPTIMIZERS, SCHEDULES,
 
 # Settings passed on to `core.value_and_grad`.
 GRADIENT_FIELDS = ("backward", "truncation", "remat")
-PROTOCOLS = ("dataset", "stream")  # the names of `training.protocols.PROTOCOL_OBJECTS`
+PROTOCOLS = ("dataset", "stream", "shac")  # the names of `training.protocols.PROTOCOL_OBJECTS`
+# The SHAC protocol's own settings (DiffRL's values for its smaller tasks; `training.shac`), refused elsewhere.
+SHAC_FIELDS = ("gamma", "lam", "critic_lr", "critic_iterations", "critic_batches", "target_alpha")
 KEY_SCHEMES = ("stablebptt", "apg")  # how a stream run's seed becomes its keys (`training.stream.apg_keys`)
 
 
@@ -215,9 +217,10 @@ class TrainSettings:
     protocol: str = _setting(
         "dataset",
         PROTOCOLS,
-        "dataset (the paper's: each update unrolls the horizon from fixed initial states) or stream (as Brax's "
+        "dataset (the paper's: each update unrolls the horizon from fixed initial states), stream (as Brax's "
         "APG: environments run on, each update unrolls $window steps from where the last one stopped, episodes "
-        "of $episode_length steps restart from fresh states)",
+        "of $episode_length steps restart from fresh states) or shac (the stream's windows plus a learned critic's "
+        "value at each window's end, SHAC as DiffRL's shac.py: $gamma, $lam, $critic_lr, ...)",
     )
     window: int | None = _setting(None, "optional_positive_int", "stream: steps per update (none: the horizon)", "K")
     episode_length: int | None = _setting(
@@ -228,6 +231,14 @@ class TrainSettings:
         KEY_SCHEMES,
         "stream: how the seed becomes the run's keys: stablebptt's own, or apg (as Brax's apg.train(seed=...): "
         "with brax:NAME --set network=apg, its initial network, environments and action noise)",
+    )
+    gamma: float = _setting(0.99, "nonnegative_float", "shac: the discount of rewards, in [0, 1] (DiffRL's 0.99)")
+    lam: float = _setting(0.95, "nonnegative_float", "shac: the critic's TD-lambda, in [0, 1] (DiffRL's 0.95)")
+    critic_lr: float = _setting(1e-3, "positive_float", "shac: the critic's learning rate (Adam, betas 0.7, 0.95)")
+    critic_iterations: int = _setting(16, "positive_int", "shac: passes over a window's samples per update (16)")
+    critic_batches: int = _setting(4, "positive_int", "shac: minibatches of a pass over a window's samples (4)")
+    target_alpha: float = _setting(
+        0.2, "nonnegative_float", "shac: the target critic keeps this share of itself per update (DiffRL's 0.2)"
     )
 
     def __post_init__(self) -> None:
@@ -266,7 +277,21 @@ class TrainSettings:
             if self.episode_length is None
             else _check_count("episode_length", self.episode_length, 1),
             "key_scheme": check_choice("key scheme", self.key_scheme, KEY_SCHEMES),
+            "gamma": _check_in("gamma", self.gamma, 0.0, 1.0),
+            "lam": _check_in("lam", self.lam, 0.0, 1.0),
+            "critic_lr": _check_in("critic_lr", self.critic_lr, 0.0, math.inf, low_open=True),
+            "critic_iterations": _check_count("critic_iterations", self.critic_iterations, 1),
+            "critic_batches": _check_count("critic_batches", self.critic_batches, 1),
+            "target_alpha": _check_in("target_alpha", self.target_alpha, 0.0, 1.0),
         }
+        if converted["protocol"] != "shac":
+            given = [name for name in SHAC_FIELDS if converted[name] != DEFAULT_SHAC[name]]
+            if given:
+                raise BadArgument(
+                    f"${given[0]} is a setting of the SHAC protocol's critic; give $protocol or leave it out",
+                    **{given[0]: None},
+                    protocol="shac",
+                )
         if converted["protocol"] == "dataset":
             given = [name for name in ("window", "episode_length") if converted[name] is not None]
             if converted["key_scheme"] != "stablebptt":
@@ -378,6 +403,7 @@ def _spelling(rule: Method) -> str:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainSettings))
+DEFAULT_SHAC = {f.name: f.default for f in dataclasses.fields(TrainSettings) if f.name in SHAC_FIELDS}
 DEFAULTS = TrainSettings()
 
 

@@ -20,25 +20,27 @@ was truncated by its time limit), ``done (K, B)`` (bool or 0/1: an episode ended
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
 
-from ..core.checks import BadInput
+from ..core import value_and_grad
+from ..core.checks import BadArgument, BadInput
+from ..core.methods import Column
+from ..nn import MLP
+from ..tasks import Task
+from .epoch import Data, Protocol, Record, TrainState, UpdateStep, sample_states
+from .settings import TrainSettings
+from .stream import RESET_FOLD, _where_done, initial_stream, window_length
 
 PyTree = Any
 Pair = tuple[jax.Array, jax.Array]
 Triple = tuple[jax.Array, jax.Array, jax.Array]
-
-
-def check_discount(name: str, value: Any) -> float:
-    """`value` as a float if it is a number in [0, 1] (a discount gamma or λ); `BadInput` naming `name` otherwise."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= float(value) <= 1.0
-    if not ok:
-        raise BadInput(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
 
 
 def actor_loss(rewards: jax.Array, next_values: jax.Array, done: jax.Array, gamma: float) -> jax.Array:
@@ -124,3 +126,221 @@ def polyak(target: PyTree, critic: PyTree, alpha: float) -> PyTree:
     """The target critic after one update: ``alpha * target + (1 - alpha) * critic`` per leaf
     (`optax.incremental_update` with step size ``1 - alpha``; DiffRL's ``target_critic_alpha``)."""
     return optax.incremental_update(critic, target, 1.0 - alpha)
+
+
+# ------------------------------------------------------------------------------------------------ the protocol
+
+
+def check_shac(task: Task, settings: TrainSettings) -> None:
+    """Refuse, in one line, what the SHAC protocol cannot train: a task without rewards, a task that resets its
+    own episodes (not yet: its episode ends inside a window need the critic's bootstrap there), a window longer
+    than the episode."""
+    name = type(task).__name__
+    if not task.rewarded():
+        raise BadArgument(
+            f"{name} defines no reward(x, c, x_next), which $protocol's critic learns the value of; define it "
+            "(docs/tasks.md, rewards) or train with another protocol",
+            protocol="shac",
+        )
+    if task.resets:
+        raise BadInput(f"{name} resets its own episodes inside a window, which the SHAC protocol does not support yet")
+    window, episode = window_length(task, settings)
+    if window > episode:
+        raise BadArgument(
+            f"$window is longer than the episode ({episode} steps); give a shorter window or a longer $episode_length",
+            window=window,
+            episode_length=None,
+        )
+
+
+CRITIC_HIDDEN = (64, 64)  # DiffRL's critic_mlp units for its smaller tasks (cfg/shac/*.yaml), ELU activations
+CRITIC_BETAS = (0.7, 0.95)  # DiffRL's Adam betas for both networks
+CRITIC_CLIP = 1.0  # DiffRL's grad_norm, applied to the critic's gradient
+
+
+class ShacState(NamedTuple):
+    """What changes from update to update under the SHAC protocol: the stream protocol's state (`StreamState`:
+    the actor's parameters and optimizer state, the carried environments, their clocks and the key) and the
+    critic's parameters, its optimizer state and the target critic's parameters (arrays only)."""
+
+    params: PyTree
+    opt_state: optax.OptState
+    env: PyTree
+    steps: jax.Array
+    key: jax.Array
+    critic: PyTree
+    critic_opt: optax.OptState
+    target: PyTree
+
+
+def critic_net(features: int, key: jax.Array) -> MLP:
+    """The critic: an MLP from `features` inputs (the task's `critic_input` and the share of the episode left) to a
+    value, two hidden ELU layers of 64 (DiffRL's)."""
+    return MLP(features, 1, CRITIC_HIDDEN, key=key, zero_final_kernel=False, activation=jax.nn.elu)
+
+
+def critic_features(task: Task, x: PyTree, steps: jax.Array, episode: int) -> jax.Array:
+    """``(batch, features)``: the task's `critic_input` of the states `x` and the share of the episode left
+    (``(episode - steps) / episode``, at least 0): a loss at a fixed horizon needs the time left to be a value."""
+    left = jnp.maximum(episode - steps, 0).astype(jnp.result_type(float)) / episode
+    return jnp.concatenate([task.critic_input(x), left[:, None]], axis=1)
+
+
+def critic_optimizer(settings: TrainSettings) -> optax.GradientTransformation:
+    """The critic's optimizer: clipping by global norm (DiffRL's ``grad_norm``), then Adam with DiffRL's betas at
+    ``settings.critic_lr``."""
+    return optax.chain(
+        optax.clip_by_global_norm(CRITIC_CLIP), optax.adam(settings.critic_lr, b1=CRITIC_BETAS[0], b2=CRITIC_BETAS[1])
+    )
+
+
+def _values(critic: MLP, features: jax.Array) -> jax.Array:
+    return jax.vmap(critic)(features)[:, 0]
+
+
+class Shac(Protocol):
+    """SHAC's protocol (DiffRL's ``algorithms/shac.py``): the stream protocol's windows of K steps on carried
+    environments, and a learned critic. Each update takes one actor step on `actor_loss` (the window's rewards,
+    `Task.reward`, and the target critic's value where the window ends, 0 where an episode ends; differentiated
+    with the run's gradient rule through the rollout, the value through the final state), then trains the critic
+    on the window's TD-lambda targets (`td_lambda_targets`) for ``critic_iterations`` passes over
+    ``critic_batches`` shuffled minibatches, then moves the target critic by `polyak`. Episodes end and restart
+    at window ends, as in the stream protocol; their ends are terminal (the paper's tasks end at their horizon).
+    """
+
+    name: ClassVar[str] = "shac"
+    carries: ClassVar[bool] = True
+    columns: ClassVar[tuple[Column, ...]] = (Column("critic_loss"), Column("end_value"))
+
+    def window(self, task: Task, settings: TrainSettings) -> int:
+        return window_length(task, settings)[0]
+
+    def start(self, task: Task, settings: TrainSettings, keys: Any, state: TrainState) -> ShacState:
+        stream = initial_stream(task, settings, keys.stream, state)
+        _, episode = window_length(task, settings)
+        features = critic_features(task, stream.env, stream.steps, episode).shape[1]
+        critic = eqx.filter(critic_net(features, keys.critic), eqx.is_inexact_array)
+        return ShacState(*stream, critic, critic_optimizer(settings).init(critic), critic)
+
+    def updates(
+        self, task: Task, settings: TrainSettings, step: UpdateStep, state: ShacState, data: Data
+    ) -> tuple[ShacState, Record]:
+        del data  # the environments are the protocol's own; the data serve the epoch's losses only
+        window, episode = window_length(task, settings)
+        gamma, lam, alpha = settings.gamma, settings.lam, settings.target_alpha
+        structure = critic_net(critic_features(task, state.env, state.steps, episode).shape[1], jax.random.PRNGKey(0))
+        static = eqx.filter(structure, eqx.is_inexact_array, inverse=True)
+        ctx = critic_optimizer(settings)
+
+        def update(state: ShacState, _: None) -> tuple[ShacState, Record]:
+            key, key_update = jax.random.split(state.key)
+            key_critic = jax.random.fold_in(key_update, CRITIC_FOLD)
+            start = task.explore(state.env, key_update, window)
+            target = eqx.combine(state.target, static)
+            clocks = state.steps[None] + jnp.arange(1, window + 1)[:, None]  # (K, B): steps done after each step
+            done = jnp.zeros(clocks.shape, bool).at[-1].set(clocks[-1] >= episode)
+
+            loss = window_loss(task, target, clocks, done, episode, gamma)
+            gradient = value_and_grad(
+                loss,  # type: ignore[arg-type]  # with has_aux, the loss returns (value, aux)
+                task.step,
+                task.controller,
+                window,
+                step.rule,
+                has_aux=True,
+                final_state=True,
+                **settings.gradient_options,
+            )
+            trained, record, last = dataclasses.replace(step, gradient=gradient)(
+                TrainState(state.params, state.opt_state), start
+            )
+            rewards, values, seen = record.infos.pop("aux")
+            targets = td_lambda_targets(rewards, values, done, gamma, lam)
+            critic, critic_opt, fitted = _fit_critic(
+                state.critic, state.critic_opt, static, ctx, seen, targets, settings, key_critic
+            )
+            infos = {**record.infos, "critic_loss": fitted, "end_value": jnp.mean(values[-1])}
+            fresh_key = jax.random.fold_in(key_update, RESET_FOLD)
+            steps = state.steps + window
+            ended = steps >= episode
+            fresh = task.explore(sample_states(task, fresh_key, settings.batch_size), fresh_key, window)
+            env = _where_done(ended, fresh, last)
+            steps = jnp.where(ended, 0, steps).astype(jnp.int32)
+            new = ShacState(
+                trained.params,
+                trained.opt_state,
+                env,
+                steps,
+                key,
+                critic,
+                critic_opt,
+                polyak(state.target, critic, alpha),
+            )
+            return new, Record(record.values, infos, record.ok)
+
+        return jax.lax.scan(update, state, None, length=settings.n_train // settings.batch_size)
+
+
+CRITIC_FOLD = 2  # folded into an update's key for the critic's minibatches
+
+
+def window_loss(
+    task: Task, target: MLP, clocks: jax.Array, done: jax.Array, episode: int, gamma: float
+) -> Callable[[PyTree, PyTree], tuple[jax.Array, tuple[jax.Array, ...]]]:
+    """SHAC's objective of one window as a loss of its trajectory, ``(states, controls) -> (loss, aux)`` (time-major,
+    states ``(K + 1, batch, ...)``), for `core.value_and_grad` with ``has_aux=True``: `actor_loss` of the task's
+    rewards and the `target` critic's values of the states after each step (0 where `done`), the critic seeing
+    `clocks` ``(K, batch)`` (each environment's steps in its episode after each step). `aux`: the rewards, the
+    values and the critic's inputs of the states before each step, for `td_lambda_targets` and the critic."""
+
+    def loss(states: PyTree, controls: PyTree) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+        before = jax.tree.map(lambda a: a[:-1], states)
+        after = jax.tree.map(lambda a: a[1:], states)
+        rewards = jax.vmap(task.reward)(before, controls, after)
+        features = jax.vmap(lambda x, s: critic_features(task, x, s, episode))(after, clocks)
+        values = jnp.where(done, 0.0, jax.vmap(lambda f: _values(target, f))(features))
+        seen = jax.vmap(lambda x, s: critic_features(task, x, s, episode))(before, clocks - 1)
+        return actor_loss(rewards, values, done, gamma), (rewards, jax.lax.stop_gradient(values), seen)
+
+    return loss
+
+
+def _fit_critic(
+    critic: PyTree,
+    opt_state: optax.OptState,
+    static: PyTree,
+    tx: optax.GradientTransformation,
+    features: jax.Array,
+    targets: jax.Array,
+    settings: TrainSettings,
+    key: jax.Array,
+) -> tuple[PyTree, optax.OptState, jax.Array]:
+    """``critic_iterations`` passes over the window's ``(K, B)`` samples in ``critic_batches`` shuffled minibatches
+    (DiffRL's ``CriticDataset``; a remainder that does not fill a minibatch is left out of that pass), one Adam
+    step each; returns the critic, its optimizer state and the mean loss of the last pass."""
+    x = features.reshape(-1, features.shape[-1])
+    y = targets.reshape(-1)
+    size = x.shape[0] // settings.critic_batches
+
+    def one_batch(
+        carry: tuple[PyTree, optax.OptState], index: jax.Array
+    ) -> tuple[tuple[PyTree, optax.OptState], jax.Array]:
+        params, opt = carry
+
+        def objective(p: PyTree) -> jax.Array:
+            return critic_loss(_values(eqx.combine(p, static), x[index]), y[index])
+
+        value, grads = jax.value_and_grad(objective)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return (optax.apply_updates(params, updates), opt), value
+
+    def one_pass(
+        carry: tuple[PyTree, optax.OptState], key: jax.Array
+    ) -> tuple[tuple[PyTree, optax.OptState], jax.Array]:
+        order = jax.random.permutation(key, x.shape[0])[: size * settings.critic_batches]
+        carry, losses = jax.lax.scan(one_batch, carry, order.reshape(settings.critic_batches, size))
+        return carry, jnp.mean(losses)
+
+    keys = jax.random.split(key, settings.critic_iterations)
+    (critic, opt_state), losses = jax.lax.scan(one_pass, (critic, opt_state), keys)
+    return critic, opt_state, losses[-1]

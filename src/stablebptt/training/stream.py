@@ -131,6 +131,9 @@ class Stream(Protocol):
     def window(self, task: Task, settings: TrainSettings) -> int:
         return window_length(task, settings)[0]
 
+    def start(self, task: Task, settings: TrainSettings, keys: Any, state: TrainState) -> StreamState:
+        return initial_stream(task, settings, keys.stream, state)
+
     def updates(
         self, task: Task, settings: TrainSettings, step: UpdateStep, state: StreamState, data: Data
     ) -> tuple[StreamState, Record]:

@@ -17,7 +17,8 @@ from ..tasks import Task
 from .epoch import Data, TrainState, check_data, evaluate, make_data, make_epoch, metric_names
 from .protocols import as_protocol
 from .settings import DEFAULTS, TrainSettings, from_mapping
-from .stream import StreamKeys, StreamState, apg_keys, initial_stream, stream_keys
+from .shac import check_shac
+from .stream import StreamKeys, StreamState, apg_keys, stream_keys
 
 PyTree = Any
 METRICS = metric_names()  # the columns of a run of a built-in rule (a rule of one's own adds its own columns)
@@ -26,6 +27,7 @@ METRICS = metric_names()  # the columns of a run of a built-in rule (a rule of o
 SKIPPED_LIMIT = 0.5
 RunState = TrainState | StreamState  # what a run's epochs carry: the dataset protocol's or the stream's
 STREAM_KEY = 0x5743  # folded into the seed's key for the stream protocol's environments (`training.stream`)
+CRITIC_KEY = 0x5744  # ... and for the SHAC protocol's critic (`training.shac`)
 ProgressFn = Callable[[int, dict[str, float]], None]
 EpochFn = Callable[[int, "RunState", dict[str, float]], None]
 
@@ -42,6 +44,7 @@ __all__ = [
     "check_task",
     "finite",
     "initial_params",
+    "run_metrics",
     "seed_keys",
     "skipped_updates",
     "too_many_skipped",
@@ -86,6 +89,11 @@ def too_many_skipped(rows: Sequence[Mapping[str, float]], updates_per_epoch: int
     return done > 0 and skipped_updates(rows) > SKIPPED_LIMIT * done
 
 
+def run_metrics(settings: TrainSettings) -> tuple[str, ...]:
+    """The columns of a run's rows (``metrics.csv``): `epoch.metric_names` of its rule and protocol."""
+    return metric_names(settings.rule, as_protocol(settings.protocol))
+
+
 class SeedKeys(NamedTuple):
     """The keys a run draws from its seed, derived in one place (`seed_keys`) for training, `diagnose` and
     `animate`: `data` the training and test states, `init` the controller's initialisation, `stream` the stream
@@ -94,6 +102,7 @@ class SeedKeys(NamedTuple):
     data: jax.Array
     init: jax.Array
     stream: StreamKeys | None
+    critic: jax.Array | None = None
 
 
 def seed_keys(settings: TrainSettings) -> SeedKeys:
@@ -102,19 +111,20 @@ def seed_keys(settings: TrainSettings) -> SeedKeys:
     ``key_scheme="apg"`` Brax APG's keys (`stream.apg_keys`), whose `init` then draws the controller."""
     key = jax.random.PRNGKey(settings.seed)
     key_data, key_init = jax.random.split(key)
-    if settings.protocol != "stream":
+    if settings.protocol == "dataset":
         return SeedKeys(key_data, key_init, None)
+    critic = jax.random.fold_in(key, CRITIC_KEY) if settings.protocol == "shac" else None
     if settings.key_scheme == "apg":
         keys = apg_keys(settings.seed)
         assert keys.init is not None
-        return SeedKeys(key_data, keys.init, keys)
-    return SeedKeys(key_data, key_init, stream_keys(jax.random.fold_in(key, STREAM_KEY)))
+        return SeedKeys(key_data, keys.init, keys, critic)
+    return SeedKeys(key_data, key_init, stream_keys(jax.random.fold_in(key, STREAM_KEY)), critic)
 
 
 def initial_params(task: Task, settings: TrainSettings) -> PyTree:
     """The controller a run of `settings` starts from (its epoch-0 parameters), drawn as `Trainer` draws it."""
     keys = seed_keys(settings)
-    if settings.key_scheme == "apg" and settings.protocol == "stream":
+    if settings.key_scheme == "apg" and settings.protocol != "dataset":
         return eqx.filter_jit(trees.guard("controller initialiser", task.init_controller))(keys.init)
     return _draw(task, keys.data, keys.init, settings.n_train, settings.n_test)[1]
 
@@ -165,7 +175,7 @@ class Trainer:
         check_task(task)
         if not isinstance(settings, TrainSettings):
             raise BadType(f"settings must be a TrainSettings, got {type(settings).__name__}")
-        if task.explores and settings.protocol != "stream":
+        if task.explores and settings.protocol == "dataset":
             raise BadArgument(
                 f"{type(task).__name__} samples its actions in training, which only the stream protocol does "
                 "(`Task.explore`); give $protocol or make the task's actions deterministic",
@@ -175,6 +185,8 @@ class Trainer:
         self.settings = settings
         self.skip_nonfinite = settings.skip_nonfinite
         self.updates_per_epoch = settings.n_train // settings.batch_size
+        if settings.protocol == "shac":
+            check_shac(task, settings)
         if settings.protocol == "stream" and task.resets and settings.episode_length is not None:
             raise BadArgument(
                 f"{type(task).__name__} resets its own episodes (`Task.resets`); leave $episode_length out and set "
@@ -193,10 +205,10 @@ class Trainer:
         tx = settings.transform()
         self.initial: RunState = TrainState(diff, tx.init(diff))
         protocol = as_protocol(settings.protocol)
-        if keys.stream is not None:  # the stream's environments and key come from the seed too
-            self.initial = eqx.filter_jit(initial_stream)(task, settings, keys.stream, self.initial)
+        if keys.stream is not None:  # the stream's environments and key (and SHAC's critic) come from the seed too
+            self.initial = eqx.filter_jit(protocol.start)(task, settings, keys, self.initial)
         self._epoch = make_epoch(task, settings, self.static, protocol=protocol, tx=tx)
-        self.metrics = metric_names(settings.rule)  # the columns of this run's rows
+        self.metrics = run_metrics(settings)  # the columns of this run's rows
         self._compiled: jax.stages.Compiled | None = None
 
     def params(self, state: RunState) -> PyTree:

@@ -307,3 +307,13 @@ def test_shac_runs_train_in_a_batched_group_as_they_do_alone(tmp_path, monkeypat
         )
         for key in ("test_loss", "critic_loss", "end_value"):
             np.testing.assert_allclose([r[key] for r in grouped], [r[key] for r in alone], rtol=1e-4, err_msg=key)
+
+
+def test_diffrls_recipe_is_settings_that_train():
+    from stablebptt.training.shac import diffrl_recipe
+
+    settings = TrainSettings(**diffrl_recipe(lr=1e-2, critic_lr=1e-3, batch_size=64, method="C", epochs=10))
+    assert (settings.protocol, settings.window, settings.schedule, settings.clip) == ("shac", 32, "linear", "norm")
+    schedule = settings.learning_rate()
+    assert float(schedule(0)) == pytest.approx(1e-2) and float(schedule(settings.updates)) == pytest.approx(1e-5)
+    assert settings.schedule_needs_epochs  # the decay spans the run: its length is part of the run

@@ -149,10 +149,17 @@ def build_parser() -> Parser:
     )
     reproduce.add_argument("action", choices=("status", "run", "record", "report"), help="what to do")
     reproduce.add_argument(
-        "--records", type=Path, default=Path("results/paper"), help="records folder (default: results/paper)"
+        "--study",
+        choices=tuple(STUDIES),
+        default="paper",
+        help="paper: the reproduction campaign; shac: the remedies compared, SHAC's study (experiments.study; "
+        "status, run and record only) (default: paper)",
     )
     reproduce.add_argument(
-        "--work", type=Path, default=Path("runs/campaign"), help="run folders of run (default: runs/campaign)"
+        "--records", type=Path, default=None, help="records folder (default: results/paper, or results/shac)"
+    )
+    reproduce.add_argument(
+        "--work", type=Path, default=None, help="run folders of run (default: runs/campaign, or runs/shac)"
     )
     reproduce.add_argument(
         "--stages",
@@ -575,16 +582,26 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ..experiments import campaign
+    from ..experiments.study import STUDY_STAGES
     from .progress import console
 
-    stages = campaign.STAGES if args.stages is None else campaign.stage_named(args.stages)
+    every, records, work = {
+        "paper": (campaign.STAGES, "results/paper", "runs/campaign"),
+        "shac": (STUDY_STAGES, "results/shac", "runs/shac"),
+    }[args.study]
+    args.records = Path(records) if args.records is None else args.records
+    args.work = Path(work) if args.work is None else args.work
+    stages = list(every) if args.stages is None else campaign.stage_named(args.stages, every)
+    if args.study != "paper" and args.action == "report":
+        raise BadInput(f"the {args.study} study has no generated report yet; its records are read by docs/recipes.md")
     if args.action == "report":
         campaign.write_pages(args.records, args.figures, args.tables)
         return 0
     if args.action == "record":
-        new = campaign.record_finished(args.records, args.work)
+        new = campaign.record_finished(args.records, args.work, [r for s in stages for r in s.runs()])
         print(f"recorded {plural(len(new), 'finished run')} of {args.work} in {args.records}")
-        campaign.write_pages(args.records, args.figures, args.tables)
+        if args.study == "paper":
+            campaign.write_pages(args.records, args.figures, args.tables)
     elif args.action == "run":
         done = campaign.train_missing(
             args.records,
@@ -683,6 +700,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
+
+STUDIES = ("paper", "shac")  # `reproduce --study`: the campaign, and the remedies compared (experiments.study)
 
 COMMANDS = {
     "train": cmd_train,

@@ -24,7 +24,7 @@ from .. import __version__
 from ..core import value_and_grad
 from ..core.checks import BadInput, BadType, check_positive_int
 from ..tasks import Task, is_builtin, load_task, module_root, recorded_settings
-from ..training.optim import KERAS_EPS
+from ..training.optim import DECAYING, KERAS_EPS
 from ..training.settings import DEFAULTS, FIELDS, TrainSettings, from_mapping
 
 # The history of the format, in one place (the writer and the reader of a run's configuration; nothing else knows
@@ -219,7 +219,7 @@ def config_hash(record: Mapping[str, Any]) -> str:
     filled = {k: v for k, v in train_to_json(DEFAULTS).items() if k not in EARLIER}
     train = {**filled, **record.get("train", {})}
     # a cosine schedule over the whole run changes with its length: there the epochs are part of the run
-    spans_run = train.get("schedule") == "cosine" and train.get("decay_steps") is None
+    spans_run = train.get("schedule") in DECAYING and train.get("decay_steps") is None
     core["train"] = {
         HASH_NAMES.get(k, k): v
         for k, v in train.items()

@@ -19,7 +19,8 @@ KERAS_EPS = 1e-7
 CLIP_MODES = ("none", "value", "norm", "both")
 PAPER_CLIP_MODES = ("none", "value", "norm")  # the paper's grid
 # Learning-rate schedules over update counts (`learning_rate`), each optionally after a linear warmup.
-SCHEDULES = ("constant", "exponential", "cosine")
+SCHEDULES = ("constant", "exponential", "cosine", "linear")
+DECAYING = ("cosine", "linear")  # over `decay_steps` updates, by default the whole run (its length matters)
 # Where Adam adds epsilon: "keras" to the raw square root of v (the published code: an effective epsilon of
 # eps / sqrt(1 - b2^t), 3e-6 at the first step), "optax" to the bias-corrected one (optax.adam).
 ADAM_EPS_FORMS = ("keras", "optax")
@@ -88,7 +89,8 @@ def learning_rate(
     - "exponential": ``lr * decay_rate ** (count / transition_steps)`` (`optax.exponential_decay`; Brax's APG
       uses decay_rate 0.997 per update);
     - "cosine": from `lr` down to ``final_lr_fraction * lr`` over `decay_steps` updates
-      (`optax.cosine_decay_schedule`).
+      (`optax.cosine_decay_schedule`);
+    - "linear": the same, along a straight line (`optax.linear_schedule`; DiffRL's SHAC decays to 1e-5 so).
 
     With ``warmup_steps > 0`` the rate first rises linearly from 0 to `lr` over that many updates, and the
     schedule starts after it (`optax.join_schedules`). Arguments are not checked here (`TrainSettings` does).
@@ -99,6 +101,7 @@ def learning_rate(
         "constant": lambda: optax.constant_schedule(lr),
         "exponential": lambda: optax.exponential_decay(lr, transition_steps, decay_rate),
         "cosine": lambda: optax.cosine_decay_schedule(lr, decay_steps, alpha=final_lr_fraction),
+        "linear": lambda: optax.linear_schedule(lr, final_lr_fraction * lr, decay_steps),
     }[schedule]()
     if not warmup_steps:
         return main

@@ -18,7 +18,7 @@ from ..core import as_backward, as_method, check_backward, check_remat, check_tr
 from ..core.checks import BadArgument, BadInput, BadType, Either, check_choice, check_positive_int
 from ..core.methods import REGULAR_NONFINITE, Method, SignCombined
 from ..core.strategies import BACKWARDS, Backward, Remat
-from .optim import ADAM_EPS_FORMS, CLIP_MODES, KERAS_EPS, OPTIMIZERS, SCHEDULES, learning_rate, optimizer
+from .optim import ADAM_EPS_FORMS, CLIP_MODES, DECAYING, KERAS_EPS, OPTIMIZERS, SCHEDULES, learning_rate, optimizer
 
 # Settings passed on to `core.value_and_grad`.
 GRADIENT_FIELDS = ("backward", "truncation", "remat")
@@ -116,7 +116,7 @@ class TrainSettings:
             ``regular_nonfinite``; the default) or "stop" (the run stops as diverged). A non-finite g_M, loss or
             update always stops the run (unless `skip_nonfinite`).
         schedule: the learning rate over updates (`optim.learning_rate`): "constant" (the paper's),
-            "exponential" (``lr * decay_rate ** (update / transition_steps)``) or "cosine" (down to
+            "exponential" (``lr * decay_rate ** (update / transition_steps)``), "cosine" or "linear" (down to
             ``final_lr_fraction * lr`` over `decay_steps` updates; None: the run's updates after the warmup);
             each after a linear warmup of `warmup_steps` updates from 0 (0: none).
         decay_rate, transition_steps, warmup_steps, decay_steps, final_lr_fraction: the schedule's parameters.
@@ -197,8 +197,8 @@ class TrainSettings:
         "constant",
         SCHEDULES,
         "learning rate over updates: constant (the paper's), exponential (lr * decay-rate^(update / "
-        "transition-steps), Brax's APG: 0.997 per update) or cosine (to final-lr-fraction * lr over decay-steps "
-        "updates), each after $warmup_steps",
+        "transition-steps), Brax's APG: 0.997 per update), cosine or linear (to final-lr-fraction * lr over "
+        "decay-steps updates; DiffRL's SHAC: linear), each after $warmup_steps",
     )
     decay_rate: float = _setting(0.997, "positive_float", "exponential schedule: factor per transition")
     transition_steps: int = _setting(1, "positive_int", "exponential schedule: updates per factor")
@@ -206,10 +206,10 @@ class TrainSettings:
     decay_steps: int | None = _setting(
         None,
         "optional_positive_int",
-        "cosine schedule: updates to decay over (none: the run's updates after the warmup)",
+        "cosine and linear schedules: updates to decay over (none: the run's updates after the warmup)",
         "N|none",
     )
-    final_lr_fraction: float = _setting(0.0, "nonnegative_float", "cosine schedule: final lr / lr")
+    final_lr_fraction: float = _setting(0.0, "nonnegative_float", "cosine and linear schedules: final lr / lr")
     adam_b1: float = _setting(0.9, "nonnegative_float", "Adam's beta 1 (Keras 0.9; Brax's APG 0.7)")
     adam_b2: float = _setting(0.999, "nonnegative_float", "Adam's beta 2 (Keras 0.999; Brax's APG 0.95)")
     adam_epsilon: float = _setting(KERAS_EPS, "positive_float", "Adam's epsilon (see $adam_eps for where)")
@@ -340,7 +340,7 @@ class TrainSettings:
     def schedule_needs_epochs(self) -> bool:
         """Whether the learning rate at an update depends on the number of epochs (a cosine schedule over the
         whole run)."""
-        return self.schedule == "cosine" and self.decay_steps is None
+        return self.schedule in DECAYING and self.decay_steps is None
 
     def learning_rate(self, lr: Any = None) -> Any:
         """The learning rate as `optim.learning_rate` schedules it; `lr` (e.g. a traced array, one per run of a

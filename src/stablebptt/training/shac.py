@@ -128,6 +128,43 @@ def polyak(target: PyTree, critic: PyTree, alpha: float) -> PyTree:
     return optax.incremental_update(critic, target, 1.0 - alpha)
 
 
+# ------------------------------------------------------------------------------------------------ the recipe
+
+DIFFRL_FINAL_LR = 1e-5  # DiffRL's linear schedule ends at this learning rate, whatever the first one
+
+
+def diffrl_recipe(lr: float = 2e-3, critic_lr: float = 2e-4, **settings: Any) -> dict[str, Any]:
+    """DiffRL's SHAC hyperparameters (``examples/cfg/shac/*.yaml``) as `TrainSettings` fields: windows of 32 steps,
+    gamma 0.99, lambda 0.95, 16 critic passes of 4 minibatches, target alpha 0.2, Adam with betas (0.7, 0.95) and
+    PyTorch's epsilon (1e-8, optax's form), the actor's gradient clipped to norm 1, its learning rate `lr` falling
+    linearly to 1e-5 over the run. `lr` and `critic_lr` are per task in DiffRL (hopper's by default; cart pole
+    swing-up: 1e-2 and 1e-3); `settings` add or replace any field (e.g. ``method="C"``, ``batch_size=64`` for
+    DiffRL's 64 cart-pole environments). The critic's learning rate stays constant here (DiffRL decays it too).
+
+        train(CartPole(), **diffrl_recipe(lr=1e-2, critic_lr=1e-3, batch_size=64, epochs=500))
+    """
+    recipe = {
+        "protocol": "shac",
+        "window": 32,
+        "gamma": 0.99,
+        "lam": 0.95,
+        "critic_iterations": 16,
+        "critic_batches": 4,
+        "target_alpha": 0.2,
+        "lr": lr,
+        "critic_lr": critic_lr,
+        "adam_b1": 0.7,
+        "adam_b2": 0.95,
+        "adam_eps": "optax",
+        "adam_epsilon": 1e-8,
+        "clip": "norm",
+        "clip_value": 1.0,
+        "schedule": "linear",
+        "final_lr_fraction": min(1.0, DIFFRL_FINAL_LR / lr),
+    }
+    return {**recipe, **settings}
+
+
 # ------------------------------------------------------------------------------------------------ the protocol
 
 

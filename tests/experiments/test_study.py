@@ -26,13 +26,12 @@ def test_every_stage_is_shac_with_r_and_c_on_the_campaigns_seeds_at_the_papers_b
         assert {t.protocol for t in trains} == {"shac"} and {t.method for t in trains} == {"R", "C"}
         assert {t.seed for t in trains} == set(SEEDS) and {t.epochs for t in trains} == {stage.epochs}
         assert len({r.name for r in runs}) == len(runs)  # one folder and one record per run
+
         # loop-equal: the runs of a level differ in the rule and the seed only
-        shared = {(r.config.task, tuple(sorted(r.config.task_settings.items()))) for r in runs}
-        for key in shared:
-            level = [
-                t.values()
-                for r, t in zip(runs, trains)
-                if (r.config.task, tuple(sorted(r.config.task_settings.items()))) == key
-            ]
+        def level(run):
+            return tuple(sorted(run.config.task_settings.items()))
+
+        for key in {level(r) for r in runs}:
+            same = [t.values() for r, t in zip(runs, trains) if level(r) == key]
             differing = {k for k in same[0] if len({repr(v[k]) for v in same}) > 1}
             assert differing <= {"method", "seed"}, differing

@@ -317,3 +317,21 @@ def test_diffrls_recipe_is_settings_that_train():
     schedule = settings.learning_rate()
     assert float(schedule(0)) == pytest.approx(1e-2) and float(schedule(settings.updates)) == pytest.approx(1e-5)
     assert settings.schedule_needs_epochs  # the decay spans the run: its length is part of the run
+
+
+def test_td_lambda_targets_are_the_textbook_lambda_returns(window):
+    """DiffRL's recursion renormalises the lambda weights of the n-step returns left before an end; that is the
+    recursive lambda-return G_i = r_i + gamma ((1 - lambda) v_i + lambda G_(i+1)), bootstrapped with v at an end
+    (rlax's ``lambda_returns`` with a discount of 0 past an end): an independent second reference."""
+    rew, values, done = window
+    gamma, lam = 0.97, 0.8
+    steps, envs = rew.shape
+    want = np.zeros_like(rew)
+    for e in range(envs):
+        following = 0.0
+        for i in reversed(range(steps)):
+            ends = done[i, e] or i == steps - 1
+            following = rew[i, e] + gamma * (values[i, e] if ends else (1 - lam) * values[i, e] + lam * following)
+            want[i, e] = following
+    got = td_lambda_targets(jnp.asarray(rew), jnp.asarray(values), jnp.asarray(done), gamma, lam)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)

@@ -9,7 +9,9 @@ value at each window's end and at each episode's end, standing in for the rest o
   environments (``compute_actor_loss``). Differentiable in the rewards and the values, so that any gradient rule
   differentiates it through the rollout, the terminal value through the final state.
 - `td_lambda_targets`: the critic's TD-λ targets, DiffRL's recursion (``compute_target_values``), with episode
-  ends inside the window.
+  ends inside the window. It equals the recursive λ-return bootstrapped at the ends (rlax's ``lambda_returns``
+  with a discount of 0 past an end); written here rather than taken from rlax, which would bring distrax and
+  TensorFlow Probability for a recursion of ten lines (tests/training/test_shac.py holds it against both forms).
 - `critic_loss`: the squared error of the critic's values against the targets (``compute_critic_loss``).
 - `polyak`: the target critic's update, ``alpha · target + (1 - alpha) · critic``.
 

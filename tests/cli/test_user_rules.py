@@ -118,9 +118,10 @@ def test_a_module_level_instance_is_a_rule_too(project):
 @pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
 def test_a_rule_of_ones_own_trains_in_a_batched_group_beside_a_builtin_one(project):
     folder, name = project
-    common = ["--methods", f"R,{name}:Blend", "--seeds", "0", *SMALL, "--workers", "1"]
-    assert main(["sweep", "cartpole", *common, "--batch-runs", "on", "--out", "group"]) == 0
-    assert main(["sweep", "cartpole", *common, "--batch-runs", "off", "--out", "alone"]) == 0
+    common = ["--methods", f"R,{name}:Blend", "--seeds", "0", *SMALL]
+    # in a worker process, which imports the rule from the current directory when it unpickles the settings
+    assert main(["sweep", "cartpole", *common, "--workers", "2", "--batch-runs", "on", "--out", "group"]) == 0
+    assert main(["sweep", "cartpole", *common, "--workers", "1", "--batch-runs", "off", "--out", "alone"]) == 0
     runs = sorted(p.parent.name for p in (folder / "group").glob("*/metrics.csv"))
     assert len(runs) == 2 and any(name in r for r in runs)
     for run in runs:  # one program for both rules gives what each run gives alone
@@ -131,6 +132,20 @@ def test_a_rule_of_ones_own_trains_in_a_batched_group_beside_a_builtin_one(proje
         np.testing.assert_allclose([r["test_loss"] for r in grouped], [r["test_loss"] for r in alone], rtol=1e-4)
     blend = next(r for r in runs if name in r)
     assert all(0 < r["agree"] <= 1 for r in read_csv(folder / "group" / blend / "metrics.csv"))
+
+
+def test_settings_with_a_rule_of_ones_own_travel_to_another_process_by_import_path(project):
+    """A sweep's worker unpickles the settings before any of its code runs: they travel as their values, the
+    rule as its spelling, imported again (current directory first), never as a pickled class."""
+    import pickle
+
+    _, name = project
+    settings = TrainSettings(method=f"{name}:Blend", lr=0.01)
+    payload = pickle.dumps(settings)
+    assert name.encode() in payload and b"Blend" in payload
+    sys.modules.pop(name)  # as in a fresh process
+    again = pickle.loads(payload)
+    assert again == settings and again.rule == as_method(f"{name}:Blend")
 
 
 def test_train_takes_a_rule_object(project):

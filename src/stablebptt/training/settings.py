@@ -325,6 +325,11 @@ class TrainSettings:
             object.__setattr__(self, name, value)
         object.__setattr__(self, "_rule", rule)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by its values (a rule by its spelling), so that a process that unpickles it (a sweep's worker)
+        imports a rule of one's own as the command line does, with the current directory first on the path."""
+        return (from_mapping, (self.values(),))
+
     @property
     def rule(self) -> Method:
         """The gradient rule (`core.Method`), with C's non-finite policy `regular_nonfinite`."""

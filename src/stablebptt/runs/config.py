@@ -26,6 +26,7 @@ from ..core.checks import BadInput, BadType, check_positive_int
 from ..tasks import Task, is_builtin, load_task, module_root, recorded_settings
 from ..training.optim import DECAYING, KERAS_EPS
 from ..training.settings import DEFAULTS, FIELDS, TrainSettings, from_mapping
+from ..training.shac import check_shac
 
 # The history of the format, in one place (the writer and the reader of a run's configuration; nothing else knows
 # old spellings or old defaults). Training settings added after the first release, with the value that means
@@ -145,6 +146,8 @@ class RunConfig:
         value_and_grad(
             task.loss, task.step, task.controller, task.horizon, self.train.rule, **self.train.gradient_options
         )  # builds nothing; checks the options against the task
+        if self.train.protocol == "shac":
+            check_shac(task, self.train)  # before any folder or progress bar
 
     @classmethod
     def create(

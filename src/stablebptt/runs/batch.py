@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ..core.checks import BadArgument, BadInput
 from ..core.methods import METHODS
 from ..core.trees import stack
-from ..training.group import GroupSpec, group_program, restructure, shared_key, traceable_fields
+from ..training.group import GroupSpec, group_optimizer, group_program, restructure, shared_key, traceable_fields
 from ..training.train import ProgressFn, RunState, Trainer, TrainResult
 from .config import RunConfig
 from .folder import RunFolder, Session, use_precision
@@ -271,7 +271,10 @@ def _train_group(group: Sequence[_Member], varying: tuple[str, ...]) -> list[Tra
     lead = group[0].trainer
     program = jax.jit(group_program(lead.task, spec, lead.static))
     knobs = [spec.knobs(m.session.config.train, {k: m.session.config.task_settings[k] for k in varying}) for m in group]
-    states = [restructure(m.state, lead.initial) for m in group]
+    # the group program's optimizer (traced clipping, rate, epsilon form) keeps its state in its own structure, e.g.
+    # Keras' Adam state where a run alone keeps optax's (adam_eps="optax"): the same leaves, in the same order
+    like = lead.initial._replace(opt_state=group_optimizer(spec.settings, knobs[0]).init(lead.initial.params))
+    states = [restructure(m.state, like) for m in group]
     data = [m.trainer.data for m in group]
     devices = len(jax.devices())
     size = len(group)

@@ -36,9 +36,9 @@ from ..core.checks import BadArgument, BadInput
 from ..core.methods import Column
 from ..nn import MLP
 from ..tasks import Task
-from .epoch import Data, Protocol, Record, TrainState, UpdateStep, sample_states
+from .epoch import Data, Protocol, Record, TrainState, UpdateStep
 from .settings import TrainSettings
-from .stream import RESET_FOLD, _where_done, initial_stream, window_length
+from .stream import initial_stream, next_episodes, window_length
 
 PyTree = Any
 Pair = tuple[jax.Array, jax.Array]
@@ -299,12 +299,7 @@ class Shac(Protocol):
                 state.critic, state.critic_opt, static, ctx, seen, targets, settings, key_critic
             )
             infos = {**record.infos, "critic_loss": fitted, "end_value": jnp.mean(values[-1])}
-            fresh_key = jax.random.fold_in(key_update, RESET_FOLD)
-            steps = state.steps + window
-            ended = steps >= episode
-            fresh = task.explore(sample_states(task, fresh_key, settings.batch_size), fresh_key, window)
-            env = _where_done(ended, fresh, last)
-            steps = jnp.where(ended, 0, steps).astype(jnp.int32)
+            env, steps = next_episodes(task, settings, key_update, last, state.steps)
             new = ShacState(
                 trained.params,
                 trained.opt_state,

@@ -120,6 +120,20 @@ def _where_done(done: jax.Array, fresh: PyTree, carried: PyTree) -> PyTree:
     return jax.tree.map(pick, fresh, carried)
 
 
+def next_episodes(
+    task: Task, settings: TrainSettings, key: jax.Array, last: PyTree, steps: jax.Array
+) -> tuple[PyTree, jax.Array]:
+    """The environments and clocks after a window: the window's `last` states carried on, except where an
+    episode reached `episode_length` steps: there a fresh `Task.sample` (drawn with `key` and `RESET_FOLD`) and a
+    clock at 0. `steps` ``(batch,)``: the clocks at the window's start."""
+    window, episode = window_length(task, settings)
+    key_fresh = jax.random.fold_in(key, RESET_FOLD)
+    steps = steps + window
+    done = steps >= episode
+    fresh = task.explore(sample_states(task, key_fresh, settings.batch_size), key_fresh, window)
+    return _where_done(done, fresh, last), jnp.where(done, 0, steps).astype(jnp.int32)
+
+
 class Stream(Protocol):
     """The stream protocol (Brax's APG's): `batch_size` environments run on; each update unrolls `window` steps
     from where the previous one stopped (the state is a `StreamState`), and an environment whose episode reached
@@ -138,7 +152,7 @@ class Stream(Protocol):
         self, task: Task, settings: TrainSettings, step: UpdateStep, state: StreamState, data: Data
     ) -> tuple[StreamState, Record]:
         del data  # the stream samples its own environments; the data serve the epoch's losses only
-        window, episode = window_length(task, settings)
+        window = self.window(task, settings)
 
         def update(state: StreamState, _: None) -> tuple[StreamState, Record]:
             # as Brax's APG splits its carried key once per update (``key, key_grad = split(key)``); the update's
@@ -149,12 +163,7 @@ class Stream(Protocol):
             if task.resets:  # the task started new episodes inside the window itself
                 env, steps = last, state.steps
             else:
-                key_fresh = jax.random.fold_in(key_update, RESET_FOLD)
-                steps = state.steps + window
-                done = steps >= episode
-                fresh = task.explore(sample_states(task, key_fresh, settings.batch_size), key_fresh, window)
-                env = _where_done(done, fresh, last)
-                steps = jnp.where(done, 0, steps).astype(jnp.int32)
+                env, steps = next_episodes(task, settings, key_update, last, state.steps)
             return StreamState(trained.params, trained.opt_state, env, steps, key), record
 
         return jax.lax.scan(update, state, None, length=settings.n_train // settings.batch_size)

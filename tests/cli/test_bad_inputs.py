@@ -122,6 +122,9 @@ CASES = [
     ("unknown backward", ["train", "cartpole", "--backward", "sideways"], None, ["--backward", "sideways"]),
     ("sweep zero truncation", ["sweep", "cartpole", "--truncation", "2,0"], None, ["--truncation", "'0'"]),
     ("sweep lowercase method list", ["sweep", "cartpole", "--methods", "r,q"], None, ["--methods", "'q'"]),
+    ("compare repeated seed", ["compare", "cartpole", "--seeds", "42,42"], None, ["--seeds", "42 is given twice"]),
+    ("compare repeated method", ["compare", "cartpole", "--methods", "C,c"], None, ["--methods", "C is given twice"]),
+    ("sweep repeated lr", ["sweep", "cartpole", "--lr", "1e-3,0.001"], None, ["--lr", "0.001 is given twice"]),
     ("compare unknown remat", ["compare", "cartpole", "--remat", "x"], None, ["--remat", "'x'"]),
     ("compare batch larger than data", ["compare", "cartpole", *TINY, "--batch-size", "32"], None, ["batch size 32"]),
     # 1.4 TB at least (an update of 10**8 steps): more than any machine; refused before compiling

@@ -396,3 +396,16 @@ def test_a_group_of_stream_runs_equals_separate_runs(tmp_path):
     runs = [r for r in runs if (r.config.train.method == "C") == (r.config.train.seed == 1)][:3]
     assert len(runs) == 3
     _one_group_equals_separate_runs(tmp_path, runs)
+
+
+def test_default_workers_follow_the_cpu_affinity():
+    """Under ``taskset -c 0`` a sweep starts one worker, not one per core of the machine."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("taskset") is None:
+        pytest.skip("no taskset here")
+    code = "from stablebptt.experiments.backends import default_workers; print(default_workers())"
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "1", out.stderr

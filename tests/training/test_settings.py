@@ -30,7 +30,7 @@ def test_defaults_write_the_json_of_earlier_releases():
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ({"schedule": "step"}, "^unknown schedule 'step'; allowed: constant, exponential, cosine$"),
+        ({"schedule": "step"}, "^unknown schedule 'step'; allowed: constant, exponential, cosine, linear$"),
         ({"decay_rate": 0.0}, r"^decay_rate must be a number in \(0, 1\], got 0.0$"),
         ({"decay_rate": 1.5}, r"^decay_rate must be a number in \(0, 1\], got 1.5$"),
         ({"transition_steps": 0}, "^transition_steps must be a positive integer, got 0$"),
@@ -56,3 +56,23 @@ def test_a_cosine_over_the_run_keeps_runs_of_other_lengths_apart():
     assert shared_key(short.replace(**cosine)) != shared_key(long.replace(**cosine))
     fixed = {"schedule": "cosine", "decay_steps": 100}  # a fixed length: the rate does not depend on epochs
     assert shared_key(short.replace(**fixed)) == shared_key(long.replace(**fixed))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"decay_steps": 10}, r"^decay_steps is read by the cosine and linear schedules only; give schedule='cosine'"),
+        ({"final_lr_fraction": 0.1}, r"^final_lr_fraction is read by the cosine and linear schedules only"),
+        ({"decay_rate": 0.9}, r"^decay_rate is read by the exponential schedule only; give schedule='exponential'"),
+        ({"schedule": "cosine", "transition_steps": 4}, r"^transition_steps is read by the exponential schedule"),
+        (
+            {"epochs": 2, "n_train": 16, "batch_size": 8, "warmup_steps": 4},
+            r"^warmup_steps=4 is as long as the run \(4 updates\), which would train at a learning rate near 0",
+        ),
+    ],
+)
+def test_settings_that_would_do_nothing_are_refused(settings, message):
+    """Issue 44: a setting no part of the run reads is refused, not recorded (it would change the run's hash)."""
+    with pytest.raises(BadInput, match=message):
+        TrainSettings(**settings)
+    assert TrainSettings(schedule="linear", decay_steps=10, final_lr_fraction=0.1).decay_steps == 10  # read there

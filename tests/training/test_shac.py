@@ -235,7 +235,7 @@ def test_bad_shac_settings_are_refused_in_one_line(settings, message):
 def test_a_window_longer_than_the_episode_and_a_task_without_rewards_are_refused():
     from stablebptt.training import Trainer
 
-    with pytest.raises(BadInput, match=r"window=50 is longer than the episode \(40 steps\)"):
+    with pytest.raises(BadInput, match=r"window=50 is longer than the episode \(40 steps: the task horizon\)"):
         Trainer(CartPole(n_poles=1, horizon=40), TrainSettings(protocol="shac", window=50))
 
     class Silent(CartPole):

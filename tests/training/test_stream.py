@@ -196,3 +196,11 @@ def test_a_task_that_resets_itself_keeps_its_clock_and_is_never_reset_by_the_pro
     assert np.all(outcome.state.steps == 0)
     with pytest.raises(BadInput, match="^Clocked resets its own episodes .*leave episode_length=5 out"):
         Trainer(task, TrainSettings(protocol="stream", episode_length=EPISODE, n_train=8, n_test=4))
+
+
+def test_a_window_longer_than_the_episode_is_refused_in_one_line():
+    """The episode's length would do nothing (episodes end at window ends): refused when the run is made."""
+    with pytest.raises(BadInput, match=r"^window=30 is longer than the episode \(20 steps: the episode length\)"):
+        RunConfig.create("cartpole", {"n_poles": 1}, protocol="stream", window=30, episode_length=20)
+    with pytest.raises(BadInput, match=r"^window=120 is longer than the episode \(100 steps: the task horizon\)"):
+        Trainer(CartPole(n_poles=1), TrainSettings(protocol="stream", window=120))

@@ -79,11 +79,21 @@ def method(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _distinct(values: list[Any], text: str) -> list[Any]:
+    """`values` if no value comes twice (a repeated seed or method would train, or draw, the same run twice)."""
+    seen: list[Any] = []
+    for value in values:
+        if value in seen:
+            raise argparse.ArgumentTypeError(f"{value} is given twice in {text!r}; give each value once")
+        seen.append(value)
+    return values
+
+
 def method_list(text: str) -> list[str]:
     methods = [method(t) for t in text.split(",") if t.strip()]
     if not methods:
         raise argparse.ArgumentTypeError("expected a comma-separated list of methods such as R,M,C,S")
-    return methods
+    return _distinct(methods, text)
 
 
 def optional_positive_int(text: str) -> int | None:
@@ -116,7 +126,7 @@ def list_of(item: Callable[[str], Any]) -> Callable[[str], list[Any]]:
         items = [t.strip() for t in text.split(",")]
         if not all(items):
             raise argparse.ArgumentTypeError(f"expected a comma-separated list without empty items, got {text!r}")
-        return [item(t) for t in items]
+        return _distinct([item(t) for t in items], text)
 
     parse.__name__ = getattr(item, "__name__", "list")
     return parse

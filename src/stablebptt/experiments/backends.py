@@ -62,7 +62,11 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 
 
 def default_workers() -> int:
-    return os.cpu_count() or 1
+    """The cores this process may run on (its CPU affinity, e.g. under ``taskset``; else every core)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform (macOS)
+        return os.cpu_count() or 1
 
 
 def run_jobs(

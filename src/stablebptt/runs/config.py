@@ -27,6 +27,7 @@ from ..tasks import Task, is_builtin, load_task, module_root, recorded_settings
 from ..training.optim import DECAYING, KERAS_EPS
 from ..training.settings import DEFAULTS, FIELDS, TrainSettings, from_mapping
 from ..training.shac import check_shac
+from ..training.stream import check_window
 
 # The history of the format, in one place (the writer and the reader of a run's configuration; nothing else knows
 # old spellings or old defaults). Training settings added after the first release, with the value that means
@@ -148,6 +149,8 @@ class RunConfig:
         )  # builds nothing; checks the options against the task
         if self.train.protocol == "shac":
             check_shac(task, self.train)  # before any folder or progress bar
+        elif self.train.protocol == "stream" and not task.resets:
+            check_window(task, self.train)
 
     @classmethod
     def create(

@@ -284,6 +284,7 @@ class TrainSettings:
             "critic_batches": _check_count("critic_batches", self.critic_batches, 1),
             "target_alpha": _check_in("target_alpha", self.target_alpha, 0.0, 1.0),
         }
+        _refuse_unused(converted)
         if converted["protocol"] != "shac":
             given = [name for name in SHAC_FIELDS if converted[name] != DEFAULT_SHAC[name]]
             if given:
@@ -396,6 +397,36 @@ class TrainSettings:
     def values(self) -> dict[str, Any]:
         """Every setting by name."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+# Settings that only one kind of schedule reads, with their defaults: given otherwise they would do nothing.
+SCHEDULE_FIELDS = {
+    "decay_steps": (DECAYING, None),
+    "final_lr_fraction": (DECAYING, 0.0),
+    "decay_rate": (("exponential",), 0.997),
+    "transition_steps": (("exponential",), 1),
+}
+
+
+def _refuse_unused(converted: dict[str, Any]) -> None:
+    """Refuse a schedule's setting given with another schedule, and a warmup as long as the run: each would do
+    nothing (or train the whole run at a learning rate near 0) and still be recorded."""
+    for name, (schedules, default) in SCHEDULE_FIELDS.items():
+        if converted[name] != default and converted["schedule"] not in schedules:
+            raise BadArgument(
+                f"${name} is read by the {' and '.join(schedules)} schedule{'s' if len(schedules) > 1 else ''} only; "
+                "give $schedule or leave it out",
+                **{name: None},
+                schedule=schedules[0],
+            )
+    updates = converted["epochs"] * (converted["n_train"] // converted["batch_size"])
+    if converted["warmup_steps"] > 0 and converted["warmup_steps"] >= updates:
+        raise BadArgument(
+            f"$warmup_steps is as long as the run ({updates} updates), which would train at a learning rate near "
+            "0 throughout; give a shorter warmup or more $epochs",
+            warmup_steps=converted["warmup_steps"],
+            epochs=None,
+        )
 
 
 def _spelling(rule: Method) -> str:

@@ -38,7 +38,7 @@ from ..nn import MLP
 from ..tasks import Task
 from .epoch import Data, Protocol, Record, TrainState, UpdateStep
 from .settings import TrainSettings
-from .stream import initial_stream, next_episodes, window_length
+from .stream import check_window, initial_stream, next_episodes, window_length
 
 PyTree = Any
 Pair = tuple[jax.Array, jax.Array]
@@ -183,13 +183,7 @@ def check_shac(task: Task, settings: TrainSettings) -> None:
         )
     if task.resets:
         raise BadInput(f"{name} resets its own episodes inside a window, which the SHAC protocol does not support yet")
-    window, episode = window_length(task, settings)
-    if window > episode:
-        raise BadArgument(
-            f"$window is longer than the episode ({episode} steps); give a shorter window or a longer $episode_length",
-            window=window,
-            episode_length=None,
-        )
+    check_window(task, settings)
 
 
 CRITIC_HIDDEN = (64, 64)  # DiffRL's critic_mlp units for its smaller tasks (cfg/shac/*.yaml), ELU activations

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ..core.checks import BadArgument
 from ..tasks import Task
 from .epoch import Data, Protocol, Record, TrainState, UpdateStep, sample_states
 from .settings import TrainSettings
@@ -118,6 +119,20 @@ def _where_done(done: jax.Array, fresh: PyTree, carried: PyTree) -> PyTree:
         return jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)
 
     return jax.tree.map(pick, fresh, carried)
+
+
+def check_window(task: Task, settings: TrainSettings) -> None:
+    """Refuse, in one line, a window longer than the episode (the episode's length would do nothing: episodes end
+    at window ends)."""
+    window, episode = window_length(task, settings)
+    if window > episode:
+        raise BadArgument(
+            f"$window is longer than the episode ({episode} steps: "
+            f"{'the episode length' if settings.episode_length else 'the task horizon'}); give a shorter window "
+            "or a longer $episode_length",
+            window=window,
+            episode_length=None,
+        )
 
 
 def next_episodes(

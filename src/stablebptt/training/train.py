@@ -18,7 +18,7 @@ from .epoch import Data, TrainState, check_data, evaluate, make_data, make_epoch
 from .protocols import as_protocol
 from .settings import DEFAULTS, TrainSettings, from_mapping
 from .shac import check_shac
-from .stream import StreamKeys, StreamState, apg_keys, stream_keys
+from .stream import StreamKeys, StreamState, apg_keys, check_window, stream_keys
 
 PyTree = Any
 METRICS = metric_names()  # the columns of a run of a built-in rule (a rule of one's own adds its own columns)
@@ -187,6 +187,8 @@ class Trainer:
         self.updates_per_epoch = settings.n_train // settings.batch_size
         if settings.protocol == "shac":
             check_shac(task, settings)
+        elif settings.protocol == "stream" and not task.resets:
+            check_window(task, settings)
         if settings.protocol == "stream" and task.resets and settings.episode_length is not None:
             raise BadArgument(
                 f"{type(task).__name__} resets its own episodes (`Task.resets`); leave $episode_length out and set "

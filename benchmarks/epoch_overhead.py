@@ -21,7 +21,6 @@ Per method (R, C), cart pole with 2 poles at the published size, batch 8, all ti
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 
 import _common
@@ -30,8 +29,7 @@ import jax
 import optax
 
 import stablebptt as sb
-
-training = importlib.import_module("stablebptt.training.train")  # the module (the package exports the function)
+from stablebptt import training  # the package: its epoch builder, data, states and train()
 
 
 def bench(method: str, repeats: int, train_epochs: int) -> dict:

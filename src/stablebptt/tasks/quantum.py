@@ -40,7 +40,7 @@ class Quantum(Task):
         Option("horizon", "horizon", "positive_int", "unrolled Crank-Nicolson steps Nt (dt = 0.0625)"),
     )
     complexity: ClassVar[str | None] = "target"
-    target: int = eqx.field(static=True, default=3)
+    target: int = eqx.field(default=3)  # a leaf, not static: runs of several targets share one batched program
     n_points: int = eqx.field(static=True, default=32)
     dt: float = eqx.field(static=True, default=0.0625)
     horizon: int = eqx.field(static=True, default=128)

@@ -87,7 +87,7 @@ class Repulsion(Task):
     n_evaders: int = eqx.field(static=True, default=4)
     duration: float = eqx.field(static=True, default=4.0)
     horizon: int = eqx.field(static=True, default=60)
-    rc: float = eqx.field(static=True, default=0.1)
+    rc: float = eqx.field(default=0.1)  # a leaf, not static: runs of several rc share one batched program
     target: tuple[float, float] = eqx.field(static=True, default=(0.0, 0.0), converter=tuple)
     centre: str = eqx.field(static=True, default="sum")
     hidden: tuple[int, ...] = eqx.field(static=True, default=(100, 100), converter=layer_widths)

@@ -5,7 +5,8 @@ the gradient rule (R, M, S, N, C, C with another non-finite policy, a rule of on
 computes the adjoints of every mode the group needs and each run selects its rule's update, `Choice`), the
 clipping mode and threshold, the learning rate, the seed, Adam's epsilon form, and task settings that are plain
 numbers and that the task's code can take
-as traced values (repulsion's ``rc``, quantum's ``target``; see `traceable_fields`). They must share the task's
+as traced values, fields of the task's pytree rather than static ones (repulsion's ``rc``, quantum's ``target``;
+see `traceable_fields`). They must share the task's
 other settings and every other training setting (`shared_key`).
 
 Each member computes every mode its group needs, so a mixed group costs more per run than a group of one
@@ -15,11 +16,11 @@ method; on an accelerator it is one program for hundreds of runs, on a CPU it ra
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
@@ -133,20 +134,20 @@ class Choice(Method):
 
 
 def with_values(task: Task, values: Mapping[str, Any]) -> Task:
-    """A copy of `task` whose fields `values` hold (possibly traced) numbers instead of their settings; used
-    inside a traced function only (the copy is not checked and not hashable)."""
+    """`task` with its fields `values` holding (possibly traced) numbers instead of their settings, by
+    `eqx.tree_at`: only a field that is a leaf of the task's pytree (not ``eqx.field(static=True)``) can hold a
+    traced value (repulsion's ``rc``, quantum's ``target``); another raises `ValueError`."""
     if not values:
         return task
-    new = copy.copy(task)
-    for name, value in values.items():
-        object.__setattr__(new, name, value)
-    return new
+    names = tuple(values)
+    return eqx.tree_at(lambda t: tuple(getattr(t, n) for n in names), task, tuple(values[n] for n in names))
 
 
 def traceable_fields(task: Task, fields: Sequence[str], params: PyTree, x0: PyTree) -> tuple[str, ...]:
     """Those of `fields` (task settings that are plain numbers) with which the task's step, controller and loss
     can be traced when the field holds a traced array: a rollout of `params` from `x0` is traced (not run) for
-    each. A field used for a shape or in Python control flow fails and must be equal within a group."""
+    each. A static field (`with_values`), or one used for a shape or in Python control flow, fails and must be
+    equal within a group."""
     ok = []
     for name in fields:
 

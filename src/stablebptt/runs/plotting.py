@@ -16,7 +16,10 @@ from ..core.checks import BadInput
 from ..core.methods import METHOD_COLORS, as_method
 from .io import atomic_write_bytes
 
-__all__ = ["METHOD_COLORS", "loss_scale", "method_style", "plot_curves", "save_figure"]
+# Curves of a rule without a colour of its own: colours no built-in rule has.
+OTHER_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
+
+__all__ = ["METHOD_COLORS", "OTHER_COLORS", "loss_scale", "method_style", "plot_curves", "save_figure"]
 
 
 def method_style(key: str) -> tuple[str | None, str]:
@@ -51,10 +54,12 @@ def plot_curves(
     keys: Sequence[str] = ("test_loss",),
 ) -> None:
     """Loss over epochs on a log axis (linear where a loss is not positive, see `loss_scale`), one line per
-    method (`curves[method][key]` lists values per epoch). The first key is drawn solid, further keys dashed."""
+    method (`curves[method][key]` lists values per epoch), in the rule's colour (a rule without one: one of
+    `OTHER_COLORS`, the same for each of its keys). The first key is drawn solid, further keys dashed; a
+    curve of one epoch is a marker."""
     fig, ax = plt.subplots(figsize=(6, 4))
     drawn = []
-    for method, series in curves.items():
+    for index, (method, series) in enumerate(curves.items()):
         color, name = method_style(method)
         for key, style in zip(keys, ("-", "--", ":")):
             y = np.asarray(series[key], dtype=float)
@@ -65,7 +70,8 @@ def plot_curves(
                 np.arange(1, y.size + 1),
                 y,
                 style,
-                color=color,
+                color=color or OTHER_COLORS[index % len(OTHER_COLORS)],
+                marker="o" if y.size == 1 else None,
                 label=f"{name} {key.replace('_', ' ')}" if len(keys) > 1 else name,
             )
     ax.set_yscale(loss_scale(np.concatenate(drawn)) if drawn else "log")

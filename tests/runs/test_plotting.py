@@ -22,3 +22,14 @@ def test_negative_losses_are_drawn_on_a_linear_axis(tmp_path):
         warnings.simplefilter("error")  # "Data has no positive values, and therefore cannot be log-scaled"
         plot_curves({"C": {"test_loss": [-100.0, -400.0, -900.0]}}, tmp_path / "loss.png")
     assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_a_curve_is_styled_by_its_rule():
+    """Colour and legend label come from the rule (`core.Method.colour`, `label`); a key that names no rule keeps
+    its name; a rule without a colour is drawn in one no built-in rule has."""
+    from stablebptt.core.methods import METHOD_COLORS
+    from stablebptt.runs.plotting import OTHER_COLORS, method_style
+
+    assert method_style("C") == ("tab:green", "C combined") and method_style("r") == ("tab:blue", "R regular")
+    assert method_style("not a rule") == (None, "not a rule")
+    assert not set(OTHER_COLORS) & set(METHOD_COLORS.values())

@@ -495,9 +495,14 @@ def _order(value: Any) -> tuple[int, Any]:
 
 
 def _label(key: str, value: Any) -> str:
-    """``poles=2`` for a setting (its short name, `tasks.SHORT_NAMES`), ``R`` for a method."""
+    """``poles=2`` for a setting (its short name, `tasks.SHORT_NAMES`), the rule's label for a method (``R
+    regular``, `runs.plotting.method_style`)."""
     from ..tasks import SHORT_NAMES  # here: reading runs (`stablebptt status`) does not need the tasks
 
+    if key == "method" and isinstance(value, str):
+        from ..runs.plotting import method_style
+
+        return method_style(value)[1]
     short = {**SHORT_NAMES, "method": ""}.get(key, key)
     value = f"{value:g}" if isinstance(value, float) else value
     return f"{value}" if not short else f"{short}={value}"

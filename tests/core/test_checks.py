@@ -161,20 +161,24 @@ def test_a_bad_argument_speaks_python_to_python_and_flags_to_the_command_line(tm
     import pickle
 
     from stablebptt.cli.guard import cli_argument, shown
-    from stablebptt.core.checks import BadArgument, Either
+    from stablebptt.core.checks import Action, Argument, BadArgument
 
     error = BadArgument(
-        "$path: costs $$5 (a $note); pass $force or a smaller $lr, or $hint",
+        "$path: costs $$5 (a $note); pass $force or a smaller $lr than $now, or $hint",
         path=tmp_path / "run",
         force=True,
         lr=None,
-        hint=Either("f(x=1)", "`stablebptt f --x 1`"),
+        hint=Action("f", "f(x=1)", ("a b",), {"x": 1, "dry": False, "force": True}),
+        now=Argument("lr", 0.5),
     )
-    assert str(error) == f"path='{tmp_path / 'run'}': costs $5 (a $note); pass force=True or a smaller lr, or f(x=1)"
+    assert str(error) == (
+        f"path='{tmp_path / 'run'}': costs $5 (a $note); pass force=True or a smaller lr than lr=0.5, or f(x=1)"
+    )
     assert shown(error) == error.render(cli_argument)
     assert (
         shown(error)
-        == f"--out {tmp_path / 'run'}: costs $5 (a $note); pass --force or a smaller --lr, or `stablebptt f --x 1`"
+        == f"--out {tmp_path / 'run'}: costs $5 (a $note); pass --force or a smaller --lr than --lr 0.5, or "
+        "`stablebptt f a b --x 1 --force`"
     )
     again = pickle.loads(pickle.dumps(error))
     assert type(again) is sb.BadInput and str(again) == str(error)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..core.checks import BadArgument, BadInput, Either, described
+from ..core.checks import Action, Argument, BadArgument, BadInput, described
 from ..runs.state import Terminated
 
 # Python arguments whose command-line flag is not ``--`` + the name with dashes.
@@ -28,9 +28,14 @@ FLAGS = {"path": "--out", "n_poles": "--poles", "n_drivers": "--drivers", "n_eva
 
 
 def cli_argument(name: str, value: Any) -> str:
-    """An argument of a `BadArgument` as the command line writes it: ``--out runs/x``, ``--force``, ``--lr``."""
-    if isinstance(value, Either):
-        return value.cli
+    """An argument of a `BadArgument` as the command line writes it: ``--out runs/x``, ``--force``, ``--lr``; an
+    `Action` as its command, ```stablebptt resume runs/x --epochs 20```."""
+    if isinstance(value, Action):
+        words = [os.fspath(p) if isinstance(p, os.PathLike) else str(p) for p in value.positional]
+        options = [cli_argument(k, v) for k, v in value.options.items() if v is not False]
+        return "`" + " ".join(["stablebptt", value.name, *words, *options]) + "`"
+    if isinstance(value, Argument):
+        return cli_argument(value.name, value.value)
     flag = FLAGS.get(name, "--" + name.replace("_", "-"))
     return (
         flag

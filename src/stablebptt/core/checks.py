@@ -13,7 +13,7 @@ import numbers
 import operator
 import os
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -23,17 +23,36 @@ class BadInput(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Either:
-    """A hint written one way for Python callers and another for the command line (e.g. a call and a command)."""
+class Argument:
+    """An argument shown under another placeholder than its name: ``current=Argument("remat", "sqrt")`` shows
+    ``remat='sqrt'`` to Python and the same option as the command line writes it."""
 
+    name: str
+    value: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    """A next step that a message suggests, named by what it does. `python` is the library call that does it;
+    the command line writes it as its command `name` with `positional` arguments and `options` (Python names,
+    shown as the command line's flags). One object, no command-line text in the library.
+
+        Action("resume", "RunFolder('runs/x').resume(epochs=20)", ("runs/x",), {"epochs": 20})
+    """
+
+    name: str
     python: str
-    cli: str
+    positional: tuple[Any, ...] = ()
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def python_argument(name: str, value: Any) -> str:
-    """An argument as Python writes it: ``out='runs/x'``, ``force=True``; just ``lr`` for a value of None."""
-    if isinstance(value, Either):
+    """An argument as Python writes it: ``out='runs/x'``, ``force=True``; just ``lr`` for a value of None; an
+    `Action` as its call."""
+    if isinstance(value, Action):
         return value.python
+    if isinstance(value, Argument):
+        return python_argument(value.name, value.value)
     if value is None:
         return name
     return f"{name}={os.fspath(value)!r}" if isinstance(value, os.PathLike) else f"{name}={value!r}"

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..core.checks import BadArgument, BadInput, Either, first_line, plural
+from ..core.checks import BadArgument, BadInput, first_line, plural
 from ..runs.io import CONFIG, METRICS_CSV, atomic_write_bytes, check_names, read_csv, read_json
 from ..runs.state import MANIFEST, STATES, read_status
 
@@ -297,13 +297,7 @@ def load_folder(path: str | Path) -> list[RunRecord]:
     if path.is_dir() and (path / CONFIG).is_file():
         return [read_run(path)]
     if path.is_dir() and not (path / MANIFEST).exists() and not any((p / CONFIG).is_file() for p in path.iterdir()):
-        raise BadArgument(
-            f"{path} holds no stablebptt run: give $which",
-            which=Either(
-                "a run folder (RunFolder) or a sweep folder (experiments.sweep)",
-                "a run folder (train --out) or a sweep folder (sweep --out)",
-            ),
-        )
+        raise BadInput(f"{path} holds no stablebptt run: give a run folder, or a sweep or comparison folder")
     return load_runs(path)
 
 

@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 import jax
 
 from ..core.checks import (
+    Action,
     BadArgument,
     BadInput,
     BadType,
-    Either,
     check_positive_int,
     described,
     plural,
@@ -189,9 +189,11 @@ class RunFolder:
                 raise BadArgument(
                     f"{self.path} has no {CHECKPOINT} though its run saved one at epoch {saved} (deleted?), so it "
                     "cannot continue; $again trains it again from epoch 0, replacing its metrics",
-                    again=Either(
+                    again=Action(
+                        "resume",
                         f"RunFolder({str(self.path)!r}).resume(from_scratch=True)",
-                        f"`stablebptt resume {self.path} --from-scratch`",
+                        (self.path,),
+                        {"from_scratch": True},
                     ),
                 )
             target = config.train.epochs if epochs is None else epochs
@@ -319,14 +321,16 @@ class RunFolder:
             )
         if status == "diverged":
             raise BadArgument("$path: holds this run, diverged; pass $force to train it again", path=out, force=True)
-        more = f" --epochs {epochs}" if epochs != had else ""
+        more = epochs != had
         raise BadArgument(
             "$path: " + f"holds this run ({status}, {plural(had, 'epoch')} configured); " + "continue it with "
             "$resume or pass $force to start again",
             path=out,
-            resume=Either(
+            resume=Action(
+                "resume",
                 f"RunFolder({str(out)!r}).resume({f'epochs={epochs}' if more else ''})",
-                f"`stablebptt resume {out}{more}`",
+                (out,),
+                {"epochs": epochs} if more else {},
             ),
             force=True,
         )

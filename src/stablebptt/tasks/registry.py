@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.checks import BadArgument, BadInput, BadType, Either, described, first_line
+from ..core.checks import Action, BadArgument, BadInput, BadType, described, first_line
 from ..core.imports import import_module
 from .base import Task
 from .burgers import Burgers  # PhiFlow itself is imported when a step is traced
@@ -325,9 +325,11 @@ def _with_sweep_hint(message: str, cls: type, settings: Mapping[str, Any], spec:
     for name, value in settings.items():
         if isinstance(value, str) and "," in value and name in hints and _expected(hints[name], value) is not None:
             values = [_parsed(v.strip()) for v in value.split(",")]
-            sweep = Either(
+            sweep = Action(
+                "sweep",
                 f"stablebptt.experiments.grid.expand({spec!r}, {{{name!r}: {values!r}}})",
-                f"`stablebptt sweep {spec} --set {name}={value}`",
+                (spec,),
+                {"set": f"{name}={value}"},
             )
             return BadArgument(message.replace("$", "$$") + "; several values are for a sweep: $sweep", sweep=sweep)
     return BadInput(message)

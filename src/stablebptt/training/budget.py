@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from ..core import trees
-from ..core.checks import BadArgument, Either, plural
+from ..core.checks import Argument, BadArgument, plural
 from ..core.strategies import SqrtRemat, StatesRemat, as_remat
 from ..tasks import Task
 from .settings import TrainSettings
@@ -180,7 +180,7 @@ def _refusal(task: Task, settings: TrainSettings, size: Sizes, limit: int, where
     horizon = task.horizon
     segment = as_remat(settings.remat).segment(horizon)
     update, evaluation = size.update(horizon, segment), size.evaluation(horizon)
-    current = Either(f"remat={settings.remat!r}", f"--remat {settings.remat}")
+    current = Argument("remat", settings.remat)
     remat = "" if segment is None else " with $current"
     head = (
         f"horizon {horizon}{remat} needs at least {_gb(size.total(horizon, segment))} of memory (estimated: "

@@ -15,7 +15,7 @@ from typing import Any
 import optax
 
 from ..core import as_backward, as_method, check_backward, check_remat, check_truncation
-from ..core.checks import BadArgument, BadInput, BadType, Either, check_choice, check_positive_int
+from ..core.checks import BadArgument, BadInput, BadType, check_choice, check_positive_int
 from ..core.methods import REGULAR_NONFINITE, Method, SignCombined
 from ..core.strategies import BACKWARDS, Backward, Remat
 from .optim import ADAM_EPS_FORMS, CLIP_MODES, DECAYING, KERAS_EPS, OPTIMIZERS, SCHEDULES, learning_rate, optimizer
@@ -64,7 +64,7 @@ def _check_in(
             if (low, low_open, high) == (0.0, True, math.inf)
             else f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         )
-        raise BadArgument(f"$name must be {what}, got {value!r}", name=Either(name, "--" + name.replace("_", "-")))
+        raise BadArgument(f"${name} must be {what}, got {value!r}", **{name: None})
     return float(value)
 
 
@@ -72,7 +72,7 @@ def _check_count(name: str, value: Any, least: int = 0) -> int:
     """`value` as an int if it is an integer >= `least` (not a bool); the error names the setting `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
         what = "a non-negative integer" if least == 0 else "a positive integer"
-        raise BadArgument(f"$name must be {what}, got {value!r}", name=Either(name, "--" + name.replace("_", "-")))
+        raise BadArgument(f"${name} must be {what}, got {value!r}", **{name: None})
     return int(value)
 
 

@@ -57,3 +57,53 @@ def test_unknown_batching_mode_is_refused_before_training(tmp_path):
     with pytest.raises(BadInput, match="batch_runs='maybe': must be one of auto, on, off"):
         compare(tmp_path / "x", _config(), ["R"], seeds=[1, 2], batch_runs="maybe")
     assert not (tmp_path / "x").exists()  # nothing claimed or written
+
+
+def test_an_interrupted_comparison_carries_on_where_it_stopped(tmp_path):
+    """Rerun after an interrupt: the finished run is read, not trained again; the interrupted one continues from
+    its checkpoint; the missing one starts. Its metrics equal an uninterrupted comparison's, bit for bit."""
+    from stablebptt.runs import RunFolder
+
+    config = _config().replace(epochs=3)
+    compare(tmp_path / "whole", config, ["R", "C"], seeds=[1], batch_runs="off")
+
+    def stop_in_c(label):
+        def progress(epoch, row):
+            if label == "C" and epoch == 2:
+                raise KeyboardInterrupt
+
+        return progress
+
+    with pytest.raises(KeyboardInterrupt):
+        compare(tmp_path / "cut", config, ["R", "C", "S"], seeds=[1], batch_runs="off", on_run=stop_in_c)
+    assert RunFolder(tmp_path / "cut" / "R").status()["status"] == "complete"
+    assert RunFolder(tmp_path / "cut" / "C").status()["status"] == "interrupted"
+    assert not (tmp_path / "cut" / "S" / "metrics.csv").exists()  # claimed (its config written), not started
+    trained = []
+    table = compare(
+        tmp_path / "cut",
+        config,
+        ["R", "C", "S"],
+        seeds=[1],
+        batch_runs="off",
+        on_run=lambda label: lambda epoch, row: trained.append((label, epoch)),
+    )
+    assert trained == [("C", 3), ("S", 1), ("S", 2), ("S", 3)]  # R is not trained again, C goes on from 2
+    for label in ("R", "C"):
+        assert _metrics(tmp_path / "cut" / label) == _metrics(tmp_path / "whole" / label)
+    assert [row["method"] for row in table] == ["R", "C", "S"]
+    whole = {row["method"]: row for row in compare(tmp_path / "whole", config, ["R", "C"], seeds=[1])}
+    for row in table[:2]:  # the comparison that was complete is read again, not retrained
+        assert row["final_test_loss"] == whole[row["method"]]["final_test_loss"]
+
+
+def test_a_folder_with_another_run_is_refused_unless_forced(tmp_path):
+    from stablebptt.core.checks import BadInput
+
+    compare(tmp_path / "x", _config(), ["R"], seeds=[1], batch_runs="off")
+    before = _metrics(tmp_path / "x" / "R")
+    with pytest.raises(BadInput, match=r"R: holds a run of other settings; .* pass force=True to replace it"):
+        compare(tmp_path / "x", _config().replace(lr=0.5), ["R"], seeds=[1], batch_runs="off")
+    assert _metrics(tmp_path / "x" / "R") == before  # nothing replaced
+    compare(tmp_path / "x", _config().replace(lr=0.5), ["R"], seeds=[1], batch_runs="off", force=True)
+    assert _metrics(tmp_path / "x" / "R") != before

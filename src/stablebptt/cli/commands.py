@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,8 +92,14 @@ def build_parser() -> Parser:
             default=["R", "M", "C", "S"],
             help="comma-separated methods (default: R,M,C,S)",
         )
-        p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-TASK[-N])")
-        p.add_argument("--force", action="store_true", help="replace runs already in the output folder")
+        p.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help="output folder (default: runs/compare-TASK[-N], the first that is new or holds this comparison "
+            "unfinished); a comparison already there carries on: finished runs are kept, interrupted ones resume",
+        )
+        p.add_argument("--force", action="store_true", help="train every run again, replacing runs already there")
         add_debug(p)
 
     resume = commands.add_parser("resume", help=COMMAND_HELP["resume"])
@@ -413,7 +419,6 @@ def _report(command: str, method: str, out: Path, result: TrainResult) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..experiments.compare import compare, described, run_folder_name
-    from ..runs import CONFIG
     from .progress import EpochProgress, print_table
 
     settings = opt.train_settings(args, epochs=COMPARE_EPOCHS)
@@ -421,12 +426,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     seeds = seeds if isinstance(seeds, list) else None if seeds is None else [seeds]
     seeds = seeds or list(COMPARE_SEEDS)
     config = _config(args, settings, method=args.methods[0], seed=seeds[0])
-    out = args.out
-    names = [run_folder_name(m, s, seeds) for m in args.methods for s in seeds]
-    if out is None:
-        out = _fresh_dir(Path("runs") / f"compare-{task_label(args.task)}")
-    elif any((out / n / CONFIG).exists() for n in names) and not args.force:
-        raise UsageError(f"--out {out} already holds a comparison; choose another folder or pass --force")
+    runs = {run_folder_name(m, s, seeds): config.replace(method=m, seed=s) for m in args.methods for s in seeds}
+    out = args.out or _comparison_for(Path("runs") / f"compare-{task_label(args.task)}", runs)
+    if not args.force and (there := _held(out, runs)):
+        done = sum(status in ("complete", "diverged") for status in there.values())
+        begun = sum(status not in ("complete", "diverged", "pending") for status in there.values())
+        print(
+            f"{_prefix(args)}: carrying on the comparison in {out}: {done} of {plural(len(runs), 'run')} finished, "
+            f"{begun} to continue, {len(runs) - done - begun} to start (--force starts again)",
+            file=sys.stderr,
+        )
     epochs = config.train.epochs
     with EpochProgress() as progress:
         table = compare(
@@ -461,13 +470,32 @@ def _folder_for(base: Path, config: RunConfig) -> Path:
     return candidate
 
 
-def _fresh_dir(base: Path) -> Path:
-    if not base.exists():
-        return base
-    i = 2
-    while Path(f"{base}-{i}").exists():
-        i += 1
-    return Path(f"{base}-{i}")
+def _held(out: Path, runs: Mapping[str, RunConfig]) -> dict[str, str]:
+    """The runs of a comparison (folder name -> config) that `out` already holds as the same runs, by folder name
+    with their status (``complete``, ``interrupted``, ...)."""
+    from ..runs import CONFIG, RunFolder, same_run
+
+    held = {}
+    for name, config in runs.items():
+        folder = RunFolder(out / name)
+        try:
+            if (out / name / CONFIG).is_file() and same_run(folder.read_record(), config):
+                held[name] = (folder.status() or {}).get("status", "pending")
+        except BadInput:
+            pass
+    return held
+
+
+def _comparison_for(base: Path, runs: Mapping[str, RunConfig]) -> Path:
+    """The default folder of `compare`: `base`, or ``base-2``, ``base-3``, ... the first that does not exist or
+    holds this same comparison unfinished (which `compare` then carries on), so that no other run is replaced."""
+    candidate, i = base, 2
+    while candidate.exists():
+        held = _held(candidate, runs)
+        if held and any(s not in ("complete", "diverged") for s in held.values()):
+            return candidate
+        candidate, i = Path(f"{base}-{i}"), i + 1
+    return candidate
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

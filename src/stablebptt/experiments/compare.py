@@ -10,12 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from ..core.checks import BadInput
-from ..runs import RunConfig, RunFolder
+from ..core.checks import BadArgument, BadInput
+from ..runs import RunConfig, RunFolder, Session
 from ..runs.batch import default_batching, train_sessions
 from ..runs.io import atomic_write_bytes, write_csv
-from ..training.train import TrainResult
-from .report import RunRecord, plot_sweep
+from .report import RunRecord, plot_sweep, read_run
 
 COMPARE_COLUMNS = (
     "method",
@@ -48,13 +47,17 @@ def compare(
     (a run folder each) and write ``out/compare.png`` (the median over seeds with a min-max band),
     ``compare.csv`` and ``compare.md``.
 
-    Every folder is claimed before any training (so a folder that cannot take its run fails before any work);
-    `force` replaces runs already there. `seeds`: default the seed of `config`. `batch_runs` ("auto", "on",
-    "off"; `runs.default_batching`): train the runs that can share one program together (on a CPU, the seeds of
-    one method), as `stablebptt sweep` does; results equal separate runs up to float rounding. `on_run(label)`
-    may return a progress callback for that run (label: the folder name). Returns one table row per method: the
-    median over seeds of the final and best test loss and the final train loss, the range of the final test loss, the
-    number of seeds and the median seconds per epoch.
+    Every folder is claimed before any training (so a folder that cannot take its run fails before any work).
+    A comparison already in `out` carries on: its complete runs are kept and read, its interrupted ones continue
+    from their checkpoints (bit-identical to an uninterrupted comparison), its missing ones are trained; `force`
+    instead trains every run again from scratch. A folder holding another run is refused unless `force`.
+
+    `seeds`: default the seed of `config`. `batch_runs` ("auto", "on", "off"; `runs.default_batching`): train the
+    runs that can share one program together (on a CPU, the seeds of one method), as `stablebptt sweep` does;
+    results equal separate runs up to float rounding. `on_run(label)` may return a progress callback for that run
+    (label: the folder name). Returns one table row per method: the median over seeds of the final and best test
+    loss and the final train loss, the range of the final test loss, the number of seeds and the median seconds
+    per epoch.
     """
     out = Path(out)
     default_batching(batch_runs)  # a bad mode is refused before any folder is claimed
@@ -63,10 +66,11 @@ def compare(
     records: list[RunRecord] = []
     table = []
     with contextlib.ExitStack() as stack:
-        sessions = {
-            key: stack.enter_context(RunFolder(out / run_folder_name(*key, seeds)).start(c, force=force))
-            for key, c in configs.items()
-        }
+        sessions: dict[tuple[str, int], Session] = {}
+        for key, c in configs.items():  # each claimed run is held (locked) until the end
+            claimed = _claim(out / run_folder_name(*key, seeds), c, force)
+            if isinstance(claimed, Session):
+                sessions[key] = stack.enter_context(claimed)
         keys = list(sessions)
         labels = [run_folder_name(*k, seeds) for k in keys]
         by_path = {sessions[k].path: label for k, label in zip(keys, labels, strict=True)}
@@ -75,15 +79,28 @@ def compare(
             batch_runs=batch_runs,
             progress=(lambda session: on_run(by_path[session.path])) if on_run else None,
         )
-    results: dict[tuple[str, int], TrainResult] = {}
+    results: dict[tuple[str, int], list[dict[str, float]]] = {}
     for key, label, result in zip(keys, labels, done, strict=True):
         if isinstance(result, str):  # could not begin; the reason is in its status.json
             status = RunFolder(out / label).status() or {}
             raise BadInput(f"{out / label}: {status.get('message', 'failed')}")
-        results[key] = result
-        records.append(RunRecord(label, configs[key].to_json(), result.status, result.metrics))
+        results[key] = result.metrics
+    for key in configs:
+        if key not in sessions:  # finished before: its metrics as its folder holds them
+            record = read_run(out / run_folder_name(*key, seeds))
+            if record.status == "unreadable" or not record.rows:
+                raise BadArgument(
+                    "$path: " + f"cannot be read ({record.problem or 'no metrics'}); pass $force to train it again",
+                    path=out / record.name,
+                    force=True,
+                )
+            results[key] = record.rows
+    for key, c in configs.items():
+        label = run_folder_name(*key, seeds)
+        status = (RunFolder(out / label).status() or {}).get("status", "complete")
+        records.append(RunRecord(label, c.to_json(), status, results[key]))
     for m in methods:
-        runs = [results[(m, s)].metrics for s in seeds]
+        runs = [results[(m, s)] for s in seeds]
         final = np.asarray([r[-1]["test_loss"] for r in runs])
         table.append(
             {
@@ -103,6 +120,25 @@ def compare(
     write_csv(out / "compare.csv", COMPARE_COLUMNS, table)
     atomic_write_bytes(out / "compare.md", markdown_table(table).encode())
     return table
+
+
+def _claim(path: Path, config: RunConfig, force: bool) -> Session | str:
+    """The session that trains the run of `config` at `path` (from scratch with `force`), or its final status
+    when it has nothing left to do (`RunFolder.open`); another process writing it, or another run there, is
+    refused."""
+    if force:
+        return RunFolder(path).start(config, force=True)
+    try:
+        opened = RunFolder(path).open(config)
+    except BadInput as e:
+        if "holds a different run" not in str(e):
+            raise
+        raise BadArgument(
+            f"{path}: holds a run of other settings; choose another folder, or pass $force to replace it", force=True
+        ) from None
+    if opened == "locked":
+        raise BadInput(f"{path}: another process is training this run; wait for it or choose another folder")
+    return opened
 
 
 def described(task: str, settings: Mapping[str, Any]) -> str:

@@ -30,6 +30,7 @@ from ..training.group import GroupSpec, group_optimizer, group_program, restruct
 from ..training.train import ProgressFn, RunState, Trainer, TrainResult
 from .config import RunConfig
 from .folder import RunFolder, Session, use_precision
+from .state import interrupts_deferred
 
 BATCH_MODES = ("auto", "on", "off")
 
@@ -153,7 +154,7 @@ def ensure_batch(run_dirs: Sequence[str], configs: Sequence[RunConfig]) -> dict[
     with contextlib.ExitStack() as stack_:
         opened: list[tuple[str, Session]] = []
         for run_dir, config in zip(run_dirs, configs, strict=True):
-            session = RunFolder(run_dir)._open(config)
+            session = RunFolder(run_dir).open(config)
             if isinstance(session, str):
                 statuses[run_dir] = session
             else:
@@ -309,9 +310,10 @@ def _train_group(group: Sequence[_Member], varying: tuple[str, ...]) -> list[Tra
         states = _keep(jnp.asarray(keep), new_states, states)
         if devices > 1:
             states = _shard(states, devices)
-        for i, row in rows.items():
-            m = group[i]
-            m.session.record_epoch(epoch, restructure(_index(states, i), m.trainer.initial), row, m.progress)
+        with interrupts_deferred():  # an interrupt leaves every run of the group at the same epoch, to resume as one
+            for i, row in rows.items():
+                m = group[i]
+                m.session.record_epoch(epoch, restructure(_index(states, i), m.trainer.initial), row, m.progress)
     results = []
     for i, m in enumerate(group):
         final = restructure(_index(states, i), m.trainer.initial)

@@ -221,7 +221,7 @@ class RunFolder:
             BadInput: only if the folder cannot be written or holds something else than this run (a
                 different configuration, an unreadable config, files of no run); it is left untouched.
         """
-        session = self._open(config)
+        session = self.open(config)
         if isinstance(session, str):
             return session
         try:
@@ -229,9 +229,14 @@ class RunFolder:
         except Exception:  # noqa: BLE001 - recorded in status.json by Session.run; the sweep goes on
             return "failed"
 
-    def _open(self, config: RunConfig) -> Session | str:
-        """The first half of `ensure` (also used by `runs.batch`): the session that brings the run of `config`
-        to an end, or the final status when there is nothing to do (``complete``, ``diverged``, ``locked``)."""
+    def open(self, config: RunConfig) -> Session | str:
+        """The first half of `ensure` (also used by `runs.batch` and `experiments.compare`): the session that
+        brings the run of `config` to an end (a new run, or this one continued from its checkpoint), or the final
+        status when there is nothing to do (``complete``, ``diverged``, ``locked``).
+
+        Raises:
+            BadInput: as `ensure`; "holds a different run" when the folder holds another run.
+        """
         _check_config(config)
         self._prepare()
         try:

@@ -4,6 +4,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +19,34 @@ from .lock import locked
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the process is (the command line installs the handler): handled as Ctrl-C is, so
     that a run stopped by ``kill`` or a job scheduler reads ``interrupted`` and leaves no lock behind."""
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Inside, Ctrl-C (SIGINT) and SIGTERM wait for the block to end and then act as they would have (the handler
+    that was installed runs: `KeyboardInterrupt`, `Terminated`), so that what the block writes is written whole:
+    a batched group's epoch for every run of the group or for none. Outside the main thread (only it may handle
+    signals) it changes nothing; an ignored signal stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if handler != signal.SIG_IGN and handler is not None:
+            previous[signum] = signal.signal(signum, lambda s, _frame: caught.append(s))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            else:  # SIG_DFL: what the signal does by default (SIGTERM ends the process)
+                signal.raise_signal(caught[0])
 
 
 STATUS = "status.json"

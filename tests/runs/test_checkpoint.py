@@ -185,3 +185,38 @@ def test_a_refused_resume_of_an_edited_config_changes_no_file(finished, tmp_path
     assert main(["resume", str(run), "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "different configuration" in err and "allowed" not in err and _files(run) == before
+
+
+def test_metric_rows_encode_as_json_does():
+    """`Metrics.to_json` keeps each row's text from its append; the checkpoint header holds the same JSON list as
+    ``json.dumps`` would write, NaN included; the rows only grow."""
+    from stablebptt.runs.checkpoint import Metrics
+
+    rows = [{"epoch": i, "loss": 1.0 / i, "cosine": float("nan")} for i in range(1, 5)]
+    metrics = Metrics(rows[:2])
+    for row in rows[2:]:
+        metrics.append(row)
+    assert metrics.to_json() == json.dumps(rows, sort_keys=True)
+    assert metrics == rows[:] and list(metrics) == rows and metrics[-1] is rows[-1] and metrics[:2] == rows[:2]
+    assert not hasattr(metrics, "pop") and not hasattr(metrics, "__setitem__")
+
+
+def test_the_metrics_file_grows_by_appends_and_a_half_written_line_is_not_read(tmp_path):
+    """`CsvTable.flush` appends what the file lacks (the whole file the first time), giving the file `write`
+    gives; `read_csv` leaves out a last line still being written."""
+    from stablebptt.runs.io import CsvTable, read_csv
+
+    table = CsvTable(["epoch", "loss"], [{"epoch": 1, "loss": 0.5}])
+    table.flush(tmp_path / "m.csv")
+    for epoch in (2, 3):
+        table.append({"epoch": epoch, "loss": 0.5 / epoch})
+        table.flush(tmp_path / "m.csv")
+    table.write(tmp_path / "whole.csv")
+    assert (tmp_path / "m.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert [r["epoch"] for r in read_csv(tmp_path / "m.csv")] == [1.0, 2.0, 3.0]
+    with open(tmp_path / "m.csv", "a") as f:
+        f.write("4,0.1")  # no newline yet: a writer is appending it
+    assert [r["epoch"] for r in read_csv(tmp_path / "m.csv")] == [1.0, 2.0, 3.0]
+    table.write(tmp_path / "m.csv", [{"epoch": 4, "loss": float("nan")}])  # extra rows: the next flush rewrites
+    table.flush(tmp_path / "m.csv")
+    assert (tmp_path / "m.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()

@@ -50,7 +50,7 @@ from ..training.train import (
     skipped_updates,
     too_many_skipped,
 )
-from .checkpoint import BadCheckpoint, Checkpoint, check_header, load_checkpoint, read_header, save_checkpoint
+from .checkpoint import BadCheckpoint, Checkpoint, Metrics, check_header, load_checkpoint, read_header, save_checkpoint
 from .config import RunConfig, same_run
 from .faults import fault_point
 from .io import (
@@ -385,7 +385,7 @@ class Session:
         self.previous = previous
         self.began = False
         self.trainer: Trainer | None = None
-        self.rows: list[dict[str, float]] = []
+        self.rows: Metrics = Metrics()
         self.table = CsvTable(run_metrics(config.train))  # self.rows, formatted
         self.saved = 0
         self._status_time = -math.inf  # when status.json was last written (time.monotonic)
@@ -441,10 +441,10 @@ class Session:
         for tmp in self.path.glob(".*.tmp"):  # left by a writer killed mid-write; we hold the lock
             tmp.unlink(missing_ok=True)
         self.trainer = trainer
-        state, start, self.rows = trainer.initial, 0, []
+        state, start, self.rows = trainer.initial, 0, Metrics()
         if (self.path / CHECKPOINT).exists():
             checkpoint = load_checkpoint(self.path / CHECKPOINT, self.record, (trainer.key, trainer.initial))
-            state, start, self.rows = checkpoint.state, checkpoint.epoch, list(checkpoint.metrics)
+            state, start, self.rows = checkpoint.state, checkpoint.epoch, Metrics(checkpoint.metrics)
             if start > self.epochs:
                 raise BadCheckpoint(
                     f"checkpoint {self.path / CHECKPOINT} has {plural(start, 'epoch')}, more than "
@@ -472,7 +472,7 @@ class Session:
             save_params(snapshot, self._trainer.params(state))
         if saving:
             self._save(epoch, state)
-        self.table.write(self.path / METRICS_CSV)
+        self.table.flush(self.path / METRICS_CSV)
         if saving or time.monotonic() - self._status_time >= STATUS_EVERY:  # an fsync'd write: not every epoch
             self._write_status("running", epoch=epoch, epochs=self.epochs, checkpoint_epoch=self.saved or None)
         fault_point("between", epoch)
@@ -488,7 +488,7 @@ class Session:
     ) -> TrainResult:
         """Write the files a run ends with (metrics, parameters, figure, status) after `epoch` good epochs in
         `state`; `diverged_row` is the row of the epoch that diverged, if one did."""
-        rows = self.rows
+        rows = list(self.rows)
         if diverged_row is not None:
             if self.saved != epoch and epoch > 0:  # keep the last good state
                 self._save(epoch, state)

@@ -108,6 +108,7 @@ class CsvTable:
     def __init__(self, columns: Sequence[str], rows: Iterable[dict[str, Any]] = ()):
         self.columns = list(columns)
         self.lines = [self._line(dict(zip(self.columns, self.columns)))]
+        self.written = 0  # lines the file is known to hold as they are here (0: rewrite it whole)
         for row in rows:
             self.append(row)
 
@@ -121,15 +122,33 @@ class CsvTable:
 
     def write(self, path: str | os.PathLike[str], extra: Iterable[dict[str, Any]] = ()) -> None:
         """Write the rows (and `extra` rows after them, not kept) atomically."""
-        atomic_write_bytes(path, "".join([*self.lines, *(self._line(r) for r in extra)]).encode())
+        after = [self._line(r) for r in extra]
+        atomic_write_bytes(path, "".join([*self.lines, *after]).encode())
+        self.written = 0 if after else len(self.lines)
+
+    def flush(self, path: str | os.PathLike[str]) -> None:
+        """Bring the file at `path` up to date: append the rows it lacks, one write of whole lines (a reader
+        may see the last line half written: `read_csv` leaves it out); the whole file, atomically, the first
+        time and after `write` with extra rows."""
+        if self.written == 0:
+            self.write(path)
+            return
+        with open(path, "a", newline="") as f:
+            f.write("".join(self.lines[self.written :]))
+        self.written = len(self.lines)
 
 
 def read_csv(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """The rows of a CSV file of numbers (an empty cell is NaN); a last line without its newline, which a
+    writer is appending (`CsvTable.flush`), is left out."""
     with open(path, newline="") as f:
-        return [
-            {k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
+        text = f.read()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return [
+        {k: (float(v) if v not in ("", None) else float("nan")) for k, v in row.items()}
+        for row in csv.DictReader(io.StringIO(text, newline=""))
+    ]
 
 
 def _cell(value: Any) -> Any:

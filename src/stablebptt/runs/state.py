@@ -31,7 +31,7 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         handler = signal.getsignal(signum)
         if handler != signal.SIG_IGN and handler is not None:
@@ -39,12 +39,12 @@ def interrupts_deferred() -> Iterator[None]:
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         if caught:
-            handler = previous[caught[0]]
-            if callable(handler):
-                handler(caught[0], None)
+            first = previous[caught[0]]
+            if callable(first):
+                first(caught[0], None)
             else:  # SIG_DFL: what the signal does by default (SIGTERM ends the process)
                 signal.raise_signal(caught[0])
 

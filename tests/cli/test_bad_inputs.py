@@ -28,6 +28,12 @@ def _user_folder(tmp: Path) -> None:
     (tmp / "mine" / "notes.txt").write_text("precious\n")
 
 
+def _comparison(tmp: Path) -> None:
+    for name in ("R-seed1", "C-seed1"):
+        (tmp / "cmp" / name).mkdir(parents=True)
+        (tmp / "cmp" / name / "config.json").write_text("{}")
+
+
 def _corrupt_config(tmp: Path) -> None:
     (tmp / "run").mkdir()
     (tmp / "run" / "config.json").write_text('{"task": "cartpole", "task_se')
@@ -109,7 +115,10 @@ CASES = [
     ("diagnose bad precision", ["diagnose", "cartpole", "--precision", "16"], None, ["--precision", "16", "both"]),
     ("diagnose missing run folder", ["diagnose", "runs/nowhere"], None, ["runs/nowhere", "does not exist"]),
     ("diagnose folder without run", ["diagnose", "mine"], _user_folder, ["mine", "not a run folder"]),
-    ("diagnose unknown task", ["diagnose", "pendulum"], None, ["pendulum", "cartpole"]),
+    ("diagnose unknown task", ["diagnose", "pendulum"], None, ["no task and no folder named pendulum", "cartpole"]),
+    ("diagnose a comparison", ["diagnose", "cmp"], _comparison, ["cmp holds 2 runs", "cmp/C-seed1"]),
+    ("animate a comparison", ["animate", "cmp"], _comparison, ["cmp holds 2 runs", "cmp/C-seed1"]),
+    ("resume a comparison", ["resume", "cmp"], _comparison, ["cmp holds 2 runs", "cmp/C-seed1"]),
     ("compare unknown method", ["compare", "cartpole", "--methods", "R,Z"], None, ["--methods", "'Z'"]),
     ("resume missing folder", ["resume", "nowhere"], None, ["nowhere", "does not exist"]),
     ("resume corrupt config", ["resume", "run"], _corrupt_config, ["config.json", "not valid JSON"]),
@@ -195,7 +204,7 @@ def test_bad_input_is_refused_in_one_line(outcomes, name, words, capsys):
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
-    command = args[0] if args[0] in ("train", "compare", "resume", "sweep", "diagnose") else ""
+    command = args[0] if args[0] in ("train", "compare", "resume", "sweep", "diagnose", "animate") else ""
     assert lines[0].startswith(f"stablebptt {command}: ".replace(" :", ":")) and "error" in lines[0]
     for word in words:
         assert word in lines[0], (word, lines[0])

@@ -7,10 +7,8 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import string
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from ..core import canonical_method, check_remat
@@ -170,7 +168,7 @@ class TaskChoices(dict):
             return None
         if ":" in key and super().__contains__(USER_TASK):
             return USER_TASK
-        if super().__contains__(RUN_DIR) and ("/" in key or os.sep in key or Path(key).is_dir()):
+        if super().__contains__(RUN_DIR):  # a path, or a name that is no task: the run folder's parser says which
             return RUN_DIR
         return None
 

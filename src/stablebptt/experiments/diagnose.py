@@ -22,8 +22,9 @@ import numpy as np
 from ..core.checks import BadInput, check_positive_int
 from ..core.diagnostics import MODES, check_horizons, gradient_diagnostics, horizon_ladder
 from ..core.methods import METHOD_COLORS
-from ..runs.io import atomic_write_bytes, write_json
-from ..tasks import Task
+from ..runs.io import CONFIG, atomic_write_bytes, write_json
+from ..runs.state import not_a_run
+from ..tasks import TASKS, Task
 
 SCHEMA = "stablebptt-diagnosis/1"
 CURVES = ("R", "M", "S", "N", "C")
@@ -253,10 +254,13 @@ def run_stages(run_dir: str | os.PathLike[str], *, log: Log | None = None) -> tu
     from .animate import load_run
 
     path = Path(run_dir)
-    if not path.exists():
-        raise BadInput(f"{path} does not exist; give a TASK or a folder written by train")
-    if not (path / "config.json").is_file():
-        raise BadInput(f"{path} is not a run folder (no config.json); give a TASK or a folder written by train")
+    if not path.exists() and len(path.parts) == 1 and ":" not in str(path):  # a name: a mistyped task, perhaps
+        raise BadInput(
+            f"no task and no folder named {path}; give a TASK ({', '.join(TASKS)}, or module.path:Name) "
+            "or a folder written by train"
+        )
+    if not (path / CONFIG).is_file():
+        raise not_a_run(path, "give a TASK or a folder written by train")
     config, task, trained = load_run(path, log=log)
     initial = initial_params(task, config.train)
     title = f"{path.name} ({config.task}, method {config.train.method})"

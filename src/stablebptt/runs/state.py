@@ -63,11 +63,31 @@ STATES: tuple[str, ...] = ("complete", "running", "interrupted", "diverged", "fa
 FINISHED: tuple[RunStatus, ...] = ("complete", "diverged")
 
 
+def not_a_run(path: Path, hint: str = "") -> BadInput:
+    """The error for a `path` given as a run folder that is not one, saying what it is instead: nothing, a file,
+    a folder of runs (a comparison or a sweep: one of its runs is named) or another folder; `hint` ends it."""
+    if not path.exists():
+        what = f"{path} does not exist"
+    elif not path.is_dir():
+        what = f"{path} is a file, not a run folder"
+    else:
+        inside = sorted(p.name for p in path.iterdir() if (p / CONFIG).is_file())
+        if inside:
+            what = (
+                f"{path} holds {len(inside)} run{'s' if len(inside) != 1 else ''} (a comparison or a sweep), not one: "
+                f"give one of its run folders, e.g. {path / inside[0]}"
+            )
+            hint = ""
+        else:
+            what = f"{path} is not a run folder (it has no {CONFIG})"
+    return BadInput(what + (f"; {hint}" if hint else ""))
+
+
 def read_record(path: Path) -> dict[str, Any]:
     """``config.json`` of the run folder `path` as written (the JSON form of the run's `RunConfig`, of this or
-    an earlier version); `BadInput` if there is none or it is not a run config."""
-    if not path.is_dir():
-        raise BadInput(f"run folder {path} does not exist")
+    an earlier version); `BadInput` if there is none (`not_a_run`) or it is not a run config."""
+    if not (path / CONFIG).is_file():
+        raise not_a_run(path)
     record = read_json(path / CONFIG)
     if not isinstance(record, dict) or not {"task", "task_settings", "train"} <= set(record):
         raise BadInput(f"{path / CONFIG} is not a stablebptt run config")

@@ -260,3 +260,23 @@ def test_training_options_are_made_from_what_the_settings_declare():
     assert options["optimizer"].type("sgd") == "sgd"
     with pytest.raises(argparse.ArgumentTypeError, match="invalid choice 'sideways'"):
         options["backward"].type("sideways")
+
+
+def test_a_file_that_cannot_be_written_is_named_by_its_option(tmp_path):
+    """An unwritable file is named as asked for (not by the hidden temporary file beside it), and the command
+    line names the option nearest to it: --tables inside --records is --tables."""
+    import argparse
+    import errno
+
+    from stablebptt.cli.guard import _os_error
+    from stablebptt.runs.io import atomic_write_bytes
+
+    target = tmp_path / "missing" / "t.md"
+    with pytest.raises(FileNotFoundError) as caught:
+        atomic_write_bytes(target, b"x")
+    assert caught.value.filename == str(target)
+    args = argparse.Namespace(records=tmp_path / "rec", tables=tmp_path / "rec" / "t.md", figures=tmp_path / "f")
+    denied = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "rec" / "t.md"))
+    assert _os_error(args, denied).startswith(f"--tables {tmp_path / 'rec' / 't.md'}: Permission denied; allowed:")
+    inside = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "rec" / "a" / "r.json.gz"))
+    assert _os_error(args, inside).startswith(f"--records {tmp_path / 'rec'}: Permission denied (at ")

@@ -184,7 +184,17 @@ def _resume_hint(args: argparse.Namespace) -> str:
 
 # OS errors that are the machine's state, not a path the user gave (exit code 1).
 MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM}
-PATH_OPTIONS = (("out", "--out"), ("run_dir", "RUN_DIR"), ("sweep_dir", "SWEEP_DIR"), ("dir", "DIR"))
+PATH_OPTIONS = (
+    ("out", "--out"),
+    ("run_dir", "RUN_DIR"),
+    ("sweep_dir", "SWEEP_DIR"),
+    ("dir", "DIR"),
+    ("records", "--records"),
+    ("work", "--work"),
+    ("figures", "--figures"),
+    ("tables", "--tables"),
+)
+WRITTEN = ("--out", "--records", "--work", "--figures", "--tables")  # options of folders or files a command writes
 
 
 def _os_error(args: argparse.Namespace, error: OSError) -> str:
@@ -192,21 +202,25 @@ def _os_error(args: argparse.Namespace, error: OSError) -> str:
     reason = error.strerror or type(error).__name__
     name = error.filename if error.filename is not None else ""
     target = Path(os.path.abspath(name)) if name != "" else None
+    candidates = []  # (how near, option, value): the path itself, then the nearest folder holding it, then below
     for attr, option in PATH_OPTIONS:
         value = getattr(args, attr, None)
         given = Path(os.path.abspath(value)) if value is not None else None
-        if (
-            given is not None
-            and target is not None
-            and (target == given or target in given.parents or given in target.parents)
-        ):
-            at = f" (at {_short(name)})" if target != given else ""
-            allowed = (
-                "a path in a folder you can write, names of at most 255 bytes"
-                if option == "--out"
-                else "an existing folder written by stablebptt"
-            )
-            return f"{option} {_short(value)}: {reason}{at}; allowed: {allowed}"
+        if given is None or target is None:
+            continue
+        if target == given or given in target.parents:
+            candidates.append((len(target.parts) - len(given.parts), option, value, given))
+        elif target in given.parents:
+            candidates.append((len(given.parts) + 1000, option, value, given))
+    if candidates:
+        _, option, value, given = min(candidates, key=lambda c: c[0])
+        at = f" (at {_short(name)})" if given != target else ""
+        allowed = (
+            "a path in a folder you can write, names of at most 255 bytes"
+            if option in WRITTEN
+            else "an existing folder written by stablebptt"
+        )
+        return f"{option} {_short(value)}: {reason}{at}; allowed: {allowed}"
     return f"{name + ': ' if name else ''}{reason}"
 
 

@@ -49,7 +49,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, halfway: Ca
     in the same folder, fsync, rename, fsync of the folder). `halfway` is called with half the data written
     (a hook for fault-injection tests)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # named by the file asked for, not by a hidden temporary name
+        raise type(e)(e.errno, e.strerror, os.fspath(path)) from None
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give results the usual permissions
     try:
         with os.fdopen(fd, "wb") as f:

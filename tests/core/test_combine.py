@@ -23,9 +23,25 @@ def test_pytrees_with_none_leaves():
     np.testing.assert_array_equal(out["c"][0], 0.0)
 
 
-def test_mismatched_structures_fail():
-    with pytest.raises(ValueError, match="pytree structure"):
-        sb.combine({"a": jnp.ones(2)}, {"b": jnp.ones(2)})
+def test_mismatched_trees_fail_in_one_line_naming_the_difference():
+    """Other keys, another number of leaves, or leaves of other shapes (which `jnp.where` would broadcast
+    silently) are refused in one line by `combine` and by its statistics."""
+    from stablebptt.core.combination import combine_stats
+
+    cases = [
+        ({"a": jnp.ones(2)}, {"b": jnp.ones(2)}, r"has the tree structure PyTreeDef\(\{'a': \*\}\), the regular"),
+        ([jnp.ones(2), jnp.ones(2)], [jnp.ones(2)], r"has the tree structure PyTreeDef\(\[\*, \*\]\)"),
+        (
+            {"w": jnp.ones((2, 3))},
+            {"w": jnp.ones(3)},
+            r"at \['w'\] is shape \[2, 3\], the regular gradient is shape \[3\]",
+        ),
+    ]
+    for modified, regular, message in cases:
+        for f in (sb.combine, combine_stats):
+            with pytest.raises(sb.BadInput, match="^the modified gradient " + message) as caught:
+                f(modified, regular)
+            assert len(str(caught.value).splitlines()) == 1
 
 
 def test_optax_transform_in_a_chain():

@@ -11,6 +11,9 @@ import optax
 import optax.tree_utils as otu
 from jax.flatten_util import ravel_pytree
 
+from .checks import BadInput
+from .trees import first_difference
+
 PyTree = Any
 Info = dict[str, jax.Array]
 
@@ -40,8 +43,19 @@ def combine(modified: PyTree, regular: PyTree) -> PyTree:
 
     Returns:
         The combined update u, same structure and leaf shapes as `modified`.
+
+    Raises:
+        BadInput: in one line, naming the first difference, if the trees differ in structure or leaf shapes (which
+            would otherwise broadcast silently).
     """
+    _check_pair(modified, regular)
     return jax.tree.map(_agree, modified, regular, is_leaf=_is_none)
+
+
+def _check_pair(modified: PyTree, regular: PyTree) -> None:
+    difference = first_difference(modified, regular, ("modified gradient", "regular gradient"), dtypes=False)
+    if difference is not None:
+        raise BadInput(f"the modified gradient {difference}; give two gradients of the same parameters")
 
 
 def _leaves(tree: PyTree) -> list[jax.Array]:
@@ -66,6 +80,7 @@ def combine_stats(modified: PyTree, regular: PyTree) -> dict[str, jax.Array]:
     share of entries kept by the sign test), ``regular_nonfinite`` (the number of entries where g^R is not
     finite, int32) and ``modified_finite`` (whether every entry of g^M is finite, bool).
     """
+    _check_pair(modified, regular)
     m_leaves, r_leaves = _leaves(modified), _leaves(regular)
     eps = jnp.finfo(jnp.result_type(*m_leaves)).tiny if m_leaves else 1e-30
     r_finite = [jnp.where(jnp.isfinite(r), r, jnp.zeros_like(r)) for r in r_leaves]

@@ -153,21 +153,12 @@ class Method:
     def check_update(self, update: PyTree, params: PyTree) -> None:
         """Refuse (one-line `BadInput` naming the rule and the first wrong leaf) an update whose tree structure,
         shapes or dtypes are not those of the differentiable `params`; run when the update is traced."""
-        import jax
+        from .trees import first_difference
 
-        want, got = jax.tree_util.tree_flatten_with_path(params), jax.tree_util.tree_flatten_with_path(update)
-        if jax.tree.structure(params) != jax.tree.structure(update):  # type: ignore[operator]
-            raise BadInput(
-                f"method {self}: its update has the tree structure {jax.tree.structure(update)}, the parameters "
-                f"{jax.tree.structure(params)}; {type(self).__name__}.update must return one leaf per parameter"
-            )
-        for (path, p), (_, u) in zip(want[0], got[0], strict=True):
-            if (getattr(u, "shape", None), getattr(u, "dtype", None)) != (p.shape, p.dtype):
-                where = jax.tree_util.keystr(path) or "the root"
-                raise BadInput(
-                    f"method {self}: its update at {where} is {_shape(u)}, the parameter is {_shape(p)}; "
-                    f"{type(self).__name__}.update must return the parameters' shapes and dtypes"
-                )
+        difference = first_difference(update, params, ("update", "parameter"))
+        if difference is not None:
+            must = "one leaf per parameter" if difference.startswith("has") else "the parameters' shapes and dtypes"
+            raise BadInput(f"method {self}: its update {difference}; {type(self).__name__}.update must return {must}")
 
     @property
     def spelling(self) -> str:
@@ -212,11 +203,6 @@ def aggregate(columns: Sequence[Column], infos: Mapping[str, jax.Array], used: j
         else:
             out[column.name] = jnp.sum(jnp.where(used, values, 0)) / jnp.sum(used)
     return out
-
-
-def _shape(x: Any) -> str:
-    shape, dtype = getattr(x, "shape", None), getattr(x, "dtype", None)
-    return f"{dtype}{list(shape)}" if shape is not None else type(x).__name__
 
 
 def _default(cls: type[Method]) -> Method | None:

@@ -275,3 +275,34 @@ def checked(step: Binary, controller: Binary) -> tuple[Binary, Binary]:
         return c
 
     return checked_step, checked_controller
+
+
+def first_difference(
+    got: PyTree, want: PyTree, names: tuple[str, str] = ("leaf", "other"), *, dtypes: bool = True
+) -> str | None:
+    """Where `got` differs from `want`, in words, or None: their tree structures (`None` leaves count as
+    structure) ``has the tree structure PyTreeDef(...), the others PyTreeDef(...)``, else the first leaf of
+    another shape (and dtype, if `dtypes`) ``at ['w1'] is float32[1, 10], the other is float32[2, 5]``; `names`
+    are what a leaf of each tree is called."""
+    is_none: Callable[[Any], bool] = lambda x: x is None  # noqa: E731
+    got_leaves, got_def = jax.tree_util.tree_flatten_with_path(got, is_leaf=is_none)
+    want_leaves, want_def = jax.tree_util.tree_flatten_with_path(want, is_leaf=is_none)
+    if got_def != want_def:  # type: ignore[operator]
+        return f"has the tree structure {got_def}, the {names[1]}s {want_def}"
+    for (path, g), (_, w) in zip(got_leaves, want_leaves, strict=True):
+        if (g is None) != (w is None) or (
+            g is not None
+            and (np.shape(g), getattr(g, "dtype", None) if dtypes else None)
+            != (np.shape(w), getattr(w, "dtype", None) if dtypes else None)
+        ):
+            where = jax.tree_util.keystr(path) or "the root"
+            return f"at {where} is {_described_leaf(g, dtypes)}, the {names[1]} is {_described_leaf(w, dtypes)}"
+    return None
+
+
+def _described_leaf(x: Any, dtype: bool) -> str:
+    if x is None:
+        return "None"
+    shape = list(np.shape(x))
+    return f"{getattr(x, 'dtype', type(x).__name__) if dtype else 'shape '}{shape}"
+

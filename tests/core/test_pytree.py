@@ -246,3 +246,17 @@ def test_non_array_leaf_in_the_initial_state_is_refused(problem):
     params, x0 = problem
     with pytest.raises(ValueError, match=r"initial state x0 has a leaf at \['label'\] that is not an array"):
         sb.rollout(step, controller, params, x0 | {"label": "cart"}, HORIZON)
+
+
+def test_initial_states_as_a_python_list_are_refused_as_such():
+    """A Python list of numbers is a tree of scalars to JAX; it is named as the input at fault (not blamed on the
+    controller it reaches), in one line, with the fix; the same numbers as an array train."""
+    task = sb.tasks.CartPole(n_poles=1, horizon=3)
+    params = task.init_controller(jax.random.PRNGKey(0))
+    x0 = task.sample(jax.random.PRNGKey(1), 2)
+    vg = sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, "C")
+    with pytest.raises(sb.BadInput, match=r"^the initial state x0 is a Python list of 8 numbers, .*\(jnp.asarray"):
+        vg(params, x0.tolist())
+    with pytest.raises(sb.BadInput, match=r"^the initial state x0 is a Python list"):
+        sb.rollout(task.step, task.controller, params, x0.tolist(), task.horizon)
+    assert jnp.isfinite(vg(params, jnp.asarray(x0.tolist()))[0])

@@ -53,6 +53,12 @@ def as_arrays(tree: PyTree, what: str) -> PyTree:
                 f"array ({type(leaf).__name__}); allowed: a pytree of arrays"
             ) from None
 
+    leaves = jax.tree.leaves(tree)
+    if type(tree) in (list, tuple) and len(leaves) > 1 and all(isinstance(x, int | float) for x in leaves):
+        raise BadType(
+            f"{what} is a Python {type(tree).__name__} of {len(leaves)} numbers, which JAX reads as a tree of "
+            f"{len(leaves)} separate scalars, not as an array of states; give an array (jnp.asarray(...))"
+        )
     return jax.tree_util.tree_map_with_path(convert, tree)
 
 

@@ -311,4 +311,3 @@ def _described_leaf(x: Any, dtype: bool) -> str:
         return "None"
     shape = list(np.shape(x))
     return f"{getattr(x, 'dtype', type(x).__name__) if dtype else 'shape '}{shape}"
-

@@ -1,12 +1,19 @@
 """SHAC's study (experiments/study.py): its runs are valid configurations of the SHAC protocol, at the paper's
-budget of environment steps, with the campaign's seeds, R and C under one loop."""
+budget of environment steps, with the campaign's seeds, R and C under one loop; its generated page answers from
+the records and says what it lacks."""
 
 from __future__ import annotations
 
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from stablebptt.experiments.campaign import SEEDS
-from stablebptt.experiments.study import STUDY_STAGES, shac_epochs
+from stablebptt.experiments.campaign import SEEDS, read_record
+from stablebptt.experiments.study import STUDY_STAGES, env_steps_per_epoch, shac_epochs, write_study_pages
 from stablebptt.tasks import make_task
 
 
@@ -35,3 +42,65 @@ def test_every_stage_is_shac_with_r_and_c_on_the_campaigns_seeds_at_the_papers_b
             same = [t.values() for r, t in zip(runs, trains) if level(r) == key]
             differing = {k for k in same[0] if len({repr(v[k]) for v in same}) > 1}
             assert differing <= {"method", "seed"}, differing
+
+
+# ------------------------------------------------------------------------------------------------ the report
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def _copy(src_root: Path, dst_root: Path, pattern: str) -> list[Path]:
+    """Copy the committed records of cart pole matching `pattern` into `dst_root` (the layout TASK/NAME)."""
+    found = sorted((src_root / "cartpole").glob(pattern))
+    assert len(found) == 3, (pattern, found)  # three seeds
+    (dst_root / "cartpole").mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy(p, dst_root / "cartpole" / p.name)) for p in found]
+
+
+def test_the_paper_loop_and_shac_records_see_the_same_environment_steps():
+    shac = read_record(next((RESULTS / "shac/cartpole").glob("method=R_poles=2_*seed=42.json.gz")))
+    paper = read_record(RESULTS / "paper/cartpole/method=R_poles=2_clip=none_seed=42.json.gz")
+    assert env_steps_per_epoch(shac.config) == (256 // 64) * 64 * 32  # 4 windows of 64 environments, 32 steps
+    assert env_steps_per_epoch(paper.config) == 256 * 100  # 256 states (32 updates of 8) over the horizon
+    shac_steps = env_steps_per_epoch(shac.config) * len(shac.rows)
+    paper_steps = env_steps_per_epoch(paper.config) * len(paper.rows)
+    assert shac_steps == paper_steps == 25_600_000
+
+
+def test_the_records_page_says_what_is_missing_and_answers_from_the_records(tmp_path):
+    shac_root, paper_root = tmp_path / "shac", tmp_path / "paper"
+    shac_r = _copy(RESULTS / "shac", shac_root, "method=R_poles=2_*.json.gz")
+    paper_c = _copy(RESULTS / "paper", paper_root, "method=C_poles=2_clip=none_seed=4*.json.gz")
+    _copy(RESULTS / "paper", paper_root, "method=R_poles=2_clip=none_seed=4*.json.gz")
+    (shac_root / "cartpole" / "torn.json.gz").write_bytes(b"\x1f\x8b not a whole record")
+    figures, tables = tmp_path / "figures", tmp_path / "records.md"
+
+    figure, page = write_study_pages(shac_root, paper_root, figures, tables, log=None)
+    text = page.read_text()
+    assert figure == figures / "recipes_study.png" and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    row = next(line for line in text.splitlines() if line.startswith("| cartpole | 2 poles | SHAC |"))
+    assert "not run yet" in row and "| 3/0 |" in row  # R's three seeds, no C yet
+    assert "**cartpole, 2 poles**: not answered yet (no records of SHAC C)" in text
+    assert "**repulsion, rc 0.001**: not answered yet (no records of paper loop C, SHAC R, SHAC C)" in text
+    assert "Not counted: 1 record" in text  # the torn record is named as uncounted, never counted
+
+    shac_c = _copy(RESULTS / "shac", shac_root, "method=C_poles=2_*.json.gz")
+    write_study_pages(shac_root, paper_root, figures, tables, log=None)
+    text = tables.read_text()
+
+    def finals(paths):  # the last finite test loss of each record, read independently of the study's code
+        out = []
+        for p in paths:
+            record = json.loads(gzip.decompress(p.read_bytes()))
+            column = record["columns"].index("test_loss")
+            out.append([r[column] for r in record["rows"] if r[column] is not None][-1])
+        return np.asarray(out)
+
+    best = min(np.median(finals(shac_r)), np.median(finals(shac_c)))
+    ratio = best / np.median(finals(paper_c))
+    inside = np.median(finals(shac_c)) / np.median(finals(shac_r))
+    lower = sum(c < r for c in finals(shac_c) for r in finals(shac_r))
+    verdict = next(line for line in text.splitlines() if line.startswith("- **cartpole, 2 poles**"))
+    assert f"{ratio:.3g} times its loss" in verdict
+    assert ("does not beat" in verdict) == (ratio >= 1)
+    assert f"its median is {inside:.3g} times R's ({lower} of 9 seed pairs lower)" in verdict

@@ -197,8 +197,16 @@ def build_parser() -> Parser:
     reproduce.add_argument(
         "--tables",
         type=Path,
-        default=Path("docs/reproduction-records.md"),
-        help="record, report: the tables' Markdown file (default: docs/reproduction-records.md)",
+        default=None,
+        help="record, report: the tables' Markdown file (default: docs/reproduction-records.md, or "
+        "docs/recipes-records.md for --study shac)",
+    )
+    reproduce.add_argument(
+        "--paper-records",
+        type=Path,
+        default=Path("results/paper"),
+        help="record, report of --study shac: the campaign's records, for the paper's loop at the same levels "
+        "(default: results/paper)",
     )
     add_debug(reproduce)
 
@@ -610,26 +618,31 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from ..experiments import campaign
-    from ..experiments.study import STUDY_STAGES
+    from ..experiments.study import STUDY_STAGES, write_study_pages
     from .progress import console
 
-    every, records, work = {
-        "paper": (campaign.STAGES, "results/paper", "runs/campaign"),
-        "shac": (STUDY_STAGES, "results/shac", "runs/shac"),
+    every, records, work, tables = {
+        "paper": (campaign.STAGES, "results/paper", "runs/campaign", "docs/reproduction-records.md"),
+        "shac": (STUDY_STAGES, "results/shac", "runs/shac", "docs/recipes-records.md"),
     }[args.study]
     args.records = Path(records) if args.records is None else args.records
     args.work = Path(work) if args.work is None else args.work
+    args.tables = Path(tables) if args.tables is None else args.tables
     stages = list(every) if args.stages is None else campaign.stage_named(args.stages, every)
-    if args.study != "paper" and args.action == "report":
-        raise BadInput(f"the {args.study} study has no generated report yet; its records are read by docs/recipes.md")
+
+    def pages() -> None:
+        if args.study == "paper":
+            campaign.write_pages(args.records, args.figures, args.tables)
+        else:
+            write_study_pages(args.records, args.paper_records, args.figures, args.tables)
+
     if args.action == "report":
-        campaign.write_pages(args.records, args.figures, args.tables)
+        pages()
         return 0
     if args.action == "record":
         new = campaign.record_finished(args.records, args.work, [r for s in stages for r in s.runs()])
         print(f"recorded {plural(len(new), 'finished run')} of {args.work} in {args.records}")
-        if args.study == "paper":
-            campaign.write_pages(args.records, args.figures, args.tables)
+        pages()
     elif args.action == "run":
         done = campaign.train_missing(
             args.records,

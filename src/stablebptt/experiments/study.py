@@ -19,11 +19,25 @@ Fairness, as the study promises it:
 
 from __future__ import annotations
 
+import io
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..core.checks import plural
+from ..core.methods import METHOD_COLORS, as_method
+from ..runs.io import atomic_write_bytes
 from ..tasks import make_task
+from ..training.settings import FIELDS, TrainSettings
 from ..training.shac import diffrl_recipe
-from .campaign import SEEDS, Stage
+from .campaign import LEVEL_NAMES, SEEDS, Log, Stage, _level, _spread, load_records, progress, stage_named
+from .grid import COMPLEXITY
+from .report import RunRecord, markdown
 
 PAPER_EPOCHS, PAPER_BATCH, PAPER_UPDATES = 1000, 8, 32  # the paper's loop, as the campaign trains it
 SHAC_BATCH, SHAC_TRAIN = 64, 256  # DiffRL's 64 cart-pole environments; 4 updates an epoch
@@ -58,3 +72,207 @@ STUDY_STAGES: tuple[Stage, ...] = (
         epochs=shac_epochs("repulsion"),
     ),
 )
+
+
+# ------------------------------------------------------------------------------------------------ the report
+
+PAPER_LOOP_STAGES = ("b", "c", "f1")  # the campaign's stages of the paper's loop at the study's levels (no clipping)
+STUDY_METHODS = ("R", "C")
+RECIPES = ("paper loop", "SHAC")
+
+
+def env_steps_per_epoch(config: Mapping[str, Any]) -> int:
+    """Environment steps of one epoch of the run of `config` (a record's JSON config): ``n_train`` states
+    unrolled over the horizon in the paper's loop (dataset protocol); ``n_train // batch_size`` windows of
+    ``batch_size`` environments for ``window`` steps under SHAC and the stream protocol."""
+    train = config.get("train", {})
+    settings = TrainSettings(**{k: v for k, v in train.items() if k in FIELDS})
+    if settings.protocol in ("shac", "stream"):
+        return (settings.n_train // settings.batch_size) * settings.batch_size * int(train["window"])
+    task = make_task(config["task"], **config.get("task_settings", {}))
+    return settings.n_train * task.horizon
+
+
+@dataclass
+class Cell:
+    """The records of one recipe and rule at one level of a task."""
+
+    task: str
+    level: Any
+    recipe: str
+    method: str
+    records: list[RunRecord]
+
+    def finals(self) -> list[float]:
+        return [final_loss(r) for r in self.records]
+
+    def median(self) -> float:
+        finite = [x for x in self.finals() if math.isfinite(x)]
+        return float(np.median(finite)) if finite else math.nan
+
+    def wall_hours(self) -> list[float]:
+        return [float(np.nansum(r.curve("epoch_time"))) / 3600 for r in self.records]
+
+
+def study_cells(shac_root: str | Path, paper_root: str | Path) -> tuple[list[Cell], list[RunRecord]]:
+    """Every (task, level, recipe, rule) of the study with its counted records: SHAC's from `shac_root`
+    (`STUDY_STAGES`), the paper loop's from the campaign's records in `paper_root` (stages b, c and f1: no
+    clipping, learning rate 1e-3, the same seeds); and the records that could not be counted (unreadable, or
+    of no planned run), which the page lists."""
+    shac, bad_shac, odd_shac = progress(load_records(shac_root), STUDY_STAGES)
+    paper, bad_paper, _ = progress(load_records(paper_root), stage_named(PAPER_LOOP_STAGES))
+    cells = []
+    for stage in STUDY_STAGES:
+        levels = stage.grid[COMPLEXITY[stage.task]]
+        for level in levels:
+            for recipe, progressed in zip(RECIPES, (paper, shac), strict=True):
+                records = [
+                    r
+                    for p in progressed
+                    for r in p.recorded.values()
+                    if p.stage.task == stage.task and _level(r) == level
+                ]
+                for method in STUDY_METHODS:
+                    chosen = [r for r in records if r.settings().get("method") == method]
+                    cells.append(Cell(stage.task, level, recipe, method, chosen))
+    return cells, [*bad_shac, *odd_shac, *bad_paper]
+
+
+def final_loss(record: RunRecord) -> float:
+    """The last finite test loss of a record (NaN if none)."""
+    values = record.curve("test_loss")
+    finite = values[np.isfinite(values)]
+    return float(finite[-1]) if finite.size else math.nan
+
+
+def _level_name(task: str, level: Any) -> str:
+    """``2 poles``, ``rc 0.001``: a level as the tables name it."""
+    name = LEVEL_NAMES.get(COMPLEXITY[task], "level")
+    return f"{level} {name}" if name == "poles" else f"{name} {level}"
+
+
+def study_table(cells: Sequence[Cell]) -> str:
+    """One row per level and recipe: each rule's final test loss, ``median [min, max]`` over the seeds recorded,
+    the environment steps of a run, and the wall hours of a run (per-run share of its group, median)."""
+    rows = []
+    for (task, level, recipe), group in itertools.groupby(cells, key=lambda c: (c.task, c.level, c.recipe)):
+        by_rule = {c.method: c for c in group}
+        some = next((r for c in by_rule.values() for r in c.records), None)
+        steps = env_steps_per_epoch(some.config) * len(some.rows) if some is not None else None
+        row: dict[str, Any] = {"task": task, "level": _level_name(task, level), "recipe": recipe}
+        for method, cell in by_rule.items():
+            row[method] = _spread(cell.finals()) if cell.records else "not run yet"
+        row["seeds"] = "/".join(str(len(c.records)) for c in by_rule.values())
+        row["env steps"] = f"{steps:.3g}" if steps else "-"
+        hours = [h for c in by_rule.values() for h in c.wall_hours()]
+        row["wall h"] = f"{np.median(hours):.2f}" if hours else "-"
+        rows.append(row)
+    return markdown(list(rows[0]), rows) if rows else "(no records)\n"
+
+
+def verdicts(cells: Sequence[Cell]) -> list[str]:
+    """The study's questions answered per level, in sentences whose every number is computed here: does SHAC
+    (its better rule) beat the paper's C, and does C help inside SHAC's windows. A level without every record it
+    needs says what it lacks."""
+    lines = []
+    find = {(c.task, c.level, c.recipe, c.method): c for c in cells}
+    for task, level in dict.fromkeys((c.task, c.level) for c in cells):
+        name = f"{task}, {_level_name(task, level)}"
+        paper_c, shac_r, shac_c = (
+            find[(task, level, recipe, method)]
+            for recipe, method in (("paper loop", "C"), ("SHAC", "R"), ("SHAC", "C"))
+        )
+        missing = [f"{c.recipe} {c.method}" for c in (paper_c, shac_r, shac_c) if not c.records]
+        if missing:
+            lines.append(f"- **{name}**: not answered yet (no records of {', '.join(missing)}).")
+            continue
+        best = min((shac_r, shac_c), key=lambda c: c.median())
+        ratio = best.median() / paper_c.median()
+        beats = "beats" if ratio < 1 else "does not beat"
+        inside = shac_c.median() / shac_r.median()
+        helps = "helps" if inside < 1 else "does not help"
+        seeds_c = sum(a < b for a, b in itertools.product(shac_c.finals(), shac_r.finals()))
+        pairs = len(shac_c.finals()) * len(shac_r.finals())
+        lines.append(
+            f"- **{name}**: SHAC (best rule: {best.method}, median {best.median():.3g}) {beats} the paper's loop "
+            f"with C (median {paper_c.median():.3g}): {ratio:.3g} times its loss. Inside SHAC's windows C "
+            f"{helps}: its median is {inside:.3g} times R's ({seeds_c} of {pairs} seed pairs lower)."
+        )
+    return lines
+
+
+def plot_study(cells: Sequence[Cell], path: str | Path) -> None:
+    """One panel per level: the test loss against environment steps, median over the seeds and min-max band, of
+    each recipe (the paper's loop solid, SHAC dashed) and rule (the rule's colour), on a log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = list(dict.fromkeys((c.task, c.level) for c in cells))
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.6), squeeze=False)
+    for ax, (task, level) in zip(axes[0], levels, strict=True):
+        for cell in (c for c in cells if (c.task, c.level) == (task, level) and c.records):
+            length = min(len(r.rows) for r in cell.records)
+            curves = np.stack([r.curve("test_loss")[:length] for r in cell.records])
+            steps = np.arange(1, length + 1) * env_steps_per_epoch(cell.records[0].config)
+            style = "-" if cell.recipe == "paper loop" else "--"
+            colour = METHOD_COLORS[cell.method]
+            label = f"{cell.recipe}, {as_method(cell.method).label} ({len(cell.records)} seeds)"
+            ax.plot(steps, np.nanmedian(curves, axis=0), style, color=colour, label=label, lw=1.2)
+            if len(cell.records) > 1:
+                ax.fill_between(steps, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=colour, alpha=0.12)
+        ax.set_yscale("log")
+        ax.set_title(f"{task}, {_level_name(task, level)}")
+        ax.set_xlabel("environment steps")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("test loss (the paper's, full horizon)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_study_pages(
+    shac_root: str | Path, paper_root: str | Path, figures: str | Path, tables: str | Path, *, log: Log | None = print
+) -> tuple[Path, Path]:
+    """The study's figure (``recipes_study.png`` in `figures`) and its generated page of tables and verdicts (the
+    Markdown file `tables`), from the committed records alone. Returns both paths."""
+    cells, uncounted = study_cells(shac_root, paper_root)
+    figure = Path(figures) / "recipes_study.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    plot_study(cells, figure)
+    lines = [
+        "# Remedies compared: the records",
+        "",
+        "<!-- Generated by `stablebptt reproduce report --study shac` from the records in "
+        f"{Path(shac_root).as_posix()} and {Path(paper_root).as_posix()}; do not edit. -->",
+        "",
+        "Computed from the committed records alone; how the study is set up, and what it does not yet cover, is in "
+        "[Remedies compared](recipes.md). Final test loss: the paper's loss over the full horizon from the same 256 "
+        "test states, the last epoch's; values are `median [min, max]` over the seeds recorded (R/C). The paper's "
+        "loop and SHAC see the same number of environment steps; wall hours are per run, on one shared CPU core "
+        "(the per-run share of a batched group of seeds), recorded in different sessions: indicative only.",
+        "",
+        "## Final test loss",
+        "",
+        study_table(cells),
+        "## The questions, answered where the records allow",
+        "",
+        *verdicts(cells),
+        "",
+        f"![test loss against environment steps](figures/{figure.name})",
+        "",
+    ]
+    if uncounted:
+        lines += [f"Not counted: {plural(len(uncounted), 'record')} (unreadable, or of no planned run).", ""]
+    tables = Path(tables)
+    tables.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(tables, "\n".join(lines).rstrip("\n").encode() + b"\n")
+    if log is not None:
+        counted = sum(len(c.records) for c in cells if c.recipe == "SHAC")
+        log(f"{plural(counted, 'SHAC record')} counted; figure: {figure}; tables: {tables}")
+    return figure, tables

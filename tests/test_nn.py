@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from stablebptt.nn import CNN, MLP
+from stablebptt.nn import CNN, MLP, Normalizer
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,29 @@ def test_mlp_shapes_and_zero_final_kernel(key):
     assert [layer.weight.shape for layer in mlp.layers] == [(16, 24), (8, 16), (4, 8)]
     np.testing.assert_array_equal(mlp(jnp.ones((6, 2, 2))), 0.0)
     assert np.any(np.asarray(MLP(24, 4, (16, 8), key=key, zero_final_kernel=False)(jnp.ones(24))) != 0)
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_normalizer_equals_braxs_running_statistics(x64):
+    """Our running statistics against the library's (Brax's `running_statistics`, acme's Welford merge): the same
+    mean, standard deviation and normalised batch after each of several unequal batches, one nearly constant
+    feature (the standard deviation's floor) included."""
+    stats = pytest.importorskip("brax.training.acme.running_statistics", reason="needs pip install 'stablebptt[brax]'")
+    with jax.enable_x64(x64):
+        dtype = jnp.float64 if x64 else jnp.float32
+        keys = jax.random.split(jax.random.PRNGKey(3), 4)
+        batches = [
+            (jax.random.normal(k, (n, 4), dtype) * jnp.asarray([1.0, 5.0, 0.01, 0.0], dtype) + 3.0)
+            for k, n in zip(keys, (1, 7, 32, 200), strict=True)
+        ]
+        ours, theirs = Normalizer.empty(4), stats.init_state(jnp.zeros((4,), dtype))
+        for batch in batches:
+            ours, theirs = ours.update(batch), stats.update(theirs, batch)
+            tight = {"rtol": 1e-12, "atol": 1e-12} if x64 else {"rtol": 2e-5, "atol": 1e-6}
+            np.testing.assert_allclose(ours.mean, theirs.mean, **tight)
+            std = np.clip(np.sqrt(np.asarray(ours.var)), 1e-6, 1e6)
+            np.testing.assert_allclose(std, theirs.std, **tight)
+            np.testing.assert_allclose(
+                jax.vmap(ours)(batch), stats.normalize(batch, theirs), rtol=1e-4 if not x64 else 1e-10, atol=1e-4
+            )
+        assert float(ours.count) == sum(b.shape[0] for b in batches)

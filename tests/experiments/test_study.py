@@ -104,3 +104,5 @@ def test_the_records_page_says_what_is_missing_and_answers_from_the_records(tmp_
     assert f"{ratio:.3g} times its loss" in verdict
     assert ("does not beat" in verdict) == (ratio >= 1)
     assert f"its median is {inside:.3g} times R's ({lower} of 9 seed pairs lower)" in verdict
+    assert verdict.endswith("With DiffRL's critic (inputs standardised, learning rate decaying): not answered yet.")
+    assert "| cartpole | 2 poles | SHAC, DiffRL's critic | not run yet | not run yet | 0/0 |" in text

@@ -225,6 +225,8 @@ def test_the_critic_learns_and_the_target_follows():
         ({"protocol": "shac", "lam": -0.1}, r"^lam must be a number in \[0, 1\], got -0.1"),
         ({"critic_lr": 0.01}, r"^critic_lr is a setting of the SHAC protocol's critic; give protocol='shac'"),
         ({"protocol": "stream", "gamma": 0.5}, r"^gamma is a setting of the SHAC protocol's critic"),
+        ({"critic_normalize": True}, r"^critic_normalize is a setting of the SHAC protocol's critic"),
+        ({"protocol": "shac", "critic_normalize": 1}, r"^critic_normalize must be True or False, got 1"),
     ],
 )
 def test_bad_shac_settings_are_refused_in_one_line(settings, message):
@@ -267,15 +269,18 @@ def test_the_rewards_of_an_episode_sum_to_minus_the_papers_loss(x64, task):
     assert total == pytest.approx(float(constant - made.loss(states, controls)), rel=1e-10)
 
 
-def test_a_shac_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, monkeypatch):
-    """The checkpoint holds the critic, the target critic, both optimizer states, the carried environments and
-    the key: 2 epochs, then resumed to 3, give the rows of 3 epochs in one go."""
+@pytest.mark.parametrize("normalize", [False, True])
+def test_a_shac_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, monkeypatch, normalize):
+    """The checkpoint holds the critic, the target critic, both optimizer states, the carried environments, the
+    key and (with --critic-normalize) the critic's input statistics: 2 epochs, then resumed to 3, give the rows
+    of 3 epochs in one go."""
     from stablebptt.cli.main import main
     from stablebptt.runs.io import read_csv
 
     monkeypatch.chdir(tmp_path)
     common = ["--poles", "1", "--horizon", "20", "--protocol", "shac", "--window", "5", "--n-train", "16"]
     common += ["--n-test", "8", "--method", "C", "--critic-iterations", "2"]
+    common += ["--critic-normalize"] if normalize else []
     assert main(["train", "cartpole", *common, "--epochs", "2", "--out", "split"]) == 0
     assert main(["resume", "split", "--epochs", "3"]) == 0
     assert main(["train", "cartpole", *common, "--epochs", "3", "--out", "whole"]) == 0
@@ -286,6 +291,7 @@ def test_a_shac_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, monke
     assert {"critic_loss", "end_value"} <= set(split[0]) and np.isfinite(split[-1]["critic_loss"])
     config = json.loads((tmp_path / "split" / "config.json").read_text())["train"]
     assert config["protocol"] == "shac" and config["critic_iterations"] == 2 and "gamma" not in config
+    assert config.get("critic_normalize", False) is normalize  # left out at its default: earlier names unchanged
 
 
 @pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
@@ -335,3 +341,59 @@ def test_td_lambda_targets_are_the_textbook_lambda_returns(window):
             want[i, e] = following
     got = td_lambda_targets(jnp.asarray(rew), jnp.asarray(values), jnp.asarray(done), gamma, lam)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12)
+
+
+def test_the_critics_inputs_are_standardised_by_the_frozen_statistics(x64):
+    """`window_loss` with statistics equals `window_loss` of a task whose own `critic_input` standardises by the
+    same mean and standard deviation, written out (the objective, its aux and the critic's inputs); the raw
+    inputs it returns for the statistics' update are the task's own."""
+    from stablebptt.nn import Normalizer
+
+    task = CartPole(n_poles=1, horizon=12, zero_final_kernel=False)
+    k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(8), 4)
+    params, x0 = task.init_controller(k1), task.sample(k2, 3)
+    stats = Normalizer.empty(task.critic_input(x0).shape[1]).update(
+        jax.random.normal(k4, (50, task.critic_input(x0).shape[1])) * 3.0 + 1.0
+    )
+    mean, std = np.asarray(stats.mean), np.sqrt(np.asarray(stats.var))
+
+    class Standardised(CartPole):
+        def critic_input(self, x):
+            return (super().critic_input(x) - mean) / std
+
+    mine = Standardised(n_poles=1, horizon=12, zero_final_kernel=False)
+    window, episode, gamma = 6, 12, 0.9
+    target = critic_net(critic_features(task, x0, jnp.zeros(3, jnp.int32), episode).shape[1], k3)
+    clocks = jnp.array([0, 6, 2])[None] + jnp.arange(1, window + 1)[:, None]
+    done = jnp.zeros(clocks.shape, bool).at[-1].set(clocks[-1] >= episode)
+    states, controls = sb.rollout(task.step, task.controller, params, x0, window)
+    got_loss, (_, values, seen, raw) = window_loss(task, target, clocks, done, episode, gamma, stats)(states, controls)
+    want_loss, (_, want_values, want_seen, _) = window_loss(mine, target, clocks, done, episode, gamma)(
+        states, controls
+    )
+    assert float(got_loss) == pytest.approx(float(want_loss), rel=1e-9)
+    np.testing.assert_allclose(values, want_values, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(seen, want_seen, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(raw, jax.vmap(task.critic_input)(jax.tree.map(lambda a: a[:-1], states)))
+    plain_loss = window_loss(task, target, clocks, done, episode, gamma)(states, controls)[0]
+    assert float(plain_loss) != pytest.approx(float(got_loss), rel=1e-6)  # the statistics change the objective
+
+
+def test_the_critics_learning_rate_falls_as_diffrls():
+    """``critic_schedule="linear"``: at each actor update (epoch, in DiffRL's words) the critic's passes take
+    ``(1e-5 - critic_lr) * epoch / max_epochs + critic_lr`` (DiffRL's shac.py, written out here), held within the
+    update's ``critic_iterations * critic_batches`` Adam steps; constant by default."""
+    from stablebptt.training.shac import critic_learning_rate, diffrl_recipe
+
+    settings = TrainSettings(**diffrl_recipe(lr=1e-2, critic_lr=1e-3, batch_size=64, epochs=10))
+    assert settings.critic_schedule == "linear" and settings.schedule_needs_epochs
+    per_update, max_epochs = settings.critic_iterations * settings.critic_batches, settings.updates
+    schedule = critic_learning_rate(settings)
+    for epoch in (0, 1, max_epochs // 2, max_epochs - 1):
+        want = (1e-5 - 1e-3) * float(epoch / max_epochs) + 1e-3
+        for step in (0, per_update - 1):
+            assert float(schedule(epoch * per_update + step)) == pytest.approx(want, rel=1e-6)
+    constant = TrainSettings(protocol="shac", critic_lr=3e-4)
+    assert critic_learning_rate(constant) == 3e-4 and not constant.schedule_needs_epochs
+    with pytest.raises(BadInput, match=r"critic_schedule is a setting of the SHAC protocol's critic"):
+        TrainSettings(critic_schedule="linear")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..core.checks import BadArgument, BadInput
-from ..runs import RunConfig, RunFolder, Session
+from ..runs import RunConfig, RunFolder
 from ..runs.batch import default_batching, train_sessions
 from ..runs.io import atomic_write_bytes, write_csv
 from .report import RunRecord, plot_sweep, read_run
@@ -66,10 +66,10 @@ def compare(
     records: list[RunRecord] = []
     table = []
     with contextlib.ExitStack() as stack:
-        sessions: dict[tuple[str, int], Session] = {}
+        sessions: dict[tuple[str, int], Any] = {}  # runs.Session, which only runs/ may name (tests/test_layers.py)
         for key, c in configs.items():  # each claimed run is held (locked) until the end
             claimed = _claim(out / run_folder_name(*key, seeds), c, force)
-            if isinstance(claimed, Session):
+            if not isinstance(claimed, str):
                 sessions[key] = stack.enter_context(claimed)
         keys = list(sessions)
         labels = [run_folder_name(*k, seeds) for k in keys]
@@ -122,8 +122,8 @@ def compare(
     return table
 
 
-def _claim(path: Path, config: RunConfig, force: bool) -> Session | str:
-    """The session that trains the run of `config` at `path` (from scratch with `force`), or its final status
+def _claim(path: Path, config: RunConfig, force: bool) -> Any:
+    """The `runs.Session` that trains the run of `config` at `path` (from scratch with `force`), or its final status
     when it has nothing left to do (`RunFolder.open`); another process writing it, or another run there, is
     refused."""
     if force:

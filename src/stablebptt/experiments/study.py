@@ -51,8 +51,12 @@ def shac_epochs(task: str, window: int = 32, batch_size: int = SHAC_BATCH, n_tra
     return -(-paper // per_epoch)
 
 
-def _shac_grid(task: str, levels: dict[str, list[Any]], **recipe: Any) -> dict[str, list[Any]]:
-    settings = diffrl_recipe(lr=1e-2, critic_lr=1e-3, batch_size=SHAC_BATCH, n_train=SHAC_TRAIN, **recipe)
+def _shac_grid(task: str, levels: dict[str, list[Any]], *, diffrl_critic: bool = False) -> dict[str, list[Any]]:
+    """The runs of a SHAC stage: R and C on the campaign's seeds, DiffRL's recipe at its cart-pole rates; without
+    `diffrl_critic`, a plain critic (a constant learning rate, raw inputs: the first stages' runs were recorded
+    before DiffRL's decay and normalisation existed here)."""
+    plain = {} if diffrl_critic else {"critic_schedule": "constant", "critic_normalize": False}
+    settings = diffrl_recipe(lr=1e-2, critic_lr=1e-3, batch_size=SHAC_BATCH, n_train=SHAC_TRAIN, **plain)
     return {**levels, "method": ["R", "C"], "seed": list(SEEDS), **{k: [v] for k, v in settings.items()}}
 
 
@@ -71,6 +75,13 @@ STUDY_STAGES: tuple[Stage, ...] = (
         _shac_grid("repulsion", {"rc": [0.001]}),
         epochs=shac_epochs("repulsion"),
     ),
+    Stage(
+        "shac-critic",
+        "SHAC with R and C, DiffRL's critic (standardised inputs, decaying rate), cart pole 2 poles",
+        "cartpole",
+        _shac_grid("cartpole", {"n_poles": [2]}, diffrl_critic=True),
+        epochs=shac_epochs("cartpole"),
+    ),
 )
 
 
@@ -78,7 +89,9 @@ STUDY_STAGES: tuple[Stage, ...] = (
 
 PAPER_LOOP_STAGES = ("b", "c", "f1")  # the campaign's stages of the paper's loop at the study's levels (no clipping)
 STUDY_METHODS = ("R", "C")
-RECIPES = ("paper loop", "SHAC")
+PAPER_LOOP, SHAC, SHAC_CRITIC = "paper loop", "SHAC", "SHAC, DiffRL's critic"
+STAGE_RECIPES = {"shac-cartpole": SHAC, "shac-repulsion": SHAC, "shac-critic": SHAC_CRITIC}
+RECIPE_STYLES = {PAPER_LOOP: "-", SHAC: "--", SHAC_CRITIC: ":"}
 
 
 def env_steps_per_epoch(config: Mapping[str, Any]) -> int:
@@ -115,26 +128,29 @@ class Cell:
 
 
 def study_cells(shac_root: str | Path, paper_root: str | Path) -> tuple[list[Cell], list[RunRecord]]:
-    """Every (task, level, recipe, rule) of the study with its counted records: SHAC's from `shac_root`
-    (`STUDY_STAGES`), the paper loop's from the campaign's records in `paper_root` (stages b, c and f1: no
-    clipping, learning rate 1e-3, the same seeds); and the records that could not be counted (unreadable, or
-    of no planned run), which the page lists."""
+    """Every (task, level, recipe, rule) of the study with its counted records, level by level: the paper loop's
+    from the campaign's records in `paper_root` (stages b, c and f1: no clipping, learning rate 1e-3, the same
+    seeds), then each SHAC recipe with a stage at that level (`STAGE_RECIPES`) from `shac_root`; and the records
+    that could not be counted (unreadable, or of no planned run), which the page lists."""
     shac, bad_shac, odd_shac = progress(load_records(shac_root), STUDY_STAGES)
     paper, bad_paper, _ = progress(load_records(paper_root), stage_named(PAPER_LOOP_STAGES))
-    cells = []
+    levels: dict[tuple[str, Any], list[str]] = {}
     for stage in STUDY_STAGES:
-        levels = stage.grid[COMPLEXITY[stage.task]]
-        for level in levels:
-            for recipe, progressed in zip(RECIPES, (paper, shac), strict=True):
-                records = [
-                    r
-                    for p in progressed
-                    for r in p.recorded.values()
-                    if p.stage.task == stage.task and _level(r) == level
-                ]
-                for method in STUDY_METHODS:
-                    chosen = [r for r in records if r.settings().get("method") == method]
-                    cells.append(Cell(stage.task, level, recipe, method, chosen))
+        for level in stage.grid[COMPLEXITY[stage.task]]:
+            recipes = levels.setdefault((stage.task, level), [PAPER_LOOP])
+            recipes += [STAGE_RECIPES[stage.key]] if STAGE_RECIPES[stage.key] not in recipes else []
+    cells = []
+    for (task, level), recipes in levels.items():
+        for recipe in recipes:
+            records = [
+                r
+                for p in (paper if recipe == PAPER_LOOP else [p for p in shac if STAGE_RECIPES[p.stage.key] == recipe])
+                for r in p.recorded.values()
+                if p.stage.task == task and _level(r) == level
+            ]
+            for method in STUDY_METHODS:
+                chosen = [r for r in records if r.settings().get("method") == method]
+                cells.append(Cell(task, level, recipe, method, chosen))
     return cells, [*bad_shac, *odd_shac, *bad_paper]
 
 
@@ -179,8 +195,7 @@ def verdicts(cells: Sequence[Cell]) -> list[str]:
     for task, level in dict.fromkeys((c.task, c.level) for c in cells):
         name = f"{task}, {_level_name(task, level)}"
         paper_c, shac_r, shac_c = (
-            find[(task, level, recipe, method)]
-            for recipe, method in (("paper loop", "C"), ("SHAC", "R"), ("SHAC", "C"))
+            find[(task, level, recipe, method)] for recipe, method in ((PAPER_LOOP, "C"), (SHAC, "R"), (SHAC, "C"))
         )
         missing = [f"{c.recipe} {c.method}" for c in (paper_c, shac_r, shac_c) if not c.records]
         if missing:
@@ -197,13 +212,32 @@ def verdicts(cells: Sequence[Cell]) -> list[str]:
             f"- **{name}**: SHAC (best rule: {best.method}, median {best.median():.3g}) {beats} the paper's loop "
             f"with C (median {paper_c.median():.3g}): {ratio:.3g} times its loss. Inside SHAC's windows C "
             f"{helps}: its median is {inside:.3g} times R's ({seeds_c} of {pairs} seed pairs lower)."
+            + _critic_verdict(find, task, level, best, paper_c)
         )
     return lines
 
 
+def _critic_verdict(
+    find: Mapping[tuple[str, Any, str, str], Cell], task: str, level: Any, best: Cell, paper_c: Cell
+) -> str:
+    """The sentence on DiffRL's critic at a level where the study has a stage of it ('' where it has none)."""
+    cells = [find.get((task, level, SHAC_CRITIC, m)) for m in STUDY_METHODS]
+    if any(c is None for c in cells):
+        return ""
+    if not all(c.records for c in cells if c is not None):
+        return " With DiffRL's critic (inputs standardised, learning rate decaying): not answered yet."
+    better = min((c for c in cells if c is not None), key=lambda c: c.median())
+    return (
+        f" With DiffRL's critic (inputs standardised, learning rate decaying), SHAC's better rule is "
+        f"{better.method} (median {better.median():.3g}): {better.median() / best.median():.3g} times the plain "
+        f"critic's best and {better.median() / paper_c.median():.3g} times the paper's C."
+    )
+
+
 def plot_study(cells: Sequence[Cell], path: str | Path) -> None:
     """One panel per level: the test loss against environment steps, median over the seeds and min-max band, of
-    each recipe (the paper's loop solid, SHAC dashed) and rule (the rule's colour), on a log scale."""
+    each recipe (the paper's loop solid, SHAC dashed, SHAC with DiffRL's critic dotted) and rule (the rule's
+    colour), on a log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -216,7 +250,7 @@ def plot_study(cells: Sequence[Cell], path: str | Path) -> None:
             length = min(len(r.rows) for r in cell.records)
             curves = np.stack([r.curve("test_loss")[:length] for r in cell.records])
             steps = np.arange(1, length + 1) * env_steps_per_epoch(cell.records[0].config)
-            style = "-" if cell.recipe == "paper loop" else "--"
+            style = RECIPE_STYLES[cell.recipe]
             colour = METHOD_COLORS[cell.method]
             label = f"{cell.recipe}, {as_method(cell.method).label} ({len(cell.records)} seeds)"
             ax.plot(steps, np.nanmedian(curves, axis=0), style, color=colour, label=label, lw=1.2)
@@ -273,6 +307,6 @@ def write_study_pages(
     tables.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(tables, "\n".join(lines).rstrip("\n").encode() + b"\n")
     if log is not None:
-        counted = sum(len(c.records) for c in cells if c.recipe == "SHAC")
+        counted = sum(len(c.records) for c in cells if c.recipe != PAPER_LOOP)
         log(f"{plural(counted, 'SHAC record')} counted; figure: {figure}; tables: {tables}")
     return figure, tables

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from ..core.checks import BadInput, check_choice, check_layer_widths, check_positive_int, layer_widths
 from ..core.unroll import rollout
-from ..nn import MLP
+from ..nn import MLP, Normalizer
 from ..tasks.base import Task
 
 BACKENDS = ("mjx", "generalized", "positional", "spring")
@@ -49,7 +49,6 @@ def apg_noise(key: jax.Array, steps: int, batch: int, size: int) -> jax.Array:
 
 
 INSTALL_HINT = "Brax environments need Brax: pip install 'stablebptt[brax]'"
-NORMALIZER_STD_RANGE = (1e-6, 1e6)  # the clip of Brax's running_statistics.normalize
 
 
 def _brax_envs() -> Any:
@@ -107,35 +106,6 @@ def wrapped_environment(name: str, backend: str, solver_iterations: int, episode
 
 def _without(info: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in info.items() if k != key}
-
-
-class Normalizer(eqx.Module):
-    """Running mean and variance of observations ``(obs_size,)``, as Brax's `running_statistics`: inputs are
-    standardised with them, and gradients never flow into them (they change only through `update`)."""
-
-    mean: jax.Array
-    var: jax.Array
-    count: jax.Array
-
-    @classmethod
-    def empty(cls, size: int) -> Normalizer:
-        return cls(jnp.zeros((size,)), jnp.ones((size,)), jnp.zeros(()))
-
-    def __call__(self, obs: jax.Array) -> jax.Array:
-        mean, var = jax.lax.stop_gradient((self.mean, self.var))
-        return (obs - mean) / jnp.clip(jnp.sqrt(var), *NORMALIZER_STD_RANGE)
-
-    def update(self, batch: jax.Array) -> Normalizer:
-        """The statistics with the observations `batch` ``(n, obs_size)`` added (Chan's parallel merge)."""
-        batch = jax.lax.stop_gradient(batch).reshape(-1, self.mean.shape[0])
-        n = batch.shape[0]
-        batch_mean = jnp.mean(batch, axis=0)
-        batch_var = jnp.var(batch, axis=0)
-        total = self.count + n
-        delta = batch_mean - self.mean
-        mean = self.mean + delta * n / total
-        m2 = self.var * self.count + batch_var * n + delta**2 * self.count * n / total
-        return Normalizer(mean, m2 / total, total)
 
 
 class APGNetwork(eqx.Module):

@@ -54,9 +54,11 @@ ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's 
     "gamma": 0.99,
     "lam": 0.95,
     "critic_lr": 1e-3,
+    "critic_schedule": "constant",
     "critic_iterations": 16,
     "critic_batches": 4,
     "target_alpha": 0.2,
+    "critic_normalize": False,
 }
 EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}
 LEGACY_NAMES = {"checkpoint": "remat"}  # earlier names of training settings (read, never written)

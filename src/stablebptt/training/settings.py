@@ -24,7 +24,17 @@ from .optim import ADAM_EPS_FORMS, CLIP_MODES, DECAYING, KERAS_EPS, OPTIMIZERS, 
 GRADIENT_FIELDS = ("backward", "truncation", "remat")
 PROTOCOLS = ("dataset", "stream", "shac")  # the names of `training.protocols.PROTOCOL_OBJECTS`
 # The SHAC protocol's own settings (DiffRL's values for its smaller tasks; `training.shac`), refused elsewhere.
-SHAC_FIELDS = ("gamma", "lam", "critic_lr", "critic_iterations", "critic_batches", "target_alpha")
+SHAC_FIELDS = (
+    "gamma",
+    "lam",
+    "critic_lr",
+    "critic_schedule",
+    "critic_iterations",
+    "critic_batches",
+    "target_alpha",
+    "critic_normalize",
+)
+CRITIC_SCHEDULES = ("constant", "linear")
 KEY_SCHEMES = ("stablebptt", "apg")  # how a stream run's seed becomes its keys (`training.stream.apg_keys`)
 
 
@@ -49,6 +59,12 @@ def _setting(default: Any, kind: str | tuple[str, ...], help: str, metavar: str 
     values), its help and its value's placeholder."""
     assert kind in KINDS or isinstance(kind, tuple), kind
     return dataclasses.field(default=default, metadata={"kind": kind, "help": help, "metavar": metavar})
+
+
+def _check_switch(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise BadType(f"{name} must be True or False, got {value!r}")
+    return value
 
 
 def _check_in(
@@ -138,6 +154,13 @@ class TrainSettings:
             ``apg.train(seed=seed)`` does: with `BraxTask`'s APG network, the same initial network,
             environments and action noise; `training.stream.apg_keys`). The data of the epochs' losses come
             from the seed either way.
+        gamma, lam, critic_lr, critic_schedule, critic_iterations, critic_batches, target_alpha,
+        critic_normalize: the SHAC protocol's critic (`training.shac`); refused with another protocol.
+            `critic_schedule` "linear" is DiffRL's decay of the critic's learning rate over the run (to 1e-5,
+            one step per actor update; `training.shac.critic_learning_rate`). `critic_normalize` standardises
+            the critic's inputs (the task's `critic_input`) by their running mean and variance (DiffRL's
+            ``obs_rms``, with Brax's statistics, `nn.Normalizer`); the actor's inputs are the task's own (e.g.
+            ``BraxTask(normalize_observations=True)``).
     """
 
     method: str | Method = _setting(
@@ -235,10 +258,22 @@ class TrainSettings:
     gamma: float = _setting(0.99, "nonnegative_float", "shac: the discount of rewards, in [0, 1] (DiffRL's 0.99)")
     lam: float = _setting(0.95, "nonnegative_float", "shac: the critic's TD-lambda, in [0, 1] (DiffRL's 0.95)")
     critic_lr: float = _setting(1e-3, "positive_float", "shac: the critic's learning rate (Adam, betas 0.7, 0.95)")
+    critic_schedule: str = _setting(
+        "constant",
+        CRITIC_SCHEDULES,
+        "shac: the critic's learning rate over the run: constant, or linear (DiffRL's: from --critic-lr towards "
+        "1e-5, one step per actor update)",
+    )
     critic_iterations: int = _setting(16, "positive_int", "shac: passes over a window's samples per update (16)")
     critic_batches: int = _setting(4, "positive_int", "shac: minibatches of a pass over a window's samples (4)")
     target_alpha: float = _setting(
         0.2, "nonnegative_float", "shac: the target critic keeps this share of itself per update (DiffRL's 0.2)"
+    )
+    critic_normalize: bool = _setting(
+        False,
+        "switch",
+        "shac: standardise the critic's inputs by their running mean and variance, frozen within each window "
+        "(DiffRL's obs_rms; the actor's inputs are the task's own)",
     )
 
     def __post_init__(self) -> None:
@@ -280,9 +315,11 @@ class TrainSettings:
             "gamma": _check_in("gamma", self.gamma, 0.0, 1.0),
             "lam": _check_in("lam", self.lam, 0.0, 1.0),
             "critic_lr": _check_in("critic_lr", self.critic_lr, 0.0, math.inf, low_open=True),
+            "critic_schedule": check_choice("critic schedule", self.critic_schedule, CRITIC_SCHEDULES),
             "critic_iterations": _check_count("critic_iterations", self.critic_iterations, 1),
             "critic_batches": _check_count("critic_batches", self.critic_batches, 1),
             "target_alpha": _check_in("target_alpha", self.target_alpha, 0.0, 1.0),
+            "critic_normalize": _check_switch("critic_normalize", self.critic_normalize),
         }
         _refuse_unused(converted)
         if converted["protocol"] != "shac":
@@ -313,6 +350,7 @@ class TrainSettings:
         converted["seed"] = int(seed)
         if not isinstance(self.skip_nonfinite, bool):
             raise BadType(f"skip_nonfinite must be True or False, got {self.skip_nonfinite!r}")
+
         if converted["batch_size"] > converted["n_train"]:
             raise BadInput(
                 f"batch size {self.batch_size} is larger than the training set ({self.n_train} states); "
@@ -344,9 +382,10 @@ class TrainSettings:
 
     @property
     def schedule_needs_epochs(self) -> bool:
-        """Whether the learning rate at an update depends on the number of epochs (a cosine schedule over the
-        whole run)."""
-        return self.schedule in DECAYING and self.decay_steps is None
+        """Whether the learning rate at an update depends on the number of epochs (a decaying schedule over the
+        whole run, the actor's or, under SHAC, the critic's)."""
+        critic = self.protocol == "shac" and self.critic_schedule != "constant"
+        return (self.schedule in DECAYING and self.decay_steps is None) or critic
 
     def learning_rate(self, lr: Any = None) -> Any:
         """The learning rate as `optim.learning_rate` schedules it; `lr` (e.g. a traced array, one per run of a

@@ -34,7 +34,7 @@ import optax
 from ..core import value_and_grad
 from ..core.checks import BadArgument, BadInput
 from ..core.methods import Column
-from ..nn import MLP
+from ..nn import MLP, Normalizer
 from ..tasks import Task
 from .epoch import Data, Protocol, Record, TrainState, UpdateStep
 from .settings import TrainSettings
@@ -141,7 +141,10 @@ def diffrl_recipe(lr: float = 2e-3, critic_lr: float = 2e-4, **settings: Any) ->
     PyTorch's epsilon (1e-8, optax's form), the actor's gradient clipped to norm 1, its learning rate `lr` falling
     linearly to 1e-5 over the run. `lr` and `critic_lr` are per task in DiffRL (hopper's by default; cart pole
     swing-up: 1e-2 and 1e-3); `settings` add or replace any field (e.g. ``method="C"``, ``batch_size=64`` for
-    DiffRL's 64 cart-pole environments). The critic's learning rate stays constant here (DiffRL decays it too).
+    DiffRL's 64 cart-pole environments). The critic's learning rate falls as DiffRL's does (`critic_schedule`
+    "linear", `critic_learning_rate`), and its inputs are standardised by running statistics (`critic_normalize`,
+    DiffRL's ``obs_rms: True``; the actor's inputs are the task's own, as is its network: DiffRL's actor is a
+    stochastic 64x64 ELU MLP, the paper's tasks keep their own deterministic controllers).
 
         train(CartPole(), **diffrl_recipe(lr=1e-2, critic_lr=1e-3, batch_size=64, epochs=500))
     """
@@ -155,6 +158,8 @@ def diffrl_recipe(lr: float = 2e-3, critic_lr: float = 2e-4, **settings: Any) ->
         "target_alpha": 0.2,
         "lr": lr,
         "critic_lr": critic_lr,
+        "critic_schedule": "linear",
+        "critic_normalize": True,
         "adam_b1": 0.7,
         "adam_b2": 0.95,
         "adam_eps": "optax",
@@ -194,7 +199,9 @@ CRITIC_CLIP = 1.0  # DiffRL's grad_norm, applied to the critic's gradient
 class ShacState(NamedTuple):
     """What changes from update to update under the SHAC protocol: the stream protocol's state (`StreamState`:
     the actor's parameters and optimizer state, the carried environments, their clocks and the key) and the
-    critic's parameters, its optimizer state and the target critic's parameters (arrays only)."""
+    critic's parameters, its optimizer state and the target critic's parameters (arrays only); with
+    ``critic_normalize``, the running statistics of the critic's inputs (None without: no leaves, so checkpoints
+    of runs without it keep their layout)."""
 
     params: PyTree
     opt_state: optax.OptState
@@ -204,6 +211,7 @@ class ShacState(NamedTuple):
     critic: PyTree
     critic_opt: optax.OptState
     target: PyTree
+    stats: Normalizer | None = None
 
 
 def critic_net(features: int, key: jax.Array) -> MLP:
@@ -212,19 +220,38 @@ def critic_net(features: int, key: jax.Array) -> MLP:
     return MLP(features, 1, CRITIC_HIDDEN, key=key, zero_final_kernel=False, activation=jax.nn.elu)
 
 
-def critic_features(task: Task, x: PyTree, steps: jax.Array, episode: int) -> jax.Array:
-    """``(batch, features)``: the task's `critic_input` of the states `x` and the share of the episode left
-    (``(episode - steps) / episode``, at least 0): a loss at a fixed horizon needs the time left to be a value."""
+def critic_features(
+    task: Task, x: PyTree, steps: jax.Array, episode: int, stats: Normalizer | None = None
+) -> jax.Array:
+    """``(batch, features)``: the task's `critic_input` of the states `x` (standardised by `stats` where given)
+    and the share of the episode left (``(episode - steps) / episode``, at least 0): a loss at a fixed horizon
+    needs the time left to be a value."""
     left = jnp.maximum(episode - steps, 0).astype(jnp.result_type(float)) / episode
-    return jnp.concatenate([task.critic_input(x), left[:, None]], axis=1)
+    inputs = task.critic_input(x)
+    return jnp.concatenate([inputs if stats is None else stats(inputs), left[:, None]], axis=1)
+
+
+def critic_learning_rate(settings: TrainSettings) -> optax.ScalarOrSchedule:
+    """The critic's learning rate: ``settings.critic_lr``, or with ``critic_schedule="linear"`` DiffRL's decay,
+    a function of the critic's Adam step ``count``: at the run's actor update ``u = count // (critic_iterations *
+    critic_batches)`` of ``U = settings.updates``, ``critic_lr + (1e-5 - critic_lr) * u / U`` (``shac.py``'s
+    ``(1e-5 - critic_lr) * epoch / max_epochs + critic_lr``, held over an update's critic passes)."""
+    if settings.critic_schedule == "constant":
+        return settings.critic_lr
+    per_update = settings.critic_iterations * settings.critic_batches
+    start, updates = settings.critic_lr, settings.updates
+
+    def schedule(count: Any) -> Any:  # optax's Numeric -> Numeric
+        return start + (DIFFRL_FINAL_LR - start) * (count // per_update) / updates
+
+    return schedule
 
 
 def critic_optimizer(settings: TrainSettings) -> optax.GradientTransformation:
     """The critic's optimizer: clipping by global norm (DiffRL's ``grad_norm``), then Adam with DiffRL's betas at
-    ``settings.critic_lr``."""
-    return optax.chain(
-        optax.clip_by_global_norm(CRITIC_CLIP), optax.adam(settings.critic_lr, b1=CRITIC_BETAS[0], b2=CRITIC_BETAS[1])
-    )
+    `critic_learning_rate`."""
+    adam = optax.adam(critic_learning_rate(settings), b1=CRITIC_BETAS[0], b2=CRITIC_BETAS[1])
+    return optax.chain(optax.clip_by_global_norm(CRITIC_CLIP), adam)
 
 
 def _values(critic: MLP, features: jax.Array) -> jax.Array:
@@ -253,7 +280,8 @@ class Shac(Protocol):
         _, episode = window_length(task, settings)
         features = critic_features(task, stream.env, stream.steps, episode).shape[1]
         critic = eqx.filter(critic_net(features, keys.critic), eqx.is_inexact_array)
-        return ShacState(*stream, critic, critic_optimizer(settings).init(critic), critic)
+        stats = Normalizer.empty(features - 1) if settings.critic_normalize else None
+        return ShacState(*stream, critic, critic_optimizer(settings).init(critic), critic, stats)
 
     def updates(
         self, task: Task, settings: TrainSettings, step: UpdateStep, state: ShacState, data: Data
@@ -273,7 +301,7 @@ class Shac(Protocol):
             clocks = state.steps[None] + jnp.arange(1, window + 1)[:, None]  # (K, B): steps done after each step
             done = jnp.zeros(clocks.shape, bool).at[-1].set(clocks[-1] >= episode)
 
-            loss = window_loss(task, target, clocks, done, episode, gamma)
+            loss = window_loss(task, target, clocks, done, episode, gamma, state.stats)
             gradient = value_and_grad(
                 loss,  # type: ignore[arg-type]  # with has_aux, the loss returns (value, aux)
                 task.step,
@@ -287,13 +315,16 @@ class Shac(Protocol):
             trained, record, last = dataclasses.replace(step, gradient=gradient)(
                 TrainState(state.params, state.opt_state), start
             )
-            rewards, values, seen = record.infos.pop("aux")
+            rewards, values, seen, raw = record.infos.pop("aux")
             targets = td_lambda_targets(rewards, values, done, gamma, lam)
             critic, critic_opt, fitted = _fit_critic(
                 state.critic, state.critic_opt, static, ctx, seen, targets, settings, key_critic
             )
             infos = {**record.infos, "critic_loss": fitted, "end_value": jnp.mean(values[-1])}
             env, steps = next_episodes(task, settings, key_update, last, state.steps)
+            stats = state.stats  # DiffRL's obs_rms: frozen within the window, then fed every state it saw
+            if stats is not None:
+                stats = stats.update(jnp.concatenate([raw.reshape(-1, raw.shape[-1]), task.critic_input(last)]))
             new = ShacState(
                 trained.params,
                 trained.opt_state,
@@ -303,6 +334,7 @@ class Shac(Protocol):
                 critic,
                 critic_opt,
                 polyak(state.target, critic, alpha),
+                stats,
             )
             return new, Record(record.values, infos, record.ok)
 
@@ -313,22 +345,31 @@ CRITIC_FOLD = 2  # folded into an update's key for the critic's minibatches
 
 
 def window_loss(
-    task: Task, target: MLP, clocks: jax.Array, done: jax.Array, episode: int, gamma: float
+    task: Task,
+    target: MLP,
+    clocks: jax.Array,
+    done: jax.Array,
+    episode: int,
+    gamma: float,
+    stats: Normalizer | None = None,
 ) -> Callable[[PyTree, PyTree], tuple[jax.Array, tuple[jax.Array, ...]]]:
     """SHAC's objective of one window as a loss of its trajectory, ``(states, controls) -> (loss, aux)`` (time-major,
     states ``(K + 1, batch, ...)``), for `core.value_and_grad` with ``has_aux=True``: `actor_loss` of the task's
     rewards and the `target` critic's values of the states after each step (0 where `done`), the critic seeing
-    `clocks` ``(K, batch)`` (each environment's steps in its episode after each step). `aux`: the rewards, the
-    values and the critic's inputs of the states before each step, for `td_lambda_targets` and the critic."""
+    `clocks` ``(K, batch)`` (each environment's steps in its episode after each step), its inputs standardised by
+    `stats` where given. `aux`: the rewards, the values and the critic's inputs of the states before each step,
+    for `td_lambda_targets` and the critic, and the task's raw `critic_input` of those states (for `stats`)."""
 
     def loss(states: PyTree, controls: PyTree) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         before = jax.tree.map(lambda a: a[:-1], states)
         after = jax.tree.map(lambda a: a[1:], states)
         rewards = jax.vmap(task.reward)(before, controls, after)
-        features = jax.vmap(lambda x, s: critic_features(task, x, s, episode))(after, clocks)
+        features = jax.vmap(lambda x, s: critic_features(task, x, s, episode, stats))(after, clocks)
         values = jnp.where(done, 0.0, jax.vmap(lambda f: _values(target, f))(features))
-        seen = jax.vmap(lambda x, s: critic_features(task, x, s, episode))(before, clocks - 1)
-        return actor_loss(rewards, values, done, gamma), (rewards, jax.lax.stop_gradient(values), seen)
+        seen = jax.vmap(lambda x, s: critic_features(task, x, s, episode, stats))(before, clocks - 1)
+        raw = jax.lax.stop_gradient(jax.vmap(task.critic_input)(before))
+        aux = (rewards, jax.lax.stop_gradient(values), jax.lax.stop_gradient(seen), raw)
+        return actor_loss(rewards, values, done, gamma), aux
 
     return loss
 

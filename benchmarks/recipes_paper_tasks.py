@@ -53,10 +53,6 @@ VARIANTS = {  # variant: (method, recipe)
 LRS = (1e-4, 1e-3, 1e-2)
 TUNE_SEED = 100
 SEEDS = (42, 43, 44)
-UPDATES_PER_EPOCH = 32  # of the paper's recipe: 256 training states in batches of 8
-BATCH = 8
-WINDOWS_PER_EPISODE = 4
-APG_DECAY_OVER_RUN = 0.997**300  # APG's decay over its 300 updates (docs/brax.md)
 
 
 class Refused(Exception):
@@ -65,31 +61,17 @@ class Refused(Exception):
 
 def recipe(task: str, recipe_name: str, epochs: int) -> dict[str, Any]:
     """The training settings (`TrainSettings` fields) of `recipe_name` on `task` for `epochs` epochs of
-    ``32 x 8 x horizon`` environment steps each."""
-    from stablebptt.tasks import TASKS
+    ``32 x 8 x horizon`` environment steps each (APG's: `stablebptt.experiments.study.apg_settings`, which the
+    SHAC study's APG stages train too)."""
+    from stablebptt.core.checks import BadInput
+    from stablebptt.experiments.study import apg_settings
 
     if recipe_name == "paper":
         return {"epochs": epochs}
-    horizon = TASKS[task]().horizon
-    if horizon % WINDOWS_PER_EPISODE:
-        raise Refused(f"{task}'s horizon {horizon} is not a multiple of {WINDOWS_PER_EPISODE}")
-    updates = UPDATES_PER_EPOCH * WINDOWS_PER_EPISODE  # per epoch: the same environment steps as the paper's 32
-    return {
-        "epochs": epochs,
-        "protocol": "stream",
-        "window": horizon // WINDOWS_PER_EPISODE,
-        "episode_length": horizon,
-        "n_train": BATCH * updates,  # an epoch is n_train // batch_size updates
-        "adam_b1": 0.7,
-        "adam_b2": 0.95,
-        "adam_eps": "optax",
-        "adam_epsilon": 1e-8,
-        "clip": "value",
-        "clip_value": 1.0,
-        "schedule": "exponential",
-        "decay_rate": APG_DECAY_OVER_RUN,
-        "transition_steps": epochs * updates,
-    }
+    try:
+        return {"epochs": epochs, **apg_settings(task, epochs)}
+    except BadInput as e:
+        raise Refused(str(e)) from None
 
 
 def stage(
@@ -161,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     from stablebptt.experiments.campaign import load_records, train_missing
+    from stablebptt.experiments.study import APG_DECAY_OVER_RUN, APG_WINDOWS
 
     jax.config.update("jax_compilation_cache_dir", str(args.cache))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
@@ -242,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             "lrs": lrs,
             "tune_seed": TUNE_SEED,
             "seeds": seeds,
-            "windows_per_episode": WINDOWS_PER_EPISODE,
+            "windows_per_episode": APG_WINDOWS,
             "apg_decay_over_run": APG_DECAY_OVER_RUN,
             "records": str(args.records),
         },

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,14 @@ import numpy as np
 import pytest
 
 from stablebptt.experiments.campaign import SEEDS, read_record
-from stablebptt.experiments.study import STUDY_STAGES, env_steps_per_epoch, shac_epochs, write_study_pages
+from stablebptt.experiments.study import (
+    APG_LRS,
+    STUDY_STAGES,
+    TUNE_SEED,
+    env_steps_per_epoch,
+    shac_epochs,
+    write_study_pages,
+)
 from stablebptt.tasks import make_task
 
 
@@ -25,23 +33,34 @@ def test_shac_epochs_give_the_papers_environment_steps(task):
     assert epochs * per_epoch >= paper > (epochs - 1) * per_epoch
 
 
-def test_every_stage_is_shac_with_r_and_c_on_the_campaigns_seeds_at_the_papers_budget():
+def test_every_stage_is_shac_with_r_and_c_or_apgs_recipe_with_r_at_the_papers_budget():
     for stage in STUDY_STAGES:
         runs = stage.runs()
-        assert stage.epochs == shac_epochs(stage.task)
         trains = [r.config.train for r in runs]
-        assert {t.protocol for t in trains} == {"shac"} and {t.method for t in trains} == {"R", "C"}
-        assert {t.seed for t in trains} == set(SEEDS) and {t.epochs for t in trains} == {stage.epochs}
         assert len({r.name for r in runs}) == len(runs)  # one folder and one record per run
+        if stage.key.startswith("apg"):  # R at 3 learning rates, on the tuning seed and the reported ones
+            assert {t.protocol for t in trains} == {"stream"} and {t.method for t in trains} == {"R"}
+            assert {t.seed for t in trains} == {TUNE_SEED, *SEEDS} and {t.lr for t in trains} == set(APG_LRS)
+            varying = {"seed", "lr"}
+        else:
+            assert stage.epochs == shac_epochs(stage.task)
+            assert {t.protocol for t in trains} == {"shac"} and {t.method for t in trains} == {"R", "C"}
+            assert {t.seed for t in trains} == set(SEEDS)
+            varying = {"method", "seed"}
+        assert {t.epochs for t in trains} == {stage.epochs}
+        # the paper's environment steps (1000 epochs of 32 updates of 8 states over the horizon), rounded up
+        paper = 1000 * 32 * 8 * make_task(stage.task).horizon
+        per_epoch = env_steps_per_epoch({"task": stage.task, "train": runs[0].config.to_json()["train"]})
+        assert stage.epochs * per_epoch >= paper > (stage.epochs - 1) * per_epoch
 
-        # loop-equal: the runs of a level differ in the rule and the seed only
+        # loop-equal: the runs of a level differ in what the stage varies only
         def level(run):
             return tuple(sorted(run.config.task_settings.items()))
 
         for key in {level(r) for r in runs}:
             same = [t.values() for r, t in zip(runs, trains) if level(r) == key]
             differing = {k for k in same[0] if len({repr(v[k]) for v in same}) > 1}
-            assert differing <= {"method", "seed"}, differing
+            assert differing <= varying, differing
 
 
 # ------------------------------------------------------------------------------------------------ the report
@@ -106,3 +125,21 @@ def test_the_records_page_says_what_is_missing_and_answers_from_the_records(tmp_
     assert f"its median is {inside:.3g} times R's ({lower} of 9 seed pairs lower)" in verdict
     assert verdict.endswith("With DiffRL's critic (inputs standardised, learning rate decaying): not answered yet.")
     assert "| cartpole | 2 poles | SHAC, DiffRL's critic | not run yet | not run yet | 0/0 |" in text
+
+
+def test_apgs_learning_rate_is_chosen_on_the_tuning_seed_and_only_the_reported_seeds_count():
+    from stablebptt.experiments.report import RunRecord
+    from stablebptt.experiments.study import _at_chosen_lr
+
+    def record(lr, seed, final):
+        config = {"task": "cartpole", "train": {"method": "R", "lr": lr, "seed": seed}}
+        return RunRecord(f"lr={lr}_seed={seed}", config, "complete", [{"test_loss": 1.0}, {"test_loss": final}])
+
+    # on the tuning seed 1e-3 ends lowest; on the reported seeds 1e-2 would have: it must not be chosen for that
+    tuning = [record(1e-4, TUNE_SEED, 0.5), record(1e-3, TUNE_SEED, 0.1), record(1e-2, TUNE_SEED, math.nan)]
+    reported = [record(lr, seed, {1e-4: 0.4, 1e-3: 0.3, 1e-2: 0.01}[lr]) for lr in APG_LRS for seed in SEEDS]
+    chosen, note = _at_chosen_lr(tuning + reported)
+    assert note == f"lr 0.001, chosen on seed {TUNE_SEED}"
+    assert sorted(r.name for r in chosen) == [f"lr=0.001_seed={s}" for s in SEEDS]
+    none, note = _at_chosen_lr(tuning[:2] + reported)
+    assert none == [] and note == "learning rate: 2 tuning runs of 3 recorded"

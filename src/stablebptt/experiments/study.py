@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.checks import plural
+from ..core.checks import BadInput, plural
 from ..core.methods import METHOD_COLORS, as_method
 from ..runs.io import atomic_write_bytes
 from ..tasks import make_task
@@ -60,6 +60,47 @@ def _shac_grid(task: str, levels: dict[str, list[Any]], *, diffrl_critic: bool =
     return {**levels, "method": ["R", "C"], "seed": list(SEEDS), **{k: [v] for k, v in settings.items()}}
 
 
+APG_LRS = (1e-4, 1e-3, 1e-2)  # APG's recipe: its learning rate chosen from these on TUNE_SEED
+TUNE_SEED = 100  # not reported: it only chooses
+APG_WINDOWS = 4  # windows of an episode (the paper's horizon) under APG's recipe
+APG_DECAY_OVER_RUN = 0.997**300  # APG's learning-rate decay over its 300 updates, stretched to the run
+
+
+def apg_settings(task: str, epochs: int = PAPER_EPOCHS) -> dict[str, Any]:
+    """Brax APG's recipe on a paper task (docs/brax.md; `benchmarks/recipes_paper_tasks.py`) as `TrainSettings`
+    fields but the learning rate: the stream protocol with 8 environments (the paper's batch) running on, each
+    update unrolling a quarter of the task's horizon from where the last stopped, an episode of the horizon
+    restarting from a fresh `Task.sample`; Adam with betas (0.7, 0.95) and optax's epsilon 1e-8, every gradient
+    entry clipped to 1, the learning rate decaying exponentially to 0.406 of its start over the run. An epoch is
+    128 updates: as many environment steps as the paper's epoch of 32 whole-horizon updates."""
+    horizon = make_task(task).horizon
+    if horizon % APG_WINDOWS:
+        raise BadInput(f"{task}'s horizon {horizon} is not a multiple of {APG_WINDOWS}, the windows of an episode")
+    updates = PAPER_UPDATES * APG_WINDOWS
+    return {
+        "protocol": "stream",
+        "window": horizon // APG_WINDOWS,
+        "episode_length": horizon,
+        "n_train": PAPER_BATCH * updates,  # an epoch is n_train // batch_size updates (batch_size: 8, the default)
+        "adam_b1": 0.7,
+        "adam_b2": 0.95,
+        "adam_eps": "optax",
+        "adam_epsilon": 1e-8,
+        "clip": "value",
+        "clip_value": 1.0,
+        "schedule": "exponential",
+        "decay_rate": APG_DECAY_OVER_RUN,
+        "transition_steps": epochs * updates,
+    }
+
+
+def _apg_grid(task: str, levels: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """APG's recipe with R on every learning rate of `APG_LRS`, for the tuning seed and the reported ones: the
+    report takes the reported seeds at the rate that did best on the tuning seed."""
+    grid = {**levels, "method": ["R"], "lr": list(APG_LRS), "seed": [TUNE_SEED, *SEEDS]}
+    return {**grid, **{k: [v] for k, v in apg_settings(task).items()}}
+
+
 STUDY_STAGES: tuple[Stage, ...] = (
     Stage(
         "shac-cartpole",
@@ -76,6 +117,18 @@ STUDY_STAGES: tuple[Stage, ...] = (
         epochs=shac_epochs("repulsion"),
     ),
     Stage(
+        "apg-cartpole",
+        "APG's recipe with R, cart pole 2, 4 and 6 poles, the paper's budget, 3 learning rates",
+        "cartpole",
+        _apg_grid("cartpole", {"n_poles": [2, 4, 6]}),
+    ),
+    Stage(
+        "apg-repulsion",
+        "APG's recipe with R, repulsion rc 0.001, the paper's budget, 3 learning rates",
+        "repulsion",
+        _apg_grid("repulsion", {"rc": [0.001]}),
+    ),
+    Stage(
         "shac-critic",
         "SHAC with R and C, DiffRL's critic (standardised inputs, decaying rate), cart pole 2 poles",
         "cartpole",
@@ -89,9 +142,15 @@ STUDY_STAGES: tuple[Stage, ...] = (
 
 PAPER_LOOP_STAGES = ("b", "c", "f1")  # the campaign's stages of the paper's loop at the study's levels (no clipping)
 STUDY_METHODS = ("R", "C")
-PAPER_LOOP, SHAC, SHAC_CRITIC = "paper loop", "SHAC", "SHAC, DiffRL's critic"
-STAGE_RECIPES = {"shac-cartpole": SHAC, "shac-repulsion": SHAC, "shac-critic": SHAC_CRITIC}
-RECIPE_STYLES = {PAPER_LOOP: "-", SHAC: "--", SHAC_CRITIC: ":"}
+PAPER_LOOP, APG, SHAC, SHAC_CRITIC = "paper loop", "APG's recipe", "SHAC", "SHAC, DiffRL's critic"
+STAGE_RECIPES = {
+    "shac-cartpole": SHAC,
+    "shac-repulsion": SHAC,
+    "apg-cartpole": APG,
+    "apg-repulsion": APG,
+    "shac-critic": SHAC_CRITIC,
+}
+RECIPE_STYLES = {PAPER_LOOP: "-", APG: "-.", SHAC: "--", SHAC_CRITIC: ":"}
 
 
 def env_steps_per_epoch(config: Mapping[str, Any]) -> int:
@@ -115,6 +174,7 @@ class Cell:
     recipe: str
     method: str
     records: list[RunRecord]
+    note: str = ""  # how the records were chosen (APG's recipe: the learning rate and the seed it was chosen on)
 
     def finals(self) -> list[float]:
         return [final_loss(r) for r in self.records]
@@ -131,7 +191,9 @@ def study_cells(shac_root: str | Path, paper_root: str | Path) -> tuple[list[Cel
     """Every (task, level, recipe, rule) of the study with its counted records, level by level: the paper loop's
     from the campaign's records in `paper_root` (stages b, c and f1: no clipping, learning rate 1e-3, the same
     seeds), then each SHAC recipe with a stage at that level (`STAGE_RECIPES`) from `shac_root`; and the records
-    that could not be counted (unreadable, or of no planned run), which the page lists."""
+    that could not be counted (unreadable, or of no planned run), which the page lists. A recipe has a cell per
+    rule it plans (APG's: R only); APG's recipe counts the reported seeds at the learning rate of `APG_LRS` whose
+    run on `TUNE_SEED` ended lowest, and none until that seed's runs are all recorded."""
     shac, bad_shac, odd_shac = progress(load_records(shac_root), STUDY_STAGES)
     paper, bad_paper, _ = progress(load_records(paper_root), stage_named(PAPER_LOOP_STAGES))
     levels: dict[tuple[str, Any], list[str]] = {}
@@ -148,10 +210,25 @@ def study_cells(shac_root: str | Path, paper_root: str | Path) -> tuple[list[Cel
                 for r in p.recorded.values()
                 if p.stage.task == task and _level(r) == level
             ]
-            for method in STUDY_METHODS:
+            note = ""
+            if recipe == APG:
+                records, note = _at_chosen_lr(records)
+            planned = {m for p in STUDY_STAGES if STAGE_RECIPES[p.key] == recipe for m in p.grid["method"]}
+            for method in (m for m in STUDY_METHODS if recipe == PAPER_LOOP or m in planned):
                 chosen = [r for r in records if r.settings().get("method") == method]
-                cells.append(Cell(task, level, recipe, method, chosen))
+                cells.append(Cell(task, level, recipe, method, chosen, note))
     return cells, [*bad_shac, *odd_shac, *bad_paper]
+
+
+def _at_chosen_lr(records: Sequence[RunRecord]) -> tuple[list[RunRecord], str]:
+    """The records of the reported seeds at the learning rate whose `TUNE_SEED` run ended lowest, and a note
+    naming it; none (and the note says so) until every rate's tuning run is recorded."""
+    tuning = {r.settings().get("lr"): final_loss(r) for r in records if r.settings().get("seed") == TUNE_SEED}
+    if len(tuning) < len(APG_LRS):
+        return [], f"learning rate: {plural(len(tuning), 'tuning run')} of {len(APG_LRS)} recorded"
+    lr = min(tuning, key=lambda k: tuning[k] if math.isfinite(tuning[k]) else math.inf)
+    chosen = [r for r in records if r.settings().get("lr") == lr and r.settings().get("seed") in SEEDS]
+    return chosen, f"lr {lr:g}, chosen on seed {TUNE_SEED}"
 
 
 def final_loss(record: RunRecord) -> float:
@@ -168,17 +245,21 @@ def _level_name(task: str, level: Any) -> str:
 
 
 def study_table(cells: Sequence[Cell]) -> str:
-    """One row per level and recipe: each rule's final test loss, ``median [min, max]`` over the seeds recorded,
-    the environment steps of a run, and the wall hours of a run (per-run share of its group, median)."""
+    """One row per level and recipe: each rule's final test loss, ``median [min, max]`` over the seeds recorded
+    ("-": the recipe does not plan the rule), the environment steps of a run, and the wall hours of a run
+    (per-run share of its group, median); a recipe's note (APG's learning rate) follows its name."""
     rows = []
     for (task, level, recipe), group in itertools.groupby(cells, key=lambda c: (c.task, c.level, c.recipe)):
         by_rule = {c.method: c for c in group}
         some = next((r for c in by_rule.values() for r in c.records), None)
         steps = env_steps_per_epoch(some.config) * len(some.rows) if some is not None else None
-        row: dict[str, Any] = {"task": task, "level": _level_name(task, level), "recipe": recipe}
-        for method, cell in by_rule.items():
-            row[method] = _spread(cell.finals()) if cell.records else "not run yet"
-        row["seeds"] = "/".join(str(len(c.records)) for c in by_rule.values())
+        note = next((c.note for c in by_rule.values() if c.note), "")
+        row: dict[str, Any] = {"task": task, "level": _level_name(task, level)}
+        row["recipe"] = f"{recipe} ({note})" if note else recipe
+        for method in STUDY_METHODS:
+            cell = by_rule.get(method)
+            row[method] = "-" if cell is None else _spread(cell.finals()) if cell.records else "not run yet"
+        row["seeds"] = "/".join(str(len(by_rule[m].records)) if m in by_rule else "-" for m in STUDY_METHODS)
         row["env steps"] = f"{steps:.3g}" if steps else "-"
         hours = [h for c in by_rule.values() for h in c.wall_hours()]
         row["wall h"] = f"{np.median(hours):.2f}" if hours else "-"
@@ -212,9 +293,26 @@ def verdicts(cells: Sequence[Cell]) -> list[str]:
             f"- **{name}**: SHAC (best rule: {best.method}, median {best.median():.3g}) {beats} the paper's loop "
             f"with C (median {paper_c.median():.3g}): {ratio:.3g} times its loss. Inside SHAC's windows C "
             f"{helps}: its median is {inside:.3g} times R's ({seeds_c} of {pairs} seed pairs lower)."
+            + _apg_verdict(find, task, level, best, paper_c)
             + _critic_verdict(find, task, level, best, paper_c)
         )
     return lines
+
+
+def _apg_verdict(
+    find: Mapping[tuple[str, Any, str, str], Cell], task: str, level: Any, best: Cell, paper_c: Cell
+) -> str:
+    """The sentence on APG's recipe with R at a level where the study has a stage of it ('' where it has none)."""
+    cell = find.get((task, level, APG, "R"))
+    if cell is None:
+        return ""
+    if not cell.records:
+        return f" APG's recipe with R: not answered yet ({cell.note})."
+    return (
+        f" APG's recipe with R ({cell.note}) reaches median {cell.median():.3g}: "
+        f"{cell.median() / paper_c.median():.3g} times the paper's C and {cell.median() / best.median():.3g} times "
+        "SHAC's best."
+    )
 
 
 def _critic_verdict(

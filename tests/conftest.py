@@ -3,7 +3,8 @@ a tolerance needs it.
 
 Speed and memory of the suite (README: under 6 minutes and 2 GB on 2 cores):
 - a persistent JAX compilation cache in ``.pytest_cache/jax-compilation-cache``, shared by the test processes of
-  a run and by the subprocesses they start (the environment variables are inherited), and kept between runs;
+  a run and by the subprocesses they start (the environment variables are inherited), and kept between runs; the
+  commands use it too (``STABLEBPTT_CACHE``), never the user's own cache;
 - XLA's backend optimisation level 0 for the tests' programs (about a third less compile time; every
   tolerance holds, and runs compared bit for bit are compiled alike);
 - two pytest-xdist workers, one test file per worker at a time (pyproject.toml), and JAX's in-memory caches
@@ -25,6 +26,8 @@ os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax-compilation-cache")
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# The commands the tests run (in this process and in subprocesses) use the same cache, never the user's own.
+os.environ.setdefault("STABLEBPTT_CACHE", os.environ["JAX_COMPILATION_CACHE_DIR"])
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # on a GPU the workers share it
 if os.environ.get("STABLEBPTT_TEST_OPTIMIZE") != "1" and "xla_backend_optimization_level" not in os.environ.get(
     "XLA_FLAGS", ""

@@ -19,8 +19,8 @@ from stablebptt.runs import RunFolder
 TINY = ["--poles", "1", "--horizon", "10", "--n-train", "16", "--n-test", "16", "--method", "C", "--epochs", "5"]
 
 
-ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
-ENV.pop("JAX_COMPILATION_CACHE_DIR", None)  # not the session's cache: the reference compiles on its own
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "STABLEBPTT_CACHE": "off"}  # the reference compiles on its own
+ENV.pop("JAX_COMPILATION_CACHE_DIR", None)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -29,10 +29,12 @@ def compilation_cache(tmp_path_factory):
     reference compiles on its own, so resumed runs do not reuse its executable."""
     yield
     ENV.pop("JAX_COMPILATION_CACHE_DIR", None)
+    ENV["STABLEBPTT_CACHE"] = "off"
 
 
 def use_cache(folder: Path) -> None:
     ENV.update(
+        STABLEBPTT_CACHE=str(folder),
         JAX_COMPILATION_CACHE_DIR=str(folder),
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
         JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",

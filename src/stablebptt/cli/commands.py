@@ -1,6 +1,7 @@
 """The commands of `stablebptt` (train, compare, resume, sweep, plot, status, reproduce, toy, animate,
-diagnose): the full parser (`build_parser`) and what each command does (`run`); `stablebptt.cli.main` is the
-entry point.
+diagnose, cache): the full parser (`build_parser`) and what each command does (`run`); `stablebptt.cli.main` is
+the entry point. The commands that compile (`COMPILING`) take ``--cache DIR|off`` and compile through the
+persistent compilation cache (`runs.cache`).
 
 Errors are one line, ``stablebptt COMMAND: error: ...``: bad input (`BadInput`: a bad flag or setting, a
 missing or corrupt file, a misbehaving simulator) exits with code 2, and so does a path the system refuses (an
@@ -21,7 +22,7 @@ from ..core.checks import BadInput, plural
 from ..tasks import task_label
 from . import options as opt
 from .guard import UsageError, guarded, parse, shown
-from .light import add_debug, add_status_parser, cmd_status
+from .light import add_cache, add_cache_parser, add_debug, add_status_parser, cmd_cache, cmd_status
 from .top import COMMAND_HELP, EPILOG, Parser, top_parser
 
 if TYPE_CHECKING:  # imported where used, for a fast start
@@ -39,6 +40,8 @@ TASK_EPILOG = (
 COMPARE_EPOCHS = 250
 COMPARE_SEEDS = (42, 43, 44)
 DIVERGED_EXIT = 3
+# The commands that compile, and so take --cache and use the persistent compilation cache.
+COMPILING = ("train", "compare", "resume", "sweep", "reproduce", "toy", "animate", "diagnose")
 
 
 def _task_parsers(
@@ -259,7 +262,17 @@ def build_parser() -> Parser:
             "--out", type=Path, default=None, help="output folder (default: runs/diagnose-TASK, RUN_DIR/diagnosis)"
         )
         add_debug(p)
+    add_cache_parser(commands)
+    for name in COMPILING:
+        for p in _leaves(commands.choices[name]):
+            add_cache(p)
     return parser
+
+
+def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers that read a command's options: `parser`, or each of its TASK parsers."""
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [leaf for s in subparsers for p in dict.fromkeys(dict.values(s.choices)) for leaf in _leaves(p)] or [parser]
 
 
 def _add_sweep_parser(commands: argparse._SubParsersAction) -> None:
@@ -325,7 +338,19 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run one command (`stablebptt.cli.main.main` comes here for every command that computes); returns the exit
     code."""
     args = parse(build_parser(), sys.argv[1:] if argv is None else argv)
+    if args.command in COMPILING:
+        _use_cache(args)
     return guarded(COMMANDS[args.command], args)
+
+
+def _use_cache(args: argparse.Namespace) -> None:
+    """The persistent compilation cache of ``--cache`` (`runs.cache.cache_folder`), for this process and its
+    workers; a folder that cannot be written is one warning on stderr, and the command goes on without it."""
+    from ..runs.cache import cache_folder, enable_cache
+
+    warning = enable_cache(cache_folder(args.cache))
+    if warning is not None:
+        print(f"{_prefix(args)}: warning: {warning}", file=sys.stderr)
 
 
 def _config(args: argparse.Namespace, settings: dict[str, Any] | None = None, **train: object) -> RunConfig:
@@ -755,6 +780,7 @@ COMMANDS = {
     "toy": cmd_toy,
     "animate": cmd_animate,
     "diagnose": cmd_diagnose,
+    "cache": cmd_cache,
 }
 
 

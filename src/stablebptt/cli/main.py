@@ -2,7 +2,7 @@
 
 ``--version``, ``--help`` without a command, a missing or unknown command: the top level of the parser
 answers these without importing JAX or the rest of the package (a fraction of a second instead of seconds), and
-so do the commands that only read files (`stablebptt.cli.light`: ``status``); every other command goes on to
+so do the commands that need no JAX (`stablebptt.cli.light`: ``status``, ``cache``); every other command goes on to
 `stablebptt.cli.commands`. The top level (`stablebptt.cli.top`) is declared once, and
 the full parser (`commands.build_parser`) is built on it.
 """

@@ -22,6 +22,7 @@ COMMAND_HELP = {
     "toy": "draw the toy examples (recurrent toy problem, rotation) as PNGs",
     "animate": "write a GIF of a trained controller on a few test states",
     "diagnose": "measure where a task's gradients explode or vanish, before training, and whether C may help",
+    "cache": "the compilation cache's folder and size; --clear empties it",
 }
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from stablebptt.tasks import EpisodeEnds, Task
 
 # Which backward paths each mode keeps: (through the network's input, through the simulator's state).
 PATHS = {"R": (True, True), "M": (False, True), "S": (False, False), "N": (True, False)}
@@ -117,7 +121,6 @@ def assert_updates_finite_and_nonzero(task, params, x0, methods="RMC"):
 
 def _dict_task_class():
     """`DictPendulums`, defined on first use so that importing this module does not import the library."""
-    from typing import ClassVar
 
     import equinox as eqx
 
@@ -197,3 +200,57 @@ def task_mode_gradients(task, params, x0, variants=VARIANTS, naive_modes="RMSN",
         {v: jax.jit(lambda d, x, v=v: ours(v, d, x))(diff, x0) for v in variants},
         {m: jax.jit(lambda d, x, m=m: naive(m, d, x))(diff, x0) for m in naive_modes},
     )
+
+
+class Resetting(Task):
+    """A task that resets itself, as Brax's training wrapper does: a point drifting under its controls, an
+    episode ending where the point leaves [-1.5, 1.5] (terminated) or at `episode` steps (truncated), the next
+    state then its episode's first; each state keeps its step's point before the reset."""
+
+    name: ClassVar[str] = "resetting"
+    horizon: int = 12
+    episode: int = 4
+
+    @property
+    def resets(self) -> bool:
+        return True
+
+    def sample(self, key, n):
+        p = jax.random.uniform(key, (n, 2), minval=-1.0, maxval=1.0)
+        zeros = jnp.zeros((n,), bool)
+        return {"p": p, "first": p, "last": p, "t": jnp.zeros((n,), jnp.int32), "done": zeros, "trunc": zeros}
+
+    def init_controller(self, key):
+        k1, k2 = jax.random.split(key)
+        return {"w": jax.random.normal(k1, (2, 2)) * 0.8, "b": jax.random.normal(k2, (2,)) * 0.3}
+
+    def controller(self, params, x):
+        return jnp.tanh(x["p"] @ params["w"] + params["b"])
+
+    def step(self, x, c):
+        p = x["p"] + 0.4 * c + 0.3 * jnp.sin(2.0 * x["p"])
+        t = x["t"] + 1
+        terminated = jnp.any(jnp.abs(p) > 1.5, axis=1)
+        truncated = (t >= self.episode) & ~terminated
+        done = terminated | truncated
+        fresh = jnp.where(done[:, None], x["first"], p)
+        return {
+            "p": fresh,
+            "first": x["first"],
+            "last": p,
+            "t": jnp.where(done, 0, t),
+            "done": done,
+            "trunc": truncated,
+        }
+
+    def reward(self, x, c, x_next):
+        return -jnp.sum(x_next["last"] ** 2, axis=1) - 0.1 * jnp.sum(c**2, axis=1)
+
+    def critic_input(self, x):
+        return x["p"]
+
+    def episode_ends(self, x_next):
+        return EpisodeEnds(x_next["done"], x_next["trunc"], x_next["last"])
+
+    def loss(self, states, controls):
+        return jnp.mean(jnp.sum(states["p"][1:] ** 2, axis=(0, 2)))

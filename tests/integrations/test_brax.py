@@ -420,3 +420,38 @@ def test_auto_reset_wraps_the_environment_as_apg_trains_it(key):
             assert steps[ends[0] + 1, b] == 1
             restarted += 1
     assert restarted > 0
+
+
+@pytest.mark.slow
+def test_episode_ends_keep_the_observation_before_the_reset_and_shac_trains(key):
+    """`with_episode_ends`: the same steps as Brax's training wrapper, each state also keeping its step's
+    observation before the auto-reset: at a truncation (the episode's length) it is the unwrapped environment's
+    observation after as many steps, while the state is the episode's first; and SHAC trains on it (the critic
+    bootstrapping there) with a finite critic loss."""
+    task = BraxTask(env="inverted_double_pendulum", backend="generalized", auto_reset=4, horizon=4)
+    kept = task.with_episode_ends()
+    assert kept.keep_last_obs and not task.keep_last_obs and BraxTask().with_episode_ends() == BraxTask()
+    x, zeros = kept.sample(key, 2), jnp.zeros((2, task.action_size))
+    plain = jax.vmap(task.brax_env.reset)(jax.random.split(key, 2))
+    for _ in range(4):
+        x, plain = kept.step(x, zeros), jax.vmap(task.brax_env.step)(plain, zeros)
+    ends = kept.episode_ends(x)
+    assert np.all(np.asarray(ends.done)) and np.all(np.asarray(ends.truncated))  # the length, not a fall
+    np.testing.assert_allclose(ends.last, plain.obs, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(x.obs, x.info["first_obs"])  # the state itself restarted
+    with pytest.raises(BadInput, match="episode_ends needs the states of task.with_episode_ends"):
+        task.episode_ends(task.step(task.sample(key, 2), zeros))
+
+    result = train(
+        task,
+        "C",
+        protocol="shac",
+        window=4,
+        batch_size=4,
+        n_train=8,
+        n_test=2,
+        epochs=2,
+        critic_iterations=2,
+        critic_normalize=True,
+    )
+    assert result.status == "complete" and all(np.isfinite(r["critic_loss"]) for r in result.metrics)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from systems import naive_loss
+from systems import Resetting, naive_loss
 
 import stablebptt as sb
 from stablebptt.core import RULES
@@ -367,8 +367,10 @@ def test_the_critics_inputs_are_standardised_by_the_frozen_statistics(x64):
     clocks = jnp.array([0, 6, 2])[None] + jnp.arange(1, window + 1)[:, None]
     done = jnp.zeros(clocks.shape, bool).at[-1].set(clocks[-1] >= episode)
     states, controls = sb.rollout(task.step, task.controller, params, x0, window)
-    got_loss, (_, values, seen, raw) = window_loss(task, target, clocks, done, episode, gamma, stats)(states, controls)
-    want_loss, (_, want_values, want_seen, _) = window_loss(mine, target, clocks, done, episode, gamma)(
+    got_loss, (_, values, seen, raw, _) = window_loss(task, target, clocks, done, episode, gamma, stats)(
+        states, controls
+    )
+    want_loss, (_, want_values, want_seen, _, _) = window_loss(mine, target, clocks, done, episode, gamma)(
         states, controls
     )
     assert float(got_loss) == pytest.approx(float(want_loss), rel=1e-9)
@@ -397,3 +399,90 @@ def test_the_critics_learning_rate_falls_as_diffrls():
     assert critic_learning_rate(constant) == 3e-4 and not constant.schedule_needs_epochs
     with pytest.raises(BadInput, match=r"critic_schedule is a setting of the SHAC protocol's critic"):
         TrainSettings(critic_schedule="linear")
+
+
+def diffrl_objective_with_resets(task, target, gamma):
+    """DiffRL's compute_actor_loss on a task that resets itself, written out step by step and environment by
+    environment (jnp, so that it differentiates): the value at a done step is the target critic's of
+    ``obs_before_reset`` where the episode was truncated, 0 where it terminated; the window's end ends every sum."""
+
+    def value(inputs):
+        return target(inputs)[0]
+
+    def loss(states, controls):
+        steps, envs = controls.shape[0], controls.shape[1]
+        total = 0.0
+        for e in range(envs):
+            acc, g = 0.0, 1.0
+            for i in range(steps):
+                x, x_next = jax.tree.map(lambda a, i=i: a[i], states), jax.tree.map(lambda a, i=i: a[i + 1], states)
+                r = task.reward(x, controls[i], x_next)[e]
+                acc = acc + g * r
+                done, trunc = bool(x_next["done"][e]), bool(x_next["trunc"][e])
+                v = (value(x_next["last"][e]) if trunc else 0.0) if done else value(x_next["p"][e])
+                if done or i == steps - 1:
+                    total = total - acc - gamma * g * v
+                    acc, g = 0.0, 1.0
+                else:
+                    g = g * gamma
+        return total / (steps * envs)
+
+    return loss
+
+
+def test_the_objective_and_every_rules_gradient_where_the_task_resets_itself(x64):
+    """Inside one window, episodes end by termination and by truncation (the task's own resets): SHAC's objective
+    bootstraps from the state before the reset where truncated, stops where terminated, as DiffRL's; and every
+    rule differentiates it as the naive unroll with explicit stop_gradients differentiates DiffRL's loop."""
+    task = Resetting()
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(11), 3)
+    params, x0 = task.init_controller(k1), task.sample(k2, 4)
+    x0 = {**x0, "t": jnp.array([0, 1, 2, 3])}  # clocks spread: truncations at different steps
+    window, gamma = 7, 0.9
+    target = critic_net(2, k3)
+    states, _ = sb.rollout(task.step, task.controller, params, x0, window)
+    assert bool(jnp.any(states["trunc"])) and bool(jnp.any(states["done"] & ~states["trunc"]))  # both kinds
+    loss = window_loss(task, target, None, None, task.episode, gamma)
+    naive = diffrl_objective_with_resets(task, target, gamma)
+
+    grads = {
+        m: jax.grad(lambda q, m=m: naive_loss(naive, task.step, task.controller, q, x0, m, window))(params)
+        for m in "RMSN"
+    }
+    want_value = naive_loss(naive, task.step, task.controller, params, x0, "R", window)
+    for method in RULES:
+        vg = jax.jit(sb.value_and_grad(loss, task.step, task.controller, window, method, has_aux=True))
+        value, update, _ = vg(params, x0)
+        want = sb.combine(grads["M"], grads["R"]) if method == "C" else grads[method]
+        assert float(value) == pytest.approx(float(want_value), rel=1e-12)
+        for a, b in zip(jax.tree.leaves(update), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12, err_msg=method)
+    # the critic's targets stop and bootstrap at the same ends
+    _, (_, values, _, _, ended) = loss(*sb.rollout(task.step, task.controller, params, x0, window))
+    np.testing.assert_array_equal(np.asarray(ended), np.asarray(states["done"][1:]))
+    assert np.all(np.asarray(values)[np.asarray(states["done"][1:] & ~states["trunc"][1:])] == 0.0)
+
+
+def test_shac_trains_a_task_that_resets_itself_and_resumes_bit_identically(tmp_path):
+    """The SHAC protocol carries a resetting task's environments on (no protocol resets, no episode clock in the
+    critic's inputs), and a run of it resumed from its checkpoint continues bit for bit."""
+    from stablebptt.runs import RunConfig, RunFolder
+    from stablebptt.training import Trainer
+
+    def config(epochs):
+        settings = {"window": 4, "batch_size": 4, "n_train": 8, "n_test": 4, "critic_iterations": 2}
+        return RunConfig.create("systems:Resetting", {}, method="C", protocol="shac", epochs=epochs, **settings)
+
+    straight = RunFolder(tmp_path / "straight").start(config(3)).run()
+    RunFolder(tmp_path / "resumed").start(config(2)).run()
+    resumed = RunFolder(tmp_path / "resumed").resume(epochs=3).run()
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "epoch_time"} for r in rows]  # noqa: E731
+    assert drop(resumed.metrics) == drop(straight.metrics) and len(straight.metrics) == 3
+    assert all(np.isfinite(r["critic_loss"]) for r in straight.metrics)
+    assert (tmp_path / "resumed" / "params.eqx").read_bytes() == (tmp_path / "straight" / "params.eqx").read_bytes()
+
+    class Silent(Resetting):
+        episode_ends = sb.tasks.Task.episode_ends
+
+    with pytest.raises(BadInput, match=r"^Silent resets its own episodes but does not define episode_ends"):
+        Trainer(Silent(), TrainSettings(protocol="shac", window=4))

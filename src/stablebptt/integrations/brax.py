@@ -10,6 +10,7 @@ first use. Costs of the backends and the comparison with Brax's own analytic pol
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.util
 import io
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 from ..core.checks import BadInput, check_choice, check_layer_widths, check_positive_int, layer_widths
 from ..core.unroll import rollout
 from ..nn import MLP, Normalizer
-from ..tasks.base import Task
+from ..tasks.base import EpisodeEnds, Task
 
 BACKENDS = ("mjx", "generalized", "positional", "spring")
 NETWORKS = ("mlp", "apg")
@@ -33,6 +34,7 @@ ACTIONS = ("deterministic", "sampled")  # BraxTask.actions: in training windows 
 OBJECTIVES = ("episode", "apg")  # BraxTask.objective: minus the episode's summed reward, or APG's mean reward
 APG_MIN_STD, APG_VAR_SCALE = 0.001, 0.1  # APG's NormalTanhDistribution(event_size, var_scale=0.1)
 NOISE = "policy_noise"  # the key of `State.info` that holds a window's action noise (`BraxTask.explore`)
+LAST_OBS = "obs_before_reset"  # the key of `State.info` that keeps a step's observation before an auto-reset
 
 
 def apg_noise(key: jax.Array, steps: int, batch: int, size: int) -> jax.Array:
@@ -95,13 +97,39 @@ def environment(name: str, backend: str, solver_iterations: int) -> Any:
 
 
 @functools.lru_cache(maxsize=32)
-def wrapped_environment(name: str, backend: str, solver_iterations: int, episode_length: int) -> Any:
+def wrapped_environment(
+    name: str, backend: str, solver_iterations: int, episode_length: int, last_obs: bool = False
+) -> Any:
     """`environment` in Brax's training wrapper (`brax.envs.training.wrap`, as ``apg.train`` wraps it): batched
     by `jax.vmap`, an episode clock in ``info["steps"]``, done at `episode_length` steps or on termination, and
-    reset to the episode's first state at the step after (cached per setting)."""
+    reset to the episode's first state at the step after (cached per setting). With `last_obs`, every state also
+    keeps its step's observation before the auto-reset in ``info[LAST_OBS]`` (DiffRL's ``obs_before_reset``, where
+    SHAC's critic bootstraps a truncated episode)."""
     envs = _brax_envs()
     with jax.ensure_compile_time_eval():
-        return envs.training.wrap(environment(name, backend, solver_iterations), episode_length=episode_length)
+        if not last_obs:
+            return envs.training.wrap(environment(name, backend, solver_iterations), episode_length=episode_length)
+        wrappers = envs.training
+        episodes = wrappers.EpisodeWrapper(
+            wrappers.VmapWrapper(environment(name, backend, solver_iterations)), episode_length, 1
+        )
+        return wrappers.AutoResetWrapper(_keep_last_obs(episodes))
+
+
+def _keep_last_obs(env: Any) -> Any:
+    """`env` wrapped to keep each step's observation in ``info[LAST_OBS]`` (before Brax's auto-reset replaces it)."""
+    base = _brax_envs().Wrapper
+
+    class KeepLastObs(base):  # type: ignore[misc,valid-type]
+        def reset(self, rng: jax.Array) -> Any:
+            state = self.env.reset(rng)
+            return state.replace(info={**state.info, LAST_OBS: state.obs})
+
+        def step(self, state: Any, action: jax.Array) -> Any:
+            state = self.env.step(state, action)
+            return state.replace(info={**state.info, LAST_OBS: state.obs})
+
+    return KeepLastObs(env)
 
 
 def _without(info: dict[str, Any], key: str) -> dict[str, Any]:
@@ -241,6 +269,7 @@ class BraxTask(Task):
     actions: str = eqx.field(static=True, default="deterministic")
     auto_reset: int = eqx.field(static=True, default=0)
     objective: str = eqx.field(static=True, default="episode")
+    keep_last_obs: bool = eqx.field(static=True, default=False)  # set by `with_episode_ends` (SHAC), not by hand
 
     def __check_init__(self) -> None:
         if importlib.util.find_spec("brax") is None:
@@ -288,11 +317,32 @@ class BraxTask(Task):
         is stepped as is, batched by `jax.vmap`)."""
         if not self.auto_reset:
             return None
-        return wrapped_environment(self.env, self.backend, self.solver_iterations, self.auto_reset)
+        return wrapped_environment(self.env, self.backend, self.solver_iterations, self.auto_reset, self.keep_last_obs)
 
     @property
     def resets(self) -> bool:
         return self.auto_reset > 0
+
+    def reward(self, x: Any, c: Any, x_next: Any) -> jax.Array:
+        """The environment's reward of the step, ``(batch,)``: what SHAC's critic learns the value of."""
+        del x, c
+        return x_next.reward
+
+    def critic_input(self, x: Any) -> jax.Array:
+        """The observation ``(batch, observation_size)``, as DiffRL's critic sees it."""
+        return x.obs
+
+    def with_episode_ends(self) -> BraxTask:
+        """With `auto_reset`: the task whose states keep the observation before an auto-reset (`episode_ends`)."""
+        return dataclasses.replace(self, keep_last_obs=True) if self.auto_reset else self
+
+    def episode_ends(self, x_next: Any) -> EpisodeEnds:
+        """Where Brax's training wrapper ended episodes at the step into `x_next`: ``done``, truncated by the
+        episode's length (``info["truncation"]``) rather than terminated, and the observation before the reset
+        (needs `with_episode_ends`' task)."""
+        if LAST_OBS not in x_next.info:
+            raise BadInput("episode_ends needs the states of task.with_episode_ends() (BraxTask with auto_reset)")
+        return EpisodeEnds(x_next.done > 0, x_next.info["truncation"] > 0, x_next.info[LAST_OBS])
 
     def start_stream(self, x: Any, key: jax.Array) -> Any:
         """With `auto_reset` N: as APG starts its environments, each episode's step counter drawn uniformly

@@ -3,7 +3,7 @@ your own as ``module.path:Name`` (see `registry`)."""
 
 from __future__ import annotations
 
-from .base import Task
+from .base import EpisodeEnds, Task
 from .burgers import Burgers
 from .cartpole import CartPole
 from .options import SHORT_NAMES, TASK_HELP, TASK_OPTIONS, Option, recorded_settings, task_options
@@ -19,6 +19,7 @@ __all__ = [
     "TASK_OPTIONS",
     "Burgers",
     "CartPole",
+    "EpisodeEnds",
     "Option",
     "Quantum",
     "Repulsion",

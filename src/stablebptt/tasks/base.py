@@ -7,7 +7,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import equinox as eqx
 import jax
@@ -166,6 +166,24 @@ class Task(eqx.Module):
         """Whether the task defines its own `reward`."""
         return cls.reward is not Task.reward
 
+    def with_episode_ends(self) -> Task:
+        """The task as a learned critic's protocol steps it when it `resets` itself: one whose states carry what
+        `episode_ends` reads (e.g. the observation before an auto-reset). Kept apart so that the states of other
+        protocols, and their checkpoints, do not change. The default: the task itself."""
+        return self
+
+    def episode_ends(self, x_next: PyTree) -> EpisodeEnds:
+        """For a task that `resets` itself, where the step into the states `x_next` (each leaf ``(batch, ...)``,
+        stepped by `with_episode_ends`'s task) ended an episode, for SHAC's critic (DiffRL's ``done`` and
+        ``obs_before_reset``). The default: none such task (the SHAC protocol refuses a resetting task without
+        it)."""
+        raise NotImplementedError(f"task {self.name} does not define episode_ends(x_next)")
+
+    @classmethod
+    def ends_episodes(cls) -> bool:
+        """Whether the task defines its own `episode_ends`."""
+        return cls.episode_ends is not Task.episode_ends
+
     def critic_input(self, x: PyTree) -> jax.Array:
         """What a learned critic sees of the states `x` (each leaf ``(batch, ...)``): ``(batch, features)``. The
         default: every floating-point leaf, flattened per state and concatenated."""
@@ -187,3 +205,14 @@ class Task(eqx.Module):
     def config(self) -> dict[str, Any]:
         """The task's settings as JSON-ready values (to rebuild it with ``type(task)(**config)``)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+class EpisodeEnds(NamedTuple):
+    """Where a step of a task that resets itself ended episodes (`Task.episode_ends`): `done` ``(batch,)`` bool, an
+    episode ended at this step (the state after it is already the next episode's first); `truncated` ``(batch,)``
+    bool, it ended at its time limit rather than by termination (a critic bootstraps there, and gives 0 at a
+    termination); `last` ``(batch, features)``, the task's `critic_input` of the state before the reset."""
+
+    done: jax.Array
+    truncated: jax.Array
+    last: jax.Array

@@ -177,8 +177,8 @@ def diffrl_recipe(lr: float = 2e-3, critic_lr: float = 2e-4, **settings: Any) ->
 
 def check_shac(task: Task, settings: TrainSettings) -> None:
     """Refuse, in one line, what the SHAC protocol cannot train: a task without rewards, a task that resets its
-    own episodes (not yet: its episode ends inside a window need the critic's bootstrap there), a window longer
-    than the episode."""
+    own episodes without saying where (`Task.episode_ends`: the critic bootstraps there), a window longer than the
+    episode."""
     name = type(task).__name__
     if not task.rewarded():
         raise BadArgument(
@@ -186,8 +186,11 @@ def check_shac(task: Task, settings: TrainSettings) -> None:
             "(docs/tasks.md, rewards) or train with another protocol",
             protocol="shac",
         )
-    if task.resets:
-        raise BadInput(f"{name} resets its own episodes inside a window, which the SHAC protocol does not support yet")
+    if task.resets and not task.ends_episodes():
+        raise BadInput(
+            f"{name} resets its own episodes but does not define episode_ends(x_next), where the SHAC protocol's "
+            "critic bootstraps or stops (docs/tasks.md, rewards); define it or train with another protocol"
+        )
     check_window(task, settings)
 
 
@@ -221,14 +224,21 @@ def critic_net(features: int, key: jax.Array) -> MLP:
 
 
 def critic_features(
-    task: Task, x: PyTree, steps: jax.Array, episode: int, stats: Normalizer | None = None
+    task: Task, x: PyTree, steps: jax.Array | None, episode: int, stats: Normalizer | None = None
 ) -> jax.Array:
     """``(batch, features)``: the task's `critic_input` of the states `x` (standardised by `stats` where given)
     and the share of the episode left (``(episode - steps) / episode``, at least 0): a loss at a fixed horizon
-    needs the time left to be a value."""
+    needs the time left to be a value. `steps` None (a task that `resets` itself keeps its own clocks): the
+    inputs alone."""
+    return _features(task.critic_input(x), steps, episode, stats)
+
+
+def _features(inputs: jax.Array, steps: jax.Array | None, episode: int, stats: Normalizer | None) -> jax.Array:
+    inputs = inputs if stats is None else stats(inputs)
+    if steps is None:
+        return inputs
     left = jnp.maximum(episode - steps, 0).astype(jnp.result_type(float)) / episode
-    inputs = task.critic_input(x)
-    return jnp.concatenate([inputs if stats is None else stats(inputs), left[:, None]], axis=1)
+    return jnp.concatenate([inputs, left[:, None]], axis=1)
 
 
 def critic_learning_rate(settings: TrainSettings) -> optax.ScalarOrSchedule:
@@ -266,6 +276,9 @@ class Shac(Protocol):
     on the window's TD-lambda targets (`td_lambda_targets`) for ``critic_iterations`` passes over
     ``critic_batches`` shuffled minibatches, then moves the target critic by `polyak`. Episodes end and restart
     at window ends, as in the stream protocol; their ends are terminal (the paper's tasks end at their horizon).
+    A task that `resets` itself (Brax's training wrapper) ends them inside the window (`Task.episode_ends`): the
+    critic bootstraps from the state before the reset where an episode was truncated, and gives 0 where it
+    terminated (DiffRL's ``obs_before_reset`` and early termination); its critic sees no episode clock.
     """
 
     name: ClassVar[str] = "shac"
@@ -276,20 +289,24 @@ class Shac(Protocol):
         return window_length(task, settings)[0]
 
     def start(self, task: Task, settings: TrainSettings, keys: Any, state: TrainState) -> ShacState:
+        task = task.with_episode_ends()
         stream = initial_stream(task, settings, keys.stream, state)
         _, episode = window_length(task, settings)
-        features = critic_features(task, stream.env, stream.steps, episode).shape[1]
+        clock = None if task.resets else stream.steps
+        features = critic_features(task, stream.env, clock, episode).shape[1]
         critic = eqx.filter(critic_net(features, keys.critic), eqx.is_inexact_array)
-        stats = Normalizer.empty(features - 1) if settings.critic_normalize else None
+        stats = Normalizer.empty(task.critic_input(stream.env).shape[1]) if settings.critic_normalize else None
         return ShacState(*stream, critic, critic_optimizer(settings).init(critic), critic, stats)
 
     def updates(
         self, task: Task, settings: TrainSettings, step: UpdateStep, state: ShacState, data: Data
     ) -> tuple[ShacState, Record]:
         del data  # the environments are the protocol's own; the data serve the epoch's losses only
+        task = task.with_episode_ends()
         window, episode = window_length(task, settings)
         gamma, lam, alpha = settings.gamma, settings.lam, settings.target_alpha
-        structure = critic_net(critic_features(task, state.env, state.steps, episode).shape[1], jax.random.PRNGKey(0))
+        clock = None if task.resets else state.steps
+        structure = critic_net(critic_features(task, state.env, clock, episode).shape[1], jax.random.PRNGKey(0))
         static = eqx.filter(structure, eqx.is_inexact_array, inverse=True)
         ctx = critic_optimizer(settings)
 
@@ -298,8 +315,11 @@ class Shac(Protocol):
             key_critic = jax.random.fold_in(key_update, CRITIC_FOLD)
             start = task.explore(state.env, key_update, window)
             target = eqx.combine(state.target, static)
-            clocks = state.steps[None] + jnp.arange(1, window + 1)[:, None]  # (K, B): steps done after each step
-            done = jnp.zeros(clocks.shape, bool).at[-1].set(clocks[-1] >= episode)
+            if task.resets:  # the task ends episodes itself, inside the window (`Task.episode_ends`)
+                clocks, done = None, None
+            else:
+                clocks = state.steps[None] + jnp.arange(1, window + 1)[:, None]  # (K, B): steps done after each
+                done = jnp.zeros(clocks.shape, bool).at[-1].set(clocks[-1] >= episode)
 
             loss = window_loss(task, target, clocks, done, episode, gamma, state.stats)
             gradient = value_and_grad(
@@ -315,13 +335,16 @@ class Shac(Protocol):
             trained, record, last = dataclasses.replace(step, gradient=gradient)(
                 TrainState(state.params, state.opt_state), start
             )
-            rewards, values, seen, raw = record.infos.pop("aux")
-            targets = td_lambda_targets(rewards, values, done, gamma, lam)
+            rewards, values, seen, raw, ended = record.infos.pop("aux")
+            targets = td_lambda_targets(rewards, values, ended, gamma, lam)
             critic, critic_opt, fitted = _fit_critic(
                 state.critic, state.critic_opt, static, ctx, seen, targets, settings, key_critic
             )
             infos = {**record.infos, "critic_loss": fitted, "end_value": jnp.mean(values[-1])}
-            env, steps = next_episodes(task, settings, key_update, last, state.steps)
+            if task.resets:  # the task started new episodes inside the window itself
+                env, steps = last, state.steps
+            else:
+                env, steps = next_episodes(task, settings, key_update, last, state.steps)
             stats = state.stats  # DiffRL's obs_rms: frozen within the window, then fed every state it saw
             if stats is not None:
                 stats = stats.update(jnp.concatenate([raw.reshape(-1, raw.shape[-1]), task.critic_input(last)]))
@@ -347,8 +370,8 @@ CRITIC_FOLD = 2  # folded into an update's key for the critic's minibatches
 def window_loss(
     task: Task,
     target: MLP,
-    clocks: jax.Array,
-    done: jax.Array,
+    clocks: jax.Array | None,
+    done: jax.Array | None,
     episode: int,
     gamma: float,
     stats: Normalizer | None = None,
@@ -357,19 +380,35 @@ def window_loss(
     states ``(K + 1, batch, ...)``), for `core.value_and_grad` with ``has_aux=True``: `actor_loss` of the task's
     rewards and the `target` critic's values of the states after each step (0 where `done`), the critic seeing
     `clocks` ``(K, batch)`` (each environment's steps in its episode after each step), its inputs standardised by
-    `stats` where given. `aux`: the rewards, the values and the critic's inputs of the states before each step,
-    for `td_lambda_targets` and the critic, and the task's raw `critic_input` of those states (for `stats`)."""
+    `stats` where given. `clocks` and `done` None: the task `resets` itself and says where episodes end
+    (`Task.episode_ends`): the value there is the critic's of the state before the reset where the episode was
+    truncated, 0 where it terminated. `aux`: the rewards, the values and the critic's inputs of the states before
+    each step, for `td_lambda_targets` and the critic, the task's raw `critic_input` of those states (for
+    `stats`), and where episodes ended ``(K, batch)``."""
 
     def loss(states: PyTree, controls: PyTree) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         before = jax.tree.map(lambda a: a[:-1], states)
         after = jax.tree.map(lambda a: a[1:], states)
         rewards = jax.vmap(task.reward)(before, controls, after)
-        features = jax.vmap(lambda x, s: critic_features(task, x, s, episode, stats))(after, clocks)
-        values = jnp.where(done, 0.0, jax.vmap(lambda f: _values(target, f))(features))
-        seen = jax.vmap(lambda x, s: critic_features(task, x, s, episode, stats))(before, clocks - 1)
+
+        def value(inputs: jax.Array, steps: jax.Array | None) -> jax.Array:
+            return _values(target, _features(inputs, steps, episode, stats))
+
+        inputs = jax.vmap(task.critic_input)(after)
+        if clocks is None or done is None:
+            ends = jax.vmap(task.episode_ends)(after)
+            ended = ends.done.astype(bool)
+            carried_on = jax.vmap(lambda i: value(i, None))(inputs)
+            at_end = jnp.where(ends.truncated, jax.vmap(lambda i: value(i, None))(ends.last), 0.0)
+            values = jnp.where(ended, at_end, carried_on)
+            seen = jax.vmap(lambda x: critic_features(task, x, None, episode, stats))(before)
+        else:
+            ended = done
+            values = jnp.where(done, 0.0, jax.vmap(value)(inputs, clocks))
+            seen = jax.vmap(lambda x, s: critic_features(task, x, s, episode, stats))(before, clocks - 1)
         raw = jax.lax.stop_gradient(jax.vmap(task.critic_input)(before))
-        aux = (rewards, jax.lax.stop_gradient(values), jax.lax.stop_gradient(seen), raw)
-        return actor_loss(rewards, values, done, gamma), aux
+        aux = (rewards, jax.lax.stop_gradient(values), jax.lax.stop_gradient(seen), raw, ended)
+        return actor_loss(rewards, values, ended, gamma), aux
 
     return loss
 

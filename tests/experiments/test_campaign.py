@@ -16,6 +16,7 @@ from stablebptt.experiments import campaign
 from stablebptt.experiments.campaign import STAGES, Stage
 from stablebptt.experiments.report import RunRecord, read_run
 from stablebptt.runs.io import read_csv
+from stablebptt.tasks import CartPole
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = Stage(
@@ -85,6 +86,14 @@ def test_a_record_holds_what_the_report_needs(tmp_path):
         for key in ("train_loss", "test_loss", "grad_norm"):
             assert kept[key] == pytest.approx(float(row[key]), rel=1e-6)  # float32 kept exactly
         assert kept["epoch_time"] == pytest.approx(float(row["epoch_time"]), rel=1e-3)
+    # Where it came from: the run folder's provenance, whole (the task's every field, the libraries, the code)
+    assert record.provenance == json.loads((run_dir / "provenance.json").read_text())
+    assert record.provenance[0]["task"]["hidden"] == list(CartPole().hidden)  # a default the config leaves out
+    # A record made before provenance was kept reads as unknown, filled in by no guess
+    old = json.loads(gzip.decompress(path.read_bytes()))
+    del old["provenance"]
+    path.write_bytes(gzip.compress(json.dumps(old).encode()))
+    assert {v for entry in campaign.read_record(path).provenance for v in entry.values()} == {"unknown"}
     # Unfinished runs are not recorded.
     (run_dir / "status.json").write_text(json.dumps({"status": "running", "epoch": 1}))
     with pytest.raises(BadInput, match="has not finished"):

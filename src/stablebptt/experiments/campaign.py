@@ -33,7 +33,8 @@ import numpy as np
 
 from ..core.checks import BadInput, first_line, plural
 from ..runs import same_run
-from ..runs.io import atomic_write_bytes
+from ..runs.io import atomic_write_bytes, read_json
+from ..runs.provenance import PROVENANCE, unknown_provenance
 from ..runs.state import FINISHED
 from ..tasks import SHORT_NAMES, TASKS
 from .grid import COMPLEXITY, HARDER_WHEN_SMALLER, PAPER, Run, expand
@@ -158,12 +159,22 @@ def write_record(root: str | Path, run_dir: str | Path) -> Path:
         "status": {"status": run.status, "epoch": run.epoch, "message": run.message},
         "columns": columns,
         "rows": [[_compact(c, row.get(c, math.nan)) for c in columns] for row in run.rows],
+        "provenance": _provenance_of(Path(run_dir)),
     }
     path = record_path(root, run.config["task"], run.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = gzip.compress(json.dumps(record, separators=(",", ":")).encode(), mtime=0)
     atomic_write_bytes(path, payload)
     return path
+
+
+def _provenance_of(run_dir: Path) -> list[Any]:
+    """The run folder's provenance.json (`runs.provenance`), or one entry of "unknown" where it has none."""
+    try:
+        entries = read_json(run_dir / PROVENANCE)
+    except BadInput:
+        return unknown_provenance()
+    return entries if isinstance(entries, list) and entries else unknown_provenance()
 
 
 def read_record(path: str | Path) -> RunRecord:
@@ -190,6 +201,7 @@ def read_record(path: str | Path) -> RunRecord:
         rows,
         epoch=status.get("epoch"),
         message=str(status.get("message", "")),
+        provenance=record.get("provenance") or unknown_provenance(),  # records made before it: unknown
     )
 
 

@@ -79,6 +79,7 @@ class RunRecord:
     problem: str = ""
     epoch: int | None = None
     message: str = ""
+    provenance: list[Any] | None = None  # a record's (`runs.provenance`); None for a run folder read as is
 
     def settings(self) -> dict[str, Any]:
         train = {k: v for k, v in self.config.get("train", {}).items() if k != "epochs"}

@@ -4,8 +4,9 @@ A run folder holds ``config.json`` (the `RunConfig`, everything needed to rerun)
 complete, diverged, failed or interrupted, with the epoch and a message), ``metrics.csv`` (rewritten each
 epoch), ``checkpoint.eqx`` (state, PRNG key and metrics, every `checkpoint_every` epochs and at the end),
 ``snapshots/epoch-NNNNNN.eqx`` (the parameters every `snapshot_every` epochs, where the config asks for them),
-``params.eqx`` and ``loss.png`` at the end, and ``.lock`` while a process writes the folder (removed when it
-ends; one left by a killed process is free, and its run reads as interrupted). Every file is written
+``params.eqx`` and ``loss.png`` at the end, ``provenance.json`` (the code, libraries, processor and full task
+settings of each session that trained it: `runs.provenance`), and ``.lock`` while a process writes the folder
+(removed when it ends; one left by a killed process is free, and its run reads as interrupted). Every file is written
 atomically (temporary file, fsync, rename).
 
 A refusal (a bad option, a checkpoint that does not match ``config.json``, a run that is complete or
@@ -66,6 +67,7 @@ from .io import (
     write_json,
 )
 from .lock import LOCK, RunLock, RunLocked
+from .provenance import PROVENANCE, provenance, unknown_provenance
 from .state import CHECKPOINT, FIGURE, FINISHED, STATUS, STATUSES, Terminated, read_record, read_status
 
 if TYPE_CHECKING:
@@ -455,8 +457,23 @@ class Session:
         if read_json(self.path / CONFIG) != self.record:  # a new number of epochs, now that the checkpoint fits
             write_json(self.path / CONFIG, self.record)
         self.began = True
+        self._write_provenance(trainer, start)
         self._write_status("running", epoch=start, epochs=self.epochs, checkpoint_epoch=start or None)
         return state, start
+
+    def _write_provenance(self, trainer: Trainer, start: int) -> None:
+        """Add this session's entry to provenance.json (`runs.provenance`); a run begun from epoch 0 starts the
+        list afresh, a resumed one keeps the entries of the sessions before it (unreadable ones as unknown)."""
+        earlier: list[Any] = []
+        if start > 0:
+            try:
+                earlier = read_json(self.path / PROVENANCE)
+                if not isinstance(earlier, list):
+                    raise BadInput(f"{self.path / PROVENANCE} is not a list")
+            except BadInput:
+                earlier = unknown_provenance()
+        devices = sorted({d.device_kind for d in jax.local_devices()})
+        write_json(self.path / PROVENANCE, [*earlier, provenance(trainer.task.config(), start, devices)])
 
     def record_epoch(
         self, epoch: int, state: RunState, row: dict[str, float], progress_fn: ProgressFn | None = None

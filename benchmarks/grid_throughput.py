@@ -30,6 +30,10 @@ order rotated from round to round, so that load from other processes hits all al
 
 On an accelerator the defaults are all 48 runs (poles 1-4) and one more variant, mixed:4: the 4 groups of 12 (one
 per pole count; poles change the array shapes, so they cannot share one program) all in flight at once.
+`--device-defaults` takes those defaults on any backend, so that CI's smoke lane runs the accelerator's path on
+its CPUs (``--quick --device-defaults``: the 48 runs at the quick sizes, mixed:4 only) before a GPU is lent:
+
+    python benchmarks/grid_throughput.py --quick --device-defaults
 """
 
 from __future__ import annotations
@@ -293,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         "method:1,method:2; plus mixed/6:2 when the grid has one pole count, so that two "
         "mixed groups exist for two workers; plus mixed:4 on an accelerator)",
     )
+    parser.add_argument(
+        "--device-defaults",
+        action="store_true",
+        help="the defaults of an accelerator (poles 1-4, mixed:4) on any backend; with --quick: mixed:4 only",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed to one variant")
     parser.add_argument("--tmp", default=None, help="where the temporary sweep folders go (default: the system's)")
     parser.add_argument("--out", default=None)
@@ -302,14 +311,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child(args.child, args.child_out)
 
-    accelerator = jax.default_backend() != "cpu"
-    poles = [int(p) for p in (args.poles or ("1,2,3,4" if accelerator and not args.quick else "2")).split(",")]
+    accelerator = jax.default_backend() != "cpu" or args.device_defaults
+    device_path = args.device_defaults or not args.quick  # an accelerator's defaults: poles 1-4 unless quick
+    poles = [int(p) for p in (args.poles or ("1,2,3,4" if accelerator and device_path else "2")).split(",")]
     epochs = args.epochs or (2 if args.quick else 20)
     horizon = args.horizon or (20 if args.quick else None)
     n_train = args.n_train or (64 if args.quick else None)
     rounds = args.rounds or (1 if args.quick else 2)
     if args.variants:
         specs = args.variants.split(",")
+    elif args.quick and args.device_defaults:
+        specs = ["mixed:4"]
     elif args.quick:
         specs = ["proc:1", "mixed:1"]
     else:
@@ -441,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         "full_grid": {"runs": FULL_RUNS, "epochs": FULL_EPOCHS},
         "rounds": rounds,
         "variants": specs,
+        "device_defaults": args.device_defaults,
     }
     payload = _common.result(
         "grid_throughput",

@@ -10,16 +10,29 @@ def test_interrupts_wait_for_a_deferred_block_to_end():
 
     from stablebptt.runs.state import interrupts_deferred
 
-    before = signal.getsignal(signal.SIGINT)
-    done = []
-    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
-        os.kill(os.getpid(), signal.SIGINT)
-        done.append("after the signal")
-    assert done == ["after the signal"]
-    assert signal.getsignal(signal.SIGINT) is before
-    with interrupts_deferred():  # no signal, nothing raised
-        done.append("quiet")
-    assert done[-1] == "quiet"
+    # Python's own handler, whatever the process was given (pytest-xdist's workers ignore SIGINT)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        done = []
+        with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("after the signal")
+        assert done == ["after the signal"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with interrupts_deferred():  # no signal, nothing raised
+            done.append("quiet")
+        assert done[-1] == "quiet"
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an ignored signal stays ignored: the block runs on, nothing raised
+    try:
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("ignored")
+        assert done[-1] == "ignored" and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_a_path_that_is_not_a_run_folder_is_told_what_it_is(tmp_path):

@@ -1,0 +1,165 @@
+"""R's update against its arithmetic (issue 46, item 2): how far one update of plain BPTT is from what this CPU's
+single core could do with the same floating-point operations.
+
+For each task at its published size (cart pole: 2 poles, batch 8, 100 steps, a 2x100 MLP; quantum control:
+batch 8, 128 steps, the published CNN) the script
+
+1. counts the update's floating-point operations without its loop: the controller's forward and reverse pass and
+   the simulator step's forward and VJP, each for every step of one rollout in one batched call (`jax.vmap` over
+   time, no recurrence: the same shapes, nothing sequential), as XLA counts them (``cost_analysis()``; XLA's
+   count of the update itself is also reported, but it may count a loop's body once, not per step);
+2. measures what one core achieves on the controller's batched pass (the update's own matrix shapes) and on a
+   large matrix product (the core's peak at large sizes);
+3. times the update itself (interleaved rounds, `_common.time_interleaved`) and reports the ratios: measured /
+   (flops at the controller's batched rate) and measured / (flops at the large-matmul peak).
+
+The first ratio says how much of the update's time goes into what the flops alone do not explain (the sequential
+dependence of 100 small steps, dispatch of small XLA ops, the simulator's elementwise work); the second, how far
+the update is from the peak. Run pinned to one core (``taskset -c 0``) to compare with single-core figures:
+
+    python benchmarks/arithmetic.py                 # cart pole and quantum, 100 rounds
+    python benchmarks/arithmetic.py --quick         # cart pole, 5 rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import _common
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+import stablebptt as sb
+
+PUBLISHED = {"cartpole": {"n_poles": 2}, "quantum": {}}
+
+
+def _flops(compiled) -> tuple[float, float]:
+    """XLA's count of a compiled program's floating-point operations and bytes accessed."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    return float(cost.get("flops", float("nan"))), float(cost.get("bytes accessed", float("nan")))
+
+
+def bench_task(name: str, repeats: int) -> dict:
+    task = sb.tasks.make_task(name, **PUBLISHED[name])
+    batch = 8
+    params = task.init_controller(jax.random.PRNGKey(0))
+    x0 = task.sample(jax.random.PRNGKey(1), batch)
+    diff, static = eqx.partition(params, eqx.is_inexact_array)
+    vg = sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, "R")
+    update = jax.jit(lambda d, x: vg(eqx.combine(d, static), x)).lower(diff, x0).compile()
+    update_flops, update_bytes = _flops(update)
+
+    # The controller's own arithmetic over the horizon, all steps at once (no recurrence): the states of one
+    # rollout, then forward and reverse through the network for every step in one batched call.
+    states, _ = sb.rollout(task.step, task.controller, params, x0, task.horizon)
+    inputs = jax.tree.map(lambda a: a[:-1], states)
+
+    def network(d, xs):
+        out = jax.vmap(lambda x: task.controller(eqx.combine(d, static), x))(xs)
+        return sum(jnp.sum(leaf) for leaf in jax.tree.leaves(out))
+
+    batched = jax.jit(jax.value_and_grad(network)).lower(diff, inputs).compile()
+    net_flops, _ = _flops(batched)
+    controls = jax.vmap(lambda x: task.controller(params, x))(inputs)
+
+    def simulator(xs, cs):
+        out, pullback = jax.vjp(jax.vmap(task.step), xs, cs)
+        return pullback(out)
+
+    sim_flops, _ = _flops(jax.jit(simulator).lower(inputs, controls).compile())
+    arithmetic = net_flops + sim_flops
+
+    size = 1024
+    a = jax.random.normal(jax.random.PRNGKey(2), (size, size))
+    matmul = jax.jit(lambda a: a @ a).lower(a).compile()
+    timings = _common.time_interleaved(
+        {
+            "update": lambda: update(diff, x0),
+            "network batched": lambda: batched(diff, inputs),
+            "matmul": lambda: matmul(a),
+        },
+        repeats,
+    )
+    peak = 2 * size**3 / timings["matmul"]["min_s"]
+    net_rate = net_flops / timings["network batched"]["min_s"]
+    measured = timings["update"]["median_s"]
+    return {
+        "task": name,
+        "batch": batch,
+        "horizon": task.horizon,
+        "flops": arithmetic,
+        "network_flops": net_flops,
+        "simulator_flops": sim_flops,
+        "network_share": net_flops / arithmetic,
+        "xla_update_flops": update_flops,
+        "xla_update_bytes": update_bytes,
+        "peak_flops_per_s": peak,
+        "network_batched_flops_per_s": net_rate,
+        "update_median_s": measured,
+        "update_min_s": timings["update"]["min_s"],
+        "bound_at_network_rate_s": arithmetic / net_rate,
+        "bound_at_peak_s": arithmetic / peak,
+        "measured_over_network_rate": measured / (arithmetic / net_rate),
+        "measured_over_peak": measured / (arithmetic / peak),
+        "timings": timings,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: cart pole, 5 rounds")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 100; quick 5)")
+    parser.add_argument("--tasks", default=None, help="comma-separated (default cartpole,quantum; quick cartpole)")
+    parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/arithmetic*.json)")
+    args = parser.parse_args(argv)
+    tasks = (args.tasks or ("cartpole" if args.quick else "cartpole,quantum")).split(",")
+    repeats = args.repeats or (5 if args.quick else 100)
+    start = time.perf_counter()
+    rows = [bench_task(t, repeats) for t in tasks]
+    print(f"\nR's update against its arithmetic; {repeats} interleaved rounds; backend {jax.default_backend()}")
+    _common.print_table(
+        [
+            "task",
+            "MFLOP",
+            "net share",
+            "peak GFLOP/s",
+            "net GFLOP/s",
+            "update ms",
+            "bound@net ms",
+            "x",
+            "bound@peak ms",
+            "x",
+        ],
+        [
+            [
+                r["task"],
+                r["flops"] / 1e6,
+                r["network_share"],
+                r["peak_flops_per_s"] / 1e9,
+                r["network_batched_flops_per_s"] / 1e9,
+                r["update_median_s"] * 1e3,
+                r["bound_at_network_rate_s"] * 1e3,
+                r["measured_over_network_rate"],
+                r["bound_at_peak_s"] * 1e3,
+                r["measured_over_peak"],
+            ]
+            for r in rows
+        ],
+    )
+    payload = _common.result(
+        "arithmetic",
+        quick=args.quick,
+        settings={"tasks": tasks, "repeats": repeats, "batch": 8},
+        rows=rows,
+        total_s=time.perf_counter() - start,
+    )
+    _common.write_json(args.out or _common.default_output(__file__, args.quick), payload)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

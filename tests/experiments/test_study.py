@@ -144,3 +144,27 @@ def test_apgs_learning_rate_is_chosen_on_the_tuning_seed_and_only_the_reported_s
     assert sorted(r.name for r in chosen) == [f"lr=0.001_seed={s}" for s in SEEDS]
     none, note = _at_chosen_lr(tuning[:2] + reported)
     assert none == [] and note == "learning rate: 2 tuning runs of 3 recorded"
+
+
+def test_a_diverged_run_is_said_so_in_the_table_and_the_verdict():
+    from stablebptt.experiments.report import RunRecord
+    from stablebptt.experiments.study import Cell, study_table, verdicts
+
+    config = {"task": "repulsion", "task_settings": {"rc": 0.001}, "train": {"protocol": "shac", "window": 32}}
+    config["train"].update({"batch_size": 64, "n_train": 256, "epochs": 10})
+
+    def record(status, losses):
+        return RunRecord("r", config, status, [{"test_loss": x, "epoch_time": 1.0} for x in losses])
+
+    fine, broke = record("complete", [3.0, 2.0]), record("diverged", [3.0, 14.0, math.nan])
+    cells = [
+        Cell("repulsion", 0.001, "paper loop", "R", [fine]),
+        Cell("repulsion", 0.001, "paper loop", "C", [fine]),
+        Cell("repulsion", 0.001, "SHAC", "R", [broke, fine]),
+        Cell("repulsion", 0.001, "SHAC", "C", []),
+    ]
+    table = study_table(cells)
+    assert "| 8 [2, 14] (1 diverged) | not run yet |" in table  # the median; the diverged run at its last finite loss
+    assert "| 8.19e+04 |" in table  # the steps a run plans: 10 epochs of 4 windows of 64 x 32 steps
+    (line,) = verdicts(cells)
+    assert "not answered yet (no records of SHAC C). SHAC with R diverged in 1 of 2 runs" in line

@@ -183,6 +183,10 @@ class Cell:
         finite = [x for x in self.finals() if math.isfinite(x)]
         return float(np.median(finite)) if finite else math.nan
 
+    def diverged(self) -> int:
+        """How many of the records ended diverged (a non-finite update stopped the run)."""
+        return sum(r.status == "diverged" for r in self.records)
+
     def wall_hours(self) -> list[float]:
         return [float(np.nansum(r.curve("epoch_time"))) / 3600 for r in self.records]
 
@@ -246,19 +250,22 @@ def _level_name(task: str, level: Any) -> str:
 
 def study_table(cells: Sequence[Cell]) -> str:
     """One row per level and recipe: each rule's final test loss, ``median [min, max]`` over the seeds recorded
-    ("-": the recipe does not plan the rule), the environment steps of a run, and the wall hours of a run
-    (per-run share of its group, median); a recipe's note (APG's learning rate) follows its name."""
+    (a diverged run's last finite one, and how many diverged; "-": the recipe does not plan the rule), the
+    environment steps a run plans, and the wall hours of a run (per-run share of its group, median); a recipe's
+    note (APG's learning rate) follows its name."""
     rows = []
     for (task, level, recipe), group in itertools.groupby(cells, key=lambda c: (c.task, c.level, c.recipe)):
         by_rule = {c.method: c for c in group}
         some = next((r for c in by_rule.values() for r in c.records), None)
-        steps = env_steps_per_epoch(some.config) * len(some.rows) if some is not None else None
+        steps = env_steps_per_epoch(some.config) * (some.epochs or 0) if some is not None else None  # as planned
         note = next((c.note for c in by_rule.values() if c.note), "")
         row: dict[str, Any] = {"task": task, "level": _level_name(task, level)}
         row["recipe"] = f"{recipe} ({note})" if note else recipe
         for method in STUDY_METHODS:
             cell = by_rule.get(method)
             row[method] = "-" if cell is None else _spread(cell.finals()) if cell.records else "not run yet"
+            if cell is not None and cell.diverged():
+                row[method] += f" ({cell.diverged()} diverged)"
         row["seeds"] = "/".join(str(len(by_rule[m].records)) if m in by_rule else "-" for m in STUDY_METHODS)
         row["env steps"] = f"{steps:.3g}" if steps else "-"
         hours = [h for c in by_rule.values() for h in c.wall_hours()]
@@ -279,8 +286,14 @@ def verdicts(cells: Sequence[Cell]) -> list[str]:
             find[(task, level, recipe, method)] for recipe, method in ((PAPER_LOOP, "C"), (SHAC, "R"), (SHAC, "C"))
         )
         missing = [f"{c.recipe} {c.method}" for c in (paper_c, shac_r, shac_c) if not c.records]
+        diverged = "".join(
+            f" SHAC with {c.method} diverged in {c.diverged()} of {plural(len(c.records), 'run')} (a non-finite "
+            "update; the loss shown is the last finite one)."
+            for c in (shac_r, shac_c)
+            if c.diverged()
+        )
         if missing:
-            lines.append(f"- **{name}**: not answered yet (no records of {', '.join(missing)}).")
+            lines.append(f"- **{name}**: not answered yet (no records of {', '.join(missing)}).{diverged}")
             continue
         best = min((shac_r, shac_c), key=lambda c: c.median())
         ratio = best.median() / paper_c.median()
@@ -293,6 +306,7 @@ def verdicts(cells: Sequence[Cell]) -> list[str]:
             f"- **{name}**: SHAC (best rule: {best.method}, median {best.median():.3g}) {beats} the paper's loop "
             f"with C (median {paper_c.median():.3g}): {ratio:.3g} times its loss. Inside SHAC's windows C "
             f"{helps}: its median is {inside:.3g} times R's ({seeds_c} of {pairs} seed pairs lower)."
+            + diverged
             + _apg_verdict(find, task, level, best, paper_c)
             + _critic_verdict(find, task, level, best, paper_c)
         )

@@ -151,3 +151,16 @@ def x64():
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path):
+    """A folder path that cannot be written: under a read-only folder, or (as root, whom modes do not stop)
+    under a regular file."""
+    if os.geteuid() != 0:
+        parent = tmp_path / "read-only"
+        parent.mkdir()
+        parent.chmod(0o500)
+        return parent / "cache"
+    (tmp_path / "afile").write_text("")
+    return tmp_path / "afile" / "cache"

@@ -25,17 +25,6 @@ def stablebptt(*args, cwd, cache):
     )
 
 
-def unwritable(tmp_path):
-    """A cache folder that cannot be written: read-only, or (as root, whom modes do not stop) under a file."""
-    if os.geteuid() != 0:
-        parent = tmp_path / "read-only"
-        parent.mkdir()
-        parent.chmod(0o500)
-        return parent / "cache"
-    (tmp_path / "afile").write_text("")
-    return tmp_path / "afile" / "cache"
-
-
 def epochs(run) -> int:
     return len(list(csv.DictReader((run / "metrics.csv").read_text().splitlines())))
 
@@ -50,8 +39,8 @@ def test_train_writes_its_programs_into_the_folder_of_the_option(tmp_path):
     assert not env.exists()  # the option wins over STABLEBPTT_CACHE
 
 
-def test_a_cache_that_cannot_be_written_is_one_warning_and_training_goes_on(tmp_path):
-    folder = unwritable(tmp_path)
+def test_a_cache_that_cannot_be_written_is_one_warning_and_training_goes_on(tmp_path, unwritable_folder):
+    folder = unwritable_folder
     proc = stablebptt("train", *TINY, "--out", str(tmp_path / "run"), cwd=tmp_path, cache=folder)
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line.lower()]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import jax
@@ -25,17 +24,6 @@ SETTINGS = (
     "jax_persistent_cache_min_compile_time_secs",
     "jax_persistent_cache_min_entry_size_bytes",
 )
-
-
-def unwritable(tmp_path: Path) -> Path:
-    """A cache folder that cannot be written: read-only, or (as root, whom modes do not stop) under a file."""
-    if os.geteuid() != 0:
-        parent = tmp_path / "read-only"
-        parent.mkdir()
-        parent.chmod(0o500)
-        return parent / "cache"
-    (tmp_path / "afile").write_text("")
-    return tmp_path / "afile" / "cache"
 
 
 @pytest.fixture
@@ -69,15 +57,15 @@ def test_the_default_is_in_the_users_cache_folder(monkeypatch, tmp_path):
     assert default_folder({"XDG_CACHE_HOME": "/x"}) == Path("/x/stablebptt/jax")
 
 
-def test_a_folder_is_writable_where_a_file_can_be_written_and_removed(tmp_path):
+def test_a_folder_is_writable_where_a_file_can_be_written_and_removed(tmp_path, unwritable_folder):
     assert writable(tmp_path / "a" / "b") is None
     assert list((tmp_path / "a" / "b").iterdir()) == []  # the probe is gone
     assert writable(tmp_path / "a" / "b") is None  # again: it exists
-    assert writable(unwritable(tmp_path)) in ("Permission denied", "Not a directory")
+    assert writable(unwritable_folder) in ("Permission denied", "Not a directory")
 
 
-def test_an_unwritable_cache_is_one_line_and_turns_the_cache_off(tmp_path, jax_settings):
-    folder = unwritable(tmp_path)
+def test_an_unwritable_cache_is_one_line_and_turns_the_cache_off(tmp_path, jax_settings, unwritable_folder):
+    folder = unwritable_folder
     environ: dict[str, str] = {}
     warning = enable_cache(folder, environ)
     assert warning is not None and len(warning.splitlines()) == 1

@@ -15,7 +15,13 @@ batch 8, 128 steps, the published CNN) the script
 
 The first ratio says how much of the update's time goes into what the flops alone do not explain (the sequential
 dependence of 100 small steps, dispatch of small XLA ops, the simulator's elementwise work); the second, how far
-the update is from the peak. Run pinned to one core (``taskset -c 0``) to compare with single-core figures:
+the update is from the peak.
+
+4. times R's and C's updates with the loops over time unrolled by ``--unrolls`` steps per iteration
+   (`value_and_grad(..., unroll=K)`, the setting ``unroll`` / ``--unroll``), in the same interleaved rounds: what
+   fusing across steps gains per task, against unroll 1 (the default).
+
+Run pinned to one core (``taskset -c 0``) to compare with single-core figures:
 
     python benchmarks/arithmetic.py                 # cart pole and quantum, 100 rounds
     python benchmarks/arithmetic.py --quick         # cart pole, 5 rounds
@@ -43,14 +49,19 @@ def _flops(compiled) -> tuple[float, float]:
     return float(cost.get("flops", float("nan"))), float(cost.get("bytes accessed", float("nan")))
 
 
-def bench_task(name: str, repeats: int) -> dict:
+def bench_task(name: str, repeats: int, unrolls: tuple[int, ...] = (1,)) -> dict:
     task = sb.tasks.make_task(name, **PUBLISHED[name])
     batch = 8
     params = task.init_controller(jax.random.PRNGKey(0))
     x0 = task.sample(jax.random.PRNGKey(1), batch)
     diff, static = eqx.partition(params, eqx.is_inexact_array)
-    vg = sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, "R")
-    update = jax.jit(lambda d, x: vg(eqx.combine(d, static), x)).lower(diff, x0).compile()
+
+    def compiled(method: str, unroll: int):
+        vg = sb.value_and_grad(task.loss, task.step, task.controller, task.horizon, method, unroll=unroll)
+        return jax.jit(lambda d, x: vg(eqx.combine(d, static), x)).lower(diff, x0).compile()
+
+    update = compiled("R", 1)
+    unrolled = {(m, k): compiled(m, k) for m in ("R", "C") for k in unrolls}
     update_flops, update_bytes = _flops(update)
 
     # The controller's own arithmetic over the horizon, all steps at once (no recurrence): the states of one
@@ -81,6 +92,7 @@ def bench_task(name: str, repeats: int) -> dict:
             "update": lambda: update(diff, x0),
             "network batched": lambda: batched(diff, inputs),
             "matmul": lambda: matmul(a),
+            **{f"{m} unroll={k}": (lambda f=f: f(diff, x0)) for (m, k), f in unrolled.items()},
         },
         repeats,
     )
@@ -105,6 +117,7 @@ def bench_task(name: str, repeats: int) -> dict:
         "bound_at_peak_s": arithmetic / peak,
         "measured_over_network_rate": measured / (arithmetic / net_rate),
         "measured_over_peak": measured / (arithmetic / peak),
+        "unroll_median_s": {m: {k: timings[f"{m} unroll={k}"]["median_s"] for k in unrolls} for m in ("R", "C")},
         "timings": timings,
     }
 
@@ -114,12 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: cart pole, 5 rounds")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 100; quick 5)")
     parser.add_argument("--tasks", default=None, help="comma-separated (default cartpole,quantum; quick cartpole)")
+    parser.add_argument(
+        "--unrolls", default=None, help="steps per loop iteration to time R and C at (default 1,2,4,8; quick 1,4)"
+    )
     parser.add_argument("--out", default=None, help="JSON output (default benchmarks/results/arithmetic*.json)")
     args = parser.parse_args(argv)
     tasks = (args.tasks or ("cartpole" if args.quick else "cartpole,quantum")).split(",")
     repeats = args.repeats or (5 if args.quick else 100)
+    unrolls = tuple(int(k) for k in (args.unrolls or ("1,4" if args.quick else "1,2,4,8")).split(","))
+    if 1 not in unrolls:
+        parser.error("--unrolls must include 1, the baseline the others are compared with")
     start = time.perf_counter()
-    rows = [bench_task(t, repeats) for t in tasks]
+    rows = [bench_task(t, repeats, unrolls) for t in tasks]
     print(f"\nR's update against its arithmetic; {repeats} interleaved rounds; backend {jax.default_backend()}")
     _common.print_table(
         [
@@ -150,10 +169,24 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows
         ],
     )
+    print("\nR's and C's updates with the loops over time unrolled (median ms; x: unroll 1's time over this one's)")
+    _common.print_table(
+        ["task", "rule", *(f"unroll {k} ms" for k in unrolls), *(f"x{k}" for k in unrolls if k != 1)],
+        [
+            [
+                r["task"],
+                m,
+                *(r["unroll_median_s"][m][k] * 1e3 for k in unrolls),
+                *(r["unroll_median_s"][m][1] / r["unroll_median_s"][m][k] for k in unrolls if k != 1),
+            ]
+            for r in rows
+            for m in ("R", "C")
+        ],
+    )
     payload = _common.result(
         "arithmetic",
         quick=args.quick,
-        settings={"tasks": tasks, "repeats": repeats, "batch": 8},
+        settings={"tasks": tasks, "repeats": repeats, "batch": 8, "unrolls": list(unrolls)},
         rows=rows,
         total_s=time.perf_counter() - start,
     )

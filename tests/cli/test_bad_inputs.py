@@ -125,6 +125,7 @@ CASES = [
     ("resume not a config", ["resume", "run"], _not_a_config, ["config.json", "not a stablebptt run config"]),
     ("resume zero epochs", ["resume", "run", "--epochs", "0"], _not_a_config, ["--epochs", "'0'"]),
     ("zero truncation", ["train", "cartpole", "--truncation", "0"], None, ["--truncation", "'0'"]),
+    ("zero unroll", ["train", "cartpole", "--unroll", "0"], None, ["--unroll", "'0'"]),
     ("unknown remat", ["train", "cartpole", "--remat", "halves"], None, ["--remat", "halves", "sqrt"]),
     ("removed checkpoint", ["train", "cartpole", "--remat", "4", "--checkpoint", "sqrt"], None, ["--checkpoint"]),
     ("autodiff for C", ["train", "cartpole", "--backward", "autodiff"], None, ["method C", "joint"]),

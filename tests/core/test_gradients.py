@@ -188,3 +188,44 @@ def test_a_loss_without_its_aux_is_refused_in_one_line(problem):
         match=r"the loss `toy_loss` returned .*float.*; with has_aux=True it must return a pair \(value, aux\)",
     ):
         vg(params, x0)
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("R", {"backward": "autodiff"}),
+        ("R", {"backward": "joint"}),
+        ("M", {"backward": "joint", "param_vjp": "per_step"}),
+        ("C", {"backward": "joint"}),
+        ("C", {"backward": "two_pass", "truncation": 4}),
+        ("R", {"backward": "autodiff", "remat": 4}),
+        ("C", {"backward": "joint", "remat": 4}),
+    ],
+)
+@pytest.mark.parametrize("unroll", [2, 4, 7])  # 4 does not divide the horizon of 6; 7 exceeds it
+def test_unrolled_loops_give_the_naive_unrolls_gradients(problem, method, options, unroll):
+    """`unroll` (steps per iteration of the loops over time, forward and reverse) changes no number: every
+    backward, with truncation and with segments, against the naive unroll (C: combined from naive g_M, g_R)."""
+    params, x0 = problem
+    value, update, _ = jax.jit(
+        sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, method, unroll=unroll, **options)
+    )(params, x0)
+    truncated = options.get("truncation")
+
+    def naive(mode):
+        if truncated is None:
+            return jax.grad(naive_loss)(params, x0, mode)
+        return jax.grad(lambda p: toy_naive_loss(p, x0, mode, HORIZON, truncation=truncated))(params)
+
+    expected = sb.combine(naive("M"), naive("R")) if method == "C" else naive(method)
+    np.testing.assert_allclose(value, naive_loss(params, x0, "R"), rtol=1e-12)
+    assert_trees_close(update, expected)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "4", True])
+def test_a_bad_unroll_is_refused_in_one_line(bad):
+    with pytest.raises(sb.BadInput, match="unroll") as error:
+        sb.value_and_grad(toy_loss, toy_step, toy_controller, HORIZON, "R", unroll=bad)
+    assert "\n" not in str(error.value)
+    with pytest.raises(sb.BadInput, match="unroll"):
+        sb.rollout(toy_step, toy_controller, {}, jnp.zeros((1, 2)), HORIZON, unroll=bad)

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stablebptt.experiments.campaign import SEEDS, read_record
+from stablebptt.experiments.campaign import PAPER_TASKS, SEEDS, read_record
 from stablebptt.experiments.study import (
     APG_LRS,
+    BRAX_ENVS,
     STUDY_STAGES,
     TUNE_SEED,
+    brax_steps,
     env_steps_per_epoch,
     shac_epochs,
     write_study_pages,
@@ -34,7 +36,7 @@ def test_shac_epochs_give_the_papers_environment_steps(task):
 
 
 def test_every_stage_is_shac_with_r_and_c_or_apgs_recipe_with_r_at_the_papers_budget():
-    for stage in STUDY_STAGES:
+    for stage in (s for s in STUDY_STAGES if s.task in PAPER_TASKS):
         runs = stage.runs()
         trains = [r.config.train for r in runs]
         assert len({r.name for r in runs}) == len(runs)  # one folder and one record per run
@@ -61,6 +63,27 @@ def test_every_stage_is_shac_with_r_and_c_or_apgs_recipe_with_r_at_the_papers_bu
             same = [t.values() for r, t in zip(runs, trains) if level(r) == key]
             differing = {k for k in same[0] if len({repr(v[k]) for v in same}) > 1}
             assert differing <= varying, differing
+
+
+def test_the_brax_part_holds_all_but_the_recipe_equal_per_environment():
+    """Per environment, APG's recipe (R) and SHAC (R, M, C): the same task (so the same test loss), environments,
+    window, test states, seeds and environment steps; the budget is `brax_steps` for every run."""
+    brax = [s for s in STUDY_STAGES if s.task.startswith("brax:")]
+    assert sorted({s.task for s in brax}) == sorted(f"brax:{e}" for e in BRAX_ENVS)
+    for env in BRAX_ENVS:
+        apg, shac = (next(s for s in brax if s.key == f"{k}-brax-{env.replace('_', '-')}") for k in ("apg", "shac"))
+        runs = apg.runs() + shac.runs()
+        assert len({r.name for r in runs}) == len(runs) == 12
+        assert {r.config.train.method for r in apg.runs()} == {"R"}
+        assert {r.config.train.method for r in shac.runs()} == {"R", "M", "C"}
+        assert {r.config.train.protocol for r in apg.runs()} == {"stream"}
+        assert {r.config.train.protocol for r in shac.runs()} == {"shac"}
+        assert len({tuple(sorted(r.config.task_settings.items())) for r in runs}) == 1  # one task
+        for field in ("batch_size", "n_train", "n_test", "window", "epochs"):
+            assert len({getattr(r.config.train, field) for r in runs}) == 1, field
+        assert {r.config.train.seed for r in runs} == set(SEEDS)
+        steps = {env_steps_per_epoch(r.config.to_json()) * r.config.train.epochs for r in runs}
+        assert steps == {brax_steps()}
 
 
 # ------------------------------------------------------------------------------------------------ the report
@@ -99,7 +122,7 @@ def test_the_records_page_says_what_is_missing_and_answers_from_the_records(tmp_
     text = page.read_text()
     assert figure == figures / "recipes_study.png" and figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     row = next(line for line in text.splitlines() if line.startswith("| cartpole | 2 poles | SHAC |"))
-    assert "not run yet" in row and "| 3/0 |" in row  # R's three seeds, no C yet
+    assert "not run yet" in row and "| 3/-/0 |" in row  # R's three seeds, M not planned, no C yet
     assert "**cartpole, 2 poles**: not answered yet (no records of SHAC C)" in text
     assert "**repulsion, rc 0.001**: not answered yet (no records of paper loop C, SHAC R, SHAC C)" in text
     assert "Not counted: 1 record" in text  # the torn record is named as uncounted, never counted
@@ -125,7 +148,7 @@ def test_the_records_page_says_what_is_missing_and_answers_from_the_records(tmp_
     assert ("does not beat" in verdict) == (ratio >= 1)
     assert f"its median is {inside:.3g} times R's ({lower} of 9 seed pairs lower)" in verdict
     assert verdict.endswith("With DiffRL's critic (inputs standardised, learning rate decaying): not answered yet.")
-    assert "| cartpole | 2 poles | SHAC, DiffRL's critic | not run yet | not run yet | 0/0 |" in text
+    assert "| cartpole | 2 poles | SHAC, DiffRL's critic | not run yet | - | not run yet | 0/-/0 |" in text
 
 
 def test_apgs_learning_rate_is_chosen_on_the_tuning_seed_and_only_the_reported_seeds_count():
@@ -164,7 +187,36 @@ def test_a_diverged_run_is_said_so_in_the_table_and_the_verdict():
         Cell("repulsion", 0.001, "SHAC", "C", []),
     ]
     table = study_table(cells)
-    assert "| 8 [2, 14] (1 diverged) | not run yet |" in table  # the median; the diverged run at its last finite loss
+    assert "| 8 [2, 14] (1 diverged) | - | not run yet |" in table  # the median; a diverged run's last finite loss
     assert "| 8.19e+04 |" in table  # the steps a run plans: 10 epochs of 4 windows of 64 x 32 steps
     (line,) = verdicts(cells)
     assert "not answered yet (no records of SHAC C). SHAC with R diverged in 1 of 2 runs" in line
+
+
+def test_a_brax_environment_is_answered_in_reward_per_step():
+    """The Brax part's verdict: rewards (minus the test losses), SHAC's best rule against APG's recipe, and each
+    other rule inside SHAC's windows against R with the seed pairs counted; a missing cell is named."""
+    from stablebptt.experiments.report import RunRecord
+    from stablebptt.experiments.study import APG, SHAC, Cell, study_table, verdicts
+
+    config = {"task": "brax:hopper", "train": {"protocol": "shac", "window": 32, "batch_size": 16, "n_train": 256}}
+
+    def records(*losses):
+        return [RunRecord("r", config, "complete", [{"test_loss": x, "epoch_time": 1.0}]) for x in losses]
+
+    cells = [
+        Cell("brax:hopper", None, APG, "R", records(-0.5, -0.6, -0.4)),
+        Cell("brax:hopper", None, SHAC, "R", records(-0.3, -0.2, -0.25)),
+        Cell("brax:hopper", None, SHAC, "M", records(-0.1, -0.2, -0.15)),
+        Cell("brax:hopper", None, SHAC, "C", records(-0.7, -0.2, -0.35)),
+    ]
+    (line,) = verdicts(cells)
+    assert line.startswith("- **brax:hopper** (mean reward per step")
+    # rewards: APG 0.5; SHAC R 0.25, M 0.15, C 0.35 (its best): SHAC does not beat APG's recipe
+    assert "SHAC (best rule: C, 0.35) does not beat APG's recipe with R (0.5)" in line
+    assert "against R's 0.25: M 0.15 (0 of 9 seed pairs above R); C 0.35 (6 of 9 seed pairs above R)" in line
+    assert "| brax:hopper | - | SHAC | -0.25 [-0.3, -0.2] | -0.15 [-0.2, -0.1] | -0.35 [-0.7, -0.2] |" in study_table(
+        cells
+    )
+    (missing,) = verdicts([*cells[:3], Cell("brax:hopper", None, SHAC, "C", [])])
+    assert missing == "- **brax:hopper**: not answered yet (no records of SHAC C)."

@@ -97,6 +97,7 @@ def adjoint_gradients(
     truncation: int | None = None,
     segment: int | None = None,
     param_vjp: str | ParamVJP = "auto",
+    unroll: int = 1,
     has_aux: bool = False,
 ) -> tuple[Any, list[PyTree]]:
     """Loss value and one parameter gradient per mode, after ONE forward sweep.
@@ -121,6 +122,7 @@ def adjoint_gradients(
             of a segment, after the sweep), "per_step" (each step's full network VJP inside the sweep, all
             modes `vmap`ped, accumulated in the carry), "auto" (`choose_param_vjp`) or a
             `strategies.ParamVJP`.
+        unroll: steps per iteration of the forward and reverse loops (`lax.scan`'s ``unroll``).
         has_aux: `loss` returns ``(value, aux)``; then the first output is ``(value, aux)``, as with
             ``jax.value_and_grad(..., has_aux=True)``.
 
@@ -168,7 +170,7 @@ def adjoint_gradients(
             x_next, res = step(x, c), None
         return x_next, (x_next, c, res)
 
-    _, (xs, controls, stored) = jax.lax.scan(forward, x0, None, length=horizon)
+    _, (xs, controls, stored) = jax.lax.scan(forward, x0, None, length=horizon, unroll=unroll)
     states = trees.prepend(x0, xs)
     (states_f, states_i), (controls_f, controls_i) = trees.split(states), trees.split(controls)
 
@@ -197,6 +199,7 @@ def adjoint_gradients(
             linearize=linearize,
             truncation=truncation,
             per_step=per_step,
+            unroll=unroll,
         )
         lam = jax.tree.map(functools.partial(_copies, k=len(modes)), trees.at(dl_dx, horizon))
         block = (steps, trees.at(states, slice(None, horizon)), controls, trees.at(dl_dx, slice(None, horizon)), dl_dc)
@@ -264,6 +267,7 @@ def _sweep(
     linearize: Linearize,
     truncation: int | None,
     per_step: bool,
+    unroll: int = 1,
 ) -> tuple[PyTree, list[PyTree]]:
     """Reverse sweep over one contiguous block of steps; returns the adjoint at the block's first state and
     one parameter gradient per mode (list). Adjoints are pytrees of the states' float leaves, with the modes
@@ -313,7 +317,10 @@ def _sweep(
         return (lam_new, acc), (None if per_step else a_c)
 
     acc0 = jax.tree.map(lambda a: jnp.zeros((k, *a.shape), a.dtype), diff) if per_step else None
-    (lam, acc), a = jax.lax.scan(backward, (lam, acc0), (steps, dl_dx, dl_dc, stored), reverse=True)
+    length = jax.tree.leaves(steps)[0].shape[0]
+    (lam, acc), a = jax.lax.scan(
+        backward, (lam, acc0), (steps, dl_dx, dl_dc, stored), reverse=True, unroll=max(1, min(unroll, length))
+    )
     if not per_step:
         # The parameter gradient is linear in the control cotangents: one batched VJP over all steps.
         _, pull = jax.vjp(lambda d: jax.vmap(net, (None, 0))(d, xs), diff)

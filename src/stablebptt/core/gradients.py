@@ -31,7 +31,7 @@ from .adjoint import adjoint_gradients, resolve_param_vjp
 from .checks import BadInput, check_truncation
 from .methods import Method, Mode, as_method, as_mode
 from .strategies import AutoBackward, Backward, ParamVJP, Remat, as_backward, as_param_vjp, as_remat
-from .unroll import Controller, Step, _check_horizon, rollout, scan_body
+from .unroll import Controller, Step, _check_horizon, check_unroll, rollout, scan_body
 
 PyTree = Any
 Loss = Callable[[PyTree, PyTree], jax.Array]
@@ -50,6 +50,7 @@ def value_and_grad(
     truncation: int | None = None,
     remat: int | str | Remat | None = None,
     param_vjp: str | ParamVJP = "auto",
+    unroll: int = 1,
     has_aux: bool = False,
     final_state: bool = False,
 ) -> ValueAndGrad:
@@ -83,6 +84,9 @@ def value_and_grad(
             its name: "batched" (one VJP of the network over all steps after the reverse sweep), "per_step"
             (inside the sweep) or "auto" (chosen from XLA's flop count of one controller call per parameter;
             see `adjoint.choose_param_vjp`). Only speed differs.
+        unroll: steps per iteration of the compiled loops over time, forward and reverse (`lax.scan`'s
+            ``unroll``; a positive int). Only speed and compile time differ: 1 (the default) compiles the
+            smallest program; a few steps may run faster where each step is small (benchmarks/arithmetic.py).
         has_aux: the loss returns ``(value, aux)`` (any pytree `aux`, e.g. per-sample losses or the final
             state's error), as with ``jax.value_and_grad(..., has_aux=True)``; `aux` is returned as
             ``info["aux"]`` and is not differentiated.
@@ -107,6 +111,7 @@ def value_and_grad(
     truncation = check_truncation(truncation)
     segment = as_remat(remat).segment(horizon)
     vjp = as_param_vjp(param_vjp)
+    unroll = check_unroll(unroll)
     how.check(rule, truncation)  # an impossible combination fails here, not when called
 
     modes = rule.modes
@@ -126,7 +131,9 @@ def value_and_grad(
         concrete = how.resolve(rule, truncation, chosen) if isinstance(how, AutoBackward) else how
         groups = concrete.sweeps(modes)
         if groups is None:
-            (value, extras), grad = _autodiff(loss, step, controller, horizon, modes[0], diff, static, x0, segment)
+            (value, extras), grad = _autodiff(
+                loss, step, controller, horizon, modes[0], diff, static, x0, segment, unroll
+            )
             grads = [grad]
         else:
             (value, extras), grads = adjoint_gradients(
@@ -140,6 +147,7 @@ def value_and_grad(
                 truncation=truncation,
                 segment=segment,
                 param_vjp=chosen,
+                unroll=unroll,
                 has_aux=True,
             )
         update, info = rule.update(grads)
@@ -161,22 +169,30 @@ def _autodiff(
     static: PyTree,
     x0: PyTree,
     segment: int | None,
+    unroll: int = 1,
 ) -> tuple[tuple[jax.Array, Any], PyTree]:
     """``((value, extras), grad)`` of a loss that returns ``(value, extras)`` (`trees.loss_with_extras`)."""
 
     def objective(d: PyTree) -> tuple[jax.Array, Any]:
         params = eqx.combine(d, static)
         if segment is None or segment >= horizon:
-            states, controls = rollout(step, controller, params, x0, horizon, mode)
+            states, controls = rollout(step, controller, params, x0, horizon, mode, unroll)
         else:
-            states, controls = _remat_rollout(step, controller, params, x0, horizon, mode, segment)
+            states, controls = _remat_rollout(step, controller, params, x0, horizon, mode, segment, unroll)
         return loss(states, controls)
 
     return jax.value_and_grad(objective, has_aux=True)(diff)
 
 
 def _remat_rollout(
-    step: Step, controller: Controller, params: PyTree, x0: PyTree, horizon: int, mode: Mode, segment: int
+    step: Step,
+    controller: Controller,
+    params: PyTree,
+    x0: PyTree,
+    horizon: int,
+    mode: Mode,
+    segment: int,
+    unroll: int = 1,
 ) -> tuple[PyTree, PyTree]:
     """`rollout` as an outer scan over segments of `segment` steps, each under `jax.checkpoint`: the backward
     pass keeps the segments' first states and recomputes the inside of one segment at a time."""
@@ -184,7 +200,7 @@ def _remat_rollout(
 
     @functools.partial(jax.checkpoint, static_argnums=(1,))
     def run(x: PyTree, length: int) -> tuple[PyTree, tuple[PyTree, PyTree]]:
-        return jax.lax.scan(body, x, None, length=length)
+        return jax.lax.scan(body, x, None, length=length, unroll=min(unroll, length))
 
     rest, count = horizon % segment, horizon // segment
     parts_x, parts_c = [], []

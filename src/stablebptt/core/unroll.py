@@ -24,6 +24,7 @@ def rollout(
     x0: PyTree,
     horizon: int,
     method: str | Method | Mode = "R",
+    unroll: int = 1,
 ) -> tuple[PyTree, PyTree]:
     """Unroll `controller` and `step` for `horizon` steps with `lax.scan`.
 
@@ -43,6 +44,8 @@ def rollout(
         x0: initial state, any pytree of arrays (batching is up to the task).
         horizon: number of steps Nt >= 1.
         method: R, M, S, N or C (or their names), a `methods.Method` or a `methods.Mode`.
+        unroll: steps per iteration of the compiled loop (`lax.scan`'s ``unroll``): the same values, a larger
+            program that XLA may fuse across steps (`check_unroll`).
 
     Returns:
         ``(states, controls)``, time-major: `states` has the structure of `x0`, each leaf of shape
@@ -51,10 +54,18 @@ def rollout(
     """
     mode = forward_mode(method)
     horizon = _check_horizon(horizon)
+    unroll = check_unroll(unroll)
     x0 = trees.as_arrays(x0, "the initial state x0")
     step, controller = trees.checked(step, controller)
-    _, (xs, cs) = jax.lax.scan(scan_body(step, controller, params, mode), x0, None, length=horizon)
+    _, (xs, cs) = jax.lax.scan(scan_body(step, controller, params, mode), x0, None, length=horizon, unroll=unroll)
     return trees.prepend(x0, xs), cs
+
+
+def check_unroll(unroll: Any) -> int:
+    """`unroll` (steps per iteration of a rollout's compiled loop) as a positive int, or a one-line `BadInput`.
+    Every value computes the same numbers; 1 (a loop of single steps) compiles the smallest program, a few steps
+    let XLA fuse across them (benchmarks/arithmetic.py measures it per task)."""
+    return check_positive_index("unroll", unroll)
 
 
 def forward_mode(method: str | Method | Mode) -> Mode:

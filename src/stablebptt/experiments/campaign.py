@@ -36,7 +36,7 @@ from ..runs import same_run
 from ..runs.io import atomic_write_bytes, read_json
 from ..runs.provenance import PROVENANCE, unknown_provenance
 from ..runs.state import FINISHED
-from ..tasks import SHORT_NAMES, TASKS
+from ..tasks import SHORT_NAMES, TASKS, task_label
 from . import evidence
 from .evidence import final_loss as _final
 from .evidence import level_of as _level
@@ -133,7 +133,9 @@ def stage_named(keys: Iterable[str], stages: Sequence[Stage] = STAGES) -> list[S
 
 
 def record_path(root: str | Path, task: str, name: str) -> Path:
-    return Path(root) / task / f"{name}.json.gz"
+    """Where the run `name` of `task` is recorded: ``root/<task label>/<name>.json.gz`` (`task_label`: the task's
+    name, ``brax-hopper`` for ``brax:hopper``)."""
+    return Path(root) / task_label(task) / f"{name}.json.gz"
 
 
 def _compact(column: str, value: float) -> float | int | None:
@@ -268,7 +270,7 @@ def record_finished(root: str | Path, work: str | Path, runs: Sequence[Run] | No
     runs = [r for s in STAGES for r in s.runs()] if runs is None else runs
     written = []
     for run in runs:
-        run_dir = Path(work) / run.config.task / run.name
+        run_dir = Path(work) / task_label(run.config.task) / run.name
         if not (run_dir / "config.json").is_file():
             continue
         existing = record_path(root, run.config.task, run.name)
@@ -316,7 +318,14 @@ def train_missing(
                 return recorded
             if log is not None:
                 log(f"stage {stage.key} ({stage.title}): {', '.join(r.name for r in group)}")
-            sweep(Path(work) / stage.task, group, workers=workers, batch_runs=batch_runs, log=log, report=False)
+            sweep(
+                Path(work) / task_label(stage.task),
+                group,
+                workers=workers,
+                batch_runs=batch_runs,
+                log=log,
+                report=False,
+            )
             new = record_finished(root, work, group)
             recorded += len(new)
             done_groups += 1

@@ -35,7 +35,18 @@ from ..runs.io import atomic_write_bytes
 from ..tasks import make_task
 from ..training.settings import FIELDS, TrainSettings
 from ..training.shac import diffrl_recipe
-from .campaign import LEVEL_NAMES, SEEDS, Log, Stage, _level, _spread, load_records, progress, stage_named
+from .campaign import (
+    LEVEL_NAMES,
+    PAPER_TASKS,
+    SEEDS,
+    Log,
+    Stage,
+    _level,
+    _spread,
+    load_records,
+    progress,
+    stage_named,
+)
 from .grid import COMPLEXITY
 from .report import RunRecord, markdown
 
@@ -60,6 +71,8 @@ def _shac_grid(task: str, levels: dict[str, list[Any]], *, diffrl_critic: bool =
     return {**levels, "method": ["R", "C"], "seed": list(SEEDS), **{k: [v] for k, v in settings.items()}}
 
 
+# the recipes, as the tables name them
+PAPER_LOOP, APG, SHAC, SHAC_CRITIC = "paper loop", "APG's recipe", "SHAC", "SHAC, DiffRL's critic"
 APG_LRS = (1e-4, 1e-3, 1e-2)  # APG's recipe: its learning rate chosen from these on TUNE_SEED
 TUNE_SEED = 100  # not reported: it only chooses
 APG_WINDOWS = 4  # windows of an episode (the paper's horizon) under APG's recipe
@@ -101,6 +114,80 @@ def _apg_grid(task: str, levels: dict[str, list[Any]]) -> dict[str, list[Any]]:
     return {**grid, **{k: [v] for k, v in apg_settings(task).items()}}
 
 
+# The Brax part: each environment under APG's recipe with R and under SHAC with R, M and C, the same task for both
+# (APG's network and sampled actions, Brax's training wrapper restarting episodes of `BRAX_EPISODE` steps, APG's
+# objective: the test loss is minus the mean reward per step over an episode from the same test states), the same
+# environments running on, windows of the same length and the same environment steps. Sized for about 10 CPU-hours
+# on one core (a SHAC update of 16 hopper environments for 32 steps took about 1 s on a shared core, compiling
+# its epoch 5 minutes): 75 epochs of 8 updates of 16 environments for 32 steps, 307,200 environment steps a run,
+# about 2 % of DiffRL's budget for hopper (256 environments, 2000 epochs of 32 steps).
+BRAX_ENVS = ("inverted_double_pendulum", "hopper", "halfcheetah")
+BRAX_EPISODE, BRAX_ENVIRONMENTS, BRAX_WINDOW, BRAX_UPDATES, BRAX_EPOCHS = 100, 16, 32, 8, 75
+BRAX_TASK: dict[str, Any] = {
+    "backend": "mjx",
+    "horizon": BRAX_EPISODE,
+    "auto_reset": BRAX_EPISODE,
+    "network": "apg",
+    "actions": "sampled",
+    "objective": "apg",
+}
+# DiffRL's learning rates (actor, critic) per environment: its hopper's and its cheetah's; it has no double
+# pendulum, which takes its cart pole's (the closest of its tasks: balancing poles on a cart)
+BRAX_SHAC_RATES = {"inverted_double_pendulum": (1e-2, 1e-3), "hopper": (2e-3, 2e-4), "halfcheetah": (2e-3, 2e-3)}
+BRAX_APG_LR = 1e-4  # apg.train's default, and the best stream-R rate of the APG study (docs/brax.md, seeds 0-2)
+BRAX_METHODS = ("R", "M", "C")
+
+
+def brax_steps() -> int:
+    """Environment steps of one run of the Brax part."""
+    return BRAX_EPOCHS * BRAX_UPDATES * BRAX_ENVIRONMENTS * BRAX_WINDOW
+
+
+def _brax_grid(env: str, recipe: str) -> dict[str, list[Any]]:
+    """The runs of `env` under `recipe` (APG or SHAC) in the Brax part, on the campaign's seeds."""
+    common = {
+        "batch_size": BRAX_ENVIRONMENTS,
+        "n_train": BRAX_ENVIRONMENTS * BRAX_UPDATES,
+        "n_test": BRAX_ENVIRONMENTS,
+        "window": BRAX_WINDOW,
+    }
+    if recipe == APG:
+        from .apg import APG_OPTIMIZER
+
+        settings = {
+            **APG_OPTIMIZER,
+            **common,
+            "lr": BRAX_APG_LR,
+            "protocol": "stream",
+            "key_scheme": "apg",
+            "skip_nonfinite": False,
+        }
+        methods = ["R"]
+    else:
+        lr, critic_lr = BRAX_SHAC_RATES[env]
+        settings = diffrl_recipe(lr=lr, critic_lr=critic_lr, **common)
+        methods = list(BRAX_METHODS)
+    return {**{k: [v] for k, v in BRAX_TASK.items()}, "method": methods, "seed": list(SEEDS)} | {
+        k: [v] for k, v in settings.items()
+    }
+
+
+def _brax_stages() -> tuple[Stage, ...]:
+    stages = []
+    for env in BRAX_ENVS:
+        for key, recipe, what in (("apg", APG, "APG's recipe with R"), ("shac", SHAC, "SHAC with R, M and C")):
+            stages.append(
+                Stage(
+                    f"{key}-brax-{env.replace('_', '-')}",
+                    f"{what}, Brax {env} (MJX), {brax_steps():,} environment steps",
+                    f"brax:{env}",
+                    _brax_grid(env, recipe),
+                    epochs=BRAX_EPOCHS,
+                )
+            )
+    return tuple(stages)
+
+
 STUDY_STAGES: tuple[Stage, ...] = (
     Stage(
         "shac-cartpole",
@@ -135,20 +222,22 @@ STUDY_STAGES: tuple[Stage, ...] = (
         _shac_grid("cartpole", {"n_poles": [2]}, diffrl_critic=True),
         epochs=shac_epochs("cartpole"),
     ),
+    *_brax_stages(),
 )
 
 
 # ------------------------------------------------------------------------------------------------ the report
 
 PAPER_LOOP_STAGES = ("b", "c", "f1")  # the campaign's stages of the paper's loop at the study's levels (no clipping)
-STUDY_METHODS = ("R", "C")
-PAPER_LOOP, APG, SHAC, SHAC_CRITIC = "paper loop", "APG's recipe", "SHAC", "SHAC, DiffRL's critic"
+STUDY_METHODS = ("R", "M", "C")  # the table's columns; the paper's loop counts its R and C
+PAPER_LOOP_METHODS = ("R", "C")
 STAGE_RECIPES = {
     "shac-cartpole": SHAC,
     "shac-repulsion": SHAC,
     "apg-cartpole": APG,
     "apg-repulsion": APG,
     "shac-critic": SHAC_CRITIC,
+    **{s.key: APG if s.key.startswith("apg-") else SHAC for s in STUDY_STAGES if "-brax-" in s.key},
 }
 RECIPE_STYLES = {PAPER_LOOP: "-", APG: "-.", SHAC: "--", SHAC_CRITIC: ":"}
 
@@ -202,8 +291,8 @@ def study_cells(shac_root: str | Path, paper_root: str | Path) -> tuple[list[Cel
     paper, bad_paper, _ = progress(load_records(paper_root), stage_named(PAPER_LOOP_STAGES))
     levels: dict[tuple[str, Any], list[str]] = {}
     for stage in STUDY_STAGES:
-        for level in stage.grid[COMPLEXITY[stage.task]]:
-            recipes = levels.setdefault((stage.task, level), [PAPER_LOOP])
+        for level in stage.grid.get(COMPLEXITY.get(stage.task, ""), [None]):
+            recipes = levels.setdefault((stage.task, level), [PAPER_LOOP] if stage.task in PAPER_TASKS else [])
             recipes += [STAGE_RECIPES[stage.key]] if STAGE_RECIPES[stage.key] not in recipes else []
     cells = []
     for (task, level), recipes in levels.items():
@@ -215,10 +304,14 @@ def study_cells(shac_root: str | Path, paper_root: str | Path) -> tuple[list[Cel
                 if p.stage.task == task and _level(r) == level
             ]
             note = ""
-            if recipe == APG:
+            if recipe == APG and task in PAPER_TASKS:
                 records, note = _at_chosen_lr(records)
-            planned = {m for p in STUDY_STAGES if STAGE_RECIPES[p.key] == recipe for m in p.grid["method"]}
-            for method in (m for m in STUDY_METHODS if recipe == PAPER_LOOP or m in planned):
+            elif recipe == APG:
+                note = f"lr {BRAX_APG_LR:g}"
+            planned = {
+                m for p in STUDY_STAGES if STAGE_RECIPES[p.key] == recipe and p.task == task for m in p.grid["method"]
+            }
+            for method in PAPER_LOOP_METHODS if recipe == PAPER_LOOP else [m for m in STUDY_METHODS if m in planned]:
                 chosen = [r for r in records if r.settings().get("method") == method]
                 cells.append(Cell(task, level, recipe, method, chosen, note))
     return cells, [*bad_shac, *odd_shac, *bad_paper]
@@ -243,7 +336,9 @@ def final_loss(record: RunRecord) -> float:
 
 
 def _level_name(task: str, level: Any) -> str:
-    """``2 poles``, ``rc 0.001``: a level as the tables name it."""
+    """``2 poles``, ``rc 0.001``: a level as the tables name it ("-" for a task without levels)."""
+    if level is None:
+        return "-"
     name = LEVEL_NAMES.get(COMPLEXITY[task], "level")
     return f"{level} {name}" if name == "poles" else f"{name} {level}"
 
@@ -281,6 +376,9 @@ def verdicts(cells: Sequence[Cell]) -> list[str]:
     lines = []
     find = {(c.task, c.level, c.recipe, c.method): c for c in cells}
     for task, level in dict.fromkeys((c.task, c.level) for c in cells):
+        if task not in PAPER_TASKS:
+            lines.append(_brax_verdict(find, task, level))
+            continue
         name = f"{task}, {_level_name(task, level)}"
         paper_c, shac_r, shac_c = (
             find[(task, level, recipe, method)] for recipe, method in ((PAPER_LOOP, "C"), (SHAC, "R"), (SHAC, "C"))
@@ -313,6 +411,39 @@ def verdicts(cells: Sequence[Cell]) -> list[str]:
     return lines
 
 
+def _brax_verdict(find: Mapping[tuple[str, Any, str, str], Cell], task: str, level: Any) -> str:
+    """The Brax part's questions for one environment, in mean reward per step (minus the test loss; higher is
+    better): does SHAC (its best rule) beat APG's recipe with R, and do C and M help inside SHAC's windows."""
+    apg = find.get((task, level, APG, "R"))
+    shac = {m: find[(task, level, SHAC, m)] for m in BRAX_METHODS if (task, level, SHAC, m) in find}
+    cells = [c for c in (apg, *shac.values()) if c is not None]
+    diverged = "".join(
+        f" {c.recipe} with {c.method} diverged in {c.diverged()} of {plural(len(c.records), 'run')}."
+        for c in cells
+        if c.diverged()
+    )
+    missing = [f"{c.recipe} {c.method}" for c in cells if not c.records]
+    if missing or apg is None or "R" not in shac:
+        lacking = ", ".join(missing) or "a stage of both recipes"
+        return f"- **{task}**: not answered yet (no records of {lacking}).{diverged}"
+
+    def reward(cell: Cell) -> float:
+        return -cell.median()
+
+    best = max(shac.values(), key=reward)
+    beats = "beats" if reward(best) > reward(apg) else "does not beat"
+    others = []
+    for method in (m for m in shac if m != "R"):
+        above = sum(a < b for a, b in itertools.product(shac[method].finals(), shac["R"].finals()))
+        pairs = len(shac[method].finals()) * len(shac["R"].finals())
+        others.append(f"{method} {reward(shac[method]):.3g} ({above} of {pairs} seed pairs above R)")
+    return (
+        f"- **{task}** (mean reward per step over an episode, median over seeds; higher is better): SHAC (best "
+        f"rule: {best.method}, {reward(best):.3g}) {beats} APG's recipe with R ({reward(apg):.3g}). Inside SHAC's "
+        f"windows, against R's {reward(shac['R']):.3g}: {'; '.join(others)}." + diverged
+    )
+
+
 def _apg_verdict(
     find: Mapping[tuple[str, Any, str, str], Cell], task: str, level: Any, best: Cell, paper_c: Cell
 ) -> str:
@@ -333,7 +464,7 @@ def _critic_verdict(
     find: Mapping[tuple[str, Any, str, str], Cell], task: str, level: Any, best: Cell, paper_c: Cell
 ) -> str:
     """The sentence on DiffRL's critic at a level where the study has a stage of it ('' where it has none)."""
-    cells = [find.get((task, level, SHAC_CRITIC, m)) for m in STUDY_METHODS]
+    cells = [find.get((task, level, SHAC_CRITIC, m)) for m in PAPER_LOOP_METHODS]
     if any(c is None for c in cells):
         return ""
     if not all(c.records for c in cells if c is not None):
@@ -356,11 +487,16 @@ def plot_study(cells: Sequence[Cell], path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     levels = list(dict.fromkeys((c.task, c.level) for c in cells))
-    fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.6), squeeze=False)
-    for ax, (task, level) in zip(axes[0], levels, strict=True):
+    columns = min(4, len(levels))
+    rows = -(-len(levels) // columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
+    for ax in grid.flat[len(levels) :]:
+        ax.set_visible(False)
+    for ax, (task, level) in zip(grid.flat, levels, strict=False):
+        paper = task in PAPER_TASKS  # the paper's loss on a log scale; a Brax task's reward per step (-loss)
         for cell in (c for c in cells if (c.task, c.level) == (task, level) and c.records):
             length = min(len(r.rows) for r in cell.records)
-            curves = np.stack([r.curve("test_loss")[:length] for r in cell.records])
+            curves = np.stack([r.curve("test_loss")[:length] for r in cell.records]) * (1 if paper else -1)
             steps = np.arange(1, length + 1) * env_steps_per_epoch(cell.records[0].config)
             style = RECIPE_STYLES[cell.recipe]
             colour = METHOD_COLORS[cell.method]
@@ -368,13 +504,13 @@ def plot_study(cells: Sequence[Cell], path: str | Path) -> None:
             ax.plot(steps, np.nanmedian(curves, axis=0), style, color=colour, label=label, lw=1.2)
             if len(cell.records) > 1:
                 ax.fill_between(steps, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=colour, alpha=0.12)
-        ax.set_yscale("log")
-        ax.set_title(f"{task}, {_level_name(task, level)}")
+        ax.set_yscale("log" if paper else "linear")
+        ax.set_title(f"{task}, {_level_name(task, level)}" if paper else f"{task} (MJX)")
         ax.set_xlabel("environment steps")
+        ax.set_ylabel("test loss (the paper's, full horizon)" if paper else "mean reward per step (test)")
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("test loss (the paper's, full horizon)")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

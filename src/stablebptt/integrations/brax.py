@@ -77,17 +77,22 @@ def environment_names() -> list[str]:
     return sorted(registry) if isinstance(registry, dict) else []
 
 
+def check_environment_name(name: str) -> None:
+    """A one-line `BadInput` unless Brax knows the environment `name` (cheap: nothing is built)."""
+    if name not in environment_names():
+        raise BadInput(
+            f"unknown Brax environment {name!r}; allowed: {', '.join(environment_names())} "
+            "(or one registered with brax.envs.register_environment before the task is built)"
+        )
+
+
 @functools.lru_cache(maxsize=32)
 def environment(name: str, backend: str, solver_iterations: int) -> Any:
     """The Brax environment `name` on `backend` (cached per setting, built eagerly even inside a trace, so the
     cache holds concrete arrays, never tracers). For ``backend="mjx"`` and ``solver_iterations > 0`` the MuJoCo
     model's ``opt.iterations`` is set to it (see `BraxTask`)."""
     envs = _brax_envs()
-    if name not in environment_names():
-        raise BadInput(
-            f"unknown Brax environment {name!r}; allowed: {', '.join(environment_names())} "
-            "(or one registered with brax.envs.register_environment before the task is built)"
-        )
+    check_environment_name(name)
     with jax.ensure_compile_time_eval(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         env = envs.get_environment(name, backend=backend)
@@ -303,7 +308,9 @@ class BraxTask(Task):
         for flag in ("zero_final_kernel", "normalize_observations", "mask_done"):
             if not isinstance(getattr(self, flag), bool):
                 raise BadInput(f"{flag} must be true or false, got {getattr(self, flag)!r}")
-        _ = self.brax_env  # builds (and caches) the environment: an unknown name fails here, in one line
+        # An unknown name fails here, in one line; the environment itself (seconds to build: MuJoCo compiles its
+        # model) is built on first use, so that checking a grid of runs' configurations builds none.
+        check_environment_name(self.env)
 
     @property
     def brax_env(self) -> Any:

@@ -59,6 +59,7 @@ ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's 
     "critic_batches": 4,
     "target_alpha": 0.2,
     "critic_normalize": False,
+    "unroll": 1,  # issue 46: steps per iteration of the loops over time (the same numbers)
 }
 EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}
 LEGACY_NAMES = {"checkpoint": "remat"}  # earlier names of training settings (read, never written)

@@ -18,10 +18,11 @@ from ..core import as_backward, as_method, check_backward, check_remat, check_tr
 from ..core.checks import BadArgument, BadInput, BadType, check_choice, check_positive_int
 from ..core.methods import REGULAR_NONFINITE, Method, SignCombined
 from ..core.strategies import BACKWARDS, Backward, Remat
+from ..core.unroll import check_unroll
 from .optim import ADAM_EPS_FORMS, CLIP_MODES, DECAYING, KERAS_EPS, OPTIMIZERS, SCHEDULES, learning_rate, optimizer
 
 # Settings passed on to `core.value_and_grad`.
-GRADIENT_FIELDS = ("backward", "truncation", "remat")
+GRADIENT_FIELDS = ("backward", "truncation", "remat", "unroll")
 PROTOCOLS = ("dataset", "stream", "shac")  # the names of `training.protocols.PROTOCOL_OBJECTS`
 # The SHAC protocol's own settings (DiffRL's values for its smaller tasks; `training.shac`), refused elsewhere.
 SHAC_FIELDS = (
@@ -120,7 +121,7 @@ class TrainSettings:
         seed: data and initialisation seed, an integer in [0, 2**32).
         n_train, n_test: initial states sampled for training and for the test loss.
         skip_nonfinite: skip updates with a non-finite loss, gradient or result instead of stopping the run.
-        backward, truncation, remat: passed to `core.value_and_grad` (remat: None, "sqrt", "states" or a
+        backward, truncation, remat, unroll: passed to `core.value_and_grad` (remat: None, "sqrt", "states" or a
             segment length K; recompute the forward pass in segments to save memory). Strategy objects
             (`core.Joint()`, `core.Segments(4)`) are stored as their spellings, so configs and their hashes do
             not depend on how an option was given.
@@ -204,6 +205,13 @@ class TrainSettings:
         "(states), or K steps (K below the horizon) during the backward pass; a run estimated not to fit in "
         "memory is refused before it starts",
         "none|sqrt|states|K",
+    )
+    unroll: int = _setting(
+        1,
+        "positive_int",
+        "steps per iteration of the compiled loops over time (lax.scan's unroll): the same numbers, a larger "
+        "program; a few steps can run faster where each step is small (benchmarks/arithmetic.py)",
+        "K",
     )
     adam_eps: str = _setting(
         "keras",
@@ -294,6 +302,7 @@ class TrainSettings:
             "backward": check_backward(self.backward),
             "truncation": check_truncation(self.truncation),
             "remat": check_remat(self.remat),
+            "unroll": check_unroll(self.unroll),
             "adam_eps": check_choice("adam eps form", self.adam_eps, ADAM_EPS_FORMS),
             "regular_nonfinite": check_choice("regular_nonfinite", nonfinite, REGULAR_NONFINITE),
             "schedule": check_choice("schedule", self.schedule, SCHEDULES),

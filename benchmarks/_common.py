@@ -59,17 +59,23 @@ def block(tree: Any) -> Any:
     return jax.block_until_ready(tree)
 
 
-def time_interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3) -> dict[str, dict[str, float]]:
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3, *, rotate: bool = False
+) -> dict[str, dict[str, float]]:
     """Time each zero-argument function `repeats` times, interleaved (one call of each per round), so that
-    load from other processes hits all variants alike. Returns per name: median, min and p90 wall seconds and
-    the median process CPU seconds (all threads), which is less sensitive to other processes."""
+    load from other processes hits all variants alike. With `rotate`, each round starts one function later, so
+    that no variant always follows the same one (a large neighbour evicts the caches of the next). Returns per
+    name: median, min and p90 wall seconds and the median process CPU seconds (all threads), which is less
+    sensitive to other processes."""
     for fn in fns.values():
         for _ in range(warmup):
             block(fn())
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    order = list(fns.items())
+    for i in range(repeats):
+        shift = i % len(order) if rotate else 0
+        for name, fn in order[shift:] + order[:shift]:
             c0, t0 = time.process_time(), time.perf_counter()
             block(fn())
             wall[name].append(time.perf_counter() - t0)

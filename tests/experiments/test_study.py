@@ -220,3 +220,31 @@ def test_a_brax_environment_is_answered_in_reward_per_step():
     )
     (missing,) = verdicts([*cells[:3], Cell("brax:hopper", None, SHAC, "C", [])])
     assert missing == "- **brax:hopper**: not answered yet (no records of SHAC C)."
+
+
+def test_the_recipes_regret_counts_every_recipe_and_the_paper_loop_in_each_cell():
+    """The study's "which to use" rows: per cell (level, reported seed) the best run of every recipe and of the
+    paper's loop; each choice's final loss is its own record's (read here from the files), the tuning seed and
+    the APG rates not chosen are left out."""
+    from stablebptt.experiments.evidence import regrets
+    from stablebptt.experiments.study import study_regrets
+
+    cells, choices = study_regrets(RESULTS / "shac", RESULTS / "paper")
+    assert {c.seed for c in cells} <= set(SEEDS) and {c.task for c in cells} <= set(PAPER_TASKS)
+    labels = [c.label for c in choices]
+    assert labels[:4] == ["paper loop, R", "paper loop, C", "SHAC, R", "SHAC, C"]
+
+    def final(path):  # the last finite test loss, read independently of the study's code
+        record = json.loads(gzip.decompress(path.read_bytes()))
+        column = record["columns"].index("test_loss")
+        return [r[column] for r in record["rows"] if r[column] is not None][-1]
+
+    cell = next(c for c in cells if (c.task, c.level, c.seed) == ("cartpole", 2, 43))
+    paper_c = final(RESULTS / "paper/cartpole/method=C_poles=2_clip=none_seed=43.json.gz")
+    shac_c = final(next((RESULTS / "shac/cartpole").glob(f"method=C_poles=2_{SHAC_RUN}=43.json.gz")))
+    assert choices[1].final(cell) == pytest.approx(paper_c, rel=1e-6)
+    assert choices[3].final(cell) == pytest.approx(shac_c, rel=1e-6)
+    assert cell.best <= min(paper_c, shac_c)
+    assert all(o.record.settings().get("seed") != TUNE_SEED for c in cells for o in c.runs)
+    (_, shac_regret), *_ = [(c, r) for c, r in regrets(cells, choices[3]) if c is cell]
+    assert shac_regret == pytest.approx(shac_c / cell.best, rel=1e-6)

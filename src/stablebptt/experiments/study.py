@@ -35,6 +35,7 @@ from ..runs.io import atomic_write_bytes
 from ..tasks import make_task
 from ..training.settings import FIELDS, TrainSettings
 from ..training.shac import diffrl_recipe
+from . import evidence
 from .campaign import (
     LEVEL_NAMES,
     PAPER_TASKS,
@@ -477,6 +478,53 @@ def _critic_verdict(
     )
 
 
+def _recipe_of(record: RunRecord) -> str:
+    """The recipe a record of the study or of the paper's loop was trained with (`STAGE_RECIPES`' names)."""
+    train = record.config.get("train", {})
+    protocol = train.get("protocol", "dataset")
+    if protocol == "stream":
+        return APG
+    if protocol == "shac":
+        return SHAC_CRITIC if train.get("critic_normalize") else SHAC
+    return PAPER_LOOP
+
+
+def _recipe_choice(recipe: str, method: str, lrs: Mapping[tuple[str, Any], Any] | None = None) -> evidence.Choice:
+    """Always `recipe` with `method` (APG's recipe: at the rate `lrs` chose for the level, on `TUNE_SEED`)."""
+
+    def final(cell: evidence.Cell) -> float | None:
+        found = [
+            o
+            for o in cell.runs
+            if o.method == method
+            and _recipe_of(o.record) == recipe
+            and (lrs is None or o.lr == lrs.get((cell.task, cell.level)))
+        ]
+        return found[0].final if found else None
+
+    return evidence.Choice(f"{recipe}, {method}" + (" (lr chosen on seed 100)" if lrs is not None else ""), final)
+
+
+def study_regrets(shac_root: str | Path, paper_root: str | Path) -> tuple[list[evidence.Cell], list[evidence.Choice]]:
+    """The "which to use" cells of the paper's tasks at the study's levels and seeds, with every run of the
+    paper's loop (R, C) and of the study's recipes recorded there (Brax and the tuning seed left out), and one
+    choice per recipe and rule: the rows `evidence.regret_table` gives the reproduction's regret table."""
+    cells, _ = study_cells(shac_root, paper_root)
+    records = {id(r): r for c in cells if c.task in PAPER_TASKS for r in c.records}
+    apg_all = [r for r in load_records(shac_root) if _recipe_of(r) == APG]
+    lrs = {}
+    for task, level in {(c.task, c.level) for c in cells if c.task in PAPER_TASKS and c.recipe == APG}:
+        chosen, _ = _at_chosen_lr([r for r in apg_all if r.config.get("task") == task and _level(r) == level])
+        lrs[(task, level)] = chosen[0].settings().get("lr") if chosen else None
+    choices = [
+        *(_recipe_choice(PAPER_LOOP, m) for m in PAPER_LOOP_METHODS),
+        *(_recipe_choice(SHAC, m) for m in PAPER_LOOP_METHODS),
+        *(_recipe_choice(SHAC_CRITIC, m) for m in PAPER_LOOP_METHODS),
+        _recipe_choice(APG, "R", lrs),
+    ]
+    return evidence.cells(list(records.values())), choices
+
+
 def plot_study(cells: Sequence[Cell], path: str | Path) -> None:
     """One panel per level: the test loss against environment steps, median over the seeds and min-max band, of
     each recipe (the paper's loop solid, SHAC dashed, SHAC with DiffRL's critic dotted) and rule (the rule's
@@ -511,6 +559,8 @@ def plot_study(cells: Sequence[Cell], path: str | Path) -> None:
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no records yet", ha="center", va="center", transform=ax.transAxes, color="0.4")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -546,6 +596,14 @@ def write_study_pages(
         "",
         *verdicts(cells),
         "",
+        "## Which to use: the recipes' regret",
+        "",
+        "As on the reproduction's records page (its section \"Which to use\"), at the study's levels of the paper's "
+        "tasks: a **cell** is one level and one reported seed; the **regret** of a choice is its final test loss "
+        "over the lowest of every run of the study and of the paper's loop recorded in that cell. A choice is "
+        "counted only in the cells where it was recorded.",
+        "",
+        evidence.regret_table(*study_regrets(shac_root, paper_root)),
         f"![test loss against environment steps](figures/{figure.name})",
         "",
     ]

@@ -53,6 +53,43 @@ def test_grid_product_names_and_paper_grids():
         expand("cartpole", {"n_pole": [1]})
 
 
+def test_a_run_of_many_settings_gets_a_short_name_that_still_tells_runs_apart():
+    """Settings past `MAX_SETTINGS_CHARS` characters end in a hash of the whole (a file name has 255 bytes at
+    most); the seed stays last (groups of seeds are found by it), names stay distinct and repeat exactly."""
+    from stablebptt.experiments.grid import MAX_SETTINGS_CHARS
+
+    many = {
+        "horizon": [10],
+        "method": ["R"],
+        "lr": [0.011, 0.012],
+        "seed": [123456, 7],
+        "adam_b1": [0.71],
+        "adam_b2": [0.951],
+        "adam_eps": ["optax"],
+        "adam_epsilon": [1.5e-8],
+        "schedule": ["exponential"],
+        "decay_rate": [0.40602],
+        "transition_steps": [128000],
+        "clip": ["both"],
+        "clip_value": [0.5],
+        "clip_norm": [2.5],
+        "n_train": [1024],
+        "n_test": [64],
+        "protocol": ["stream"],
+        "window": [5],
+        "episode_length": [10],
+    }
+    runs = expand("cartpole", many)
+    names = [r.name for r in runs]
+    assert len(set(names)) == 4 and names == [r.name for r in expand("cartpole", many)]
+    for run in runs:
+        settings, seed = run.name.rsplit("_seed=", 1)
+        assert seed == str(run.config.train.seed) and len(settings) <= MAX_SETTINGS_CHARS
+        assert "_h=" in settings and len(f"{run.name}.json.gz".encode()) < 255
+    short = expand("cartpole", {"lr": [1e-2]})[0].name  # a short name is left as it is
+    assert "_h=" not in short
+
+
 def test_grid_of_other_task_fields_keeps_builtin_configs():
     """Fields without a CLI option (``--set`` in a sweep) are recorded and named only when the grid gives them."""
     runs = expand("cartpole", {"duration": [1.0, 2.0], "horizon": [10]})

@@ -12,6 +12,7 @@ of runs already done: ``method=C_poles=2_clip=none_seed=42``.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ PAPER_GRIDS: dict[str, dict[str, list[Any]]] = {
 }
 
 _ALWAYS_NAMED = ("method", "clip", "seed")
+# A run's settings in its folder name, at most: longer ones keep their first characters and end in ``_h=`` and 12
+# hex digits of their SHA-256 (the seed and x64 follow), so that a record's file name stays under 255 bytes.
+MAX_SETTINGS_CHARS = 225
 
 
 @dataclass(frozen=True)
@@ -118,10 +122,11 @@ def run_name(
             continue
         if k not in _ALWAYS_NAMED and k != "epochs" and v != getattr(DEFAULTS, k):
             parts.append(f"{k}={_format(v)}")
-    parts.append(f"seed={train['seed']}")
-    if x64:
-        parts.append("x64")
-    return "_".join(p.replace("/", "-").replace(" ", "") for p in parts)
+    settings = "_".join(p.replace("/", "-").replace(" ", "") for p in parts)
+    if len(settings) > MAX_SETTINGS_CHARS:  # a folder name may have 255 bytes: keep the start, name the rest by hash
+        digest = hashlib.sha256(settings.encode()).hexdigest()[:12]
+        settings = f"{settings[: MAX_SETTINGS_CHARS - 16]}_h={digest}"
+    return f"{settings}_seed={train['seed']}" + ("_x64" if x64 else "")
 
 
 def unnamed_defaults(task: str, task_settings: Mapping[str, Sequence[Any]]) -> list[str]:

@@ -7,7 +7,9 @@ other fields of the task (and
 every field of a task of your own, ``module.path:Name``) are recorded only when the grid gives them. Run
 folders are named from the settings that identify them (method, the task's complexity setting, clipping,
 seed, and every other setting that differs from its default), so that extending a grid later keeps the names
-of runs already done: ``method=C_poles=2_clip=none_seed=42``.
+of runs already done: ``method=C_poles=2_clip=none_seed=42``. A name whose settings run past
+`MAX_SETTINGS_CHARS` keeps their start and ends in ``_h=`` and a hash of them, then the seed (a file name has
+255 bytes at most); the full settings are in the run's config.json.
 """
 
 from __future__ import annotations

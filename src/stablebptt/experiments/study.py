@@ -36,6 +36,7 @@ from ..tasks import make_task
 from ..training.settings import FIELDS, TrainSettings
 from ..training.shac import diffrl_recipe
 from . import evidence
+from .apg import APG_OPTIMIZER
 from .campaign import (
     LEVEL_NAMES,
     PAPER_TASKS,
@@ -154,8 +155,6 @@ def _brax_grid(env: str, recipe: str) -> dict[str, list[Any]]:
         "window": BRAX_WINDOW,
     }
     if recipe == APG:
-        from .apg import APG_OPTIMIZER
-
         settings = {
             **APG_OPTIMIZER,
             **common,

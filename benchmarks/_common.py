@@ -60,11 +60,12 @@ def block(tree: Any) -> Any:
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3, *, rotate: bool = False
+    fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3, *, shuffle: bool = False
 ) -> dict[str, dict[str, float]]:
     """Time each zero-argument function `repeats` times, interleaved (one call of each per round), so that
-    load from other processes hits all variants alike. With `rotate`, each round starts one function later, so
-    that no variant always follows the same one (a large neighbour evicts the caches of the next). Returns per
+    load from other processes hits all variants alike. With `shuffle`, each round calls them in another order
+    (a fixed seed), so that no variant always follows the same one (a large neighbour evicts the caches of the
+    next; rotating the start keeps the neighbours). Returns per
     name: median, min and p90 wall seconds and the median process CPU seconds (all threads), which is less
     sensitive to other processes."""
     for fn in fns.values():
@@ -73,9 +74,10 @@ def time_interleaved(
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
     order = list(fns.items())
-    for i in range(repeats):
-        shift = i % len(order) if rotate else 0
-        for name, fn in order[shift:] + order[:shift]:
+    rng = np.random.default_rng(0)
+    for _ in range(repeats):
+        for i in rng.permutation(len(order)) if shuffle else range(len(order)):
+            name, fn = order[i]
             c0, t0 = time.process_time(), time.perf_counter()
             block(fn())
             wall[name].append(time.perf_counter() - t0)

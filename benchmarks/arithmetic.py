@@ -61,6 +61,14 @@ def bench_task(name: str, repeats: int, unrolls: tuple[int, ...] = (1,)) -> dict
         return jax.jit(lambda d, x: vg(eqx.combine(d, static), x)).lower(diff, x0).compile()
 
     update = compiled("R", 1)  # XLA's flop count of the update
+    # An epoch's evaluation: the test loss of 256 test states over the horizon, forward only (what `train` does
+    # after the epoch's updates)
+    tests = task.sample(jax.random.PRNGKey(3), 256)
+
+    def test_loss(d, x):
+        return task.loss(*sb.rollout(task.step, task.controller, eqx.combine(d, static), x, task.horizon))
+
+    evaluate = jax.jit(test_loss).lower(diff, tests).compile()
     unrolled = {(m, k): compiled(m, k) for m in ("R", "C") for k in unrolls}
     update_flops, update_bytes = _flops(update)
 
@@ -91,13 +99,18 @@ def bench_task(name: str, repeats: int, unrolls: tuple[int, ...] = (1,)) -> dict
         {
             "network batched": lambda: batched(diff, inputs),
             "matmul": lambda: matmul(a),
+            "evaluation": lambda: evaluate(diff, tests),
         },
         repeats,
     )
-    # The updates on their own, each round starting with another: timed beside the large matmul, an update ran up
+    # The updates on their own, in a new order each round: timed beside the large matmul, an update ran up
     # to 60 % slower (cold caches). R at unroll 1 is the update of the table above.
     timings |= _common.time_interleaved(
-        {f"{m} unroll={k}": (lambda f=f: f(diff, x0)) for (m, k), f in unrolled.items()}, repeats, rotate=True
+        {
+            **{f"{m} unroll={k}": (lambda f=f: f(diff, x0)) for (m, k), f in unrolled.items()},
+        },
+        repeats,
+        shuffle=True,
     )
     peak = 2 * size**3 / timings["matmul"]["min_s"]
     net_rate = net_flops / timings["network batched"]["min_s"]
@@ -120,6 +133,8 @@ def bench_task(name: str, repeats: int, unrolls: tuple[int, ...] = (1,)) -> dict
         "bound_at_peak_s": arithmetic / peak,
         "measured_over_network_rate": measured / (arithmetic / net_rate),
         "measured_over_peak": measured / (arithmetic / peak),
+        "evaluation_median_s": timings["evaluation"]["median_s"],
+        "evaluation_over_update": timings["evaluation"]["median_s"] / measured,
         "unroll_median_s": {m: {k: timings[f"{m} unroll={k}"]["median_s"] for k in unrolls} for m in ("R", "C")},
         "timings": timings,
     }
@@ -155,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             "x",
             "bound@peak ms",
             "x",
+            "eval 256 ms",
         ],
         [
             [
@@ -168,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["measured_over_network_rate"],
                 r["bound_at_peak_s"] * 1e3,
                 r["measured_over_peak"],
+                r["evaluation_median_s"] * 1e3,
             ]
             for r in rows
         ],

@@ -317,10 +317,7 @@ def _sweep(
         return (lam_new, acc), (None if per_step else a_c)
 
     acc0 = jax.tree.map(lambda a: jnp.zeros((k, *a.shape), a.dtype), diff) if per_step else None
-    length = jax.tree.leaves(steps)[0].shape[0]
-    (lam, acc), a = jax.lax.scan(
-        backward, (lam, acc0), (steps, dl_dx, dl_dc, stored), reverse=True, unroll=max(1, min(unroll, length))
-    )
+    (lam, acc), a = jax.lax.scan(backward, (lam, acc0), (steps, dl_dx, dl_dc, stored), reverse=True, unroll=unroll)
     if not per_step:
         # The parameter gradient is linear in the control cotangents: one batched VJP over all steps.
         _, pull = jax.vjp(lambda d: jax.vmap(net, (None, 0))(d, xs), diff)

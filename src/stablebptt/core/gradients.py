@@ -200,7 +200,7 @@ def _remat_rollout(
 
     @functools.partial(jax.checkpoint, static_argnums=(1,))
     def run(x: PyTree, length: int) -> tuple[PyTree, tuple[PyTree, PyTree]]:
-        return jax.lax.scan(body, x, None, length=length, unroll=min(unroll, length))
+        return jax.lax.scan(body, x, None, length=length, unroll=unroll)
 
     rest, count = horizon % segment, horizon // segment
     parts_x, parts_c = [], []

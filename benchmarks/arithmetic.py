@@ -15,7 +15,10 @@ batch 8, 128 steps, the published CNN) the script
 
 The first ratio says how much of the update's time goes into what the flops alone do not explain (the sequential
 dependence of 100 small steps, dispatch of small XLA ops, the simulator's elementwise work); the second, how far
-the update is from the peak.
+the update is from the peak. A third bound, the recurrence's floor, times the update's own operations per step at
+its own shapes (batch 8), one step after another in a `lax.scan`, each step from its recorded state: what any
+implementation of the recurrence at this batch pays at least, without storing or reading residuals; the update over
+it is what a better loop structure could still gain.
 
 4. times R's and C's updates with the loops over time unrolled by ``--unrolls`` steps per iteration
    (`value_and_grad(..., unroll=K)`, the setting ``unroll`` / ``--unroll``), in the same interleaved rounds: what
@@ -90,6 +93,20 @@ def bench_task(name: str, repeats: int, unrolls: tuple[int, ...] = (1,)) -> dict
         return pullback(out)
 
     sim_flops, _ = _flops(jax.jit(simulator).lower(inputs, controls).compile())
+
+    # The recurrence's floor: the same operations per step at the same shapes (batch 8), one step after another in
+    # a `lax.scan`, but each step from its recorded state (no dependence between steps, nothing stored for a
+    # reverse sweep): the controller's and the simulator's forward and VJP, the parameter cotangents summed.
+    def stepwise(d, xs):
+        def body(acc, x):
+            out, pullback = jax.vjp(lambda d, x: task.step(x, task.controller(eqx.combine(d, static), x)), d, x)
+            g_d, g_x = pullback(jax.tree.map(jnp.ones_like, out))
+            total = acc[1] + sum(jnp.sum(leaf) for leaf in jax.tree.leaves(g_x))
+            return (jax.tree.map(jnp.add, acc[0], g_d), total), None
+
+        return jax.lax.scan(body, (jax.tree.map(jnp.zeros_like, d), jnp.zeros(())), xs)[0]
+
+    floor = jax.jit(stepwise).lower(diff, inputs).compile()
     arithmetic = net_flops + sim_flops
 
     size = 1024
@@ -108,6 +125,7 @@ def bench_task(name: str, repeats: int, unrolls: tuple[int, ...] = (1,)) -> dict
     timings |= _common.time_interleaved(
         {
             **{f"{m} unroll={k}": (lambda f=f: f(diff, x0)) for (m, k), f in unrolled.items()},
+            "stepwise floor": lambda: floor(diff, inputs),
         },
         repeats,
         shuffle=True,
@@ -133,6 +151,8 @@ def bench_task(name: str, repeats: int, unrolls: tuple[int, ...] = (1,)) -> dict
         "bound_at_peak_s": arithmetic / peak,
         "measured_over_network_rate": measured / (arithmetic / net_rate),
         "measured_over_peak": measured / (arithmetic / peak),
+        "stepwise_floor_median_s": timings["stepwise floor"]["median_s"],
+        "measured_over_stepwise_floor": measured / timings["stepwise floor"]["median_s"],
         "evaluation_median_s": timings["evaluation"]["median_s"],
         "evaluation_over_update": timings["evaluation"]["median_s"] / measured,
         "unroll_median_s": {m: {k: timings[f"{m} unroll={k}"]["median_s"] for k in unrolls} for m in ("R", "C")},
@@ -170,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             "x",
             "bound@peak ms",
             "x",
+            "floor ms",
+            "x",
             "eval 256 ms",
         ],
         [
@@ -184,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                 r["measured_over_network_rate"],
                 r["bound_at_peak_s"] * 1e3,
                 r["measured_over_peak"],
+                r["stepwise_floor_median_s"] * 1e3,
+                r["measured_over_stepwise_floor"],
                 r["evaluation_median_s"] * 1e3,
             ]
             for r in rows

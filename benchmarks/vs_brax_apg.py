@@ -284,9 +284,9 @@ def check_apg_runs() -> None:
     """Make Brax 0.14's apg.train runnable, or refuse before any run: it calls `jax.device_put_replicated`, which
     JAX 0.8 removed. On one device that call is a stack along a new leading (device) axis, put on the device; with
     that shim apg.train runs under JAX 0.10 (checked: inverted_double_pendulum, generalized, 4 updates). On several
-    devices the shim would have to shard, so there the benchmark refuses."""
+    devices the shim would have to shard, so there the benchmark refuses (the shim itself:
+    `stablebptt.integrations.brax.brax_training_loops`, around each apg.train)."""
     import jax
-    import jax.numpy as jnp
 
     if hasattr(jax, "device_put_replicated"):
         return
@@ -297,17 +297,11 @@ def check_apg_runs() -> None:
             "--variants stream-R,stream-M,stream-C,R,C,C-trunc"
         )
 
-    def device_put_replicated(tree: Any, devices: Any) -> Any:
-        return jax.tree.map(lambda a: jax.device_put(jnp.stack([jnp.asarray(a)] * len(devices)), devices[0]), tree)
-
-    jax.device_put_replicated = device_put_replicated  # type: ignore[attr-defined]
-    print(f"note: JAX {jax.__version__} has no device_put_replicated; supplied for Brax's apg.train (one device)")
-
 
 def run_apg(name: str, seed: int, lr: float, args: argparse.Namespace) -> dict[str, Any]:
     from brax.training.agents.apg import train as apg
 
-    from stablebptt.integrations.brax import environment
+    from stablebptt.integrations.brax import brax_training_loops, environment
 
     env = environment(name, args.backend, 1)
     updates_per_eval = round(args.apg_updates / (args.evals - 1))
@@ -330,19 +324,20 @@ def run_apg(name: str, seed: int, lr: float, args: argparse.Namespace) -> dict[s
 
     status = "complete"
     try:
-        apg.train(
-            environment=env,
-            episode_length=args.episode_length,
-            policy_updates=args.apg_updates,
-            horizon_length=args.window,
-            num_envs=args.num_envs,
-            num_evals=args.evals,
-            num_eval_envs=args.eval_envs,
-            seed=seed,
-            learning_rate=lr,
-            deterministic_eval=True,
-            progress_fn=progress,
-        )
+        with brax_training_loops():
+            apg.train(
+                environment=env,
+                episode_length=args.episode_length,
+                policy_updates=args.apg_updates,
+                horizon_length=args.window,
+                num_envs=args.num_envs,
+                num_evals=args.evals,
+                num_eval_envs=args.eval_envs,
+                seed=seed,
+                learning_rate=lr,
+                deterministic_eval=True,
+                progress_fn=progress,
+            )
     except AssertionError:
         # apg.train ends with pmap.assert_is_replicated(training_state), which compares the state with itself
         # across devices: with one device it fails exactly when the state holds a NaN.

@@ -3,8 +3,8 @@
 epochs. Prints one JSON line: both evaluation curves (Brax's evaluator, APG's evaluation key), the largest
 difference between the final networks and how far training moved ours. Run by tests/experiments/test_apg.py.
 
-``apg.train`` runs under this JAX with `jax.device_put_replicated` supplied for one device (as
-benchmarks/vs_brax_apg.py does)."""
+``apg.train`` runs under this JAX with `jax.device_put_replicated` supplied for one device
+(`stablebptt.integrations.brax.brax_training_loops`)."""
 
 from __future__ import annotations
 
@@ -19,29 +19,23 @@ def main() -> None:
     from brax.training.agents.apg import train as apg
 
     from stablebptt.experiments.apg import apg_recipe
-    from stablebptt.integrations.brax import APGNetwork, environment, wrapped_environment
+    from stablebptt.integrations.brax import APGNetwork, brax_training_loops, environment, wrapped_environment
     from stablebptt.training import Trainer
     from stablebptt.training.stream import apg_eval_key
-
-    if not hasattr(jax, "device_put_replicated"):
-
-        def device_put_replicated(tree, devices):
-            return jax.tree.map(lambda a: jax.device_put(jnp.stack([jnp.asarray(a)] * len(devices)), devices[0]), tree)
-
-        jax.device_put_replicated = device_put_replicated
 
     env, seed, lr = "inverted_double_pendulum", 5, 3e-4
     sizes = {"episode_length": 20, "policy_updates": 6, "horizon_length": 8, "num_envs": 4, "num_evals": 3}
     theirs: list[float] = []
-    _, (_, final), _ = apg.train(
-        environment=environment(env, "mjx", 1),
-        **sizes,
-        num_eval_envs=4,
-        seed=seed,
-        learning_rate=lr,
-        deterministic_eval=True,
-        progress_fn=lambda it, metrics: theirs.append(float(metrics["eval/episode_reward"])),
-    )
+    with brax_training_loops():
+        _, (_, final), _ = apg.train(
+            environment=environment(env, "mjx", 1),
+            **sizes,
+            num_eval_envs=4,
+            seed=seed,
+            learning_rate=lr,
+            deterministic_eval=True,
+            progress_fn=lambda it, metrics: theirs.append(float(metrics["eval/episode_reward"])),
+        )
 
     task, settings = apg_recipe(env, **sizes, learning_rate=lr, seed=seed, backend="mjx")
     trainer = Trainer(task, settings)

@@ -1,8 +1,8 @@
 """Brax environments as tasks (`stablebptt.integrations.brax`): the ``brax:NAME`` spec, the loss and the
 observation statistics (the default set: no compiled programs), then the reset states and the policy (slow:
-seconds of eager dispatch each), gradients of every mode against a naive unroll on
-both differentiable backends, training, and the command line (slow: compiling the reverse pass of a Brax step
-takes 20-60 s per program on 2 CPU cores; ``.ci/run`` runs them with ``--runslow``).
+seconds of eager dispatch each), gradients against a naive unroll on both differentiable backends (R, N and C on
+mjx, R and C on generalized: `MODES`), training, and the command line (slow: compiling the reverse pass of a Brax
+step takes 20-60 s per program on 2 CPU cores; ``.ci/run`` runs them with ``--runslow``).
 """
 
 from __future__ import annotations
@@ -167,37 +167,54 @@ def compute_gradients(env, backend, methods="RMSN", combined=True):
     return jax.jit(everything).lower(diff, x0).compile(compiler_options=FAST_COMPILE)(diff, x0)
 
 
+# Which modes each backend checks against a naive unroll. Where the modes put their stops is the core's, the same on
+# every simulator, and is checked for every mode on every task of the core's tests and on MJX's own cart pole
+# (tests/tasks/test_mjx_cartpole.py); what depends on Brax is whether its state pytree passes through a stop at the
+# network's input (M) and at the simulator's (N). So mjx checks R and N, generalized R, and both C, which runs the
+# backward passes of R and M together (against the naive R and M); S is M's stop and N's together. Each mode's
+# reverse pass costs 20-40 s of compiling on 2 cores; the slow lane has 30 minutes for everything.
+MODES = {"mjx": "RN", "generalized": "R"}
+
+
 # Under `.ci/run`'s `--dist loadgroup` the tests of each backend run on one worker (tests/conftest.py groups the
 # users of a module fixture), so the two fixtures (minutes of compiling each) are built once, on two workers.
-@pytest.fixture(scope="module", params=["generalized", "mjx"])
-def every_mode(request):
-    """R, M, S, N and C (the automatic backward) and the naive R, M, S, N on inverted_double_pendulum."""
-    return compute_gradients("inverted_double_pendulum", request.param)
+@pytest.fixture(scope="module", params=list(MODES))
+def brax_gradients(request):
+    """The modes of `MODES` and C (the automatic backward), and the naive gradients of those modes and of M and R, on
+    inverted_double_pendulum."""
+    return compute_gradients("inverted_double_pendulum", request.param, methods=MODES[request.param])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", "RMSN")
-def test_single_modes_equal_naive_unroll(every_mode, method):
-    ours, naive = every_mode
-    check_single_mode(ours[method], naive[method])
+def test_single_modes_equal_naive_unroll(brax_gradients, request):
+    ours, naive = brax_gradients
+    modes = MODES[request.node.callspec.params["brax_gradients"]]
+    assert set(ours) == set(modes) | {"C"}
+    for method in modes:
+        try:
+            check_single_mode(ours[method], naive[method])
+        except AssertionError as error:
+            raise AssertionError(f"mode {method}: {error}") from error
 
 
 @pytest.mark.slow
-def test_modes_differ_on_this_system(every_mode):
+def test_modes_differ_on_this_system(brax_gradients):
     """Guards the test above: a misplaced stop_gradient shows as a mismatch only if the modes differ."""
-    _, naive = every_mode
-    grads = {m: flat(naive[m][1]) for m in "RMSN"}
-    for a, b in (("R", "M"), ("R", "S"), ("M", "S"), ("R", "N")):
+    _, naive = brax_gradients
+    grads = {m: flat(g) for m, (_, g) in naive.items()}
+    pairs = [(a, b) for a, b in (("R", "M"), ("R", "S"), ("M", "S"), ("R", "N")) if a in grads and b in grads]
+    assert ("R", "M") in pairs
+    for a, b in pairs:
         scale = max(np.max(np.abs(grads[a])), np.max(np.abs(grads[b])))
         assert np.max(np.abs(grads[a] - grads[b])) > 1e-2 * scale, (a, b)
 
 
 @pytest.mark.slow
-def test_combined_equals_combine_of_naive_gradients(every_mode, request):
+def test_combined_equals_combine_of_naive_gradients(brax_gradients, request):
     """On the generalized backend g_M and g_R happen to agree in sign on every entry of this small problem (C = M
     there); on mjx some differ, so that C is told apart from M (and on hopper below)."""
-    ours, naive = every_mode
-    check_combined(ours["C"], naive, some_disagree=request.node.callspec.params["every_mode"] == "mjx")
+    ours, naive = brax_gradients
+    check_combined(ours["C"], naive, some_disagree=request.node.callspec.params["brax_gradients"] == "mjx")
 
 
 @pytest.mark.slow
@@ -213,7 +230,7 @@ def test_contacts_differentiate_on_mjx_with_one_solver_iteration():
 def test_default_backend_gives_finite_updates(env):
     """The default backend (generalized) on the benchmark's environments, 20 steps from reset states and the
     default controller: R and C updates are finite and not zero (mjx gave NaN on reacher here).
-    inverted_double_pendulum on generalized is covered by `every_mode` (every mode against a naive unroll)."""
+    inverted_double_pendulum on generalized is covered by `brax_gradients` (every mode against a naive unroll)."""
     task = BraxTask(env=env, horizon=20)
     key = jax.random.PRNGKey(0)
     assert_updates_finite_and_nonzero(task, task.init_controller(key), task.sample(key, 4), methods="RC")

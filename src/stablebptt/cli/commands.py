@@ -156,7 +156,12 @@ def build_parser() -> Parser:
         "stop: nothing recorded is trained again); `record` records the finished runs of WORK and rebuilds the "
         "report; `report` rebuilds every figure and table of the report from the records alone.",
     )
-    reproduce.add_argument("action", choices=("status", "run", "record", "report"), help="what to do")
+    reproduce.add_argument(
+        "action",
+        choices=("status", "run", "record", "report", "ppo"),
+        help="what to do (ppo, of --study shac: Brax's own PPO as the Brax part's reference, at the training time "
+        "of a SHAC run, one record per seed under RECORDS/ppo; needs stablebptt[brax])",
+    )
     reproduce.add_argument(
         "--study",
         choices=tuple(STUDIES),
@@ -662,6 +667,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             write_study_pages(args.records, args.paper_records, args.figures, args.tables)
 
     if args.action == "report":
+        pages()
+        return 0
+    if args.action == "ppo":
+        if args.study != "shac":
+            raise BadInput("reproduce ppo is the reference of SHAC's study: give --study shac")
+        from ..experiments.ppo import run_references
+
+        done = run_references(args.records)
+        print(f"recorded {plural(done, 'PPO reference')} in {args.records}")
         pages()
         return 0
     if args.action == "record":

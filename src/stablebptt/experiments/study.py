@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.checks import BadInput, plural
 from ..core.methods import METHOD_COLORS, as_method
-from ..runs.io import atomic_write_bytes
+from ..runs.io import atomic_write_bytes, read_json
 from ..tasks import make_task
 from ..training.settings import FIELDS, TrainSettings
 from ..training.shac import diffrl_recipe
@@ -139,6 +139,29 @@ BRAX_SHAC_RATES = {"inverted_double_pendulum": (1e-2, 1e-3), "hopper": (2e-3, 2e
 BRAX_APG_LR = 1e-4  # apg.train's default, and the best stream-R rate of the APG study (docs/brax.md, seeds 0-2)
 BRAX_METHODS = ("R", "M", "C")
 BASELINE = BRAX_METHODS[0]  # the rule the others are compared with inside SHAC's windows on Brax: SHAC as published
+
+
+PPO_ENVS = ("inverted_double_pendulum",)  # Brax's PPO as the reference (experiments.ppo): one environment, as asked
+PPO_FOLDER = "ppo"  # under the study's records: its own JSON files, not run records (`load_records` reads *.json.gz)
+
+
+def ppo_record_path(root: str | Path, env: str, seed: int) -> Path:
+    """Where the PPO reference of `env` and `seed` is recorded under the study's records `root`."""
+    return Path(root) / PPO_FOLDER / f"{env}_seed={seed}.json"
+
+
+def ppo_references(root: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every PPO record under `root` (`experiments.ppo`), and one line per file that could not be read (not
+    counted)."""
+    found, problems = [], []
+    for path in sorted((Path(root) / PPO_FOLDER).glob("*.json")):
+        try:
+            record = read_json(path)
+            float(record["final"]["test_loss"]), float(record["budget_s"]), record["env"], int(record["seed"])
+            found.append(record)
+        except (BadInput, KeyError, TypeError, ValueError) as e:
+            problems.append(f"{path}: {type(e).__name__}: {e}")
+    return found, problems
 
 
 def brax_steps() -> int:
@@ -525,10 +548,61 @@ def study_regrets(shac_root: str | Path, paper_root: str | Path) -> tuple[list[e
     return evidence.cells(list(records.values())), choices
 
 
-def plot_study(cells: Sequence[Cell], path: str | Path) -> None:
+def ppo_rows(references: Sequence[Mapping[str, Any]]) -> str:
+    """The PPO references' table: per environment, the seeds, the budget, the environment steps reached and the mean
+    reward per step (minus the final test loss) as ``median [min, max]``, and ppo.train's time beyond training
+    (initialising and compiling; short where the command line's compilation cache already held the programs)."""
+    rows = []
+    for env, group in itertools.groupby(sorted(references, key=lambda r: r["env"]), key=lambda r: r["env"]):
+        found = list(group)
+        rows.append(
+            {
+                "environment": env,
+                "seeds": ", ".join(str(r["seed"]) for r in sorted(found, key=lambda r: r["seed"])),
+                "training s (budget)": f"{np.median([r['budget_s'] for r in found]):.1f}",
+                "env steps": _spread([float(r["final"]["env_steps"]) for r in found]),
+                "reward per step": _spread([-float(r["final"]["test_loss"]) for r in found]),
+                "setup s": f"{np.median([r.get('compile_s', math.nan) for r in found]):.0f}",
+            }
+        )
+    return markdown(list(rows[0]), rows) if rows else "(no PPO records yet: `stablebptt reproduce ppo --study shac`)\n"
+
+
+def ppo_verdicts(cells: Sequence[Cell], references: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per environment with PPO records: PPO at SHAC's training time against SHAC's best rule and APG's recipe, in
+    mean reward per step (median over the seeds), with SHAC's seed pairs above PPO counted."""
+    lines = []
+    for env in sorted({r["env"] for r in references}):
+        found = [r for r in references if r["env"] == env]
+        ppo = [-float(r["final"]["test_loss"]) for r in found]
+        steps = float(np.median([r["final"]["env_steps"] for r in found]))
+        shac = [c for c in cells if c.task == f"brax:{env}" and c.recipe == SHAC and c.records]
+        apg = next((c for c in cells if c.task == f"brax:{env}" and c.recipe == APG and c.records), None)
+        head = (
+            f"- **{env}**: Brax's PPO, given the median training time of SHAC with R "
+            f"({np.median([r['budget_s'] for r in found]):.1f} s, compilation excluded on both sides), took "
+            f"{steps:,.0f} environment steps ({steps / brax_steps():.3g} times a SHAC run's) and reaches "
+            f"{np.median(ppo):.3g} reward per step ({plural(len(ppo), 'seed')}, {_spread(ppo)})"
+        )
+        if not shac:
+            lines.append(head + "; no SHAC records to compare with yet.")
+            continue
+        best = max(shac, key=lambda c: -c.median())
+        above = sum(-a > b for a, b in itertools.product(best.finals(), ppo))
+        beats = "above" if -best.median() > np.median(ppo) else "not above"
+        lines.append(
+            head + f". SHAC's best rule ({best.method}, {-best.median():.3g}) is {beats} it: {above} of "
+            f"{len(best.finals()) * len(ppo)} seed pairs above PPO"
+            + (f"; APG's recipe with R: {-apg.median():.3g}." if apg is not None else ".")
+        )
+    return lines
+
+
+def plot_study(cells: Sequence[Cell], path: str | Path, references: Sequence[Mapping[str, Any]] = ()) -> None:
     """One panel per level: the test loss against environment steps, median over the seeds and min-max band, of
     each recipe (the paper's loop solid, SHAC dashed, SHAC with DiffRL's critic dotted) and rule (the rule's
-    colour), on a log scale."""
+    colour), on a log scale; a Brax environment's panel in reward per step, with Brax's PPO at SHAC's training time
+    (`references`) as a grey horizontal line (its median; it takes more environment steps than the axis shows)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -552,9 +626,19 @@ def plot_study(cells: Sequence[Cell], path: str | Path) -> None:
             ax.plot(steps, np.nanmedian(curves, axis=0), style, color=colour, label=label, lw=1.2)
             if len(cell.records) > 1:
                 ax.fill_between(steps, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=colour, alpha=0.12)
+        ppo = [-float(r["final"]["test_loss"]) for r in references if f"brax:{r['env']}" == task]
+        if ppo and not paper:
+            ax.axhline(
+                np.median(ppo),
+                color="0.45",
+                ls=(0, (6, 2)),
+                lw=1.2,
+                label=f"Brax PPO, same training time ({len(ppo)} seeds)",
+            )
         ax.set_yscale("log" if paper else "linear")
         ax.set_title(f"{task}, {_level_name(task, level)}" if paper else f"{task} (MJX)")
         ax.set_xlabel("environment steps")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))  # 3e5 as 3 and x1e5, not 300000 colliding
         ax.set_ylabel("test loss (the paper's, full horizon)" if paper else "mean reward per step (test)")
         ax.grid(alpha=0.3)
         if ax.lines:
@@ -574,9 +658,10 @@ def write_study_pages(
     """The study's figure (``recipes_study.png`` in `figures`) and its generated page of tables and verdicts (the
     Markdown file `tables`), from the committed records alone. Returns both paths."""
     cells, uncounted = study_cells(shac_root, paper_root)
+    references, unread = ppo_references(shac_root)
     figure = Path(figures) / "recipes_study.png"
     figure.parent.mkdir(parents=True, exist_ok=True)
-    plot_study(cells, figure)
+    plot_study(cells, figure, references)
     lines = [
         "# Remedies compared: the records",
         "",
@@ -596,6 +681,18 @@ def write_study_pages(
         "",
         *verdicts(cells),
         "",
+        "## Brax's PPO at SHAC's training time",
+        "",
+        "The reference users quote, as Brax ships it (`stablebptt reproduce ppo --study shac`, "
+        "`stablebptt.experiments.ppo`): Brax's settings for the environment at smaller sizes per step, trained for "
+        "the median training time of SHAC with R on the same core, compilation excluded on both sides, and scored "
+        "as every run here: the deterministic policy from the same 16 test states. Reward per step: `median [min, "
+        "max]` over the seeds; environment steps are PPO's own, at the last evaluation within the budget; setup: "
+        "ppo.train's time beyond training (compiling, short where the compilation cache held the programs).",
+        "",
+        ppo_rows(references),
+        *ppo_verdicts(cells, references),
+        "",
         "## Which to use: the recipes' regret",
         "",
         "As on the reproduction's records page (its section \"Which to use\"), at the study's levels of the paper's "
@@ -609,6 +706,10 @@ def write_study_pages(
     ]
     if uncounted:
         lines += [f"Not counted: {plural(len(uncounted), 'record')} (unreadable, or of no planned run).", ""]
+    if unread:
+        lines += [f"Not counted: {plural(len(unread), 'PPO record')} that could not be read.", ""]
+        for problem in unread:
+            (log or print)(f"not counted, unreadable: {problem}")
     tables = Path(tables)
     tables.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(tables, "\n".join(lines).rstrip("\n").encode() + b"\n")

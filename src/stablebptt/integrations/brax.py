@@ -86,6 +86,33 @@ def check_environment_name(name: str) -> None:
         )
 
 
+@contextlib.contextmanager
+def brax_training_loops() -> Any:
+    """Let Brax 0.14's own training loops (``apg.train``, ``ppo.train``) run under this JAX on one device.
+
+    They call ``jax.device_put_replicated``, which JAX 0.8 removed. On one device that call is a stack along a new
+    leading (device) axis put on the device; within this context JAX has it (and loses it again after, if it did
+    not have it before). On several devices it would have to shard: `BadInput`."""
+    if hasattr(jax, "device_put_replicated"):
+        yield
+        return
+    if len(jax.local_devices()) != 1:
+        raise BadInput(
+            f"Brax's training loops need jax.device_put_replicated, which JAX {jax.__version__} no longer has; it is "
+            f"supplied on one device only, this process has {len(jax.local_devices())}: limit it to one, e.g. "
+            "CUDA_VISIBLE_DEVICES=0"
+        )
+
+    def device_put_replicated(tree: Any, devices: Any) -> Any:
+        return jax.tree.map(lambda a: jax.device_put(jnp.stack([jnp.asarray(a)] * len(devices)), devices[0]), tree)
+
+    setattr(jax, "device_put_replicated", device_put_replicated)  # noqa: B010 -- JAX's stubs still declare it
+    try:
+        yield
+    finally:
+        delattr(jax, "device_put_replicated")
+
+
 @functools.lru_cache(maxsize=32)
 def environment(name: str, backend: str, solver_iterations: int) -> Any:
     """The Brax environment `name` on `backend` (cached per setting, built eagerly even inside a trace, so the

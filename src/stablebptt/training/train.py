@@ -129,6 +129,13 @@ def initial_params(task: Task, settings: TrainSettings) -> PyTree:
     return _draw(task, keys.data, keys.init, settings.n_train, settings.n_test)[1]
 
 
+def run_data(task: Task, settings: TrainSettings) -> Data:
+    """The training and test states of a run of `settings` on `task`, drawn as `Trainer` draws them (e.g. to score
+    another learner on the same test states)."""
+    keys = seed_keys(settings)
+    return _draw(task, keys.data, None, settings.n_train, settings.n_test)[0]
+
+
 class Outcome(NamedTuple):
     """What `Trainer.run` ends with: the last good state, its epoch, and the row of a diverged epoch."""
 

@@ -215,6 +215,14 @@ def test_a_brax_environment_is_answered_in_reward_per_step():
     # rewards: APG 0.5; SHAC R 0.25, M 0.15, C 0.35 (its best): SHAC does not beat APG's recipe
     assert "SHAC (best rule: C, 0.35) does not beat APG's recipe with R (0.5)" in line
     assert "against R's 0.25: M 0.15 (0 of 9 seed pairs above R); C 0.35 (6 of 9 seed pairs above R)" in line
+    # one epoch per record here, so the best rule's first epoch is its last
+    assert "SHAC trained to the end in 9 of 9 runs; its best rule went from 0.35 after the first epoch to 0.35." in line
+    rising = [
+        RunRecord("r", config, status, [{"test_loss": -0.1, "epoch_time": 1.0}, {"test_loss": x, "epoch_time": 1.0}])
+        for x, status in ((-0.7, "complete"), (-0.2, "diverged"), (-0.35, "complete"))
+    ]
+    (line,) = verdicts([*cells[:3], Cell("brax:hopper", None, SHAC, "C", rising)])
+    assert "SHAC trained to the end in 8 of 9 runs; its best rule went from 0.1 after the first epoch to 0.35." in line
     assert "| brax:hopper | - | SHAC | -0.25 [-0.3, -0.2] | -0.15 [-0.2, -0.1] | -0.35 [-0.7, -0.2] |" in study_table(
         cells
     )

@@ -461,10 +461,15 @@ def _brax_verdict(find: Mapping[tuple[str, Any, str, str], Cell], task: str, lev
         above = sum(a < b for a, b in itertools.product(shac[method].finals(), shac[BASELINE].finals()))
         pairs = len(shac[method].finals()) * len(shac[BASELINE].finals())
         others.append(f"{method} {reward(shac[method]):.3g} ({above} of {pairs} seed pairs above {BASELINE})")
+    first = float(np.median([-r.curve("test_loss")[0] for r in best.records]))
+    runs = [r for c in shac.values() for r in c.records]
+    stable = sum(r.status != "diverged" for r in runs)
     return (
         f"- **{task}** (mean reward per step over an episode, median over seeds; higher is better): SHAC (best "
         f"rule: {best.method}, {reward(best):.3g}) {beats} APG's recipe with R ({reward(apg):.3g}). Inside SHAC's "
-        f"windows, against {BASELINE}'s {reward(shac[BASELINE]):.3g}: {'; '.join(others)}." + diverged
+        f"windows, against {BASELINE}'s {reward(shac[BASELINE]):.3g}: {'; '.join(others)}. SHAC trained to the "
+        f"end in {stable} of {plural(len(runs), 'run')}; its best rule went from {first:.3g} after the first epoch "
+        f"to {reward(best):.3g}." + diverged
     )
 
 

@@ -116,3 +116,28 @@ def test_reproduce_ppo_is_refused_outside_shacs_study(tmp_path):
     from stablebptt.cli.main import main
 
     assert main(["reproduce", "ppo", "--records", str(tmp_path)]) != 0
+
+
+def test_run_references_skips_what_is_recorded_and_retrains_what_cannot_be_read(tmp_path, monkeypatch):
+    from stablebptt.experiments import ppo
+
+    trained = []
+    monkeypatch.setattr(ppo, "shac_seconds", lambda root, env: 57.6)
+
+    def fake(env, seed, seconds, log=print):
+        trained.append(seed)
+        return _reference(env, seed, 9.0 + seed / 100, budget=seconds)
+
+    monkeypatch.setattr(ppo, "ppo_reference", fake)
+    env = "inverted_double_pendulum"
+    good, corrupt = ppo_record_path(tmp_path, env, 42), ppo_record_path(tmp_path, env, 43)
+    good.parent.mkdir(parents=True)
+    good.write_text(json.dumps(_reference(env, 42, 9.2)))
+    corrupt.write_text('{"env": ')
+    lines = []
+    assert ppo.run_references(tmp_path, envs=[env], seeds=[42, 43, 44], log=lines.append) == 2
+    assert trained == [43, 44]
+    assert any("cannot be read" in line and "seed=43" in line for line in lines)
+    found, problems = ppo_references(tmp_path)
+    assert [r["seed"] for r in found] == [42, 43, 44] and not problems
+    assert json.loads(good.read_text())["final"]["test_loss"] == -9.2  # untouched

@@ -26,7 +26,7 @@ import numpy as np
 from ..core.checks import BadInput
 from ..core.unroll import rollout
 from ..integrations.brax import brax_training_loops
-from ..runs.io import write_json
+from ..runs.io import read_json, write_json
 from ..runs.provenance import provenance
 from ..tasks import make_task
 from ..tasks.registry import task_label
@@ -209,7 +209,11 @@ def run_references(
         for seed in seeds:
             path = ppo_record_path(root, env, seed)
             if path.exists():
-                continue
+                try:
+                    float(read_json(path)["final"]["test_loss"])
+                    continue
+                except (BadInput, KeyError, TypeError, ValueError) as e:
+                    log(f"ppo {env} seed {seed}: {path} cannot be read ({e}); training it again")
             path.parent.mkdir(parents=True, exist_ok=True)  # before training: an unwritable folder fails first
             log(f"ppo {env} seed {seed}: training for {budget:.1f} s (SHAC with R's median training time)")
             record = ppo_reference(env, seed, budget, log=log)

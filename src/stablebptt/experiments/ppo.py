@@ -32,7 +32,7 @@ from ..tasks import make_task
 from ..tasks.registry import task_label
 from ..training.settings import FIELDS, from_mapping
 from ..training.train import run_data
-from .study import BRAX_TASK, PPO_ENVS, SEEDS, SHAC, _brax_grid, load_records, ppo_record_path
+from .study import BASELINE, BRAX_TASK, PPO_ENVS, SEEDS, SHAC, _brax_grid, load_records, ppo_record_path
 
 # Brax's PPO settings for inverted_double_pendulum (its training colab; inverted_pendulum's are the same), except one
 # training step's sizes: 128 environments instead of 2048, batches of 64 instead of 1024 and 8 minibatches instead
@@ -67,7 +67,7 @@ def shac_seconds(root: str | Path, env: str) -> float:
         if r.status != "unreadable"
         and task_label(r.config.get("task", "")) == label
         and r.settings().get("protocol") == "shac"
-        and r.settings().get("method") == "R"
+        and r.settings().get("method") == BASELINE
     ]
     if not times:
         raise BadInput(
@@ -80,8 +80,8 @@ def shac_seconds(root: str | Path, env: str) -> float:
 def study_test_states(env: str, seed: int) -> tuple[Any, Any]:
     """The study's task on `env` and the test states of `seed` (those every run of the study is scored on)."""
     grid = _brax_grid(env, SHAC)
-    task_keys = set(BRAX_TASK)
-    config = {k: v[0] for k, v in grid.items() if k not in task_keys and k in FIELDS} | {"seed": seed, "method": "R"}
+    config = {k: v[0] for k, v in grid.items() if k not in BRAX_TASK and k in FIELDS}
+    config |= {"seed": seed, "method": BASELINE}
     task = make_task(f"brax:{env}", **BRAX_TASK)
     return task, run_data(task, from_mapping(config)).test
 

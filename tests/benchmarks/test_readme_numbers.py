@@ -1,0 +1,52 @@
+"""The hand-copied table of R's update against its arithmetic (benchmarks/README.md) agrees with the JSON the
+benchmark wrote (benchmarks/results/arithmetic.json), every number to its printed digits: editing either side
+without the other fails."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = {"cart pole": "cartpole", "quantum": "quantum"}
+
+
+def agrees(printed: str, value: float) -> bool:
+    d = Decimal(printed)
+    half = Decimal(1).scaleb(d.as_tuple().exponent) / 2
+    return abs(float(d) - value) <= float(half) * (1 + 1e-9)
+
+
+def expected(row: dict) -> list[float]:
+    """The table's numbers in order: MFLOP, update ms, bound at the network's rate ms (its GFLOP/s), x, bound at
+    the peak ms (its GFLOP/s), x, the floor ms, x, the evaluation ms."""
+    return [
+        row["flops"] / 1e6,
+        row["update_median_s"] * 1e3,
+        row["bound_at_network_rate_s"] * 1e3,
+        row["network_batched_flops_per_s"] / 1e9,
+        row["measured_over_network_rate"],
+        row["bound_at_peak_s"] * 1e3,
+        row["peak_flops_per_s"] / 1e9,
+        row["measured_over_peak"],
+        row["stepwise_floor_median_s"] * 1e3,
+        row["measured_over_stepwise_floor"],
+        row["evaluation_median_s"] * 1e3,
+    ]
+
+
+@pytest.mark.parametrize("name", list(ROWS))
+def test_the_arithmetic_table_agrees_with_its_json(name):
+    rows = {r["task"]: r for r in json.loads((ROOT / "benchmarks/results/arithmetic.json").read_text())["rows"]}
+    readme = (ROOT / "benchmarks/README.md").read_text()
+    (line,) = [x for x in readme.splitlines() if x.startswith(f"| {name} (batch 8,")]
+    cells = line.strip("|").split("|")[1:]  # after the task's name (whose sizes are not figures of the run)
+    printed = [n for cell in cells for n in re.findall(r"\d+(?:\.\d+)?", cell)]
+    want = expected(rows[ROWS[name]])
+    assert len(printed) == len(want), (printed, want)
+    for p, v in zip(printed, want, strict=True):
+        assert agrees(p, v), (name, p, v)

@@ -5,11 +5,13 @@ alone do."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from stablebptt.cli.main import main
 from stablebptt.runs.io import read_csv
 
 
+@pytest.mark.slow  # 7 s: the README's test command keeps its 6 minutes on 2 cores
 def test_a_group_with_optax_epsilon_trains_as_its_runs_alone(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     common = ["--poles", "1", "--horizon", "20", "--epochs", "2", "--n-train", "16", "--n-test", "8"]

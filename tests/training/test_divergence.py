@@ -129,6 +129,7 @@ def test_failure_during_training_is_recorded_as_failed(tmp_path, monkeypatch):
     )
 
 
+@pytest.mark.slow  # 6 s: the README's test command keeps its 6 minutes on 2 cores
 def test_cli_reports_divergence_in_one_line(tmp_path):
     args = [
         "train",

@@ -275,7 +275,8 @@ def test_the_rewards_of_an_episode_sum_to_minus_the_papers_loss(x64, task):
     assert total == pytest.approx(float(constant - made.loss(states, controls)), rel=1e-10)
 
 
-@pytest.mark.parametrize("normalize", [False, True])
+# normalize=True in the slow lane (the README's test command keeps its 6 minutes on 2 cores)
+@pytest.mark.parametrize("normalize", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_a_shac_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, monkeypatch, normalize):
     """The checkpoint holds the critic, the target critic, both optimizer states, the carried environments, the
     key and (with --critic-normalize) the critic's input statistics: 2 epochs, then resumed to 3, give the rows
@@ -436,6 +437,7 @@ def diffrl_objective_with_resets(task, target, gamma):
     return loss
 
 
+@pytest.mark.slow  # 13 s: the README's test command keeps its 6 minutes on 2 cores
 def test_the_objective_and_every_rules_gradient_where_the_task_resets_itself(x64):
     """Inside one window, episodes end by termination and by truncation (the task's own resets): SHAC's objective
     bootstraps from the state before the reset where truncated, stops where terminated, as DiffRL's; and every

@@ -1,6 +1,6 @@
-"""The hand-copied table of R's update against its arithmetic (benchmarks/README.md) agrees with the JSON the
-benchmark wrote (benchmarks/results/arithmetic.json), every number to its printed digits: editing either side
-without the other fails."""
+"""Hand-copied tables of benchmarks/README.md agree with the JSON their benchmark wrote, every number to its printed
+digits (R's update against its arithmetic: arithmetic.json; the compilation cache's first and second start:
+compile_cache.json): editing either side without the other fails."""
 
 from __future__ import annotations
 
@@ -50,3 +50,25 @@ def test_the_arithmetic_table_agrees_with_its_json(name):
     assert len(printed) == len(want), (printed, want)
     for p, v in zip(printed, want, strict=True):
         assert agrees(p, v), (name, p, v)
+
+
+CACHE_ROWS = {
+    "`train cartpole --epochs 1`": "train-cartpole",
+    "`compare cartpole --epochs 1 --seeds 42`": "compare-cartpole",
+    "`train mjx-cartpole --epochs 1`": "train-mjx-cartpole",
+    "`train brax:inverted_double_pendulum --epochs 1`": "train-brax-idp",
+}
+
+
+@pytest.mark.parametrize("command", list(CACHE_ROWS))
+def test_the_compilation_cache_table_agrees_with_its_json(command):
+    rows = {r["case"]: r for r in json.loads((ROOT / "benchmarks/results/compile_cache.json").read_text())["rows"]}
+    row = rows[CACHE_ROWS[command]]
+    readme = (ROOT / "benchmarks/README.md").read_text()
+    (line,) = [x for x in readme.splitlines() if x.startswith(f"| {command} |")]
+    cells = line.strip("|").split("|")[1:]
+    printed = [n for cell in cells for n in re.findall(r"\d+(?:\.\d+)?", cell)]
+    want = [row[k] for k in ("cold_wall_s", "warm_wall_s", "cold_over_warm", "cold_cpu_s", "warm_cpu_s", "entries")]
+    assert len(printed) == len(want), (printed, want)
+    for p, v in zip(printed, want, strict=True):
+        assert agrees(p, v), (command, p, v)

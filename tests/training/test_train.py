@@ -241,3 +241,21 @@ def test_the_apg_scheme_draws_another_controller_than_the_dataset_scheme():
     base = TrainSettings(seed=7, protocol="stream", window=5, n_train=16, n_test=16)
     ours, apg = initial_params(task, base), initial_params(task, base.replace(key_scheme="apg"))
     assert not np.array_equal(jax.tree.leaves(ours)[0], jax.tree.leaves(apg)[0])
+
+
+@pytest.mark.parametrize("protocol", ["dataset", "stream"])
+def test_run_data_is_the_data_the_trainer_draws(protocol):
+    """`run_data` (what another learner is scored on, e.g. Brax's PPO in SHAC's study) draws the states `Trainer`
+    draws with the controller in one program: bit for bit, and another seed draws others."""
+    from stablebptt.tasks import make_task
+    from stablebptt.training import Trainer
+    from stablebptt.training.settings import from_mapping
+    from stablebptt.training.train import run_data
+
+    task = make_task("cartpole", horizon=10)
+    settings = from_mapping({"seed": 3, "protocol": protocol, "n_train": 16, "n_test": 8, "batch_size": 8})
+    ours, trainers = run_data(task, settings), Trainer(task, settings).data
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(trainers), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other = run_data(task, settings.replace(seed=4))
+    assert not np.array_equal(np.asarray(other.test), np.asarray(ours.test))

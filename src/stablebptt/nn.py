@@ -1,4 +1,5 @@
-"""Controller networks with the published initialisation (Glorot-uniform kernels, zero biases)."""
+"""Controller networks with the published initialisation (Glorot-uniform kernels, zero biases), DiffRL's critic
+(`NormedMLP`) and running statistics of inputs (`Normalizer`)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,48 @@ class MLP(eqx.Module):
         h = jnp.ravel(x)
         for layer in self.layers[:-1]:
             h = self.activation(layer(h))
+        return self.layers[-1](h)
+
+
+class NormedMLP(eqx.Module):
+    """Dense network with a LayerNorm after each hidden layer's activation (``Linear -> activation -> LayerNorm``),
+    linear output: DiffRL's ``CriticMLP``. Orthogonal kernels scaled by `gain` (``nn.init.orthogonal_``), zero
+    biases, LayerNorms starting at scale 1 and offset 0 (eps 1e-5, PyTorch's).
+
+    Maps one unbatched input of any shape ``(...)`` with `in_size` entries to ``(out_size,)``.
+    """
+
+    layers: tuple[eqx.nn.Linear, ...]
+    norms: tuple[eqx.nn.LayerNorm, ...]
+    activation: Callable[[jax.Array], jax.Array] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_size: int,
+        out_size: int,
+        hidden: Sequence[int] = (64, 64),
+        *,
+        key: jax.Array,
+        activation: Callable[[jax.Array], jax.Array] = jax.nn.elu,
+        gain: float = 2.0**0.5,
+    ) -> None:
+        sizes = (in_size, *hidden, out_size)
+        keys = jax.random.split(key, len(sizes) - 1)
+        orthogonal = jax.nn.initializers.orthogonal(scale=gain)
+
+        def linear(a: int, b: int, k: jax.Array) -> eqx.nn.Linear:
+            layer = eqx.nn.Linear(a, b, key=k)
+            return eqx.tree_at(lambda m: (m.weight, m.bias), layer, (orthogonal(k, (b, a)), jnp.zeros((b,))))
+
+        self.layers = tuple(linear(a, b, k) for a, b, k in zip(sizes[:-1], sizes[1:], keys))
+        self.norms = tuple(eqx.nn.LayerNorm(width, eps=1e-5) for width in hidden)
+        self.activation = activation
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``(...) -> (out_size,)`` for one input with `in_size` entries."""
+        h = jnp.ravel(x)
+        for layer, norm in zip(self.layers[:-1], self.norms):
+            h = norm(self.activation(layer(h)))
         return self.layers[-1](h)
 
 

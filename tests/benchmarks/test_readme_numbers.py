@@ -72,3 +72,18 @@ def test_the_compilation_cache_table_agrees_with_its_json(command):
     assert len(printed) == len(want), (printed, want)
     for p, v in zip(printed, want, strict=True):
         assert agrees(p, v), (command, p, v)
+
+
+def test_the_diffrl_table_agrees_with_its_json_and_every_piece_agrees():
+    """benchmarks/README.md §9 prints vs_diffrl_shac.json's rows; each within its tolerance (the script's verdict)."""
+    payload = json.loads((ROOT / "benchmarks/results/vs_diffrl_shac.json").read_text())
+    readme = (ROOT / "benchmarks/README.md").read_text()
+    assert payload["rows"] and all(r["agrees"] and r["ratio"] <= r["tolerance"] for r in payload["rows"])
+    assert f"DiffRL commit\n`{payload['diffrl']['commit'][:7]}`" in readme
+    for row in payload["rows"]:
+        (line,) = [x for x in readme.splitlines() if x.startswith(f"| {row['piece']} |")]
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert int(cells[1]) == row["numbers"], row["piece"]
+        for printed, value in zip(cells[2:5], (row["max_abs_error"], row["max_abs"], row["ratio"]), strict=True):
+            assert agrees(printed, value), (row["piece"], printed, value)
+        assert cells[5] == ("yes" if row["clipped"] else "no")

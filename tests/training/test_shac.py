@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from systems import Resetting, naive_loss
 
@@ -233,6 +235,10 @@ def test_the_critic_learns_and_the_target_follows():
         ({"protocol": "stream", "gamma": 0.5}, r"^gamma is a setting of the SHAC protocol's critic"),
         ({"critic_normalize": True}, r"^critic_normalize is a setting of the SHAC protocol's critic"),
         ({"protocol": "shac", "critic_normalize": 1}, r"^critic_normalize must be True or False, got 1"),
+        ({"protocol": "shac", "critic_network": "lstm"}, r"^unknown critic network 'lstm'; allowed: mlp, diffrl$"),
+        ({"protocol": "shac", "critic_order": "random"}, r"^unknown critic order 'random'; allowed: shuffled, steps$"),
+        ({"critic_network": "diffrl"}, r"^critic_network is a setting of the SHAC protocol's critic"),
+        ({"protocol": "stream", "critic_order": "steps"}, r"^critic_order is a setting of the SHAC protocol's critic"),
     ],
 )
 def test_bad_shac_settings_are_refused_in_one_line(settings, message):
@@ -275,19 +281,20 @@ def test_the_rewards_of_an_episode_sum_to_minus_the_papers_loss(x64, task):
     assert total == pytest.approx(float(constant - made.loss(states, controls)), rel=1e-10)
 
 
-# normalize=True in the slow lane (the README's test command keeps its 6 minutes on 2 cores)
+# DiffRL's critic (normalize=True) in the slow lane (the README's test command keeps its 6 minutes on 2 cores)
 @pytest.mark.parametrize("normalize", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_a_shac_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, monkeypatch, normalize):
     """The checkpoint holds the critic, the target critic, both optimizer states, the carried environments, the
-    key and (with --critic-normalize) the critic's input statistics: 2 epochs, then resumed to 3, give the rows
-    of 3 epochs in one go."""
+    key and (with DiffRL's critic: --critic-normalize, its LayerNorm network, minibatches in step order) the
+    critic's input statistics and its LayerNorms: 2 epochs, then resumed to 3, give the rows of 3 epochs in one
+    go."""
     from stablebptt.cli.main import main
     from stablebptt.runs.io import read_csv
 
     monkeypatch.chdir(tmp_path)
     common = ["--poles", "1", "--horizon", "20", "--protocol", "shac", "--window", "5", "--n-train", "16"]
     common += ["--n-test", "8", "--method", "C", "--critic-iterations", "2"]
-    common += ["--critic-normalize"] if normalize else []
+    common += ["--critic-normalize", "--critic-network", "diffrl", "--critic-order", "steps"] if normalize else []
     assert main(["train", "cartpole", *common, "--epochs", "2", "--out", "split"]) == 0
     assert main(["resume", "split", "--epochs", "3"]) == 0
     assert main(["train", "cartpole", *common, "--epochs", "3", "--out", "whole"]) == 0
@@ -299,6 +306,8 @@ def test_a_shac_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, monke
     config = json.loads((tmp_path / "split" / "config.json").read_text())["train"]
     assert config["protocol"] == "shac" and config["critic_iterations"] == 2 and "gamma" not in config
     assert config.get("critic_normalize", False) is normalize  # left out at its default: earlier names unchanged
+    assert config.get("critic_network", "mlp") == ("diffrl" if normalize else "mlp")
+    assert ("critic_order" in config) is normalize
 
 
 @pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
@@ -330,6 +339,75 @@ def test_diffrls_recipe_is_settings_that_train():
     schedule = settings.learning_rate()
     assert float(schedule(0)) == pytest.approx(1e-2) and float(schedule(settings.updates)) == pytest.approx(1e-5)
     assert settings.schedule_needs_epochs  # the decay spans the run: its length is part of the run
+    assert (settings.critic_network, settings.critic_order) == ("diffrl", "steps")  # DiffRL's CriticMLP, its order
+
+
+def test_diffrls_critic_network_is_layer_normed_with_orthogonal_kernels(x64):
+    """nn.NormedMLP as DiffRL's CriticMLP: Linear -> ELU -> LayerNorm twice, then Linear; orthogonal kernels of gain
+    sqrt(2) (W W^T = 2 I for the square one), zero biases; against the forward pass written out in NumPy."""
+    from stablebptt.nn import NormedMLP
+
+    net = critic_net(5, jax.random.PRNGKey(3), "diffrl")
+    assert isinstance(net, NormedMLP) and [layer.weight.shape for layer in net.layers] == [(64, 5), (64, 64), (1, 64)]
+    square = np.asarray(net.layers[1].weight)
+    np.testing.assert_allclose(square @ square.T, 2.0 * np.eye(64), atol=1e-10)
+    assert all(not np.any(np.asarray(layer.bias)) for layer in net.layers)
+    x = np.random.default_rng(4).normal(size=5)
+
+    def elu(h):
+        return np.where(h > 0, h, np.expm1(np.minimum(h, 0)))
+
+    def layer_norm(h):
+        return (h - h.mean()) / np.sqrt(h.var() + 1e-5)
+
+    h = x
+    for layer in net.layers[:-1]:
+        h = layer_norm(elu(np.asarray(layer.weight) @ h + np.asarray(layer.bias)))
+    want = np.asarray(net.layers[-1].weight) @ h + np.asarray(net.layers[-1].bias)
+    np.testing.assert_allclose(np.asarray(net(jnp.asarray(x))), want, rtol=1e-12)
+    plain = critic_net(5, jax.random.PRNGKey(3))
+    assert not hasattr(plain, "norms")  # the default: the plain MLP the study's first stages trained
+    with pytest.raises(BadInput, match="^unknown critic network 'gru'; allowed: mlp, diffrl$"):
+        critic_net(5, jax.random.PRNGKey(3), "gru")
+
+
+@pytest.mark.parametrize("order", ["steps", "shuffled"])
+def test_the_critic_is_fitted_on_minibatches_in_diffrls_order_or_shuffled(x64, order):
+    """critic_order "steps": every pass takes the window's samples in step order, cut into the same contiguous
+    minibatches (DiffRL's CriticDataset, never shuffled): the fit equals Adam steps on those slices in a plain
+    loop. "shuffled" draws other minibatches: it ends elsewhere."""
+    from stablebptt.training.shac import _fit_critic, critic_optimizer
+
+    settings = TrainSettings(protocol="shac", critic_iterations=3, critic_batches=4, critic_order=order)
+    rng = np.random.default_rng(5)
+    steps, envs = 8, 3
+    features = jnp.asarray(rng.normal(size=(steps, envs, 2)))
+    targets = jnp.asarray(rng.normal(size=(steps, envs)))
+    net = critic_net(2, jax.random.PRNGKey(6), "diffrl")
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    tx = critic_optimizer(settings)
+    fitted, _, last = _fit_critic(params, tx.init(params), static, tx, features, targets, settings, jax.random.key(7))
+
+    x, y = features.reshape(-1, 2), targets.reshape(-1)
+    size = x.shape[0] // 4
+    want, opt = params, tx.init(params)
+    for _ in range(3):
+        losses = []
+        for b in range(4):
+            rows = slice(b * size, (b + 1) * size)
+
+            def objective(p, rows=rows):
+                return critic_loss(jax.vmap(eqx.combine(p, static))(x[rows])[:, 0], y[rows])
+
+            value, grads = jax.value_and_grad(objective)(want)
+            updates, opt = tx.update(grads, opt, want)
+            want = optax.apply_updates(want, updates)
+            losses.append(float(value))
+    gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(fitted), jax.tree.leaves(want)))
+    if order == "steps":
+        assert gap < 1e-12 and float(last) == pytest.approx(np.mean(losses), rel=1e-12)
+    else:
+        assert gap > 1e-6
 
 
 def test_td_lambda_targets_are_the_textbook_lambda_returns(window):

@@ -64,11 +64,17 @@ def shac_epochs(task: str, window: int = 32, batch_size: int = SHAC_BATCH, n_tra
     return -(-paper // per_epoch)
 
 
+# The critic the stages recorded before DiffRL's critic network and minibatch order existed here trained (the
+# `TrainSettings` defaults): a plain 64x64 ELU MLP on shuffled minibatches. Their runs keep it, so that they stay
+# the runs recorded.
+RECORDED_CRITIC = {"critic_network": "mlp", "critic_order": "shuffled"}
+
+
 def _shac_grid(task: str, levels: dict[str, list[Any]], *, diffrl_critic: bool = False) -> dict[str, list[Any]]:
     """The runs of a SHAC stage: R and C on the campaign's seeds, DiffRL's recipe at its cart-pole rates; without
-    `diffrl_critic`, a plain critic (a constant learning rate, raw inputs: the first stages' runs were recorded
-    before DiffRL's decay and normalisation existed here)."""
-    plain = {} if diffrl_critic else {"critic_schedule": "constant", "critic_normalize": False}
+    `diffrl_critic`, a plain critic (a constant learning rate, raw inputs, `RECORDED_CRITIC`: the first stages'
+    runs were recorded before DiffRL's decay, normalisation, network and minibatch order existed here)."""
+    plain = {} if diffrl_critic else {"critic_schedule": "constant", "critic_normalize": False, **RECORDED_CRITIC}
     settings = diffrl_recipe(lr=1e-2, critic_lr=1e-3, batch_size=SHAC_BATCH, n_train=SHAC_TRAIN, **plain)
     return {**levels, "method": ["R", "C"], "seed": list(SEEDS), **{k: [v] for k, v in settings.items()}}
 
@@ -189,7 +195,7 @@ def _brax_grid(env: str, recipe: str) -> dict[str, list[Any]]:
         methods = ["R"]
     else:
         lr, critic_lr = BRAX_SHAC_RATES[env]
-        settings = diffrl_recipe(lr=lr, critic_lr=critic_lr, **common)
+        settings = diffrl_recipe(lr=lr, critic_lr=critic_lr, **common, **RECORDED_CRITIC)
         methods = list(BRAX_METHODS)
     return {**{k: [v] for k, v in BRAX_TASK.items()}, "method": methods, "seed": list(SEEDS)} | {
         k: [v] for k, v in settings.items()
@@ -241,7 +247,8 @@ STUDY_STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "shac-critic",
-        "SHAC with R and C, DiffRL's critic (standardised inputs, decaying rate), cart pole 2 poles",
+        "SHAC with R and C, DiffRL's critic (its network, standardised inputs, decaying rate, minibatches in order), "
+        "cart pole 2 poles",
         "cartpole",
         _shac_grid("cartpole", {"n_poles": [2]}, diffrl_critic=True),
         epochs=shac_epochs("cartpole"),

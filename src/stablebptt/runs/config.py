@@ -59,6 +59,8 @@ ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's 
     "critic_batches": 4,
     "target_alpha": 0.2,
     "critic_normalize": False,
+    "critic_network": "mlp",
+    "critic_order": "shuffled",
     "unroll": 1,  # issue 46: steps per iteration of the loops over time (the same numbers)
 }
 EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}

@@ -34,8 +34,12 @@ SHAC_FIELDS = (
     "critic_batches",
     "target_alpha",
     "critic_normalize",
+    "critic_network",
+    "critic_order",
 )
 CRITIC_SCHEDULES = ("constant", "linear")
+CRITIC_NETWORKS = ("mlp", "diffrl")  # `training.shac.critic_net`
+CRITIC_ORDERS = ("shuffled", "steps")  # `training.shac` fits the critic on a window's samples in this order
 KEY_SCHEMES = ("stablebptt", "apg")  # how a stream run's seed becomes its keys (`training.stream.apg_keys`)
 
 
@@ -156,12 +160,17 @@ class TrainSettings:
             environments and action noise; `training.stream.apg_keys`). The data of the epochs' losses come
             from the seed either way.
         gamma, lam, critic_lr, critic_schedule, critic_iterations, critic_batches, target_alpha,
-        critic_normalize: the SHAC protocol's critic (`training.shac`); refused with another protocol.
+        critic_normalize, critic_network, critic_order: the SHAC protocol's critic (`training.shac`); refused
+            with another protocol.
             `critic_schedule` "linear" is DiffRL's decay of the critic's learning rate over the run (to 1e-5,
             one step per actor update; `training.shac.critic_learning_rate`). `critic_normalize` standardises
             the critic's inputs (the task's `critic_input`) by their running mean and variance (DiffRL's
             ``obs_rms``, with Brax's statistics, `nn.Normalizer`); the actor's inputs are the task's own (e.g.
-            ``BraxTask(normalize_observations=True)``).
+            ``BraxTask(normalize_observations=True)``). `critic_network` "diffrl" is DiffRL's ``CriticMLP``
+            (a LayerNorm after each hidden ELU layer, orthogonal kernels), "mlp" the same widths without the
+            LayerNorms and with Glorot kernels. `critic_order` "steps" cuts a window's samples, in step order,
+            into the same contiguous minibatches in every pass (DiffRL's ``CriticDataset``, never shuffled);
+            "shuffled" draws them anew each pass.
     """
 
     method: str | Method = _setting(
@@ -283,6 +292,18 @@ class TrainSettings:
         "shac: standardise the critic's inputs by their running mean and variance, frozen within each window "
         "(DiffRL's obs_rms; the actor's inputs are the task's own)",
     )
+    critic_network: str = _setting(
+        "mlp",
+        CRITIC_NETWORKS,
+        "shac: the critic's network: mlp (64x64 ELU, Glorot kernels) or diffrl (DiffRL's CriticMLP: a LayerNorm "
+        "after each hidden ELU layer, orthogonal kernels)",
+    )
+    critic_order: str = _setting(
+        "shuffled",
+        CRITIC_ORDERS,
+        "shac: the critic's minibatches: shuffled anew each pass, or steps (DiffRL's: a window's samples in step "
+        "order, cut into the same contiguous minibatches every pass)",
+    )
 
     def __post_init__(self) -> None:
         rule = as_method(self.method)
@@ -329,6 +350,8 @@ class TrainSettings:
             "critic_batches": _check_count("critic_batches", self.critic_batches, 1),
             "target_alpha": _check_in("target_alpha", self.target_alpha, 0.0, 1.0),
             "critic_normalize": _check_switch("critic_normalize", self.critic_normalize),
+            "critic_network": check_choice("critic network", self.critic_network, CRITIC_NETWORKS),
+            "critic_order": check_choice("critic order", self.critic_order, CRITIC_ORDERS),
         }
         _refuse_unused(converted)
         if converted["protocol"] != "shac":

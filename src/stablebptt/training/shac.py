@@ -32,12 +32,12 @@ import jax.numpy as jnp
 import optax
 
 from ..core import value_and_grad
-from ..core.checks import BadArgument, BadInput
+from ..core.checks import BadArgument, BadInput, check_choice
 from ..core.methods import Column
-from ..nn import MLP, Normalizer
+from ..nn import MLP, Normalizer, NormedMLP
 from ..tasks import Task
 from .epoch import Data, Protocol, Record, TrainState, UpdateStep
-from .settings import TrainSettings
+from .settings import CRITIC_NETWORKS, TrainSettings
 from .stream import check_window, initial_stream, next_episodes, window_length
 
 PyTree = Any
@@ -144,7 +144,10 @@ def diffrl_recipe(lr: float = 2e-3, critic_lr: float = 2e-4, **settings: Any) ->
     DiffRL's 64 cart-pole environments). The critic's learning rate falls as DiffRL's does (`critic_schedule`
     "linear", `critic_learning_rate`), and its inputs are standardised by running statistics (`critic_normalize`,
     DiffRL's ``obs_rms: True``; the actor's inputs are the task's own, as is its network: DiffRL's actor is a
-    stochastic 64x64 ELU MLP, the paper's tasks keep their own deterministic controllers).
+    stochastic 64x64 ELU MLP, the paper's tasks keep their own deterministic controllers). The critic is DiffRL's
+    network (`critic_network` "diffrl": LayerNorms, orthogonal kernels) fitted on minibatches in DiffRL's order
+    (`critic_order` "steps": contiguous, never shuffled); benchmarks/vs_diffrl_shac.py holds these pieces against
+    DiffRL's own code.
 
         train(CartPole(), **diffrl_recipe(lr=1e-2, critic_lr=1e-3, batch_size=64, epochs=500))
     """
@@ -160,6 +163,8 @@ def diffrl_recipe(lr: float = 2e-3, critic_lr: float = 2e-4, **settings: Any) ->
         "critic_lr": critic_lr,
         "critic_schedule": "linear",
         "critic_normalize": True,
+        "critic_network": "diffrl",
+        "critic_order": "steps",
         "adam_b1": 0.7,
         "adam_b2": 0.95,
         "adam_eps": "optax",
@@ -217,9 +222,17 @@ class ShacState(NamedTuple):
     stats: Normalizer | None = None
 
 
-def critic_net(features: int, key: jax.Array) -> MLP:
-    """The critic: an MLP from `features` inputs (the task's `critic_input` and the share of the episode left) to a
-    value, two hidden ELU layers of 64 (DiffRL's)."""
+Critic = MLP | NormedMLP
+
+
+def critic_net(features: int, key: jax.Array, network: str = "mlp") -> Critic:
+    """The critic: a network from `features` inputs (the task's `critic_input` and the share of the episode left) to
+    a value, two hidden ELU layers of 64 (DiffRL's widths). `network` "diffrl": DiffRL's ``CriticMLP``, a LayerNorm
+    after each hidden layer and orthogonal kernels of gain sqrt(2) (`nn.NormedMLP`); "mlp": the same without the
+    LayerNorms, Glorot kernels (`nn.MLP`; the `TrainSettings.critic_network` default, which the SHAC study's first
+    stages trained)."""
+    if check_choice("critic network", network, CRITIC_NETWORKS) == "diffrl":
+        return NormedMLP(features, 1, CRITIC_HIDDEN, key=key, activation=jax.nn.elu)
     return MLP(features, 1, CRITIC_HIDDEN, key=key, zero_final_kernel=False, activation=jax.nn.elu)
 
 
@@ -264,7 +277,7 @@ def critic_optimizer(settings: TrainSettings) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(CRITIC_CLIP), adam)
 
 
-def _values(critic: MLP, features: jax.Array) -> jax.Array:
+def _values(critic: Critic, features: jax.Array) -> jax.Array:
     return jax.vmap(critic)(features)[:, 0]
 
 
@@ -294,7 +307,7 @@ class Shac(Protocol):
         _, episode = window_length(task, settings)
         clock = None if task.resets else stream.steps
         features = critic_features(task, stream.env, clock, episode).shape[1]
-        critic = eqx.filter(critic_net(features, keys.critic), eqx.is_inexact_array)
+        critic = eqx.filter(critic_net(features, keys.critic, settings.critic_network), eqx.is_inexact_array)
         stats = Normalizer.empty(task.critic_input(stream.env).shape[1]) if settings.critic_normalize else None
         return ShacState(*stream, critic, critic_optimizer(settings).init(critic), critic, stats)
 
@@ -306,7 +319,8 @@ class Shac(Protocol):
         window, episode = window_length(task, settings)
         gamma, lam, alpha = settings.gamma, settings.lam, settings.target_alpha
         clock = None if task.resets else state.steps
-        structure = critic_net(critic_features(task, state.env, clock, episode).shape[1], jax.random.PRNGKey(0))
+        features = critic_features(task, state.env, clock, episode).shape[1]
+        structure = critic_net(features, jax.random.PRNGKey(0), settings.critic_network)
         static = eqx.filter(structure, eqx.is_inexact_array, inverse=True)
         ctx = critic_optimizer(settings)
 
@@ -369,7 +383,7 @@ CRITIC_FOLD = 2  # folded into an update's key for the critic's minibatches
 
 def window_loss(
     task: Task,
-    target: MLP,
+    target: Critic,
     clocks: jax.Array | None,
     done: jax.Array | None,
     episode: int,
@@ -423,12 +437,16 @@ def _fit_critic(
     settings: TrainSettings,
     key: jax.Array,
 ) -> tuple[PyTree, optax.OptState, jax.Array]:
-    """``critic_iterations`` passes over the window's ``(K, B)`` samples in ``critic_batches`` shuffled minibatches
-    (DiffRL's ``CriticDataset``; a remainder that does not fill a minibatch is left out of that pass), one Adam
-    step each; returns the critic, its optimizer state and the mean loss of the last pass."""
+    """``critic_iterations`` passes over the window's ``(K, B)`` samples in ``critic_batches`` minibatches, one Adam
+    step each; returns the critic, its optimizer state and the mean loss of the last pass. `settings.critic_order`
+    "steps": the samples in step order (step-major, as DiffRL's ``obs_buf.view(-1, ...)``) cut into contiguous
+    minibatches, the same in every pass (DiffRL's ``CriticDataset``, which it never shuffles); "shuffled": a
+    permutation drawn anew each pass from `key`. A remainder that does not fill a minibatch is left out of each pass
+    (DiffRL makes it a smaller last minibatch; its window of 32 steps leaves none for 4 minibatches)."""
     x = features.reshape(-1, features.shape[-1])
     y = targets.reshape(-1)
     size = x.shape[0] // settings.critic_batches
+    in_steps = settings.critic_order == "steps"
 
     def one_batch(
         carry: tuple[PyTree, optax.OptState], index: jax.Array
@@ -445,7 +463,8 @@ def _fit_critic(
     def one_pass(
         carry: tuple[PyTree, optax.OptState], key: jax.Array
     ) -> tuple[tuple[PyTree, optax.OptState], jax.Array]:
-        order = jax.random.permutation(key, x.shape[0])[: size * settings.critic_batches]
+        order = jnp.arange(x.shape[0]) if in_steps else jax.random.permutation(key, x.shape[0])
+        order = order[: size * settings.critic_batches]
         carry, losses = jax.lax.scan(one_batch, carry, order.reshape(settings.critic_batches, size))
         return carry, jnp.mean(losses)
 

@@ -256,3 +256,45 @@ def test_the_recipes_regret_counts_every_recipe_and_the_paper_loop_in_each_cell(
     assert all(o.record.settings().get("seed") != TUNE_SEED for c in cells for o in c.runs)
     (_, shac_regret), *_ = [(c, r) for c, r in regrets(cells, choices[3]) if c is cell]
     assert shac_regret == pytest.approx(shac_c / cell.best, rel=1e-6)
+
+
+def _doc_commands(page: str) -> list[list[str]]:
+    """The ``stablebptt train`` commands of the fenced bash blocks of `page`, continuation lines joined."""
+    import re
+    import shlex
+
+    text = (Path(__file__).resolve().parents[2] / page).read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
+    commands = [" ".join(line.rstrip("\\").strip() for line in b.strip().splitlines()) for b in blocks]
+    return [shlex.split(c)[1:] for c in commands if c.startswith("stablebptt train ")]
+
+
+def _stage_config(key: str, **cell):
+    (stage,) = [s for s in STUDY_STAGES if s.key == key]
+    found = [
+        r.config
+        for r in stage.runs()
+        if all(getattr(r.config.train, k, r.config.task_settings.get(k)) == v for k, v in cell.items())
+    ]
+    assert found, (key, cell)
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("index", "stage", "cell"),
+    [
+        (0, "shac-cartpole", {"method": "C", "n_poles": 4}),
+        pytest.param(1, "shac-brax-hopper", {"method": "C"}, marks=pytest.mark.slow),  # builds Brax's hopper
+    ],
+)
+def test_the_one_cell_commands_of_the_recipes_page_train_the_studys_run(index, stage, cell):
+    """docs/recipes.md, "Rerun it": each one-cell command, given seed 45, is the stage's run of that cell with
+    seed 45 and nothing else changed (every training setting, the task and its settings), so that a rerun of a
+    cell with a seed of one's choice is the study's recipe."""
+    from stablebptt.cli.commands import _config, build_parser, parse
+
+    argv = _doc_commands("docs/recipes.md")[index]
+    ours = _config(parse(build_parser(), argv))
+    want = _stage_config(stage, **cell)
+    assert ours.task == want.task and ours.task_settings == want.task_settings
+    assert ours.train == want.train.replace(seed=45)

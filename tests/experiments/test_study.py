@@ -21,6 +21,7 @@ from stablebptt.experiments.study import (
     TUNE_SEED,
     brax_steps,
     env_steps_per_epoch,
+    seed_curves,
     shac_epochs,
     write_study_pages,
 )
@@ -191,6 +192,12 @@ def test_a_diverged_run_is_said_so_in_the_table_and_the_verdict():
     assert "| 8.19e+04 |" in table  # the steps a run plans: 10 epochs of 4 windows of 64 x 32 steps
     (line,) = verdicts(cells)
     assert "not answered yet (no records of SHAC C). SHAC with R diverged in 1 of 2 runs" in line
+    # the figure's curves: the diverged run counts until it stopped, the others go on past it
+    steps, curves = seed_curves([fine, broke, record("complete", [4.0, 3.0, 2.0, 1.0])])
+    assert curves.shape == (3, 4) and list(steps) == [8192 * e for e in (1, 2, 3, 4)]
+    np.testing.assert_array_equal(curves[0], [3.0, 2.0, np.nan, np.nan])
+    np.testing.assert_array_equal(curves[1], [3.0, 14.0, np.nan, np.nan])
+    assert np.nanmedian(curves[:, 3]) == 1.0  # the median at the last epoch is the one run that reached it
 
 
 def test_a_brax_environment_is_answered_in_reward_per_step():

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -610,10 +611,22 @@ def ppo_verdicts(cells: Sequence[Cell], references: Sequence[Mapping[str, Any]])
     return lines
 
 
+def seed_curves(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps (E,), curves (seeds, E))``: the test loss of each record against environment steps, over the longest
+    record's E epochs; a run that stopped early (diverged) is NaN after its last epoch, so that the median and the
+    band go on over the runs still training instead of ending where the first run stopped."""
+    length = max(len(r.rows) for r in records)
+    curves = np.full((len(records), length), np.nan)
+    for row, record in zip(curves, records, strict=True):
+        row[: len(record.rows)] = record.curve("test_loss")
+    return np.arange(1, length + 1) * env_steps_per_epoch(records[0].config), curves
+
+
 def plot_study(cells: Sequence[Cell], path: str | Path, references: Sequence[Mapping[str, Any]] = ()) -> None:
     """One panel per level: the test loss against environment steps, median over the seeds and min-max band, of
     each recipe (the paper's loop solid, SHAC dashed, SHAC with DiffRL's critic dotted) and rule (the rule's
-    colour), on a log scale; a Brax environment's panel in reward per step, with Brax's PPO at SHAC's training time
+    colour), on a log scale, a diverged run counted until it stopped and its last finite loss marked with an x;
+    a Brax environment's panel in reward per step, with Brax's PPO at SHAC's training time
     (`references`) as a grey horizontal line (its median; it takes more environment steps than the axis shows)."""
     import matplotlib
 
@@ -629,15 +642,21 @@ def plot_study(cells: Sequence[Cell], path: str | Path, references: Sequence[Map
     for ax, (task, level) in zip(grid.flat, levels, strict=False):
         paper = task in PAPER_TASKS  # the paper's loss on a log scale; a Brax task's reward per step (-loss)
         for cell in (c for c in cells if (c.task, c.level) == (task, level) and c.records):
-            length = min(len(r.rows) for r in cell.records)
-            curves = np.stack([r.curve("test_loss")[:length] for r in cell.records]) * (1 if paper else -1)
-            steps = np.arange(1, length + 1) * env_steps_per_epoch(cell.records[0].config)
+            steps, curves = seed_curves(cell.records)
+            curves *= 1 if paper else -1
             style = RECIPE_STYLES[cell.recipe]
             colour = METHOD_COLORS[cell.method]
             label = f"{cell.recipe}, {as_method(cell.method).label} ({len(cell.records)} seeds)"
-            ax.plot(steps, np.nanmedian(curves, axis=0), style, color=colour, label=label, lw=1.2)
+            with warnings.catch_warnings():  # a step where no run has a finite loss is a gap in the line
+                warnings.simplefilter("ignore", RuntimeWarning)
+                middle, low, high = (f(curves, axis=0) for f in (np.nanmedian, np.nanmin, np.nanmax))
+            ax.plot(steps, middle, style, color=colour, label=label, lw=1.2)
             if len(cell.records) > 1:
-                ax.fill_between(steps, np.nanmin(curves, axis=0), np.nanmax(curves, axis=0), color=colour, alpha=0.12)
+                ax.fill_between(steps, low, high, color=colour, alpha=0.12)
+            for row, record in zip(curves, cell.records, strict=True):
+                finite = np.flatnonzero(np.isfinite(row))
+                if record.status == "diverged" and finite.size:
+                    ax.plot(steps[finite[-1]], row[finite[-1]], "x", color=colour, ms=6, mew=1.5)
         ppo = [-float(r["final"]["test_loss"]) for r in references if f"brax:{r['env']}" == task]
         if ppo and not paper:
             ax.axhline(
@@ -713,7 +732,11 @@ def write_study_pages(
         "counted only in the cells where it was recorded.",
         "",
         evidence.regret_table(*study_regrets(shac_root, paper_root)),
+        "",
         f"![test loss against environment steps](figures/{figure.name})",
+        "",
+        "The figure: per recipe and rule, the median over the seeds (line) and their range (band) against "
+        "environment steps; a run that diverged counts until it stopped, its last finite value marked with an x.",
         "",
     ]
     if uncounted:

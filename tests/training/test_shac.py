@@ -29,6 +29,8 @@ from stablebptt.training.shac import (
     window_loss,
 )
 
+DIFFRL_CRITIC = ["--critic-normalize", "--critic-network", "diffrl", "--critic-order", "steps"]  # its options
+
 
 def diffrl_actor_loss(rew, next_values, done, gamma):
     """DiffRL's compute_actor_loss, its accumulation loop transcribed (no reward scaling, no normalisers)."""
@@ -294,7 +296,7 @@ def test_a_shac_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     common = ["--poles", "1", "--horizon", "20", "--protocol", "shac", "--window", "5", "--n-train", "16"]
     common += ["--n-test", "8", "--method", "C", "--critic-iterations", "2"]
-    common += ["--critic-normalize", "--critic-network", "diffrl", "--critic-order", "steps"] if normalize else []
+    common += DIFFRL_CRITIC if normalize else []
     assert main(["train", "cartpole", *common, "--epochs", "2", "--out", "split"]) == 0
     assert main(["resume", "split", "--epochs", "3"]) == 0
     assert main(["train", "cartpole", *common, "--epochs", "3", "--out", "whole"]) == 0
@@ -311,12 +313,15 @@ def test_a_shac_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, monke
 
 
 @pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
-def test_shac_runs_train_in_a_batched_group_as_they_do_alone(tmp_path, monkeypatch):
+@pytest.mark.parametrize("critic", [[], [*DIFFRL_CRITIC, "--critic-schedule", "linear"]], ids=["plain", "diffrl"])
+def test_shac_runs_train_in_a_batched_group_as_they_do_alone(tmp_path, monkeypatch, critic):
+    """Also with DiffRL's critic in full (its network, statistics, order and decay), as the study's stage
+    shac-critic trains its seeds."""
     from stablebptt.cli.main import main
     from stablebptt.runs.io import read_csv
 
     monkeypatch.chdir(tmp_path)
-    common = ["--poles", "1", "--horizon", "20", "--protocol", "shac", "--window", "5", "--n-train", "16"]
+    common = ["--poles", "1", "--horizon", "20", "--protocol", "shac", "--window", "5", "--n-train", "16", *critic]
     common += ["--n-test", "8", "--methods", "R,C", "--seeds", "0", "--epochs", "2", "--workers", "1"]
     assert main(["sweep", "cartpole", *common, "--batch-runs", "on", "--out", "group"]) == 0
     assert main(["sweep", "cartpole", *common, "--batch-runs", "off", "--out", "alone"]) == 0

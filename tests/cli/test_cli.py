@@ -268,7 +268,7 @@ def test_a_file_that_cannot_be_written_is_named_by_its_option(tmp_path):
     import argparse
     import errno
 
-    from stablebptt.cli.guard import _os_error
+    from stablebptt.cli.guard import _os_error, _short
     from stablebptt.runs.io import atomic_write_bytes
 
     target = tmp_path / "missing" / "t.md"
@@ -277,6 +277,9 @@ def test_a_file_that_cannot_be_written_is_named_by_its_option(tmp_path):
     assert caught.value.filename == str(target)
     args = argparse.Namespace(records=tmp_path / "rec", tables=tmp_path / "rec" / "t.md", figures=tmp_path / "f")
     denied = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "rec" / "t.md"))
-    assert _os_error(args, denied).startswith(f"--tables {tmp_path / 'rec' / 't.md'}: Permission denied; allowed:")
+    # paths longer than 80 characters are shortened (_short): pytest's temporary folders grow with its run count
+    assert _os_error(args, denied).startswith(
+        f"--tables {_short(tmp_path / 'rec' / 't.md')}: Permission denied; allowed:"
+    )
     inside = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "rec" / "a" / "r.json.gz"))
-    assert _os_error(args, inside).startswith(f"--records {tmp_path / 'rec'}: Permission denied (at ")
+    assert _os_error(args, inside).startswith(f"--records {_short(tmp_path / 'rec')}: Permission denied (at ")

@@ -148,8 +148,12 @@ def test_the_records_page_says_what_is_missing_and_answers_from_the_records(tmp_
     assert f"{ratio:.3g} times its loss" in verdict
     assert ("does not beat" in verdict) == (ratio >= 1)
     assert f"its median is {inside:.3g} times R's ({lower} of 9 seed pairs lower)" in verdict
-    assert verdict.endswith("With DiffRL's critic (inputs standardised, learning rate decaying): not answered yet.")
+    assert verdict.endswith(
+        "With DiffRL's critic (its network, inputs standardised, learning rate decaying): not answered yet. With "
+        "episodes that end at the horizon, inside the window: not answered yet."
+    )
     assert "| cartpole | 2 poles | SHAC, DiffRL's critic | not run yet | - | not run yet | 0/-/0 |" in text
+    assert "| cartpole | 2 poles | SHAC, episodes of the horizon | not run yet | - | not run yet | 0/-/0 |" in text
 
 
 def test_apgs_learning_rate_is_chosen_on_the_tuning_seed_and_only_the_reported_seeds_count():
@@ -305,3 +309,38 @@ def test_the_one_cell_commands_of_the_recipes_page_train_the_studys_run(index, s
     want = _stage_config(stage, **cell)
     assert ours.task == want.task and ours.task_settings == want.task_settings
     assert ours.train == want.train.replace(seed=45)
+
+
+def test_shacs_variants_are_answered_against_the_first_stages_and_the_papers_c():
+    """At a level with stages of SHAC's variants (DiffRL's critic; episodes that end at the horizon), the verdict
+    says each variant's better rule, its median over the first stages' best SHAC and over the paper's C."""
+    from stablebptt.experiments.report import RunRecord
+    from stablebptt.experiments.study import PAPER_LOOP, SHAC, SHAC_CRITIC, SHAC_EPISODES, Cell, verdicts
+
+    config = {"task": "cartpole", "task_settings": {"n_poles": 2}, "train": {"protocol": "shac", "window": 32}}
+    config["train"].update({"batch_size": 64, "n_train": 256, "epochs": 10})
+
+    def cell(recipe, method, *finals):
+        records = [RunRecord("r", config, "complete", [{"test_loss": x, "epoch_time": 1.0}]) for x in finals]
+        return Cell("cartpole", 2, recipe, method, records)
+
+    cells = [
+        cell(PAPER_LOOP, "R", 0.4, 0.5, 0.6),
+        cell(PAPER_LOOP, "C", 0.01, 0.02, 0.03),
+        cell(SHAC, "R", 0.5, 0.6, 0.7),
+        cell(SHAC, "C", 0.3, 0.4, 0.5),
+        cell(SHAC_CRITIC, "R", 0.2, 0.3),
+        cell(SHAC_CRITIC, "C", 0.25, 0.35, 0.45),
+        cell(SHAC_EPISODES, "R", 0.06, 0.08, 0.1),
+        cell(SHAC_EPISODES, "C"),
+    ]
+    (line,) = verdicts(cells)
+    assert "its network, inputs standardised, learning rate decaying), SHAC's better rule is R (median 0.25): " in line
+    assert "0.625 times the plain critic's best and 12.5 times the paper's C." in line
+    assert line.endswith("With episodes that end at the horizon, inside the window: not answered yet.")
+    cells[-1] = cell(SHAC_EPISODES, "C", 0.05, 0.06, 0.07)
+    (line,) = verdicts(cells)
+    assert line.endswith(
+        "With episodes that end at the horizon, inside the window, SHAC's better rule is C (median 0.06): 0.15 "
+        "times the first stages' best and 3 times the paper's C."
+    )

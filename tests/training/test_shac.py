@@ -207,6 +207,73 @@ def test_the_actor_gradient_of_every_rule_is_the_naive_unrolls_plus_the_critic_t
     assert_every_rule(loss, task, params, x0, window, want_value, grads)
 
 
+def test_episodes_restart_at_their_length_inside_the_window(x64):
+    """episode_restart="step" (`Restarting`): an episode ends at the step its clock reaches the episode's length,
+    inside the window, and the next state is the fresh one (DiffRL's environments reset so); the value there is 0
+    (the paper's episodes end with nothing after them), the critic sees the share of the episode left, and every
+    rule differentiates the objective as the naive unroll differentiates it written out per environment."""
+    from stablebptt.training.shac import Restarting
+
+    task = CartPole(n_poles=1, horizon=12, zero_final_kernel=False)
+    k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(8), 4)
+    params, x0, fresh = task.init_controller(k1), task.sample(k2, 3), task.sample(k4, 3)
+    window, episode, gamma = 6, 12, 0.9
+    clocks = jnp.array([0, 8, 11])  # env 0 runs on; env 1 restarts after its 4th step, env 2 after its 1st
+    wrapped = Restarting(task, episode)
+    start = wrapped.start(x0, clocks, fresh)
+    states, _ = sb.rollout(wrapped.step, wrapped.controller, params, start, window)
+    ends = np.zeros((window, 3), bool)
+    ends[3, 1] = ends[0, 2] = True
+    np.testing.assert_array_equal(np.asarray(states["done"][1:]), ends)
+    np.testing.assert_array_equal(np.asarray(states["t"][-1]), [6, 2, 5])
+    np.testing.assert_array_equal(np.asarray(states["x"][4][1]), np.asarray(fresh[1]))  # restarted, then stepped on
+    target = critic_net(critic_features(task, x0, clocks, episode).shape[1], k3)
+
+    def naive_step(x, c):  # the inner task's step, its restart written out environment by environment
+        reached = task.step(x["x"], c)
+        t = x["t"] + 1
+        rows = [jnp.where(t[e] == episode, fresh[e], reached[e]) for e in range(3)]
+        return {"x": jnp.stack(rows), "t": jnp.where(t == episode, 0, t), "reached": reached}
+
+    def naive(states, controls):
+        total = 0.0
+        for e in range(3):
+            acc, g = 0.0, 1.0
+            for i in range(window):
+                r = task.reward(states["x"][i], controls[i], states["reached"][i + 1])[e]
+                acc = acc + g * r
+                if int(states["t"][i + 1][e]) == 0:  # the episode ended at this step: nothing after it
+                    total, acc, g = total - acc, 0.0, 1.0
+                elif i == window - 1:
+                    features = critic_features(task, states["x"][i + 1], states["t"][i + 1], episode)
+                    total = total - acc - gamma * g * target(features[e])[0]
+                else:
+                    g = g * gamma
+        return total / (window * 3)
+
+    naive_x0 = {"x": x0, "t": clocks, "reached": x0}
+
+    def controller(p, x):
+        return task.controller(p, x["x"])
+
+    want_value = naive_loss(naive, naive_step, controller, params, naive_x0, "R", window)
+    grads = {m: jax.grad(lambda q, m=m: naive_loss(naive, naive_step, controller, q, naive_x0, m, window))(params)
+             for m in "RMSN"}  # fmt: skip
+    loss = window_loss(wrapped, target, None, None, episode, gamma)
+    assert_every_rule(loss, wrapped, params, start, window, want_value, grads)
+
+
+def test_a_shac_run_restarting_episodes_inside_the_window_trains():
+    """A run under episode_restart="step" trains to its end with finite critic losses; a task that resets its
+    own episodes refuses the setting (it would do nothing)."""
+    task = CartPole(n_poles=1, horizon=20)
+    common = {"protocol": "shac", "window": 8, "epochs": 2, "n_train": 32, "batch_size": 16, "n_test": 8}
+    result = train(task, "C", episode_restart="step", **common)
+    assert result.status == "complete" and all(np.isfinite(r["critic_loss"]) for r in result.metrics)
+    with pytest.raises(BadInput, match=r"episode_restart is for a task that does not: leave it out"):
+        train(Resetting(), "C", protocol="shac", window=4, episode_restart="step", epochs=1, n_train=8, batch_size=4)
+
+
 def assert_every_rule(loss, task, params, x0, window, want_value, grads):
     """Every rule's value and update of the window objective `loss` equal the naive unroll's: `grads` of the
     single modes R, M, S, N, and C combined from M's and R's."""
@@ -241,6 +308,8 @@ def test_the_critic_learns_and_the_target_follows():
         ({"protocol": "shac", "critic_order": "random"}, r"^unknown critic order 'random'; allowed: shuffled, steps$"),
         ({"critic_network": "diffrl"}, r"^critic_network is a setting of the SHAC protocol's critic"),
         ({"protocol": "stream", "critic_order": "steps"}, r"^critic_order is a setting of the SHAC protocol's critic"),
+        ({"protocol": "shac", "episode_restart": "never"}, r"^unknown episode restart 'never'; allowed: window, step$"),
+        ({"episode_restart": "step"}, r"^episode_restart is a setting of the SHAC protocol's critic"),
     ],
 )
 def test_bad_shac_settings_are_refused_in_one_line(settings, message):

@@ -82,6 +82,7 @@ def _shac_grid(task: str, levels: dict[str, list[Any]], *, diffrl_critic: bool =
 
 # the recipes, as the tables name them
 PAPER_LOOP, APG, SHAC, SHAC_CRITIC = "paper loop", "APG's recipe", "SHAC", "SHAC, DiffRL's critic"
+SHAC_EPISODES = "SHAC, episodes of the horizon"  # episode_restart="step": as DiffRL's environments end them
 APG_LRS = (1e-4, 1e-3, 1e-2)  # APG's recipe: its learning rate chosen from these on TUNE_SEED
 TUNE_SEED = 100  # not reported: it only chooses
 APG_WINDOWS = 4  # windows of an episode (the paper's horizon) under APG's recipe
@@ -246,6 +247,19 @@ STUDY_STAGES: tuple[Stage, ...] = (
         "repulsion",
         _apg_grid("repulsion", {"rc": [0.001]}),
     ),
+    *(
+        Stage(
+            f"shac-episodes-{task}",
+            f"SHAC with R and C, episodes ending at the horizon inside the window (as DiffRL's environments), {what}",
+            task,
+            {**_shac_grid(task, levels), "episode_restart": ["step"]},
+            epochs=shac_epochs(task),
+        )
+        for task, levels, what in (
+            ("cartpole", {"n_poles": [2, 4, 6]}, "cart pole 2, 4 and 6 poles"),
+            ("repulsion", {"rc": [0.001]}, "repulsion rc 0.001"),
+        )
+    ),
     Stage(
         "shac-critic",
         "SHAC with R and C, DiffRL's critic (its network, standardised inputs, decaying rate, minibatches in order), "
@@ -269,9 +283,17 @@ STAGE_RECIPES = {
     "apg-cartpole": APG,
     "apg-repulsion": APG,
     "shac-critic": SHAC_CRITIC,
+    "shac-episodes-cartpole": SHAC_EPISODES,
+    "shac-episodes-repulsion": SHAC_EPISODES,
     **{s.key: APG if s.key.startswith("apg-") else SHAC for s in STUDY_STAGES if "-brax-" in s.key},
 }
-RECIPE_STYLES = {PAPER_LOOP: "-", APG: "-.", SHAC: "--", SHAC_CRITIC: ":"}
+RECIPE_STYLES: dict[str, Any] = {  # matplotlib line styles
+    PAPER_LOOP: "-",
+    APG: "-.",
+    SHAC: "--",
+    SHAC_CRITIC: ":",
+    SHAC_EPISODES: (0, (5, 1, 1, 1, 1, 1)),
+}
 
 
 def env_steps_per_epoch(config: Mapping[str, Any]) -> int:
@@ -497,21 +519,32 @@ def _apg_verdict(
     )
 
 
+VARIANTS = {  # SHAC's variants at the paper's levels, against the first stages' SHAC, as the verdicts say them
+    SHAC_CRITIC: ("With DiffRL's critic (its network, inputs standardised, learning rate decaying)", "plain critic's"),
+    SHAC_EPISODES: ("With episodes that end at the horizon, inside the window", "first stages'"),
+}
+
+
 def _critic_verdict(
     find: Mapping[tuple[str, Any, str, str], Cell], task: str, level: Any, best: Cell, paper_c: Cell
 ) -> str:
-    """The sentence on DiffRL's critic at a level where the study has a stage of it ('' where it has none)."""
-    cells = [find.get((task, level, SHAC_CRITIC, m)) for m in PAPER_LOOP_METHODS]
-    if any(c is None for c in cells):
-        return ""
-    if not all(c.records for c in cells if c is not None):
-        return " With DiffRL's critic (inputs standardised, learning rate decaying): not answered yet."
-    better = min((c for c in cells if c is not None), key=lambda c: c.median())
-    return (
-        f" With DiffRL's critic (inputs standardised, learning rate decaying), SHAC's better rule is "
-        f"{better.method} (median {better.median():.3g}): {better.median() / best.median():.3g} times the plain "
-        f"critic's best and {better.median() / paper_c.median():.3g} times the paper's C."
-    )
+    """The sentences on SHAC's variants (`VARIANTS`) at a level where the study has a stage of them ('' for a
+    variant without one)."""
+    said = ""
+    for recipe, (variant, against) in VARIANTS.items():
+        cells = [find.get((task, level, recipe, m)) for m in PAPER_LOOP_METHODS]
+        if any(c is None for c in cells):
+            continue
+        if not all(c.records for c in cells if c is not None):
+            said += f" {variant}: not answered yet."
+            continue
+        better = min((c for c in cells if c is not None), key=lambda c: c.median())
+        said += (
+            f" {variant}, SHAC's better rule is {better.method} (median {better.median():.3g}): "
+            f"{better.median() / best.median():.3g} times the {against} best and "
+            f"{better.median() / paper_c.median():.3g} times the paper's C."
+        )
+    return said
 
 
 def _recipe_of(record: RunRecord) -> str:
@@ -520,6 +553,8 @@ def _recipe_of(record: RunRecord) -> str:
     protocol = train.get("protocol", "dataset")
     if protocol == "stream":
         return APG
+    if protocol == "shac" and train.get("episode_restart") == "step":
+        return SHAC_EPISODES
     if protocol == "shac":
         return SHAC_CRITIC if train.get("critic_normalize") else SHAC
     return PAPER_LOOP
@@ -556,6 +591,7 @@ def study_regrets(shac_root: str | Path, paper_root: str | Path) -> tuple[list[e
         *(_recipe_choice(PAPER_LOOP, m) for m in PAPER_LOOP_METHODS),
         *(_recipe_choice(SHAC, m) for m in PAPER_LOOP_METHODS),
         *(_recipe_choice(SHAC_CRITIC, m) for m in PAPER_LOOP_METHODS),
+        *(_recipe_choice(SHAC_EPISODES, m) for m in PAPER_LOOP_METHODS),
         _recipe_choice(APG, "R", lrs),
     ]
     return evidence.cells(list(records.values())), choices
@@ -650,7 +686,7 @@ def plot_study(cells: Sequence[Cell], path: str | Path, references: Sequence[Map
             with warnings.catch_warnings():  # a step where no run has a finite loss is a gap in the line
                 warnings.simplefilter("ignore", RuntimeWarning)
                 middle, low, high = (f(curves, axis=0) for f in (np.nanmedian, np.nanmin, np.nanmax))
-            ax.plot(steps, middle, style, color=colour, label=label, lw=1.2)
+            ax.plot(steps, middle, ls=style, color=colour, label=label, lw=1.2)
             if len(cell.records) > 1:
                 ax.fill_between(steps, low, high, color=colour, alpha=0.12)
             for row, record in zip(curves, cell.records, strict=True):

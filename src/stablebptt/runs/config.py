@@ -61,6 +61,7 @@ ADDED_0_3 = {  # added after 0.2.0 (recipes other than the paper's, e.g. Brax's 
     "critic_normalize": False,
     "critic_network": "mlp",
     "critic_order": "shuffled",
+    "episode_restart": "window",
     "unroll": 1,  # issue 46: steps per iteration of the loops over time (the same numbers)
 }
 EARLIER = {"backward": "auto", "truncation": None, "remat": None, **ADDED, **ADDED_0_3}

@@ -36,10 +36,12 @@ SHAC_FIELDS = (
     "critic_normalize",
     "critic_network",
     "critic_order",
+    "episode_restart",
 )
 CRITIC_SCHEDULES = ("constant", "linear")
 CRITIC_NETWORKS = ("mlp", "diffrl")  # `training.shac.critic_net`
 CRITIC_ORDERS = ("shuffled", "steps")  # `training.shac` fits the critic on a window's samples in this order
+EPISODE_RESTARTS = ("window", "step")  # where the SHAC protocol restarts an episode of a task that does not reset
 KEY_SCHEMES = ("stablebptt", "apg")  # how a stream run's seed becomes its keys (`training.stream.apg_keys`)
 
 
@@ -170,7 +172,11 @@ class TrainSettings:
             (a LayerNorm after each hidden ELU layer, orthogonal kernels), "mlp" the same widths without the
             LayerNorms and with Glorot kernels. `critic_order` "steps" cuts a window's samples, in step order,
             into the same contiguous minibatches in every pass (DiffRL's ``CriticDataset``, never shuffled);
-            "shuffled" draws them anew each pass.
+            "shuffled" draws them anew each pass. `episode_restart`, for a task that does not reset itself: "window"
+            (the stream protocol's) restarts an episode that reached `episode_length` steps at the next window's
+            start, so that it runs on to the first window end at or after its length (with windows of 32 and
+            episodes of 100, 128 steps); "step" restarts it at the step it reaches its length, inside the window,
+            as DiffRL's environments reset themselves (`training.shac.Restarting`).
     """
 
     method: str | Method = _setting(
@@ -304,6 +310,13 @@ class TrainSettings:
         "shac: the critic's minibatches: shuffled anew each pass, or steps (DiffRL's: a window's samples in step "
         "order, cut into the same contiguous minibatches every pass)",
     )
+    episode_restart: str = _setting(
+        "window",
+        EPISODE_RESTARTS,
+        "shac, a task that does not reset itself: restart an episode that reached $episode_length steps at the next "
+        "window (window, the stream protocol's: it runs on to that window's end) or at that step (step, inside the "
+        "window, as DiffRL's environments)",
+    )
 
     def __post_init__(self) -> None:
         rule = as_method(self.method)
@@ -352,6 +365,7 @@ class TrainSettings:
             "critic_normalize": _check_switch("critic_normalize", self.critic_normalize),
             "critic_network": check_choice("critic network", self.critic_network, CRITIC_NETWORKS),
             "critic_order": check_choice("critic order", self.critic_order, CRITIC_ORDERS),
+            "episode_restart": check_choice("episode restart", self.episode_restart, EPISODE_RESTARTS),
         }
         _refuse_unused(converted)
         if converted["protocol"] != "shac":

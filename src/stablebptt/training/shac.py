@@ -35,10 +35,10 @@ from ..core import value_and_grad
 from ..core.checks import BadArgument, BadInput, check_choice
 from ..core.methods import Column
 from ..nn import MLP, Normalizer, NormedMLP
-from ..tasks import Task
-from .epoch import Data, Protocol, Record, TrainState, UpdateStep
+from ..tasks import EpisodeEnds, Task
+from .epoch import Data, Protocol, Record, TrainState, UpdateStep, sample_states
 from .settings import CRITIC_NETWORKS, TrainSettings
-from .stream import check_window, initial_stream, next_episodes, window_length
+from .stream import RESET_FOLD, check_window, initial_stream, next_episodes, window_length
 
 PyTree = Any
 Pair = tuple[jax.Array, jax.Array]
@@ -147,7 +147,9 @@ def diffrl_recipe(lr: float = 2e-3, critic_lr: float = 2e-4, **settings: Any) ->
     stochastic 64x64 ELU MLP, the paper's tasks keep their own deterministic controllers). The critic is DiffRL's
     network (`critic_network` "diffrl": LayerNorms, orthogonal kernels) fitted on minibatches in DiffRL's order
     (`critic_order` "steps": contiguous, never shuffled); benchmarks/vs_diffrl_shac.py holds these pieces against
-    DiffRL's own code.
+    DiffRL's own code. DiffRL's environments end their episodes at their length, inside the window: for a task
+    that does not reset itself, add ``episode_restart="step"`` (not in the recipe, which a task that resets itself
+    also takes: such a task refuses the setting).
 
         train(CartPole(), **diffrl_recipe(lr=1e-2, critic_lr=1e-3, batch_size=64, epochs=500))
     """
@@ -195,6 +197,12 @@ def check_shac(task: Task, settings: TrainSettings) -> None:
         raise BadInput(
             f"{name} resets its own episodes but does not define episode_ends(x_next), where the SHAC protocol's "
             "critic bootstraps or stops (docs/tasks.md, rewards); define it or train with another protocol"
+        )
+    if task.resets and settings.episode_restart == "step":
+        raise BadArgument(
+            f"{name} resets its own episodes, inside the window; $episode_restart is for a task that does not: "
+            "leave it out",
+            episode_restart=None,
         )
     check_window(task, settings)
 
@@ -308,7 +316,9 @@ class Shac(Protocol):
         clock = None if task.resets else stream.steps
         features = critic_features(task, stream.env, clock, episode).shape[1]
         critic = eqx.filter(critic_net(features, keys.critic, settings.critic_network), eqx.is_inexact_array)
-        stats = Normalizer.empty(task.critic_input(stream.env).shape[1]) if settings.critic_normalize else None
+        restarted = _restarts(task, settings)  # its critic's statistics cover the share of the episode left too
+        inputs = features if restarted else task.critic_input(stream.env).shape[1]
+        stats = Normalizer.empty(inputs) if settings.critic_normalize else None
         return ShacState(*stream, critic, critic_optimizer(settings).init(critic), critic, stats)
 
     def updates(
@@ -323,23 +333,32 @@ class Shac(Protocol):
         structure = critic_net(features, jax.random.PRNGKey(0), settings.critic_network)
         static = eqx.filter(structure, eqx.is_inexact_array, inverse=True)
         ctx = critic_optimizer(settings)
+        restarted = _restarts(task, settings)
+        stepped = Restarting(task, episode) if restarted else task  # the task the window's rollout steps
+        if restarted and step.observe is not None:
+            observe = step.observe
+            step = dataclasses.replace(step, observe=lambda params, x0: observe(params, x0["x"]))
 
         def update(state: ShacState, _: None) -> tuple[ShacState, Record]:
             key, key_update = jax.random.split(state.key)
             key_critic = jax.random.fold_in(key_update, CRITIC_FOLD)
             start = task.explore(state.env, key_update, window)
+            if restarted:  # the states an episode ending in this window restarts from
+                key_fresh = jax.random.fold_in(key_update, RESET_FOLD)
+                fresh = task.explore(sample_states(task, key_fresh, settings.batch_size), key_fresh, window)
+                start = stepped.start(start, state.steps, fresh)  # type: ignore[attr-defined]
             target = eqx.combine(state.target, static)
-            if task.resets:  # the task ends episodes itself, inside the window (`Task.episode_ends`)
+            if stepped.resets:  # the task ends episodes itself, inside the window (`Task.episode_ends`)
                 clocks, done = None, None
             else:
                 clocks = state.steps[None] + jnp.arange(1, window + 1)[:, None]  # (K, B): steps done after each
                 done = jnp.zeros(clocks.shape, bool).at[-1].set(clocks[-1] >= episode)
 
-            loss = window_loss(task, target, clocks, done, episode, gamma, state.stats)
+            loss = window_loss(stepped, target, clocks, done, episode, gamma, state.stats)
             gradient = value_and_grad(
                 loss,  # type: ignore[arg-type]  # with has_aux, the loss returns (value, aux)
-                task.step,
-                task.controller,
+                stepped.step,
+                stepped.controller,
                 window,
                 step.rule,
                 has_aux=True,
@@ -355,13 +374,15 @@ class Shac(Protocol):
                 state.critic, state.critic_opt, static, ctx, seen, targets, settings, key_critic
             )
             infos = {**record.infos, "critic_loss": fitted, "end_value": jnp.mean(values[-1])}
-            if task.resets:  # the task started new episodes inside the window itself
+            if restarted:  # episodes restarted inside the window, at their length
+                env, steps = last["x"], last["t"]
+            elif task.resets:  # the task started new episodes inside the window itself
                 env, steps = last, state.steps
             else:
                 env, steps = next_episodes(task, settings, key_update, last, state.steps)
             stats = state.stats  # DiffRL's obs_rms: frozen within the window, then fed every state it saw
             if stats is not None:
-                stats = stats.update(jnp.concatenate([raw.reshape(-1, raw.shape[-1]), task.critic_input(last)]))
+                stats = stats.update(jnp.concatenate([raw.reshape(-1, raw.shape[-1]), stepped.critic_input(last)]))
             new = ShacState(
                 trained.params,
                 trained.opt_state,
@@ -376,6 +397,72 @@ class Shac(Protocol):
             return new, Record(record.values, infos, record.ok)
 
         return jax.lax.scan(update, state, None, length=settings.n_train // settings.batch_size)
+
+
+def _restarts(task: Task, settings: TrainSettings) -> bool:
+    """Whether the SHAC protocol restarts `task`'s episodes inside the window (`Restarting`)."""
+    return not task.resets and settings.episode_restart == "step"
+
+
+class Restarting(Task):
+    """`inner`, a task that does not reset itself, as one that does (``episode_restart="step"``): its states
+    ``{"x", "t", "fresh", "last", "done"}`` carry the inner state `x`, its episode's clock `t`, the fresh state it
+    restarts from (drawn at the window's start), the inner state the step reached before any restart (`last`,
+    for the reward and the critic) and whether the step ended an episode (`done`). An episode ends at the step
+    its clock reaches `episode`, inside the window, as DiffRL's environments reset themselves; the paper's
+    episodes end with nothing after them, so an end is a termination (the critic's value 0 there). The critic
+    sees the inner task's `critic_input` and the share of the episode left, as `critic_features` gives it to a
+    task the protocol restarts at window ends."""
+
+    name: ClassVar[str] = "restarting"
+    inner: Task
+    episode: int = eqx.field(static=True)
+    horizon: int = eqx.field(static=True)
+
+    def __init__(self, inner: Task, episode: int) -> None:
+        self.inner, self.episode, self.horizon = inner, episode, inner.horizon
+
+    @property
+    def resets(self) -> bool:
+        return True
+
+    def start(self, x: PyTree, clocks: jax.Array, fresh: PyTree) -> dict[str, Any]:
+        """The window's first states: the carried inner states `x` at their clocks ``(batch,)``, and the `fresh`
+        states an episode that ends in the window restarts from."""
+        return {"x": x, "t": clocks, "fresh": fresh, "last": x, "done": jnp.zeros(clocks.shape, bool)}
+
+    def sample(self, key: jax.Array, n: int) -> PyTree:
+        x = self.inner.sample(key, n)
+        return self.start(x, jnp.zeros((n,), jnp.int32), x)
+
+    def init_controller(self, key: jax.Array) -> PyTree:
+        return self.inner.init_controller(key)
+
+    def controller(self, params: PyTree, x: PyTree) -> PyTree:
+        return self.inner.controller(params, x["x"])
+
+    def step(self, x: PyTree, c: PyTree) -> PyTree:
+        reached = self.inner.step(x["x"], c)
+        t = x["t"] + 1
+        done = t >= self.episode
+        restarted = jax.tree.map(
+            lambda fresh, y: jnp.where(done.reshape(done.shape + (1,) * (y.ndim - 1)), fresh, y), x["fresh"], reached
+        )
+        return {"x": restarted, "t": jnp.where(done, 0, t), "fresh": x["fresh"], "last": reached, "done": done}
+
+    def reward(self, x: PyTree, c: PyTree, x_next: PyTree) -> jax.Array:
+        return self.inner.reward(x["x"], c, x_next["last"])
+
+    def critic_input(self, x: PyTree) -> jax.Array:
+        return _features(self.inner.critic_input(x["x"]), x["t"], self.episode, None)
+
+    def episode_ends(self, x_next: PyTree) -> EpisodeEnds:
+        at_end = _features(self.inner.critic_input(x_next["last"]), jnp.full_like(x_next["t"], self.episode),
+                           self.episode, None)  # fmt: skip
+        return EpisodeEnds(x_next["done"], jnp.zeros_like(x_next["done"]), at_end)
+
+    def loss(self, states: PyTree, controls: PyTree) -> jax.Array:
+        return self.inner.loss(states["x"], controls)
 
 
 CRITIC_FOLD = 2  # folded into an update's key for the critic's minibatches

@@ -356,7 +356,8 @@ def test_the_rewards_of_an_episode_sum_to_minus_the_papers_loss(x64, task):
 @pytest.mark.parametrize("normalize", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_a_shac_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, monkeypatch, normalize):
     """The checkpoint holds the critic, the target critic, both optimizer states, the carried environments, the
-    key and (with DiffRL's critic: --critic-normalize, its LayerNorm network, minibatches in step order) the
+    key and (as DiffRL: --critic-normalize, its LayerNorm network, minibatches in step order, episodes restarting
+    inside the window) the
     critic's input statistics and its LayerNorms: 2 epochs, then resumed to 3, give the rows of 3 epochs in one
     go."""
     from stablebptt.cli.main import main
@@ -365,7 +366,7 @@ def test_a_shac_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     common = ["--poles", "1", "--horizon", "20", "--protocol", "shac", "--window", "5", "--n-train", "16"]
     common += ["--n-test", "8", "--method", "C", "--critic-iterations", "2"]
-    common += DIFFRL_CRITIC if normalize else []
+    common += [*DIFFRL_CRITIC, "--episode-restart", "step"] if normalize else []
     assert main(["train", "cartpole", *common, "--epochs", "2", "--out", "split"]) == 0
     assert main(["resume", "split", "--epochs", "3"]) == 0
     assert main(["train", "cartpole", *common, "--epochs", "3", "--out", "whole"]) == 0
@@ -382,10 +383,16 @@ def test_a_shac_run_resumed_from_its_checkpoint_is_bit_identical(tmp_path, monke
 
 
 @pytest.mark.slow  # kept out of the README's test command's budget; .ci/run runs it
-@pytest.mark.parametrize("critic", [[], [*DIFFRL_CRITIC, "--critic-schedule", "linear"]], ids=["plain", "diffrl"])
+@pytest.mark.parametrize(
+    "critic",
+    # in float64: with LayerNorms, 64 critic steps an update on 40 samples amplify float32's rounding (a group's
+    # and a run's reductions differ in their last bit) to 2x in the critic's loss within an epoch, chaos not a bug
+    [[], [*DIFFRL_CRITIC, "--critic-schedule", "linear", "--episode-restart", "step", "--x64"]],
+    ids=["plain", "diffrl"],
+)
 def test_shac_runs_train_in_a_batched_group_as_they_do_alone(tmp_path, monkeypatch, critic):
-    """Also with DiffRL's critic in full (its network, statistics, order and decay), as the study's stage
-    shac-critic trains its seeds."""
+    """Also as DiffRL's SHAC in full (its critic's network, statistics, order and decay, and episodes that end
+    inside the window)."""
     from stablebptt.cli.main import main
     from stablebptt.runs.io import read_csv
 

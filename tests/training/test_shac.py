@@ -309,7 +309,7 @@ def test_the_critic_learns_and_the_target_follows():
         ({"critic_network": "diffrl"}, r"^critic_network is a setting of the SHAC protocol's critic"),
         ({"protocol": "stream", "critic_order": "steps"}, r"^critic_order is a setting of the SHAC protocol's critic"),
         ({"protocol": "shac", "episode_restart": "never"}, r"^unknown episode restart 'never'; allowed: window, step$"),
-        ({"episode_restart": "step"}, r"^episode_restart is a setting of the SHAC protocol's critic"),
+        ({"episode_restart": "step"}, r"^episode_restart is a setting of the SHAC protocol; give protocol='shac'"),
     ],
 )
 def test_bad_shac_settings_are_refused_in_one_line(settings, message):

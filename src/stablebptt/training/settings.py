@@ -371,8 +371,9 @@ class TrainSettings:
         if converted["protocol"] != "shac":
             given = [name for name in SHAC_FIELDS if converted[name] != DEFAULT_SHAC[name]]
             if given:
+                whose = "SHAC protocol" if given[0] == "episode_restart" else "SHAC protocol's critic"
                 raise BadArgument(
-                    f"${given[0]} is a setting of the SHAC protocol's critic; give $protocol or leave it out",
+                    f"${given[0]} is a setting of the {whose}; give $protocol or leave it out",
                     **{given[0]: None},
                     protocol="shac",
                 )

@@ -179,7 +179,7 @@ def build_parser() -> Parser:
         "--stages",
         type=opt.comma_list,
         default=None,
-        help="run: only these stages, e.g. a or b,c or e1 (default: all, in order)",
+        help="run: only these stages, e.g. a or b,c or e1, in the campaign's order, not the order given (default: all)",
     )
     reproduce.add_argument(
         "--workers", type=opt.positive_int, default=1, help="run: parallel runs (default: 1; one per core at most)"

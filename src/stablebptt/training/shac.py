@@ -295,8 +295,9 @@ class Shac(Protocol):
     `Task.reward`, and the target critic's value where the window ends, 0 where an episode ends; differentiated
     with the run's gradient rule through the rollout, the value through the final state), then trains the critic
     on the window's TD-lambda targets (`td_lambda_targets`) for ``critic_iterations`` passes over
-    ``critic_batches`` minibatches (`critic_order`), then moves the target critic by `polyak`. Episodes end and restart
-    at window ends, as in the stream protocol; their ends are terminal (the paper's tasks end at their horizon).
+    ``critic_batches`` minibatches (`critic_order`), then moves the target critic by `polyak`. Episodes end and
+    restart at window ends, as in the stream protocol, or with ``episode_restart="step"`` at their length inside the
+    window (`Restarting`); their ends are terminal (the paper's tasks end at their horizon).
     A task that `resets` itself (Brax's training wrapper) ends them inside the window (`Task.episode_ends`): the
     critic bootstraps from the state before the reset where an episode was truncated, and gives 0 where it
     terminated (DiffRL's ``obs_before_reset`` and early termination); its critic sees no episode clock.

@@ -647,3 +647,23 @@ def test_shac_trains_a_task_that_resets_itself_and_resumes_bit_identically(tmp_p
 
     with pytest.raises(BadInput, match=r"^Silent resets its own episodes but does not define episode_ends"):
         Trainer(Silent(), TrainSettings(protocol="shac", window=4))
+
+
+@pytest.mark.parametrize(("task", "length"), [("cartpole", 128), ("repulsion", 64)])
+def test_by_default_an_episode_runs_on_to_the_window_end(task, length):
+    """docs/recipes.md and docs/concepts.md: with the default episode_restart ("window", the stream protocol's)
+    and DiffRL's windows of 32, an episode of the study's first stages that starts at clock 0 lasts 128 steps on
+    cart pole (horizon 100) and 64 on repulsion (horizon 60): its clock restarts only at a window's end."""
+    from stablebptt.tasks import make_task
+    from stablebptt.training.stream import next_episodes
+
+    problem = make_task(task)
+    settings = TrainSettings(protocol="shac", window=32, batch_size=2, n_train=2)
+    x = problem.sample(jax.random.PRNGKey(0), 2)
+    steps, lived = jnp.zeros(2, jnp.int32), 0
+    while True:
+        x, steps = next_episodes(problem, settings, jax.random.PRNGKey(1), x, steps)
+        lived += 32
+        if int(steps[0]) == 0:
+            break
+    assert lived == length and length > problem.horizon

@@ -51,7 +51,7 @@ from .campaign import (
     stage_named,
 )
 from .grid import COMPLEXITY
-from .report import RunRecord, markdown
+from .report import RunRecord, markdown, smooth
 
 PAPER_EPOCHS, PAPER_BATCH, PAPER_UPDATES = 1000, 8, 32  # the paper's loop, as the campaign trains it
 SHAC_BATCH, SHAC_TRAIN = 64, 256  # DiffRL's 64 cart-pole environments; 4 updates an epoch
@@ -658,10 +658,14 @@ def seed_curves(records: Sequence[RunRecord]) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(1, length + 1) * env_steps_per_epoch(records[0].config), curves
 
 
+SMOOTHING = 100  # the figure's curves are running means over this fraction (1/100) of a run's epochs
+
+
 def plot_study(cells: Sequence[Cell], path: str | Path, references: Sequence[Mapping[str, Any]] = ()) -> None:
     """One panel per level: the test loss against environment steps, median over the seeds and min-max band, of
     each recipe (the paper's loop solid, SHAC dashed, SHAC with DiffRL's critic dotted) and rule (the rule's
-    colour), on a log scale, a diverged run counted until it stopped and its last finite loss marked with an x;
+    colour), on a log scale, each seed's curve a trailing mean over 1 % of its epochs (`SMOOTHING`), a diverged run
+    counted until it stopped and its last finite value marked with an x;
     a Brax environment's panel in reward per step, with Brax's PPO at SHAC's training time
     (`references`) as a grey horizontal line (its median; it takes more environment steps than the axis shows)."""
     import matplotlib
@@ -679,6 +683,8 @@ def plot_study(cells: Sequence[Cell], path: str | Path, references: Sequence[Map
         paper = task in PAPER_TASKS  # the paper's loss on a log scale; a Brax task's reward per step (-loss)
         for cell in (c for c in cells if (c.task, c.level) == (task, level) and c.records):
             steps, curves = seed_curves(cell.records)
+            window = max(1, curves.shape[1] // SMOOTHING)  # 1 % of the run: 31 of SHAC's 3125 epochs; Brax's 75: none
+            curves = np.stack([np.where(np.isnan(c), np.nan, smooth(c, window)) for c in curves])
             curves *= 1 if paper else -1
             style = RECIPE_STYLES[cell.recipe]
             colour = METHOD_COLORS[cell.method]
@@ -772,7 +778,9 @@ def write_study_pages(
         f"![test loss against environment steps](figures/{figure.name})",
         "",
         "The figure: per recipe and rule, the median over the seeds (line) and their range (band) against "
-        "environment steps; a run that diverged counts until it stopped, its last finite value marked with an x.",
+        "environment steps, each seed's test loss a trailing mean over 1 % of its epochs (31 of SHAC's 3125 on the "
+        "paper's tasks, 10 of the paper's loop's 1000; none on Brax's 75); a run that diverged counts until it "
+        "stopped, its last finite value marked with an x.",
         "",
     ]
     if uncounted:

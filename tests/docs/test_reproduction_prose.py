@@ -5,6 +5,12 @@ Each claim below finds its sentence in the page (whitespace collapsed) and compa
 the value recomputed from the committed records (results/paper), to the printed digits. Editing either side
 without the other fails. The hand tables of final losses (``a [b, c]``: median [min, max] over the seeds; ``a / b
 / c``: seed 42 without clipping / by value / by norm) are checked cell by cell.
+
+The README's quick start is checked the same way against the recorded runs of its main job
+(`stablebptt compare cartpole`: R, M, C and S, seeds 42-44, 250 epochs): results/quickstart/cpus1 on one core,
+cpus2 on two. When a change moves the main job's numbers, rerun it on one core (``taskset -c 0``), record it with
+``python -c "import glob; from stablebptt.experiments.campaign import write_record; [write_record('results/
+quickstart/cpus1', d) for d in glob.glob('runs/compare-cartpole/*-seed*')]"`` and update the README.
 """
 
 from __future__ import annotations
@@ -132,6 +138,53 @@ def _agreement_of_the_020_repulsion_row() -> list[float]:
             c_max = (hi, max(v))
     assert c_max
     return [100 * max(medians), 100 * max(ends), *c_max]
+
+
+@cache
+def quickstart(cores: int, column: str = "test_loss") -> dict[tuple[str, int], np.ndarray]:
+    """The main job's curves of `column`, ``(method, seed) -> (250,)``, as recorded on `cores` cores."""
+    records = campaign.load_records(ROOT / "results" / "quickstart" / f"cpus{cores}")
+    assert len(records) == 12 and all(r.status == "complete" for r in records), [r.problem for r in records]
+    out = {}
+    for r in records:
+        assert r.config["task"] == "cartpole" and r.config["task_settings"]["n_poles"] == 2
+        assert r.config["train"]["epochs"] == 250 and r.provenance[0]["processor"]["cpus"] == cores
+        out[r.config["train"]["method"], r.config["train"]["seed"]] = r.curve(column)
+    return out
+
+
+def qs_finals(method: str, cores: int = 1) -> list[float]:
+    """The main job's final test losses of `method`, seeds 42, 43 and 44."""
+    return [float(quickstart(cores)[method, seed][-1]) for seed in (42, 43, 44)]
+
+
+def qs_median(method: str, cores: int = 1) -> np.ndarray:
+    return np.median([quickstart(cores)[method, seed] for seed in (42, 43, 44)], axis=0)
+
+
+def _first_epoch_for_good(below: np.ndarray) -> int:
+    """The epoch (from 1) from which `below` holds to the end."""
+    failing = np.flatnonzero(~below)
+    return int(failing[-1]) + 2 if failing.size else 1
+
+
+def _where_one_and_two_cores_part() -> list[float]:
+    """R's and M's training losses on one and two cores: the first and last epoch (from 1) where they first differ,
+    and the smallest and largest relative difference there."""
+    one, two = quickstart(1, "loss"), quickstart(2, "loss")
+    epochs, sizes = [], []
+    for key in one:
+        if key[0] in "RM":
+            first = int(np.flatnonzero(one[key] != two[key])[0])
+            epochs.append(first + 1)
+            sizes.append(abs(one[key][first] / two[key][first] - 1))
+    return [min(epochs), max(epochs), min(sizes), max(sizes)]
+
+
+def _full_scale_r_over_c() -> list[float]:
+    ratios = [median("cartpole", p, "R") / median("cartpole", p, "C") for p in (1, 2, 3, 4)]
+    worst = max(c / r for c, r in zip(finals("cartpole", 1, "C"), finals("cartpole", 1, "R"), strict=True))
+    return [*ratios, worst]
 
 
 REPRO = "docs/reproduction.md"
@@ -337,6 +390,39 @@ CLAIMS: dict[str, Claim] = {
             *(median("quantum", 5, m) for m in "CMR"),
         ],
     ),
+    "README: the main job, C against R per seed": (
+        "README.md",
+        rf"C ends below R on each seed \({NUMBER}, {NUMBER} and {NUMBER} against R's {NUMBER}, {NUMBER} and {NUMBER} "
+        rf"for seeds 42, 43 and 44\), its median {NUMBER} times lower",
+        lambda: [*qs_finals("C"), *qs_finals("R"), np.median(qs_finals("R")) / np.median(qs_finals("C"))],
+    ),
+    "README: the main job, M and S": (
+        "README.md",
+        rf"M and S stay near 1.0 \({NUMBER}-{NUMBER} and {NUMBER}-{NUMBER}\)",
+        lambda: [min(qs_finals("M")), max(qs_finals("M")), min(qs_finals("S")), max(qs_finals("S"))],
+    ),
+    "README: the main job, C's median below R's": (
+        "README.md",
+        rf"C's median stays below R's from epoch {NUMBER} on",
+        lambda: [_first_epoch_for_good(qs_median("C") < qs_median("R"))],
+    ),
+    "README: the full-scale records at 1-4 poles": (
+        "README.md",
+        rf"\(R/C {NUMBER}, {NUMBER}, {NUMBER} and {NUMBER}\), though not for every seed \(at 1 pole one C seed ends "
+        rf"{NUMBER}x above its R\)",
+        _full_scale_r_over_c,
+    ),
+    "README: where one and two cores part": (
+        "README.md",
+        rf"R's and M's training losses first differ at epochs {NUMBER}-{NUMBER}, "
+        rf"by {NUMBER} to {NUMBER} of their value",
+        _where_one_and_two_cores_part,
+    ),
+    "README: the main job on two cores": (
+        "README.md",
+        rf"\(`results/quickstart/cpus2`\) gave R {NUMBER}-{NUMBER} and C {NUMBER}-{NUMBER}",
+        lambda: [min(qs_finals("R", 2)), max(qs_finals("R", 2)), min(qs_finals("C", 2)), max(qs_finals("C", 2))],
+    ),
 }
 
 
@@ -412,3 +498,19 @@ def test_the_table_of_seed_42_by_clipping_mode():
             printed = [c.split()[0] for c in cell.split(" / ")]
             values = [finals(task, level, method, seed=42, clip=k)[0] for k in evidence.CLIPS]
             assert all(agrees(p, v) for p, v in zip(printed, values, strict=True)), (row[0], method, cell, values)
+
+
+def test_the_readmes_orderings_of_the_main_jobs_seeds():
+    """The README's words without numbers: on one core C ends below R on each seed, but its seed 42 above R's
+    seeds 43 and 44; on two cores C's seed 42 ends above every R seed; C's and S's runs are bit-identical on one
+    and two cores, R's and M's are not."""
+    text = page("README.md")
+    assert "C's seed 42 ends above R's seeds 43 and 44" in text and "C's seed 42 above every R seed" in text
+    c, r = qs_finals("C"), qs_finals("R")
+    assert all(ci < ri for ci, ri in zip(c, r, strict=True))
+    assert c[0] > r[1] and c[0] > r[2]
+    assert qs_finals("C", 2)[0] > max(qs_finals("R", 2))
+    one, two = quickstart(1), quickstart(2)
+    for method, seed in one:
+        same = np.array_equal(one[method, seed], two[method, seed])
+        assert same == (method in "CS"), (method, seed)

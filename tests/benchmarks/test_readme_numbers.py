@@ -1,6 +1,7 @@
-"""Hand-copied tables of benchmarks/README.md agree with the JSON their benchmark wrote, every number to its printed
-digits (R's update against its arithmetic: arithmetic.json; the compilation cache's first and second start:
-compile_cache.json): editing either side without the other fails."""
+"""Hand-copied tables of benchmarks/README.md, and the README's performance paragraph, agree with the JSON their
+benchmark wrote, every number to its printed digits (R's update against its arithmetic: arithmetic.json; the
+compilation cache's first and second start: compile_cache.json; the README: per_update.json and memory.json):
+editing either side without the other fails."""
 
 from __future__ import annotations
 
@@ -87,3 +88,35 @@ def test_the_diffrl_table_agrees_with_its_json_and_every_piece_agrees():
         for printed, value in zip(cells[2:5], (row["max_abs_error"], row["max_abs"], row["ratio"]), strict=True):
             assert agrees(printed, value), (row["piece"], printed, value)
         assert cells[5] == ("yes" if row["clipped"] else "no")
+
+
+def _json(name: str) -> dict:
+    return json.loads((ROOT / "benchmarks" / "results" / name).read_text())
+
+
+def test_the_readmes_performance_paragraph_agrees_with_its_json():
+    """README.md, "Performance": C's cost per update against R's and R's against plain autodiff on cart pole
+    (per_update.json), and the working memory of a C update at horizon 100,000 with and without remat
+    (memory.json)."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    found = re.search(
+        r"C costs ([\d.]+)x R per update .*? R takes ([\d.]+) of the time of a hand-written .*? a C update at horizon"
+        r" 100,000 needs ([\d.]+) MB of XLA working memory instead of ([\d.]+) MB",
+        text,
+    )
+    assert found, "README.md: the performance sentence is gone"
+    (cartpole,) = [r for r in _json("per_update.json")["rows"] if r["task"] == "cartpole"]
+    t = cartpole["timings"]
+    memory = {
+        r["remat"]: r["xla_temp_mb"]
+        for r in _json("memory.json")["rows"]
+        if (r["horizon"], r["method"], r["backward"]) == (100000, "C", "joint")
+    }
+    values = [
+        t["C joint"]["median_s"] / t["R"]["median_s"],
+        t["R"]["median_s"] / t["plain scan+grad"]["median_s"],
+        memory["sqrt"],
+        memory["none"],
+    ]
+    wrong = [(p, v) for p, v in zip(found.groups(), values, strict=True) if not agrees(p, v)]
+    assert not wrong, f"README.md, printed against per_update.json / memory.json: {wrong}"

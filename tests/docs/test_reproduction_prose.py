@@ -390,6 +390,19 @@ CLAIMS: dict[str, Claim] = {
             *(median("quantum", 5, m) for m in "CMR"),
         ],
     ),
+    "README: which rule to use": (
+        "README.md",
+        rf"its final test loss is {NUMBER} times the best run of the level and seed in the median \(always R: {NUMBER},"
+        rf" always M: {NUMBER}\), and its worst case seen is {NUMBER} times the best \(cart pole 4 poles,.*? Trying all"
+        rf" four rules for 250 epochs and keeping the best has a median of {NUMBER} and the same worst case",
+        lambda: [
+            _regret("always C").median,
+            _regret("always R").median,
+            _regret("always M").median,
+            _regret("always C").worst_elsewhere[1],  # type: ignore[index]
+            _regret("pilot: best after 250 epochs").median,
+        ],
+    ),
     "README: the main job, C against R per seed": (
         "README.md",
         rf"C ends below R on each seed \({NUMBER}, {NUMBER} and {NUMBER} against R's {NUMBER}, {NUMBER} and {NUMBER} "

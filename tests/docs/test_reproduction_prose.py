@@ -514,11 +514,14 @@ def test_the_table_of_seed_42_by_clipping_mode():
 
 
 def test_the_readmes_orderings_of_the_main_jobs_seeds():
-    """The README's words without numbers: on one core C ends below R on each seed, but its seed 42 above R's
-    seeds 43 and 44; on two cores C's seed 42 ends above every R seed; C's and S's runs are bit-identical on one
-    and two cores, R's and M's are not."""
+    """The README's words without numbers: the recorded runs' JAX; on one core C ends below R on each seed, but its
+    seed 42 above R's seeds 43 and 44; on two cores C's seed 42 ends above every R seed; C's and S's runs are
+    bit-identical on one and two cores, R's and M's are not."""
     text = page("README.md")
     assert "C's seed 42 ends above R's seeds 43 and 44" in text and "C's seed 42 above every R seed" in text
+    recorded = campaign.load_records(ROOT / "results" / "quickstart" / "cpus1")
+    (jax,) = {r.provenance[0]["versions"]["jax"] for r in recorded}
+    assert f"jax {jax}, one core" in text, f"the README names another JAX than the recorded runs' {jax}"
     c, r = qs_finals("C"), qs_finals("R")
     assert all(ci < ri for ci, ri in zip(c, r, strict=True))
     assert c[0] > r[1] and c[0] > r[2]

@@ -295,7 +295,8 @@ def _stage_config(key: str, **cell):
     ("index", "stage", "cell"),
     [
         (0, "shac-cartpole", {"method": "C", "n_poles": 4}),
-        pytest.param(1, "shac-brax-hopper", {"method": "C"}, marks=pytest.mark.slow),  # builds Brax's hopper
+        (1, "shac-episodes-cartpole", {"method": "C", "n_poles": 4}),
+        pytest.param(2, "shac-brax-hopper", {"method": "C"}, marks=pytest.mark.slow),  # builds Brax's hopper
     ],
 )
 def test_the_one_cell_commands_of_the_recipes_page_train_the_studys_run(index, stage, cell):

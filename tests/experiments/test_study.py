@@ -149,10 +149,10 @@ def test_the_records_page_says_what_is_missing_and_answers_from_the_records(tmp_
     assert ("does not beat" in verdict) == (ratio >= 1)
     assert f"its median is {inside:.3g} times R's ({lower} of 9 seed pairs lower)" in verdict
     assert verdict.endswith(
-        "With DiffRL's critic (its network, inputs standardised, learning rate decaying): not answered yet. With "
-        "episodes that end at the horizon, inside the window: not answered yet."
+        "With episodes that end at the horizon, inside the window: not answered yet. With DiffRL's critic as well "
+        "(its network, inputs standardised, learning rate decaying, minibatches in order): not answered yet."
     )
-    assert "| cartpole | 2 poles | SHAC, DiffRL's critic | not run yet | - | not run yet | 0/-/0 |" in text
+    assert "| cartpole | 2 poles | SHAC, DiffRL in full | not run yet | - | not run yet | 0/-/0 |" in text
     assert "| cartpole | 2 poles | SHAC, episodes of the horizon | not run yet | - | not run yet | 0/-/0 |" in text
 
 
@@ -312,9 +312,10 @@ def test_the_one_cell_commands_of_the_recipes_page_train_the_studys_run(index, s
     assert ours.train == want.train.replace(seed=45)
 
 
-def test_shacs_variants_are_answered_against_the_first_stages_and_the_papers_c():
-    """At a level with stages of SHAC's variants (DiffRL's critic; episodes that end at the horizon), the verdict
-    says each variant's better rule, its median over the first stages' best SHAC and over the paper's C."""
+def test_shacs_variants_are_answered_against_the_recipe_they_vary_and_the_papers_c():
+    """At a level with stages of SHAC's variants, the verdict says each variant's better rule, its median over the
+    best of the recipe it varies and over the paper's C: episodes that end at the horizon against the first stages'
+    SHAC, DiffRL in full (its critic too) against SHAC with the plain critic on those episodes."""
     from stablebptt.experiments.report import RunRecord
     from stablebptt.experiments.study import PAPER_LOOP, SHAC, SHAC_CRITIC, SHAC_EPISODES, Cell, verdicts
 
@@ -336,12 +337,40 @@ def test_shacs_variants_are_answered_against_the_first_stages_and_the_papers_c()
         cell(SHAC_EPISODES, "C"),
     ]
     (line,) = verdicts(cells)
-    assert "its network, inputs standardised, learning rate decaying), SHAC's better rule is R (median 0.25): " in line
-    assert "0.625 times the plain critic's best and 12.5 times the paper's C." in line
-    assert line.endswith("With episodes that end at the horizon, inside the window: not answered yet.")
+    assert "With episodes that end at the horizon, inside the window: not answered yet." in line
+    assert line.endswith(
+        "minibatches in order), SHAC's better rule is R (median 0.25): the plain critic's best not recorded yet and "
+        "12.5 times the paper's C."
+    )
     cells[-1] = cell(SHAC_EPISODES, "C", 0.05, 0.06, 0.07)
     (line,) = verdicts(cells)
-    assert line.endswith(
+    assert (
         "With episodes that end at the horizon, inside the window, SHAC's better rule is C (median 0.06): 0.15 "
-        "times the first stages' best and 3 times the paper's C."
+        "times the first stages' best and 3 times the paper's C." in line
     )
+    assert line.endswith(
+        "SHAC's better rule is R (median 0.25): 4.17 times the plain critic's best and 12.5 times the paper's C."
+    )
+    cells[4:6] = [cell(SHAC_CRITIC, "R"), cell(SHAC_CRITIC, "C")]
+    (line,) = verdicts(cells)
+    assert line.endswith(
+        "(its network, inputs standardised, learning rate decaying, minibatches in order): not answered yet."
+    )
+
+
+def test_a_run_of_diffrl_in_full_is_reported_as_its_own_recipe():
+    """The stage `shac-critic` trains DiffRL's critic and episodes of the horizon; its runs count as "SHAC, DiffRL
+    in full", never as episodes of the horizon with the plain critic, nor the other way round."""
+    from stablebptt.experiments.report import RunRecord
+    from stablebptt.experiments.study import SHAC, SHAC_CRITIC, SHAC_EPISODES, STUDY_STAGES, _recipe_of
+
+    def recipe(stage: str) -> set[str]:
+        (found,) = [s for s in STUDY_STAGES if s.key == stage]
+        return {_recipe_of(RunRecord("r", r.config.to_json(), "complete", [])) for r in found.runs()}
+
+    assert recipe("shac-critic") == {SHAC_CRITIC}
+    assert recipe("shac-episodes-cartpole") == {SHAC_EPISODES}
+    assert recipe("shac-cartpole") == {SHAC}
+    (critic,) = [s for s in STUDY_STAGES if s.key == "shac-critic"]
+    assert {r.config.train.episode_restart for r in critic.runs()} == {"step"}
+    assert {r.config.train.critic_network for r in critic.runs()} == {"diffrl"}

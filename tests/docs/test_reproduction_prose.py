@@ -6,11 +6,13 @@ the value recomputed from the committed records (results/paper), to the printed 
 without the other fails. The hand tables of final losses (``a [b, c]``: median [min, max] over the seeds; ``a / b
 / c``: seed 42 without clipping / by value / by norm) are checked cell by cell.
 
-The README's quick start is checked the same way against the recorded runs of its main job
-(`stablebptt compare cartpole`: R, M, C and S, seeds 42-44, 250 epochs): results/quickstart/cpus1 on one core,
-cpus2 on two. When a change moves the main job's numbers, rerun it on one core (``taskset -c 0``), record it with
-``python -c "import glob; from stablebptt.experiments.campaign import write_record; [write_record('results/
-quickstart/cpus1', d) for d in glob.glob('runs/compare-cartpole/*-seed*')]"`` and update the README.
+The README is checked the same way against the runs of its commands, recorded in results/readme/cpus<N> (N: the
+cores they ran on): the main job (`stablebptt compare cartpole`: R, M, C and S, seeds 42-44, 250 epochs) on one
+core and on two, and on two cores `compare burgers --epochs 40` and the Brax double pendulum with and without
+``--truncation 32`` (runs C-truncation-32 and C-whole-episodes). When a change moves a command's numbers, rerun
+it (the main job under ``taskset -c 0``), record its run folders with ``python -c "import glob; from
+stablebptt.experiments.campaign import write_record; [write_record('results/readme/cpus1', d) for d in
+glob.glob('runs/compare-cartpole/*-seed*')]"`` and update the README.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import pytest
 
 from stablebptt.experiments import campaign, evidence
-from stablebptt.experiments.report import smooth
+from stablebptt.experiments.report import RunRecord, smooth
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBER = r"(-?[\d.]+(?:e-?\d+)?|none)"
@@ -141,16 +143,40 @@ def _agreement_of_the_020_repulsion_row() -> list[float]:
 
 
 @cache
+def readme_runs(cores: int, task: str) -> tuple[RunRecord, ...]:
+    """The recorded runs of the README's commands on `task`, run on `cores` cores (every record readable)."""
+    records = campaign.load_records(ROOT / "results" / "readme" / f"cpus{cores}")
+    assert all(r.status in ("complete", "diverged") for r in records), [r.problem for r in records]
+    found = tuple(r for r in records if r.config["task"] == task)
+    assert found and all(r.provenance[0]["processor"]["cpus"] == cores for r in found)
+    return found
+
+
+@cache
 def quickstart(cores: int, column: str = "test_loss") -> dict[tuple[str, int], np.ndarray]:
     """The main job's curves of `column`, ``(method, seed) -> (250,)``, as recorded on `cores` cores."""
-    records = campaign.load_records(ROOT / "results" / "quickstart" / f"cpus{cores}")
-    assert len(records) == 12 and all(r.status == "complete" for r in records), [r.problem for r in records]
+    records = readme_runs(cores, "cartpole")
+    assert len(records) == 12 and all(r.status == "complete" for r in records)
     out = {}
     for r in records:
-        assert r.config["task"] == "cartpole" and r.config["task_settings"]["n_poles"] == 2
-        assert r.config["train"]["epochs"] == 250 and r.provenance[0]["processor"]["cpus"] == cores
+        assert r.config["task_settings"]["n_poles"] == 2 and r.config["train"]["epochs"] == 250
         out[r.config["train"]["method"], r.config["train"]["seed"]] = r.curve(column)
     return out
+
+
+def burgers_final(method: str) -> float:
+    """`compare burgers --epochs 40` on two cores: `method`'s median final test loss over seeds 42-44."""
+    runs = [r for r in readme_runs(2, "burgers") if r.config["train"]["method"] == method]
+    assert len(runs) == 3 and {r.config["train"]["epochs"] for r in runs} == {40}
+    return float(np.median([r.curve("test_loss")[-1] for r in runs]))
+
+
+def brax_double_pendulum(name: str) -> float:
+    """The README's Brax double pendulum, C for 20 epochs on two cores: the run's final test loss."""
+    (run,) = [r for r in readme_runs(2, "brax:inverted_double_pendulum") if r.name == name]
+    assert run.config["train"]["epochs"] == 20 and run.config["train"]["method"] == "C"
+    assert (run.config["train"].get("truncation") == 32) == (name == "C-truncation-32")
+    return float(run.curve("test_loss")[-1])
 
 
 def qs_finals(method: str, cores: int = 1) -> list[float]:
@@ -431,9 +457,21 @@ CLAIMS: dict[str, Claim] = {
         rf"by {NUMBER} to {NUMBER} of their value",
         _where_one_and_two_cores_part,
     ),
+    "README: Burgers": (
+        "README.md",
+        rf"After 40 epochs \(3 seeds\) R and C end level \({NUMBER} and {NUMBER}\), M a little behind"
+        rf" \({NUMBER}\) and S worst \({NUMBER}\)",
+        lambda: [burgers_final(m) for m in "RCMS"],
+    ),
+    "README: the Brax double pendulum": (
+        "README.md",
+        rf"balances the double pendulum for the whole episode \(test loss {NUMBER}, .*? Without `--truncation 32` C"
+        rf" fails on this environment \({NUMBER} after 20 epochs\)",
+        lambda: [brax_double_pendulum("C-truncation-32"), brax_double_pendulum("C-whole-episodes")],
+    ),
     "README: the main job on two cores": (
         "README.md",
-        rf"\(`results/quickstart/cpus2`\) gave R {NUMBER}-{NUMBER} and C {NUMBER}-{NUMBER}",
+        rf"\(`results/readme/cpus2`\) gave R {NUMBER}-{NUMBER} and C {NUMBER}-{NUMBER}",
         lambda: [min(qs_finals("R", 2)), max(qs_finals("R", 2)), min(qs_finals("C", 2)), max(qs_finals("C", 2))],
     ),
 }
@@ -519,7 +557,7 @@ def test_the_readmes_orderings_of_the_main_jobs_seeds():
     bit-identical on one and two cores, R's and M's are not."""
     text = page("README.md")
     assert "C's seed 42 ends above R's seeds 43 and 44" in text and "C's seed 42 above every R seed" in text
-    recorded = campaign.load_records(ROOT / "results" / "quickstart" / "cpus1")
+    recorded = readme_runs(1, "cartpole")
     (jax,) = {r.provenance[0]["versions"]["jax"] for r in recorded}
     assert f"jax {jax}, one core" in text, f"the README names another JAX than the recorded runs' {jax}"
     c, r = qs_finals("C"), qs_finals("R")

@@ -157,6 +157,38 @@ CASES = [
     ("layer widths as text", ["train", "cartpole", "--set", "hidden=wide"], None, ["hidden", "got 'wide'"]),
     ("an empty item in a list", ["sweep", "cartpole", "--poles", "1,,2"], None, ["--poles", "empty", "'1,,2'"]),
     ("an empty value in --set", ["sweep", "cartpole", "--set", "horizon=10,,20"], None, ["without empty values"]),
+    # A SHAC option given without --protocol shac is refused even at its default value (TrainSettings cannot tell
+    # a default given from one left out; the command line can).
+    (
+        "a critic option at its default without shac",
+        ["train", "cartpole", "--lam", "0.95"],
+        None,
+        ["--lam is a setting of the SHAC protocol's critic", "--protocol shac"],
+    ),
+    (
+        "a SHAC option in a sweep without shac",
+        ["sweep", "cartpole", "--protocol", "dataset,stream", "--episode-restart", "window"],
+        None,
+        ["--episode-restart is a setting of the SHAC protocol;", "--protocol shac"],
+    ),
+    (
+        "more critic minibatches than samples",
+        [
+            "train",
+            "cartpole",
+            *TINY,
+            "--protocol",
+            "shac",
+            "--window",
+            "5",
+            "--batch-size",
+            "4",
+            "--critic-batches",
+            "21",
+        ],
+        None,
+        ["--critic-batches 21", "(20: --window 5 steps x --batch-size 4 environments)", "give at most 20"],
+    ),
 ]
 
 

@@ -317,11 +317,17 @@ def test_bad_shac_settings_are_refused_in_one_line(settings, message):
         TrainSettings(**settings)
 
 
-def test_a_window_longer_than_the_episode_and_a_task_without_rewards_are_refused():
+def test_a_window_longer_than_the_episode_too_many_minibatches_and_a_task_without_rewards_are_refused():
     from stablebptt.training import Trainer
 
     with pytest.raises(BadInput, match=r"window=50 is longer than the episode \(40 steps: the task horizon\)"):
         Trainer(CartPole(n_poles=1, horizon=40), TrainSettings(protocol="shac", window=50))
+    many = r"^critic_batches=21 is more minibatches than a window has samples \(20: window=5 steps x batch_size=4 "
+    with pytest.raises(BadInput, match=many):
+        Trainer(
+            CartPole(n_poles=1, horizon=40), TrainSettings(protocol="shac", window=5, batch_size=4, critic_batches=21)
+        )
+    Trainer(CartPole(n_poles=1, horizon=40), TrainSettings(protocol="shac", window=5, batch_size=4, critic_batches=20))
 
     class Silent(CartPole):
         reward = sb.tasks.Task.reward

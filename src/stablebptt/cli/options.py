@@ -15,7 +15,7 @@ from ..core import canonical_method, check_remat
 from ..core.checks import BadInput
 from ..tasks import TASK_HELP, task_fields, task_options
 from ..tasks import TASKS as BUILTIN_TASKS
-from ..training.settings import DEFAULTS, FIELDS, TrainSettings
+from ..training.settings import DEFAULTS, FIELDS, SHAC_FIELDS, TrainSettings
 
 # ------------------------------------------------------------------------------------------ value types
 
@@ -402,6 +402,12 @@ def train_settings(args: argparse.Namespace, epochs: int | None = None) -> dict[
         settings.setdefault("epochs", epochs)
     if getattr(args, "removed_checkpoint", None) is not None:
         raise BadInput("--checkpoint was removed (deprecated since 0.2); use --remat, which takes the same values")
+    protocols = settings.get("protocol", DEFAULTS.protocol)
+    given = [name for name in SHAC_FIELDS if name in settings]
+    if given and "shac" not in (protocols if isinstance(protocols, list) else [protocols]):
+        # TrainSettings refuses them only where they differ from their defaults: it cannot tell a value given
+        whose = "SHAC protocol" if given[0] == "episode_restart" else "SHAC protocol's critic"
+        raise BadInput(f"{_flag(given[0])} is a setting of the {whose}; give --protocol shac or leave it out")
     seeds = getattr(args, "seeds", None) if not isinstance(getattr(args, "seed", None), list) else None
     if seeds is not None:  # compare --seeds LIST
         if "seed" in settings:

@@ -185,7 +185,7 @@ def diffrl_recipe(lr: float = 2e-3, critic_lr: float = 2e-4, **settings: Any) ->
 def check_shac(task: Task, settings: TrainSettings) -> None:
     """Refuse, in one line, what the SHAC protocol cannot train: a task without rewards, a task that resets its
     own episodes without saying where (`Task.episode_ends`: the critic bootstraps there), a window longer than the
-    episode."""
+    episode, more critic minibatches than a window's samples."""
     name = type(task).__name__
     if not task.rewarded():
         raise BadArgument(
@@ -205,6 +205,15 @@ def check_shac(task: Task, settings: TrainSettings) -> None:
             episode_restart=None,
         )
     check_window(task, settings)
+    samples = window_length(task, settings)[0] * settings.batch_size
+    if settings.critic_batches > samples:
+        raise BadArgument(
+            f"$critic_batches is more minibatches than a window has samples ({samples}: $window steps x $batch_size "
+            f"environments), which would leave every minibatch empty; give at most {samples}",
+            critic_batches=settings.critic_batches,
+            window=window_length(task, settings)[0],
+            batch_size=settings.batch_size,
+        )
 
 
 CRITIC_HIDDEN = (64, 64)  # DiffRL's critic_mlp units for its smaller tasks (cfg/shac/*.yaml), ELU activations

@@ -171,6 +171,19 @@ CASES = [
         None,
         ["--episode-restart is a setting of the SHAC protocol;", "--protocol shac"],
     ),
+    # A report of records that are not there would replace the last page with one of nothing.
+    (
+        "a report of a records folder that is not there",
+        ["reproduce", "report", "--records", "typo", "--figures", "figs", "--tables", "page.md"],
+        None,
+        ["--records typo: no such folder", "records to report"],
+    ),
+    (
+        "the study's report without the paper's records",
+        ["reproduce", "report", "--study", "shac", "--records", "afile", "--paper-records", "none"],
+        _file,
+        ["--records afile is a file, not a folder of records"],
+    ),
     (
         "more critic minibatches than samples",
         [
@@ -237,7 +250,7 @@ def test_bad_input_is_refused_in_one_line(outcomes, name, words, capsys):
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
-    command = args[0] if args[0] in ("train", "compare", "resume", "sweep", "diagnose", "animate") else ""
+    command = args[0] if args[0] in ("train", "compare", "resume", "sweep", "diagnose", "animate", "reproduce") else ""
     assert lines[0].startswith(f"stablebptt {command}: ".replace(" :", ":")) and "error" in lines[0]
     for word in words:
         assert word in lines[0], (word, lines[0])

@@ -659,6 +659,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     args.work = Path(work) if args.work is None else args.work
     args.tables = Path(tables) if args.tables is None else args.tables
     stages = list(every) if args.stages is None else campaign.stage_named(args.stages, every)
+    folders = [("--records", args.records)]
+    if args.study == "shac" and args.action in ("report", "record", "ppo"):
+        folders.append(("--paper-records", Path(args.paper_records)))
+    for flag, folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise BadInput(f"{flag} {folder} is a file, not a folder of records; give the folder")
+        if args.action == "report" and not folder.is_dir():  # a page of nothing would replace the last one
+            raise BadInput(f"{flag} {folder}: no such folder; give the folder of the records to report")
 
     def pages() -> None:
         if args.study == "paper":

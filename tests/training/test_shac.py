@@ -332,7 +332,9 @@ def test_a_window_longer_than_the_episode_too_many_minibatches_and_a_task_withou
     class Silent(CartPole):
         reward = sb.tasks.Task.reward
 
-    with pytest.raises(BadInput, match=r"^Silent defines no reward\(x, c, x_next\), which protocol='shac'"):
+    with pytest.raises(
+        BadInput, match=r"^Silent defines no reward\(x, c, x_next\), whose value the critic of protocol='shac' learns;"
+    ):
         Trainer(Silent(n_poles=1), TrainSettings(protocol="shac", window=10))
 
 

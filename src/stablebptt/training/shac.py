@@ -189,7 +189,7 @@ def check_shac(task: Task, settings: TrainSettings) -> None:
     name = type(task).__name__
     if not task.rewarded():
         raise BadArgument(
-            f"{name} defines no reward(x, c, x_next), which $protocol's critic learns the value of; define it "
+            f"{name} defines no reward(x, c, x_next), whose value the critic of $protocol learns; define it "
             "(docs/tasks.md, rewards) or train with another protocol",
             protocol="shac",
         )

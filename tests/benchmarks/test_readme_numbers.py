@@ -120,3 +120,29 @@ def test_the_readmes_performance_paragraph_agrees_with_its_json():
     ]
     wrong = [(p, v) for p, v in zip(found.groups(), values, strict=True) if not agrees(p, v)]
     assert not wrong, f"README.md, printed against per_update.json / memory.json: {wrong}"
+
+
+def test_the_shac_epoch_table_and_its_reading_agree_with_its_json():
+    """benchmarks/README.md §10: every cell of the table, and the critic's share and SHAC's cost per environment
+    step in its reading, against shac_epoch.json."""
+    text = (ROOT / "benchmarks" / "README.md").read_text()
+    section = text[text.index("## 10. Where a SHAC epoch's time goes") :]
+    rows = {(r["method"], r["variant"]): r for r in _json("shac_epoch.json")["rows"]}
+    assert _json("shac_epoch.json")["quick"] is False
+    table = [line for line in section.splitlines() if line.startswith(("| R |", "| C |"))]
+    assert len(table) == len(rows) == 8
+    for line in table:
+        method, variant, epoch_ms, steps, per_million = (c.strip() for c in line.strip("|").split("|"))
+        row = rows[method, variant]
+        assert agrees(epoch_ms, row["epoch_median_s"] * 1e3), line
+        assert int(steps) == row["env_steps_per_epoch"], line
+        assert agrees(per_million, row["s_per_million_env_steps"]), line
+    reading = " ".join(section.split())
+    found = re.search(r"take (\d+) % of a SHAC epoch with R and (\d+) % with C", reading)
+    assert found, "the critic's share is gone from the reading"
+    shares = [100 * rows[m, "shac"]["critic_share"] for m in "RC"]
+    assert all(agrees(p, v) for p, v in zip(found.groups(), shares, strict=True)), (found.groups(), shares)
+    found = re.search(r"costs ([\d.]+)x \(R\) and ([\d.]+)x \(C\) as much under SHAC", reading)
+    assert found, "SHAC's cost per environment step is gone from the reading"
+    ratios = [rows[m, "paper loop"]["shac_over_paper_per_env_step"] for m in "RC"]
+    assert all(agrees(p, v) for p, v in zip(found.groups(), ratios, strict=True)), (found.groups(), ratios)

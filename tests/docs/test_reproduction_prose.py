@@ -207,12 +207,6 @@ def _where_one_and_two_cores_part() -> list[float]:
     return [min(epochs), max(epochs), min(sizes), max(sizes)]
 
 
-def _full_scale_r_over_c() -> list[float]:
-    ratios = [median("cartpole", p, "R") / median("cartpole", p, "C") for p in (1, 2, 3, 4)]
-    worst = max(c / r for c, r in zip(finals("cartpole", 1, "C"), finals("cartpole", 1, "R"), strict=True))
-    return [*ratios, worst]
-
-
 REPRO = "docs/reproduction.md"
 Claim = tuple[str, str, Callable[[], Sequence[float]]]
 CLAIMS: dict[str, Claim] = {
@@ -416,19 +410,6 @@ CLAIMS: dict[str, Claim] = {
             *(median("quantum", 5, m) for m in "CMR"),
         ],
     ),
-    "README: which rule to use": (
-        "README.md",
-        rf"its final test loss is {NUMBER} times the best run of the level and seed in the median \(always R: {NUMBER},"
-        rf" always M: {NUMBER}\), and its worst case seen is {NUMBER} times the best \(cart pole 4 poles,.*? Trying all"
-        rf" four rules for 250 epochs and keeping the best has a median of {NUMBER} and the same worst case",
-        lambda: [
-            _regret("always C").median,
-            _regret("always R").median,
-            _regret("always M").median,
-            _regret("always C").worst_elsewhere[1],  # type: ignore[index]
-            _regret("pilot: best after 250 epochs").median,
-        ],
-    ),
     "README: the main job, C against R per seed": (
         "README.md",
         rf"C ends below R on each seed \({NUMBER}, {NUMBER} and {NUMBER} against R's {NUMBER}, {NUMBER} and {NUMBER} "
@@ -444,12 +425,6 @@ CLAIMS: dict[str, Claim] = {
         "README.md",
         rf"C's median stays below R's from epoch {NUMBER} on",
         lambda: [_first_epoch_for_good(qs_median("C") < qs_median("R"))],
-    ),
-    "README: the full-scale records at 1-4 poles": (
-        "README.md",
-        rf"\(R/C {NUMBER}, {NUMBER}, {NUMBER} and {NUMBER}\), though not for every seed \(at 1 pole one C seed ends "
-        rf"{NUMBER}x above its R\)",
-        _full_scale_r_over_c,
     ),
     "README: where one and two cores part": (
         "README.md",

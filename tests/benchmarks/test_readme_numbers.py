@@ -146,3 +146,12 @@ def test_the_shac_epoch_table_and_its_reading_agree_with_its_json():
     assert found, "SHAC's cost per environment step is gone from the reading"
     ratios = [rows[m, "paper loop"]["shac_over_paper_per_env_step"] for m in "RC"]
     assert all(agrees(p, v) for p, v in zip(found.groups(), ratios, strict=True)), (found.groups(), ratios)
+
+
+def test_the_readmes_mjx_cost_agrees_with_its_json():
+    """README.md, MuJoCo MJX: C's cost per update over R's on mjx-cartpole, against per_update_mjx.json."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    found = re.search(r"C cost ([\d.]+)x R per update \(`benchmarks/results/per_update_mjx.json`\)", text)
+    assert found, "README.md: the MJX cost sentence is gone"
+    (row,) = _json("per_update_mjx.json")["rows"]
+    assert agrees(found.group(1), row["timings"]["C joint"]["median_s"] / row["timings"]["R"]["median_s"])

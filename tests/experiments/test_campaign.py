@@ -228,6 +228,31 @@ def test_cli_reproduce(tmp_path, capsys, monkeypatch):
     assert not any(tmp_path.iterdir())
 
 
+def test_reproduce_status_of_some_stages_counts_no_planned_record_as_unmatched(tmp_path, capsys, monkeypatch):
+    """With --stages, a record of another stage is neither counted nor called a configuration no planned run has;
+    a record no stage plans is, with or without --stages."""
+    monkeypatch.setenv("COLUMNS", "200")
+    (b_run,) = [r for r in campaign.stage_named(["b"])[0].runs() if r.name == "method=R_poles=1_clip=none_seed=42"]
+    source = campaign.record_path(ROOT / "results" / "paper", "cartpole", b_run.name)
+    target = campaign.record_path(tmp_path, "cartpole", b_run.name)
+    target.parent.mkdir(parents=True)
+    target.write_bytes(source.read_bytes())
+    record = json.loads(gzip.decompress(source.read_bytes()))
+    record["name"] = "method=R_poles=9_clip=none_seed=42"  # planned by no stage
+    record["config"]["task_settings"]["n_poles"] = 9
+    stray = target.with_name(f"{record['name']}.json.gz")
+    stray.write_bytes(gzip.compress(json.dumps(record).encode()))
+    assert main(["reproduce", "status", "--records", str(tmp_path), "--stages", "c"]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 48 planned runs recorded" in " ".join(out.split())
+    unmatched = [line for line in out.splitlines() if line.startswith("not counted")]
+    assert len(unmatched) == 1 and "poles=9" in unmatched[0], unmatched
+    assert main(["reproduce", "status", "--records", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 440 planned runs recorded" in " ".join(out.split())
+    assert [line for line in out.splitlines() if line.startswith("not counted")] == unmatched
+
+
 def test_level_table_one_row_per_level_the_best_median_in_bold():
     finals = {("R", 1): [0.4, 0.6, 0.8], ("C", 1): [0.1, 0.2, 0.3], ("R", 2): [1.0, 2.0, 3.0], ("C", 2): [4.0, 5.0]}
     records = [_synthetic(m, p, s, v) for (m, p), vs in finals.items() for s, v in enumerate(vs)]

@@ -234,6 +234,7 @@ def test_a_brax_environment_is_answered_in_reward_per_step():
     ]
     (line,) = verdicts([*cells[:3], Cell("brax:hopper", None, SHAC, "C", rising)])
     assert "SHAC trained to the end in 8 of 9 runs; its best rule went from 0.1 after the first epoch to 0.35." in line
+    assert "SHAC (best rule: C, 0.35; 1 of its 3 runs diverged, each read at its last finite epoch) does not" in line
     assert "| brax:hopper | - | SHAC | -0.25 [-0.3, -0.2] | -0.15 [-0.2, -0.1] | -0.35 [-0.7, -0.2] |" in study_table(
         cells
     )

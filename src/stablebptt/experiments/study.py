@@ -494,12 +494,17 @@ def _brax_verdict(find: Mapping[tuple[str, Any, str, str], Cell], task: str, lev
     first = float(np.median([-r.curve("test_loss")[0] for r in best.records]))
     runs = [r for c in shac.values() for r in c.records]
     stable = sum(r.status != "diverged" for r in runs)
+    unstable = (  # a diverged run counts at its last finite epoch: say so where the best rule's median has one
+        f"; {best.diverged()} of its {plural(len(best.records), 'run')} diverged, each read at its last finite epoch"
+        if best.diverged()
+        else ""
+    )
     return (
         f"- **{task}** (mean reward per step over an episode, median over seeds; higher is better): SHAC (best "
-        f"rule: {best.method}, {reward(best):.3g}) {beats} APG's recipe with R ({reward(apg):.3g}). Inside SHAC's "
-        f"windows, against {BASELINE}'s {reward(shac[BASELINE]):.3g}: {'; '.join(others)}. SHAC trained to the "
-        f"end in {stable} of {plural(len(runs), 'run')}; its best rule went from {first:.3g} after the first epoch "
-        f"to {reward(best):.3g}." + diverged
+        f"rule: {best.method}, {reward(best):.3g}{unstable}) {beats} APG's recipe with R ({reward(apg):.3g}). "
+        f"Inside SHAC's windows, against {BASELINE}'s {reward(shac[BASELINE]):.3g}: {'; '.join(others)}. "
+        f"SHAC trained to the end in {stable} of {plural(len(runs), 'run')}; its best rule went from {first:.3g} "
+        f"after the first epoch to {reward(best):.3g}." + diverged
     )
 
 

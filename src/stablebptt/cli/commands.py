@@ -700,9 +700,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             max_groups=args.max_groups,
         )
         print(f"recorded {plural(done, 'run')} in {args.records}")
-    records = campaign.load_records(args.records)
-    progress, unreadable, _ = campaign.progress(records, stages)
-    _, _, unmatched = campaign.progress(records, every)  # a record of a stage not selected is planned all the same
+    found = campaign.load_records(args.records)
+    progress, unreadable, _ = campaign.progress(found, stages)
+    _, _, unmatched = campaign.progress(found, every)  # a record of a stage not selected is planned all the same
     planned = sum(len(p.planned) for p in progress)
     recorded = sum(len(p.recorded) for p in progress)
     table = Table(

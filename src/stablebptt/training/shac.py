@@ -205,13 +205,14 @@ def check_shac(task: Task, settings: TrainSettings) -> None:
             episode_restart=None,
         )
     check_window(task, settings)
-    samples = window_length(task, settings)[0] * settings.batch_size
-    if settings.critic_batches > samples:
+    window = window_length(task, settings)[0]
+    if settings.critic_batches > window * settings.batch_size:
         raise BadArgument(
-            f"$critic_batches is more minibatches than a window has samples ({samples}: $window steps x $batch_size "
-            f"environments), which would leave every minibatch empty; give at most {samples}",
+            f"$critic_batches is more minibatches than a window has samples ({window * settings.batch_size}: $window "
+            f"steps x $batch_size environments), which would leave every minibatch empty; give at most "
+            f"{window * settings.batch_size}",
             critic_batches=settings.critic_batches,
-            window=window_length(task, settings)[0],
+            window=window,
             batch_size=settings.batch_size,
         )
 

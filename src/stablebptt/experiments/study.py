@@ -738,7 +738,7 @@ def plot_study(cells: Sequence[Cell], path: str | Path, references: Sequence[Map
         ax.set_ylabel("test loss (the paper's, full horizon)" if paper else "mean reward per step (test)")
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=6, framealpha=0.5)  # see-through: the cart-pole panels have no free corner
         else:
             ax.text(0.5, 0.5, "no records yet", ha="center", va="center", transform=ax.transAxes, color="0.4")
     fig.tight_layout()
